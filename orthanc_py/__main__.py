@@ -1,0 +1,7 @@
+"""`python -m orthanc_py [CONFIG]`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,72 @@
+"""Composition root: Settings -> backends -> ServerContext -> aiohttp app (the only place that names
+concrete backends)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from . import rest
+from .config import Settings
+from .core.context import ServerContext
+from .index.sqlite import SqliteIndex
+from .storage.filesystem import FilesystemStorage
+from .web.middleware import access_middleware, errors_middleware
+
+log = logging.getLogger("orthanc_py")
+
+INDEX_FILENAME = "orthanc_py-index.sqlite"
+MAX_BODY = 1 << 34
+
+
+def build_context(settings: Settings) -> ServerContext:
+    """Open the storage area and the index named by the settings."""
+    storage = FilesystemStorage(settings.storage_directory, sync=settings.sync_storage_area)
+    index = SqliteIndex(Path(settings.index_directory) / INDEX_FILENAME, durable=settings.sync_storage_area)
+    return ServerContext(settings, index, storage)
+
+
+def build_app(ctx: ServerContext) -> web.Application:
+    """The aiohttp application serving Orthanc's REST API."""
+    s = ctx.settings
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[
+            access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users),
+            errors_middleware,
+        ],
+    )
+    rest.setup(app, ctx)
+    return app
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the server until `stop` is set (or SIGINT/SIGTERM)."""
+    if settings.unknown_keys:
+        log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
+    ctx = build_context(settings)
+    ctx.start_background()
+    app = build_app(ctx)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=settings.http_timeout)
+    await runner.setup()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        if settings.http_server_enabled:
+            host = settings.http_bind_address or "0.0.0.0"
+            site = web.TCPSite(runner, host, settings.http_port, reuse_address=True)
+            await site.start()
+            log.info("HTTP server listening on port %d", settings.http_port)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await ctx.close()

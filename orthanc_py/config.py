@@ -1,0 +1,255 @@
+"""Settings read from Orthanc's JSON configuration format.
+
+One table (`KEYS`) lists every key we understand with its Orthanc default and a one-line help;
+`load()` reads a file or a folder of files (comments allowed, as Orthanc allows), applies
+`ORTHANC__SECTION_KEY` environment overrides (the orthancteam Docker convention) and returns a
+frozen `Settings`. Keys we don't know are kept in `Settings.raw` and reported once by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+log = logging.getLogger("orthanc_py.config")
+
+
+@dataclass(frozen=True)
+class Key:
+    """A configuration key: Orthanc's name, its default and what it does."""
+
+    name: str
+    default: Any
+    help: str
+
+
+KEYS: tuple[Key, ...] = (
+    Key("Name", "MyOrthanc", "Name of this server, shown in /system"),
+    Key("StorageDirectory", "OrthancStorage", "Folder where DICOM files are stored"),
+    Key("IndexDirectory", None, "Folder of the SQLite index (defaults to StorageDirectory)"),
+    Key("StorageCompression", False, "Compress stored files (not supported yet: ignored)"),
+    Key("SyncStorageArea", True, "fsync each stored file before acknowledging it"),
+    Key("MaximumStorageSize", 0, "Maximum storage size in MB (0 = unlimited)"),
+    Key("MaximumPatientCount", 0, "Maximum number of patients (0 = unlimited)"),
+    Key("HttpServerEnabled", True, "Serve the REST API"),
+    Key("HttpPort", 8042, "HTTP port of the REST API"),
+    Key("HttpBindAddress", None, "Address to bind (default: all, or loopback when remote access is off)"),
+    Key("DicomServerEnabled", True, "Run the DICOM server"),
+    Key("DicomAet", "ORTHANC", "Application entity title of this server"),
+    Key("DicomPort", 4242, "DICOM port"),
+    Key("RemoteAccessAllowed", False, "Accept HTTP clients that are not on the loopback interface"),
+    Key("AuthenticationEnabled", None, "HTTP Basic auth (default: on iff remote access is allowed)"),
+    Key("RegisteredUsers", {}, "HTTP users: {\"user\": \"password\"}"),
+    Key("StableAge", 60, "Seconds without new instance before a resource becomes stable"),
+    Key("OverwriteInstances", False, "Replace an instance received again instead of ignoring it"),
+    Key("LogExportedResources", False, "Record sent resources in /exports"),
+    Key("LimitFindResults", 0, "Maximum patients/studies/series answered by a find (0 = no limit)"),
+    Key("LimitFindInstances", 0, "Maximum instances answered by a find (0 = no limit)"),
+    Key("CaseSensitivePN", False, "Case-sensitive matching of person names in finds"),
+    Key("DefaultEncoding", "Latin1", "Encoding assumed when SpecificCharacterSet is absent"),
+    Key("KeepAlive", True, "HTTP keep-alive"),
+    Key("TcpNoDelay", True, "Disable Nagle's algorithm on HTTP sockets"),
+    Key("HttpTimeout", 60, "HTTP keep-alive timeout in seconds"),
+    Key("DicomModalities", {}, "Known DICOM peers: {\"name\": [AET, host, port]}"),
+    Key("OrthancPeers", {}, "Known Orthanc peers"),
+    Key("ExtraMainDicomTags", {}, "Additional main DICOM tags per level (not supported yet)"),
+    Key("Plugins", [], "Orthanc plugins (not applicable: ignored)"),
+)
+
+_DEFAULTS = {k.name: k.default for k in KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the configuration; `raw` keeps every key as read (unknown ones included)."""
+
+    name: str = "MyOrthanc"
+    storage_directory: Path = Path("OrthancStorage")
+    index_directory: Path = Path("OrthancStorage")
+    sync_storage_area: bool = True
+    http_port: int = 8042
+    http_bind_address: str | None = None
+    http_server_enabled: bool = True
+    dicom_server_enabled: bool = True
+    dicom_aet: str = "ORTHANC"
+    dicom_port: int = 4242
+    remote_access_allowed: bool = False
+    authentication_enabled: bool = False
+    registered_users: Mapping[str, str] = field(default_factory=dict)
+    stable_age: float = 60.0
+    overwrite_instances: bool = False
+    log_exported_resources: bool = False
+    limit_find_results: int = 0
+    limit_find_instances: int = 0
+    case_sensitive_pn: bool = False
+    default_encoding: str = "Latin1"
+    keep_alive: bool = True
+    http_timeout: float = 60.0
+    maximum_storage_size_mb: int = 0
+    maximum_patient_count: int = 0
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def unknown_keys(self) -> list[str]:
+        """Top-level keys we read but don't understand (reported once at startup)."""
+        return sorted(k for k in self.raw if k not in _DEFAULTS)
+
+
+_COMMENT_RE = re.compile(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/', re.S)
+
+
+def strip_comments(text: str) -> str:
+    """Remove // and /* */ comments outside strings (Orthanc's JSON reader accepts them)."""
+    return _COMMENT_RE.sub(lambda m: m.group(0) if m.group(0).startswith('"') else "", text)
+
+
+def parse_json_with_comments(text: str, origin: str = "configuration") -> dict[str, Any]:
+    """Parse one configuration document; a clear error names the file on bad JSON."""
+    try:
+        data = orjson.loads(strip_comments(text))
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{origin}: invalid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{origin}: the configuration must be a JSON object")
+    return data
+
+
+def read_sources(path: str | Path | None) -> dict[str, Any]:
+    """Read a JSON file, or every *.json file of a folder merged (a key twice is an error)."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if p.is_dir():
+        merged: dict[str, Any] = {}
+        for f in sorted(p.glob("*.json")):
+            for key, value in parse_json_with_comments(f.read_text("utf-8"), str(f)).items():
+                if key in merged:
+                    raise ValueError(f"{f}: key {key!r} is defined in several configuration files")
+                merged[key] = value
+        return merged
+    if not p.exists():
+        raise ValueError(f"configuration file not found: {p}")
+    return parse_json_with_comments(p.read_text("utf-8"), str(p))
+
+
+def _squash(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def _pascal(segment: str) -> str:
+    return "".join(part.capitalize() for part in segment.lower().split("_"))
+
+
+def _env_value(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+
+
+def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Apply `ORTHANC__SECTION__KEY=value` overrides (value parsed as JSON when it is JSON).
+
+    Segments are matched to existing or known keys case-insensitively, ignoring underscores
+    (`ORTHANC__DICOM_AET` -> `DicomAet`, `ORTHANC__POSTGRESQL__HOST` -> `PostgreSQL.Host`).
+    """
+    out = dict(raw)
+    for var, text in sorted(environ.items()):
+        if not var.startswith("ORTHANC__") or len(var) <= 9:
+            continue
+        segments = var[9:].split("__")
+        node: dict[str, Any] = out
+        for i, seg in enumerate(segments):
+            known = [k for k in node if _squash(k) == _squash(seg)]
+            if i == 0 and not known:
+                known = [k for k in _DEFAULTS if _squash(k) == _squash(seg)]
+            key = known[0] if known else _pascal(seg)
+            if i == len(segments) - 1:
+                node[key] = _env_value(text)
+            else:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = {}
+                else:
+                    child = dict(child)
+                node[key] = child
+                node = child
+    return out
+
+
+def _bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"configuration key {key} must be a boolean, got {value!r}")
+
+
+def _int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"configuration key {key} must be an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"configuration key {key} must be an integer, got {value!r}") from exc
+
+
+def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
+    """Build `Settings` from a merged configuration mapping (paths relative to `base`)."""
+    merged = {**_DEFAULTS, **raw}
+
+    def path(value: Any) -> Path:
+        p = Path(str(value)).expanduser()
+        return p if p.is_absolute() or base is None else base / p
+
+    storage = path(merged["StorageDirectory"])
+    index = path(merged["IndexDirectory"]) if merged["IndexDirectory"] else storage
+    remote = _bool(merged["RemoteAccessAllowed"], "RemoteAccessAllowed")
+    auth_raw = merged["AuthenticationEnabled"]
+    auth = remote if auth_raw is None else _bool(auth_raw, "AuthenticationEnabled")
+    users = merged["RegisteredUsers"] or {}
+    if not isinstance(users, dict):
+        raise ValueError("configuration key RegisteredUsers must be an object {user: password}")
+    return Settings(
+        name=str(merged["Name"]),
+        storage_directory=storage,
+        index_directory=index,
+        sync_storage_area=_bool(merged["SyncStorageArea"], "SyncStorageArea"),
+        http_port=_int(merged["HttpPort"], "HttpPort"),
+        http_bind_address=merged["HttpBindAddress"],
+        http_server_enabled=_bool(merged["HttpServerEnabled"], "HttpServerEnabled"),
+        dicom_server_enabled=_bool(merged["DicomServerEnabled"], "DicomServerEnabled"),
+        dicom_aet=str(merged["DicomAet"]),
+        dicom_port=_int(merged["DicomPort"], "DicomPort"),
+        remote_access_allowed=remote,
+        authentication_enabled=auth,
+        registered_users={str(k): str(v) for k, v in users.items()},
+        stable_age=float(merged["StableAge"]),
+        overwrite_instances=_bool(merged["OverwriteInstances"], "OverwriteInstances"),
+        log_exported_resources=_bool(merged["LogExportedResources"], "LogExportedResources"),
+        limit_find_results=_int(merged["LimitFindResults"], "LimitFindResults"),
+        limit_find_instances=_int(merged["LimitFindInstances"], "LimitFindInstances"),
+        case_sensitive_pn=_bool(merged["CaseSensitivePN"], "CaseSensitivePN"),
+        default_encoding=str(merged["DefaultEncoding"]),
+        keep_alive=_bool(merged["KeepAlive"], "KeepAlive"),
+        http_timeout=float(merged["HttpTimeout"]),
+        maximum_storage_size_mb=_int(merged["MaximumStorageSize"], "MaximumStorageSize"),
+        maximum_patient_count=_int(merged["MaximumPatientCount"], "MaximumPatientCount"),
+        raw=dict(raw),
+    )
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the configuration the way Orthanc does, then apply environment overrides.
+
+    Relative paths are resolved against the current directory, like Orthanc.
+    """
+    raw = apply_environment(read_sources(path), os.environ if environ is None else environ)
+    return from_raw(raw, Path.cwd())

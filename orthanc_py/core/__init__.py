@@ -1,0 +1,1 @@
+"""Core services: every Orthanc behaviour, independent of HTTP, DICOM networking and backends."""

@@ -1,0 +1,110 @@
+"""The server context: settings, backends and the shared services every interface calls."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ..config import Settings
+from ..index.base import Index
+from ..model.enums import ChangeType, ResourceType
+from ..storage.base import StorageArea
+
+log = logging.getLogger("orthanc_py")
+T = TypeVar("T")
+
+
+def now_iso() -> str:
+    """Orthanc's timestamp format for changes, metadata and LastUpdate: `20231109T160739`."""
+    return _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+
+
+@dataclass
+class StableTracker:
+    """Resources that received an instance less than StableAge seconds ago (Orthanc keeps this in
+    memory too: after a restart everything is stable)."""
+
+    age: float
+    pending: dict[str, tuple[ResourceType, float]] = field(default_factory=dict)
+
+    def touch(self, level: ResourceType, public_id: str) -> None:
+        self.pending[public_id] = (level, time.monotonic() + self.age)
+
+    def is_stable(self, public_id: str) -> bool:
+        return public_id not in self.pending
+
+    def forget(self, public_id: str) -> None:
+        self.pending.pop(public_id, None)
+
+    def due(self) -> list[tuple[ResourceType, str]]:
+        """Pop the resources whose quiet period has elapsed, series before studies before patients."""
+        now = time.monotonic()
+        ready = [(lv, pid) for pid, (lv, deadline) in self.pending.items() if deadline <= now]
+        for _lv, pid in ready:
+            del self.pending[pid]
+        ready.sort(key=lambda x: -int(x[0]))
+        return ready
+
+
+_STABLE_CHANGE = {
+    ResourceType.SERIES: ChangeType.STABLE_SERIES,
+    ResourceType.STUDY: ChangeType.STABLE_STUDY,
+    ResourceType.PATIENT: ChangeType.STABLE_PATIENT,
+}
+
+
+class ServerContext:
+    """What core services share: built once by the composition root, passed to every interface."""
+
+    def __init__(self, settings: Settings, index: Index, storage: StorageArea) -> None:
+        self.settings = settings
+        self.index = index
+        self.storage = storage
+        self.io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
+        self.stable = StableTracker(settings.stable_age)
+        self.started = time.time()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking work (files, parsing, pixels) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
+
+    def start_background(self) -> None:
+        """Start the periodic tasks (stability)."""
+        self._tasks.append(asyncio.create_task(self._stability_loop(), name="stability"))
+
+    async def _stability_loop(self) -> None:
+        interval = min(1.0, max(0.05, self.settings.stable_age / 4))
+        while True:
+            await asyncio.sleep(interval)
+            due = self.stable.due()
+            if not due:
+                continue
+            date = now_iso()
+
+            def log_stable(txn: Any, due: list[tuple[ResourceType, str]] = due) -> None:
+                for level, pid in due:
+                    if txn.lookup(pid) is not None:
+                        txn.log_change(int(_STABLE_CHANGE[level]), level, pid, date)
+
+            try:
+                await self.index.write(log_stable)
+            except Exception:  # never let the loop die; the next pass continues
+                log.exception("cannot log stable resources")
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.index.close()
+        self.io.shutdown(wait=True)

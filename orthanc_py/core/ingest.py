@@ -1,0 +1,156 @@
+"""The one ingest path: REST uploads, C-STORE and STOW-RS all call `store`.
+
+parse header -> public IDs -> write the file (temp, fsync, rename; off the loop) -> one index
+transaction (resources, main tags, attachment, metadata, changes) -> result. If the index step
+fails the file is removed: at worst an orphan file, never a row without a file.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import uuid as uuidlib
+from dataclasses import dataclass
+
+from ..index.base import Attachment, Transaction
+from ..model import maintags as mt
+from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
+from ..model.ids import PublicIds
+from ..model.parsing import ParsedInstance, parse
+from .context import ServerContext, now_iso
+
+
+class StoreStatus(enum.Enum):
+    SUCCESS = "Success"
+    ALREADY_STORED = "AlreadyStored"
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an instance came from (recorded as Orthanc's instance metadata)."""
+
+    kind: str = "RestApi"  # RestApi | DicomProtocol | Plugins
+    remote_ip: str = ""
+    remote_aet: str = ""
+    called_aet: str = ""
+    http_username: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    status: StoreStatus
+    ids: PublicIds
+    parsed: ParsedInstance
+
+
+def _signature(level: ResourceType) -> str:
+    return ";".join(sorted(mt.format_tag(t) for t in mt.MAIN_TAGS[level]))
+
+
+SIGNATURES = {level: _signature(level) for level in ResourceType}
+
+
+def _prepare(ctx: ServerContext, data: bytes) -> tuple[ParsedInstance, Attachment]:
+    """Worker-thread half: parse, then write the file durably."""
+    parsed = parse(data)
+    uuid = str(uuidlib.uuid4())
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    ctx.storage.create(uuid, data, FileContentType.DICOM)
+    size = len(data)
+    return parsed, Attachment(int(FileContentType.DICOM), uuid, size, size, 1, md5, md5, 0)
+
+
+@dataclass(slots=True)
+class _TxnResult:
+    status: StoreStatus
+    replaced: list[Attachment]
+    new_levels: list[ResourceType]
+
+
+def _store_txn(
+    txn: Transaction, p: ParsedInstance, att: Attachment, origin: Origin, overwrite: bool, date: str
+) -> _TxnResult:
+    ids = p.ids
+    replaced: list[Attachment] = []
+    found = txn.lookup(ids.instance)
+    if found is not None:
+        if not overwrite:
+            return _TxnResult(StoreStatus.ALREADY_STORED, [], [])
+        deletion = txn.delete_resource(found[0])
+        replaced = deletion.attachments
+        for level, pid in deletion.deleted:
+            txn.log_change(int(ChangeType.DELETED), level, pid, date)
+    created: list[tuple[ResourceType, str]] = []
+    parent: int | None = None
+    chain: list[int] = []
+    for level, pid in (
+        (ResourceType.PATIENT, ids.patient),
+        (ResourceType.STUDY, ids.study),
+        (ResourceType.SERIES, ids.series),
+    ):
+        hit = txn.lookup(pid)
+        if hit is None:
+            rid = txn.create_resource(pid, level, parent, p.main_tags[level])
+            created.append((level, pid))
+            txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level])
+            if level is ResourceType.SERIES and p.expected_instances is not None:
+                txn.set_metadata(rid, int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES), str(p.expected_instances))
+        else:
+            rid = hit[0]
+        chain.append(rid)
+        parent = rid
+    iid = txn.create_resource(ids.instance, ResourceType.INSTANCE, parent, p.main_tags[ResourceType.INSTANCE])
+    txn.add_attachment(iid, att)
+    meta: list[tuple[int, str]] = [
+        (MetadataType.RECEPTION_DATE, date),
+        (MetadataType.REMOTE_AET, origin.remote_aet),
+        (MetadataType.ORIGIN, origin.kind),
+        (MetadataType.TRANSFER_SYNTAX, p.transfer_syntax),
+        (MetadataType.SOP_CLASS_UID, p.sop_class_uid),
+        (MetadataType.MAIN_DICOM_TAGS_SIGNATURE, SIGNATURES[ResourceType.INSTANCE]),
+    ]
+    if p.index_in_series is not None:
+        meta.append((MetadataType.INDEX_IN_SERIES, p.index_in_series))
+    if origin.remote_ip:
+        meta.append((MetadataType.REMOTE_IP, origin.remote_ip))
+    if origin.kind == "DicomProtocol":
+        meta.append((MetadataType.CALLED_AET, origin.called_aet))
+    if origin.kind == "RestApi":
+        meta.append((MetadataType.HTTP_USERNAME, origin.http_username))
+    if p.pixel_data_offset is not None:
+        meta.append((MetadataType.PIXEL_DATA_OFFSET, str(p.pixel_data_offset)))
+    for mtype, value in meta:
+        txn.set_metadata(iid, int(mtype), value)
+    for rid in (*chain, iid):
+        txn.set_metadata(rid, int(MetadataType.LAST_UPDATE), date)
+    txn.log_change(int(ChangeType.NEW_INSTANCE), ResourceType.INSTANCE, ids.instance, date)
+    for level, pid in reversed(created):
+        change = {
+            ResourceType.SERIES: ChangeType.NEW_SERIES,
+            ResourceType.STUDY: ChangeType.NEW_STUDY,
+            ResourceType.PATIENT: ChangeType.NEW_PATIENT,
+        }[level]
+        txn.log_change(int(change), level, pid, date)
+    return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
+
+
+async def store(ctx: ServerContext, data: bytes, origin: Origin) -> StoreResult:
+    """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept)."""
+    parsed, att = await ctx.run(_prepare, ctx, data)
+    date = now_iso()
+    overwrite = ctx.settings.overwrite_instances
+    try:
+        result = await ctx.index.write(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date))
+    except BaseException:
+        await ctx.run(ctx.storage.remove, att.uuid, att.content_type)
+        raise
+    if result.status is StoreStatus.ALREADY_STORED:
+        await ctx.run(ctx.storage.remove, att.uuid, att.content_type)
+    else:
+        ids = parsed.ids
+        ctx.stable.touch(ResourceType.SERIES, ids.series)
+        ctx.stable.touch(ResourceType.STUDY, ids.study)
+        ctx.stable.touch(ResourceType.PATIENT, ids.patient)
+        for old in result.replaced:
+            await ctx.run(ctx.storage.remove, old.uuid, old.content_type)
+    return StoreResult(result.status, parsed.ids, parsed)

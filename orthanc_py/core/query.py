@@ -1,0 +1,125 @@
+"""The one find engine: /tools/find, C-FIND and QIDO-RS parse their input into a `FindRequest`.
+
+Constraints on main DICOM tags run in the index (one SQL query); constraints on other tags are
+checked by reading the DICOM file of one instance of each candidate, as Orthanc does
+(StorageAccessOnFind), so they are correct but slow.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pydicom
+
+from ..index.base import OrderBy, Transaction
+from ..model.enums import FileContentType, ResourceType
+from ..model.lookup import TagConstraint, matches
+from ..model.parsing import element_text
+from .context import ServerContext
+from .resources import ResourceInfo, expand, lookup_in
+
+
+@dataclass
+class FindRequest:
+    """A parsed query. `constraints` may mix main and non-main tags (level None = not indexed)."""
+
+    level: ResourceType
+    constraints: list[TagConstraint] = field(default_factory=list)
+    parent: str | None = None
+    parent_level: ResourceType | None = None
+    labels: list[str] = field(default_factory=list)
+    labels_mode: str = "All"
+    metadata_constraints: list[tuple[int, TagConstraint]] = field(default_factory=list)
+    order_by: list[OrderBy] = field(default_factory=list)
+    since: int = 0
+    limit: int = 0
+
+
+def _split(constraints: Sequence[TagConstraint]) -> tuple[list[TagConstraint], list[TagConstraint]]:
+    indexed = [c for c in constraints if c.level is not None]
+    others = [c for c in constraints if c.level is None]
+    return indexed, others
+
+
+def _representative_dataset(ctx: ServerContext, txn: Transaction, rid: int, level: ResourceType) -> pydicom.Dataset | None:
+    ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)[:1]
+    if not ids:
+        return None
+    for a in txn.attachments(ids)[ids[0]]:
+        if a.content_type == FileContentType.DICOM:
+            try:
+                data = ctx.storage.read(a.uuid, a.content_type)
+            except FileNotFoundError:
+                return None
+            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    return None
+
+
+def _passes(ds: pydicom.Dataset | None, constraints: Sequence[TagConstraint]) -> bool:
+    for c in constraints:
+        elem = ds.get(c.tag) if ds is not None else None
+        value = element_text(elem.value) if elem is not None else None
+        if not matches(c, value):
+            return False
+    return True
+
+
+def find_ids(ctx: ServerContext, txn: Transaction, req: FindRequest) -> list[int]:
+    """Internal ids matching the request, in index order (runs inside a read transaction)."""
+    parent_id = None
+    if req.parent is not None:
+        parent_id, _ = lookup_in(txn, req.parent, req.parent_level)
+    indexed, others = _split(req.constraints)
+    if not others:
+        return txn.find(
+            req.level,
+            indexed,
+            parent=parent_id,
+            labels=req.labels,
+            labels_mode=req.labels_mode,
+            metadata_constraints=req.metadata_constraints,
+            order_by=req.order_by,
+            since=req.since,
+            limit=req.limit,
+        )
+    candidates = txn.find(
+        req.level,
+        indexed,
+        parent=parent_id,
+        labels=req.labels,
+        labels_mode=req.labels_mode,
+        metadata_constraints=req.metadata_constraints,
+        order_by=req.order_by,
+    )
+    out: list[int] = []
+    skipped = 0
+    for rid in candidates:
+        if _passes(_representative_dataset(ctx, txn, rid, req.level), others):
+            if skipped < req.since:
+                skipped += 1
+                continue
+            out.append(rid)
+            if req.limit and len(out) >= req.limit:
+                break
+    return out
+
+
+async def find(ctx: ServerContext, req: FindRequest, expanded: bool, **expand_opts: bool) -> list[ResourceInfo] | list[str]:
+    """Run a find; answer public ids, or expanded resources."""
+
+    def run(txn: Transaction) -> list[ResourceInfo] | list[str]:
+        ids = find_ids(ctx, txn, req)
+        if expanded:
+            return expand(txn, ctx, ids, **expand_opts)
+        return [r.public_id for r in txn.resources(ids)]
+
+    return await ctx.index.read(run)
+
+
+async def count(ctx: ServerContext, req: FindRequest) -> int:
+    def run(txn: Transaction) -> int:
+        return len(find_ids(ctx, txn, req))
+
+    return await ctx.index.read(run)

@@ -1,0 +1,276 @@
+"""Resources: lookup, expansion (what GET /{level}/{id} shows), relatives, statistics, delete.
+
+Expansion is done in bulk (a handful of queries for any number of resources), because listing
+all studies with `expand` is a hot path for viewers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ErrorCode, OrthancError
+from ..index.base import Attachment, Deletion, Transaction
+from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
+from ..model.ids import is_public_id
+from .context import ServerContext, now_iso
+
+
+@dataclass(slots=True)
+class ResourceInfo:
+    """Everything Orthanc reports about one resource; rest/render.py turns it into JSON."""
+
+    id: int
+    level: ResourceType
+    public_id: str
+    main_tags: dict[int, str]
+    parent: str | None
+    children: list[str]
+    last_update: str | None = None
+    labels: list[str] = field(default_factory=list)
+    is_stable: bool = True
+    patient_main_tags: dict[int, str] | None = None
+    expected_instances: int | None = None
+    series_status: str | None = None
+    file_size: int | None = None
+    file_uuid: str | None = None
+    index_in_series: int | None = None
+    is_protected: bool = False
+    metadata: dict[int, str] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+def unknown(public_id: str) -> OrthancError:
+    return OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Unknown resource: {public_id}")
+
+
+def lookup_in(txn: Transaction, public_id: str, level: ResourceType | None) -> tuple[int, ResourceType]:
+    """Internal id of a public id at `level` (any level when None); UNKNOWN_RESOURCE otherwise."""
+    hit = txn.lookup(public_id) if is_public_id(public_id) else None
+    if hit is None or (level is not None and hit[1] != level):
+        raise unknown(public_id)
+    return hit
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def series_status(expected: int | None, indexes: list[int | None]) -> str:
+    """Orthanc's series Status: Unknown without ExpectedNumberOfInstances or with an instance
+    lacking IndexInSeries; Inconsistent on duplicates or out-of-range; else Complete/Missing."""
+    if expected is None:
+        return "Unknown"
+    seen: set[int] = set()
+    for idx in indexes:
+        if idx is None:
+            return "Unknown"
+        if idx < 1 or idx > expected or idx in seen:
+            return "Inconsistent"
+        seen.add(idx)
+    return "Complete" if len(seen) == expected else "Missing"
+
+
+def expand(
+    txn: Transaction,
+    ctx: ServerContext,
+    ids: Sequence[int],
+    *,
+    with_metadata: bool = False,
+    with_attachments: bool = False,
+) -> list[ResourceInfo]:
+    """Build `ResourceInfo` for resources of one or several levels with a few bulk queries."""
+    rows = txn.resources(ids)
+    if not rows:
+        return []
+    all_ids = [r.id for r in rows]
+    kids = txn.children(all_ids)
+    meta = txn.metadata(all_ids, None if with_metadata else (
+        MetadataType.LAST_UPDATE, MetadataType.EXPECTED_NUMBER_OF_INSTANCES, MetadataType.INDEX_IN_SERIES))
+    labels = txn.labels(all_ids)
+    instance_ids = [r.id for r in rows if r.level is ResourceType.INSTANCE]
+    atts = txn.attachments(instance_ids) if instance_ids else {}
+    all_atts = txn.attachments(all_ids) if with_attachments else {}
+    study_parents = [r.parent_id for r in rows if r.level is ResourceType.STUDY and r.parent_id is not None]
+    patient_tags = {p.id: p.main_tags for p in txn.resources(study_parents)} if study_parents else {}
+    series_with_expected = [
+        r.id for r in rows
+        if r.level is ResourceType.SERIES and MetadataType.EXPECTED_NUMBER_OF_INSTANCES in meta[r.id]
+    ]
+    child_index: dict[int, dict[int, str]] = {}
+    if series_with_expected:
+        child_ids = [cid for sid in series_with_expected for cid, _ in kids[sid]]
+        child_index = txn.metadata(child_ids, (MetadataType.INDEX_IN_SERIES,))
+    out: list[ResourceInfo] = []
+    stable = ctx.stable
+    for r in rows:
+        m = meta[r.id]
+        info = ResourceInfo(
+            id=r.id,
+            level=r.level,
+            public_id=r.public_id,
+            main_tags=r.main_tags,
+            parent=r.parent_public_id,
+            children=[pub for _, pub in kids[r.id]],
+            last_update=m.get(MetadataType.LAST_UPDATE),
+            labels=labels[r.id],
+            is_stable=stable.is_stable(r.public_id),
+            metadata=m,
+            attachments=all_atts.get(r.id, []),
+        )
+        if r.level is ResourceType.STUDY and r.parent_id is not None:
+            info.patient_main_tags = patient_tags.get(r.parent_id, {})
+        elif r.level is ResourceType.SERIES:
+            expected = _int_or_none(m.get(MetadataType.EXPECTED_NUMBER_OF_INSTANCES))
+            info.expected_instances = expected
+            indexes = [
+                _int_or_none(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES)) for cid, _ in kids[r.id]
+            ] if expected is not None else []
+            info.series_status = series_status(expected, indexes)
+        elif r.level is ResourceType.INSTANCE:
+            for a in atts.get(r.id, []):
+                if a.content_type == FileContentType.DICOM:
+                    info.file_size = a.uncompressed_size
+                    info.file_uuid = a.uuid
+            info.index_in_series = _int_or_none(m.get(MetadataType.INDEX_IN_SERIES))
+        elif r.level is ResourceType.PATIENT:
+            info.is_protected = txn.is_protected(r.id)
+        out.append(info)
+    return out
+
+
+async def get(ctx: ServerContext, public_id: str, level: ResourceType | None) -> ResourceInfo:
+    """One resource, expanded; UNKNOWN_RESOURCE when absent or at another level."""
+
+    def run(txn: Transaction) -> ResourceInfo:
+        rid, _lv = lookup_in(txn, public_id, level)
+        return expand(txn, ctx, [rid])[0]
+
+    return await ctx.index.read(run)
+
+
+async def list_level(
+    ctx: ServerContext, level: ResourceType, since: int, limit: int, expanded: bool
+) -> list[ResourceInfo] | list[str]:
+    """GET /patients etc.: public ids (or expanded infos) in creation order."""
+
+    def run(txn: Transaction) -> list[ResourceInfo] | list[str]:
+        ids = txn.list_ids(level, since, limit)
+        if expanded:
+            return expand(txn, ctx, ids)
+        return [r.public_id for r in txn.resources(ids)]
+
+    return await ctx.index.read(run)
+
+
+def relatives_in(txn: Transaction, rid: int, level: ResourceType, target: ResourceType) -> list[int]:
+    """Internal ids of the ancestor (target above level) or descendants (below) of a resource."""
+    if target < level:
+        anc = txn.ancestor(rid, target)
+        return [anc] if anc is not None else []
+    return txn.descendants(rid, target)
+
+
+async def relatives(
+    ctx: ServerContext, public_id: str, level: ResourceType, target: ResourceType, expanded: bool = True
+) -> list[ResourceInfo] | list[str]:
+    """/studies/{id}/series, /instances/{id}/patient, ... (Orthanc answers expanded resources)."""
+
+    def run(txn: Transaction) -> list[ResourceInfo] | list[str]:
+        rid, _ = lookup_in(txn, public_id, level)
+        ids = relatives_in(txn, rid, level, target)
+        if expanded:
+            return expand(txn, ctx, ids)
+        return [r.public_id for r in txn.resources(ids)]
+
+    return await ctx.index.read(run)
+
+
+async def instance_ids_of(ctx: ServerContext, public_id: str, level: ResourceType) -> list[tuple[int, str]]:
+    """(internal id, attachment uuid) of every instance under a resource, in index order."""
+
+    def run(txn: Transaction) -> list[tuple[int, str]]:
+        rid, _ = lookup_in(txn, public_id, level)
+        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
+        atts = txn.attachments(ids)
+        out = []
+        for i in ids:
+            for a in atts[i]:
+                if a.content_type == FileContentType.DICOM:
+                    out.append((i, a.uuid))
+        return out
+
+    return await ctx.index.read(run)
+
+
+async def dicom_attachment(ctx: ServerContext, public_id: str) -> Attachment:
+    """The DICOM file of an instance."""
+
+    def run(txn: Transaction) -> Attachment:
+        rid, _ = lookup_in(txn, public_id, ResourceType.INSTANCE)
+        for a in txn.attachments([rid])[rid]:
+            if a.content_type == FileContentType.DICOM:
+                return a
+        raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
+
+    return await ctx.index.read(run)
+
+
+async def read_dicom(ctx: ServerContext, public_id: str) -> bytes:
+    """The bytes of an instance's DICOM file (read in a worker thread)."""
+    att = await dicom_attachment(ctx, public_id)
+    try:
+        return await ctx.run(ctx.storage.read, att.uuid, att.content_type)
+    except FileNotFoundError as exc:
+        raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
+
+
+async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:
+    """Delete a resource with its descendants and emptied ancestors; files go after commit."""
+    date = now_iso()
+
+    def run(txn: Transaction) -> Deletion:
+        rid, _ = lookup_in(txn, public_id, level)
+        deletion = txn.delete_resource(rid)
+        for lv, pid in deletion.deleted:
+            txn.log_change(int(ChangeType.DELETED), lv, pid, date)
+        return deletion
+
+    deletion = await ctx.index.write(run)
+    for _lv, pid in deletion.deleted:
+        ctx.stable.forget(pid)
+    await ctx.run(_remove_files, ctx, deletion.attachments)
+    return deletion
+
+
+def _remove_files(ctx: ServerContext, attachments: list[Attachment]) -> None:
+    for a in attachments:
+        ctx.storage.remove(a.uuid, a.content_type)
+
+
+async def statistics(ctx: ServerContext, public_id: str, level: ResourceType) -> dict[str, int]:
+    def run(txn: Transaction) -> dict[str, int]:
+        rid, _ = lookup_in(txn, public_id, level)
+        return txn.resource_statistics(rid, level)
+
+    return await ctx.index.read(run)
+
+
+async def global_statistics(ctx: ServerContext) -> dict[str, int]:
+    def run(txn: Transaction) -> dict[str, int]:
+        disk, unc = txn.total_sizes()
+        return {
+            "patients": txn.count(ResourceType.PATIENT),
+            "studies": txn.count(ResourceType.STUDY),
+            "series": txn.count(ResourceType.SERIES),
+            "instances": txn.count(ResourceType.INSTANCE),
+            "disk": disk,
+            "uncompressed": unc,
+        }
+
+    return await ctx.index.read(run)

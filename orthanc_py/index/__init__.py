@@ -1,0 +1,1 @@
+"""Index backends: the database of resources, tags, metadata, attachments and logs."""

@@ -1,0 +1,154 @@
+"""The index protocol: what core may ask of a database backend (Orthanc's IDatabaseWrapper).
+
+Core never sees SQL. It runs plain functions inside a transaction: `await index.write(fn)` runs
+`fn(txn)` in one write transaction (a backend may batch several into one commit, or retry a whole
+function), `await index.read(fn)` runs `fn(txn)` on a consistent snapshot. No network or storage
+I/O happens inside those functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from ..model.enums import ResourceType
+from ..model.lookup import TagConstraint
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRow:
+    """One resource: internal id, level, public id, parent's public id and main tags."""
+
+    id: int
+    level: ResourceType
+    public_id: str
+    parent_id: int | None
+    parent_public_id: str | None
+    main_tags: dict[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A stored file attached to a resource (Orthanc's FileInfo)."""
+
+    content_type: int
+    uuid: str
+    compressed_size: int
+    uncompressed_size: int
+    compression: int = 1
+    uncompressed_md5: str = ""
+    compressed_md5: str = ""
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An entry of the /changes log."""
+
+    seq: int
+    change_type: int
+    level: ResourceType
+    public_id: str
+    date: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedResource:
+    """An entry of the /exports log."""
+
+    seq: int
+    level: ResourceType
+    public_id: str
+    remote_modality: str
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    date: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What a cascade delete removed: the files to delete after commit, the resources and the
+    first ancestor left standing."""
+
+    attachments: list[Attachment]
+    deleted: list[tuple[ResourceType, str]]
+    remaining_ancestor: tuple[ResourceType, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBy:
+    """One ordering key of an extended find: a main DICOM tag or a metadata, ascending or not."""
+
+    tag: int | None
+    metadata: int | None
+    ascending: bool
+
+
+class Transaction(Protocol):
+    """Operations available inside `read` (queries only) and `write` (everything)."""
+
+    # --- queries
+    def lookup(self, public_id: str) -> tuple[int, ResourceType] | None: ...
+    def resources(self, ids: Sequence[int]) -> list[ResourceRow]: ...
+    def list_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[int]: ...
+    def children(self, ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]: ...
+    def descendants(self, resource_id: int, level: ResourceType) -> list[int]: ...
+    def ancestor(self, resource_id: int, level: ResourceType) -> int | None: ...
+    def metadata(self, ids: Sequence[int], types: Iterable[int] | None = None) -> dict[int, dict[int, str]]: ...
+    def labels(self, ids: Sequence[int]) -> dict[int, list[str]]: ...
+    def all_labels(self) -> list[str]: ...
+    def attachments(self, ids: Sequence[int]) -> dict[int, list[Attachment]]: ...
+    def find(
+        self,
+        level: ResourceType,
+        constraints: Sequence[TagConstraint],
+        *,
+        parent: int | None = None,
+        labels: Sequence[str] = (),
+        labels_mode: str = "All",
+        metadata_constraints: Sequence[tuple[int, TagConstraint]] = (),
+        order_by: Sequence[OrderBy] = (),
+        since: int = 0,
+        limit: int = 0,
+    ) -> list[int]: ...
+    def count(self, level: ResourceType) -> int: ...
+    def total_sizes(self) -> tuple[int, int]: ...
+    def resource_statistics(self, resource_id: int, level: ResourceType) -> dict[str, int]: ...
+    def changes(self, since: int, limit: int) -> list[Change]: ...
+    def changes_before(self, before: int, limit: int) -> list[Change]: ...
+    def last_change(self) -> int: ...
+    def exports(self, since: int, limit: int) -> list[ExportedResource]: ...
+    def last_export(self) -> int: ...
+    def property(self, key: str) -> str | None: ...
+    def is_protected(self, patient_id: int) -> bool: ...
+
+    # --- writes
+    def create_resource(
+        self, public_id: str, level: ResourceType, parent_id: int | None, main_tags: dict[int, str]
+    ) -> int: ...
+    def set_metadata(self, resource_id: int, metadata_type: int, value: str) -> None: ...
+    def delete_metadata(self, resource_id: int, metadata_type: int) -> bool: ...
+    def add_attachment(self, resource_id: int, attachment: Attachment) -> None: ...
+    def delete_attachment(self, resource_id: int, content_type: int) -> Attachment | None: ...
+    def log_change(self, change_type: int, level: ResourceType, public_id: str, date: str) -> None: ...
+    def log_export(self, entry: ExportedResource) -> None: ...
+    def delete_resource(self, resource_id: int) -> Deletion: ...
+    def clear_changes(self) -> None: ...
+    def clear_exports(self) -> None: ...
+    def add_label(self, resource_id: int, label: str) -> None: ...
+    def remove_label(self, resource_id: int, label: str) -> None: ...
+    def set_property(self, key: str, value: str) -> None: ...
+    def set_protected(self, patient_id: int, protected: bool) -> None: ...
+
+
+class Index(Protocol):
+    """A database backend: transactions as functions."""
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T: ...
+    async def write(self, fn: Callable[[Transaction], T]) -> T: ...
+    async def close(self) -> None: ...

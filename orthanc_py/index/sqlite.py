@@ -1,0 +1,725 @@
+"""The embedded index: SQLite in WAL mode, one writer thread, a few reader threads.
+
+Why not one statement per thread hop (aiosqlite): an ingest is ~20 statements, and a hop costs
+the event loop a wake-up each. Here a whole transaction function runs in the writer thread, and
+queued writes share one commit (group commit, each in its own SAVEPOINT so one failure does not
+undo its neighbours). Readers use their own connections (WAL snapshots never block the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from ..model.enums import ResourceType
+from ..model.lookup import MatchKind, TagConstraint, normalize, vr_of
+from ..model.maintags import LEVEL_OF_TAG
+from .base import (
+    Attachment,
+    Change,
+    Deletion,
+    ExportedResource,
+    OrderBy,
+    ResourceRow,
+    Transaction,
+)
+
+log = logging.getLogger("orthanc_py.index")
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: initial schema
+    """
+    CREATE TABLE resources (
+        id INTEGER PRIMARY KEY,
+        level INTEGER NOT NULL,
+        public_id TEXT NOT NULL UNIQUE,
+        parent_id INTEGER,
+        main_tags BLOB NOT NULL
+    );
+    CREATE INDEX resources_parent ON resources(parent_id);
+    CREATE INDEX resources_level ON resources(level);
+    CREATE TABLE tags (
+        resource_id INTEGER NOT NULL,
+        tag INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        norm TEXT
+    );
+    CREATE INDEX tags_value ON tags(tag, value);
+    CREATE INDEX tags_norm ON tags(tag, norm) WHERE norm IS NOT NULL;
+    CREATE INDEX tags_resource ON tags(resource_id);
+    CREATE TABLE metadata (
+        resource_id INTEGER NOT NULL,
+        type INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (resource_id, type)
+    ) WITHOUT ROWID;
+    CREATE TABLE attachments (
+        resource_id INTEGER NOT NULL,
+        content_type INTEGER NOT NULL,
+        uuid TEXT NOT NULL,
+        compressed_size INTEGER NOT NULL,
+        uncompressed_size INTEGER NOT NULL,
+        compression INTEGER NOT NULL,
+        uncompressed_md5 TEXT NOT NULL,
+        compressed_md5 TEXT NOT NULL,
+        revision INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (resource_id, content_type)
+    ) WITHOUT ROWID;
+    CREATE TABLE labels (
+        resource_id INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        PRIMARY KEY (resource_id, label)
+    ) WITHOUT ROWID;
+    CREATE INDEX labels_label ON labels(label);
+    CREATE TABLE changes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        change_type INTEGER NOT NULL,
+        level INTEGER NOT NULL,
+        public_id TEXT NOT NULL,
+        date TEXT NOT NULL
+    );
+    CREATE TABLE exports (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        level INTEGER NOT NULL,
+        public_id TEXT NOT NULL,
+        remote_modality TEXT NOT NULL,
+        patient_id TEXT NOT NULL,
+        study_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        sop_uid TEXT NOT NULL,
+        date TEXT NOT NULL
+    );
+    CREATE TABLE properties (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE protected (resource_id INTEGER PRIMARY KEY);
+    """,
+)
+
+_CHUNK = 500
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _glob(pattern: str) -> str:
+    """DICOM wildcard -> SQLite GLOB (only '[' is special to GLOB and not to DICOM)."""
+    return pattern.replace("[", "[[]")
+
+
+def _is_pn(tag: int) -> bool:
+    return vr_of(tag) == "PN"
+
+
+class SqlTransaction:
+    """`Transaction` over one sqlite3 connection (see index.base for the contract)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    # ------------------------------------------------------------------ queries
+    def lookup(self, public_id: str) -> tuple[int, ResourceType] | None:
+        row = self.c.execute("SELECT id, level FROM resources WHERE public_id=?", (public_id,)).fetchone()
+        return (row[0], ResourceType(row[1])) if row else None
+
+    def resources(self, ids: Sequence[int]) -> list[ResourceRow]:
+        out: dict[int, ResourceRow] = {}
+        for chunk in _chunks(ids):
+            sql = (
+                "SELECT r.id, r.level, r.public_id, r.parent_id, p.public_id, r.main_tags FROM resources r "
+                f"LEFT JOIN resources p ON p.id = r.parent_id WHERE r.id IN ({_marks(len(chunk))})"
+            )
+            for rid, level, pub, parent, ppub, tags in self.c.execute(sql, tuple(chunk)):
+                out[rid] = ResourceRow(
+                    rid, ResourceType(level), pub, parent, ppub, {t: v for t, v in orjson.loads(tags)}
+                )
+        return [out[i] for i in ids if i in out]
+
+    def list_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[int]:
+        sql = "SELECT id FROM resources WHERE level=? ORDER BY id"
+        args: tuple[Any, ...] = (int(level),)
+        if limit > 0 or since > 0:
+            sql += " LIMIT ? OFFSET ?"
+            args += (limit if limit > 0 else -1, since)
+        return [r[0] for r in self.c.execute(sql, args)]
+
+    def children(self, ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
+        out: dict[int, list[tuple[int, str]]] = {i: [] for i in ids}
+        for chunk in _chunks(ids):
+            sql = f"SELECT parent_id, id, public_id FROM resources WHERE parent_id IN ({_marks(len(chunk))}) ORDER BY id"
+            for parent, rid, pub in self.c.execute(sql, tuple(chunk)):
+                out[parent].append((rid, pub))
+        return out
+
+    def descendants(self, resource_id: int, level: ResourceType) -> list[int]:
+        row = self.c.execute("SELECT level FROM resources WHERE id=?", (resource_id,)).fetchone()
+        if row is None:
+            return []
+        current = [resource_id]
+        for _ in range(int(level) - row[0]):
+            nxt: list[int] = []
+            for chunk in _chunks(current):
+                sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))}) ORDER BY id"
+                nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
+            current = nxt
+        return current
+
+    def ancestor(self, resource_id: int, level: ResourceType) -> int | None:
+        rid: int | None = resource_id
+        while rid is not None:
+            row = self.c.execute("SELECT level, parent_id FROM resources WHERE id=?", (rid,)).fetchone()
+            if row is None:
+                return None
+            if row[0] == level:
+                return rid
+            if row[0] < level:
+                return None
+            rid = row[1]
+        return None
+
+    def metadata(self, ids: Sequence[int], types: Iterable[int] | None = None) -> dict[int, dict[int, str]]:
+        out: dict[int, dict[int, str]] = {i: {} for i in ids}
+        type_list = tuple(types) if types is not None else None
+        for chunk in _chunks(ids):
+            sql = f"SELECT resource_id, type, value FROM metadata WHERE resource_id IN ({_marks(len(chunk))})"
+            args: tuple[Any, ...] = tuple(chunk)
+            if type_list is not None:
+                sql += f" AND type IN ({_marks(len(type_list))})"
+                args += type_list
+            for rid, t, v in self.c.execute(sql, args):
+                out[rid][t] = v
+        return out
+
+    def labels(self, ids: Sequence[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {i: [] for i in ids}
+        for chunk in _chunks(ids):
+            sql = f"SELECT resource_id, label FROM labels WHERE resource_id IN ({_marks(len(chunk))}) ORDER BY label"
+            for rid, label in self.c.execute(sql, tuple(chunk)):
+                out[rid].append(label)
+        return out
+
+    def all_labels(self) -> list[str]:
+        return [r[0] for r in self.c.execute("SELECT DISTINCT label FROM labels ORDER BY label")]
+
+    def attachments(self, ids: Sequence[int]) -> dict[int, list[Attachment]]:
+        out: dict[int, list[Attachment]] = {i: [] for i in ids}
+        for chunk in _chunks(ids):
+            sql = (
+                "SELECT resource_id, content_type, uuid, compressed_size, uncompressed_size, compression, "
+                "uncompressed_md5, compressed_md5, revision FROM attachments "
+                f"WHERE resource_id IN ({_marks(len(chunk))}) ORDER BY content_type"
+            )
+            for row in self.c.execute(sql, tuple(chunk)):
+                out[row[0]].append(Attachment(*row[1:]))
+        return out
+
+    def _tag_condition(self, c: TagConstraint, args: list[Any]) -> str:
+        """SQL over the `tags` table (columns value/norm) for one constraint."""
+        insensitive = not c.case_sensitive and _is_pn(c.tag)
+        col = "norm" if insensitive else "value"
+
+        def prep(v: str) -> str:
+            return normalize(v) if insensitive else v
+
+        def single(v: str) -> str:
+            if "*" in v or "?" in v:
+                args.append(_glob(prep(v)))
+                return f"{col} GLOB ?"
+            args.append(prep(v))
+            return f"{col} = ?"
+
+        if c.kind is MatchKind.RANGE:
+            low, high = c.values
+            parts = []
+            if low:
+                parts.append("value >= ?")
+                args.append(low)
+            if high:
+                parts.append("value <= ?")
+                args.append(high)
+            return " AND ".join(parts) or "1"
+        if c.kind is MatchKind.LIST:
+            return "(" + " OR ".join(single(v) for v in c.values) + ")"
+        return single(c.values[0])
+
+    def find(
+        self,
+        level: ResourceType,
+        constraints: Sequence[TagConstraint],
+        *,
+        parent: int | None = None,
+        labels: Sequence[str] = (),
+        labels_mode: str = "All",
+        metadata_constraints: Sequence[tuple[int, TagConstraint]] = (),
+        order_by: Sequence[OrderBy] = (),
+        since: int = 0,
+        limit: int = 0,
+    ) -> list[int]:
+        """Compile constraints to one SELECT; tags of upper levels join up the parent chain,
+        tags of lower levels become EXISTS over descendants."""
+        joins: list[str] = []
+        where: list[str] = ["r.level = ?"]
+        args: list[Any] = [int(level)]
+        joined: dict[int, str] = {int(level): "r"}
+
+        def alias_for(target: int) -> str:
+            cur = int(level)
+            alias = "r"
+            while cur > target:
+                cur -= 1
+                if cur not in joined:
+                    name = f"a{cur}"
+                    joins.append(f"JOIN resources {name} ON {name}.id = {alias}.parent_id")
+                    joined[cur] = name
+                alias = joined[cur]
+            return alias
+
+        for c in constraints:
+            tag_level = int(c.level) if c.level is not None else int(level)
+            sub_args: list[Any] = [c.tag]
+            cond = self._tag_condition(c, sub_args)
+            subquery = f"SELECT resource_id FROM tags WHERE tag = ? AND {cond}"
+            if tag_level <= int(level):
+                where.append(f"{alias_for(tag_level)}.id IN ({subquery})")
+                args.extend(sub_args)
+            else:
+                # Descendant-level tag: some descendant at that level must match.
+                chain = ["d1.parent_id = r.id"]
+                frm = ["resources d1"]
+                for depth in range(2, tag_level - int(level) + 1):
+                    frm.append(f"JOIN resources d{depth} ON d{depth}.parent_id = d{depth - 1}.id")
+                last = f"d{tag_level - int(level)}"
+                where.append(
+                    f"EXISTS (SELECT 1 FROM {' '.join(frm)} WHERE {chain[0]} AND {last}.id IN ({subquery}))"
+                )
+                args.extend(sub_args)
+        if parent is not None:
+            row = self.c.execute("SELECT level FROM resources WHERE id=?", (parent,)).fetchone()
+            if row is None:
+                return []
+            where.append(f"{alias_for(row[0])}.id = ?")
+            args.append(parent)
+        for mtype, c in metadata_constraints:
+            sub_args = [mtype]
+            cond = self._tag_condition(c, sub_args)
+            where.append(f"r.id IN (SELECT resource_id FROM metadata WHERE type = ? AND {cond})")
+            args.extend(sub_args)
+        if labels or labels_mode == "None":
+            marks = _marks(len(labels))
+            if labels_mode == "All":
+                for label in labels:
+                    where.append("r.id IN (SELECT resource_id FROM labels WHERE label = ?)")
+                    args.append(label)
+            elif labels_mode == "Any":
+                where.append(f"r.id IN (SELECT resource_id FROM labels WHERE label IN ({marks}))")
+                args.extend(labels)
+            elif labels:
+                where.append(f"r.id NOT IN (SELECT resource_id FROM labels WHERE label IN ({marks}))")
+                args.extend(labels)
+            else:
+                where.append("r.id NOT IN (SELECT resource_id FROM labels)")
+        order_sql = []
+        for i, o in enumerate(order_by):
+            direction = "ASC" if o.ascending else "DESC"
+            if o.tag is not None:
+                tl = LEVEL_OF_TAG.get(o.tag, level)
+                target = alias_for(int(tl)) if int(tl) <= int(level) else "r"
+                joins.append(f"LEFT JOIN tags o{i} ON o{i}.resource_id = {target}.id AND o{i}.tag = ?")
+                order_sql.append((f"o{i}.value {direction}", o.tag))
+            elif o.metadata is not None:
+                joins.append(f"LEFT JOIN metadata o{i} ON o{i}.resource_id = r.id AND o{i}.type = ?")
+                order_sql.append((f"o{i}.value {direction}", o.metadata))
+        join_args = [v for _, v in order_sql]
+        sql = "SELECT r.id FROM resources r " + " ".join(joins) + " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join([s for s, _ in order_sql] + ["r.id"])
+        if limit > 0 or since > 0:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit if limit > 0 else -1, since]
+        # Join arguments come before WHERE arguments in the SQL text.
+        ordered_args = self._order_args(joins, join_args, args)
+        return [r[0] for r in self.c.execute(sql, ordered_args)]
+
+    @staticmethod
+    def _order_args(joins: list[str], join_args: list[Any], args: list[Any]) -> list[Any]:
+        return [*join_args, *args] if join_args else args
+
+    def count(self, level: ResourceType) -> int:
+        return int(self.c.execute("SELECT COUNT(*) FROM resources WHERE level=?", (int(level),)).fetchone()[0])
+
+    def total_sizes(self) -> tuple[int, int]:
+        row = self.c.execute(
+            "SELECT COALESCE(SUM(compressed_size),0), COALESCE(SUM(uncompressed_size),0) FROM attachments"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def resource_statistics(self, resource_id: int, level: ResourceType) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        current = [resource_id]
+        for lv in range(int(level) + 1, int(ResourceType.INSTANCE) + 1):
+            nxt: list[int] = []
+            for chunk in _chunks(current):
+                sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))})"
+                nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
+            current = nxt
+            counts[ResourceType(lv).label] = len(current)
+        instance_ids = current if level != ResourceType.INSTANCE else [resource_id]
+        disk = unc = dicom_disk = dicom_unc = 0
+        for chunk in _chunks(instance_ids):
+            sql = (
+                "SELECT content_type, SUM(compressed_size), SUM(uncompressed_size) FROM attachments "
+                f"WHERE resource_id IN ({_marks(len(chunk))}) GROUP BY content_type"
+            )
+            for ctype, cs, us in self.c.execute(sql, tuple(chunk)):
+                disk += cs
+                unc += us
+                if ctype == 1:
+                    dicom_disk += cs
+                    dicom_unc += us
+        counts.update(disk=disk, uncompressed=unc, dicom_disk=dicom_disk, dicom_uncompressed=dicom_unc)
+        return counts
+
+    def changes(self, since: int, limit: int) -> list[Change]:
+        rows = self.c.execute(
+            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (since, limit),
+        )
+        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in rows]
+
+    def changes_before(self, before: int, limit: int) -> list[Change]:
+        rows = self.c.execute(
+            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq < ? "
+            "ORDER BY seq DESC LIMIT ?",
+            (before, limit),
+        )
+        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
+
+    def last_change(self) -> int:
+        row = self.c.execute("SELECT MAX(seq) FROM changes").fetchone()
+        return int(row[0] or 0)
+
+    def exports(self, since: int, limit: int) -> list[ExportedResource]:
+        rows = self.c.execute(
+            "SELECT seq, level, public_id, remote_modality, patient_id, study_uid, series_uid, sop_uid, date "
+            "FROM exports WHERE seq > ? ORDER BY seq LIMIT ?",
+            (since, limit),
+        )
+        return [ExportedResource(r[0], ResourceType(r[1]), *r[2:]) for r in rows]
+
+    def last_export(self) -> int:
+        row = self.c.execute("SELECT MAX(seq) FROM exports").fetchone()
+        return int(row[0] or 0)
+
+    def property(self, key: str) -> str | None:
+        row = self.c.execute("SELECT value FROM properties WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def is_protected(self, patient_id: int) -> bool:
+        return self.c.execute("SELECT 1 FROM protected WHERE resource_id=?", (patient_id,)).fetchone() is not None
+
+    # ------------------------------------------------------------------ writes
+    def create_resource(
+        self, public_id: str, level: ResourceType, parent_id: int | None, main_tags: dict[int, str]
+    ) -> int:
+        cur = self.c.execute(
+            "INSERT INTO resources(level, public_id, parent_id, main_tags) VALUES (?,?,?,?)",
+            (int(level), public_id, parent_id, orjson.dumps(list(main_tags.items()))),
+        )
+        rid = cur.lastrowid
+        assert rid is not None
+        if main_tags:
+            self.c.executemany(
+                "INSERT INTO tags(resource_id, tag, value, norm) VALUES (?,?,?,?)",
+                [(rid, t, v, normalize(v) if _is_pn(t) else None) for t, v in main_tags.items()],
+            )
+        return rid
+
+    def set_metadata(self, resource_id: int, metadata_type: int, value: str) -> None:
+        self.c.execute(
+            "INSERT OR REPLACE INTO metadata(resource_id, type, value) VALUES (?,?,?)",
+            (resource_id, metadata_type, value),
+        )
+
+    def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        self.c.executemany("INSERT OR REPLACE INTO metadata(resource_id, type, value) VALUES (?,?,?)", rows)
+
+    def delete_metadata(self, resource_id: int, metadata_type: int) -> bool:
+        cur = self.c.execute("DELETE FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type))
+        return cur.rowcount > 0
+
+    def add_attachment(self, resource_id: int, a: Attachment) -> None:
+        self.c.execute(
+            "INSERT OR REPLACE INTO attachments VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                resource_id,
+                a.content_type,
+                a.uuid,
+                a.compressed_size,
+                a.uncompressed_size,
+                a.compression,
+                a.uncompressed_md5,
+                a.compressed_md5,
+                a.revision,
+            ),
+        )
+
+    def delete_attachment(self, resource_id: int, content_type: int) -> Attachment | None:
+        found = self.attachments([resource_id])[resource_id]
+        for a in found:
+            if a.content_type == content_type:
+                self.c.execute(
+                    "DELETE FROM attachments WHERE resource_id=? AND content_type=?", (resource_id, content_type)
+                )
+                return a
+        return None
+
+    def log_change(self, change_type: int, level: ResourceType, public_id: str, date: str) -> None:
+        self.c.execute(
+            "INSERT INTO changes(change_type, level, public_id, date) VALUES (?,?,?,?)",
+            (change_type, int(level), public_id, date),
+        )
+
+    def log_export(self, e: ExportedResource) -> None:
+        self.c.execute(
+            "INSERT INTO exports(level, public_id, remote_modality, patient_id, study_uid, series_uid, sop_uid, "
+            "date) VALUES (?,?,?,?,?,?,?,?)",
+            (int(e.level), e.public_id, e.remote_modality, e.patient_id, e.study_uid, e.series_uid, e.sop_uid,
+             e.date),
+        )
+
+    def delete_resource(self, resource_id: int) -> Deletion:
+        """Delete a resource, its descendants, and the ancestors it leaves empty."""
+        row = self.c.execute("SELECT level, public_id, parent_id FROM resources WHERE id=?", (resource_id,)).fetchone()
+        if row is None:
+            return Deletion([], [], None)
+        level, _pub, parent = row
+        doomed = [resource_id]
+        layer = [resource_id]
+        for _ in range(int(ResourceType.INSTANCE) - level):
+            nxt: list[int] = []
+            for chunk in _chunks(layer):
+                sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))})"
+                nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
+            doomed.extend(nxt)
+            layer = nxt
+        # Walk up: an ancestor left without children goes too.
+        remaining: tuple[ResourceType, str] | None = None
+        child = resource_id
+        while parent is not None:
+            siblings = self.c.execute(
+                "SELECT COUNT(*) FROM resources WHERE parent_id=? AND id<>?", (parent, child)
+            ).fetchone()[0]
+            prow = self.c.execute("SELECT level, public_id, parent_id FROM resources WHERE id=?", (parent,)).fetchone()
+            if siblings > 0:
+                remaining = (ResourceType(prow[0]), prow[1])
+                break
+            doomed.append(parent)
+            child = parent
+            parent = prow[2]
+        attachments: list[Attachment] = []
+        deleted: list[tuple[ResourceType, str]] = []
+        for chunk in _chunks(doomed):
+            marks = _marks(len(chunk))
+            args = tuple(chunk)
+            for row2 in self.c.execute(
+                "SELECT content_type, uuid, compressed_size, uncompressed_size, compression, uncompressed_md5, "
+                f"compressed_md5, revision FROM attachments WHERE resource_id IN ({marks})",
+                args,
+            ):
+                attachments.append(Attachment(*row2))
+            for lv, pub in self.c.execute(f"SELECT level, public_id FROM resources WHERE id IN ({marks})", args):
+                deleted.append((ResourceType(lv), pub))
+            for table in ("attachments", "metadata", "tags", "labels", "protected"):
+                self.c.execute(f"DELETE FROM {table} WHERE resource_id IN ({marks})", args)
+            self.c.execute(f"DELETE FROM resources WHERE id IN ({marks})", args)
+        return Deletion(attachments, deleted, remaining)
+
+    def clear_changes(self) -> None:
+        self.c.execute("DELETE FROM changes")
+
+    def clear_exports(self) -> None:
+        self.c.execute("DELETE FROM exports")
+
+    def add_label(self, resource_id: int, label: str) -> None:
+        self.c.execute("INSERT OR IGNORE INTO labels(resource_id, label) VALUES (?,?)", (resource_id, label))
+
+    def remove_label(self, resource_id: int, label: str) -> None:
+        self.c.execute("DELETE FROM labels WHERE resource_id=? AND label=?", (resource_id, label))
+
+    def set_property(self, key: str, value: str) -> None:
+        self.c.execute("INSERT OR REPLACE INTO properties(key, value) VALUES (?,?)", (key, value))
+
+    def set_protected(self, patient_id: int, protected: bool) -> None:
+        if protected:
+            self.c.execute("INSERT OR IGNORE INTO protected(resource_id) VALUES (?)", (patient_id,))
+        else:
+            self.c.execute("DELETE FROM protected WHERE resource_id=?", (patient_id,))
+
+
+def _connect(path: str, readonly: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    if readonly:
+        conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+class SqliteIndex:
+    """`Index` backed by one SQLite file in WAL mode.
+
+    `durable` (SyncStorageArea) selects synchronous=FULL: a commit is on disk before its writers
+    are answered, so even a power loss keeps acknowledged instances. NORMAL survives process kills.
+    """
+
+    def __init__(self, path: Path, readers: int = 3, durable: bool = True) -> None:
+        self.path = str(path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer_conn = _connect(self.path, readonly=False)
+        self._writer_conn.execute("PRAGMA journal_mode=WAL")
+        self._writer_conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._migrate()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._writer_loop, name="index-writer", daemon=True)
+        self._thread.start()
+        self._local = threading.local()
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="index-reader")
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _migrate(self) -> None:
+        conn = self._writer_conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS, start=1):
+            if number <= version:
+                continue
+            log.info("index: applying migration %d", number)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in script.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version={number}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ writer
+    def _writer_loop(self) -> None:
+        conn = self._writer_conn
+        txn = SqlTransaction(conn)
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 64:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                batch.append(item)
+            results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, fut in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        value = fn(txn)
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        results.append((fut, False, exc))
+                        continue
+                    conn.execute("RELEASE op")
+                    results.append((fut, True, value))
+                conn.execute("COMMIT")
+            except BaseException as exc:  # commit failed: nobody's write happened
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                results = [(fut, False, exc) for _fn, fut in batch]
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+            for fut, ok, value in results:
+                by_loop.setdefault(fut.get_loop(), []).append((fut, ok, value))
+            for loop, items in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_resolve, items)
+                except RuntimeError:  # loop closed
+                    pass
+
+    async def write(self, fn: Callable[[Transaction], T]) -> T:
+        if self._closed:
+            raise RuntimeError("index closed")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((fn, fut))
+        return await fut
+
+    # ------------------------------------------------------------------ readers
+    def _reader_txn(self) -> SqlTransaction:
+        txn = getattr(self._local, "txn", None)
+        if txn is None:
+            conn = _connect(self.path, readonly=True)
+            with self._lock:
+                self._reader_conns.append(conn)
+            txn = SqlTransaction(conn)
+            self._local.txn = txn
+        return txn
+
+    def _run_read(self, fn: Callable[[Transaction], T]) -> T:
+        txn = self._reader_txn()
+        txn.c.execute("BEGIN")
+        try:
+            return fn(txn)
+        finally:
+            txn.c.execute("COMMIT")
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._run_read, fn)
+
+    def read_sync(self, fn: Callable[[Transaction], T]) -> T:
+        """For worker threads that already run off the loop (archives, DIMSE handlers)."""
+        return self._run_read(fn)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        self._readers.shutdown(wait=True)
+        for conn in self._reader_conns:
+            conn.close()
+        self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._writer_conn.close()
+
+
+def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in items:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)

@@ -1,0 +1,1 @@
+"""Pure DICOM/Orthanc model: levels, public IDs, main DICOM tags, parsing, renderings, lookups."""

@@ -1,0 +1,112 @@
+"""Orthanc's main DICOM tags per level: the tags copied into the index at ingest.
+
+These are Orthanc's default lists (unchanged since Orthanc 1.4.2); they decide what
+`MainDicomTags` shows and what `/tools/find` can match without opening files.
+"""
+
+from __future__ import annotations
+
+from .enums import ResourceType
+
+
+def tag(group: int, element: int) -> int:
+    """A tag as one int (0xGGGGEEEE), the representation used everywhere in the model."""
+    return (group << 16) | element
+
+
+PATIENT_NAME = tag(0x0010, 0x0010)
+PATIENT_ID = tag(0x0010, 0x0020)
+STUDY_INSTANCE_UID = tag(0x0020, 0x000D)
+SERIES_INSTANCE_UID = tag(0x0020, 0x000E)
+SOP_INSTANCE_UID = tag(0x0008, 0x0018)
+SOP_CLASS_UID = tag(0x0008, 0x0016)
+ACCESSION_NUMBER = tag(0x0008, 0x0050)
+STUDY_DATE = tag(0x0008, 0x0020)
+INSTANCE_NUMBER = tag(0x0020, 0x0013)
+IMAGE_INDEX = tag(0x0054, 0x1330)
+NUMBER_OF_FRAMES = tag(0x0028, 0x0008)
+SPECIFIC_CHARACTER_SET = tag(0x0008, 0x0005)
+PIXEL_DATA = tag(0x7FE0, 0x0010)
+
+MAIN_TAGS: dict[ResourceType, dict[int, str]] = {
+    ResourceType.PATIENT: {
+        tag(0x0010, 0x0010): "PatientName",
+        tag(0x0010, 0x0030): "PatientBirthDate",
+        tag(0x0010, 0x0040): "PatientSex",
+        tag(0x0010, 0x1000): "OtherPatientIDs",
+        tag(0x0010, 0x0020): "PatientID",
+    },
+    ResourceType.STUDY: {
+        tag(0x0008, 0x0020): "StudyDate",
+        tag(0x0008, 0x0030): "StudyTime",
+        tag(0x0020, 0x0010): "StudyID",
+        tag(0x0008, 0x1030): "StudyDescription",
+        tag(0x0008, 0x0050): "AccessionNumber",
+        tag(0x0020, 0x000D): "StudyInstanceUID",
+        tag(0x0032, 0x1060): "RequestedProcedureDescription",
+        tag(0x0008, 0x0080): "InstitutionName",
+        tag(0x0032, 0x1032): "RequestingPhysician",
+        tag(0x0008, 0x0090): "ReferringPhysicianName",
+    },
+    ResourceType.SERIES: {
+        tag(0x0008, 0x0021): "SeriesDate",
+        tag(0x0008, 0x0031): "SeriesTime",
+        tag(0x0008, 0x0060): "Modality",
+        tag(0x0008, 0x0070): "Manufacturer",
+        tag(0x0008, 0x1010): "StationName",
+        tag(0x0008, 0x103E): "SeriesDescription",
+        tag(0x0018, 0x0015): "BodyPartExamined",
+        tag(0x0018, 0x0024): "SequenceName",
+        tag(0x0018, 0x1030): "ProtocolName",
+        tag(0x0020, 0x0011): "SeriesNumber",
+        tag(0x0018, 0x1090): "CardiacNumberOfImages",
+        tag(0x0020, 0x1002): "ImagesInAcquisition",
+        tag(0x0020, 0x0105): "NumberOfTemporalPositions",
+        tag(0x0054, 0x0081): "NumberOfSlices",
+        tag(0x0054, 0x0101): "NumberOfTimeSlices",
+        tag(0x0020, 0x000E): "SeriesInstanceUID",
+        tag(0x0020, 0x0037): "ImageOrientationPatient",
+        tag(0x0054, 0x1000): "SeriesType",
+        tag(0x0008, 0x1070): "OperatorsName",
+        tag(0x0040, 0x0254): "PerformedProcedureStepDescription",
+        tag(0x0018, 0x1400): "AcquisitionDeviceProcessingDescription",
+        tag(0x0018, 0x0010): "ContrastBolusAgent",
+    },
+    ResourceType.INSTANCE: {
+        tag(0x0008, 0x0012): "InstanceCreationDate",
+        tag(0x0008, 0x0013): "InstanceCreationTime",
+        tag(0x0020, 0x0012): "AcquisitionNumber",
+        tag(0x0054, 0x1330): "ImageIndex",
+        tag(0x0020, 0x0013): "InstanceNumber",
+        tag(0x0028, 0x0008): "NumberOfFrames",
+        tag(0x0020, 0x0100): "TemporalPositionIdentifier",
+        tag(0x0008, 0x0018): "SOPInstanceUID",
+        tag(0x0020, 0x0032): "ImagePositionPatient",
+        tag(0x0020, 0x4000): "ImageComments",
+        tag(0x0020, 0x0037): "ImageOrientationPatient",
+    },
+}
+
+LEVEL_OF_TAG: dict[int, ResourceType] = {}
+"""For each main tag, the highest level that holds it (ImageOrientationPatient: series)."""
+for _level in sorted(ResourceType, reverse=True):
+    for _t in MAIN_TAGS[_level]:
+        LEVEL_OF_TAG[_t] = _level
+
+ALL_MAIN_TAGS: frozenset[int] = frozenset(LEVEL_OF_TAG)
+
+IDENTIFIER_TAGS: dict[ResourceType, int] = {
+    ResourceType.PATIENT: PATIENT_ID,
+    ResourceType.STUDY: STUDY_INSTANCE_UID,
+    ResourceType.SERIES: SERIES_INSTANCE_UID,
+    ResourceType.INSTANCE: SOP_INSTANCE_UID,
+}
+
+KEYWORD_TO_MAIN_TAG: dict[str, int] = {
+    name: t for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()
+}
+
+
+def format_tag(t: int, sep: str = ",") -> str:
+    """`0x00100010` -> `"0010,0010"` (Orthanc's lowercase hex)."""
+    return f"{t >> 16:04x}{sep}{t & 0xFFFF:04x}"

@@ -1,0 +1,293 @@
+"""Parse the header of a DICOM file: what ingest needs, without touching the pixel data.
+
+pydicom reads elements lazily, so only the main DICOM tags are decoded. pydicom also accepts
+truncated input silently; `walk_structure` walks the element headers to refuse a file that ends
+early (Orthanc/DCMTK refuses such files with "Bad file format").
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydicom
+import pydicom.config
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import PersonName
+
+from ..errors import ErrorCode, OrthancError
+from . import ids as idmod
+from . import maintags as mt
+from .enums import ResourceType
+
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
+DEFLATED = "1.2.840.10008.1.2.1.99"
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+_UNDEFINED = 0xFFFFFFFF
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQ_END = 0xFFFEE0DD
+
+
+@dataclass(slots=True)
+class ParsedInstance:
+    """The facts ingest needs about one DICOM file."""
+
+    ids: idmod.PublicIds
+    main_tags: dict[ResourceType, dict[int, str]]
+    sop_class_uid: str
+    transfer_syntax: str
+    pixel_data_offset: int | None
+    index_in_series: str | None
+    expected_instances: int | None
+    dataset: Dataset = field(repr=False)
+
+
+def bad_file(details: str) -> OrthancError:
+    return OrthancError(ErrorCode.BAD_FILE_FORMAT, details)
+
+
+def element_text(value: Any) -> str | None:
+    """A DICOM value as Orthanc shows it in main tags; None for binary values.
+
+    Multiple values are joined with backslashes; numbers keep their string form from the
+    file; trailing padding (spaces, NULs) is removed.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return None
+    if isinstance(value, MultiValue | list | tuple):
+        parts = [element_text(v) for v in value]
+        if any(p is None for p in parts):
+            return None
+        return "\\".join(p for p in parts if p is not None)
+    if isinstance(value, Dataset) or hasattr(value, "__iter__") and not isinstance(value, str | PersonName):
+        return None
+    return str(value).rstrip(" \x00")
+
+
+def _walk(data: bytes, pos: int, end: int, little: bool, implicit: bool, stop_at_end_marker: bool) -> int:
+    """Walk element headers from `pos` to `end`; return where the walk stopped.
+
+    Raises ValueError when an element's value would run past the end of the buffer.
+    """
+    u16 = "<H" if little else ">H"
+    u32 = "<I" if little else ">I"
+    n = len(data)
+    while pos < end:
+        if pos + 8 > n:
+            raise ValueError("truncated element header")
+        group, elem = struct.unpack_from(u16 + u16[1], data, pos)
+        tag = (group << 16) | elem
+        if tag in (_ITEM_END, _SEQ_END):
+            if stop_at_end_marker:
+                return pos + 8
+            raise ValueError("unexpected delimiter")
+        if implicit or group == 0xFFFE:
+            (length,) = struct.unpack_from(u32, data, pos + 4)
+            vr = b"SQ" if length == _UNDEFINED else b""
+            pos += 8
+        else:
+            vr = data[pos + 4 : pos + 6]
+            if vr in _LONG_VRS:
+                if pos + 12 > n:
+                    raise ValueError("truncated element header")
+                (length,) = struct.unpack_from(u32, data, pos + 8)
+                pos += 12
+            else:
+                (length,) = struct.unpack_from(u16, data, pos + 6)
+                pos += 8
+        if length == _UNDEFINED:
+            # Sequence, encapsulated pixel data or UN of undefined length: walk items.
+            pos = _walk_items(data, pos, little, implicit or vr == b"UN")
+        else:
+            pos += length
+            if pos > n:
+                raise ValueError("truncated element value")
+    return pos
+
+
+def _walk_items(data: bytes, pos: int, little: bool, implicit: bool) -> int:
+    u32 = "<I" if little else ">I"
+    u16 = "<H" if little else ">H"
+    n = len(data)
+    while True:
+        if pos + 8 > n:
+            raise ValueError("truncated sequence")
+        group, elem = struct.unpack_from(u16 + u16[1], data, pos)
+        (length,) = struct.unpack_from(u32, data, pos + 4)
+        tag = (group << 16) | elem
+        pos += 8
+        if tag == _SEQ_END:
+            return pos
+        if tag != _ITEM:
+            raise ValueError("bad sequence item")
+        if length == _UNDEFINED:
+            pos = _walk(data, pos, n, little, implicit, stop_at_end_marker=True)
+        else:
+            pos += length
+            if pos > n:
+                raise ValueError("truncated sequence item")
+
+
+def _dataset_start(data: bytes) -> tuple[int, str | None]:
+    """Offset of the dataset after the preamble and file meta, and the meta's transfer syntax."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        pos = 132
+        ts: str | None = None
+        n = len(data)
+        while pos + 8 <= n:
+            group, elem = struct.unpack_from("<HH", data, pos)
+            if group != 0x0002:
+                break
+            vr = data[pos + 4 : pos + 6]
+            if vr in _LONG_VRS:
+                (length,) = struct.unpack_from("<I", data, pos + 8)
+                head = 12
+            else:
+                (length,) = struct.unpack_from("<H", data, pos + 6)
+                head = 8
+            if elem == 0x0010:
+                ts = data[pos + head : pos + head + length].decode("ascii", "replace").rstrip(" \x00")
+            pos += head + length
+        return pos, ts
+    return 0, None
+
+
+def check_structure(data: bytes) -> tuple[int | None, str]:
+    """Validate that every element fits in the buffer; return (pixel data offset, transfer syntax).
+
+    The offset is that of the (7FE0,0010) element header at top level, as Orthanc's
+    PixelDataOffset metadata records it.
+    """
+    start, ts = _dataset_start(data)
+    if ts is None:
+        ts = _guess_syntax(data, start)
+    if ts == DEFLATED:
+        return None, ts
+    little = ts != EXPLICIT_VR_BE
+    implicit = ts == IMPLICIT_VR_LE
+    pixel_offset = _find_pixel_offset(data, start, little, implicit)
+    return pixel_offset, ts
+
+
+def _guess_syntax(data: bytes, start: int) -> str:
+    """Files without meta header: explicit VR if bytes 4-5 look like a VR (DCMTK autodetects too)."""
+    vr = data[start + 4 : start + 6]
+    if len(vr) == 2 and vr.isalpha() and vr.isupper():
+        return "1.2.840.10008.1.2.1"
+    return IMPLICIT_VR_LE
+
+
+def _find_pixel_offset(data: bytes, start: int, little: bool, implicit: bool) -> int | None:
+    u16 = "<H" if little else ">H"
+    pos = start
+    n = len(data)
+    pixel: int | None = None
+    while pos < n:
+        if pos + 8 > n:
+            raise ValueError("truncated element header")
+        group, elem = struct.unpack_from(u16 + u16[1], data, pos)
+        if (group << 16) | elem == mt.PIXEL_DATA:
+            pixel = pos
+        nxt = _walk(data, pos, pos + 1, little, implicit, stop_at_end_marker=False)
+        pos = nxt
+    return pixel
+
+
+def parse(data: bytes) -> ParsedInstance:
+    """Parse a Part 10 file (or a raw dataset) and compute everything ingest stores.
+
+    Raises OrthancError(BAD_FILE_FORMAT) for non-DICOM input, truncated files and files
+    without Study/Series/SOP Instance UID.
+    """
+    if len(data) < 8:
+        raise bad_file("Not a DICOM file (too short)")
+    try:
+        pixel_offset, ts = check_structure(data)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    except OrthancError:
+        raise
+    except Exception as exc:
+        raise bad_file(f"Cannot parse an invalid DICOM file: {exc}") from exc
+    meta_ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if meta_ts:
+        ts = str(meta_ts)
+    try:
+        main: dict[ResourceType, dict[int, str]] = {}
+        for level, tags in mt.MAIN_TAGS.items():
+            values: dict[int, str] = {}
+            for t in tags:
+                elem = ds.get(t)
+                if elem is None:
+                    continue
+                text = element_text(elem.value)
+                if text is not None:
+                    values[t] = text
+            main[level] = values
+    except Exception as exc:
+        raise bad_file(f"Cannot decode the DICOM tags: {exc}") from exc
+    patient_id = main[ResourceType.PATIENT].get(mt.PATIENT_ID, "")
+    study_uid = main[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID, "")
+    series_uid = main[ResourceType.SERIES].get(mt.SERIES_INSTANCE_UID, "")
+    sop_uid = main[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, "")
+    if not study_uid or not series_uid or not sop_uid:
+        missing = [
+            name
+            for name, v in (("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid),
+                            ("SOPInstanceUID", sop_uid))
+            if not v
+        ]
+        raise bad_file("Missing " + ", ".join(missing) + " in the DICOM file")
+    sop_class = ds.get(mt.SOP_CLASS_UID)
+    sop_class_uid = element_text(sop_class.value) if sop_class is not None else ""
+    inst = main[ResourceType.INSTANCE]
+    index = inst.get(mt.INSTANCE_NUMBER)
+    if index is None:
+        index = inst.get(mt.IMAGE_INDEX)
+    return ParsedInstance(
+        ids=idmod.compute(patient_id, study_uid, series_uid, sop_uid),
+        main_tags=main,
+        sop_class_uid=sop_class_uid or "",
+        transfer_syntax=ts or IMPLICIT_VR_LE,
+        pixel_data_offset=pixel_offset,
+        index_in_series=index.strip() if index is not None else None,
+        expected_instances=expected_instances(main[ResourceType.SERIES]),
+        dataset=ds,
+    )
+
+
+def _as_int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+def expected_instances(series_tags: dict[int, str]) -> int | None:
+    """Orthanc's ExpectedNumberOfInstances rule: ImagesInAcquisition x NumberOfTemporalPositions,
+    else NumberOfSlices x NumberOfTimeSlices, else CardiacNumberOfImages; only when positive."""
+    pairs = (
+        (mt.tag(0x0020, 0x1002), mt.tag(0x0020, 0x0105)),
+        (mt.tag(0x0054, 0x0081), mt.tag(0x0054, 0x0101)),
+    )
+    for a, b in pairs:
+        if a in series_tags and b in series_tags:
+            x, y = _as_int(series_tags[a]), _as_int(series_tags[b])
+            if x is None or y is None:
+                return None
+            return x * y if x * y > 0 else None
+    cardiac = series_tags.get(mt.tag(0x0018, 0x1090))
+    if cardiac is not None:
+        n = _as_int(cardiac)
+        return n if n is not None and n > 0 else None
+    return None

@@ -1,0 +1,16 @@
+"""Orthanc's REST API: one module per resource family; `setup` registers them all."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..core.context import ServerContext
+from . import instances, resources, system, tools
+from .common import CTX
+
+
+def setup(app: web.Application, ctx: ServerContext) -> None:
+    """Register every REST route on `app`."""
+    app[CTX] = ctx
+    for module in (system, tools, instances, resources):
+        module.setup(app.router)

@@ -1,0 +1,37 @@
+"""Helpers shared by the REST handlers: the context key and argument parsing."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..core.context import ServerContext
+from ..errors import ErrorCode, OrthancError
+from ..web.responses import bool_arg
+
+CTX: web.AppKey[ServerContext] = web.AppKey("orthanc_ctx", ServerContext)
+
+
+def ctx_of(request: web.Request) -> ServerContext:
+    return request.app[CTX]
+
+
+def tag_format(request: web.Request) -> str:
+    """`?short` -> "short", `?full` -> "full", default "human" (keywords)."""
+    if bool_arg(request, "short"):
+        return "short"
+    if bool_arg(request, "full"):
+        return "full"
+    return "human"
+
+
+def int_arg(request: web.Request, name: str, default: int = 0) -> int:
+    text = request.query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Argument {name} must be an integer") from exc
+    if value < 0:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Argument {name} must be positive")
+    return value

@@ -1,0 +1,136 @@
+"""Instance routes: upload (raw DICOM, ZIP, gzip), the file, tags, header, content walk, frames."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from typing import Any
+
+import pydicom
+from aiohttp import web
+
+from ..core import ingest
+from ..core import resources as core_res
+from ..core.ingest import Origin, StoreResult
+from ..errors import ErrorCode, OrthancError
+from ..model import dicomjson
+from ..model.enums import ResourceType
+from ..web.responses import json_response
+from .common import ctx_of
+from .resources import dicom_format
+
+
+def store_json(result: StoreResult) -> dict[str, Any]:
+    ids = result.ids
+    return {
+        "ID": ids.instance,
+        "ParentPatient": ids.patient,
+        "ParentSeries": ids.series,
+        "ParentStudy": ids.study,
+        "Path": f"/instances/{ids.instance}",
+        "Status": result.status.value,
+    }
+
+
+def _zip_members(data: bytes) -> list[bytes]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return [zf.read(info) for info in zf.infolist() if not info.is_dir()]
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Invalid ZIP archive") from exc
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
+    """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
+    ctx = ctx_of(request)
+    data = await request.read()
+    origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get("username", ""))
+    if data[:4] == b"PK\x03\x04":
+        members = await ctx.run(_zip_members, data)
+        answers = []
+        for member in members:
+            try:
+                answers.append(store_json(await ingest.store(ctx, member, origin)))
+            except OrthancError as err:
+                if err.code is not ErrorCode.BAD_FILE_FORMAT:
+                    raise
+        return json_response(answers)
+    if not data:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Empty request body")
+    return json_response(store_json(await ingest.store(ctx, data, origin)))
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    """GET /instances/{id}/file: the stored bytes, sent with sendfile when on disk."""
+    ctx = ctx_of(request)
+    att = await core_res.dicom_attachment(ctx, request.match_info["id"])
+    path = ctx.storage.path(att.uuid, att.content_type)
+    headers = {"Content-Type": "application/dicom"}
+    if path is not None:
+        return web.FileResponse(path, headers=headers)
+    data = await ctx.run(ctx.storage.read, att.uuid, att.content_type)
+    return web.Response(body=data, headers=headers)
+
+
+async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.Dataset:
+    ctx = ctx_of(request)
+    data = await core_res.read_dicom(ctx, request.match_info["id"])
+
+    def parse() -> pydicom.Dataset:
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not with_pixels, force=True)
+
+    return await ctx.run(parse)
+
+
+async def get_tags(request: web.Request) -> web.StreamResponse:
+    ds = await _dataset(request, with_pixels=True)
+    fmt = dicom_format(request)
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt))
+
+
+async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
+    ds = await _dataset(request, with_pixels=True)
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify"))
+
+
+async def get_header(request: web.Request) -> web.StreamResponse:
+    ds = await _dataset(request)
+    meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
+    return json_response(dicomjson.orthanc_header(meta, dicom_format(request)))
+
+
+async def get_content(request: web.Request) -> web.StreamResponse:
+    """GET /instances/{id}/content/{path}: tag lists, sequence items, or a raw value."""
+    ds = await _dataset(request, with_pixels=True)
+    parts = [p for p in request.match_info.get("path", "").split("/") if p]
+    try:
+        result = dicomjson.content_walk(ds, parts)
+    except LookupError as exc:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, str(exc)) from exc
+    except ValueError as exc:  # Orthanc 1.10.1 answers 500 for an unparsable tag
+        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, str(exc)) from exc
+    if result.kind == "json":
+        return json_response(result.items)
+    return web.Response(body=result.data, content_type="application/octet-stream")
+
+
+async def get_frames(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    info = await core_res.get(ctx, request.match_info["id"], ResourceType.INSTANCE)
+    frames = info.main_tags.get(0x00280008)
+    try:
+        count = int(frames) if frames else 1
+    except ValueError:
+        count = 1
+    return json_response(list(range(count)))
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_post("/instances", upload)
+    router.add_get("/instances/{id}/file", get_file)
+    router.add_get("/instances/{id}/tags", get_tags)
+    router.add_get("/instances/{id}/simplified-tags", get_simplified_tags)
+    router.add_get("/instances/{id}/header", get_header)
+    router.add_get("/instances/{id}/content", get_content)
+    router.add_get("/instances/{id}/content/{path:.*}", get_content)
+    router.add_get("/instances/{id}/frames", get_frames)

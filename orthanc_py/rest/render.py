@@ -1,0 +1,170 @@
+"""The only home of Orthanc's PascalCase JSON keys for resources, changes, exports and statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from ..core.resources import ResourceInfo
+from ..index.base import Attachment, Change, ExportedResource
+from ..model.enums import METADATA_NAMES, ChangeType, ResourceType
+from ..model.lookup import keyword_of
+from ..model.maintags import MAIN_TAGS, format_tag
+
+TAG_FORMATS = ("human", "short", "full")
+
+
+def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dict[str, Any]:
+    """Main DICOM tags as Orthanc prints them: by keyword (default), by "gggg,eeee" (?short) or
+    full ({"Name", "Type", "Value"})."""
+    names = MAIN_TAGS[level] if level is not None else {}
+    if fmt == "short":
+        return {format_tag(t): v for t, v in tags.items()}
+    if fmt == "full":
+        return {
+            format_tag(t): {"Name": names.get(t) or keyword_of(t) or "Unknown Tag & Data", "Type": "String",
+                            "Value": v}
+            for t, v in tags.items()
+        }
+    return {names.get(t) or keyword_of(t) or format_tag(t): v for t, v in tags.items()}
+
+
+def resource_json(
+    info: ResourceInfo,
+    fmt: str = "human",
+    requested: dict[int, Any] | None = None,
+    content: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """GET /{level}/{id} (and each item of an expanded list). `content` restricts the fields
+    (the 1.12.5 ResponseContent of /tools/find)."""
+    level = info.level
+    want = set(content) if content is not None else None
+    out: dict[str, Any] = {"ID": info.public_id, "Type": level.label}
+    if want is None or "MainDicomTags" in want:
+        out["MainDicomTags"] = tags_json(info.main_tags, level, fmt)
+        if level is ResourceType.STUDY:
+            out["PatientMainDicomTags"] = tags_json(info.patient_main_tags or {}, ResourceType.PATIENT, fmt)
+    if want is None or "Labels" in want:
+        out["Labels"] = info.labels
+    if want is None or "Parent" in want:
+        parent_level = level.parent
+        if parent_level is not None:
+            out["Parent" + parent_level.label] = info.parent
+    if want is None or "Children" in want:
+        child = level.child
+        if child is not None:
+            out[{"Study": "Studies", "Series": "Series", "Instance": "Instances"}[child.label]] = info.children
+    if level is not ResourceType.INSTANCE:
+        if want is None or "IsStable" in want:
+            out["IsStable"] = info.is_stable
+        if want is None or "Metadata" in want:
+            out["LastUpdate"] = info.last_update
+    if level is ResourceType.PATIENT and (want is None or "IsProtected" in want):
+        out["IsProtected"] = info.is_protected
+    if level is ResourceType.SERIES and (want is None or "Status" in want):
+        out["ExpectedNumberOfInstances"] = info.expected_instances
+        out["Status"] = info.series_status
+    if level is ResourceType.INSTANCE:
+        if want is None:
+            out["FileSize"] = info.file_size
+            out["FileUuid"] = info.file_uuid
+            out["IndexInSeries"] = info.index_in_series
+    if want is not None and "Metadata" in want:
+        out["Metadata"] = metadata_json(info.metadata)
+    if want is not None and "Attachments" in want:
+        out["Attachments"] = [attachment_json(a) for a in info.attachments]
+    if requested is not None:
+        out["RequestedTags"] = requested
+    return out
+
+
+def metadata_name(mtype: int) -> str:
+    return METADATA_NAMES.get(mtype, str(mtype))
+
+
+def metadata_json(meta: dict[int, str]) -> dict[str, str]:
+    return {metadata_name(t): v for t, v in sorted(meta.items())}
+
+
+def attachment_json(a: Attachment) -> dict[str, Any]:
+    return {
+        "CompressedMD5": a.compressed_md5,
+        "CompressedSize": a.compressed_size,
+        "ContentType": a.content_type,
+        "Revision": a.revision,
+        "UncompressedMD5": a.uncompressed_md5,
+        "UncompressedSize": a.uncompressed_size,
+        "Uuid": a.uuid,
+    }
+
+
+def change_json(c: Change) -> dict[str, Any]:
+    return {
+        "ChangeType": ChangeType(c.change_type).label,
+        "Date": c.date,
+        "ID": c.public_id,
+        "Path": f"/{c.level.plural}/{c.public_id}",
+        "ResourceType": c.level.label,
+        "Seq": c.seq,
+    }
+
+
+def changes_json(items: Sequence[Change], done: bool, last: int) -> dict[str, Any]:
+    return {"Changes": [change_json(c) for c in items], "Done": done, "Last": last}
+
+
+def export_json(e: ExportedResource) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "Date": e.date,
+        "ID": e.public_id,
+        "Path": f"/{e.level.plural}/{e.public_id}",
+        "RemoteModality": e.remote_modality,
+        "ResourceType": e.level.label,
+        "Seq": e.seq,
+        "PatientID": e.patient_id,
+    }
+    if e.level >= ResourceType.STUDY:
+        out["StudyInstanceUID"] = e.study_uid
+    if e.level >= ResourceType.SERIES:
+        out["SeriesInstanceUID"] = e.series_uid
+    if e.level >= ResourceType.INSTANCE:
+        out["SOPInstanceUID"] = e.sop_uid
+    return out
+
+
+def size_mb(n: int) -> int:
+    return n // (1024 * 1024)
+
+
+def resource_statistics_json(level: ResourceType, s: dict[str, int]) -> dict[str, Any]:
+    """/{level}/{id}/statistics: counts of descendants and sizes (sizes as strings, like Orthanc)."""
+    out: dict[str, Any] = {}
+    for lv in ("Study", "Series", "Instance"):
+        if lv in s:
+            out["Count" + {"Study": "Studies", "Series": "Series", "Instance": "Instances"}[lv]] = s[lv]
+    out.update(
+        {
+            "DiskSize": str(s["disk"]),
+            "DiskSizeMB": size_mb(s["disk"]),
+            "UncompressedSize": str(s["uncompressed"]),
+            "UncompressedSizeMB": size_mb(s["uncompressed"]),
+            "DicomDiskSize": str(s["dicom_disk"]),
+            "DicomDiskSizeMB": size_mb(s["dicom_disk"]),
+            "DicomUncompressedSize": str(s["dicom_uncompressed"]),
+            "DicomUncompressedSizeMB": size_mb(s["dicom_uncompressed"]),
+        }
+    )
+    return out
+
+
+def global_statistics_json(s: dict[str, int]) -> dict[str, Any]:
+    return {
+        "CountInstances": s["instances"],
+        "CountPatients": s["patients"],
+        "CountSeries": s["series"],
+        "CountStudies": s["studies"],
+        "TotalDiskSize": str(s["disk"]),
+        "TotalDiskSizeMB": size_mb(s["disk"]),
+        "TotalUncompressedSize": str(s["uncompressed"]),
+        "TotalUncompressedSizeMB": size_mb(s["uncompressed"]),
+    }

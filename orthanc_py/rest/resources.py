@@ -1,0 +1,440 @@
+"""Routes shared by the four levels: /patients, /studies, /series, /instances and their children,
+statistics, shared tags, modules, metadata and labels. The level is a parameter, not a copy."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pydicom
+from aiohttp import web
+
+from ..core import resources as core_res
+from ..core.context import now_iso
+from ..core.resources import ResourceInfo
+from ..errors import ErrorCode, OrthancError
+from ..index.base import Transaction
+from ..model import dicomjson
+from ..model.enums import METADATA_BY_NAME, USER_METADATA_MIN, ChangeType, MetadataType, ResourceType
+from ..model.lookup import parse_tag
+from ..web.responses import bool_arg, json_response, text_response
+from .common import ctx_of, int_arg, tag_format
+from .render import metadata_name, resource_json, resource_statistics_json, tags_json
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def parse_requested_tags(text: str | None) -> list[int] | None:
+    """`requested-tags=0010,0010;PatientBirthDate` -> tags (BAD_REQUEST on an unknown name)."""
+    if not text:
+        return None
+    out = []
+    for part in text.split(";"):
+        if part.strip():
+            try:
+                out.append(parse_tag(part))
+            except ValueError as exc:
+                raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
+    return out
+
+
+async def requested_values(
+    request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
+) -> list[dict[str, Any]]:
+    """Values of requested tags for each resource: from the index when they are main tags of the
+    resource (or its patient), else from the DICOM file of one of its instances."""
+    ctx = ctx_of(request)
+    out = []
+    for info in infos:
+        known = {**(info.patient_main_tags or {}), **info.main_tags}
+        values: dict[int, str] = {t: known[t] for t in tags if t in known}
+        missing = [t for t in tags if t not in known]
+        full: dict[str, Any] = {}
+        if missing:
+            ids = await core_res.instance_ids_of(ctx, info.public_id, info.level)
+            if ids:
+                data = await ctx.run(ctx.storage.read, ids[0][1], 1)
+                ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+                rendered = dicomjson.orthanc_tags(ds, "full")
+                for t in missing:
+                    key = f"{t >> 16:04x},{t & 0xFFFF:04x}"
+                    if key in rendered:
+                        full[key] = rendered[key]
+        result = tags_json(values, None, fmt)
+        for key, entry in full.items():
+            if fmt == "full":
+                result[key] = entry
+            elif fmt == "short":
+                result[key] = entry.get("Value")
+            else:
+                result[entry.get("Name", key)] = entry.get("Value")
+        out.append(result)
+    return out
+
+
+async def render_infos(request: web.Request, infos: list[ResourceInfo], requested: list[int] | None,
+                       fmt: str, content: list[str] | None = None) -> list[dict[str, Any]]:
+    if requested is None:
+        return [resource_json(i, fmt, None, content) for i in infos]
+    values = await requested_values(request, infos, requested, fmt)
+    return [resource_json(i, fmt, v, content) for i, v in zip(infos, values, strict=True)]
+
+
+def _level_handlers(level: ResourceType) -> dict[str, Handler]:
+    async def list_all(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        expanded = bool_arg(request, "expand")
+        since = int_arg(request, "since")
+        limit = int_arg(request, "limit")
+        result = await core_res.list_level(ctx, level, since, limit, expanded)
+        if not expanded:
+            return json_response(result)
+        requested = parse_requested_tags(request.query.get("requested-tags"))
+        return json_response(await render_infos(request, result, requested, tag_format(request)))  # type: ignore[arg-type]
+
+    async def get_one(request: web.Request) -> web.StreamResponse:
+        info = await core_res.get(ctx_of(request), request.match_info["id"], level)
+        requested = parse_requested_tags(request.query.get("requested-tags"))
+        return json_response((await render_infos(request, [info], requested, tag_format(request)))[0])
+
+    async def delete_one(request: web.Request) -> web.StreamResponse:
+        deletion = await core_res.delete(ctx_of(request), request.match_info["id"], level)
+        remaining = None
+        if deletion.remaining_ancestor is not None:
+            lv, pid = deletion.remaining_ancestor
+            remaining = {"ID": pid, "Path": f"/{lv.plural}/{pid}", "Type": lv.label}
+        return json_response({"RemainingAncestor": remaining})
+
+    async def statistics(request: web.Request) -> web.StreamResponse:
+        s = await core_res.statistics(ctx_of(request), request.match_info["id"], level)
+        return json_response(resource_statistics_json(level, s))
+
+    return {"list": list_all, "get": get_one, "delete": delete_one, "statistics": statistics}
+
+
+def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        infos = await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=True)
+        requested = parse_requested_tags(request.query.get("requested-tags"))
+        rendered = await render_infos(request, infos, requested, tag_format(request))  # type: ignore[arg-type]
+        if target < level:  # a parent is answered as an object, children as a list
+            if not rendered:
+                raise core_res.unknown(request.match_info["id"])
+            return json_response(rendered[0])
+        if not bool_arg(request, "expand", True) and "expand" in request.query:
+            return json_response([r["ID"] for r in rendered])
+        return json_response(rendered)
+
+    return handler
+
+
+def dicom_format(request: web.Request) -> str:
+    """`?simplify` / `?short` / default full, for the DICOM-tag routes."""
+    if bool_arg(request, "simplify"):
+        return "simplify"
+    if bool_arg(request, "short"):
+        return "short"
+    return "full"
+
+
+async def _datasets(request: web.Request, level: ResourceType, first_only: bool) -> list[tuple[str, Any]]:
+    ctx = ctx_of(request)
+    pid = request.match_info["id"]
+
+    def run(txn: Transaction) -> list[tuple[str, str]]:
+        rid, _ = core_res.lookup_in(txn, pid, level)
+        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
+        if first_only:
+            ids = ids[:1]
+        rows = txn.resources(ids)
+        atts = txn.attachments(ids)
+        out = []
+        for r in rows:
+            for a in atts[r.id]:
+                if a.content_type == 1:
+                    out.append((r.public_id, a.uuid))
+        return out
+
+    pairs = await ctx.index.read(run)
+
+    def load(pairs: list[tuple[str, str]]) -> list[tuple[str, Any]]:
+        result = []
+        for pub, uuid in pairs:
+            data = ctx.storage.read(uuid, 1)
+            result.append((pub, pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)))
+        return result
+
+    return await ctx.run(load, pairs)
+
+
+def _shared_tags_handler(level: ResourceType) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fmt = dicom_format(request)
+        datasets = await _datasets(request, level, first_only=False)
+        ctx = ctx_of(request)
+
+        def compute() -> dict[str, Any]:
+            shared: dict[str, Any] | None = None
+            for _pub, ds in datasets:
+                tags = dicomjson.orthanc_tags(ds, "full")
+                if shared is None:
+                    shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
+                else:
+                    shared = {k: v for k, v in shared.items() if tags.get(k) == v}
+            return _reformat(shared or {}, fmt)
+
+        return json_response(await ctx.run(compute))
+
+    return handler
+
+
+def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """Convert Orthanc's full tag JSON into ?simplify / ?short (flat values only)."""
+    if fmt == "full":
+        return full
+    if fmt == "short":
+        return {k: v.get("Value") for k, v in full.items()}
+    return {v.get("Name", k): v.get("Value") for k, v in full.items()}
+
+
+def _instances_tags_handler(level: ResourceType) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fmt = dicom_format(request)
+        datasets = await _datasets(request, level, first_only=False)
+        ctx = ctx_of(request)
+
+        def compute() -> dict[str, Any]:
+            return {pub: dicomjson.orthanc_tags(ds, fmt) for pub, ds in datasets}
+
+        return json_response(await ctx.run(compute))
+
+    return handler
+
+
+def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fmt = dicom_format(request)
+        datasets = await _datasets(request, level, first_only=True)
+        if not datasets:
+            return json_response({})
+        tags = dicomjson.orthanc_tags(datasets[0][1], "full")
+        wanted = module_tags(module)
+        picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
+        return json_response(_reformat(picked, fmt) if fmt != "full" else picked)
+
+    return handler
+
+
+def module_tags(level: ResourceType) -> frozenset[int]:
+    """Tags of Orthanc's DICOM modules per level (main tags of the level plus module members)."""
+    from ..model.maintags import MAIN_TAGS
+
+    return frozenset(MAIN_TAGS[level]) | _MODULE_EXTRA.get(level, frozenset())
+
+
+_MODULE_EXTRA: dict[ResourceType, frozenset[int]] = {
+    ResourceType.PATIENT: frozenset({0x00100021, 0x00100032, 0x00101000, 0x00101001, 0x00104000, 0x00100050}),
+    ResourceType.STUDY: frozenset({0x00081032, 0x00081060, 0x00101010, 0x00101020, 0x00101030, 0x00102180}),
+    ResourceType.SERIES: frozenset({0x00180015, 0x00185100, 0x00200060, 0x00080068}),
+    ResourceType.INSTANCE: frozenset({0x00080016, 0x00080008, 0x00200020}),
+}
+
+
+def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
+    def parse_name(name: str) -> int:
+        if name in METADATA_BY_NAME:
+            return METADATA_BY_NAME[name]
+        if name.isdigit():
+            return int(name)
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown metadata: {name}")
+
+    async def list_meta(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+
+        def run(txn: Transaction) -> dict[int, str]:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            return txn.metadata([rid])[rid]
+
+        meta = await ctx.index.read(run)
+        if bool_arg(request, "expand"):
+            return json_response({metadata_name(t): v for t, v in sorted(meta.items())})
+        return json_response([metadata_name(t) for t in sorted(meta)])
+
+    async def get_meta(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+        mtype = parse_name(request.match_info["name"])
+
+        def run(txn: Transaction) -> str | None:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            return txn.metadata([rid], (mtype,))[rid].get(mtype)
+
+        value = await ctx.index.read(run)
+        if value is None:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No metadata {request.match_info['name']}")
+        return text_response(value)
+
+    async def put_meta(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+        mtype = parse_name(request.match_info["name"])
+        if mtype < USER_METADATA_MIN and mtype not in (MetadataType.ANONYMIZED_FROM, MetadataType.MODIFIED_FROM):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot modify a system metadata")
+        value = (await request.read()).decode("utf-8", "replace")
+        date = now_iso()
+
+        def run(txn: Transaction) -> None:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            txn.set_metadata(rid, mtype, value)
+            txn.log_change(int(ChangeType.UPDATED_METADATA), level, pid, date)
+
+        await ctx.index.write(run)
+        return json_response({})
+
+    async def delete_meta(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+        mtype = parse_name(request.match_info["name"])
+        if mtype < USER_METADATA_MIN:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot delete a system metadata")
+        date = now_iso()
+
+        def run(txn: Transaction) -> bool:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            found = txn.delete_metadata(rid, mtype)
+            if found:
+                txn.log_change(int(ChangeType.UPDATED_METADATA), level, pid, date)
+            return found
+
+        if not await ctx.index.write(run):
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No metadata {request.match_info['name']}")
+        return json_response({})
+
+    return {"list": list_meta, "get": get_meta, "put": put_meta, "delete": delete_meta}
+
+
+def _label_handlers(level: ResourceType) -> dict[str, Handler]:
+    async def list_labels(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+
+        def run(txn: Transaction) -> list[str]:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            return txn.labels([rid])[rid]
+
+        return json_response(await ctx.index.read(run))
+
+    def check(label: str) -> str:
+        if not label or not all(c.isalnum() or c in "_-" for c in label) or len(label) > 64:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Bad label: {label}")
+        return label
+
+    async def has_label(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+        label = request.match_info["label"]
+
+        def run(txn: Transaction) -> bool:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            return label in txn.labels([rid])[rid]
+
+        if not await ctx.index.read(run):
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"No label {label}")
+        return text_response("")
+
+    async def put_label(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+        label = check(request.match_info["label"])
+
+        def run(txn: Transaction) -> None:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            txn.add_label(rid, label)
+
+        await ctx.index.write(run)
+        return json_response({})
+
+    async def delete_label(request: web.Request) -> web.StreamResponse:
+        ctx = ctx_of(request)
+        pid = request.match_info["id"]
+        label = check(request.match_info["label"])
+
+        def run(txn: Transaction) -> None:
+            rid, _ = core_res.lookup_in(txn, pid, level)
+            txn.remove_label(rid, label)
+
+        await ctx.index.write(run)
+        return json_response({})
+
+    return {"list": list_labels, "get": has_label, "put": put_label, "delete": delete_label}
+
+
+async def patient_protected(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    pid = request.match_info["id"]
+
+    def run(txn: Transaction) -> bool:
+        rid, _ = core_res.lookup_in(txn, pid, ResourceType.PATIENT)
+        return txn.is_protected(rid)
+
+    return text_response("1" if await ctx.index.read(run) else "0")
+
+
+async def set_patient_protected(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    pid = request.match_info["id"]
+    body = (await request.read()).decode().strip()
+    if body not in ("0", "1"):
+        raise OrthancError(ErrorCode.BAD_REQUEST, "Expected 0 or 1")
+
+    def run(txn: Transaction) -> None:
+        rid, _ = core_res.lookup_in(txn, pid, ResourceType.PATIENT)
+        txn.set_protected(rid, body == "1")
+
+    await ctx.index.write(run)
+    return text_response("")
+
+
+_RELATIVE_NAMES = {
+    ResourceType.PATIENT: "patient",
+    ResourceType.STUDY: "study",
+    ResourceType.SERIES: "series",
+    ResourceType.INSTANCE: "instances",
+}
+_CHILD_NAMES = {ResourceType.STUDY: "studies", ResourceType.SERIES: "series", ResourceType.INSTANCE: "instances"}
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    for level in ResourceType:
+        base = f"/{level.plural}"
+        h = _level_handlers(level)
+        router.add_get(base, h["list"])
+        router.add_get(base + "/{id}", h["get"])
+        router.add_delete(base + "/{id}", h["delete"])
+        router.add_get(base + "/{id}/statistics", h["statistics"])
+        for target in ResourceType:
+            if target == level:
+                continue
+            name = _RELATIVE_NAMES[target] if target < level else _CHILD_NAMES[target]
+            router.add_get(f"{base}/{{id}}/{name}", _relative_handler(level, target))
+        if level is not ResourceType.INSTANCE:
+            router.add_get(base + "/{id}/shared-tags", _shared_tags_handler(level))
+            router.add_get(base + "/{id}/instances-tags", _instances_tags_handler(level))
+        router.add_get(base + "/{id}/module", _module_handler(level, level))
+        if level in (ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE):
+            router.add_get(base + "/{id}/module-patient", _module_handler(level, ResourceType.PATIENT))
+        m = _metadata_handlers(level)
+        router.add_get(base + "/{id}/metadata", m["list"])
+        router.add_get(base + "/{id}/metadata/{name}", m["get"])
+        router.add_put(base + "/{id}/metadata/{name}", m["put"])
+        router.add_delete(base + "/{id}/metadata/{name}", m["delete"])
+        lab = _label_handlers(level)
+        router.add_get(base + "/{id}/labels", lab["list"])
+        router.add_get(base + "/{id}/labels/{label}", lab["get"])
+        router.add_put(base + "/{id}/labels/{label}", lab["put"])
+        router.add_delete(base + "/{id}/labels/{label}", lab["delete"])
+    router.add_get("/patients/{id}/protected", patient_protected)
+    router.add_put("/patients/{id}/protected", set_patient_protected)

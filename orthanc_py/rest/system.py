@@ -1,0 +1,167 @@
+"""/system, /statistics, /changes, /exports and the small /tools routes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from aiohttp import web
+from pydicom.uid import generate_uid
+
+from .. import DATABASE_VERSION, ORTHANC_API_VERSION, ORTHANC_VERSION
+from ..core import resources as core_res
+from ..errors import ErrorCode, OrthancError
+from ..index.base import Transaction
+from ..model.enums import ResourceType
+from ..model.maintags import MAIN_TAGS, format_tag
+from ..web.responses import bool_arg, json_response, text_response
+from .common import ctx_of, int_arg
+from .render import change_json, changes_json, export_json, global_statistics_json
+
+MAX_CHANGES = 10000
+DEFAULT_CHANGES = 100
+
+
+async def system(request: web.Request) -> web.StreamResponse:
+    s = ctx_of(request).settings
+    main_tags = {
+        level.label: ";".join(sorted(format_tag(t) for t in MAIN_TAGS[level])) for level in ResourceType
+    }
+    return json_response(
+        {
+            "ApiVersion": ORTHANC_API_VERSION,
+            "Capabilities": {"HasExtendedChanges": False, "HasExtendedFind": True},
+            "CheckRevisions": False,
+            "DatabaseBackendPlugin": None,
+            "DatabaseServerIdentifier": "Orthanc",
+            "DatabaseVersion": DATABASE_VERSION,
+            "DicomAet": s.dicom_aet,
+            "DicomPort": s.dicom_port,
+            "HasLabels": True,
+            "HttpPort": s.http_port,
+            "IngestTranscoding": "",
+            "IsHttpServerSecure": s.authentication_enabled or not s.remote_access_allowed,
+            "MainDicomTags": main_tags,
+            "MaximumPatientCount": s.maximum_patient_count,
+            "MaximumStorageMode": "Recycle",
+            "MaximumStorageSize": s.maximum_storage_size_mb,
+            "Name": s.name,
+            "OverwriteInstances": s.overwrite_instances,
+            "PluginsEnabled": False,
+            "ReadOnly": False,
+            "StorageAreaPlugin": None,
+            "StorageCompression": False,
+            "UserMetadata": {},
+            "Version": ORTHANC_VERSION,
+        }
+    )
+
+
+async def statistics(request: web.Request) -> web.StreamResponse:
+    return json_response(global_statistics_json(await core_res.global_statistics(ctx_of(request))))
+
+
+async def get_changes(request: web.Request) -> web.StreamResponse:
+    """GET /changes: `since`/`limit` paging (Done, Last), or `?last` for the newest entry only."""
+    ctx = ctx_of(request)
+    if "last" in request.query:
+
+        def last(txn: Transaction) -> web.StreamResponse:
+            seq = txn.last_change()
+            items = txn.changes(seq - 1, 1) if seq else []
+            return json_response({"Changes": [change_json(c) for c in items], "Done": True, "Last": seq})
+
+        return await ctx.index.read(last)
+    since = int_arg(request, "since")
+    limit = min(int_arg(request, "limit", DEFAULT_CHANGES), MAX_CHANGES)
+
+    def run(txn: Transaction) -> web.StreamResponse:
+        items = txn.changes(since, limit + 1) if limit else []
+        done = len(items) <= limit
+        items = items[:limit]
+        last_seq = items[-1].seq if items else since
+        if limit == 0:
+            done = txn.last_change() <= since
+        return json_response(changes_json(items, done, last_seq))
+
+    return await ctx.index.read(run)
+
+
+async def delete_changes(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    await ctx.index.write(lambda txn: txn.clear_changes())
+    return json_response({})
+
+
+async def get_exports(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    since = int_arg(request, "since")
+    limit = min(int_arg(request, "limit", DEFAULT_CHANGES), MAX_CHANGES)
+    if "last" in request.query:
+
+        def last(txn: Transaction) -> web.StreamResponse:
+            seq = txn.last_export()
+            items = txn.exports(seq - 1, 1) if seq else []
+            return json_response({"Exports": [export_json(e) for e in items], "Done": True, "Last": seq})
+
+        return await ctx.index.read(last)
+
+    def run(txn: Transaction) -> web.StreamResponse:
+        items = txn.exports(since, limit + 1) if limit else []
+        done = len(items) <= limit
+        items = items[:limit]
+        return json_response(
+            {"Exports": [export_json(e) for e in items], "Done": done, "Last": items[-1].seq if items else since}
+        )
+
+    return await ctx.index.read(run)
+
+
+async def delete_exports(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    await ctx.index.write(lambda txn: txn.clear_exports())
+    return json_response({})
+
+
+async def now_utc(request: web.Request) -> web.StreamResponse:
+    return text_response(_dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S"))
+
+
+async def now_local(request: web.Request) -> web.StreamResponse:
+    return text_response(_dt.datetime.now().strftime("%Y%m%dT%H%M%S"))
+
+
+_UID_ROOTS = {
+    ResourceType.PATIENT: "1.2.276.0.7230010.3.1.1.",
+    ResourceType.STUDY: "1.2.276.0.7230010.3.1.2.",
+    ResourceType.SERIES: "1.2.276.0.7230010.3.1.3.",
+    ResourceType.INSTANCE: "1.2.276.0.7230010.3.1.4.",
+}
+
+
+async def generate_uid_route(request: web.Request) -> web.StreamResponse:
+    """GET /tools/generate-uid?level=...: a fresh UID under DCMTK's root, as Orthanc gives."""
+    text = request.query.get("level")
+    if text is None:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "Missing argument: level")
+    try:
+        level = ResourceType.parse(text)
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
+    return text_response(generate_uid(prefix=_UID_ROOTS[level]))
+
+
+async def root_redirect(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/app/explorer.html")
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_get("/system", system)
+    router.add_get("/statistics", statistics)
+    router.add_get("/changes", get_changes)
+    router.add_delete("/changes", delete_changes)
+    router.add_get("/exports", get_exports)
+    router.add_delete("/exports", delete_exports)
+    router.add_get("/tools/now", now_utc)
+    router.add_get("/tools/now-local", now_local)
+    router.add_get("/tools/generate-uid", generate_uid_route)
+    _ = bool_arg

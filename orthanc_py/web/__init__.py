@@ -1,0 +1,1 @@
+"""aiohttp plumbing shared by the REST and DICOMweb interfaces: errors, auth, responses."""

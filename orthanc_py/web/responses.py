@@ -1,0 +1,44 @@
+"""JSON and binary responses, rendered with orjson (keys sorted, as Orthanc's JSON writer does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+
+
+def json_bytes(data: Any) -> bytes:
+    """Orthanc pretty-prints its JSON with sorted keys; so do we (clients diff these answers)."""
+    return orjson.dumps(data, option=_OPTS) + b"\n"
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=json_bytes(data), status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+def text_response(text: str, content_type: str = "text/plain", status: int = 200) -> web.Response:
+    return web.Response(body=text.encode("utf-8"), status=status, content_type=content_type, charset="utf-8")
+
+
+def bool_arg(request: web.Request, name: str, default: bool = False) -> bool:
+    """Orthanc's boolean GET arguments: present without value or with "true"/"1" means true."""
+    if name not in request.query:
+        return default
+    value = request.query[name].strip().lower()
+    return value in ("", "true", "1", "yes")
+
+
+async def read_json(request: web.Request) -> Any:
+    """Parse the body as JSON; Orthanc answers 400 BadFileFormat...: use OrthancError(BAD_JSON)."""
+    from ..errors import ErrorCode, OrthancError
+
+    body = await request.read()
+    try:
+        return orjson.loads(body) if body.strip() else None
+    except orjson.JSONDecodeError as exc:
+        raise OrthancError(ErrorCode.BAD_JSON, "Cannot parse the JSON body of the request") from exc
