@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -26,7 +28,7 @@ MAX_BODY = 1 << 34
 def build_context(settings: Settings) -> ServerContext:
     """Open the storage area and the index named by the settings."""
     storage = FilesystemStorage(settings.storage_directory, sync=settings.sync_storage_area)
-    index = SqliteIndex(Path(settings.index_directory) / INDEX_FILENAME, durable=settings.sync_storage_area)
+    index = SqliteIndex(Path(settings.index_directory) / INDEX_FILENAME, durable=False)
     return ServerContext(settings, index, storage)
 
 
@@ -44,8 +46,17 @@ def build_app(ctx: ServerContext) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the server until `stop` is set (or SIGINT/SIGTERM)."""
+async def serve(
+    settings: Settings,
+    stop: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+    ready: Callable[[ServerContext], None] | None = None,
+) -> None:
+    """Run the server until `stop` is set (or SIGINT/SIGTERM).
+
+    `sock` is an already bound listening socket (tests bind port 0 to get a free port without
+    races); `ready` is called once the server accepts connections.
+    """
     if settings.unknown_keys:
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
     ctx = build_context(settings)
@@ -61,11 +72,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
         except (NotImplementedError, RuntimeError):
             pass
     try:
-        if settings.http_server_enabled:
+        if sock is not None:
+            await web.SockSite(runner, sock).start()
+        elif settings.http_server_enabled:
             host = settings.http_bind_address or "0.0.0.0"
             site = web.TCPSite(runner, host, settings.http_port, reuse_address=True)
             await site.start()
             log.info("HTTP server listening on port %d", settings.http_port)
+        if ready is not None:
+            ready(ctx)
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -18,8 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", nargs="?", help="Orthanc JSON configuration file or folder of JSON files")
     parser.add_argument("--verbose", action="store_true", help="log informational messages")
     parser.add_argument("--trace", action="store_true", help="log debugging messages")
-    parser.add_argument("--version", action="version",
-                        version=f"orthanc_py {__version__} (Orthanc REST API {ORTHANC_VERSION})")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"orthanc_py {__version__} (Orthanc REST API {ORTHANC_VERSION})",
+    )
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.trace else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -399,9 +399,7 @@ class OrthancError(Exception):
     answers with another one.
     """
 
-    def __init__(
-        self, code: ErrorCode, details: str | None = None, *, http_status: int | None = None
-    ) -> None:
+    def __init__(self, code: ErrorCode, details: str | None = None, *, http_status: int | None = None) -> None:
         super().__init__(details if details is not None else code.message)
         self.code = code
         self.details = details

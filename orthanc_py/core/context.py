@@ -88,7 +88,7 @@ class ServerContext:
                 continue
             date = now_iso()
 
-            def log_stable(txn: Any, due: list[tuple[ResourceType, str]] = due) -> None:
+            def log_stable(txn: Any, due: list[tuple[ResourceType, str]] = due, date: str = date) -> None:
                 for level, pid in due:
                     if txn.lookup(pid) is not None:
                         txn.log_change(int(_STABLE_CHANGE[level]), level, pid, date)

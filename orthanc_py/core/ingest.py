@@ -78,8 +78,6 @@ def _store_txn(
             return _TxnResult(StoreStatus.ALREADY_STORED, [], [])
         deletion = txn.delete_resource(found[0])
         replaced = deletion.attachments
-        for level, pid in deletion.deleted:
-            txn.log_change(int(ChangeType.DELETED), level, pid, date)
     created: list[tuple[ResourceType, str]] = []
     parent: int | None = None
     chain: list[int] = []
@@ -93,6 +91,8 @@ def _store_txn(
             rid = txn.create_resource(pid, level, parent, p.main_tags[level])
             created.append((level, pid))
             txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level])
+            if level is ResourceType.SERIES:
+                txn.set_metadata(rid, int(MetadataType.REMOTE_AET), origin.remote_aet)
             if level is ResourceType.SERIES and p.expected_instances is not None:
                 txn.set_metadata(rid, int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES), str(p.expected_instances))
         else:

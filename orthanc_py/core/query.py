@@ -43,7 +43,9 @@ def _split(constraints: Sequence[TagConstraint]) -> tuple[list[TagConstraint], l
     return indexed, others
 
 
-def _representative_dataset(ctx: ServerContext, txn: Transaction, rid: int, level: ResourceType) -> pydicom.Dataset | None:
+def _representative_dataset(
+    ctx: ServerContext, txn: Transaction, rid: int, level: ResourceType
+) -> pydicom.Dataset | None:
     ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)[:1]
     if not ids:
         return None
@@ -106,7 +108,9 @@ def find_ids(ctx: ServerContext, txn: Transaction, req: FindRequest) -> list[int
     return out
 
 
-async def find(ctx: ServerContext, req: FindRequest, expanded: bool, **expand_opts: bool) -> list[ResourceInfo] | list[str]:
+async def find(
+    ctx: ServerContext, req: FindRequest, expanded: bool, **expand_opts: bool
+) -> list[ResourceInfo] | list[str]:
     """Run a find; answer public ids, or expanded resources."""
 
     def run(txn: Transaction) -> list[ResourceInfo] | list[str]:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Deletion, Transaction
-from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
+from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
-from .context import ServerContext, now_iso
+from .context import ServerContext
 
 
 @dataclass(slots=True)
@@ -41,7 +41,7 @@ class ResourceInfo:
 
 
 def unknown(public_id: str) -> OrthancError:
-    return OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"Unknown resource: {public_id}")
+    return OrthancError(ErrorCode.UNKNOWN_RESOURCE)  # Orthanc gives no details here
 
 
 def lookup_in(txn: Transaction, public_id: str, level: ResourceType | None) -> tuple[int, ResourceType]:
@@ -90,8 +90,16 @@ def expand(
         return []
     all_ids = [r.id for r in rows]
     kids = txn.children(all_ids)
-    meta = txn.metadata(all_ids, None if with_metadata else (
-        MetadataType.LAST_UPDATE, MetadataType.EXPECTED_NUMBER_OF_INSTANCES, MetadataType.INDEX_IN_SERIES))
+    meta = txn.metadata(
+        all_ids,
+        None
+        if with_metadata
+        else (
+            MetadataType.LAST_UPDATE,
+            MetadataType.EXPECTED_NUMBER_OF_INSTANCES,
+            MetadataType.INDEX_IN_SERIES,
+        ),
+    )
     labels = txn.labels(all_ids)
     instance_ids = [r.id for r in rows if r.level is ResourceType.INSTANCE]
     atts = txn.attachments(instance_ids) if instance_ids else {}
@@ -99,8 +107,7 @@ def expand(
     study_parents = [r.parent_id for r in rows if r.level is ResourceType.STUDY and r.parent_id is not None]
     patient_tags = {p.id: p.main_tags for p in txn.resources(study_parents)} if study_parents else {}
     series_with_expected = [
-        r.id for r in rows
-        if r.level is ResourceType.SERIES and MetadataType.EXPECTED_NUMBER_OF_INSTANCES in meta[r.id]
+        r.id for r in rows if r.level is ResourceType.SERIES and MetadataType.EXPECTED_NUMBER_OF_INSTANCES in meta[r.id]
     ]
     child_index: dict[int, dict[int, str]] = {}
     if series_with_expected:
@@ -128,9 +135,11 @@ def expand(
         elif r.level is ResourceType.SERIES:
             expected = _int_or_none(m.get(MetadataType.EXPECTED_NUMBER_OF_INSTANCES))
             info.expected_instances = expected
-            indexes = [
-                _int_or_none(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES)) for cid, _ in kids[r.id]
-            ] if expected is not None else []
+            indexes = (
+                [_int_or_none(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES)) for cid, _ in kids[r.id]]
+                if expected is not None
+                else []
+            )
             info.series_status = series_status(expected, indexes)
         elif r.level is ResourceType.INSTANCE:
             for a in atts.get(r.id, []):
@@ -232,14 +241,10 @@ async def read_dicom(ctx: ServerContext, public_id: str) -> bytes:
 
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:
     """Delete a resource with its descendants and emptied ancestors; files go after commit."""
-    date = now_iso()
 
     def run(txn: Transaction) -> Deletion:
         rid, _ = lookup_in(txn, public_id, level)
-        deletion = txn.delete_resource(rid)
-        for lv, pid in deletion.deleted:
-            txn.log_change(int(ChangeType.DELETED), lv, pid, date)
-        return deletion
+        return txn.delete_resource(rid)
 
     deletion = await ctx.index.write(run)
     for _lv, pid in deletion.deleted:

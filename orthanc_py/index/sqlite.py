@@ -88,6 +88,7 @@ MIGRATIONS: tuple[str, ...] = (
         public_id TEXT NOT NULL,
         date TEXT NOT NULL
     );
+    CREATE INDEX changes_public_id ON changes(public_id);
     CREATE TABLE exports (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         level INTEGER NOT NULL,
@@ -160,7 +161,8 @@ class SqlTransaction:
     def children(self, ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
         out: dict[int, list[tuple[int, str]]] = {i: [] for i in ids}
         for chunk in _chunks(ids):
-            sql = f"SELECT parent_id, id, public_id FROM resources WHERE parent_id IN ({_marks(len(chunk))}) ORDER BY id"
+            marks = _marks(len(chunk))
+            sql = f"SELECT parent_id, id, public_id FROM resources WHERE parent_id IN ({marks}) ORDER BY id"
             for parent, rid, pub in self.c.execute(sql, tuple(chunk)):
                 out[parent].append((rid, pub))
         return out
@@ -303,9 +305,7 @@ class SqlTransaction:
                 for depth in range(2, tag_level - int(level) + 1):
                     frm.append(f"JOIN resources d{depth} ON d{depth}.parent_id = d{depth - 1}.id")
                 last = f"d{tag_level - int(level)}"
-                where.append(
-                    f"EXISTS (SELECT 1 FROM {' '.join(frm)} WHERE {chain[0]} AND {last}.id IN ({subquery}))"
-                )
+                where.append(f"EXISTS (SELECT 1 FROM {' '.join(frm)} WHERE {chain[0]} AND {last}.id IN ({subquery}))")
                 args.extend(sub_args)
         if parent is not None:
             row = self.c.execute("SELECT level FROM resources WHERE id=?", (parent,)).fetchone()
@@ -345,7 +345,7 @@ class SqlTransaction:
                 order_sql.append((f"o{i}.value {direction}", o.metadata))
         join_args = [v for _, v in order_sql]
         sql = "SELECT r.id FROM resources r " + " ".join(joins) + " WHERE " + " AND ".join(where)
-        sql += " ORDER BY " + ", ".join([s for s, _ in order_sql] + ["r.id"])
+        sql += " ORDER BY " + ", ".join([s for s, _ in order_sql] + ["r.public_id"])
         if limit > 0 or since > 0:
             sql += " LIMIT ? OFFSET ?"
             args += [limit if limit > 0 else -1, since]
@@ -401,8 +401,7 @@ class SqlTransaction:
 
     def changes_before(self, before: int, limit: int) -> list[Change]:
         rows = self.c.execute(
-            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq < ? "
-            "ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq < ? ORDER BY seq DESC LIMIT ?",
             (before, limit),
         )
         return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
@@ -481,7 +480,8 @@ class SqlTransaction:
         for a in found:
             if a.content_type == content_type:
                 self.c.execute(
-                    "DELETE FROM attachments WHERE resource_id=? AND content_type=?", (resource_id, content_type)
+                    "DELETE FROM attachments WHERE resource_id=? AND content_type=?",
+                    (resource_id, content_type),
                 )
                 return a
         return None
@@ -496,8 +496,16 @@ class SqlTransaction:
         self.c.execute(
             "INSERT INTO exports(level, public_id, remote_modality, patient_id, study_uid, series_uid, sop_uid, "
             "date) VALUES (?,?,?,?,?,?,?,?)",
-            (int(e.level), e.public_id, e.remote_modality, e.patient_id, e.study_uid, e.series_uid, e.sop_uid,
-             e.date),
+            (
+                int(e.level),
+                e.public_id,
+                e.remote_modality,
+                e.patient_id,
+                e.study_uid,
+                e.series_uid,
+                e.sop_uid,
+                e.date,
+            ),
         )
 
     def delete_resource(self, resource_id: int) -> Deletion:
@@ -545,6 +553,11 @@ class SqlTransaction:
             for table in ("attachments", "metadata", "tags", "labels", "protected"):
                 self.c.execute(f"DELETE FROM {table} WHERE resource_id IN ({marks})", args)
             self.c.execute(f"DELETE FROM resources WHERE id IN ({marks})", args)
+        # Orthanc's change log rows cascade with their resource: they disappear too.
+        pubs = [pub for _lv, pub in deleted]
+        for i in range(0, len(pubs), _CHUNK):
+            part = pubs[i : i + _CHUNK]
+            self.c.execute(f"DELETE FROM changes WHERE public_id IN ({_marks(len(part))})", tuple(part))
         return Deletion(attachments, deleted, remaining)
 
     def clear_changes(self) -> None:

@@ -267,7 +267,7 @@ def _charset_value(ds: Dataset) -> str | None:
 def _creators(ds: Dataset) -> dict[tuple[int, int], str]:
     """Private creators declared in this item, keyed by (group, block)."""
     found: dict[tuple[int, int], str] = {}
-    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset would convert every element
+    for tag in ds.keys():  # iterating a Dataset itself would convert every element
         group, elem = tag >> 16, tag & 0xFFFF
         if group % 2 == 1 and 0x10 <= elem <= 0xFF:
             item = ds.get_item(tag)

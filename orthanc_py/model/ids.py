@@ -40,10 +40,4 @@ def compute(patient_id: str, study_uid: str, series_uid: str, sop_uid: str) -> P
 
 def is_public_id(text: str) -> bool:
     """Cheap shape check before touching the index (44 chars, dashes at the right places)."""
-    return (
-        len(text) == 44
-        and text[8] == "-"
-        and text[17] == "-"
-        and text[26] == "-"
-        and text[35] == "-"
-    )
+    return len(text) == 44 and text[8] == "-" and text[17] == "-" and text[26] == "-" and text[35] == "-"

@@ -102,9 +102,7 @@ IDENTIFIER_TAGS: dict[ResourceType, int] = {
     ResourceType.INSTANCE: SOP_INSTANCE_UID,
 }
 
-KEYWORD_TO_MAIN_TAG: dict[str, int] = {
-    name: t for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()
-}
+KEYWORD_TO_MAIN_TAG: dict[str, int] = {name: t for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
 
 
 def format_tag(t: int, sep: str = ",") -> str:

@@ -68,7 +68,7 @@ def element_text(value: Any) -> str | None:
         if any(p is None for p in parts):
             return None
         return "\\".join(p for p in parts if p is not None)
-    if isinstance(value, Dataset) or hasattr(value, "__iter__") and not isinstance(value, str | PersonName):
+    if isinstance(value, Dataset) or (hasattr(value, "__iter__") and not isinstance(value, str | PersonName)):
         return None
     return str(value).rstrip(" \x00")
 
@@ -157,6 +157,8 @@ def _dataset_start(data: bytes) -> tuple[int, str | None]:
             if elem == 0x0010:
                 ts = data[pos + head : pos + head + length].decode("ascii", "replace").rstrip(" \x00")
             pos += head + length
+        if pos > n:
+            raise ValueError("truncated file meta information")
         return pos, ts
     return 0, None
 
@@ -208,15 +210,17 @@ def parse(data: bytes) -> ParsedInstance:
     Raises OrthancError(BAD_FILE_FORMAT) for non-DICOM input, truncated files and files
     without Study/Series/SOP Instance UID.
     """
+    if not data:
+        raise bad_file("Received an empty DICOM file")
     if len(data) < 8:
-        raise bad_file("Not a DICOM file (too short)")
+        raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
     try:
         pixel_offset, ts = check_structure(data)
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
     except OrthancError:
         raise
     except Exception as exc:
-        raise bad_file(f"Cannot parse an invalid DICOM file: {exc}") from exc
+        raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)") from exc
     meta_ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if meta_ts:
         ts = str(meta_ts)
@@ -238,14 +242,11 @@ def parse(data: bytes) -> ParsedInstance:
     study_uid = main[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID, "")
     series_uid = main[ResourceType.SERIES].get(mt.SERIES_INSTANCE_UID, "")
     sop_uid = main[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, "")
+    for t in (mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID):
+        if t not in ds:  # Orthanc 1.10.1: an absent identifier is 404 InexistentTag
+            raise OrthancError(ErrorCode.INEXISTENT_TAG)
     if not study_uid or not series_uid or not sop_uid:
-        missing = [
-            name
-            for name, v in (("StudyInstanceUID", study_uid), ("SeriesInstanceUID", series_uid),
-                            ("SOPInstanceUID", sop_uid))
-            if not v
-        ]
-        raise bad_file("Missing " + ", ".join(missing) + " in the DICOM file")
+        raise bad_file("Empty Study/Series/SOP Instance UID in the DICOM file")
     sop_class = ds.get(mt.SOP_CLASS_UID)
     sop_class_uid = element_text(sop_class.value) if sop_class is not None else ""
     inst = main[ResourceType.INSTANCE]

@@ -24,6 +24,23 @@ def tag_format(request: web.Request) -> str:
     return "human"
 
 
+def empty_404() -> web.Response:
+    """Orthanc answers some misses (unknown ID on a resource route, absent tag or metadata) with
+    a bare 404 and no body."""
+    return web.Response(status=404)
+
+
+def since_limit(request: web.Request) -> tuple[int, int]:
+    """`since` and `limit` go together on GET lists (Orthanc: 400 when only one is given)."""
+    has_since, has_limit = "since" in request.query, "limit" in request.query
+    if has_since != has_limit:
+        missing = "since" if has_limit else "limit"
+        raise OrthancError(
+            ErrorCode.BAD_REQUEST, f'Missing "{missing}" argument for GET request against: {request.path}/'
+        )
+    return int_arg(request, "since"), int_arg(request, "limit")
+
+
 def int_arg(request: web.Request, name: str, default: int = 0) -> int:
     text = request.query.get(name)
     if text is None or text == "":

@@ -15,8 +15,9 @@ from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
 from ..model import dicomjson
 from ..model.enums import ResourceType
+from ..web.middleware import USERNAME
 from ..web.responses import json_response
-from .common import ctx_of
+from .common import ctx_of, empty_404
 from .resources import dicom_format
 
 
@@ -44,7 +45,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
     ctx = ctx_of(request)
     data = await request.read()
-    origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get("username", ""))
+    origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))
     if data[:4] == b"PK\x03\x04":
         members = await ctx.run(_zip_members, data)
         answers = []
@@ -55,8 +56,6 @@ async def upload(request: web.Request) -> web.StreamResponse:
                 if err.code is not ErrorCode.BAD_FILE_FORMAT:
                     raise
         return json_response(answers)
-    if not data:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Empty request body")
     return json_response(store_json(await ingest.store(ctx, data, origin)))
 
 
@@ -105,10 +104,10 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
         result = dicomjson.content_walk(ds, parts)
-    except LookupError as exc:
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, str(exc)) from exc
+    except LookupError:
+        return empty_404()
     except ValueError as exc:  # Orthanc 1.10.1 answers 500 for an unparsable tag
-        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, str(exc)) from exc
+        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG) from exc
     if result.kind == "json":
         return json_response(result.items)
     return web.Response(body=result.data, content_type="application/octet-stream")

@@ -22,8 +22,11 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
         return {format_tag(t): v for t, v in tags.items()}
     if fmt == "full":
         return {
-            format_tag(t): {"Name": names.get(t) or keyword_of(t) or "Unknown Tag & Data", "Type": "String",
-                            "Value": v}
+            format_tag(t): {
+                "Name": names.get(t) or keyword_of(t) or "Unknown Tag & Data",
+                "Type": "String",
+                "Value": v,
+            }
             for t, v in tags.items()
         }
     return {names.get(t) or keyword_of(t) or format_tag(t): v for t, v in tags.items()}
@@ -32,7 +35,7 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
 def resource_json(
     info: ResourceInfo,
     fmt: str = "human",
-    requested: dict[int, Any] | None = None,
+    requested: dict[str, Any] | None = None,
     content: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """GET /{level}/{id} (and each item of an expanded list). `content` restricts the fields

@@ -18,8 +18,9 @@ from ..index.base import Transaction
 from ..model import dicomjson
 from ..model.enums import METADATA_BY_NAME, USER_METADATA_MIN, ChangeType, MetadataType, ResourceType
 from ..model.lookup import parse_tag
+from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_response, text_response
-from .common import ctx_of, int_arg, tag_format
+from .common import ctx_of, empty_404, since_limit, tag_format
 from .render import metadata_name, resource_json, resource_statistics_json, tags_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,8 +74,13 @@ async def requested_values(
     return out
 
 
-async def render_infos(request: web.Request, infos: list[ResourceInfo], requested: list[int] | None,
-                       fmt: str, content: list[str] | None = None) -> list[dict[str, Any]]:
+async def render_infos(
+    request: web.Request,
+    infos: list[ResourceInfo],
+    requested: list[int] | None,
+    fmt: str,
+    content: list[str] | None = None,
+) -> list[dict[str, Any]]:
     if requested is None:
         return [resource_json(i, fmt, None, content) for i in infos]
     values = await requested_values(request, infos, requested, fmt)
@@ -84,9 +90,8 @@ async def render_infos(request: web.Request, infos: list[ResourceInfo], requeste
 def _level_handlers(level: ResourceType) -> dict[str, Handler]:
     async def list_all(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
-        expanded = bool_arg(request, "expand")
-        since = int_arg(request, "since")
-        limit = int_arg(request, "limit")
+        expanded = "expand" in request.query  # Orthanc checks presence only
+        since, limit = since_limit(request)
         result = await core_res.list_level(ctx, level, since, limit, expanded)
         if not expanded:
             return json_response(result)
@@ -94,12 +99,22 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
         return json_response(await render_infos(request, result, requested, tag_format(request)))  # type: ignore[arg-type]
 
     async def get_one(request: web.Request) -> web.StreamResponse:
-        info = await core_res.get(ctx_of(request), request.match_info["id"], level)
+        try:
+            info = await core_res.get(ctx_of(request), request.match_info["id"], level)
+        except OrthancError as err:
+            if err.code is ErrorCode.UNKNOWN_RESOURCE:
+                return empty_404()
+            raise
         requested = parse_requested_tags(request.query.get("requested-tags"))
         return json_response((await render_infos(request, [info], requested, tag_format(request)))[0])
 
     async def delete_one(request: web.Request) -> web.StreamResponse:
-        deletion = await core_res.delete(ctx_of(request), request.match_info["id"], level)
+        try:
+            deletion = await core_res.delete(ctx_of(request), request.match_info["id"], level)
+        except OrthancError as err:
+            if err.code is ErrorCode.UNKNOWN_RESOURCE:
+                return empty_404()
+            raise
         remaining = None
         if deletion.remaining_ancestor is not None:
             lv, pid = deletion.remaining_ancestor
@@ -123,8 +138,6 @@ def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
             if not rendered:
                 raise core_res.unknown(request.match_info["id"])
             return json_response(rendered[0])
-        if not bool_arg(request, "expand", True) and "expand" in request.query:
-            return json_response([r["ID"] for r in rendered])
         return json_response(rendered)
 
     return handler
@@ -220,26 +233,11 @@ def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
         if not datasets:
             return json_response({})
         tags = dicomjson.orthanc_tags(datasets[0][1], "full")
-        wanted = module_tags(module)
+        wanted = MODULE_TAGS[module]
         picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
         return json_response(_reformat(picked, fmt) if fmt != "full" else picked)
 
     return handler
-
-
-def module_tags(level: ResourceType) -> frozenset[int]:
-    """Tags of Orthanc's DICOM modules per level (main tags of the level plus module members)."""
-    from ..model.maintags import MAIN_TAGS
-
-    return frozenset(MAIN_TAGS[level]) | _MODULE_EXTRA.get(level, frozenset())
-
-
-_MODULE_EXTRA: dict[ResourceType, frozenset[int]] = {
-    ResourceType.PATIENT: frozenset({0x00100021, 0x00100032, 0x00101000, 0x00101001, 0x00104000, 0x00100050}),
-    ResourceType.STUDY: frozenset({0x00081032, 0x00081060, 0x00101010, 0x00101020, 0x00101030, 0x00102180}),
-    ResourceType.SERIES: frozenset({0x00180015, 0x00185100, 0x00200060, 0x00080068}),
-    ResourceType.INSTANCE: frozenset({0x00080016, 0x00080008, 0x00200020}),
-}
 
 
 def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
@@ -248,7 +246,7 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
             return METADATA_BY_NAME[name]
         if name.isdigit():
             return int(name)
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown metadata: {name}")
+        raise OrthancError(ErrorCode.INEXISTENT_ITEM)
 
     async def list_meta(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
@@ -274,14 +272,17 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
 
         value = await ctx.index.read(run)
         if value is None:
-            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No metadata {request.match_info['name']}")
+            return empty_404()
         return text_response(value)
 
     async def put_meta(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         pid = request.match_info["id"]
         mtype = parse_name(request.match_info["name"])
-        if mtype < USER_METADATA_MIN and mtype not in (MetadataType.ANONYMIZED_FROM, MetadataType.MODIFIED_FROM):
+        if mtype < USER_METADATA_MIN and mtype not in (
+            MetadataType.ANONYMIZED_FROM,
+            MetadataType.MODIFIED_FROM,
+        ):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot modify a system metadata")
         value = (await request.read()).decode("utf-8", "replace")
         date = now_iso()
@@ -310,7 +311,7 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
             return found
 
         if not await ctx.index.write(run):
-            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No metadata {request.match_info['name']}")
+            return empty_404()
         return json_response({})
 
     return {"list": list_meta, "get": get_meta, "put": put_meta, "delete": delete_meta}
@@ -404,7 +405,11 @@ _RELATIVE_NAMES = {
     ResourceType.SERIES: "series",
     ResourceType.INSTANCE: "instances",
 }
-_CHILD_NAMES = {ResourceType.STUDY: "studies", ResourceType.SERIES: "series", ResourceType.INSTANCE: "instances"}
+_CHILD_NAMES = {
+    ResourceType.STUDY: "studies",
+    ResourceType.SERIES: "series",
+    ResourceType.INSTANCE: "instances",
+}
 
 
 def setup(router: web.UrlDispatcher) -> None:

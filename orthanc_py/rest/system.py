@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import datetime as _dt
+import uuid
 
 from aiohttp import web
 from pydicom.uid import generate_uid
 
 from .. import DATABASE_VERSION, ORTHANC_API_VERSION, ORTHANC_VERSION
 from ..core import resources as core_res
-from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
 from ..model.enums import ResourceType
 from ..model.maintags import MAIN_TAGS, format_tag
-from ..web.responses import bool_arg, json_response, text_response
+from ..web.responses import json_response, text_response
 from .common import ctx_of, int_arg
 from .render import change_json, changes_json, export_json, global_statistics_json
 
@@ -23,9 +23,7 @@ DEFAULT_CHANGES = 100
 
 async def system(request: web.Request) -> web.StreamResponse:
     s = ctx_of(request).settings
-    main_tags = {
-        level.label: ";".join(sorted(format_tag(t) for t in MAIN_TAGS[level])) for level in ResourceType
-    }
+    main_tags = {level.label: ";".join(sorted(format_tag(t) for t in MAIN_TAGS[level])) for level in ResourceType}
     return json_response(
         {
             "ApiVersion": ORTHANC_API_VERSION,
@@ -110,7 +108,11 @@ async def get_exports(request: web.Request) -> web.StreamResponse:
         done = len(items) <= limit
         items = items[:limit]
         return json_response(
-            {"Exports": [export_json(e) for e in items], "Done": done, "Last": items[-1].seq if items else since}
+            {
+                "Exports": [export_json(e) for e in items],
+                "Done": done,
+                "Last": items[-1].seq if items else since,
+            }
         )
 
     return await ctx.index.read(run)
@@ -140,21 +142,22 @@ _UID_ROOTS = {
 
 async def generate_uid_route(request: web.Request) -> web.StreamResponse:
     """GET /tools/generate-uid?level=...: a fresh UID under DCMTK's root, as Orthanc gives."""
-    text = request.query.get("level")
-    if text is None:
-        raise OrthancError(ErrorCode.BAD_REQUEST, "Missing argument: level")
+    text = request.query.get("level", "")
     try:
         level = ResourceType.parse(text)
-    except ValueError as exc:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
+    except ValueError:
+        return web.Response(status=404)
+    if level is ResourceType.PATIENT:  # Orthanc generates a UUID for patients
+        return text_response(str(uuid.uuid4()))
     return text_response(generate_uid(prefix=_UID_ROOTS[level]))
 
 
 async def root_redirect(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound("/app/explorer.html")
+    return web.Response(status=301, headers={"Location": "app/explorer.html"})
 
 
 def setup(router: web.UrlDispatcher) -> None:
+    router.add_get("/", root_redirect)
     router.add_get("/system", system)
     router.add_get("/statistics", statistics)
     router.add_get("/changes", get_changes)
@@ -164,4 +167,3 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/tools/now", now_utc)
     router.add_get("/tools/now-local", now_local)
     router.add_get("/tools/generate-uid", generate_uid_route)
-    _ = bool_arg

@@ -12,7 +12,8 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import OrderBy, Transaction
 from ..model import maintags as mt
 from ..model.enums import METADATA_BY_NAME, ResourceType
-from ..model.lookup import MatchKind, TagConstraint, parse_constraint, parse_tag
+from ..model.lookup import MatchKind, TagConstraint, parse_constraint, parse_tag, vr_of
+from ..model.maintags import format_tag
 from ..web.responses import json_response, read_json
 from .common import ctx_of
 from .render import resource_json
@@ -21,8 +22,17 @@ from .resources import requested_values
 MODALITIES_IN_STUDY = mt.tag(0x0008, 0x0061)
 MODALITY = mt.tag(0x0008, 0x0060)
 RESPONSE_CONTENT = frozenset(
-    {"MainDicomTags", "Metadata", "Children", "Parent", "Labels", "Status", "IsStable", "IsProtected",
-     "Attachments"}
+    {
+        "MainDicomTags",
+        "Metadata",
+        "Children",
+        "Parent",
+        "Labels",
+        "Status",
+        "IsStable",
+        "IsProtected",
+        "Attachments",
+    }
 )
 
 
@@ -33,48 +43,50 @@ def bad(details: str) -> OrthancError:
 def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
     value = body.get(key, default)
     if not isinstance(value, bool):
-        raise bad(f"Field '{key}' must be a Boolean")
+        raise bad(f'Field "{key}" should be a Boolean')
     return value
 
 
 def _int(body: dict[str, Any], key: str) -> int:
     value = body.get(key, 0)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise bad(f"Field '{key}' must be a positive integer")
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f'Field "{key}" should be a positive integer')
     return int(value)
 
 
 def _strings(body: dict[str, Any], key: str) -> list[str]:
     value = body.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise bad(f"Field '{key}' must be an array of strings")
+        raise bad(f'Field "{key}" should be a list of strings')
     return value
 
 
 def parse_find(body: Any, case_sensitive_default: bool) -> tuple[FindRequest, dict[str, Any]]:
     """Validate a /tools/find body into a FindRequest plus rendering options."""
     if not isinstance(body, dict):
-        raise bad("The body must be a JSON object")
-    if "Level" not in body or not isinstance(body["Level"], str):
-        raise bad("Field 'Level' is missing or is not a string")
+        raise bad("The body must contain a JSON object")
+    if not isinstance(body.get("Level"), str):
+        raise bad('Field "Level" is missing, or should be a string')
     try:
         level = ResourceType.parse(body["Level"])
     except ValueError as exc:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
-    q = body.get("Query", {})
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
+    q = body.get("Query")
     if not isinstance(q, dict):
-        raise bad("Field 'Query' must be a JSON object")
+        raise bad('Field "Query" is missing, or should be a JSON object')
     case_sensitive = _bool(body, "CaseSensitive", case_sensitive_default)
     req = FindRequest(level=level)
     for key, value in q.items():
         if not isinstance(value, str):
-            raise bad(f"The value of tag {key} in 'Query' must be a string")
+            raise bad(f'Tag "{key}" should be associated with a string')
         try:
             tag = parse_tag(key)
         except ValueError as exc:
-            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}") from exc
+            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG) from exc
         if tag == MODALITIES_IN_STUDY:
             tag = MODALITY
+        if vr_of(tag) in ("DA", "DT", "TM") and ("*" in value or "?" in value):
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {format_tag(tag)}")
         c = parse_constraint(tag, value, case_sensitive)
         if c is not None:
             req.constraints.append(c)
@@ -166,8 +178,13 @@ async def count_resources(request: web.Request) -> web.StreamResponse:
     return json_response({"Count": await query.count(ctx, req)})
 
 
-_LOOKUP_TAGS = (mt.PATIENT_ID, mt.STUDY_INSTANCE_UID, mt.ACCESSION_NUMBER, mt.SERIES_INSTANCE_UID,
-                mt.SOP_INSTANCE_UID)
+_LOOKUP_TAGS = (
+    mt.PATIENT_ID,
+    mt.STUDY_INSTANCE_UID,
+    mt.ACCESSION_NUMBER,
+    mt.SERIES_INSTANCE_UID,
+    mt.SOP_INSTANCE_UID,
+)
 
 
 async def lookup(request: web.Request) -> web.StreamResponse:
@@ -185,8 +202,13 @@ async def lookup(request: web.Request) -> web.StreamResponse:
                 if rid not in seen:
                     seen.add(rid)
                     for row in txn.resources([rid]):
-                        out.append({"ID": row.public_id, "Path": f"/{row.level.plural}/{row.public_id}",
-                                    "Type": row.level.label})
+                        out.append(
+                            {
+                                "ID": row.public_id,
+                                "Path": f"/{row.level.plural}/{row.public_id}",
+                                "Type": row.level.label,
+                            }
+                        )
         return out
 
     return json_response(await ctx.index.read(run))

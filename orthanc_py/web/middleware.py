@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..errors import ErrorCode, OrthancError
 from .responses import json_response
@@ -20,6 +21,8 @@ log = logging.getLogger("orthanc_py.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REALM = "Orthanc Secure Area"
+USERNAME: web.RequestKey[str] = web.RequestKey("username", str)
+_ORTHANC_METHODS = ("GET", "POST", "DELETE", "PUT")
 
 
 def error_body(request: web.Request, err: OrthancError) -> dict[str, object]:
@@ -60,7 +63,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except OrthancError as err:
         return error_response(request, err)
     except web.HTTPMethodNotAllowed as exc:
-        allow = ",".join(sorted(exc.allowed_methods))
+        if request.method not in _ORTHANC_METHODS:  # Orthanc: unknown verbs are a bare 400
+            return web.Response(status=400)
+        allow = ",".join(m for m in _ORTHANC_METHODS if m in exc.allowed_methods)
         return web.Response(status=405, headers={"Allow": allow})
     except web.HTTPNotFound:
         return error_response(request, OrthancError(ErrorCode.UNKNOWN_RESOURCE, http_status=404))
@@ -84,11 +89,9 @@ def _is_loopback(remote: str | None) -> bool:
 
 def access_middleware(
     remote_access_allowed: bool, authentication_enabled: bool, users: Mapping[str, str]
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """RemoteAccessAllowed (loopback only when false) and HTTP Basic auth from RegisteredUsers."""
-    credentials = {
-        base64.b64encode(f"{u}:{p}".encode()).decode("ascii"): u for u, p in users.items()
-    }
+    credentials = {base64.b64encode(f"{u}:{p}".encode()).decode("ascii"): u for u, p in users.items()}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -105,7 +108,7 @@ def access_middleware(
                     text="Unauthorized",
                     content_type="text/plain",
                 )
-            request["username"] = user
+            request[USERNAME] = user
         return await handler(request)
 
     return middleware

@@ -17,12 +17,17 @@ def json_bytes(data: Any) -> bytes:
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        body=json_bytes(data), status=status, content_type="application/json", charset="utf-8", headers=headers
+        body=json_bytes(data),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=headers,
     )
 
 
 def text_response(text: str, content_type: str = "text/plain", status: int = 200) -> web.Response:
-    return web.Response(body=text.encode("utf-8"), status=status, content_type=content_type, charset="utf-8")
+    """Orthanc sends its text answers as `text/plain` without a charset."""
+    return web.Response(body=text.encode("utf-8"), status=status, headers={"Content-Type": content_type})
 
 
 def bool_arg(request: web.Request, name: str, default: bool = False) -> bool:
@@ -34,11 +39,10 @@ def bool_arg(request: web.Request, name: str, default: bool = False) -> bool:
 
 
 async def read_json(request: web.Request) -> Any:
-    """Parse the body as JSON; Orthanc answers 400 BadFileFormat...: use OrthancError(BAD_JSON)."""
-    from ..errors import ErrorCode, OrthancError
-
+    """Parse the body as JSON; None when it is not JSON (callers answer Orthanc's BadRequest
+    "The body must contain a JSON object")."""
     body = await request.read()
     try:
         return orjson.loads(body) if body.strip() else None
-    except orjson.JSONDecodeError as exc:
-        raise OrthancError(ErrorCode.BAD_JSON, "Cannot parse the JSON body of the request") from exc
+    except orjson.JSONDecodeError:
+        return None

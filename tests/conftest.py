@@ -1,0 +1,184 @@
+"""Test harness: the real server on a free port, and a small synchronous HTTP client.
+
+The server runs in a background thread with its own event loop (same code as `orthanc-py`),
+listening on a socket bound to port 0, so tests never race for ports and never sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.client
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from orthanc_py.app import serve  # noqa: E402
+from orthanc_py.config import from_raw  # noqa: E402
+from orthanc_py.core.context import ServerContext  # noqa: E402
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Client:
+    """Blocking HTTP client with keep-alive, enough for REST tests."""
+
+    host: str
+    port: int
+    auth: tuple[str, str] | None = None
+    _conn: http.client.HTTPConnection | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def request(
+        self, method: str, path: str, body: bytes | str | Any = None, headers: dict[str, str] | None = None
+    ) -> Response:
+        hdrs = dict(headers or {})
+        if body is not None and not isinstance(body, bytes | str):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        if self.auth is not None:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            hdrs["Authorization"] = f"Basic {token}"
+        for attempt in range(2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+            try:
+                self._conn.request(method, path, body=body, headers=hdrs)
+                r = self._conn.getresponse()
+                data = r.read()
+                return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get(self, path: str, **kw: Any) -> Response:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Response:
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path: str, body: Any = None, **kw: Any) -> Response:
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Response:
+        return self.request("DELETE", path, **kw)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def upload(self, data: bytes) -> dict[str, Any]:
+        r = self.post("/instances", data)
+        assert r.status == 200, r.body
+        return r.json()
+
+
+class RunningServer:
+    """A server started in a thread; `stop()` shuts it down cleanly."""
+
+    def __init__(self, raw_config: dict[str, Any], base: Path) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+        config = {
+            "StorageDirectory": str(base / "storage"),
+            "HttpPort": self.port,
+            "DicomServerEnabled": False,
+            **raw_config,
+        }
+        self.settings = from_raw(config, base)
+        self.ctx: ServerContext | None = None
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self._clients: list[Client] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("server did not start")
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+
+            def ready(ctx: ServerContext) -> None:
+                self.ctx = ctx
+                self._ready.set()
+
+            await serve(self.settings, self._stop, sock=self.sock, ready=ready)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced to the test
+            self._error = exc
+            self._ready.set()
+
+    def client(self, auth: tuple[str, str] | None = None) -> Client:
+        c = Client("127.0.0.1", self.port, auth)
+        self._clients.append(c)
+        return c
+
+    def stop(self) -> None:
+        for c in self._clients:
+            c.close()
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+@pytest.fixture
+def make_server(tmp_path: Path) -> Iterator[Any]:
+    """Factory: `make_server({"StableAge": 1})` -> RunningServer (stopped at teardown)."""
+    servers: list[RunningServer] = []
+
+    def factory(config: dict[str, Any] | None = None) -> RunningServer:
+        server = RunningServer(config or {}, tmp_path / f"s{len(servers)}")
+        servers.append(server)
+        return server
+
+    yield factory
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def server(make_server: Any) -> RunningServer:
+    return make_server()
+
+
+@pytest.fixture
+def client(server: RunningServer) -> Client:
+    return server.client()
