@@ -43,13 +43,16 @@ class StableTracker:
         self.pending.pop(public_id, None)
 
     def due(self) -> list[tuple[ResourceType, str]]:
-        """Pop the resources whose quiet period has elapsed, series before studies before patients."""
+        """Pop the resources whose quiet period has elapsed, in the order they went quiet (an
+        instance touches its series, study and patient in that order, as Orthanc logs them)."""
         now = time.monotonic()
-        ready = [(lv, pid) for pid, (lv, deadline) in self.pending.items() if deadline <= now]
-        for _lv, pid in ready:
+        ready = sorted(
+            ((deadline, lv, pid) for pid, (lv, deadline) in self.pending.items() if deadline <= now),
+            key=lambda x: x[0],
+        )
+        for _d, _lv, pid in ready:
             del self.pending[pid]
-        ready.sort(key=lambda x: -int(x[0]))
-        return ready
+        return [(lv, pid) for _d, lv, pid in ready]
 
 
 _STABLE_CHANGE = {

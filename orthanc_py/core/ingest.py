@@ -88,7 +88,10 @@ def _store_txn(
     ):
         hit = txn.lookup(pid)
         if hit is None:
-            rid = txn.create_resource(pid, level, parent, p.main_tags[level])
+            tags = p.main_tags[level]
+            if level is ResourceType.STUDY:  # Orthanc keeps a copy of the patient tags per study
+                tags = {**p.main_tags[ResourceType.PATIENT], **tags}
+            rid = txn.create_resource(pid, level, parent, tags)
             created.append((level, pid))
             txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level])
             if level is ResourceType.SERIES:
@@ -121,7 +124,7 @@ def _store_txn(
         meta.append((MetadataType.PIXEL_DATA_OFFSET, str(p.pixel_data_offset)))
     for mtype, value in meta:
         txn.set_metadata(iid, int(mtype), value)
-    for rid in (*chain, iid):
+    for rid in chain:  # Orthanc keeps LastUpdate on patients, studies and series only
         txn.set_metadata(rid, int(MetadataType.LAST_UPDATE), date)
     txn.log_change(int(ChangeType.NEW_INSTANCE), ResourceType.INSTANCE, ids.instance, date)
     for level, pid in reversed(created):

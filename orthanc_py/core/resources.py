@@ -13,6 +13,7 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Deletion, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
+from ..model.maintags import MAIN_TAGS
 from .context import ServerContext
 
 
@@ -38,6 +39,10 @@ class ResourceInfo:
     is_protected: bool = False
     metadata: dict[int, str] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
+
+
+_STUDY_TAGS = frozenset(MAIN_TAGS[ResourceType.STUDY])
+_PATIENT_TAGS = frozenset(MAIN_TAGS[ResourceType.PATIENT])
 
 
 def unknown(public_id: str) -> OrthancError:
@@ -104,8 +109,6 @@ def expand(
     instance_ids = [r.id for r in rows if r.level is ResourceType.INSTANCE]
     atts = txn.attachments(instance_ids) if instance_ids else {}
     all_atts = txn.attachments(all_ids) if with_attachments else {}
-    study_parents = [r.parent_id for r in rows if r.level is ResourceType.STUDY and r.parent_id is not None]
-    patient_tags = {p.id: p.main_tags for p in txn.resources(study_parents)} if study_parents else {}
     series_with_expected = [
         r.id for r in rows if r.level is ResourceType.SERIES and MetadataType.EXPECTED_NUMBER_OF_INSTANCES in meta[r.id]
     ]
@@ -130,8 +133,9 @@ def expand(
             metadata=m,
             attachments=all_atts.get(r.id, []),
         )
-        if r.level is ResourceType.STUDY and r.parent_id is not None:
-            info.patient_main_tags = patient_tags.get(r.parent_id, {})
+        if r.level is ResourceType.STUDY:
+            info.main_tags = {t: v for t, v in r.main_tags.items() if t in _STUDY_TAGS}
+            info.patient_main_tags = {t: v for t, v in r.main_tags.items() if t in _PATIENT_TAGS}
         elif r.level is ResourceType.SERIES:
             expected = _int_or_none(m.get(MetadataType.EXPECTED_NUMBER_OF_INSTANCES))
             info.expected_instances = expected

@@ -173,10 +173,12 @@ class SqlTransaction:
             return []
         current = [resource_id]
         for _ in range(int(level) - row[0]):
+            kids = self.children(current)
+            # Orthanc walks the tree splicing each parent's children in front of the previous
+            # ones: parents come out in reverse order, children in index order.
             nxt: list[int] = []
-            for chunk in _chunks(current):
-                sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))}) ORDER BY id"
-                nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
+            for parent in reversed(current):
+                nxt.extend(rid for rid, _pub in kids[parent])
             current = nxt
         return current
 

@@ -30,6 +30,10 @@ from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
+from .maintags import MAIN_TAGS as _MAIN_TAGS
+
+KEYWORD_OF_MAIN_TAG = {t: name for tags in _MAIN_TAGS.values() for t, name in tags.items()}
+
 Format = Literal["full", "simplify", "short"]
 FORMATS: tuple[str, ...] = ("full", "simplify", "short")
 
@@ -309,6 +313,8 @@ def tag_name(tag: int, creator: str | None = None) -> str:
                 return UNKNOWN_TAG_NAME
             return "".join(c for c in description if c.isalnum()) or UNKNOWN_TAG_NAME
         return UNKNOWN_TAG_NAME
+    if tag in KEYWORD_OF_MAIN_TAG:  # Orthanc names its main DICOM tags itself
+        return KEYWORD_OF_MAIN_TAG[tag]
     if tag in _DCMTK_ONLY_NAMES:
         return _DCMTK_ONLY_NAMES[tag]
     entry = DicomDictionary.get(tag)

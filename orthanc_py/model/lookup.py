@@ -83,15 +83,19 @@ def keyword_of(tag: int) -> str | None:
     return kw or None
 
 
-def parse_constraint(tag: int, text: str, case_sensitive_pn: bool = True) -> TagConstraint | None:
-    """Turn a query value into a constraint; None means universal matching (empty or "*").
+def parse_constraint(
+    tag: int, text: str, case_sensitive_pn: bool = True, star_is_universal: bool = True
+) -> TagConstraint | None:
+    """Turn a query value into a constraint; None means universal matching.
 
-    PN values match case-insensitively unless `case_sensitive_pn`; ranges apply to DA/DT/TM.
+    An empty value is universal. "*" is universal in DICOM; Orthanc's /tools/find treats it as
+    "the tag is present" (`star_is_universal=False`). PN values match case-insensitively unless
+    `case_sensitive_pn`; ranges apply to DA/DT/TM.
     """
     vr = vr_of(tag)
     case_sensitive = not (vr == "PN" and not case_sensitive_pn)
     level = LEVEL_OF_TAG.get(tag)
-    if text == "" or text == "*":
+    if text == "" or (text == "*" and star_is_universal):
         return None
     if "\\" in text:
         return TagConstraint(tag, level, MatchKind.LIST, tuple(text.split("\\")), case_sensitive)

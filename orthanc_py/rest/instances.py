@@ -13,6 +13,7 @@ from ..core import ingest
 from ..core import resources as core_res
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
+from ..imaging import render
 from ..model import dicomjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
@@ -124,6 +125,43 @@ async def get_frames(request: web.Request) -> web.StreamResponse:
     return json_response(list(range(count)))
 
 
+RENDERINGS = ["image-int16", "image-uint16", "image-uint8", "matlab", "numpy", "preview", "raw", "raw.gz", "rendered"]
+
+
+async def frame_renderings(request: web.Request) -> web.StreamResponse:
+    """GET /instances/{id}/frames/{n}: the list of renderings of a frame (as Orthanc lists them)."""
+    await core_res.dicom_attachment(ctx_of(request), request.match_info["id"])
+    return json_response(RENDERINGS)
+
+
+async def preview(request: web.Request) -> web.StreamResponse:
+    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame."""
+    ctx = ctx_of(request)
+    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    try:
+        frame = int(request.match_info.get("frame", "0"))
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
+    try:
+        png = await ctx.run(render.preview_png, data, frame)
+    except IndexError as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Frame out of range") from exc
+    except Exception as exc:
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Cannot decode this image") from exc
+    return web.Response(body=png, content_type="image/png")
+
+
+async def pdf(request: web.Request) -> web.StreamResponse:
+    """GET /instances/{id}/pdf: the encapsulated PDF document, 404 when the instance holds none."""
+    ds = await _dataset(request, with_pixels=True)
+    doc = ds.get(0x00420011)
+    if doc is None or str(getattr(ds, "MIMETypeOfEncapsulatedDocument", "")) != "application/pdf":
+        return empty_404()
+    body = bytes(doc.value)
+    end = body.rfind(b"%%EOF")
+    return web.Response(body=body[: end + 5] if end >= 0 else body, content_type="application/pdf")
+
+
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/instances", upload)
     router.add_get("/instances/{id}/file", get_file)
@@ -133,3 +171,7 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/instances/{id}/content", get_content)
     router.add_get("/instances/{id}/content/{path:.*}", get_content)
     router.add_get("/instances/{id}/frames", get_frames)
+    router.add_get("/instances/{id}/frames/{frame}", frame_renderings)
+    router.add_get("/instances/{id}/preview", preview)
+    router.add_get("/instances/{id}/frames/{frame}/preview", preview)
+    router.add_get("/instances/{id}/pdf", pdf)

@@ -4,7 +4,9 @@ statistics, shared tags, modules, metadata and labels. The level is a parameter,
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pydicom
@@ -152,7 +154,9 @@ def dicom_format(request: web.Request) -> str:
     return "full"
 
 
-async def _datasets(request: web.Request, level: ResourceType, first_only: bool) -> list[tuple[str, Any]]:
+async def _datasets(
+    request: web.Request, level: ResourceType, first_only: bool, with_pixels: bool = False
+) -> list[tuple[str, Any]]:
     ctx = ctx_of(request)
     pid = request.match_info["id"]
 
@@ -176,7 +180,8 @@ async def _datasets(request: web.Request, level: ResourceType, first_only: bool)
         result = []
         for pub, uuid in pairs:
             data = ctx.storage.read(uuid, 1)
-            result.append((pub, pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)))
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not with_pixels, force=True)
+            result.append((pub, ds))
         return result
 
     return await ctx.run(load, pairs)
@@ -215,7 +220,7 @@ def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
 def _instances_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
-        datasets = await _datasets(request, level, first_only=False)
+        datasets = await _datasets(request, level, first_only=False, with_pixels=True)
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
@@ -412,7 +417,79 @@ _CHILD_NAMES = {
 }
 
 
+def _floats(text: str | None, n: int) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.split("\\")]
+    except ValueError:
+        return None
+    return values if len(values) == n else None
+
+
+@dataclass
+class _Slice:
+    id: str
+    pos: list[float] | None
+    ori: list[float] | None
+    index: int | None
+    frames: int
+    key: float = 0.0
+
+
+async def ordered_slices(request: web.Request) -> web.StreamResponse:
+    """GET /series/{id}/ordered-slices: instances sorted along the slice normal when every one
+    has a position and a parallel orientation ("Volume"), else by IndexInSeries ("Sequence")."""
+    ctx = ctx_of(request)
+    infos = await core_res.relatives(ctx, request.match_info["id"], ResourceType.SERIES, ResourceType.INSTANCE)
+    items: list[_Slice] = []
+    for info in infos:
+        assert isinstance(info, ResourceInfo)
+        tags = info.main_tags
+        frames = _floats(tags.get(0x00280008), 1)
+        items.append(
+            _Slice(
+                info.public_id,
+                _floats(tags.get(0x00200032), 3),
+                _floats(tags.get(0x00200037), 6),
+                info.index_in_series,
+                int(frames[0]) if frames else 1,
+            )
+        )
+    volume = False
+    if len(items) > 1 and all(i.pos and i.ori for i in items):
+        normals = [_normal(i.ori) for i in items if i.ori]
+        n0 = normals[0]
+        if all(abs(abs(_dot(n, n0)) - 1.0) < 1e-6 for n in normals):
+            for i in items:
+                i.key = _dot(n0, i.pos or [0.0, 0.0, 0.0])
+            items.sort(key=lambda i: i.key)
+            volume = all(b.key - a.key > 1e-6 for a, b in itertools.pairwise(items))
+    if not volume:
+        if not items or any(i.index is None for i in items):
+            raise OrthancError(ErrorCode.CANNOT_ORDER_SLICES)
+        items.sort(key=lambda i: i.index or 0)
+    return json_response(
+        {
+            "Dicom": [f"/instances/{i.id}/file" for i in items],
+            "Slices": [f"/instances/{i.id}/frames/{f}" for i in items for f in range(i.frames)],
+            "SlicesShort": [[i.id, 0, i.frames] for i in items],
+            "Type": "Volume" if volume else "Sequence",
+        }
+    )
+
+
+def _normal(o: list[float]) -> tuple[float, float, float]:
+    r, c = o[:3], o[3:]
+    return (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+
+
+def _dot(a: tuple[float, ...] | list[float], b: tuple[float, ...] | list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
 def setup(router: web.UrlDispatcher) -> None:
+    router.add_get("/series/{id}/ordered-slices", ordered_slices)
     for level in ResourceType:
         base = f"/{level.plural}"
         h = _level_handlers(level)

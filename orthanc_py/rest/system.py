@@ -73,12 +73,10 @@ async def get_changes(request: web.Request) -> web.StreamResponse:
     limit = min(int_arg(request, "limit", DEFAULT_CHANGES), MAX_CHANGES)
 
     def run(txn: Transaction) -> web.StreamResponse:
-        items = txn.changes(since, limit + 1) if limit else []
+        items = txn.changes(since, limit + 1)
         done = len(items) <= limit
         items = items[:limit]
-        last_seq = items[-1].seq if items else since
-        if limit == 0:
-            done = txn.last_change() <= since
+        last_seq = items[-1].seq if items else txn.last_change()  # as Orthanc 1.10.1 reports it
         return json_response(changes_json(items, done, last_seq))
 
     return await ctx.index.read(run)

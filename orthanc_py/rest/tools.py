@@ -87,7 +87,7 @@ def parse_find(body: Any, case_sensitive_default: bool) -> tuple[FindRequest, di
             tag = MODALITY
         if vr_of(tag) in ("DA", "DT", "TM") and ("*" in value or "?" in value):
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {format_tag(tag)}")
-        c = parse_constraint(tag, value, case_sensitive)
+        c = parse_constraint(tag, value, case_sensitive, star_is_universal=False)
         if c is not None:
             req.constraints.append(c)
     req.limit = _int(body, "Limit")

@@ -53,6 +53,8 @@ def _reason(status: int) -> str:
 
 
 def error_response(request: web.Request, err: OrthancError) -> web.Response:
+    """Orthanc's error JSON. (Orthanc 1.10.1 sends it without Content-Type; aiohttp always sends
+    one, and application/json is the truthful one.)"""
     return json_response(error_body(request, err), status=err.http_status)
 
 

@@ -153,9 +153,7 @@ def upload_all(rec: Recorder) -> None:
         rec.placeholders[alias] = rec.placeholders[target]
 
     first = oracle_data.DATASETS[0]
-    rec.call(
-        "POST", "/instances", oracle_data.build(first), label="POST /instances [p0_st0_se0_i0] duplicate"
-    )
+    rec.call("POST", "/instances", oracle_data.build(first), label="POST /instances [p0_st0_se0_i0] duplicate")
     rec.call("POST", "/instances", oracle_data.not_dicom(), label="POST /instances [not DICOM]")
     rec.call("POST", "/instances", b"", label="POST /instances [empty body]")
     rec.call("POST", "/instances", oracle_data.truncated(0.5), label="POST /instances [truncated 50%]")
@@ -440,15 +438,11 @@ def capture_deletions(rec: Recorder, stable_wait: float) -> None:
     rec.get("/instances/{instance0}", label="GET /instances/{instance0} [after delete]")
     rec.call("DELETE", "/instances/{instance0}", label="DELETE /instances/{instance0} [again]")
     rec.call("DELETE", "/instances/{p0_st0_se1_i0}")
-    rec.call(
-        "DELETE", "/instances/{p0_st0_se1_i1}", label="DELETE /instances/{p0_st0_se1_i1} [last of series]"
-    )
+    rec.call("DELETE", "/instances/{p0_st0_se1_i1}", label="DELETE /instances/{p0_st0_se1_i1} [last of series]")
     rec.call("DELETE", "/studies/{study1}")
     rec.call("DELETE", "/series/{multi_valued/series}", label="DELETE /series/{multi_valued/series}")
     rec.call("DELETE", "/patients/{patient2}")
-    rec.call(
-        "DELETE", "/instances/{no_pixel_data}", label="DELETE /instances/{no_pixel_data} [only instance]"
-    )
+    rec.call("DELETE", "/instances/{no_pixel_data}", label="DELETE /instances/{no_pixel_data} [only instance]")
     rec.get("/patients/{patient0}", label="GET /patients/{patient0} [after deletes]")
     rec.get("/studies/{study1}", label="GET /studies/{study1} [after delete]")
     rec.get("/patients", label="GET /patients [after deletes]")

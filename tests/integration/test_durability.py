@@ -25,8 +25,9 @@ def free_port() -> int:
 def start(config: Path, port: int) -> subprocess.Popen[bytes]:
     log = config.parent / "server.log"
     with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "orthanc_py", str(config)], stdout=subprocess.DEVNULL,
-                                stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orthanc_py", str(config)], stdout=subprocess.DEVNULL, stderr=err
+        )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -34,7 +35,7 @@ def start(config: Path, port: int) -> subprocess.Popen[bytes]:
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(log.read_text())
+                raise RuntimeError(log.read_text()) from None
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not start")
@@ -51,7 +52,7 @@ async def upload_until_killed(url: str, proc: subprocess.Popen[bytes], files: li
                 async with session.post(url + "/instances", data=data) as r:
                     if r.status == 200:
                         acked[(await r.json())["ID"]] = data
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 return
             if len(acked) == 40:
                 os.kill(proc.pid, signal.SIGKILL)
@@ -64,8 +65,9 @@ async def upload_until_killed(url: str, proc: subprocess.Popen[bytes], files: li
 def test_kill_9_loses_nothing_acknowledged(tmp_path: Path):
     port = free_port()
     config = tmp_path / "orthanc.json"
-    config.write_text(json.dumps({"StorageDirectory": str(tmp_path / "storage"), "HttpPort": port,
-                                  "DicomServerEnabled": False}))
+    config.write_text(
+        json.dumps({"StorageDirectory": str(tmp_path / "storage"), "HttpPort": port, "DicomServerEnabled": False})
+    )
     files = [dicomgen.make(patient=i // 10, instance=i, rows=64, columns=64) for i in range(200)]
     proc = start(config, port)
     url = f"http://127.0.0.1:{port}"
@@ -76,6 +78,7 @@ def test_kill_9_loses_nothing_acknowledged(tmp_path: Path):
 
     proc = start(config, port)
     try:
+
         async def check() -> None:
             async with aiohttp.ClientSession() as s:
                 async with s.get(url + "/instances") as r:

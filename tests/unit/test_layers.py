@@ -11,11 +11,22 @@ import pytest
 PKG = Path(__file__).resolve().parents[2] / "orthanc_py"
 
 LAYER = {
-    "errors": 0, "config": 0, "model": 0, "imaging": 0,
-    "index": 1, "storage": 1, "remote": 1,
+    "errors": 0,
+    "config": 0,
+    "model": 0,
+    "imaging": 0,
+    "index": 1,
+    "storage": 1,
+    "remote": 1,
     "core": 2,
-    "web": 3, "rest": 3, "dicomweb": 3, "dimse": 3,
-    "app": 4, "cli": 4, "__main__": 4, "__init__": 0,
+    "web": 3,
+    "rest": 3,
+    "dicomweb": 3,
+    "dimse": 3,
+    "app": 4,
+    "cli": 4,
+    "__main__": 4,
+    "__init__": 0,
 }
 ALLOWED_SAME_LAYER = {("rest", "web"), ("dicomweb", "web")}
 
@@ -36,7 +47,7 @@ def imported_families(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = list(rel[:-1])[: len(rel) - node.level]
-            target = (base + (node.module.split(".") if node.module else []))
+            target = base + (node.module.split(".") if node.module else [])
             if target:
                 out.add(target[0].removesuffix(".py"))
             elif node.module is None:

@@ -1,0 +1,1 @@
+"""Pixel data: decoding frames and rendering previews (numpy + pillow)."""
