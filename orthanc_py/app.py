@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import rest
 from .config import Settings
@@ -35,13 +36,10 @@ def build_context(settings: Settings) -> ServerContext:
 def build_app(ctx: ServerContext) -> web.Application:
     """The aiohttp application serving Orthanc's REST API."""
     s = ctx.settings
-    app = web.Application(
-        client_max_size=MAX_BODY,
-        middlewares=[
-            access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users),
-            errors_middleware,
-        ],
-    )
+    middlewares: list[Middleware] = [errors_middleware]
+    if s.authentication_enabled or not s.remote_access_allowed:
+        middlewares.insert(0, access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users))
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     rest.setup(app, ctx)
     return app
 

@@ -8,7 +8,6 @@ fails the file is removed: at worst an orphan file, never a row without a file.
 from __future__ import annotations
 
 import enum
-import hashlib
 import uuid as uuidlib
 from dataclasses import dataclass
 
@@ -51,13 +50,16 @@ SIGNATURES = {level: _signature(level) for level in ResourceType}
 
 
 def _prepare(ctx: ServerContext, data: bytes) -> tuple[ParsedInstance, Attachment]:
-    """Worker-thread half: parse, then write the file durably."""
+    """Worker-thread half: parse, then write the file durably.
+
+    The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
+    attachment routes compute it when a client asks for it.
+    """
     parsed = parse(data)
     uuid = str(uuidlib.uuid4())
-    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
     ctx.storage.create(uuid, data, FileContentType.DICOM)
     size = len(data)
-    return parsed, Attachment(int(FileContentType.DICOM), uuid, size, size, 1, md5, md5, 0)
+    return parsed, Attachment(int(FileContentType.DICOM), uuid, size, size, 1, "", "", 0)
 
 
 @dataclass(slots=True)

@@ -587,7 +587,8 @@ class SqlTransaction:
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA cache_size=-65536")
+    # Bounded page caches keep the memory flat whatever the size of the archive.
+    conn.execute(f"PRAGMA cache_size={-8192 if readonly else -16384}")
     conn.execute("PRAGMA temp_store=MEMORY")
     if readonly:
         conn.execute("PRAGMA query_only=ON")

@@ -46,7 +46,8 @@ class ParsedInstance:
     pixel_data_offset: int | None
     index_in_series: str | None
     expected_instances: int | None
-    dataset: Dataset = field(repr=False)
+    dataset: Dataset | None = field(default=None, repr=False)
+    """The pydicom dataset when the slow path parsed it (None from the fast path)."""
 
 
 def bad_file(details: str) -> OrthancError:

@@ -7,6 +7,7 @@ Handlers raise `OrthancError`; nothing else builds error bodies. Any other excep
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -80,6 +81,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(request, OrthancError(ErrorCode.INTERNAL_ERROR))
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_loopback(remote: str | None) -> bool:
     if not remote:
         return True  # unix socket or test transport
