@@ -59,10 +59,11 @@ async def serve(
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
     ctx = build_context(settings)
     ctx.start_background()
+    stop = stop or asyncio.Event()
+    ctx.shutdown_requested = stop.set
     app = build_app(ctx)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=settings.http_timeout)
     await runner.setup()
-    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

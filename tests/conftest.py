@@ -154,7 +154,7 @@ class RunningServer:
     def stop(self) -> None:
         for c in self._clients:
             c.close()
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
 

@@ -73,6 +73,8 @@ class ServerContext:
         self.stable = StableTracker(settings.stable_age)
         self.started = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.shutdown_requested: Callable[[], None] = lambda: None
+        """Set by the composition root: asks the server to stop (POST /tools/shutdown)."""
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (files, parsing, pixels) off the event loop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import uuid
 
@@ -150,6 +151,17 @@ async def generate_uid_route(request: web.Request) -> web.StreamResponse:
     return text_response(generate_uid(prefix=_UID_ROOTS[level]))
 
 
+async def shutdown(request: web.Request) -> web.StreamResponse:
+    """POST /tools/shutdown: answer, then stop the server gracefully."""
+    asyncio.get_running_loop().call_later(0.1, ctx_of(request).shutdown_requested)
+    return json_response({})
+
+
+async def reset(request: web.Request) -> web.StreamResponse:
+    """POST /tools/reset: Orthanc reloads its configuration; ours is read once, so this is a no-op."""
+    return json_response({})
+
+
 async def root_redirect(request: web.Request) -> web.StreamResponse:
     return web.Response(status=301, headers={"Location": "app/explorer.html"})
 
@@ -165,3 +177,5 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/tools/now", now_utc)
     router.add_get("/tools/now-local", now_local)
     router.add_get("/tools/generate-uid", generate_uid_route)
+    router.add_post("/tools/shutdown", shutdown)
+    router.add_post("/tools/reset", reset)

@@ -55,3 +55,11 @@ def test_remote_access_defaults_auth(make_server):
     srv = make_server({"RemoteAccessAllowed": True, "RegisteredUsers": {"u": "p"}})
     assert srv.settings.authentication_enabled  # Orthanc: on by default once remote access is on
     assert srv.client().get("/system").status == 401
+
+
+def test_tools_shutdown_stops_the_server(make_server):
+    srv = make_server()
+    c = srv.client()
+    assert c.post("/tools/shutdown").json() == {}
+    srv._thread.join(10)
+    assert not srv._thread.is_alive()
