@@ -14,31 +14,24 @@ import re
 import struct
 
 from pydicom.charset import python_encoding
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import DicomDictionary, dictionary_VR
 from pydicom.uid import PrivateTransferSyntaxes
 from pydicom.values import converters
 
 from ..errors import ErrorCode, OrthancError
 from . import ids as idmod
 from . import maintags as mt
+from . import parsing as ps
 from .enums import ResourceType
-from .parsing import (
-    _LONG_VRS,
-    _UNDEFINED,
-    DEFLATED,
-    EXPLICIT_VR_BE,
-    IMPLICIT_VR_LE,
-    ParsedInstance,
-    _guess_syntax,
-    _walk_items,
-    bad_file,
-    expected_instances,
-)
+from .parsing import ParsedInstance, bad_file, expected_instances
 
-JPIP_DEFLATED = "1.2.840.10008.1.2.4.95"
+_LONG_VRS = ps._LONG_VRS
+_UNDEFINED = ps._UNDEFINED
+_REFUSED_SYNTAXES = frozenset((ps.EXPLICIT_VR_BE, ps.DEFLATED, "1.2.840.10008.1.2.4.95"))  # big endian, deflated
 _EXPLICIT_HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")
+_SIZES = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8, b"SV": 8, b"UV": 8}
 _VALID_VRS = frozenset(vr.encode() for vr in converters if len(vr) == 2)
 _PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00009, 0x7FE00008))  # pydicom's stop_before_pixels set
 _DELIMITERS = frozenset((0xFFFEE00D, 0xFFFEE0DD))
@@ -56,11 +49,11 @@ _CHARSETS: dict[str, str] = {
 _CHARSETS[""] = python_encoding[""]
 
 # How pydicom converts each VR (pydicom.values.converters), for the VRs handled here.
-_PLAIN = frozenset((b"AS", b"CS", b"DA", b"DT", b"TM", b"UI"))  # latin-1, split, strip padding
+_PLAIN = frozenset((b"AS", b"CS", b"DA", b"DT", b"TM"))  # latin-1, split, strip padding
 _TEXT = frozenset((b"SH", b"LO", b"UC"))  # character set, split
 _SINGLE = frozenset((b"ST", b"LT", b"UT"))  # character set, no split
-_INTS = {b"US": "H", b"SS": "h", b"UL": "L", b"SL": "l"}
-_HANDLED = _PLAIN | _TEXT | _SINGLE | _INTS.keys() | {b"PN", b"IS", b"DS", b"AE"}
+_INTS = {b"US": "<H", b"SS": "<h", b"UL": "<L", b"SL": "<l"}
+_HANDLED = _PLAIN | _TEXT | _SINGLE | _INTS.keys() | {b"PN", b"IS", b"DS", b"AE", b"UI"}
 _IS_PART = re.compile(r" *(?:[+-]?[0-9]{1,15})? *")  # longer: pydicom may store a float
 _DS_PART = re.compile(r" *(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)? *")
 
@@ -78,8 +71,8 @@ def _meta(data: bytes) -> tuple[int, str | None]:
         group, elem, vr, length = _EXPLICIT_HEAD.unpack_from(data, pos)
         if group != 0x0002:
             break
-        if vr not in _VALID_VRS:
-            raise _Fallback
+        if vr not in _VALID_VRS or length % _SIZES.get(vr, 1):
+            raise _Fallback  # pydicom converts some meta values, and fails on these
         head = 8
         if vr in _LONG_VRS:
             if pos + 12 > n:
@@ -87,6 +80,8 @@ def _meta(data: bytes) -> tuple[int, str | None]:
             (length,) = _U32.unpack_from(data, pos + 8)
             head = 12
         if elem == 0x0010:
+            if vr != b"UI":
+                raise _Fallback
             ts = data[pos + head : pos + head + length].decode("latin-1").rstrip(" \x00")
         pos += head + length
     if pos > n:
@@ -101,22 +96,88 @@ def _syntax(data: bytes) -> tuple[int, str, bool]:
     if ts is None:
         if start == 0 and data[:2] == b"\x02\x00":
             raise _Fallback  # pydicom reads a header-less file meta; check_structure does not
-        ts = _guess_syntax(data, start)
+        ts = ps._guess_syntax(data, start)
         if start + 6 <= n:  # pydicom's own guess must match
             group = data[start] | data[start + 1] << 8
             pydicom_explicit = data[start + 4 : start + 6] in _VALID_VRS
-            if pydicom_explicit != (ts != IMPLICIT_VR_LE) or (pydicom_explicit and group >= 1024):
+            if pydicom_explicit != (ts != ps.IMPLICIT_VR_LE) or (pydicom_explicit and group >= 1024):
                 raise _Fallback
-    elif not _UID_CHARS.fullmatch(ts) or ts in (EXPLICIT_VR_BE, DEFLATED, JPIP_DEFLATED):
+    elif not _UID_CHARS.fullmatch(ts) or ts in _REFUSED_SYNTAXES or ts in PrivateTransferSyntaxes:
         raise _Fallback
-    elif ts in PrivateTransferSyntaxes:
-        raise _Fallback
-    implicit = ts == IMPLICIT_VR_LE
+    implicit = ts == ps.IMPLICIT_VR_LE
     if start + 6 <= n:  # pydicom switches VR mode (with a warning) when the first element disagrees
         b0, b1 = data[start + 4], data[start + 5]
         if (not (0x40 < b0 < 0x5B and 0x40 < b1 < 0x5B)) != implicit:
             raise _Fallback
     return start, ts, implicit
+
+
+def _header(data: bytes, pos: int, implicit: bool) -> tuple[int, bytes, int, int]:
+    """(tag, VR, value length, header size) of the element at `pos`, read as `parsing._walk` does."""
+    if implicit:
+        group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+        return (group << 16) | elem, b"", length, 8
+    group, elem, vr, length = _EXPLICIT_HEAD.unpack_from(data, pos)
+    if group == 0xFFFE:
+        return (group << 16) | elem, b"", _U32.unpack_from(data, pos + 4)[0], 8
+    if vr in _LONG_VRS:
+        if pos + 12 > len(data):
+            raise ValueError("truncated element header")
+        return (group << 16) | elem, vr, _U32.unpack_from(data, pos + 8)[0], 12
+    return (group << 16) | elem, vr, length, 8
+
+
+def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool) -> int:
+    """End of an undefined-length value that pydicom parses as a sequence, even before pixel data.
+
+    Only the shape pydicom reads exactly like `parsing._walk_items` passes: items with exact
+    lengths, VR mode as pydicom guesses it per item, empty delimiters; anything else falls back.
+    """
+    if implicit:  # pydicom: a sequence if the dictionary says so, or if a private value starts with an item
+        entry = DicomDictionary.get(tag)
+        if not (entry[0] == "SQ" if entry else tag >> 16 & 1 and data[pos : pos + 4] == b"\xfe\xff\x00\xe0"):
+            raise _Fallback
+        return _items(data, pos, True, True)
+    if vr not in (b"SQ", b"UN"):
+        raise _Fallback
+    return _items(data, pos, vr == b"UN", False)
+
+
+def _items(data: bytes, pos: int, implicit: bool, assumed: bool) -> int:
+    """Items up to the sequence delimiter; `assumed`: pydicom's VR mode before its per-item check."""
+    n = len(data)
+    while True:
+        if pos + 8 > n:
+            raise _Fallback
+        group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
+        pos += 8
+        if (group, elem) == (0xFFFE, 0xE0DD) and not length:
+            return pos
+        if (group, elem) != (0xFFFE, 0xE000) or (length != _UNDEFINED and pos + length > n):
+            raise _Fallback
+        end = None if length == _UNDEFINED else pos + length
+        first = not assumed
+        while end is None or pos < end:
+            if pos + 8 > n:
+                raise _Fallback
+            if end is None and data[pos : pos + 4] == b"\xfe\xff\x0d\xe0":
+                if data[pos + 4 : pos + 8] != b"\0\0\0\0":
+                    raise _Fallback
+                pos += 8
+                break
+            if first and (0x40 < data[pos + 4] < 0x5B and 0x40 < data[pos + 5] < 0x5B) == implicit:
+                raise _Fallback  # pydicom would read this item in the other VR mode
+            first = False
+            tag, vr, length, head = _header(data, pos, implicit)
+            if tag >> 16 == 0xFFFE or not (implicit or vr in _VALID_VRS):
+                raise _Fallback
+            pos += head
+            if length == _UNDEFINED:
+                pos = _undefined(data, pos, tag, vr, implicit)
+            else:
+                pos += length
+        if pos > (n if end is None else end):
+            raise _Fallback
 
 
 def _scan(data: bytes) -> tuple[int | None, str, dict[int, tuple[bytes, int, int]]]:
@@ -130,42 +191,32 @@ def _scan(data: bytes) -> tuple[int | None, str, dict[int, tuple[bytes, int, int
     while pos < n:
         if pos + 8 > n:
             raise ValueError("truncated element header")
-        if implicit:
-            group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
-            tag = (group << 16) | elem
-            vr = _WANTED.get(tag, b"")
-            head = 8
-        else:
-            group, elem, vr, length = _EXPLICIT_HEAD.unpack_from(data, pos)
-            tag = (group << 16) | elem
-            head = 8
-            if group == 0xFFFE:
-                (length,) = _U32.unpack_from(data, pos + 4)
-            elif vr in _LONG_VRS:
-                if pos + 12 > n:
-                    raise ValueError("truncated element header")
-                (length,) = _U32.unpack_from(data, pos + 8)
-                head = 12
-            elif reading and vr not in _VALID_VRS:
-                raise _Fallback
-        if group == 0xFFFE:
+        tag, vr, length, head = _header(data, pos, implicit)
+        if tag >> 16 == 0xFFFE:
             if tag in _DELIMITERS:
                 raise ValueError("unexpected delimiter")
+            raise _Fallback
+        if reading and not implicit and vr not in _VALID_VRS:
             raise _Fallback
         if tag == mt.PIXEL_DATA:
             pixel = pos
         if tag in _PIXEL_TAGS:
             reading = False
-        if length == _UNDEFINED:
+        if length != _UNDEFINED:
             if reading and tag in _WANTED:
-                raise _Fallback
-            pos = _walk_items(data, pos + head, True, implicit or vr == b"UN")
-        else:
-            if reading and tag in _WANTED:
-                found[tag] = (vr, pos + head, length)
+                found[tag] = (vr or _WANTED[tag], pos + head, length)
             pos += head + length
             if pos > n:
                 raise ValueError("truncated element value")
+        elif not reading:
+            pos = ps._walk_items(data, pos + head, True, implicit or vr == b"UN")
+        elif tag in _WANTED:
+            raise _Fallback
+        else:
+            try:
+                pos = _undefined(data, pos + head, tag, vr, implicit)
+            except (ValueError, struct.error):
+                raise _Fallback from None
     return pixel, ts, found
 
 
@@ -184,9 +235,9 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
         raise _Fallback  # UN (pydicom swaps in the dictionary VR), SQ, floats, binary
     if not raw:
         return ""
-    if vr in _PLAIN:
+    if vr in _PLAIN or vr == b"UI":  # pydicom's UID class also strips any whitespace
         parts = raw.decode("latin-1").rstrip(" \x00").split("\\")
-        return "\\".join(p.rstrip(" \x00") for p in parts)
+        return "\\".join((p.strip() if vr == b"UI" else p).rstrip(" \x00") for p in parts)
     if vr in _TEXT:
         return "\\".join(p.rstrip(" \x00") for p in _decode(raw, codec).split("\\"))
     if vr in _SINGLE:
@@ -205,10 +256,11 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
         return "\\".join(p.strip(" ") for p in parts)
     if vr == b"AE":
         return "\\".join(p.strip().rstrip(" \x00") for p in raw.decode("latin-1").split("\\"))
-    fmt = _INTS.get(vr)
-    if fmt is None or len(raw) % struct.calcsize(fmt):
-        raise _Fallback
-    return "\\".join(str(v) for v in struct.unpack(f"<{len(raw) // struct.calcsize(fmt)}{fmt}", raw))
+    fmt = _INTS[vr]
+    size = struct.calcsize(fmt)
+    if len(raw) % size:
+        raise _Fallback  # pydicom raises with its own message
+    return "\\".join(str(v) for v in struct.unpack(f"<{len(raw) // size}{fmt[1]}", raw))
 
 
 def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]]) -> str:
@@ -247,9 +299,9 @@ def parse_fast(data: bytes) -> ParsedInstance | None:
     for t in (mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID):
         if t not in texts:  # Orthanc 1.10.1: an absent identifier is 404 InexistentTag
             raise OrthancError(ErrorCode.INEXISTENT_TAG)
-    study_uid = texts[mt.STUDY_INSTANCE_UID]
-    series_uid = texts[mt.SERIES_INSTANCE_UID]
-    sop_uid = texts[mt.SOP_INSTANCE_UID]
+    study_uid, series_uid, sop_uid = (
+        texts[t] for t in (mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID)
+    )
     if not study_uid or not series_uid or not sop_uid:
         raise bad_file("Empty Study/Series/SOP Instance UID in the DICOM file")
     inst = main[ResourceType.INSTANCE]
@@ -264,5 +316,4 @@ def parse_fast(data: bytes) -> ParsedInstance | None:
         pixel_data_offset=pixel_offset,
         index_in_series=index.strip() if index is not None else None,
         expected_instances=expected_instances(main[ResourceType.SERIES]),
-        dataset=None,
     )

@@ -215,6 +215,11 @@ def parse(data: bytes) -> ParsedInstance:
         raise bad_file("Received an empty DICOM file")
     if len(data) < 8:
         raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
+    from .fastparse import parse_fast  # here: fastparse builds on this module
+
+    fast = parse_fast(data)  # one pass over the bytes; None when only pydicom can be exact
+    if fast is not None:
+        return fast
     try:
         pixel_offset, ts = check_structure(data)
         ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
@@ -248,8 +253,11 @@ def parse(data: bytes) -> ParsedInstance:
             raise OrthancError(ErrorCode.INEXISTENT_TAG)
     if not study_uid or not series_uid or not sop_uid:
         raise bad_file("Empty Study/Series/SOP Instance UID in the DICOM file")
-    sop_class = ds.get(mt.SOP_CLASS_UID)
-    sop_class_uid = element_text(sop_class.value) if sop_class is not None else ""
+    try:
+        sop_class = ds.get(mt.SOP_CLASS_UID)
+        sop_class_uid = element_text(sop_class.value) if sop_class is not None else ""
+    except Exception as exc:
+        raise bad_file(f"Cannot decode the DICOM tags: {exc}") from exc
     inst = main[ResourceType.INSTANCE]
     index = inst.get(mt.INSTANCE_NUMBER)
     if index is None:
