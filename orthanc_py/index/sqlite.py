@@ -608,7 +608,12 @@ class SqliteIndex:
         self._writer_conn = _connect(self.path, readonly=False)
         self._writer_conn.execute("PRAGMA journal_mode=WAL")
         self._writer_conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        # Checkpoints run in their own thread: the writer never waits for one (ingest latency).
+        self._writer_conn.execute("PRAGMA wal_autocheckpoint=0")
         self._migrate()
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="index-checkpoint", daemon=True)
+        self._checkpointer.start()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._writer_loop, name="index-writer", daemon=True)
         self._thread.start()
@@ -635,6 +640,21 @@ class SqliteIndex:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database every half second (PASSIVE: never blocks the writer);
+        restart the WAL from its beginning when readers allow, so it does not grow forever."""
+        conn = _connect(self.path, readonly=False)
+        try:
+            while not self._stop_checkpoints.wait(0.5):
+                try:
+                    busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if log_pages > 20000 and done == log_pages:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                except sqlite3.Error:
+                    log.debug("checkpoint skipped", exc_info=True)
+        finally:
+            conn.close()
 
     # ------------------------------------------------------------------ writer
     def _writer_loop(self) -> None:
@@ -723,7 +743,9 @@ class SqliteIndex:
             return
         self._closed = True
         self._queue.put(None)
+        self._stop_checkpoints.set()
         await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+        await asyncio.get_running_loop().run_in_executor(None, self._checkpointer.join)
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             conn.close()
