@@ -139,23 +139,30 @@ def _store_txn(
     return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
 
 
-async def store(ctx: ServerContext, data: bytes, origin: Origin) -> StoreResult:
-    """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept)."""
-    parsed, att = await ctx.run(_prepare, ctx, data)
+def _store_in_thread(
+    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool
+) -> tuple[ParsedInstance, _TxnResult]:
+    """The whole ingest in one worker thread: one hop from the event loop per instance."""
+    parsed, att = _prepare(ctx, data)
     date = now_iso()
-    overwrite = ctx.settings.overwrite_instances
     try:
-        result = await ctx.index.write(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date))
+        result = ctx.index.write_blocking(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date))
     except BaseException:
-        await ctx.run(ctx.storage.remove, att.uuid, att.content_type)
+        ctx.storage.remove(att.uuid, att.content_type)
         raise
     if result.status is StoreStatus.ALREADY_STORED:
-        await ctx.run(ctx.storage.remove, att.uuid, att.content_type)
-    else:
+        ctx.storage.remove(att.uuid, att.content_type)
+    for old in result.replaced:
+        ctx.storage.remove(old.uuid, old.content_type)
+    return parsed, result
+
+
+async def store(ctx: ServerContext, data: bytes, origin: Origin) -> StoreResult:
+    """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept)."""
+    parsed, result = await ctx.run(_store_in_thread, ctx, data, origin, ctx.settings.overwrite_instances)
+    if result.status is StoreStatus.SUCCESS:
         ids = parsed.ids
         ctx.stable.touch(ResourceType.SERIES, ids.series)
         ctx.stable.touch(ResourceType.STUDY, ids.study)
         ctx.stable.touch(ResourceType.PATIENT, ids.patient)
-        for old in result.replaced:
-            await ctx.run(ctx.storage.remove, old.uuid, old.content_type)
     return StoreResult(result.status, parsed.ids, parsed)

@@ -615,6 +615,8 @@ class SqliteIndex:
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="index-checkpoint", daemon=True)
         self._checkpointer.start()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._write_lock = threading.Lock()
+        self._writer_txn = SqlTransaction(self._writer_conn)
         self._thread = threading.Thread(target=self._writer_loop, name="index-writer", daemon=True)
         self._thread.start()
         self._local = threading.local()
@@ -648,7 +650,7 @@ class SqliteIndex:
         try:
             while not self._stop_checkpoints.wait(0.5):
                 try:
-                    busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    _busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     if log_pages > 20000 and done == log_pages:
                         conn.execute("PRAGMA wal_checkpoint(RESTART)")
                 except sqlite3.Error:
@@ -675,6 +677,7 @@ class SqliteIndex:
                     break
                 batch.append(item)
             results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            self._write_lock.acquire()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 for fn, fut in batch:
@@ -695,6 +698,8 @@ class SqliteIndex:
                 except sqlite3.Error:
                     pass
                 results = [(fut, False, exc) for _fn, fut in batch]
+            finally:
+                self._write_lock.release()
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
             for fut, ok, value in results:
                 by_loop.setdefault(fut.get_loop(), []).append((fut, ok, value))
@@ -703,6 +708,20 @@ class SqliteIndex:
                     loop.call_soon_threadsafe(_resolve, items)
                 except RuntimeError:  # loop closed
                     pass
+
+    def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
+        """Run `fn` in its own write transaction from the calling worker thread (never the event
+        loop). Ingest uses it so that parse, file and index happen in one hop to a worker."""
+        with self._write_lock:
+            conn = self._writer_conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = fn(self._writer_txn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return value
 
     async def write(self, fn: Callable[[Transaction], T]) -> T:
         if self._closed:
