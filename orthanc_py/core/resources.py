@@ -6,11 +6,10 @@ all studies with `expand` is a hot path for viewers.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, OrthancError
-from ..index.base import Attachment, Deletion, Transaction
+from ..index.base import Attachment, Deletion, Ids, Transaction, WholeLevel
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
 from ..model.maintags import MAIN_TAGS
@@ -84,16 +83,17 @@ def series_status(expected: int | None, indexes: list[int | None]) -> str:
 def expand(
     txn: Transaction,
     ctx: ServerContext,
-    ids: Sequence[int],
+    ids: Ids,
     *,
     with_metadata: bool = False,
     with_attachments: bool = False,
 ) -> list[ResourceInfo]:
-    """Build `ResourceInfo` for resources of one or several levels with a few bulk queries."""
+    """Build `ResourceInfo` for resources of one or several levels with a few bulk queries
+    (`WholeLevel(level)` for all of them)."""
     rows = txn.resources(ids)
     if not rows:
         return []
-    all_ids = [r.id for r in rows]
+    all_ids: Ids = ids if isinstance(ids, WholeLevel) else [r.id for r in rows]
     kids = txn.children(all_ids)
     meta = txn.metadata(
         all_ids,
@@ -106,29 +106,33 @@ def expand(
         ),
     )
     labels = txn.labels(all_ids)
-    instance_ids = [r.id for r in rows if r.level is ResourceType.INSTANCE]
+    instance_ids: Ids = [r.id for r in rows if r.level is ResourceType.INSTANCE]
+    if isinstance(ids, WholeLevel):
+        instance_ids = ids if ids.level is ResourceType.INSTANCE else []
     atts = txn.attachments(instance_ids) if instance_ids else {}
     all_atts = txn.attachments(all_ids) if with_attachments else {}
     series_with_expected = [
-        r.id for r in rows if r.level is ResourceType.SERIES and MetadataType.EXPECTED_NUMBER_OF_INSTANCES in meta[r.id]
+        r.id
+        for r in rows
+        if r.level is ResourceType.SERIES and MetadataType.EXPECTED_NUMBER_OF_INSTANCES in meta.get(r.id, {})
     ]
     child_index: dict[int, dict[int, str]] = {}
     if series_with_expected:
-        child_ids = [cid for sid in series_with_expected for cid, _ in kids[sid]]
+        child_ids = [cid for sid in series_with_expected for cid, _ in kids.get(sid, ())]
         child_index = txn.metadata(child_ids, (MetadataType.INDEX_IN_SERIES,))
     out: list[ResourceInfo] = []
     stable = ctx.stable
     for r in rows:
-        m = meta[r.id]
+        m = meta.get(r.id, {})
         info = ResourceInfo(
             id=r.id,
             level=r.level,
             public_id=r.public_id,
             main_tags=r.main_tags,
             parent=r.parent_public_id,
-            children=[pub for _, pub in kids[r.id]],
+            children=[pub for _, pub in kids.get(r.id, ())],
             last_update=m.get(MetadataType.LAST_UPDATE),
-            labels=labels[r.id],
+            labels=labels.get(r.id, []),
             is_stable=stable.is_stable(r.public_id),
             metadata=m,
             attachments=all_atts.get(r.id, []),
@@ -140,7 +144,10 @@ def expand(
             expected = _int_or_none(m.get(MetadataType.EXPECTED_NUMBER_OF_INSTANCES))
             info.expected_instances = expected
             indexes = (
-                [_int_or_none(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES)) for cid, _ in kids[r.id]]
+                [
+                    _int_or_none(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES))
+                    for cid, _ in kids.get(r.id, ())
+                ]
                 if expected is not None
                 else []
             )
@@ -173,6 +180,8 @@ async def list_level(
     """GET /patients etc.: public ids (or expanded infos) in creation order."""
 
     def run(txn: Transaction) -> list[ResourceInfo] | list[str]:
+        if expanded and not since and not limit:
+            return expand(txn, ctx, WholeLevel(level))
         ids = txn.list_ids(level, since, limit)
         if expanded:
             return expand(txn, ctx, ids)

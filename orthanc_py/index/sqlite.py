@@ -28,9 +28,11 @@ from .base import (
     Change,
     Deletion,
     ExportedResource,
+    Ids,
     OrderBy,
     ResourceRow,
     Transaction,
+    WholeLevel,
 )
 
 log = logging.getLogger("orthanc_py.index")
@@ -106,6 +108,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _CHUNK = 500
+_LEVELS = {int(lv): lv for lv in ResourceType}
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -137,17 +140,34 @@ class SqlTransaction:
         row = self.c.execute("SELECT id, level FROM resources WHERE public_id=?", (public_id,)).fetchone()
         return (row[0], ResourceType(row[1])) if row else None
 
-    def resources(self, ids: Sequence[int]) -> list[ResourceRow]:
-        out: dict[int, ResourceRow] = {}
+    def _filters(self, ids: Ids, column: str) -> Iterable[tuple[str, tuple[Any, ...]]]:
+        """SQL conditions (and arguments) selecting `ids`: one for a whole level, else chunks."""
+        if isinstance(ids, WholeLevel):
+            yield f"{column} IN (SELECT id FROM resources WHERE level = ?)", (int(ids.level),)
+            return
         for chunk in _chunks(ids):
+            yield f"{column} IN ({_marks(len(chunk))})", tuple(chunk)
+
+    def _keys(self, ids: Ids) -> list[int]:
+        if isinstance(ids, WholeLevel):
+            return [
+                r[0] for r in self.c.execute("SELECT id FROM resources WHERE level=? ORDER BY id", (int(ids.level),))
+            ]
+        return list(ids)
+
+    def resources(self, ids: Ids) -> list[ResourceRow]:
+        out: dict[int, ResourceRow] = {}
+        levels = _LEVELS
+        loads = orjson.loads
+        for cond, args in self._filters(ids, "r.id"):
             sql = (
                 "SELECT r.id, r.level, r.public_id, r.parent_id, p.public_id, r.main_tags FROM resources r "
-                f"LEFT JOIN resources p ON p.id = r.parent_id WHERE r.id IN ({_marks(len(chunk))})"
+                f"LEFT JOIN resources p ON p.id = r.parent_id WHERE {cond}"
             )
-            for rid, level, pub, parent, ppub, tags in self.c.execute(sql, tuple(chunk)):
-                out[rid] = ResourceRow(
-                    rid, ResourceType(level), pub, parent, ppub, {t: v for t, v in orjson.loads(tags)}
-                )
+            for rid, level, pub, parent, ppub, tags in self.c.execute(sql, args):
+                out[rid] = ResourceRow(rid, levels[level], pub, parent, ppub, dict(loads(tags)))
+        if isinstance(ids, WholeLevel):
+            return [out[k] for k in sorted(out)]
         return [out[i] for i in ids if i in out]
 
     def list_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[int]:
@@ -158,12 +178,11 @@ class SqlTransaction:
             args += (limit if limit > 0 else -1, since)
         return [r[0] for r in self.c.execute(sql, args)]
 
-    def children(self, ids: Sequence[int]) -> dict[int, list[tuple[int, str]]]:
-        out: dict[int, list[tuple[int, str]]] = {i: [] for i in ids}
-        for chunk in _chunks(ids):
-            marks = _marks(len(chunk))
-            sql = f"SELECT parent_id, id, public_id FROM resources WHERE parent_id IN ({marks}) ORDER BY id"
-            for parent, rid, pub in self.c.execute(sql, tuple(chunk)):
+    def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]:
+        out: dict[int, list[tuple[int, str]]] = {i: [] for i in self._keys(ids)}
+        for cond, args in self._filters(ids, "parent_id"):
+            sql = f"SELECT parent_id, id, public_id FROM resources WHERE {cond} ORDER BY id"
+            for parent, rid, pub in self.c.execute(sql, args):
                 out[parent].append((rid, pub))
         return out
 
@@ -195,12 +214,11 @@ class SqlTransaction:
             rid = row[1]
         return None
 
-    def metadata(self, ids: Sequence[int], types: Iterable[int] | None = None) -> dict[int, dict[int, str]]:
-        out: dict[int, dict[int, str]] = {i: {} for i in ids}
+    def metadata(self, ids: Ids, types: Iterable[int] | None = None) -> dict[int, dict[int, str]]:
+        out: dict[int, dict[int, str]] = {i: {} for i in self._keys(ids)}
         type_list = tuple(types) if types is not None else None
-        for chunk in _chunks(ids):
-            sql = f"SELECT resource_id, type, value FROM metadata WHERE resource_id IN ({_marks(len(chunk))})"
-            args: tuple[Any, ...] = tuple(chunk)
+        for cond, args in self._filters(ids, "resource_id"):
+            sql = f"SELECT resource_id, type, value FROM metadata WHERE {cond}"
             if type_list is not None:
                 sql += f" AND type IN ({_marks(len(type_list))})"
                 args += type_list
@@ -208,26 +226,26 @@ class SqlTransaction:
                 out[rid][t] = v
         return out
 
-    def labels(self, ids: Sequence[int]) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {i: [] for i in ids}
-        for chunk in _chunks(ids):
-            sql = f"SELECT resource_id, label FROM labels WHERE resource_id IN ({_marks(len(chunk))}) ORDER BY label"
-            for rid, label in self.c.execute(sql, tuple(chunk)):
+    def labels(self, ids: Ids) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {i: [] for i in self._keys(ids)}
+        for cond, args in self._filters(ids, "resource_id"):
+            for rid, label in self.c.execute(
+                f"SELECT resource_id, label FROM labels WHERE {cond} ORDER BY label", args
+            ):
                 out[rid].append(label)
         return out
 
     def all_labels(self) -> list[str]:
         return [r[0] for r in self.c.execute("SELECT DISTINCT label FROM labels ORDER BY label")]
 
-    def attachments(self, ids: Sequence[int]) -> dict[int, list[Attachment]]:
-        out: dict[int, list[Attachment]] = {i: [] for i in ids}
-        for chunk in _chunks(ids):
+    def attachments(self, ids: Ids) -> dict[int, list[Attachment]]:
+        out: dict[int, list[Attachment]] = {i: [] for i in self._keys(ids)}
+        for cond, args in self._filters(ids, "resource_id"):
             sql = (
                 "SELECT resource_id, content_type, uuid, compressed_size, uncompressed_size, compression, "
-                "uncompressed_md5, compressed_md5, revision FROM attachments "
-                f"WHERE resource_id IN ({_marks(len(chunk))}) ORDER BY content_type"
+                f"uncompressed_md5, compressed_md5, revision FROM attachments WHERE {cond} ORDER BY content_type"
             )
-            for row in self.c.execute(sql, tuple(chunk)):
+            for row in self.c.execute(sql, args):
                 out[row[0]].append(Attachment(*row[1:]))
         return out
 
