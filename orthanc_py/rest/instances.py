@@ -60,13 +60,17 @@ async def upload(request: web.Request) -> web.StreamResponse:
     return json_response(store_json(await ingest.store(ctx, data, origin)))
 
 
+SENDFILE_THRESHOLD = 16 << 20
+
+
 async def get_file(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/file: the stored bytes, sent with sendfile when on disk."""
+    """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
+    is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
     att = await core_res.dicom_attachment(ctx, request.match_info["id"])
     path = ctx.storage.path(att.uuid, att.content_type)
     headers = {"Content-Type": "application/dicom"}
-    if path is not None:
+    if path is not None and att.uncompressed_size > SENDFILE_THRESHOLD:
         return web.FileResponse(path, headers=headers)
     data = await ctx.run(ctx.storage.read, att.uuid, att.content_type)
     return web.Response(body=data, headers=headers)
