@@ -29,6 +29,9 @@ MAX_BODY = 1 << 34
 def build_context(settings: Settings) -> ServerContext:
     """Open the storage area and the index named by the settings."""
     storage = FilesystemStorage(settings.storage_directory, sync=settings.sync_storage_area)
+    # Files are fsynced before their index rows commit (SyncStorageArea); the index itself runs
+    # WAL with synchronous=NORMAL: a commit survives a process crash or kill -9, and a power loss
+    # can only forget the newest rows (leaving unreferenced files), never point at a missing file.
     index = SqliteIndex(Path(settings.index_directory) / INDEX_FILENAME, durable=False)
     return ServerContext(settings, index, storage)
 
