@@ -74,18 +74,8 @@ def find_ids(ctx: ServerContext, txn: Transaction, req: FindRequest) -> list[int
     if req.parent is not None:
         parent_id, _ = lookup_in(txn, req.parent, req.parent_level)
     indexed, others = _split(req.constraints)
-    if not others:
-        return txn.find(
-            req.level,
-            indexed,
-            parent=parent_id,
-            labels=req.labels,
-            labels_mode=req.labels_mode,
-            metadata_constraints=req.metadata_constraints,
-            order_by=req.order_by,
-            since=req.since,
-            limit=req.limit,
-        )
+    # With constraints the index cannot evaluate, paging happens after the file checks.
+    page = {} if others else {"since": req.since, "limit": req.limit}
     candidates = txn.find(
         req.level,
         indexed,
@@ -94,7 +84,10 @@ def find_ids(ctx: ServerContext, txn: Transaction, req: FindRequest) -> list[int
         labels_mode=req.labels_mode,
         metadata_constraints=req.metadata_constraints,
         order_by=req.order_by,
+        **page,
     )
+    if not others:
+        return candidates
     out: list[int] = []
     skipped = 0
     for rid in candidates:

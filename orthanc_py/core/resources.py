@@ -13,6 +13,7 @@ from ..index.base import Attachment, Deletion, Ids, Transaction, WholeLevel
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
 from ..model.maintags import MAIN_TAGS
+from ..model.parsing import as_int
 from .context import ServerContext
 
 
@@ -54,15 +55,6 @@ def lookup_in(txn: Transaction, public_id: str, level: ResourceType | None) -> t
     if hit is None or (level is not None and hit[1] != level):
         raise unknown(public_id)
     return hit
-
-
-def _int_or_none(text: str | None) -> int | None:
-    if text is None:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
 
 
 def series_status(expected: int | None, indexes: list[int | None]) -> str:
@@ -141,13 +133,10 @@ def expand(
             info.main_tags = {t: v for t, v in r.main_tags.items() if t in _STUDY_TAGS}
             info.patient_main_tags = {t: v for t, v in r.main_tags.items() if t in _PATIENT_TAGS}
         elif r.level is ResourceType.SERIES:
-            expected = _int_or_none(m.get(MetadataType.EXPECTED_NUMBER_OF_INSTANCES))
+            expected = as_int(m.get(MetadataType.EXPECTED_NUMBER_OF_INSTANCES))
             info.expected_instances = expected
             indexes = (
-                [
-                    _int_or_none(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES))
-                    for cid, _ in kids.get(r.id, ())
-                ]
+                [as_int(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES)) for cid, _ in kids.get(r.id, ())]
                 if expected is not None
                 else []
             )
@@ -157,7 +146,7 @@ def expand(
                 if a.content_type == FileContentType.DICOM:
                     info.file_size = a.uncompressed_size
                     info.file_uuid = a.uuid
-            info.index_in_series = _int_or_none(m.get(MetadataType.INDEX_IN_SERIES))
+            info.index_in_series = as_int(m.get(MetadataType.INDEX_IN_SERIES))
         elif r.level is ResourceType.PATIENT:
             info.is_protected = txn.is_protected(r.id)
         out.append(info)

@@ -274,7 +274,8 @@ def parse(data: bytes) -> ParsedInstance:
     )
 
 
-def _as_int(text: str | None) -> int | None:
+def as_int(text: str | None) -> int | None:
+    """An integer value of a DICOM string (IS, US rendered as text), None when not one."""
     if text is None:
         return None
     try:
@@ -292,12 +293,12 @@ def expected_instances(series_tags: dict[int, str]) -> int | None:
     )
     for a, b in pairs:
         if a in series_tags and b in series_tags:
-            x, y = _as_int(series_tags[a]), _as_int(series_tags[b])
+            x, y = as_int(series_tags[a]), as_int(series_tags[b])
             if x is None or y is None:
                 return None
             return x * y if x * y > 0 else None
     cardiac = series_tags.get(mt.tag(0x0018, 0x1090))
     if cardiac is not None:
-        n = _as_int(cardiac)
+        n = as_int(cardiac)
         return n if n is not None and n > 0 else None
     return None

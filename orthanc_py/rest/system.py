@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiohttp import web
 from pydicom.uid import generate_uid
@@ -16,7 +18,7 @@ from ..model.enums import ResourceType
 from ..model.maintags import MAIN_TAGS, format_tag
 from ..web.responses import json_response, text_response
 from .common import ctx_of, int_arg
-from .render import change_json, changes_json, export_json, global_statistics_json
+from .render import change_json, export_json, global_statistics_json
 
 MAX_CHANGES = 10000
 DEFAULT_CHANGES = 100
@@ -59,62 +61,54 @@ async def statistics(request: web.Request) -> web.StreamResponse:
     return json_response(global_statistics_json(await core_res.global_statistics(ctx_of(request))))
 
 
-async def get_changes(request: web.Request) -> web.StreamResponse:
-    """GET /changes: `since`/`limit` paging (Done, Last), or `?last` for the newest entry only."""
+async def _log_page(
+    request: web.Request,
+    key: str,
+    fetch: Callable[[Transaction, int, int], Sequence[Any]],
+    last: Callable[[Transaction], int],
+    render: Callable[[Any], dict[str, Any]],
+) -> web.StreamResponse:
+    """Orthanc's paged logs (/changes, /exports): `since`/`limit` give a page with `Done` and
+    `Last` (the newest seq when the page is empty, as Orthanc 1.10.1 reports it); `?last` gives
+    the newest entry only."""
     ctx = ctx_of(request)
     if "last" in request.query:
 
-        def last(txn: Transaction) -> web.StreamResponse:
-            seq = txn.last_change()
-            items = txn.changes(seq - 1, 1) if seq else []
-            return json_response({"Changes": [change_json(c) for c in items], "Done": True, "Last": seq})
+        def newest(txn: Transaction) -> web.StreamResponse:
+            seq = last(txn)
+            items = fetch(txn, seq - 1, 1) if seq else []
+            return json_response({key: [render(c) for c in items], "Done": True, "Last": seq})
 
-        return await ctx.index.read(last)
+        return await ctx.index.read(newest)
     since = int_arg(request, "since")
     limit = min(int_arg(request, "limit", DEFAULT_CHANGES), MAX_CHANGES)
 
-    def run(txn: Transaction) -> web.StreamResponse:
-        items = txn.changes(since, limit + 1)
+    def page(txn: Transaction) -> web.StreamResponse:
+        items = fetch(txn, since, limit + 1)
         done = len(items) <= limit
         items = items[:limit]
-        last_seq = items[-1].seq if items else txn.last_change()  # as Orthanc 1.10.1 reports it
-        return json_response(changes_json(items, done, last_seq))
+        last_seq = items[-1].seq if items else last(txn)
+        return json_response({key: [render(c) for c in items], "Done": done, "Last": last_seq})
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(page)
+
+
+async def get_changes(request: web.Request) -> web.StreamResponse:
+    return await _log_page(
+        request, "Changes", lambda t, since, n: t.changes(since, n), lambda t: t.last_change(), change_json
+    )
+
+
+async def get_exports(request: web.Request) -> web.StreamResponse:
+    return await _log_page(
+        request, "Exports", lambda t, since, n: t.exports(since, n), lambda t: t.last_export(), export_json
+    )
 
 
 async def delete_changes(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     await ctx.index.write(lambda txn: txn.clear_changes())
     return json_response({})
-
-
-async def get_exports(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    since = int_arg(request, "since")
-    limit = min(int_arg(request, "limit", DEFAULT_CHANGES), MAX_CHANGES)
-    if "last" in request.query:
-
-        def last(txn: Transaction) -> web.StreamResponse:
-            seq = txn.last_export()
-            items = txn.exports(seq - 1, 1) if seq else []
-            return json_response({"Exports": [export_json(e) for e in items], "Done": True, "Last": seq})
-
-        return await ctx.index.read(last)
-
-    def run(txn: Transaction) -> web.StreamResponse:
-        items = txn.exports(since, limit + 1) if limit else []
-        done = len(items) <= limit
-        items = items[:limit]
-        return json_response(
-            {
-                "Exports": [export_json(e) for e in items],
-                "Done": done,
-                "Last": items[-1].seq if items else since,
-            }
-        )
-
-    return await ctx.index.read(run)
 
 
 async def delete_exports(request: web.Request) -> web.StreamResponse:
