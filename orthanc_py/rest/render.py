@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from ..core.resources import ResourceInfo
@@ -110,10 +110,6 @@ def change_json(c: Change) -> dict[str, Any]:
         "ResourceType": c.level.label,
         "Seq": c.seq,
     }
-
-
-def changes_json(items: Sequence[Change], done: bool, last: int) -> dict[str, Any]:
-    return {"Changes": [change_json(c) for c in items], "Done": done, "Last": last}
 
 
 def export_json(e: ExportedResource) -> dict[str, Any]:
