@@ -9,6 +9,7 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -73,6 +74,7 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
+    dicom: Any = None
     try:
         if sock is not None:
             await web.SockSite(runner, sock).start()
@@ -81,9 +83,16 @@ async def serve(
             site = web.TCPSite(runner, host, settings.http_port, reuse_address=True)
             await site.start()
             log.info("HTTP server listening on port %d", settings.http_port)
+        if settings.dicom_server_enabled:
+            from .dimse.server import DicomServer  # pynetdicom loads only when DICOM is on
+
+            dicom = DicomServer(ctx, loop)
+            ctx.dicom_port = await loop.run_in_executor(None, dicom.start)
         if ready is not None:
             ready(ctx)
         await stop.wait()
     finally:
+        if dicom is not None:
+            await loop.run_in_executor(None, dicom.stop)
         await runner.cleanup()
         await ctx.close()

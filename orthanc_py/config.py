@@ -44,6 +44,11 @@ KEYS: tuple[Key, ...] = (
     Key("DicomServerEnabled", True, "Run the DICOM server"),
     Key("DicomAet", "ORTHANC", "Application entity title of this server"),
     Key("DicomPort", 4242, "DICOM port"),
+    Key("DicomCheckCalledAet", False, "Refuse associations whose called AET is not DicomAet"),
+    Key("DicomAlwaysAllowEcho", True, "Answer C-ECHO from any peer"),
+    Key("DicomAlwaysAllowStore", True, "Accept C-STORE from any peer"),
+    Key("DicomScpTimeout", 30, "Seconds of inactivity before an incoming association is closed"),
+    Key("UnknownSopClassAccepted", False, "Accept C-STORE of SOP classes we do not know"),
     Key("RemoteAccessAllowed", False, "Accept HTTP clients that are not on the loopback interface"),
     Key("AuthenticationEnabled", None, "HTTP Basic auth (default: on iff remote access is allowed)"),
     Key("RegisteredUsers", {}, 'HTTP users: {"user": "password"}'),
@@ -80,6 +85,10 @@ class Settings:
     dicom_server_enabled: bool = True
     dicom_aet: str = "ORTHANC"
     dicom_port: int = 4242
+    dicom_check_called_aet: bool = False
+    dicom_always_allow_echo: bool = True
+    dicom_always_allow_store: bool = True
+    dicom_scp_timeout: float = 30.0
     remote_access_allowed: bool = False
     authentication_enabled: bool = False
     registered_users: Mapping[str, str] = field(default_factory=dict)
@@ -228,6 +237,10 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_server_enabled=_bool(merged["DicomServerEnabled"], "DicomServerEnabled"),
         dicom_aet=str(merged["DicomAet"]),
         dicom_port=_int(merged["DicomPort"], "DicomPort"),
+        dicom_check_called_aet=_bool(merged["DicomCheckCalledAet"], "DicomCheckCalledAet"),
+        dicom_always_allow_echo=_bool(merged["DicomAlwaysAllowEcho"], "DicomAlwaysAllowEcho"),
+        dicom_always_allow_store=_bool(merged["DicomAlwaysAllowStore"], "DicomAlwaysAllowStore"),
+        dicom_scp_timeout=float(merged["DicomScpTimeout"]),
         remote_access_allowed=remote,
         authentication_enabled=auth,
         registered_users={str(k): str(v) for k, v in users.items()},

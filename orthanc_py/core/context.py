@@ -73,6 +73,8 @@ class ServerContext:
         self.stable = StableTracker(settings.stable_age)
         self.started = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.dicom_port: int | None = None
+        """The port the DICOM server listens on, once started."""
         self.shutdown_requested: Callable[[], None] = lambda: None
         """Set by the composition root: asks the server to stop (POST /tools/shutdown)."""
 

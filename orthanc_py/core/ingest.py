@@ -7,6 +7,7 @@ fails the file is removed: at worst an orphan file, never a row without a file.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -157,12 +158,25 @@ def _store_in_thread(
     return parsed, result
 
 
+def _touch(ctx: ServerContext, ids: PublicIds) -> None:
+    """Event-loop half: the series, study and patient are not stable any more."""
+    ctx.stable.touch(ResourceType.SERIES, ids.series)
+    ctx.stable.touch(ResourceType.STUDY, ids.study)
+    ctx.stable.touch(ResourceType.PATIENT, ids.patient)
+
+
 async def store(ctx: ServerContext, data: bytes, origin: Origin) -> StoreResult:
     """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept)."""
     parsed, result = await ctx.run(_store_in_thread, ctx, data, origin, ctx.settings.overwrite_instances)
     if result.status is StoreStatus.SUCCESS:
-        ids = parsed.ids
-        ctx.stable.touch(ResourceType.SERIES, ids.series)
-        ctx.stable.touch(ResourceType.STUDY, ids.study)
-        ctx.stable.touch(ResourceType.PATIENT, ids.patient)
+        _touch(ctx, parsed.ids)
+    return StoreResult(result.status, parsed.ids, parsed)
+
+
+def store_blocking(ctx: ServerContext, data: bytes, origin: Origin, loop: asyncio.AbstractEventLoop) -> StoreResult:
+    """`store` for a thread that is not the event loop's (a DICOM association): the ingest runs
+    right here, and only the stability bookkeeping is handed to the loop."""
+    parsed, result = _store_in_thread(ctx, data, origin, ctx.settings.overwrite_instances)
+    if result.status is StoreStatus.SUCCESS:
+        loop.call_soon_threadsafe(_touch, ctx, parsed.ids)
     return StoreResult(result.status, parsed.ids, parsed)
