@@ -48,6 +48,14 @@ def build_app(ctx: ServerContext) -> web.Application:
     return app
 
 
+def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
+    from .dimse.server import DicomServer  # pynetdicom loads only when DICOM is on
+
+    server = DicomServer(ctx, loop)
+    server.start()
+    return server
+
+
 async def serve(
     settings: Settings,
     stop: asyncio.Event | None = None,
@@ -84,10 +92,9 @@ async def serve(
             await site.start()
             log.info("HTTP server listening on port %d", settings.http_port)
         if settings.dicom_server_enabled:
-            from .dimse.server import DicomServer  # pynetdicom loads only when DICOM is on
-
-            dicom = DicomServer(ctx, loop)
-            ctx.dicom_port = await loop.run_in_executor(None, dicom.start)
+            # Imported and started in a worker thread: the REST API answers meanwhile.
+            dicom = await loop.run_in_executor(None, _start_dicom, ctx, loop)
+            ctx.dicom_port = dicom.port
         if ready is not None:
             ready(ctx)
         await stop.wait()

@@ -41,6 +41,7 @@ class DicomServer:
                 ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         self.ae = ae
         self._server: Any = None
+        self.port: int | None = None
 
     def start(self, host: str = "0.0.0.0", port: int | None = None) -> int:
         """Listen (port 0 picks a free port); returns the port."""
@@ -49,6 +50,7 @@ class DicomServer:
             (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers
         )
         bound: int = self._server.server_address[1]
+        self.port = bound
         log.info("DICOM server listening on port %d as %s", bound, self.ctx.settings.dicom_aet)
         return bound
 
