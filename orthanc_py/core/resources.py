@@ -41,6 +41,9 @@ class ResourceInfo:
     attachments: list[Attachment] = field(default_factory=list)
 
 
+_LAST_UPDATE = int(MetadataType.LAST_UPDATE)
+_EXPECTED = int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES)
+_INDEX = int(MetadataType.INDEX_IN_SERIES)
 _STUDY_TAGS = frozenset(MAIN_TAGS[ResourceType.STUDY])
 _PATIENT_TAGS = frozenset(MAIN_TAGS[ResourceType.PATIENT])
 
@@ -113,42 +116,59 @@ def expand(
         child_ids = [cid for sid in series_with_expected for cid, _ in kids.get(sid, ())]
         child_index = txn.metadata(child_ids, (MetadataType.INDEX_IN_SERIES,))
     out: list[ResourceInfo] = []
-    stable = ctx.stable
+    pending = ctx.stable.pending  # IsStable: not waiting for its quiet period
+    last_key, expected_key, index_key = _LAST_UPDATE, _EXPECTED, _INDEX
+    study, series, instance, patient = (
+        ResourceType.STUDY,
+        ResourceType.SERIES,
+        ResourceType.INSTANCE,
+        ResourceType.PATIENT,
+    )
+    study_tags, patient_tags = _STUDY_TAGS, _PATIENT_TAGS
+    protected = (
+        txn.protected_among([r.id for r in rows if r.level is patient])
+        if any(r.level is patient for r in rows)
+        else set()
+    )
+    no_meta: dict[int, str] = {}
     for r in rows:
-        m = meta.get(r.id, {})
+        rid = r.id
+        m = meta.get(rid, no_meta)
+        level = r.level
         info = ResourceInfo(
-            id=r.id,
-            level=r.level,
-            public_id=r.public_id,
-            main_tags=r.main_tags,
-            parent=r.parent_public_id,
-            children=[pub for _, pub in kids.get(r.id, ())],
-            last_update=m.get(MetadataType.LAST_UPDATE),
-            labels=labels.get(r.id, []),
-            is_stable=stable.is_stable(r.public_id),
+            rid,
+            level,
+            r.public_id,
+            r.main_tags,
+            r.parent_public_id,
+            [pub for _, pub in kids.get(rid, ())],
+            m.get(last_key),
+            labels.get(rid, []),
+            r.public_id not in pending,
             metadata=m,
-            attachments=all_atts.get(r.id, []),
+            attachments=all_atts.get(rid, []),
         )
-        if r.level is ResourceType.STUDY:
-            info.main_tags = {t: v for t, v in r.main_tags.items() if t in _STUDY_TAGS}
-            info.patient_main_tags = {t: v for t, v in r.main_tags.items() if t in _PATIENT_TAGS}
-        elif r.level is ResourceType.SERIES:
-            expected = as_int(m.get(MetadataType.EXPECTED_NUMBER_OF_INSTANCES))
+        if level is study:
+            tags = r.main_tags
+            info.main_tags = {t: v for t, v in tags.items() if t in study_tags}
+            info.patient_main_tags = {t: v for t, v in tags.items() if t in patient_tags}
+        elif level is series:
+            expected = as_int(m.get(expected_key))
             info.expected_instances = expected
             indexes = (
-                [as_int(child_index.get(cid, {}).get(MetadataType.INDEX_IN_SERIES)) for cid, _ in kids.get(r.id, ())]
+                [as_int(child_index.get(cid, no_meta).get(index_key)) for cid, _ in kids.get(rid, ())]
                 if expected is not None
                 else []
             )
             info.series_status = series_status(expected, indexes)
-        elif r.level is ResourceType.INSTANCE:
-            for a in atts.get(r.id, []):
-                if a.content_type == FileContentType.DICOM:
+        elif level is instance:
+            for a in atts.get(rid, ()):
+                if a.content_type == 1:  # FileContentType.DICOM
                     info.file_size = a.uncompressed_size
                     info.file_uuid = a.uuid
-            info.index_in_series = as_int(m.get(MetadataType.INDEX_IN_SERIES))
-        elif r.level is ResourceType.PATIENT:
-            info.is_protected = txn.is_protected(r.id)
+            info.index_in_series = as_int(m.get(index_key))
+        elif level is patient:
+            info.is_protected = rid in protected
         out.append(info)
     return out
 

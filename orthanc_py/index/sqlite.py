@@ -140,10 +140,14 @@ class SqlTransaction:
         row = self.c.execute("SELECT id, level FROM resources WHERE public_id=?", (public_id,)).fetchone()
         return (row[0], ResourceType(row[1])) if row else None
 
-    def _filters(self, ids: Ids, column: str) -> Iterable[tuple[str, tuple[Any, ...]]]:
-        """SQL conditions (and arguments) selecting `ids`: one for a whole level, else chunks."""
+    def _filters(self, ids: Ids, column: str, level_column: str | None = None) -> Iterable[tuple[str, tuple[Any, ...]]]:
+        """SQL conditions (and arguments) selecting `ids`: one for a whole level, else chunks.
+        `level_column` names a level column of the same row (no subquery needed then)."""
         if isinstance(ids, WholeLevel):
-            yield f"{column} IN (SELECT id FROM resources WHERE level = ?)", (int(ids.level),)
+            if level_column is not None:
+                yield f"{level_column} = ?", (int(ids.level),)
+            else:
+                yield f"{column} IN (SELECT id FROM resources WHERE level = ?)", (int(ids.level),)
             return
         for chunk in _chunks(ids):
             yield f"{column} IN ({_marks(len(chunk))})", tuple(chunk)
@@ -159,7 +163,7 @@ class SqlTransaction:
         out: dict[int, ResourceRow] = {}
         levels = _LEVELS
         loads = orjson.loads
-        for cond, args in self._filters(ids, "r.id"):
+        for cond, args in self._filters(ids, "r.id", "r.level"):
             sql = (
                 "SELECT r.id, r.level, r.public_id, r.parent_id, p.public_id, r.main_tags FROM resources r "
                 f"LEFT JOIN resources p ON p.id = r.parent_id WHERE {cond}"
@@ -181,7 +185,8 @@ class SqlTransaction:
     def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]:
         out: dict[int, list[tuple[int, str]]] = {i: [] for i in self._keys(ids)}
         for cond, args in self._filters(ids, "parent_id"):
-            sql = f"SELECT parent_id, id, public_id FROM resources WHERE {cond} ORDER BY id"
+            # (parent_id, id) is the order of the parent_id index: no sort step
+            sql = f"SELECT parent_id, id, public_id FROM resources WHERE {cond} ORDER BY parent_id, id"
             for parent, rid, pub in self.c.execute(sql, args):
                 out[parent].append((rid, pub))
         return out
@@ -445,6 +450,13 @@ class SqlTransaction:
     def property(self, key: str) -> str | None:
         row = self.c.execute("SELECT value FROM properties WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
+
+    def protected_among(self, patient_ids: Sequence[int]) -> set[int]:
+        out: set[int] = set()
+        for chunk in _chunks(patient_ids):
+            sql = f"SELECT resource_id FROM protected WHERE resource_id IN ({_marks(len(chunk))})"
+            out.update(r[0] for r in self.c.execute(sql, tuple(chunk)))
+        return out
 
     def is_protected(self, patient_id: int) -> bool:
         return self.c.execute("SELECT 1 FROM protected WHERE resource_id=?", (patient_id,)).fetchone() is not None

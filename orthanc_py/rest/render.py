@@ -29,7 +29,13 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
             }
             for t, v in tags.items()
         }
-    return {names.get(t) or keyword_of(t) or format_tag(t): v for t, v in tags.items()}
+    try:  # hot path (expanded listings): every main tag has a name
+        return {_MAIN_NAMES[t]: v for t, v in tags.items()}
+    except KeyError:
+        return {names.get(t) or keyword_of(t) or format_tag(t): v for t, v in tags.items()}
+
+
+_MAIN_NAMES = {t: name for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
 
 
 def resource_json(
