@@ -239,26 +239,38 @@ async def instance_ids_of(ctx: ServerContext, public_id: str, level: ResourceTyp
     return await ctx.index.read(run)
 
 
+def _dicom_attachment_in(txn: Transaction, public_id: str) -> Attachment:
+    rid, _ = lookup_in(txn, public_id, ResourceType.INSTANCE)
+    for a in txn.attachments([rid])[rid]:
+        if a.content_type == FileContentType.DICOM:
+            return a
+    raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
+
+
 async def dicom_attachment(ctx: ServerContext, public_id: str) -> Attachment:
     """The DICOM file of an instance."""
+    return await ctx.index.read(lambda txn: _dicom_attachment_in(txn, public_id))
 
-    def run(txn: Transaction) -> Attachment:
-        rid, _ = lookup_in(txn, public_id, ResourceType.INSTANCE)
-        for a in txn.attachments([rid])[rid]:
-            if a.content_type == FileContentType.DICOM:
-                return a
-        raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
 
-    return await ctx.index.read(run)
+def dicom_file_blocking(
+    ctx: ServerContext, public_id: str, max_size: int | None = None
+) -> tuple[Attachment, bytes | None]:
+    """Look up and read an instance's DICOM file in the calling worker thread (one hop for the
+    hot GET /file path); the bytes are None when the file is larger than `max_size`."""
+    att = ctx.index.read_blocking(lambda txn: _dicom_attachment_in(txn, public_id))
+    if max_size is not None and att.uncompressed_size > max_size:
+        return att, None
+    try:
+        return att, ctx.storage.read(att.uuid, att.content_type)
+    except FileNotFoundError as exc:
+        raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
 
 
 async def read_dicom(ctx: ServerContext, public_id: str) -> bytes:
-    """The bytes of an instance's DICOM file (read in a worker thread)."""
-    att = await dicom_attachment(ctx, public_id)
-    try:
-        return await ctx.run(ctx.storage.read, att.uuid, att.content_type)
-    except FileNotFoundError as exc:
-        raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
+    """The bytes of an instance's DICOM file (looked up and read in one worker-thread hop)."""
+    _att, data = await ctx.run(dicom_file_blocking, ctx, public_id, None)
+    assert data is not None
+    return data
 
 
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:

@@ -783,8 +783,8 @@ class SqliteIndex:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
-    def read_sync(self, fn: Callable[[Transaction], T]) -> T:
-        """For worker threads that already run off the loop (archives, DIMSE handlers)."""
+    def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
+        """`read` for code already running in a worker thread (DIMSE handlers, file serving)."""
         return self._run_read(fn)
 
     async def close(self) -> None:

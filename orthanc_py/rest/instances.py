@@ -67,12 +67,13 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
-    att = await core_res.dicom_attachment(ctx, request.match_info["id"])
-    path = ctx.storage.path(att.uuid, att.content_type)
+    att, data = await ctx.run(core_res.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom"}
-    if path is not None and att.uncompressed_size > SENDFILE_THRESHOLD:
-        return web.FileResponse(path, headers=headers)
-    data = await ctx.run(ctx.storage.read, att.uuid, att.content_type)
+    if data is None:
+        path = ctx.storage.path(att.uuid, att.content_type)
+        if path is not None:
+            return web.FileResponse(path, headers=headers)
+        data = await ctx.run(ctx.storage.read, att.uuid, att.content_type)
     return web.Response(body=data, headers=headers)
 
 
