@@ -7,17 +7,17 @@ checked by reading the DICOM file of one instance of each candidate, as Orthanc 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pydicom
 
 from ..index.base import OrderBy, Transaction
-from ..model.enums import FileContentType, ResourceType
+from ..model.enums import ResourceType
 from ..model.lookup import TagConstraint, matches
 from ..model.parsing import element_text
 from .context import ServerContext
+from .dicomfind import representative_dataset
 from .resources import ResourceInfo, expand, lookup_in
 
 
@@ -41,22 +41,6 @@ def _split(constraints: Sequence[TagConstraint]) -> tuple[list[TagConstraint], l
     indexed = [c for c in constraints if c.level is not None]
     others = [c for c in constraints if c.level is None]
     return indexed, others
-
-
-def _representative_dataset(
-    ctx: ServerContext, txn: Transaction, rid: int, level: ResourceType
-) -> pydicom.Dataset | None:
-    ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)[:1]
-    if not ids:
-        return None
-    for a in txn.attachments(ids)[ids[0]]:
-        if a.content_type == FileContentType.DICOM:
-            try:
-                data = ctx.storage.read(a.uuid, a.content_type)
-            except FileNotFoundError:
-                return None
-            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-    return None
 
 
 def _passes(ds: pydicom.Dataset | None, constraints: Sequence[TagConstraint]) -> bool:
@@ -91,7 +75,7 @@ def find_ids(ctx: ServerContext, txn: Transaction, req: FindRequest) -> list[int
     out: list[int] = []
     skipped = 0
     for rid in candidates:
-        if _passes(_representative_dataset(ctx, txn, rid, req.level), others):
+        if _passes(representative_dataset(ctx, txn, rid, req.level), others):
             if skipped < req.since:
                 skipped += 1
                 continue

@@ -9,15 +9,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    PatientRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelFind,
+    Verification,
+)
 
 from ..core import ingest
 from ..core.context import ServerContext
+from ..core.dicomfind import MODALITIES_IN_STUDY, answers
 from ..core.ingest import Origin
+from ..core.query import FindRequest, find_ids
+from ..index.base import Transaction
+from ..model import maintags as mt
+from ..model.enums import ResourceType
+from ..model.lookup import parse_constraint, vr_of
+from ..model.parsing import element_text
 from . import status
+
+QUERY_LEVELS = {
+    "PATIENT": ResourceType.PATIENT,
+    "STUDY": ResourceType.STUDY,
+    "SERIES": ResourceType.SERIES,
+    "IMAGE": ResourceType.INSTANCE,
+}
+QUERY_RETRIEVE_LEVEL = mt.tag(0x0008, 0x0052)
+RETRIEVE_AE_TITLE = mt.tag(0x0008, 0x0054)
+_NOT_KEYS = frozenset({QUERY_RETRIEVE_LEVEL, mt.SPECIFIC_CHARACTER_SET})
 
 log = logging.getLogger("orthanc_py.dimse")
 
@@ -36,6 +59,8 @@ class DicomServer:
         ae.dimse_timeout = s.dicom_scp_timeout
         ae.require_called_aet = s.dicom_check_called_aet
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        for model in (PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind):
+            ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES[:4])
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -45,7 +70,11 @@ class DicomServer:
 
     def start(self, host: str = "0.0.0.0", port: int | None = None) -> int:
         """Listen (port 0 picks a free port); returns the port."""
-        handlers: list[Any] = [(evt.EVT_C_ECHO, self._on_echo), (evt.EVT_C_STORE, self._on_store)]
+        handlers: list[Any] = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
+        ]
         self._server = self.ae.start_server(
             (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers
         )
@@ -77,3 +106,62 @@ class DicomServer:
             log.warning("C-STORE from %s refused: %s", origin.remote_aet, exc)
             return status.store_failure(exc)
         return status.SUCCESS
+
+    def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
+        requested keys plus RetrieveAETitle, in UTF-8."""
+        try:
+            identifier = event.identifier
+            level_text = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+            level = QUERY_LEVELS[level_text]
+        except Exception:
+            yield status.FIND_IDENTIFIER_MISMATCH, None
+            return
+        s = self.ctx.settings
+        req = FindRequest(level=level)
+        requested: list[int] = []
+        try:
+            for tag in list(identifier.keys()):
+                t = int(tag)
+                if t in _NOT_KEYS or (t >> 16) == 0x0002:
+                    continue
+                requested.append(t)
+                elem = identifier[t]
+                if elem.VR == "SQ":
+                    continue
+                text = element_text(elem.value)
+                if text:
+                    c = parse_constraint(
+                        mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t, text, s.case_sensitive_pn
+                    )
+                    if c is not None:
+                        req.constraints.append(c)
+        except Exception as exc:
+            log.warning("C-FIND with an invalid identifier: %s", exc)
+            yield status.FIND_UNABLE_TO_PROCESS, None
+            return
+        limit = s.limit_find_instances if level is ResourceType.INSTANCE else s.limit_find_results
+        req.limit = limit
+
+        def run(txn: Transaction) -> list[dict[int, str | None]]:
+            return answers(self.ctx, txn, level, find_ids(self.ctx, txn, req), requested)
+
+        try:
+            matches = self.ctx.index.read_blocking(run)
+        except Exception as exc:
+            log.warning("C-FIND failed: %s", exc)
+            yield status.FIND_UNABLE_TO_PROCESS, None
+            return
+        for values in matches:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            ds = Dataset()
+            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.QueryRetrieveLevel = level_text
+            for t in requested:
+                vr = identifier[t].VR if identifier[t].VR not in ("UN", None) else vr_of(t)
+                value = values.get(t)
+                ds.add_new(t, vr, "" if value is None else value)
+            ds.add_new(RETRIEVE_AE_TITLE, "AE", s.dicom_aet)
+            yield status.PENDING, ds

@@ -1,0 +1,106 @@
+"""What a DICOM query (C-FIND, QIDO-RS) answers for each match: the requested attributes, taken
+from the index (main tags of the resource and its ancestors, counts computed from the tree) or,
+for other attributes, from the DICOM file of one instance (Orthanc's StorageAccessOnFind)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import pydicom
+
+from ..index.base import Transaction
+from ..model import maintags as mt
+from ..model.enums import FileContentType, ResourceType
+from ..model.parsing import element_text
+from .context import ServerContext
+
+NUMBER_OF_PATIENT_RELATED_STUDIES = mt.tag(0x0020, 0x1200)
+NUMBER_OF_PATIENT_RELATED_SERIES = mt.tag(0x0020, 0x1202)
+NUMBER_OF_PATIENT_RELATED_INSTANCES = mt.tag(0x0020, 0x1204)
+NUMBER_OF_STUDY_RELATED_SERIES = mt.tag(0x0020, 0x1206)
+NUMBER_OF_STUDY_RELATED_INSTANCES = mt.tag(0x0020, 0x1208)
+NUMBER_OF_SERIES_RELATED_INSTANCES = mt.tag(0x0020, 0x1209)
+MODALITIES_IN_STUDY = mt.tag(0x0008, 0x0061)
+SOP_CLASSES_IN_STUDY = mt.tag(0x0008, 0x0062)
+
+_COUNTS: dict[int, tuple[ResourceType, ResourceType]] = {
+    NUMBER_OF_PATIENT_RELATED_STUDIES: (ResourceType.PATIENT, ResourceType.STUDY),
+    NUMBER_OF_PATIENT_RELATED_SERIES: (ResourceType.PATIENT, ResourceType.SERIES),
+    NUMBER_OF_PATIENT_RELATED_INSTANCES: (ResourceType.PATIENT, ResourceType.INSTANCE),
+    NUMBER_OF_STUDY_RELATED_SERIES: (ResourceType.STUDY, ResourceType.SERIES),
+    NUMBER_OF_STUDY_RELATED_INSTANCES: (ResourceType.STUDY, ResourceType.INSTANCE),
+    NUMBER_OF_SERIES_RELATED_INSTANCES: (ResourceType.SERIES, ResourceType.INSTANCE),
+}
+COMPUTED_TAGS = frozenset({*_COUNTS, MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY})
+
+
+def _chain(txn: Transaction, rid: int, level: ResourceType) -> dict[ResourceType, int]:
+    """The resource and its ancestors, by level."""
+    out = {level: rid}
+    for lv in range(int(level) - 1, 0, -1):
+        anc = txn.ancestor(rid, ResourceType(lv))
+        if anc is None:
+            break
+        out[ResourceType(lv)] = anc
+    return out
+
+
+def answers(
+    ctx: ServerContext, txn: Transaction, level: ResourceType, ids: Sequence[int], requested: Sequence[int]
+) -> list[dict[int, str | None]]:
+    """For each matched resource, the value of each requested tag (None when it has none)."""
+    out: list[dict[int, str | None]] = []
+    for rid in ids:
+        chain = _chain(txn, rid, level)
+        rows = {r.level: r for r in txn.resources(list(chain.values()))}
+        known: dict[int, str] = {}
+        for lv in sorted(rows):  # deeper levels win for tags kept at two levels
+            known.update(rows[lv].main_tags)
+        values: dict[int, str | None] = {}
+        missing: list[int] = []
+        for t in requested:
+            if t in known:
+                values[t] = known[t]
+            elif t in _COUNTS:
+                top, below = _COUNTS[t]
+                anchor = chain.get(top)
+                values[t] = str(len(txn.descendants(anchor, below))) if anchor is not None else None
+            elif t in (MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY) and ResourceType.STUDY in chain:
+                values[t] = _study_set(txn, chain[ResourceType.STUDY], t)
+            else:
+                missing.append(t)
+        if missing:
+            ds = representative_dataset(ctx, txn, rid, level)
+            for t in missing:
+                elem = ds.get(t) if ds is not None else None
+                values[t] = element_text(elem.value) if elem is not None else None
+        out.append(values)
+    return out
+
+
+def _study_set(txn: Transaction, study: int, tag: int) -> str:
+    if tag == MODALITIES_IN_STUDY:
+        series = txn.resources(txn.descendants(study, ResourceType.SERIES))
+        found = {r.main_tags.get(mt.tag(0x0008, 0x0060), "") for r in series}
+    else:
+        instances = txn.descendants(study, ResourceType.INSTANCE)
+        meta = txn.metadata(instances, (10,))  # MetadataType.SOP_CLASS_UID
+        found = {m.get(10, "") for m in meta.values()}
+    return "\\".join(sorted(v for v in found if v))
+
+
+def representative_dataset(
+    ctx: ServerContext, txn: Transaction, rid: int, level: ResourceType
+) -> pydicom.Dataset | None:
+    ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)[:1]
+    if not ids:
+        return None
+    for a in txn.attachments(ids)[ids[0]]:
+        if a.content_type == FileContentType.DICOM:
+            try:
+                data = ctx.storage.read(a.uuid, a.content_type)
+            except FileNotFoundError:
+                return None
+            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    return None
