@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +46,13 @@ _NOT_KEYS = frozenset({QUERY_RETRIEVE_LEVEL, mt.SPECIFIC_CHARACTER_SET})
 log = logging.getLogger("orthanc_py.dimse")
 
 
+class _SharedContexts(list[Any]):
+    """A list whose deep copy shares its (read-only) items."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
+        return list(self)
+
+
 class DicomServer:
     """C-ECHO and C-STORE SCP on DicomPort with DicomAet."""
 
@@ -71,6 +79,7 @@ class DicomServer:
     def start(self, host: str = "0.0.0.0", port: int | None = None) -> int:
         """Listen (port 0 picks a free port); returns the port."""
         handlers: list[Any] = [
+            (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
@@ -78,6 +87,9 @@ class DicomServer:
         self._server = self.ae.start_server(
             (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers
         )
+        # pynetdicom deep-copies the supported contexts for every association (~40 ms for all
+        # storage classes x all transfer syntaxes); negotiation only reads them, so share them.
+        self._server.contexts = _SharedContexts(self._server.contexts)
         bound: int = self._server.server_address[1]
         self.port = bound
         log.info("DICOM server listening on port %d as %s", bound, self.ctx.settings.dicom_aet)
@@ -87,6 +99,15 @@ class DicomServer:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
+
+    def _on_connection(self, event: Any) -> None:
+        """No Nagle delay: a DIMSE response is several small writes, and waiting for the peer's
+        delayed ACK between them costs 40 ms per message."""
+        try:
+            sock = event.assoc.dul.socket.socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except (AttributeError, OSError):
+            log.debug("cannot set TCP_NODELAY", exc_info=True)
 
     def _on_echo(self, event: Any) -> int:
         return status.SUCCESS

@@ -108,6 +108,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _CHUNK = 500
+_POOLED_THREADS = ("io", "index-reader")
 _LEVELS = {int(lv): lv for lv in ResourceType}
 
 
@@ -784,8 +785,12 @@ class SqliteIndex:
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
-        """`read` for code already running in a worker thread (DIMSE handlers, file serving)."""
-        return self._run_read(fn)
+        """`read` for code already running in a worker thread. Long-lived worker threads (the
+        server's pools) keep a connection of their own; short-lived ones (one per DICOM
+        association) borrow a pooled reader instead of opening a cold connection each time."""
+        if threading.current_thread().name.startswith(_POOLED_THREADS):
+            return self._run_read(fn)
+        return self._readers.submit(self._run_read, fn).result()
 
     async def close(self) -> None:
         if self._closed:
