@@ -70,73 +70,79 @@ class _TxnResult:
     new_levels: list[ResourceType]
 
 
+_NEW_CHANGE = {
+    ResourceType.SERIES: int(ChangeType.NEW_SERIES),
+    ResourceType.STUDY: int(ChangeType.NEW_STUDY),
+    ResourceType.PATIENT: int(ChangeType.NEW_PATIENT),
+}
+
+
 def _store_txn(
     txn: Transaction, p: ParsedInstance, att: Attachment, origin: Origin, overwrite: bool, date: str
 ) -> _TxnResult:
+    """The index half of ingest. Statements are batched (one look-up for the four IDs, one
+    metadata insert, one change insert): each statement is a GIL hand-off under load."""
     ids = p.ids
     replaced: list[Attachment] = []
-    found = txn.lookup(ids.instance)
+    known = txn.lookup_many((ids.instance, ids.patient, ids.study, ids.series))
+    found = known.get(ids.instance)
     if found is not None:
         if not overwrite:
             return _TxnResult(StoreStatus.ALREADY_STORED, [], [])
         deletion = txn.delete_resource(found[0])
         replaced = deletion.attachments
+        known = txn.lookup_many((ids.patient, ids.study, ids.series))
     created: list[tuple[ResourceType, str]] = []
     parent: int | None = None
     chain: list[int] = []
+    meta: list[tuple[int, int, str]] = []
     for level, pid in (
         (ResourceType.PATIENT, ids.patient),
         (ResourceType.STUDY, ids.study),
         (ResourceType.SERIES, ids.series),
     ):
-        hit = txn.lookup(pid)
+        hit = known.get(pid)
         if hit is None:
             tags = p.main_tags[level]
             if level is ResourceType.STUDY:  # Orthanc keeps a copy of the patient tags per study
                 tags = {**p.main_tags[ResourceType.PATIENT], **tags}
             rid = txn.create_resource(pid, level, parent, tags)
             created.append((level, pid))
-            txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level])
+            meta.append((rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level]))
             if level is ResourceType.SERIES:
-                txn.set_metadata(rid, int(MetadataType.REMOTE_AET), origin.remote_aet)
-            if level is ResourceType.SERIES and p.expected_instances is not None:
-                txn.set_metadata(rid, int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES), str(p.expected_instances))
+                meta.append((rid, int(MetadataType.REMOTE_AET), origin.remote_aet))
+                if p.expected_instances is not None:
+                    meta.append((rid, int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES), str(p.expected_instances)))
         else:
             rid = hit[0]
         chain.append(rid)
         parent = rid
     iid = txn.create_resource(ids.instance, ResourceType.INSTANCE, parent, p.main_tags[ResourceType.INSTANCE])
     txn.add_attachment(iid, att)
-    meta: list[tuple[int, str]] = [
-        (MetadataType.RECEPTION_DATE, date),
-        (MetadataType.REMOTE_AET, origin.remote_aet),
-        (MetadataType.ORIGIN, origin.kind),
-        (MetadataType.TRANSFER_SYNTAX, p.transfer_syntax),
-        (MetadataType.SOP_CLASS_UID, p.sop_class_uid),
-        (MetadataType.MAIN_DICOM_TAGS_SIGNATURE, SIGNATURES[ResourceType.INSTANCE]),
+    meta += [
+        (iid, int(MetadataType.RECEPTION_DATE), date),
+        (iid, int(MetadataType.REMOTE_AET), origin.remote_aet),
+        (iid, int(MetadataType.ORIGIN), origin.kind),
+        (iid, int(MetadataType.TRANSFER_SYNTAX), p.transfer_syntax),
+        (iid, int(MetadataType.SOP_CLASS_UID), p.sop_class_uid),
+        (iid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[ResourceType.INSTANCE]),
     ]
     if p.index_in_series is not None:
-        meta.append((MetadataType.INDEX_IN_SERIES, p.index_in_series))
+        meta.append((iid, int(MetadataType.INDEX_IN_SERIES), p.index_in_series))
     if origin.remote_ip:
-        meta.append((MetadataType.REMOTE_IP, origin.remote_ip))
+        meta.append((iid, int(MetadataType.REMOTE_IP), origin.remote_ip))
     if origin.kind == "DicomProtocol":
-        meta.append((MetadataType.CALLED_AET, origin.called_aet))
+        meta.append((iid, int(MetadataType.CALLED_AET), origin.called_aet))
     if origin.kind == "RestApi":
-        meta.append((MetadataType.HTTP_USERNAME, origin.http_username))
+        meta.append((iid, int(MetadataType.HTTP_USERNAME), origin.http_username))
     if p.pixel_data_offset is not None:
-        meta.append((MetadataType.PIXEL_DATA_OFFSET, str(p.pixel_data_offset)))
-    for mtype, value in meta:
-        txn.set_metadata(iid, int(mtype), value)
-    for rid in chain:  # Orthanc keeps LastUpdate on patients, studies and series only
-        txn.set_metadata(rid, int(MetadataType.LAST_UPDATE), date)
-    txn.log_change(int(ChangeType.NEW_INSTANCE), ResourceType.INSTANCE, ids.instance, date)
-    for level, pid in reversed(created):
-        change = {
-            ResourceType.SERIES: ChangeType.NEW_SERIES,
-            ResourceType.STUDY: ChangeType.NEW_STUDY,
-            ResourceType.PATIENT: ChangeType.NEW_PATIENT,
-        }[level]
-        txn.log_change(int(change), level, pid, date)
+        meta.append((iid, int(MetadataType.PIXEL_DATA_OFFSET), str(p.pixel_data_offset)))
+    # Orthanc keeps LastUpdate on patients, studies and series only
+    meta += [(rid, int(MetadataType.LAST_UPDATE), date) for rid in chain]
+    txn.set_metadata_many(meta)
+    changes = [(int(ChangeType.NEW_INSTANCE), ResourceType.INSTANCE, ids.instance, date)]
+    changes += [(_NEW_CHANGE[level], level, pid, date) for level, pid in reversed(created)]
+    txn.log_changes(changes)
     return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
 
 

@@ -160,6 +160,10 @@ class SqlTransaction:
             ]
         return list(ids)
 
+    def lookup_many(self, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]:
+        sql = f"SELECT public_id, id, level FROM resources WHERE public_id IN ({_marks(len(public_ids))})"
+        return {pub: (rid, _LEVELS[lv]) for pub, rid, lv in self.c.execute(sql, tuple(public_ids))}
+
     def resources(self, ids: Ids) -> list[ResourceRow]:
         out: dict[int, ResourceRow] = {}
         levels = _LEVELS
@@ -523,6 +527,12 @@ class SqlTransaction:
         self.c.execute(
             "INSERT INTO changes(change_type, level, public_id, date) VALUES (?,?,?,?)",
             (change_type, int(level), public_id, date),
+        )
+
+    def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
+        self.c.executemany(
+            "INSERT INTO changes(change_type, level, public_id, date) VALUES (?,?,?,?)",
+            [(t, int(lv), pub, d) for t, lv, pub, d in rows],
         )
 
     def log_export(self, e: ExportedResource) -> None:
