@@ -48,6 +48,8 @@ KEYS: tuple[Key, ...] = (
     Key("DicomAlwaysAllowEcho", True, "Answer C-ECHO from any peer"),
     Key("DicomAlwaysAllowStore", True, "Accept C-STORE from any peer"),
     Key("DicomScpTimeout", 30, "Seconds of inactivity before an incoming association is closed"),
+    Key("DicomScuTimeout", 10, "Seconds before an outgoing DICOM operation gives up"),
+    Key("DicomAssociationCloseDelay", 5, "Seconds an idle outgoing association stays open for reuse"),
     Key("UnknownSopClassAccepted", False, "Accept C-STORE of SOP classes we do not know"),
     Key("RemoteAccessAllowed", False, "Accept HTTP clients that are not on the loopback interface"),
     Key("AuthenticationEnabled", None, "HTTP Basic auth (default: on iff remote access is allowed)"),
@@ -89,6 +91,9 @@ class Settings:
     dicom_always_allow_echo: bool = True
     dicom_always_allow_store: bool = True
     dicom_scp_timeout: float = 30.0
+    dicom_scu_timeout: float = 10.0
+    dicom_association_close_delay: float = 5.0
+    dicom_modalities: Mapping[str, Any] = field(default_factory=dict)
     remote_access_allowed: bool = False
     authentication_enabled: bool = False
     registered_users: Mapping[str, str] = field(default_factory=dict)
@@ -241,6 +246,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_echo=_bool(merged["DicomAlwaysAllowEcho"], "DicomAlwaysAllowEcho"),
         dicom_always_allow_store=_bool(merged["DicomAlwaysAllowStore"], "DicomAlwaysAllowStore"),
         dicom_scp_timeout=float(merged["DicomScpTimeout"]),
+        dicom_scu_timeout=float(merged["DicomScuTimeout"]),
+        dicom_association_close_delay=float(merged["DicomAssociationCloseDelay"]),
+        dicom_modalities=dict(merged["DicomModalities"] or {}),
         remote_access_allowed=remote,
         authentication_enabled=auth,
         registered_users={str(k): str(v) for k, v in users.items()},

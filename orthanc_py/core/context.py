@@ -73,10 +73,25 @@ class ServerContext:
         self.stable = StableTracker(settings.stable_age)
         self.started = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
+        from .modalities import ModalityRegistry  # (module builds on this one)
+
+        self.modalities = ModalityRegistry(dict(settings.dicom_modalities))
+        self._scu: Any = None
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""
         self.shutdown_requested: Callable[[], None] = lambda: None
         """Set by the composition root: asks the server to stop (POST /tools/shutdown)."""
+
+    @property
+    def scu(self) -> Any:
+        """The DICOM SCU (created on first use: pynetdicom loads only when needed)."""
+        if self._scu is None:
+            from ..remote.modalities import DicomScu
+
+            self._scu = DicomScu(
+                self.settings.dicom_aet, self.settings.dicom_scu_timeout, self.settings.dicom_association_close_delay
+            )
+        return self._scu
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking work (files, parsing, pixels) off the event loop."""
@@ -113,5 +128,7 @@ class ServerContext:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._scu is not None:
+            await self.run(self._scu.close)
         await self.index.close()
         self.io.shutdown(wait=True)

@@ -1,0 +1,155 @@
+"""Remote modalities: the registry (DicomModalities, changed at run time by PUT/DELETE as Orthanc
+does in memory), C-ECHO, and C-STORE of resources with /exports logging."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from ..errors import ErrorCode, OrthancError
+from ..index.base import ExportedResource, Transaction
+from ..model import maintags as mt
+from ..model.enums import FileContentType, MetadataType, ResourceType
+from ..model.modality import Modality, parse_modality
+from ..remote.modalities import DicomScu, StoreItem
+from .context import ServerContext, now_iso
+from .resources import lookup_in
+
+log = logging.getLogger("orthanc_py.modalities")
+
+
+class ModalityRegistry:
+    """Known modalities by symbolic name."""
+
+    def __init__(self, configured: dict[str, Any]) -> None:
+        self._items: dict[str, Modality] = {}
+        for name, value in configured.items():
+            try:
+                self._items[name] = parse_modality(value)
+            except ValueError as exc:
+                log.error("DicomModalities: ignoring %r: %s", name, exc)
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def get(self, name: str) -> Modality:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}") from None
+
+    def put(self, name: str, value: Any) -> Modality:
+        try:
+            modality = parse_modality(value)
+        except ValueError as exc:
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
+        self._items[name] = modality
+        return modality
+
+    def delete(self, name: str) -> None:
+        self.get(name)
+        del self._items[name]
+
+    def by_aet(self, aet: str) -> list[tuple[str, Modality]]:
+        return [(n, m) for n, m in sorted(self._items.items()) if m.aet == aet]
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    instances: int
+    failed: int
+    parents: list[str]
+    remote_aet: str
+    local_aet: str
+
+
+def _instances_to_send(
+    txn: Transaction, public_ids: Sequence[str]
+) -> tuple[list[tuple[str, str, str, str, str, str]], list[tuple[ResourceType, str, dict[int, str]]]]:
+    """(instance public id, SOP class, transfer syntax, uuid, ...) per instance, and the resources."""
+    out = []
+    resources = []
+    for pid in public_ids:
+        rid, level = lookup_in(txn, pid, None)
+        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
+        rows = {r.id: r for r in txn.resources(ids)}
+        atts = txn.attachments(ids)
+        meta = txn.metadata(ids, (int(MetadataType.SOP_CLASS_UID), int(MetadataType.TRANSFER_SYNTAX)))
+        for i in ids:
+            dicom = next((a for a in atts[i] if a.content_type == FileContentType.DICOM), None)
+            if dicom is None:
+                continue
+            m = meta[i]
+            out.append(
+                (
+                    rows[i].public_id,
+                    m.get(int(MetadataType.SOP_CLASS_UID), ""),
+                    m.get(int(MetadataType.TRANSFER_SYNTAX), ""),
+                    dicom.uuid,
+                    pid,
+                    "",
+                )
+            )
+        resources.append((level, pid, _identifiers(txn, rid, level)))
+    return out, resources
+
+
+def _identifiers(txn: Transaction, rid: int, level: ResourceType) -> dict[int, str]:
+    tags: dict[int, str] = {}
+    current: int | None = rid
+    while current is not None:
+        rows = txn.resources([current])
+        if not rows:
+            break
+        tags = {**rows[0].main_tags, **tags}
+        current = rows[0].parent_id
+    return tags
+
+
+async def store(
+    ctx: ServerContext,
+    scu: DicomScu,
+    modality_name: str,
+    modality: Modality,
+    public_ids: Sequence[str],
+    move_originator_aet: str = "",
+    move_originator_id: int | None = None,
+) -> StoreReport:
+    """C-STORE every instance under the given resources to the modality."""
+    if not public_ids:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "No resource to send")
+    plan, resources = await ctx.index.read(lambda txn: _instances_to_send(txn, public_ids))
+    storage = ctx.storage
+    items = [
+        StoreItem(
+            sop, ts, storage.path(uuid, FileContentType.DICOM), partial(storage.read, uuid, FileContentType.DICOM)
+        )
+        for _pid, sop, ts, uuid, _parent, _ in plan
+    ]
+    sent, failed = await ctx.run(scu.store, modality, items, move_originator_aet, move_originator_id)
+    if failed and not sent:
+        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, f"C-STORE to {modality.aet} failed for every instance")
+    if ctx.settings.log_exported_resources:
+        date = now_iso()
+
+        def log_exports(txn: Transaction) -> None:
+            for level, pid, tags in resources:
+                txn.log_export(
+                    ExportedResource(
+                        0,
+                        level,
+                        pid,
+                        modality_name,
+                        tags.get(mt.PATIENT_ID, ""),
+                        tags.get(mt.STUDY_INSTANCE_UID, ""),
+                        tags.get(mt.SERIES_INSTANCE_UID, ""),
+                        tags.get(mt.SOP_INSTANCE_UID, ""),
+                        date,
+                    )
+                )
+
+        await ctx.index.write(log_exports)
+    return StoreReport(len(items), failed, list(public_ids), modality.aet, modality.local_aet or ctx.settings.dicom_aet)

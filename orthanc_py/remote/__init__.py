@@ -1,0 +1,1 @@
+"""Outbound connections: DICOM SCU towards modalities (and, later, HTTP to Orthanc peers)."""

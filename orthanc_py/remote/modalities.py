@@ -1,0 +1,243 @@
+"""DICOM SCU towards remote modalities (pynetdicom): C-ECHO and C-STORE through a pool of
+associations kept open for a few seconds, so that a stream of single-instance stores
+(auto-routing) does not open an association per instance.
+
+Blocking calls: core runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ErrorCode, OrthancError
+from ..model.modality import Modality
+
+log = logging.getLogger("orthanc_py.scu")
+
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+VERIFICATION = "1.2.840.10008.1.1"
+
+
+@dataclass(frozen=True)
+class StoreItem:
+    """One instance to send: where its bytes are, and what the association must support."""
+
+    sop_class_uid: str
+    transfer_syntax: str
+    path: str | None
+    load: Callable[[], bytes]
+
+
+@dataclass
+class _Pooled:
+    assoc: Any
+    contexts: frozenset[tuple[str, str]]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_used: float = field(default_factory=time.monotonic)
+
+
+def _network_error(modality: Modality, details: str) -> OrthancError:
+    return OrthancError(ErrorCode.NETWORK_PROTOCOL, f'DicomAssociation - connecting to AET "{modality.aet}": {details}')
+
+
+class DicomScu:
+    """C-ECHO / C-STORE SCU with an association pool (Orthanc's DicomAssociationCloseDelay)."""
+
+    def __init__(self, local_aet: str, timeout: float, close_delay: float = 5.0) -> None:
+        self.local_aet = local_aet
+        self.timeout = timeout
+        self.close_delay = close_delay
+        self._pool: dict[tuple[str, str, int, str], _Pooled] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="scu-reaper", daemon=True)
+        self._reaper.start()
+
+    def _ae(self, modality: Modality, timeout: float | None) -> Any:
+        from pynetdicom import AE
+
+        ae = AE(ae_title=modality.local_aet or self.local_aet)
+        t = timeout or modality.timeout or self.timeout
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = t
+        return ae
+
+    def _associate(self, ae: Any, modality: Modality) -> Any:
+        # Probe the TCP port first: a clear, quick error for an unreachable peer (and pynetdicom
+        # leaks the socket of a refused connection).
+        try:
+            with socket.create_connection((modality.host, modality.port), timeout=ae.connection_timeout or 10):
+                pass
+        except OSError as exc:
+            raise _network_error(modality, f"cannot connect to {modality.host}:{modality.port} ({exc})") from exc
+        assoc = ae.associate(modality.host, modality.port, ae_title=modality.aet)
+        if not assoc.is_established:
+            reason = "association rejected" if assoc.is_rejected else "cannot connect"
+            # pynetdicom leaves the socket of a refused connection open: close it
+            raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+            if raw is not None:
+                raw.close()
+            raise _network_error(modality, reason)
+        sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        return assoc
+
+    def echo(self, modality: Modality, timeout: float | None = None) -> None:
+        """C-ECHO; raises OrthancError(NETWORK_PROTOCOL) when the peer is unreachable or refuses."""
+        ae = self._ae(modality, timeout)
+        ae.add_requested_context(VERIFICATION)
+        assoc = self._associate(ae, modality)
+        try:
+            status = assoc.send_c_echo()
+            if not status or getattr(status, "Status", None) != 0x0000:
+                raise _network_error(modality, "C-ECHO failed")
+        finally:
+            assoc.release()
+
+    def store(
+        self,
+        modality: Modality,
+        items: Iterable[StoreItem],
+        move_originator_aet: str = "",
+        move_originator_id: int | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Send the instances; returns (sent, failed). Raises OrthancError when no association can
+        be made. Files go as stored (no decode) when the peer accepts their transfer syntax."""
+        items = list(items)
+        wanted = frozenset((i.sop_class_uid, ts) for i in items for ts in (i.transfer_syntax, EXPLICIT_LE, IMPLICIT_LE))
+        pooled = self._checkout(modality, wanted)
+        sent = failed = 0
+        try:
+            for n, item in enumerate(items):
+                if self._send(pooled, item, move_originator_aet, move_originator_id):
+                    sent += 1
+                else:
+                    failed += 1
+                if on_progress is not None:
+                    on_progress(n + 1)
+        except OrthancError:
+            self._discard(modality, pooled)
+            raise
+        except Exception as exc:
+            self._discard(modality, pooled)
+            raise _network_error(modality, str(exc)) from exc
+        finally:
+            pooled.last_used = time.monotonic()
+            key = (modality.aet, modality.host, modality.port, modality.local_aet)
+            with self._lock:
+                in_pool = self._pool.get(key) is pooled
+            if pooled.lock.locked():
+                pooled.lock.release()
+            if not in_pool:  # a second, concurrent association: not kept
+                self._close(pooled)
+        return sent, failed
+
+    def _send(self, pooled: _Pooled, item: StoreItem, originator: str, originator_id: int | None) -> bool:
+        import io
+
+        import pydicom
+        from pydicom.uid import UID
+
+        assoc = pooled.assoc
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts if cx.transfer_syntax}
+        kwargs: dict[str, Any] = {}
+        if originator:
+            kwargs["originator_aet"] = originator
+            kwargs["originator_id"] = originator_id or 0
+        if (item.sop_class_uid, item.transfer_syntax) in accepted and item.path is not None:
+            status = assoc.send_c_store(item.path, **kwargs)
+        else:
+            ds = pydicom.dcmread(io.BytesIO(item.load()), force=True)
+            target = next(
+                (ts for ts in (item.transfer_syntax, EXPLICIT_LE, IMPLICIT_LE) if (item.sop_class_uid, ts) in accepted),
+                None,
+            )
+            if target is None:
+                return False
+            if target != item.transfer_syntax:  # transcoding between uncompressed syntaxes
+                if item.transfer_syntax not in (EXPLICIT_LE, IMPLICIT_LE):
+                    ds.decompress()
+                ds.file_meta.TransferSyntaxUID = UID(target)
+                ds.set_original_encoding(target == IMPLICIT_LE, True, ds.get("SpecificCharacterSet"))
+            status = assoc.send_c_store(ds, **kwargs)
+        if not assoc.is_established:
+            raise OrthancError(ErrorCode.NETWORK_PROTOCOL, "The association was aborted")
+        return bool(status) and getattr(status, "Status", 0xFFFF) in (0x0000, 0xB000, 0xB007, 0xB006)
+
+    def _checkout(self, modality: Modality, wanted: frozenset[tuple[str, str]]) -> _Pooled:
+        key = (modality.aet, modality.host, modality.port, modality.local_aet)
+        with self._lock:
+            pooled = self._pool.get(key)
+            if pooled is not None and pooled.assoc.is_established and wanted <= pooled.contexts:
+                if pooled.lock.acquire(blocking=False):
+                    return pooled
+            if pooled is not None and not pooled.lock.locked():
+                self._close(pooled)
+                self._pool.pop(key, None)
+        contexts = wanted | (pooled.contexts if pooled is not None else frozenset())
+        ae = self._ae(modality, None)
+        # One presentation context per (SOP class, transfer syntax): the peer accepts each it
+        # supports, so a file goes as stored whenever possible (a context with several syntaxes
+        # gets only one accepted).
+        if len(contexts) > 128:
+            raise _network_error(modality, "too many SOP classes for one association")
+        for sop, ts in sorted(contexts):
+            ae.add_requested_context(sop, [ts])
+        assoc = self._associate(ae, modality)
+        fresh = _Pooled(assoc, contexts)
+        fresh.lock.acquire()
+        with self._lock:
+            if key not in self._pool or not self._pool[key].lock.locked():
+                old = self._pool.get(key)
+                if old is not None:
+                    self._close(old)
+                self._pool[key] = fresh
+        return fresh
+
+    def _discard(self, modality: Modality, pooled: _Pooled) -> None:
+        key = (modality.aet, modality.host, modality.port, modality.local_aet)
+        with self._lock:
+            if self._pool.get(key) is pooled:
+                del self._pool[key]
+        self._close(pooled)
+
+    @staticmethod
+    def _close(pooled: _Pooled) -> None:
+        try:
+            if pooled.assoc.is_established:
+                pooled.assoc.release()
+        except Exception:
+            log.debug("release failed", exc_info=True)
+
+    def _reap(self) -> None:
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            with self._lock:
+                idle = [
+                    (k, p)
+                    for k, p in self._pool.items()
+                    if not p.lock.locked() and now - p.last_used >= self.close_delay
+                ]
+                for k, _p in idle:
+                    del self._pool[k]
+            for _k, p in idle:
+                self._close(p)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            pooled = list(self._pool.values())
+            self._pool.clear()
+        for p in pooled:
+            self._close(p)

@@ -1,0 +1,158 @@
+"""/modalities: the registry (list, get, put, delete, configuration), C-ECHO and C-STORE SCU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..core import modalities as core_mod
+from ..errors import ErrorCode, OrthancError
+from ..model.modality import parse_modality
+from ..web.responses import bool_arg, json_response, read_json
+from .common import ctx_of
+
+
+async def list_modalities(request: web.Request) -> web.StreamResponse:
+    reg = ctx_of(request).modalities
+    if bool_arg(request, "expand"):
+        return json_response({n: reg.get(n).to_json() for n in reg.names()})
+    return json_response(reg.names())
+
+
+async def get_modality(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["id"]
+    ctx_of(request).modalities.get(name)
+    return json_response(
+        [
+            "echo",
+            "find",
+            "find-instance",
+            "find-patient",
+            "find-series",
+            "find-study",
+            "get",
+            "move",
+            "query",
+            "store",
+            "store-straight",
+        ]
+    )
+
+
+async def get_configuration(request: web.Request) -> web.StreamResponse:
+    return json_response(ctx_of(request).modalities.get(request.match_info["id"]).to_json())
+
+
+async def put_modality(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    if body is None:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The body must be a JSON array or object")
+    ctx_of(request).modalities.put(request.match_info["id"], body)
+    return json_response({})
+
+
+async def delete_modality(request: web.Request) -> web.StreamResponse:
+    ctx_of(request).modalities.delete(request.match_info["id"])
+    return json_response({})
+
+
+async def echo(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    modality = ctx.modalities.get(request.match_info["id"])
+    body = await read_json(request) if request.can_read_body else None
+    timeout = float(body.get("Timeout", 0)) if isinstance(body, dict) else 0.0
+    await ctx.run(ctx.scu.echo, modality, timeout or None)
+    return json_response({})
+
+
+async def tools_echo(request: web.Request) -> web.StreamResponse:
+    """POST /tools/dicom-echo: C-ECHO a modality described in the body."""
+    ctx = ctx_of(request)
+    body = await read_json(request)
+    try:
+        modality = parse_modality(body)
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
+    timeout = float(body.get("Timeout", 0) or 0) if isinstance(body, dict) else 0.0
+    await ctx.run(ctx.scu.echo, modality, timeout or None)
+    return json_response({})
+
+
+def _resources(body: Any, raw: bytes) -> tuple[list[str], dict[str, Any]]:
+    """Orthanc accepts a bare ID (text), a JSON string, a JSON list, or {"Resources": [...], ...}."""
+    if body is None:
+        text = raw.decode("utf-8", "replace").strip()
+        if not text:
+            raise OrthancError(ErrorCode.BAD_REQUEST, "No resource to send")
+        return [text], {}
+    if isinstance(body, str):
+        return [body], {}
+    if isinstance(body, list) and all(isinstance(x, str) for x in body):
+        return body, {}
+    if isinstance(body, dict):
+        res = body.get("Resources")
+        if isinstance(res, str):
+            res = [res]
+        if not isinstance(res, list) or not all(isinstance(x, str) for x in res):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'Field "Resources" must be a list of Orthanc identifiers')
+        return res, body
+    raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Bad body for a C-STORE request")
+
+
+async def store(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/store: C-STORE resources (synchronously); Orthanc's job summary."""
+    ctx = ctx_of(request)
+    name = request.match_info["id"]
+    modality = ctx.modalities.get(name)
+    raw = await request.read()
+    body = await read_json(request)
+    resources, options = _resources(body, raw)
+    if options.get("Asynchronous"):
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Asynchronous C-STORE jobs are not supported yet")
+    for key in ("CalledAet", "Host", "Port", "LocalAet", "Timeout"):
+        if key in options:
+            override = {
+                "AET": modality.aet,
+                "Host": modality.host,
+                "Port": modality.port,
+                "LocalAet": modality.local_aet,
+                **{
+                    k if k != "CalledAet" else "AET": v
+                    for k, v in options.items()
+                    if k in ("CalledAet", "Host", "Port", "LocalAet")
+                },
+            }
+            modality = parse_modality(override)
+            break
+    report = await core_mod.store(
+        ctx,
+        ctx.scu,
+        name,
+        modality,
+        resources,
+        str(options.get("MoveOriginatorAet", "")),
+        options.get("MoveOriginatorID"),
+    )
+    return json_response(
+        {
+            "Description": "REST API",
+            "FailedInstancesCount": report.failed,
+            "InstancesCount": report.instances,
+            "LocalAet": report.local_aet,
+            "ParentResources": report.parents,
+            "RemoteAet": report.remote_aet,
+        }
+    )
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_get("/modalities", list_modalities)
+    router.add_get("/modalities/{id}", get_modality)
+    router.add_put("/modalities/{id}", put_modality)
+    router.add_delete("/modalities/{id}", delete_modality)
+    router.add_get("/modalities/{id}/configuration", get_configuration)
+    router.add_post("/modalities/{id}/echo", echo)
+    router.add_post("/modalities/{id}/store", store)
+    router.add_post("/modalities/{id}/store-straight", store)
+    router.add_post("/tools/dicom-echo", tools_echo)

@@ -1,0 +1,194 @@
+"""/modalities: registry, C-ECHO and C-STORE SCU (association pool), /exports, auto-routing."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import dicomgen
+import pydicom
+import pytest
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from orthanc_py.model.parsing import _dataset_start
+
+
+class StoreSCP:
+    """A pynetdicom storage SCP recording what it receives and how many associations it saw."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, bytes] = {}
+        self.associations = 0
+        ae = AE(ae_title="STORESCP")
+        ae.add_supported_context(Verification)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax)
+        self._lock = threading.Lock()
+        self.server = ae.start_server(
+            ("127.0.0.1", 0),
+            block=False,
+            evt_handlers=[
+                (evt.EVT_C_STORE, self._store),
+                (evt.EVT_ACCEPTED, self._accepted),
+                (evt.EVT_C_ECHO, lambda e: 0),
+            ],
+        )
+        self.port = self.server.server_address[1]
+
+    def _accepted(self, event) -> None:
+        with self._lock:
+            self.associations += 1
+
+    def _store(self, event) -> int:
+        data = event.encoded_dataset(include_meta=True)
+        with self._lock:
+            self.received[str(event.request.AffectedSOPInstanceUID)] = data
+        return 0
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def scp():
+    s = StoreSCP()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def server_with_peer(make_server, scp):
+    return make_server(
+        {
+            "DicomModalities": {
+                "peer": ["STORESCP", "127.0.0.1", scp.port],
+                "other": {"AET": "X", "Host": "127.0.0.1", "Port": 1, "AllowMove": False},
+            },
+            "LogExportedResources": True,
+            "DicomScuTimeout": 3,
+            "DicomAssociationCloseDelay": 2,
+        }
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_registry(server_with_peer, scp):
+    c = server_with_peer.client()
+    assert c.get("/modalities").json() == ["other", "peer"]
+    expanded = c.get("/modalities?expand").json()
+    assert expanded["peer"]["AET"] == "STORESCP" and expanded["peer"]["Port"] == scp.port
+    assert expanded["other"]["AllowMove"] is False and expanded["other"]["AllowEcho"] is True
+    assert c.get("/modalities/peer/configuration").json()["Host"] == "127.0.0.1"
+    assert c.put("/modalities/new", ["NEWAET", "localhost", 104]).status == 200
+    assert c.get("/modalities/new/configuration").json()["AET"] == "NEWAET"
+    assert c.put("/modalities/new2", {"AET": "B", "Host": "h", "Port": 105, "AllowStore": False}).status == 200
+    assert c.get("/modalities/new2/configuration").json()["AllowStore"] is False
+    assert c.delete("/modalities/new").status == 200
+    assert c.get("/modalities/new/configuration").status == 404
+    assert c.put("/modalities/bad", {"AET": "B"}).status == 400
+
+
+def test_echo(server_with_peer):
+    c = server_with_peer.client()
+    assert c.post("/modalities/peer/echo", "").status == 200
+    t = time.monotonic()
+    r = c.post("/modalities/other/echo", "")
+    assert r.status == 500 and r.json()["OrthancStatus"] == 9
+    assert time.monotonic() - t < 10
+    assert (
+        c.post(
+            "/tools/dicom-echo",
+            {"AET": "STORESCP", "Host": "127.0.0.1", "Port": server_with_peer.settings.dicom_modalities["peer"][2]},
+        ).status
+        == 200
+    )
+    closed = c.post("/tools/dicom-echo", {"AET": "NOBODY", "Host": "127.0.0.1", "Port": free_port(), "Timeout": 2})
+    assert closed.status == 500
+
+
+def test_store_study_and_exports(server_with_peer, scp):
+    c = server_with_peer.client()
+    files = [dicomgen.make(patient=5, instance=i, rows=32, columns=32) for i in range(4)]
+    ups = [c.upload(f) for f in files]
+    study = ups[0]["ParentStudy"]
+    r = c.post("/modalities/peer/store", {"Resources": [study], "Synchronous": True})
+    assert r.status == 200, r.body
+    body = r.json()
+    assert body["InstancesCount"] == 4 and body["FailedInstancesCount"] == 0
+    assert body["RemoteAet"] == "STORESCP" and body["ParentResources"] == [study]
+    assert len(scp.received) == 4
+    for f in files:
+        sop = pydicom.dcmread(io.BytesIO(f)).SOPInstanceUID
+        got = scp.received[sop]
+        assert got[_dataset_start(got)[0] :] == f[_dataset_start(f)[0] :]  # sent as stored
+    exports = c.get("/exports").json()["Exports"]
+    assert exports[0]["ID"] == study and exports[0]["RemoteModality"] == "peer"
+    assert exports[0]["StudyInstanceUID"] == dicomgen.uid("study", 5, 0)
+    # plain-text body with one ID, and a JSON list
+    assert c.post("/modalities/peer/store", ups[0]["ID"]).status == 200
+    assert c.post("/modalities/peer/store", [ups[1]["ID"]]).status == 200
+    assert c.post("/modalities/nope/store", [ups[1]["ID"]]).status == 404
+    assert c.post("/modalities/peer/store", ["unknown"]).status == 404
+
+
+def test_auto_routing_reuses_one_association(server_with_peer, scp):
+    """Poll /changes and forward each new instance as it arrives (Orthanc's auto-routing recipe)."""
+    c = server_with_peer.client()
+    files = [dicomgen.make(patient=6, instance=i, rows=32, columns=32) for i in range(12)]
+    since = 0
+    forwarded = 0
+    for f in files:
+        c.upload(f)
+        page = c.get(f"/changes?since={since}&limit=100").json()
+        for change in page["Changes"]:
+            if change["ChangeType"] == "NewInstance":
+                assert c.post("/modalities/peer/store", change["ID"]).status == 200
+                forwarded += 1
+        since = page["Last"]
+    assert forwarded == 12 and len(scp.received) == 12
+    assert scp.associations == 1  # the pool kept one association open
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/storescp"), reason="DCMTK not installed (apt-get install dcmtk)")
+def test_store_to_dcmtk_storescp(make_server, tmp_path):
+    port = free_port()
+    out = tmp_path / "received"
+    out.mkdir()
+    proc = subprocess.Popen(
+        ["/usr/bin/storescp", "-aet", "DCMTKSCP", "-od", str(out), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        srv = make_server({"DicomModalities": {"dcmtk": ["DCMTKSCP", "127.0.0.1", port]}})
+        c = srv.client()
+        files = [dicomgen.make(patient=7, instance=i, rows=32, columns=32) for i in range(5)]
+        ids = [c.upload(f)["ID"] for f in files]
+        r = c.post("/modalities/dcmtk/store", {"Resources": ids})
+        assert r.status == 200 and r.json()["InstancesCount"] == 5
+        stored = sorted(out.iterdir())
+        assert len(stored) == 5
+        originals = {pydicom.dcmread(io.BytesIO(f)).SOPInstanceUID: f for f in files}
+        for path in stored:
+            got = path.read_bytes()
+            f = originals[pydicom.dcmread(path).SOPInstanceUID]
+            assert got[_dataset_start(got)[0] :] == f[_dataset_start(f)[0] :]
+    finally:
+        proc.terminate()
+        proc.wait(10)
