@@ -50,7 +50,9 @@ def build_app(ctx: ServerContext) -> web.Application:
 
 def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
     from .dimse.server import DicomServer  # pynetdicom loads only when DICOM is on
+    from .remote.dicomnet import tune_pynetdicom
 
+    tune_pynetdicom()
     server = DicomServer(ctx, loop)
     server.start()
     return server

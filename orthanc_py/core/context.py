@@ -86,8 +86,10 @@ class ServerContext:
     def scu(self) -> Any:
         """The DICOM SCU (created on first use: pynetdicom loads only when needed)."""
         if self._scu is None:
+            from ..remote.dicomnet import tune_pynetdicom
             from ..remote.modalities import DicomScu
 
+            tune_pynetdicom()
             self._scu = DicomScu(
                 self.settings.dicom_aet, self.settings.dicom_scu_timeout, self.settings.dicom_association_close_delay
             )
