@@ -17,7 +17,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
@@ -67,11 +71,19 @@ class DicomServer:
         ae.dimse_timeout = s.dicom_scp_timeout
         ae.require_called_aet = s.dicom_check_called_aet
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
-        for model in (PatientRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelFind):
+        for model in (
+            PatientRootQueryRetrieveInformationModelFind,
+            StudyRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelMove,
+            StudyRootQueryRetrieveInformationModelMove,
+            PatientRootQueryRetrieveInformationModelGet,
+            StudyRootQueryRetrieveInformationModelGet,
+        ):
             ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES[:4])
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
-                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+                # scp_role: a C-GET requestor receives the instances on its own association
+                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
         self.ae = ae
         self._server: Any = None
         self.port: int | None = None
@@ -83,6 +95,8 @@ class DicomServer:
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_MOVE, self._on_move),
+            (evt.EVT_C_GET, self._on_get),
         ]
         self._server = self.ae.start_server(
             (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers
@@ -128,39 +142,119 @@ class DicomServer:
             return status.store_failure(exc)
         return status.SUCCESS
 
+    def _parse_query(self, identifier: Dataset, star_is_universal: bool = True) -> tuple[str, FindRequest, list[int]]:
+        """QueryRetrieveLevel, the find request and the requested keys of an identifier
+        (KeyError/ValueError when it is not a valid query)."""
+        level_text = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        level = QUERY_LEVELS[level_text]
+        req = FindRequest(level=level)
+        requested: list[int] = []
+        for tag in list(identifier.keys()):
+            t = int(tag)
+            if t in _NOT_KEYS or (t >> 16) == 0x0002:
+                continue
+            requested.append(t)
+            elem = identifier[t]
+            if elem.VR == "SQ":
+                continue
+            text = element_text(elem.value)
+            if text:
+                key = mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t
+                c = parse_constraint(key, text, self.ctx.settings.case_sensitive_pn, star_is_universal)
+                if c is not None:
+                    req.constraints.append(c)
+        return level_text, req, requested
+
+    def _instance_files(self, req: FindRequest) -> list[tuple[str, str | None]]:
+        """(uuid, path) of the DICOM file of every instance under the matched resources."""
+
+        def run(txn: Transaction) -> list[str]:
+            uuids = []
+            for rid in find_ids(self.ctx, txn, req):
+                ids = [rid] if req.level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
+                atts = txn.attachments(ids)
+                uuids += [a.uuid for i in ids for a in atts[i] if a.content_type == 1]
+            return uuids
+
+        storage = self.ctx.storage
+        return [(u, storage.path(u, 1)) for u in self.ctx.index.read_blocking(run)]
+
+    def _datasets(self, files: list[tuple[str, str | None]]) -> Iterator[Dataset]:
+        import io
+
+        import pydicom
+
+        for uuid, path in files:
+            if path is not None:
+                yield pydicom.dcmread(path, force=True)
+            else:
+                yield pydicom.dcmread(io.BytesIO(self.ctx.storage.read(uuid, 1)), force=True)
+
+    def _on_move(self, event: Any) -> Iterator[Any]:
+        """C-MOVE SCP: the destination must be a known modality (by AET); pynetdicom runs the
+        C-STORE sub-operations on an association of its own, proposing the instances' classes."""
+        from pynetdicom.presentation import build_context
+
+        destination = str(event.move_destination).strip()
+        known = self.ctx.modalities.by_aet(destination)
+        if not known:
+            log.warning("C-MOVE to unknown destination %s", destination)
+            yield None, None
+            return
+        modality = known[0][1]
+        try:
+            _lt, req, _keys = self._parse_query(event.identifier)
+            datasets = list(self._datasets(self._instance_files(req)))
+            error = None
+        except Exception as exc:
+            log.warning("C-MOVE with an invalid identifier: %s", exc)
+            datasets, error = [], exc
+        pairs = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets})
+        contexts = [build_context(Verification)]
+        for sop, ts in pairs[:120]:
+            contexts.append(build_context(sop, [ts, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]))
+        yield modality.host, modality.port, {"contexts": contexts, "ae_title": modality.aet}
+        if error is not None:
+            yield status.MOVE_IDENTIFIER_MISMATCH, None
+            return
+        yield len(datasets)
+        for ds in datasets:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield status.PENDING, ds
+
+    def _on_get(self, event: Any) -> Iterator[Any]:
+        """C-GET SCP: the instances go back on the requestor's own association."""
+        try:
+            _lt, req, _keys = self._parse_query(event.identifier)
+            files = self._instance_files(req)
+        except Exception as exc:
+            log.warning("C-GET with an invalid identifier: %s", exc)
+            yield status.MOVE_IDENTIFIER_MISMATCH, None
+            return
+        yield len(files)
+        for ds in self._datasets(files):
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield status.PENDING, ds
+
     def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
         requested keys plus RetrieveAETitle, in UTF-8."""
+        identifier = event.identifier
+        s = self.ctx.settings
         try:
-            identifier = event.identifier
-            level_text = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-            level = QUERY_LEVELS[level_text]
-        except Exception:
+            level_text, req, requested = self._parse_query(identifier)
+        except KeyError:
             yield status.FIND_IDENTIFIER_MISMATCH, None
             return
-        s = self.ctx.settings
-        req = FindRequest(level=level)
-        requested: list[int] = []
-        try:
-            for tag in list(identifier.keys()):
-                t = int(tag)
-                if t in _NOT_KEYS or (t >> 16) == 0x0002:
-                    continue
-                requested.append(t)
-                elem = identifier[t]
-                if elem.VR == "SQ":
-                    continue
-                text = element_text(elem.value)
-                if text:
-                    c = parse_constraint(
-                        mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t, text, s.case_sensitive_pn
-                    )
-                    if c is not None:
-                        req.constraints.append(c)
         except Exception as exc:
             log.warning("C-FIND with an invalid identifier: %s", exc)
             yield status.FIND_UNABLE_TO_PROCESS, None
             return
+        level = req.level
         limit = s.limit_find_instances if level is ResourceType.INSTANCE else s.limit_find_results
         req.limit = limit
 

@@ -1,0 +1,89 @@
+"""C-MOVE and C-GET SCP: instances reach a pynetdicom peer, byte for byte in their dataset."""
+
+from __future__ import annotations
+
+import dicomgen
+import pytest
+from pydicom.dataset import Dataset
+from pynetdicom import AE, build_role, evt
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    CTImageStorage,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from tests.integration.test_modalities import StoreSCP
+
+
+@pytest.fixture
+def scp():
+    s = StoreSCP()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def archive(make_server, scp):
+    srv = make_server(
+        {
+            "DicomServerEnabled": True,
+            "DicomPort": 0,
+            "DicomAet": "ORTHANCPY",
+            "DicomModalities": {"dest": ["STORESCP", "127.0.0.1", scp.port]},
+        }
+    )
+    c = srv.client()
+    for i in range(3):
+        c.upload(dicomgen.make(patient=1, instance=i, rows=32, columns=32))
+    c.upload(dicomgen.make(patient=2, rows=32, columns=32))
+    return srv
+
+
+def study_query(patient: int) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = dicomgen.uid("study", patient, 0)
+    return ds
+
+
+def test_c_move_to_known_destination(archive, scp):
+    ae = AE(ae_title="MOVESCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+    assoc = ae.associate("127.0.0.1", archive.ctx.dicom_port, ae_title="ORTHANCPY")
+    assert assoc.is_established
+    statuses = [
+        st.Status for st, _ in assoc.send_c_move(study_query(1), "STORESCP", StudyRootQueryRetrieveInformationModelMove)
+    ]
+    assert statuses[-1] == 0x0000
+    unknown = [
+        st.Status for st, _ in assoc.send_c_move(study_query(1), "NOBODY", StudyRootQueryRetrieveInformationModelMove)
+    ]
+    assoc.release()
+    assert unknown[-1] == 0xA801
+    expected = {dicomgen.uid("sop", 1, 0, 0, i) for i in range(3)}
+    assert set(scp.received) == expected
+
+
+def test_c_get(archive):
+    received: dict[str, Dataset] = {}
+
+    def on_store(event):
+        received[str(event.dataset.SOPInstanceUID)] = event.dataset
+        return 0
+
+    ae = AE(ae_title="GETSCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage)
+    assoc = ae.associate(
+        "127.0.0.1",
+        archive.ctx.dicom_port,
+        ae_title="ORTHANCPY",
+        ext_neg=[build_role(CTImageStorage, scp_role=True)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    assert assoc.is_established
+    statuses = [st.Status for st, _ in assoc.send_c_get(study_query(2), StudyRootQueryRetrieveInformationModelGet)]
+    assoc.release()
+    assert statuses[-1] == 0x0000
+    assert set(received) == {dicomgen.uid("sop", 2, 0, 0, 0)}
+    assert received[dicomgen.uid("sop", 2, 0, 0, 0)].PatientID == "PID00002"
