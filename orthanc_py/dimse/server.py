@@ -50,6 +50,21 @@ _NOT_KEYS = frozenset({QUERY_RETRIEVE_LEVEL, mt.SPECIFIC_CHARACTER_SET})
 log = logging.getLogger("orthanc_py.dimse")
 
 
+def _answer_charset(identifier: Dataset, values: dict[int, str | None]) -> str:
+    """Orthanc answers in Latin-1 unless the query asks for UTF-8; where a value does not fit in
+    Latin-1 (Orthanc would drop its characters) we answer in UTF-8 rather than lose them."""
+    asked = str(identifier.get("SpecificCharacterSet", "") or "").strip()
+    if asked == "ISO_IR 192":
+        return asked
+    try:
+        for v in values.values():
+            if v:
+                v.encode("latin-1")
+    except UnicodeEncodeError:
+        return "ISO_IR 192"
+    return "ISO_IR 100"
+
+
 class _SharedContexts(list[Any]):
     """A list whose deep copy shares its (read-only) items."""
 
@@ -272,7 +287,7 @@ class DicomServer:
                 yield status.CANCEL, None
                 return
             ds = Dataset()
-            ds.SpecificCharacterSet = "ISO_IR 192"
+            ds.SpecificCharacterSet = _answer_charset(identifier, values)
             ds.QueryRetrieveLevel = level_text
             for t in requested:
                 vr = identifier[t].VR if identifier[t].VR not in ("UN", None) else vr_of(t)
