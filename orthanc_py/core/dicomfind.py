@@ -35,33 +35,42 @@ _COUNTS: dict[int, tuple[ResourceType, ResourceType]] = {
 COMPUTED_TAGS = frozenset({*_COUNTS, MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY})
 
 
-def _chain(txn: Transaction, rid: int, level: ResourceType) -> dict[ResourceType, int]:
-    """The resource and its ancestors, by level."""
-    out = {level: rid}
-    for lv in range(int(level) - 1, 0, -1):
-        anc = txn.ancestor(rid, ResourceType(lv))
-        if anc is None:
-            break
-        out[ResourceType(lv)] = anc
-    return out
-
-
 def answers(
     ctx: ServerContext, txn: Transaction, level: ResourceType, ids: Sequence[int], requested: Sequence[int]
 ) -> list[dict[int, str | None]]:
-    """For each matched resource, the value of each requested tag (None when it has none)."""
+    """For each matched resource, the value of each requested tag (None when it has none).
+    Main tags of the resources and of their ancestors are read in bulk, one query per level."""
+    rows = {r.id: r for r in txn.resources(ids)}
+    known: dict[int, dict[int, str]] = {rid: dict(r.main_tags) for rid, r in rows.items()}
+    chains: dict[int, dict[ResourceType, int]] = {rid: {level: rid} for rid in rows}
+    # Walk up one level at a time for all matches together; deeper levels win for tags kept at
+    # two levels (ImageOrientationPatient), so ancestors only fill what is missing.
+    current = {rid: r.parent_id for rid, r in rows.items()}
+    lv = int(level) - 1
+    while lv >= 1 and any(p is not None for p in current.values()):
+        parents = {r.id: r for r in txn.resources(sorted({p for p in current.values() if p is not None}))}
+        nxt: dict[int, int | None] = {}
+        for rid, pid in current.items():
+            parent = parents.get(pid) if pid is not None else None
+            if parent is None:
+                nxt[rid] = None
+                continue
+            chains[rid][ResourceType(lv)] = parent.id
+            for t, v in parent.main_tags.items():
+                known[rid].setdefault(t, v)
+            nxt[rid] = parent.parent_id
+        current = nxt
+        lv -= 1
     out: list[dict[int, str | None]] = []
     for rid in ids:
-        chain = _chain(txn, rid, level)
-        rows = {r.level: r for r in txn.resources(list(chain.values()))}
-        known: dict[int, str] = {}
-        for lv in sorted(rows):  # deeper levels win for tags kept at two levels
-            known.update(rows[lv].main_tags)
+        if rid not in rows:
+            continue
+        chain = chains[rid]
         values: dict[int, str | None] = {}
         missing: list[int] = []
         for t in requested:
-            if t in known:
-                values[t] = known[t]
+            if t in known[rid]:
+                values[t] = known[rid][t]
             elif t in _COUNTS:
                 top, below = _COUNTS[t]
                 anchor = chain.get(top)
