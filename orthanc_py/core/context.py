@@ -74,8 +74,10 @@ class ServerContext:
         self.started = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
         from .modalities import ModalityRegistry  # (module builds on this one)
+        from .queries import QueryRegistry
 
         self.modalities = ModalityRegistry(dict(settings.dicom_modalities))
+        self.queries = QueryRegistry()
         self._scu: Any = None
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""

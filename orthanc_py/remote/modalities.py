@@ -104,6 +104,44 @@ class DicomScu:
         finally:
             assoc.release()
 
+    def find(self, modality: Modality, identifier: Any, model: str) -> list[Any]:
+        """C-FIND SCU: the answers (pydicom Datasets); OrthancError when the peer fails."""
+        ae = self._ae(modality, None)
+        ae.add_requested_context(model)
+        assoc = self._associate(ae, modality)
+        answers: list[Any] = []
+        try:
+            for st, ident in assoc.send_c_find(identifier, model):
+                code = getattr(st, "Status", None)
+                if code is None:
+                    raise _network_error(modality, "no answer to C-FIND")
+                if code in (0xFF00, 0xFF01):
+                    if ident is not None:
+                        answers.append(ident)
+                elif code != 0x0000:
+                    raise _network_error(modality, f"C-FIND failed with status 0x{code:04X}")
+        finally:
+            assoc.release()
+        return answers
+
+    def move(self, modality: Modality, identifier: Any, model: str, target_aet: str) -> int:
+        """C-MOVE SCU: ask the modality to send the matches to `target_aet`; the final status."""
+        ae = self._ae(modality, None)
+        ae.add_requested_context(model)
+        assoc = self._associate(ae, modality)
+        final = 0xC000
+        try:
+            for st, _ident in assoc.send_c_move(identifier, target_aet, model):
+                code = getattr(st, "Status", None)
+                if code is None:
+                    raise _network_error(modality, "no answer to C-MOVE")
+                final = code
+        finally:
+            assoc.release()
+        if final not in (0x0000, 0xB000):
+            raise _network_error(modality, f"C-MOVE failed with status 0x{final:04X}")
+        return final
+
     def store(
         self,
         modality: Modality,

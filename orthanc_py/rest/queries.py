@@ -1,0 +1,210 @@
+"""Query/retrieve SCU routes: /modalities/{id}/query, /find-*, /move and /queries/..."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..core import queries as core_q
+from ..errors import ErrorCode, OrthancError
+from ..model import dicomjson
+from ..model.enums import ResourceType
+from ..web.responses import bool_arg, json_response, read_json, text_response
+from .common import ctx_of
+from .resources import dicom_format
+
+
+def _level(body: dict[str, Any]) -> ResourceType:
+    try:
+        return ResourceType.parse(str(body.get("Level", "")))
+    except ValueError as exc:
+        raise OrthancError(
+            ErrorCode.PARAMETER_OUT_OF_RANGE, 'Field "Level" must be Patient, Study, Series or Instance'
+        ) from exc
+
+
+async def query(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/query: C-FIND, answers kept under /queries/{qid}."""
+    ctx = ctx_of(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+    q = body.get("Query", {})
+    if not isinstance(q, dict):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Query" must be a JSON object')
+    result = await core_q.run_query(ctx, request.match_info["id"], _level(body), q)
+    qid = ctx.queries.add(result)
+    return json_response({"ID": qid, "Path": f"/queries/{qid}"})
+
+
+def _find_route(level: ResourceType) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """POST /modalities/{id}/find-{level}: C-FIND, answers returned directly (simplified)."""
+        ctx = ctx_of(request)
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+        result = await core_q.run_query(ctx, request.match_info["id"], level, body)
+        return json_response([dicomjson.orthanc_tags(a, "simplify") for a in result.answers])
+
+    return handler
+
+
+async def move(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/move: C-MOVE of {"Level", "Resources": [{keys}], "TargetAet"}."""
+    ctx = ctx_of(request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
+        raise OrthancError(ErrorCode.BAD_REQUEST, 'The body must contain "Level" and a "Resources" list')
+    level = _level(body)
+    target = str(body.get("TargetAet") or ctx.settings.dicom_aet)
+    answers = []
+    for keys in body["Resources"]:
+        if not isinstance(keys, dict):
+            raise OrthancError(ErrorCode.BAD_REQUEST, "Each resource must be a JSON object of DICOM tags")
+        answers.append(core_q.build_identifier(level, keys))
+    q = core_q.Query(request.match_info["id"], level, {}, answers)
+    await core_q.retrieve(ctx, q, answers, target)
+    return json_response(
+        {
+            "Description": "REST API",
+            "LocalAet": ctx.settings.dicom_aet,
+            "RemoteAet": ctx.modalities.get(q.modality).aet,
+            "TargetAet": target,
+        }
+    )
+
+
+async def list_queries(request: web.Request) -> web.StreamResponse:
+    return json_response(ctx_of(request).queries.ids())
+
+
+async def get_query(request: web.Request) -> web.StreamResponse:
+    ctx_of(request).queries.get(request.match_info["qid"])
+    return json_response(["answers", "level", "modality", "query", "retrieve"])
+
+
+async def delete_query(request: web.Request) -> web.StreamResponse:
+    ctx_of(request).queries.delete(request.match_info["qid"])
+    return json_response({})
+
+
+async def answers(request: web.Request) -> web.StreamResponse:
+    q = ctx_of(request).queries.get(request.match_info["qid"])
+    if bool_arg(request, "expand"):
+        fmt = dicom_format(request)
+        return json_response([dicomjson.orthanc_tags(a, fmt) for a in q.answers])
+    return json_response([str(i) for i in range(len(q.answers))])
+
+
+def _answer(request: web.Request) -> tuple[core_q.Query, Any]:
+    q = ctx_of(request).queries.get(request.match_info["qid"])
+    try:
+        index = int(request.match_info["index"])
+        return q, q.answers[index]
+    except (ValueError, IndexError):
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE) from None
+
+
+async def answer(request: web.Request) -> web.StreamResponse:
+    _answer(request)
+    return json_response(["content", "retrieve", "query-instances", "query-series", "query-studies"])
+
+
+async def answer_content(request: web.Request) -> web.StreamResponse:
+    _q, a = _answer(request)
+    return json_response(dicomjson.orthanc_tags(a, dicom_format(request)))
+
+
+async def _target(request: web.Request) -> str:
+    raw = (await request.read()).decode("utf-8", "replace").strip()
+    body = await read_json(request)
+    if isinstance(body, dict):
+        return str(body.get("TargetAet") or ctx_of(request).settings.dicom_aet)
+    if isinstance(body, str):
+        return body or ctx_of(request).settings.dicom_aet
+    return raw or ctx_of(request).settings.dicom_aet
+
+
+async def retrieve_answer(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    q, a = _answer(request)
+    target = await _target(request)
+    await core_q.retrieve(ctx, q, [a], target)
+    return json_response(
+        {
+            "Description": "REST API",
+            "LocalAet": ctx.settings.dicom_aet,
+            "RemoteAet": ctx.modalities.get(q.modality).aet,
+            "TargetAet": target,
+        }
+    )
+
+
+async def retrieve_all(request: web.Request) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    q = ctx.queries.get(request.match_info["qid"])
+    target = await _target(request)
+    await core_q.retrieve(ctx, q, q.answers, target)
+    return json_response(
+        {
+            "Description": "REST API",
+            "LocalAet": ctx.settings.dicom_aet,
+            "RemoteAet": ctx.modalities.get(q.modality).aet,
+            "TargetAet": target,
+        }
+    )
+
+
+async def query_level(request: web.Request) -> web.StreamResponse:
+    return text_response(ctx_of(request).queries.get(request.match_info["qid"]).level.label)
+
+
+async def query_modality(request: web.Request) -> web.StreamResponse:
+    return text_response(ctx_of(request).queries.get(request.match_info["qid"]).modality)
+
+
+async def query_query(request: web.Request) -> web.StreamResponse:
+    q = ctx_of(request).queries.get(request.match_info["qid"])
+    ds = core_q.build_identifier(q.level, q.query)
+    del ds.QueryRetrieveLevel
+    return json_response(dicomjson.orthanc_tags(ds, dicom_format(request)))
+
+
+def _child_query(child: ResourceType) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """POST /queries/{qid}/answers/{i}/query-{children}: a new query one level down."""
+        ctx = ctx_of(request)
+        q, a = _answer(request)
+        body = await read_json(request)
+        extra = body.get("Query", {}) if isinstance(body, dict) else {}
+        keys = {k: str(a.get(k, "")) for k in core_q.IDENTIFIER_KEYS[q.level] if k in a and k != "AccessionNumber"}
+        result = await core_q.run_query(ctx, q.modality, child, {**keys, **extra})
+        qid = ctx.queries.add(result)
+        return json_response({"ID": qid, "Path": f"/queries/{qid}"})
+
+    return handler
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_post("/modalities/{id}/query", query)
+    router.add_post("/modalities/{id}/find-patient", _find_route(ResourceType.PATIENT))
+    router.add_post("/modalities/{id}/find-study", _find_route(ResourceType.STUDY))
+    router.add_post("/modalities/{id}/find-series", _find_route(ResourceType.SERIES))
+    router.add_post("/modalities/{id}/find-instance", _find_route(ResourceType.INSTANCE))
+    router.add_post("/modalities/{id}/move", move)
+    router.add_get("/queries", list_queries)
+    router.add_get("/queries/{qid}", get_query)
+    router.add_delete("/queries/{qid}", delete_query)
+    router.add_get("/queries/{qid}/answers", answers)
+    router.add_get("/queries/{qid}/answers/{index}", answer)
+    router.add_get("/queries/{qid}/answers/{index}/content", answer_content)
+    router.add_post("/queries/{qid}/answers/{index}/retrieve", retrieve_answer)
+    router.add_post("/queries/{qid}/answers/{index}/query-studies", _child_query(ResourceType.STUDY))
+    router.add_post("/queries/{qid}/answers/{index}/query-series", _child_query(ResourceType.SERIES))
+    router.add_post("/queries/{qid}/answers/{index}/query-instances", _child_query(ResourceType.INSTANCE))
+    router.add_post("/queries/{qid}/retrieve", retrieve_all)
+    router.add_get("/queries/{qid}/level", query_level)
+    router.add_get("/queries/{qid}/modality", query_modality)
+    router.add_get("/queries/{qid}/query", query_query)
