@@ -73,9 +73,11 @@ class ServerContext:
         self.stable = StableTracker(settings.stable_age)
         self.started = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
+        from .jobs import JobsEngine
         from .modalities import ModalityRegistry  # (module builds on this one)
         from .queries import QueryRegistry
 
+        self.jobs = JobsEngine()
         self.modalities = ModalityRegistry(dict(settings.dicom_modalities))
         self.queries = QueryRegistry()
         self._scu: Any = None
@@ -132,6 +134,7 @@ class ServerContext:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        await self.jobs.close()
         if self._scu is not None:
             await self.run(self._scu.close)
         await self.index.close()

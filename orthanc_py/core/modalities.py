@@ -4,7 +4,7 @@ does in memory), C-ECHO, and C-STORE of resources with /exports logging."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -117,6 +117,7 @@ async def store(
     public_ids: Sequence[str],
     move_originator_aet: str = "",
     move_originator_id: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> StoreReport:
     """C-STORE every instance under the given resources to the modality."""
     if not public_ids:
@@ -129,7 +130,9 @@ async def store(
         )
         for _pid, sop, ts, uuid, _parent, _ in plan
     ]
-    sent, failed = await ctx.run(scu.store, modality, items, move_originator_aet, move_originator_id)
+    total = len(items)
+    progress = (lambda done: on_progress(done, total)) if on_progress is not None else None
+    sent, failed = await ctx.run(scu.store, modality, items, move_originator_aet, move_originator_id, progress)
     if failed and not sent:
         raise OrthancError(ErrorCode.NETWORK_PROTOCOL, f"C-STORE to {modality.aet} failed for every instance")
     if ctx.settings.log_exported_resources:

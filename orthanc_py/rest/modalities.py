@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import modalities as core_mod
+from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
 from ..web.responses import bool_arg, json_response, read_json
@@ -108,8 +109,6 @@ async def store(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     body = await read_json(request)
     resources, options = _resources(body, raw)
-    if options.get("Asynchronous"):
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Asynchronous C-STORE jobs are not supported yet")
     for key in ("CalledAet", "Host", "Port", "LocalAet", "Timeout"):
         if key in options:
             override = {
@@ -125,17 +124,23 @@ async def store(request: web.Request) -> web.StreamResponse:
             }
             modality = parse_modality(override)
             break
-    report = await core_mod.store(
-        ctx,
-        ctx.scu,
-        name,
-        modality,
-        resources,
-        str(options.get("MoveOriginatorAet", "")),
-        options.get("MoveOriginatorID"),
-    )
-    return json_response(
-        {
+
+    async def run(job: Job | None = None) -> dict[str, Any]:
+        def progress(done: int, total: int) -> None:
+            if job is not None and total:
+                job.progress = min(99, done * 100 // total)
+
+        report = await core_mod.store(
+            ctx,
+            ctx.scu,
+            name,
+            modality,
+            resources,
+            str(options.get("MoveOriginatorAet", "")),
+            options.get("MoveOriginatorID"),
+            progress,
+        )
+        return {
             "Description": "REST API",
             "FailedInstancesCount": report.failed,
             "InstancesCount": report.instances,
@@ -143,7 +148,11 @@ async def store(request: web.Request) -> web.StreamResponse:
             "ParentResources": report.parents,
             "RemoteAet": report.remote_aet,
         }
-    )
+
+    if options.get("Asynchronous") is True or options.get("Synchronous") is False:
+        job = ctx.jobs.submit("DicomModalityStore", run, int(options.get("Priority", 0) or 0))
+        return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
+    return json_response(await run())
 
 
 def setup(router: web.UrlDispatcher) -> None:

@@ -192,3 +192,24 @@ def test_store_to_dcmtk_storescp(make_server, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_asynchronous_store_runs_as_a_job(server_with_peer, scp):
+    c = server_with_peer.client()
+    ids = [c.upload(dicomgen.make(patient=8, instance=i, rows=16, columns=16))["ID"] for i in range(3)]
+    r = c.post("/modalities/peer/store", {"Resources": ids, "Asynchronous": True})
+    assert r.status == 200
+    job_id = r.json()["ID"]
+    assert r.json()["Path"] == f"/jobs/{job_id}"
+    deadline = time.monotonic() + 20
+    job = {}
+    while time.monotonic() < deadline:
+        job = c.get(f"/jobs/{job_id}").json()
+        if job["State"] in ("Success", "Failure"):
+            break
+        time.sleep(0.05)
+    assert job["State"] == "Success" and job["Progress"] == 100 and job["Type"] == "DicomModalityStore"
+    assert job["Content"]["InstancesCount"] == 3
+    assert job_id in c.get("/jobs").json()
+    assert len(scp.received) == 3
+    assert c.get("/jobs/unknown").status == 404

@@ -1,0 +1,118 @@
+"""A minimal jobs engine (Orthanc's /jobs): long operations run as asyncio tasks and report their
+State and Progress. In memory, like Orthanc with SaveJobs off."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ErrorCode, OrthancError
+from .context import now_iso
+
+MAX_JOBS = 100
+
+
+@dataclass
+class Job:
+    """One job: what Orthanc reports in /jobs/{id}."""
+
+    id: str
+    type: str
+    priority: int
+    content: dict[str, Any] = field(default_factory=dict)
+    state: str = "Pending"
+    progress: int = 0
+    creation_time: str = field(default_factory=now_iso)
+    completion_time: str | None = None
+    error_code: int = 0
+    error_description: str = "Success"
+    error_details: str = ""
+    started: float = 0.0
+    runtime: float = 0.0
+    task: asyncio.Task[Any] | None = field(default=None, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "Content": self.content,
+            "CreationTime": self.creation_time,
+            "EffectiveRuntime": round(self.runtime if self.completion_time else time.monotonic() - self.started, 3)
+            if self.started
+            else 0.0,
+            "ErrorCode": self.error_code,
+            "ErrorDescription": self.error_description,
+            "ErrorDetails": self.error_details,
+            "ID": self.id,
+            "Priority": self.priority,
+            "Progress": self.progress,
+            "State": self.state,
+            "Timestamp": now_iso(),
+            "Type": self.type,
+        }
+        if self.completion_time:
+            out["CompletionTime"] = self.completion_time
+        return out
+
+
+class JobsEngine:
+    """Submits coroutines as jobs and keeps the newest ones."""
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    def submit(self, job_type: str, run: Callable[[Job], Awaitable[dict[str, Any]]], priority: int = 0) -> Job:
+        job = Job(str(uuid.uuid4()), job_type, priority)
+        self._jobs[job.id] = job
+        while len(self._jobs) > MAX_JOBS:
+            oldest = next(iter(self._jobs.values()))
+            if oldest.state in ("Pending", "Running"):
+                break
+            self._jobs.popitem(last=False)
+        job.task = asyncio.get_running_loop().create_task(self._run(job, run), name=f"job-{job.id}")
+        return job
+
+    async def _run(self, job: Job, run: Callable[[Job], Awaitable[dict[str, Any]]]) -> None:
+        job.state = "Running"
+        job.started = time.monotonic()
+        try:
+            job.content.update(await run(job))
+            job.state = "Success"
+            job.progress = 100
+        except asyncio.CancelledError:
+            job.state = "Failure"
+            job.error_code, job.error_description = ErrorCode.CANCELED_JOB.code, ErrorCode.CANCELED_JOB.message
+            raise
+        except OrthancError as err:
+            job.state = "Failure"
+            job.error_code, job.error_description = err.code.code, err.code.message
+            job.error_details = err.details or ""
+        except Exception as exc:
+            job.state = "Failure"
+            job.error_code, job.error_description = ErrorCode.INTERNAL_ERROR.code, ErrorCode.INTERNAL_ERROR.message
+            job.error_details = str(exc)
+        finally:
+            job.runtime = time.monotonic() - job.started
+            job.completion_time = now_iso()
+
+    def get(self, job_id: str) -> Job:
+        try:
+            return self._jobs[job_id]
+        except KeyError:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE) from None
+
+    def all(self) -> list[Job]:
+        return list(self._jobs.values())
+
+    def cancel(self, job_id: str) -> None:
+        job = self.get(job_id)
+        if job.task is not None and not job.task.done():
+            job.task.cancel()
+
+    async def close(self) -> None:
+        for job in self._jobs.values():
+            if job.task is not None and not job.task.done():
+                job.task.cancel()
