@@ -47,6 +47,10 @@ KEYS: tuple[Key, ...] = (
     Key("DicomCheckCalledAet", False, "Refuse associations whose called AET is not DicomAet"),
     Key("DicomAlwaysAllowEcho", True, "Answer C-ECHO from any peer"),
     Key("DicomAlwaysAllowStore", True, "Accept C-STORE from any peer"),
+    Key("DicomAlwaysAllowFind", False, "Answer C-FIND from peers not in DicomModalities"),
+    Key("DicomAlwaysAllowMove", False, "Answer C-MOVE from peers not in DicomModalities"),
+    Key("DicomAlwaysAllowGet", False, "Answer C-GET from peers not in DicomModalities"),
+    Key("DicomCheckModalityHost", False, "A peer is known only if its IP matches the Host of its modality"),
     Key("DicomScpTimeout", 30, "Seconds of inactivity before an incoming association is closed"),
     Key("DicomScuTimeout", 10, "Seconds before an outgoing DICOM operation gives up"),
     Key("DicomAssociationCloseDelay", 5, "Seconds an idle outgoing association stays open for reuse"),
@@ -90,6 +94,10 @@ class Settings:
     dicom_check_called_aet: bool = False
     dicom_always_allow_echo: bool = True
     dicom_always_allow_store: bool = True
+    dicom_always_allow_find: bool = False
+    dicom_always_allow_move: bool = False
+    dicom_always_allow_get: bool = False
+    dicom_check_modality_host: bool = False
     dicom_scp_timeout: float = 30.0
     dicom_scu_timeout: float = 10.0
     dicom_association_close_delay: float = 5.0
@@ -245,6 +253,10 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_check_called_aet=_bool(merged["DicomCheckCalledAet"], "DicomCheckCalledAet"),
         dicom_always_allow_echo=_bool(merged["DicomAlwaysAllowEcho"], "DicomAlwaysAllowEcho"),
         dicom_always_allow_store=_bool(merged["DicomAlwaysAllowStore"], "DicomAlwaysAllowStore"),
+        dicom_always_allow_find=_bool(merged["DicomAlwaysAllowFind"], "DicomAlwaysAllowFind"),
+        dicom_always_allow_move=_bool(merged["DicomAlwaysAllowMove"], "DicomAlwaysAllowMove"),
+        dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
+        dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),
         dicom_scp_timeout=float(merged["DicomScpTimeout"]),
         dicom_scu_timeout=float(merged["DicomScuTimeout"]),
         dicom_association_close_delay=float(merged["DicomAssociationCloseDelay"]),

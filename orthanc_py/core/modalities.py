@@ -56,6 +56,26 @@ class ModalityRegistry:
     def by_aet(self, aet: str) -> list[tuple[str, Modality]]:
         return [(n, m) for n, m in sorted(self._items.items()) if m.aet == aet]
 
+    def is_allowed(self, settings: Any, permission: str, calling_aet: str, remote_ip: str) -> bool:
+        """Orthanc's access rule for an incoming request: always allowed when DicomAlwaysAllow<X>,
+        else the caller must be a known modality (by AET, and by host with DicomCheckModalityHost)
+        whose Allow<X> is true."""
+        always = {
+            "AllowEcho": settings.dicom_always_allow_echo,
+            "AllowStore": settings.dicom_always_allow_store,
+            "AllowFind": settings.dicom_always_allow_find,
+            "AllowMove": settings.dicom_always_allow_move,
+            "AllowGet": settings.dicom_always_allow_get,
+        }.get(permission, False)
+        if always:
+            return True
+        for _name, m in self.by_aet(calling_aet):
+            if settings.dicom_check_modality_host and m.host != remote_ip:
+                continue
+            if m.allows(permission):
+                return True
+        return False
+
 
 @dataclass(frozen=True)
 class StoreReport:

@@ -138,10 +138,21 @@ class DicomServer:
         except (AttributeError, OSError):
             log.debug("cannot set TCP_NODELAY", exc_info=True)
 
+    def _allowed(self, event: Any, permission: str) -> bool:
+        requestor = event.assoc.requestor
+        ok = self.ctx.modalities.is_allowed(
+            self.ctx.settings, permission, str(requestor.ae_title).strip(), str(requestor.address)
+        )
+        if not ok:
+            log.warning("%s refused for AET %s (not allowed by DicomModalities)", permission, requestor.ae_title)
+        return ok
+
     def _on_echo(self, event: Any) -> int:
-        return status.SUCCESS
+        return status.SUCCESS if self._allowed(event, "AllowEcho") else status.REFUSED_NOT_AUTHORIZED
 
     def _on_store(self, event: Any) -> int:
+        if not self._allowed(event, "AllowStore"):
+            return status.REFUSED_NOT_AUTHORIZED
         assoc = event.assoc
         origin = Origin(
             "DicomProtocol",
@@ -210,6 +221,9 @@ class DicomServer:
         C-STORE sub-operations on an association of its own, proposing the instances' classes."""
         from pynetdicom.presentation import build_context
 
+        if not self._allowed(event, "AllowMove"):
+            yield None, None
+            return
         destination = str(event.move_destination).strip()
         known = self.ctx.modalities.by_aet(destination)
         if not known:
@@ -241,6 +255,9 @@ class DicomServer:
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         """C-GET SCP: the instances go back on the requestor's own association."""
+        if not self._allowed(event, "AllowGet"):
+            yield status.REFUSED_NOT_AUTHORIZED, None
+            return
         try:
             _lt, req, _keys = self._parse_query(event.identifier)
             files = self._instance_files(req)
@@ -258,6 +275,9 @@ class DicomServer:
     def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
         requested keys plus RetrieveAETitle, in UTF-8."""
+        if not self._allowed(event, "AllowFind"):
+            yield status.REFUSED_NOT_AUTHORIZED, None
+            return
         identifier = event.identifier
         s = self.ctx.settings
         try:

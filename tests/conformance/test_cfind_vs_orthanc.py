@@ -55,7 +55,15 @@ def servers(tmp_path_factory):
     (base / "orthanc.json").write_text(json.dumps(config))
     with open(base / "orthanc.log", "wb") as log:
         proc = subprocess.Popen([ORTHANC, str(base / "orthanc.json")], stdout=log, stderr=log)
-    ours = RunningServer({"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANC"}, base / "ours")
+    ours = RunningServer(
+        {
+            "DicomServerEnabled": True,
+            "DicomPort": 0,
+            "DicomAet": "ORTHANC",
+            "DicomModalities": {"scu": ["FINDSCU", "127.0.0.1", 11112]},
+        },
+        base / "ours",
+    )
     try:
         url = f"http://127.0.0.1:{http}"
         deadline = time.monotonic() + 30

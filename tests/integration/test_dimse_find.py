@@ -17,7 +17,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 @pytest.fixture
 def archive(make_server):
-    srv = make_server({"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY"})
+    srv = make_server(
+        {
+            "DicomServerEnabled": True,
+            "DicomPort": 0,
+            "DicomAet": "ORTHANCPY",
+            "DicomModalities": {"findscu": ["FINDSCU", "127.0.0.1", 11112]},
+        }
+    )
     c = srv.client()
     specs = [
         dict(patient=0, patient_name="Smith^John", study_date="20190105", modality="CT"),
@@ -150,3 +157,26 @@ def test_dcmtk_findscu(archive):
     )
     assert run.returncode == 0, run.stderr
     assert dicomgen.uid("study", 2, 0) in run.stdout + run.stderr
+
+
+def test_unknown_caller_is_refused_unless_always_allowed(make_server):
+    refused = make_server({"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY"})
+    ae = AE(ae_title="STRANGER")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", refused.ctx.dicom_port, ae_title="ORTHANCPY")
+    statuses = [
+        st.Status
+        for st, _ in assoc.send_c_find(q("STUDY", StudyInstanceUID=""), StudyRootQueryRetrieveInformationModelFind)
+    ]
+    assoc.release()
+    assert statuses == [0x0124]
+    allowed = make_server(
+        {"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY", "DicomAlwaysAllowFind": True}
+    )
+    assoc = ae.associate("127.0.0.1", allowed.ctx.dicom_port, ae_title="ORTHANCPY")
+    statuses = [
+        st.Status
+        for st, _ in assoc.send_c_find(q("STUDY", StudyInstanceUID=""), StudyRootQueryRetrieveInformationModelFind)
+    ]
+    assoc.release()
+    assert statuses == [0x0000]

@@ -29,7 +29,11 @@ def archive(make_server, scp):
             "DicomServerEnabled": True,
             "DicomPort": 0,
             "DicomAet": "ORTHANCPY",
-            "DicomModalities": {"dest": ["STORESCP", "127.0.0.1", scp.port]},
+            "DicomModalities": {
+                "dest": ["STORESCP", "127.0.0.1", scp.port],
+                "movescu": ["MOVESCU", "127.0.0.1", 11112],
+                "getscu": ["GETSCU", "127.0.0.1", 11113],
+            },
         }
     )
     c = srv.client()
