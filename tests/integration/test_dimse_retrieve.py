@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import dicomgen
 import pytest
 from pydicom.dataset import Dataset
@@ -91,3 +94,98 @@ def test_c_get(archive):
     assert statuses[-1] == 0x0000
     assert set(received) == {dicomgen.uid("sop", 2, 0, 0, 0)}
     assert received[dicomgen.uid("sop", 2, 0, 0, 0)].PatientID == "PID00002"
+
+
+def _wait_port(port: int) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/movescu"), reason="DCMTK not installed (apt-get install dcmtk)")
+def test_dcmtk_movescu_and_getscu(make_server, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        scp_port = s.getsockname()[1]
+    received = tmp_path / "moved"
+    received.mkdir()
+    storescp = subprocess.Popen(
+        ["/usr/bin/storescp", "-aet", "DEST", "-od", str(received), str(scp_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(scp_port)
+        srv = make_server(
+            {
+                "DicomServerEnabled": True,
+                "DicomPort": 0,
+                "DicomAet": "ORTHANCPY",
+                "DicomModalities": {
+                    "dest": ["DEST", "127.0.0.1", scp_port],
+                    "movescu": ["MOVESCU", "127.0.0.1", 1],
+                    "getscu": ["GETSCU", "127.0.0.1", 1],
+                },
+            }
+        )
+        c = srv.client()
+        for i in range(3):
+            c.upload(dicomgen.make(patient=4, instance=i, rows=16, columns=16))
+        port = str(srv.ctx.dicom_port)
+        move = subprocess.run(
+            [
+                "/usr/bin/movescu",
+                "-S",
+                "-aet",
+                "MOVESCU",
+                "-aec",
+                "ORTHANCPY",
+                "-aem",
+                "DEST",
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={dicomgen.uid('study', 4, 0)}",
+                "127.0.0.1",
+                port,
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        assert move.returncode == 0, move.stderr
+        assert len(list(received.iterdir())) == 3
+        got = tmp_path / "got"
+        got.mkdir()
+        get = subprocess.run(
+            [
+                "/usr/bin/getscu",
+                "-S",
+                "-aet",
+                "GETSCU",
+                "-aec",
+                "ORTHANCPY",
+                "-od",
+                str(got),
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={dicomgen.uid('study', 4, 0)}",
+                "127.0.0.1",
+                port,
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        assert get.returncode == 0, get.stderr
+        assert len(list(got.iterdir())) == 3
+    finally:
+        storescp.terminate()
+        storescp.wait(10)
