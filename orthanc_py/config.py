@@ -55,6 +55,7 @@ KEYS: tuple[Key, ...] = (
     Key("DicomScuTimeout", 10, "Seconds before an outgoing DICOM operation gives up"),
     Key("DicomAssociationCloseDelay", 5, "Seconds an idle outgoing association stays open for reuse"),
     Key("UnknownSopClassAccepted", False, "Accept C-STORE of SOP classes we do not know"),
+    Key("AcceptedTransferSyntaxes", ["*"], "Transfer syntaxes accepted by the C-STORE SCP (wildcards allowed)"),
     Key("RemoteAccessAllowed", False, "Accept HTTP clients that are not on the loopback interface"),
     Key("AuthenticationEnabled", None, "HTTP Basic auth (default: on iff remote access is allowed)"),
     Key("RegisteredUsers", {}, 'HTTP users: {"user": "password"}'),
@@ -99,6 +100,8 @@ class Settings:
     dicom_always_allow_get: bool = False
     dicom_check_modality_host: bool = False
     dicom_scp_timeout: float = 30.0
+    unknown_sop_class_accepted: bool = False
+    accepted_transfer_syntaxes: tuple[str, ...] = ("*",)
     dicom_scu_timeout: float = 10.0
     dicom_association_close_delay: float = 5.0
     dicom_modalities: Mapping[str, Any] = field(default_factory=dict)
@@ -214,6 +217,14 @@ def _bool(value: Any, key: str) -> bool:
     raise ValueError(f"configuration key {key} must be a boolean, got {value!r}")
 
 
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"configuration key {key} must be a string or a list of strings")
+
+
 def _int(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"configuration key {key} must be an integer, got {value!r}")
@@ -258,6 +269,8 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),
         dicom_scp_timeout=float(merged["DicomScpTimeout"]),
+        unknown_sop_class_accepted=_bool(merged["UnknownSopClassAccepted"], "UnknownSopClassAccepted"),
+        accepted_transfer_syntaxes=_strings(merged["AcceptedTransferSyntaxes"], "AcceptedTransferSyntaxes"),
         dicom_scu_timeout=float(merged["DicomScuTimeout"]),
         dicom_association_close_delay=float(merged["DicomAssociationCloseDelay"]),
         dicom_modalities=dict(merged["DicomModalities"] or {}),

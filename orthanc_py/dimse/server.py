@@ -50,6 +50,29 @@ _NOT_KEYS = frozenset({QUERY_RETRIEVE_LEVEL, mt.SPECIFIC_CHARACTER_SET})
 log = logging.getLogger("orthanc_py.dimse")
 
 
+def _register_as_storage(uid: str) -> None:
+    """Tell pynetdicom that an unknown SOP class is a storage class (its C-STORE handler)."""
+    from pynetdicom.service_class import StorageServiceClass
+    from pynetdicom.sop_class import register_uid, uid_to_service_class
+
+    if uid_to_service_class(uid) is StorageServiceClass:
+        return
+    keyword = "OrthancPyUnknownStorage" + "".join(c for c in uid if c.isdigit())[-20:]
+    try:
+        register_uid(uid, keyword, StorageServiceClass)
+    except ValueError:  # already registered under this keyword
+        log.debug("cannot register %s", uid, exc_info=True)
+
+
+def accepted_syntaxes(patterns: tuple[str, ...]) -> list[str]:
+    """AcceptedTransferSyntaxes: UIDs or wildcards ("1.2.840.10008.1.2.4.*") among the syntaxes
+    pynetdicom knows."""
+    import fnmatch
+
+    chosen = [ts for ts in ALL_TRANSFER_SYNTAXES if any(fnmatch.fnmatchcase(ts, p) for p in patterns)]
+    return chosen or list(ALL_TRANSFER_SYNTAXES[:3])
+
+
 def _answer_charset(identifier: Dataset, values: dict[int, str | None]) -> str:
     """Orthanc answers in Latin-1 unless the query asks for UTF-8; where a value does not fit in
     Latin-1 (Orthanc would drop its characters) we answer in UTF-8 rather than lose them."""
@@ -95,10 +118,12 @@ class DicomServer:
             StudyRootQueryRetrieveInformationModelGet,
         ):
             ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES[:4])
+        storage_syntaxes = accepted_syntaxes(s.accepted_transfer_syntaxes)
+        self._storage_syntaxes = storage_syntaxes
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 # scp_role: a C-GET requestor receives the instances on its own association
-                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
+                ae.add_supported_context(context.abstract_syntax, storage_syntaxes, scu_role=True, scp_role=True)
         self.ae = ae
         self._server: Any = None
         self.port: int | None = None
@@ -107,6 +132,7 @@ class DicomServer:
         """Listen (port 0 picks a free port); returns the port."""
         handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_connection),
+            (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
@@ -137,6 +163,28 @@ class DicomServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except (AttributeError, OSError):
             log.debug("cannot set TCP_NODELAY", exc_info=True)
+
+    def _on_requested(self, event: Any) -> None:
+        """UnknownSopClassAccepted: accept, for this association, the abstract syntaxes we do not
+        know (as storage), before pynetdicom negotiates."""
+        if not self.ctx.settings.unknown_sop_class_accepted:
+            return
+        from pynetdicom.presentation import build_context
+
+        acceptor = event.assoc.acceptor
+        known = {str(cx.abstract_syntax) for cx in acceptor.supported_contexts}
+        requested = event.assoc.requestor.primitive.presentation_context_definition_list or []
+        extra = []
+        for cx in requested:
+            syntax = str(cx.abstract_syntax)
+            if syntax not in known:
+                known.add(syntax)
+                _register_as_storage(syntax)
+                new = build_context(syntax, self._storage_syntaxes)
+                new.scu_role, new.scp_role = True, True
+                extra.append(new)
+        if extra:
+            acceptor.supported_contexts = list(acceptor.supported_contexts) + extra
 
     def _allowed(self, event: Any, permission: str) -> bool:
         requestor = event.assoc.requestor

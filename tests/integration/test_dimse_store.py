@@ -104,3 +104,43 @@ def test_dcmtk_storescu_and_echoscu(dicom_server, tmp_path):
         number = int(pydicom.dcmread(io.BytesIO(body)).InstanceNumber)
         original = (tmp_path / f"{number - 1}.dcm").read_bytes()
         assert body[_dataset_start(body)[0] :] == original[_dataset_start(original)[0] :]
+
+
+def test_unknown_sop_class_and_accepted_syntaxes(make_server):
+    private_sop = "1.2.826.0.1.3680043.10.1404.999.1"
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=9, rows=0)))
+    ds.SOPClassUID = private_sop
+    ds.file_meta.MediaStorageSOPClassUID = private_sop
+
+    def send(srv) -> bool:
+        ae = AE(ae_title="SCU")
+        ae.add_requested_context(private_sop, ["1.2.840.10008.1.2.1"])
+        assoc = ae.associate("127.0.0.1", srv.ctx.dicom_port, ae_title="ORTHANCPY")
+        if not assoc.is_established:
+            return False
+        try:
+            return bool(assoc.accepted_contexts) and assoc.send_c_store(ds).Status == 0x0000
+        finally:
+            assoc.release()
+
+    strict = make_server({"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY"})
+    assert send(strict) is False
+    lenient = make_server(
+        {"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY", "UnknownSopClassAccepted": True}
+    )
+    assert send(lenient) is True
+    assert len(lenient.client().get("/instances").json()) == 1
+    implicit_only = make_server(
+        {
+            "DicomServerEnabled": True,
+            "DicomPort": 0,
+            "DicomAet": "ORTHANCPY",
+            "AcceptedTransferSyntaxes": ["1.2.840.10008.1.2"],
+        }
+    )
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(CTImageStorage, ["1.2.840.10008.1.2.1"])
+    assoc = ae.associate("127.0.0.1", implicit_only.ctx.dicom_port, ae_title="ORTHANCPY")
+    assert not assoc.is_established or not assoc.accepted_contexts
+    if assoc.is_established:
+        assoc.release()
