@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import queries as core_q
+from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model import dicomjson
 from ..model.enums import ResourceType
@@ -65,15 +66,7 @@ async def move(request: web.Request) -> web.StreamResponse:
             raise OrthancError(ErrorCode.BAD_REQUEST, "Each resource must be a JSON object of DICOM tags")
         answers.append(core_q.build_identifier(level, keys))
     q = core_q.Query(request.match_info["id"], level, {}, answers)
-    await core_q.retrieve(ctx, q, answers, target)
-    return json_response(
-        {
-            "Description": "REST API",
-            "LocalAet": ctx.settings.dicom_aet,
-            "RemoteAet": ctx.modalities.get(q.modality).aet,
-            "TargetAet": target,
-        }
-    )
+    return await _run_retrieve(request, q, answers, target, body)
 
 
 async def list_queries(request: web.Request) -> web.StreamResponse:
@@ -127,34 +120,38 @@ async def _target(request: web.Request) -> str:
     return raw or ctx_of(request).settings.dicom_aet
 
 
-async def retrieve_answer(request: web.Request) -> web.StreamResponse:
+async def _run_retrieve(
+    request: web.Request, q: core_q.Query, answers: list[Any], target: str, body: Any
+) -> web.StreamResponse:
+    """C-MOVE now, or as a job when the body asks for "Asynchronous": true."""
     ctx = ctx_of(request)
-    q, a = _answer(request)
-    target = await _target(request)
-    await core_q.retrieve(ctx, q, [a], target)
-    return json_response(
-        {
+
+    async def run(job: Job | None = None) -> dict[str, Any]:
+        await core_q.retrieve(ctx, q, answers, target)
+        return {
             "Description": "REST API",
             "LocalAet": ctx.settings.dicom_aet,
             "RemoteAet": ctx.modalities.get(q.modality).aet,
             "TargetAet": target,
         }
-    )
+
+    options = body if isinstance(body, dict) else {}
+    if options.get("Asynchronous") is True or options.get("Synchronous") is False:
+        job = ctx.jobs.submit("DicomMoveScu", run, int(options.get("Priority", 0) or 0))
+        return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
+    return json_response(await run())
+
+
+async def retrieve_answer(request: web.Request) -> web.StreamResponse:
+    q, a = _answer(request)
+    target = await _target(request)
+    return await _run_retrieve(request, q, [a], target, await read_json(request))
 
 
 async def retrieve_all(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    q = ctx.queries.get(request.match_info["qid"])
+    q = ctx_of(request).queries.get(request.match_info["qid"])
     target = await _target(request)
-    await core_q.retrieve(ctx, q, q.answers, target)
-    return json_response(
-        {
-            "Description": "REST API",
-            "LocalAet": ctx.settings.dicom_aet,
-            "RemoteAet": ctx.modalities.get(q.modality).aet,
-            "TargetAet": target,
-        }
-    )
+    return await _run_retrieve(request, q, q.answers, target, await read_json(request))
 
 
 async def query_level(request: web.Request) -> web.StreamResponse:

@@ -160,7 +160,7 @@ def test_auto_routing_reuses_one_association(server_with_peer, scp):
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/storescp"), reason="DCMTK not installed (apt-get install dcmtk)")
-def test_store_to_dcmtk_storescp(make_server, tmp_path):
+def test_store_and_auto_routing_to_dcmtk_storescp(make_server, tmp_path):
     port = free_port()
     out = tmp_path / "received"
     out.mkdir()
@@ -180,8 +180,18 @@ def test_store_to_dcmtk_storescp(make_server, tmp_path):
         c = srv.client()
         files = [dicomgen.make(patient=7, instance=i, rows=32, columns=32) for i in range(5)]
         ids = [c.upload(f)["ID"] for f in files]
-        r = c.post("/modalities/dcmtk/store", {"Resources": ids})
-        assert r.status == 200 and r.json()["InstancesCount"] == 5
+        r = c.post("/modalities/dcmtk/store", {"Resources": ids[:2]})
+        assert r.status == 200 and r.json()["InstancesCount"] == 2
+        # auto-routing: follow /changes and forward each remaining new instance on its own
+        since = 0
+        while True:
+            page = c.get(f"/changes?since={since}&limit=2").json()
+            for change in page["Changes"]:
+                if change["ChangeType"] == "NewInstance" and change["ID"] not in ids[:2]:
+                    assert c.post("/modalities/dcmtk/store", change["ID"]).status == 200
+            since = page["Last"]
+            if page["Done"]:
+                break
         stored = sorted(out.iterdir())
         assert len(stored) == 5
         originals = {pydicom.dcmread(io.BytesIO(f)).SOPInstanceUID: f for f in files}

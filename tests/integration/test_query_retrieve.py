@@ -71,3 +71,19 @@ def test_find_and_move_routes(pair):
     assert len(v.get("/instances").json()) == 1
     bad = v.post("/modalities/pacs/query", {"Level": "Nonsense", "Query": {}})
     assert bad.status == 400
+    # the same move as a job
+    resources = [{"StudyInstanceUID": dicomgen.uid("study", 1, 0)}]
+    job = v.post(
+        "/modalities/pacs/move", {"Level": "Study", "Resources": resources, "TargetAet": "VIEWER", "Asynchronous": True}
+    ).json()
+    import time
+
+    deadline = time.monotonic() + 20
+    state = ""
+    while time.monotonic() < deadline:
+        state = v.get(f"/jobs/{job['ID']}").json()["State"]
+        if state in ("Success", "Failure"):
+            break
+        time.sleep(0.05)
+    assert state == "Success"
+    assert len(v.get("/instances").json()) == 4
