@@ -12,6 +12,7 @@ from typing import Any
 import pydicom
 from aiohttp import web
 
+from ..core import dicomfind as core_dicomfind
 from ..core import resources as core_res
 from ..core.context import now_iso
 from ..core.resources import ResourceInfo
@@ -42,6 +43,13 @@ def parse_requested_tags(text: str | None) -> list[int] | None:
     return out
 
 
+def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
+    """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
+    requested tags that are not main tags)."""
+    ds = ctx.index.read_blocking(lambda txn: core_dicomfind.representative_dataset(ctx, txn, info.id, info.level))
+    return dicomjson.orthanc_tags(ds, "full") if ds is not None else {}
+
+
 async def requested_values(
     request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
 ) -> list[dict[str, Any]]:
@@ -55,15 +63,11 @@ async def requested_values(
         missing = [t for t in tags if t not in known]
         full: dict[str, Any] = {}
         if missing:
-            ids = await core_res.instance_ids_of(ctx, info.public_id, info.level)
-            if ids:
-                data = await ctx.run(ctx.storage.read, ids[0][1], 1)
-                ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-                rendered = dicomjson.orthanc_tags(ds, "full")
-                for t in missing:
-                    key = f"{t >> 16:04x},{t & 0xFFFF:04x}"
-                    if key in rendered:
-                        full[key] = rendered[key]
+            rendered = await ctx.run(_file_tags, ctx, info)
+            for t in missing:
+                key = f"{t >> 16:04x},{t & 0xFFFF:04x}"
+                if key in rendered:
+                    full[key] = rendered[key]
         result = tags_json(values, None, fmt)
         for key, entry in full.items():
             if fmt == "full":
