@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from . import rest
+from . import dicomweb, rest
 from .config import Settings
 from .core.context import ServerContext
 from .index.sqlite import SqliteIndex
@@ -45,6 +45,7 @@ def build_app(ctx: ServerContext) -> web.Application:
         middlewares.insert(0, access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users))
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     rest.setup(app, ctx)
+    dicomweb.setup(app)
     return app
 
 

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
+from ..web.appkeys import CTX, ctx_of
 from ..web.responses import bool_arg
 
-CTX: web.AppKey[ServerContext] = web.AppKey("orthanc_ctx", ServerContext)
-
-
-def ctx_of(request: web.Request) -> ServerContext:
-    return request.app[CTX]
+__all__ = ["CTX", "ctx_of", "empty_404", "int_arg", "since_limit", "tag_format"]
 
 
 def tag_format(request: web.Request) -> str:

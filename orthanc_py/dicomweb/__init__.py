@@ -1,0 +1,15 @@
+"""DICOMweb under /dicom-web/ (also /v1 and /v2 prefixes, as the Azure DICOM service accepts)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import qido
+
+PREFIXES = ("/dicom-web", "/dicom-web/v1", "/dicom-web/v2")
+
+
+def setup(app: web.Application) -> None:
+    """Register the DICOMweb routes (the REST layer's context key must already be set)."""
+    for prefix in PREFIXES:
+        qido.setup(app.router, prefix)

@@ -1,0 +1,192 @@
+"""QIDO-RS (PS3.18 10.6): search for studies, series and instances through the core find engine,
+answered in DICOM JSON with the attributes PS3.18 Table 10.6.3-3 requires per level."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..core.dicomfind import answers
+from ..core.query import FindRequest, find_ids
+from ..errors import ErrorCode, OrthancError
+from ..index.base import Transaction
+from ..model import maintags as mt
+from ..model.enums import ResourceType
+from ..model.lookup import parse_constraint, parse_tag, vr_of
+from ..web.appkeys import ctx_of
+from ..web.responses import json_bytes
+
+STUDY_FIELDS = (
+    0x00080005,
+    0x00080020,
+    0x00080030,
+    0x00080050,
+    0x00080056,
+    0x00080061,
+    0x00080090,
+    0x00081190,
+    0x00100010,
+    0x00100020,
+    0x00100030,
+    0x00100040,
+    0x0020000D,
+    0x00200010,
+    0x00201206,
+    0x00201208,
+)
+SERIES_FIELDS = (0x00080005, 0x00080060, 0x0008103E, 0x00081190, 0x0020000E, 0x00200011, 0x00201209)
+INSTANCE_FIELDS = (
+    0x00080005,
+    0x00080016,
+    0x00080018,
+    0x00080056,
+    0x00081190,
+    0x00200013,
+    0x00280010,
+    0x00280011,
+    0x00280100,
+    0x00280008,
+)
+DEFAULT_FIELDS = {
+    ResourceType.STUDY: STUDY_FIELDS,
+    ResourceType.SERIES: SERIES_FIELDS,
+    ResourceType.INSTANCE: INSTANCE_FIELDS,
+}
+RETRIEVE_URL = 0x00081190
+INSTANCE_AVAILABILITY = 0x00080056
+SPECIFIC_CHARACTER_SET = 0x00080005
+_CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
+_NUMBER_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
+
+
+def _value(tag: int, text: str) -> dict[str, Any]:
+    """One attribute in DICOM JSON (PS3.18 F.2): PN as objects, numbers as numbers."""
+    vr = vr_of(tag)
+    if vr in ("US or SS", "OB or OW", "US or OW"):
+        vr = vr.split()[0]
+    if text == "":
+        return {"vr": vr}
+    parts = text.split("\\")
+    if vr == "PN":
+        return {"vr": vr, "Value": [{"Alphabetic": p} for p in parts]}
+    if vr in _NUMBER_VRS:
+        values: list[Any] = []
+        for p in parts:
+            try:
+                n = float(p)
+                values.append(int(n) if n.is_integer() and vr not in ("DS", "FL", "FD") else n)
+            except ValueError:
+                values.append(p)
+        return {"vr": vr, "Value": values}
+    return {"vr": vr, "Value": parts}
+
+
+def _check_accept(request: web.Request) -> None:
+    accept = request.headers.get("Accept", "*/*")
+    ok = ("application/dicom+json", "application/json", "*/*", "application/*")
+    if not any(a.split(";")[0].strip() in ok for a in accept.split(",")):
+        raise OrthancError(
+            ErrorCode.NOT_ACCEPTABLE, f"QIDO-RS answers application/dicom+json, not {accept}", http_status=406
+        )
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    text = request.query.get(name, "0") or "0"
+    try:
+        value = int(text)
+    except ValueError:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Bad value for {name}: {text}") from None
+    if value < 0:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Bad value for {name}: {text}")
+    return value
+
+
+def _search(level: ResourceType, prefix: str) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        _check_accept(request)
+        ctx = ctx_of(request)
+        req = FindRequest(level=level)
+        fields = list(DEFAULT_FIELDS[level])
+        if level is not ResourceType.STUDY:  # the plugin also returns the parents' identifiers
+            fields += [mt.STUDY_INSTANCE_UID]
+        if level is ResourceType.INSTANCE:
+            fields += [mt.SERIES_INSTANCE_UID]
+        include_all = False
+        fuzzy = request.query.get("fuzzymatching", "false").lower() == "true"
+        for key, value in request.query.items():
+            if key in _CONTROL:
+                if key == "includefield":
+                    for name in value.split(","):
+                        name = name.strip()
+                        if name == "all":
+                            include_all = True
+                        elif name:
+                            try:
+                                fields.append(parse_tag(name))
+                            except ValueError:
+                                raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown tag: {name}") from None
+                continue
+            try:
+                tag = parse_tag(key)
+            except ValueError:
+                raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown query attribute: {key}") from None
+            fields.append(tag)
+            if fuzzy and vr_of(tag) == "PN" and value and not value.endswith("*"):
+                value += "*"
+            c = parse_constraint(mt.tag(0x0008, 0x0060) if tag == 0x00080061 else tag, value, False)
+            if c is not None:
+                req.constraints.append(c)
+        for route_key, tag in (("study", mt.STUDY_INSTANCE_UID), ("series", mt.SERIES_INSTANCE_UID)):
+            uid = request.match_info.get(route_key)
+            if uid is not None:
+                c = parse_constraint(tag, uid)
+                if c is not None:
+                    req.constraints.append(c)
+        req.since = _int_param(request, "offset")
+        req.limit = _int_param(request, "limit")
+        if include_all:
+            fields += [
+                t
+                for lv in (ResourceType.PATIENT, ResourceType.STUDY, ResourceType.SERIES, level)
+                if lv <= level
+                for t in mt.MAIN_TAGS[lv]
+            ]
+        wanted = list(
+            dict.fromkeys(t for t in fields if t not in (RETRIEVE_URL, INSTANCE_AVAILABILITY, SPECIFIC_CHARACTER_SET))
+        )
+
+        def run(txn: Transaction) -> list[dict[int, str | None]]:
+            return answers(ctx, txn, level, find_ids(ctx, txn, req), wanted)
+
+        rows = await ctx.index.read(run)
+        base = f"{request.scheme}://{request.host}{prefix}"
+        out = []
+        for values in rows:
+            item: dict[str, Any] = {}
+            for t in wanted:
+                v = values.get(t)
+                if v is not None:
+                    item[f"{t:08X}"] = _value(t, v)
+            study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
+            url = f"{base}/studies/{study_uid}"
+            if level is not ResourceType.STUDY:
+                url += f"/series/{values.get(mt.SERIES_INSTANCE_UID) or ''}"
+            if level is ResourceType.INSTANCE:
+                url += f"/instances/{values.get(mt.SOP_INSTANCE_UID) or ''}"
+            item[f"{RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [url]}
+            if level is not ResourceType.SERIES:
+                item[f"{INSTANCE_AVAILABILITY:08X}"] = {"vr": "CS", "Value": ["ONLINE"]}
+            out.append(item)
+        return web.Response(body=json_bytes(out), content_type="application/dicom+json")
+
+    return handler
+
+
+def setup(router: web.UrlDispatcher, prefix: str) -> None:
+    router.add_get(prefix + "/studies", _search(ResourceType.STUDY, prefix))
+    router.add_get(prefix + "/series", _search(ResourceType.SERIES, prefix))
+    router.add_get(prefix + "/instances", _search(ResourceType.INSTANCE, prefix))
+    router.add_get(prefix + "/studies/{study}/series", _search(ResourceType.SERIES, prefix))
+    router.add_get(prefix + "/studies/{study}/instances", _search(ResourceType.INSTANCE, prefix))
+    router.add_get(prefix + "/studies/{study}/series/{series}/instances", _search(ResourceType.INSTANCE, prefix))
