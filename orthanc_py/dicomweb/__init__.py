@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import qido
+from . import qido, stow, wado
 
 PREFIXES = ("/dicom-web", "/dicom-web/v1", "/dicom-web/v2")
 
@@ -13,3 +13,5 @@ def setup(app: web.Application) -> None:
     """Register the DICOMweb routes (the REST layer's context key must already be set)."""
     for prefix in PREFIXES:
         qido.setup(app.router, prefix)
+        stow.setup(app.router, prefix)
+        wado.setup(app.router, prefix)

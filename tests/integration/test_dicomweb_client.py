@@ -1,0 +1,79 @@
+"""STOW-RS, QIDO-RS and WADO-RS with dicomweb-client (a real DICOMweb client), plus raw requests."""
+
+from __future__ import annotations
+
+import io
+
+import dicomgen
+import pydicom
+import pytest
+
+dicomweb_client = pytest.importorskip("dicomweb_client")
+
+
+@pytest.fixture
+def web(server):
+    from dicomweb_client.api import DICOMwebClient
+
+    return DICOMwebClient(url=f"http://127.0.0.1:{server.port}/dicom-web")
+
+
+def datasets(patient: int, n: int) -> list[pydicom.Dataset]:
+    return [
+        pydicom.dcmread(io.BytesIO(dicomgen.make(patient=patient, instance=i, rows=16, columns=16))) for i in range(n)
+    ]
+
+
+def test_store_search_retrieve(web, client):
+    ds = datasets(1, 3)
+    answer = web.store_instances(ds)
+    assert len(answer.ReferencedSOPSequence) == 3
+    assert "FailedSOPSequence" not in answer
+    assert len(client.get("/instances").json()) == 3
+    study_uid = ds[0].StudyInstanceUID
+    found = web.search_for_studies(search_filters={"PatientID": "PID00001"})
+    assert [s["0020000D"]["Value"][0] for s in found] == [study_uid]
+    assert len(web.search_for_instances(study_instance_uid=study_uid)) == 3
+    retrieved = web.retrieve_study(study_uid)
+    assert sorted(r.SOPInstanceUID for r in retrieved) == sorted(d.SOPInstanceUID for d in ds)
+    one = web.retrieve_instance(study_uid, ds[0].SeriesInstanceUID, ds[0].SOPInstanceUID)
+    assert one.PatientID == "PID00001"
+    meta = web.retrieve_series_metadata(study_uid, ds[0].SeriesInstanceUID)
+    assert len(meta) == 3 and meta[0]["00100020"]["Value"] == ["PID00001"]
+    assert "BulkDataURI" in meta[0]["7FE00010"]
+
+
+def test_stow_statuses(server, client):
+    from dicomweb_client.api import DICOMwebClient
+
+    base = f"http://127.0.0.1:{server.port}/dicom-web"
+    web = DICOMwebClient(url=base)
+    first = datasets(2, 1)
+    web.store_instances(first)
+    # duplicate -> 409 with reason 45070; wrong study in the URL -> 43265
+    raw = dicomgen.make(patient=2, instance=0, rows=16, columns=16)
+    r = client.post("/dicom-web/studies", raw, headers={"Content-Type": "application/dicom"})
+    assert r.status == 409
+    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [45070]
+    other = dicomgen.make(patient=3, rows=16, columns=16)
+    r = client.post("/dicom-web/studies/1.2.3", other, headers={"Content-Type": "application/dicom"})
+    assert r.status == 409 and r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [43265]
+    # multipart with a broken part: the good part is stored, 202
+    boundary = "XyZ"
+    good = dicomgen.make(patient=4, rows=16, columns=16)
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + good
+        + f"\r\n--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + b"not dicom"
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    r = client.post(
+        "/dicom-web/studies",
+        body,
+        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary="{boundary}"'},
+    )
+    assert r.status == 202
+    assert len(r.json()["00081199"]["Value"]) == 1 and len(r.json()["00081198"]["Value"]) == 1
+    assert client.get("/dicom-web/studies/1.2.3.4.5").status == 404
+    assert client.post("/dicom-web/studies", b"x", headers={"Content-Type": "text/plain"}).status == 415
