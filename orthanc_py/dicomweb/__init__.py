@@ -15,3 +15,6 @@ def setup(app: web.Application) -> None:
         qido.setup(app.router, prefix)
         stow.setup(app.router, prefix)
         wado.setup(app.router, prefix)
+        wado.setup_extras(app.router, prefix)
+    app.router.add_get("/wado", wado.wado_uri)
+    app.router.add_get("/dicom-web/wado", wado.wado_uri)

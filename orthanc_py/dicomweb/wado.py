@@ -123,3 +123,163 @@ def setup(router: web.UrlDispatcher, prefix: str) -> None:
     for path in (study, series, instance):
         router.add_get(path, retrieve)
         router.add_get(path + "/metadata", _metadata(prefix))
+
+
+async def _instance_ids(request: web.Request) -> list[tuple[str, str]]:
+    """(public id, file uuid) of the instances named by the URL; 404 when there is none."""
+    ctx = ctx_of(request)
+    req = _request_for(request)
+
+    def run(txn: Transaction) -> list[tuple[str, str]]:
+        ids = find_ids(ctx, txn, req)
+        rows = {r.id: r.public_id for r in txn.resources(ids)}
+        atts = txn.attachments(ids)
+        return [(rows[i], a.uuid) for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]
+
+    found = await ctx.index.read(run)
+    if not found:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
+    return found
+
+
+async def rendered(request: web.Request) -> web.StreamResponse:
+    """/rendered and /thumbnail of an instance or a frame: PNG (default) or JPEG."""
+    from ..imaging import render
+
+    ctx = ctx_of(request)
+    accept = request.headers.get("Accept", "image/png").lower()
+    fmt = "JPEG" if "image/jpeg" in accept and "image/png" not in accept else "PNG"
+    frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
+    (_pid, uuid_), *_ = await _instance_ids(request)
+    data = await ctx.run(ctx.storage.read, uuid_, FileContentType.DICOM)
+    try:
+        image = await ctx.run(render.render_image, data, frame, fmt, "thumbnail" in request.path)
+    except (IndexError, ValueError) as exc:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render this frame: {exc}") from exc
+    return web.Response(body=image, content_type="image/jpeg" if fmt == "JPEG" else "image/png")
+
+
+async def frames(request: web.Request) -> web.StreamResponse:
+    """/frames/{list}: uncompressed frames as multipart/related application/octet-stream."""
+    ctx = ctx_of(request)
+    (_pid, uuid_), *_ = await _instance_ids(request)
+    data = await ctx.run(ctx.storage.read, uuid_, FileContentType.DICOM)
+    try:
+        numbers = [int(n) for n in request.match_info["frames"].split(",") if n.strip()]
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "Frame numbers must be integers") from exc
+
+    def extract() -> list[bytes]:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        if "PixelData" not in ds:
+            raise OrthancError(ErrorCode.BAD_REQUEST, "The instance has no pixel data")
+        count = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        if ds.file_meta.TransferSyntaxUID.is_compressed:
+            from pydicom.encaps import generate_frames
+
+            all_frames = list(generate_frames(ds.PixelData, number_of_frames=count))
+        else:
+            size = len(ds.PixelData) // count
+            all_frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(count)]
+        out = []
+        for n in numbers:
+            if not 1 <= n <= count:
+                raise OrthancError(ErrorCode.BAD_REQUEST, f"No frame {n} (the instance has {count})", http_status=404)
+            out.append(bytes(all_frames[n - 1]))
+        return out
+
+    parts = await ctx.run(extract)
+    boundary = uuid.uuid4().hex
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + p + b"\r\n" for p in parts
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    return web.Response(
+        body=body,
+        headers={"Content-Type": f'multipart/related; type="application/octet-stream"; boundary={boundary}'},
+    )
+
+
+async def delete(request: web.Request) -> web.StreamResponse:
+    """DELETE a study, series or instance by UID (the Azure DICOM service's extension): 204."""
+    from ..core import resources as core_res
+
+    ctx = ctx_of(request)
+    level = (
+        ResourceType.INSTANCE
+        if "instance" in request.match_info
+        else ResourceType.SERIES
+        if "series" in request.match_info
+        else ResourceType.STUDY
+    )
+    found = await _instance_ids(request)
+
+    def targets(txn: Transaction) -> list[str]:
+        out: list[str] = []
+        for pid, _u in found:
+            hit = txn.lookup(pid)
+            if hit is None:
+                continue
+            rid = hit[0] if level is ResourceType.INSTANCE else txn.ancestor(hit[0], level)
+            if rid is not None:
+                out += [r.public_id for r in txn.resources([rid])]
+        return list(dict.fromkeys(out))
+
+    for pid in await ctx.index.read(targets):
+        try:
+            await core_res.delete(ctx, pid, level)
+        except OrthancError as err:
+            if err.code is not ErrorCode.UNKNOWN_RESOURCE:
+                raise
+    return web.Response(status=204)
+
+
+async def wado_uri(request: web.Request) -> web.StreamResponse:
+    """WADO-URI (PS3.18 9): ?requestType=WADO&studyUID&seriesUID&objectUID&contentType=..."""
+    from ..imaging import render
+
+    ctx = ctx_of(request)
+    q = request.query
+    if q.get("requestType") != "WADO" or not q.get("objectUID"):
+        raise OrthancError(ErrorCode.BAD_REQUEST, "WADO-URI needs requestType=WADO and objectUID")
+    req = FindRequest(level=ResourceType.INSTANCE)
+    for key, tag in (
+        ("studyUID", mt.STUDY_INSTANCE_UID),
+        ("seriesUID", mt.SERIES_INSTANCE_UID),
+        ("objectUID", mt.SOP_INSTANCE_UID),
+    ):
+        if q.get(key):
+            req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (q[key],), True))
+
+    def run(txn: Transaction) -> list[str]:
+        ids = find_ids(ctx, txn, req)
+        atts = txn.attachments(ids)
+        return [a.uuid for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]
+
+    uuids = await ctx.index.read(run)
+    if not uuids:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such instance", http_status=404)
+    data = await ctx.run(ctx.storage.read, uuids[0], FileContentType.DICOM)
+    content_type = q.get("contentType", "image/jpeg")
+    if content_type == "application/dicom":
+        return web.Response(body=data, content_type="application/dicom")
+    if content_type not in ("image/jpeg", "image/png"):
+        raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Unsupported contentType {content_type}", http_status=406)
+    fmt = "PNG" if content_type == "image/png" else "JPEG"
+    image = await ctx.run(render.render_image, data, 0, fmt, False)
+    return web.Response(body=image, content_type=content_type)
+
+
+def setup_extras(router: web.UrlDispatcher, prefix: str) -> None:
+    study = prefix + "/studies/{study}"
+    series = study + "/series/{series}"
+    instance = series + "/instances/{instance}"
+    router.add_delete(study, delete)
+    router.add_delete(series, delete)
+    router.add_delete(instance, delete)
+    for name in ("rendered", "thumbnail"):
+        router.add_get(f"{instance}/{name}", rendered)
+        router.add_get(instance + "/frames/{frames}/" + name, rendered)
+    router.add_get(instance + "/frames/{frames}", frames)

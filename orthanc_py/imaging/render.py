@@ -44,3 +44,14 @@ def preview_png(data: bytes, frame: int = 0) -> bytes:
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
+
+
+def render_image(data: bytes, frame: int, fmt: str, thumbnail: bool) -> bytes:
+    """A frame as an 8-bit PNG or JPEG (DICOMweb /rendered, /thumbnail, WADO-URI)."""
+    arr = decode_frame(data, frame)
+    img = Image.fromarray(to_uint8(arr) if arr.ndim == 2 else arr.astype(np.uint8))
+    if thumbnail:
+        img.thumbnail((128, 128))
+    out = io.BytesIO()
+    img.save(out, format=fmt)
+    return out.getvalue()

@@ -77,3 +77,26 @@ def test_stow_statuses(server, client):
     assert len(r.json()["00081199"]["Value"]) == 1 and len(r.json()["00081198"]["Value"]) == 1
     assert client.get("/dicom-web/studies/1.2.3.4.5").status == 404
     assert client.post("/dicom-web/studies", b"x", headers={"Content-Type": "text/plain"}).status == 415
+
+
+def test_rendered_frames_wado_uri_and_delete(client):
+    data = dicomgen.make(patient=5, rows=16, columns=16)
+    client.upload(data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    path = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    png = client.get(path + "/rendered", headers={"Accept": "image/png"})
+    assert png.status == 200 and png.body[:8] == b"\x89PNG\r\n\x1a\n"
+    jpeg = client.get(path + "/thumbnail", headers={"Accept": "image/jpeg"})
+    assert jpeg.status == 200 and jpeg.body[:2] == b"\xff\xd8"
+    frame = client.get(path + "/frames/1", headers={"Accept": "multipart/related; type=application/octet-stream"})
+    assert frame.status == 200 and ds.PixelData in frame.body
+    assert client.get(path + "/frames/2").status == 404
+    single = client.get(path, headers={"Accept": "application/dicom"})
+    assert single.status == 200 and single.body == data
+    uri = f"/wado?requestType=WADO&studyUID={ds.StudyInstanceUID}&seriesUID={ds.SeriesInstanceUID}"
+    assert client.get(uri + f"&objectUID={ds.SOPInstanceUID}&contentType=application/dicom").body == data
+    assert client.get(uri + f"&objectUID={ds.SOPInstanceUID}&contentType=image/png").body[:4] == b"\x89PNG"
+    assert client.get(uri + "&objectUID=1.2.3").status == 404
+    assert client.delete(path).status == 204
+    assert client.get("/instances").json() == []
+    assert client.delete(path).status == 404
