@@ -8,6 +8,7 @@ fails the file is removed: at worst an orphan file, never a row without a file.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import enum
 import uuid as uuidlib
 from dataclasses import dataclass
@@ -68,6 +69,10 @@ class _TxnResult:
     status: StoreStatus
     replaced: list[Attachment]
     new_levels: list[ResourceType]
+
+
+def _feed_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
 
 
 _NEW_CHANGE = {
@@ -143,6 +148,14 @@ def _store_txn(
     changes = [(int(ChangeType.NEW_INSTANCE), ResourceType.INSTANCE, ids.instance, date)]
     changes += [(_NEW_CHANGE[level], level, pid, date) for level, pid in reversed(created)]
     txn.log_changes(changes)
+    txn.log_feed(
+        "create",
+        p.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID, ""),
+        p.main_tags[ResourceType.SERIES].get(mt.SERIES_INSTANCE_UID, ""),
+        p.main_tags[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, ""),
+        ids.instance,
+        _feed_now(),
+    )
     return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
 
 

@@ -105,9 +105,32 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE properties (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE protected (resource_id INTEGER PRIMARY KEY);
     """,
+    # 2: the DICOMweb change feed (instance creations and deletions, kept after deletes)
+    """
+    CREATE TABLE changefeed (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        action TEXT NOT NULL,
+        state TEXT NOT NULL,
+        study_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        sop_uid TEXT NOT NULL,
+        instance_id TEXT NOT NULL,
+        timestamp TEXT NOT NULL
+    );
+    CREATE INDEX changefeed_instance ON changefeed(instance_id);
+    """,
 )
 
 _CHUNK = 500
+
+
+def _feed_time() -> str:
+    """ISO 8601 UTC with microseconds, as the Azure change feed reports its Timestamp."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
 _POOLED_THREADS = ("io", "index-reader")
 _LEVELS = {int(lv): lv for lv in ResourceType}
 
@@ -596,12 +619,49 @@ class SqlTransaction:
             for table in ("attachments", "metadata", "tags", "labels", "protected"):
                 self.c.execute(f"DELETE FROM {table} WHERE resource_id IN ({marks})", args)
             self.c.execute(f"DELETE FROM resources WHERE id IN ({marks})", args)
+        # The DICOMweb change feed keeps a "delete" entry for every deleted instance.
+        now = _feed_time()
+        for lv, pub in deleted:
+            if lv is ResourceType.INSTANCE:
+                row = self.c.execute(
+                    "SELECT study_uid, series_uid, sop_uid FROM changefeed WHERE instance_id=? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (pub,),
+                ).fetchone()
+                if row is not None:
+                    self.log_feed("delete", row[0], row[1], row[2], pub, now)
         # Orthanc's change log rows cascade with their resource: they disappear too.
         pubs = [pub for _lv, pub in deleted]
         for i in range(0, len(pubs), _CHUNK):
             part = pubs[i : i + _CHUNK]
             self.c.execute(f"DELETE FROM changes WHERE public_id IN ({_marks(len(part))})", tuple(part))
         return Deletion(attachments, deleted, remaining)
+
+    def log_feed(self, action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> None:
+        """A change-feed entry; earlier entries of the instance become "replaced" or "deleted"."""
+        self.c.execute(
+            "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
+            ("deleted" if action == "delete" else "replaced", instance_id),
+        )
+        self.c.execute(
+            "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (action, "deleted" if action == "delete" else "current", study, series, sop, instance_id, timestamp),
+        )
+
+    def feed(self, offset: int, limit: int) -> list[tuple[Any, ...]]:
+        return self.c.execute(
+            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (offset, limit),
+        ).fetchall()
+
+    def feed_latest(self) -> tuple[Any, ...] | None:
+        row = self.c.execute(
+            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return tuple(row) if row else None
 
     def clear_changes(self) -> None:
         self.c.execute("DELETE FROM changes")

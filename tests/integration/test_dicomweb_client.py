@@ -100,3 +100,30 @@ def test_rendered_frames_wado_uri_and_delete(client):
     assert client.delete(path).status == 204
     assert client.get("/instances").json() == []
     assert client.delete(path).status == 404
+
+
+def test_change_feed(client):
+    a = dicomgen.make(patient=6, instance=0, rows=8, columns=8)
+    b = dicomgen.make(patient=6, instance=1, rows=8, columns=8)
+    ia = client.upload(a)["ID"]
+    client.upload(b)
+    feed = client.get("/dicom-web/changefeed?offset=0&limit=10&includeMetadata=false").json()
+    assert [(e["Sequence"], e["Action"], e["State"]) for e in feed] == [
+        (1, "create", "current"),
+        (2, "create", "current"),
+    ]
+    assert feed[0]["SopInstanceUid"] == dicomgen.uid("sop", 6, 0, 0, 0)
+    assert feed[0]["StudyInstanceUid"] == dicomgen.uid("study", 6, 0)
+    assert "Metadata" not in feed[0]
+    client.delete(f"/instances/{ia}")
+    feed = client.get("/dicom-web/v1/changefeed?offset=0").json()
+    assert [(e["Action"], e["State"]) for e in feed] == [
+        ("create", "deleted"),
+        ("create", "current"),
+        ("delete", "deleted"),
+    ]
+    assert feed[1]["Metadata"]["00100020"]["Value"] == ["PID00006"]
+    latest = client.get("/dicom-web/changefeed/latest").json()
+    assert latest["Sequence"] == 3 and latest["Action"] == "delete"
+    assert client.get("/dicom-web/changefeed?offset=3").json() == []
+    assert client.get("/dicom-web/changefeed?limit=x").status == 400
