@@ -223,3 +223,25 @@ def test_asynchronous_store_runs_as_a_job(server_with_peer, scp):
     assert job_id in c.get("/jobs").json()
     assert len(scp.received) == 3
     assert c.get("/jobs/unknown").status == 404
+
+
+def test_store_transcodes_when_the_peer_wants_implicit_vr(make_server):
+    received: dict[str, str] = {}
+
+    def on_store(event) -> int:
+        received[str(event.request.AffectedSOPInstanceUID)] = str(event.context.transfer_syntax)
+        return 0
+
+    ae = AE(ae_title="IMPLICIT")
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, ["1.2.840.10008.1.2"])
+    scp_server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        srv = make_server({"DicomModalities": {"old": ["IMPLICIT", "127.0.0.1", scp_server.server_address[1]]}})
+        c = srv.client()
+        iid = c.upload(dicomgen.make(patient=9, rows=16, columns=16))["ID"]  # stored explicit VR LE
+        r = c.post("/modalities/old/store", iid)
+        assert r.status == 200 and r.json()["FailedInstancesCount"] == 0
+        assert list(received.values()) == ["1.2.840.10008.1.2"]
+    finally:
+        scp_server.shutdown()
