@@ -239,26 +239,34 @@ class DicomServer:
                     req.constraints.append(c)
         return level_text, req, requested
 
-    def _instance_files(self, req: FindRequest) -> list[tuple[str, str | None]]:
-        """(uuid, path) of the DICOM file of every instance under the matched resources."""
+    def _instance_files(self, req: FindRequest) -> list[tuple[str, str | None, str, str]]:
+        """(uuid, path, SOP class, transfer syntax) of every instance under the matched resources,
+        from the index: nothing is read from the files until each one is sent."""
 
-        def run(txn: Transaction) -> list[str]:
-            uuids = []
+        def run(txn: Transaction) -> list[tuple[str, str, str]]:
+            out = []
             for rid in find_ids(self.ctx, txn, req):
                 ids = [rid] if req.level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
                 atts = txn.attachments(ids)
-                uuids += [a.uuid for i in ids for a in atts[i] if a.content_type == 1]
-            return uuids
+                meta = txn.metadata(ids, (10, 9))  # SopClassUid, TransferSyntax
+                out += [
+                    (a.uuid, meta[i].get(10, ""), meta[i].get(9, ""))
+                    for i in ids
+                    for a in atts[i]
+                    if a.content_type == 1
+                ]
+            return out
 
         storage = self.ctx.storage
-        return [(u, storage.path(u, 1)) for u in self.ctx.index.read_blocking(run)]
+        return [(u, storage.path(u, 1), sop, ts) for u, sop, ts in self.ctx.index.read_blocking(run)]
 
-    def _datasets(self, files: list[tuple[str, str | None]]) -> Iterator[Dataset]:
+    def _datasets(self, files: list[tuple[str, str | None, str, str]]) -> Iterator[Dataset]:
+        """The files as datasets, one at a time (a large study never sits in memory whole)."""
         import io
 
         import pydicom
 
-        for uuid, path in files:
+        for uuid, path, _sop, _ts in files:
             if path is not None:
                 yield pydicom.dcmread(path, force=True)
             else:
@@ -281,12 +289,12 @@ class DicomServer:
         modality = known[0][1]
         try:
             _lt, req, _keys = self._parse_query(event.identifier)
-            datasets = list(self._datasets(self._instance_files(req)))
+            files = self._instance_files(req)
             error = None
         except Exception as exc:
             log.warning("C-MOVE with an invalid identifier: %s", exc)
-            datasets, error = [], exc
-        pairs = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID)) for ds in datasets})
+            files, error = [], exc
+        pairs = sorted({(sop, ts or "1.2.840.10008.1.2.1") for _u, _p, sop, ts in files if sop})
         contexts = [build_context(Verification)]
         for sop, ts in pairs[:120]:
             contexts.append(build_context(sop, [ts, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]))
@@ -294,8 +302,8 @@ class DicomServer:
         if error is not None:
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
-        yield len(datasets)
-        for ds in datasets:
+        yield len(files)
+        for ds in self._datasets(files):
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
