@@ -17,31 +17,28 @@ from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
 
-STUDY_FIELDS = (
-    0x00080005,
+# The attributes answered per level, as Orthanc's DICOMweb plugin answers them (PS3.18 Table
+# 10.6.3-3 less InstanceAvailability; lower levels repeat their study's and series' attributes).
+_STUDY_COMMON = (
     0x00080020,
     0x00080030,
     0x00080050,
-    0x00080056,
-    0x00080061,
     0x00080090,
-    0x00081190,
     0x00100010,
     0x00100020,
     0x00100030,
     0x00100040,
     0x0020000D,
     0x00200010,
-    0x00201206,
-    0x00201208,
 )
-SERIES_FIELDS = (0x00080005, 0x00080060, 0x0008103E, 0x00081190, 0x0020000E, 0x00200011, 0x00201209)
+STUDY_FIELDS = (*_STUDY_COMMON, 0x00080061, 0x00201206, 0x00201208)
+_SERIES_COMMON = (0x00080060, 0x0008103E, 0x0020000E, 0x00200011)
+SERIES_FIELDS = (*_STUDY_COMMON, *_SERIES_COMMON, 0x00201209)
 INSTANCE_FIELDS = (
-    0x00080005,
+    *_STUDY_COMMON,
+    *_SERIES_COMMON,
     0x00080016,
     0x00080018,
-    0x00080056,
-    0x00081190,
     0x00200013,
     0x00280010,
     0x00280011,
@@ -108,10 +105,6 @@ def _search(level: ResourceType, prefix: str) -> Any:
         ctx = ctx_of(request)
         req = FindRequest(level=level)
         fields = list(DEFAULT_FIELDS[level])
-        if level is not ResourceType.STUDY:  # the plugin also returns the parents' identifiers
-            fields += [mt.STUDY_INSTANCE_UID]
-        if level is ResourceType.INSTANCE:
-            fields += [mt.SERIES_INSTANCE_UID]
         include_all = False
         fuzzy = request.query.get("fuzzymatching", "false").lower() == "true"
         for key, value in request.query.items():
@@ -175,8 +168,6 @@ def _search(level: ResourceType, prefix: str) -> Any:
             if level is ResourceType.INSTANCE:
                 url += f"/instances/{values.get(mt.SOP_INSTANCE_UID) or ''}"
             item[f"{RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [url]}
-            if level is not ResourceType.SERIES:
-                item[f"{INSTANCE_AVAILABILITY:08X}"] = {"vr": "CS", "Value": ["ONLINE"]}
             out.append(item)
         return web.Response(body=json_bytes(out), content_type="application/dicom+json")
 
