@@ -9,6 +9,7 @@ undo its neighbours). Readers use their own connections (WAL snapshots never blo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -16,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -717,6 +718,8 @@ class SqliteIndex:
         self._checkpointer.start()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._write_lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Pending] = []
         self._writer_txn = SqlTransaction(self._writer_conn)
         self._thread = threading.Thread(target=self._writer_loop, name="index-writer", daemon=True)
         self._thread.start()
@@ -811,18 +814,45 @@ class SqliteIndex:
                     pass
 
     def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
-        """Run `fn` in its own write transaction from the calling worker thread (never the event
-        loop). Ingest uses it so that parse, file and index happen in one hop to a worker."""
+        """Run `fn` in a write transaction from the calling worker thread (never the event loop).
+
+        Group commit by flat combining: each caller queues its function; whoever holds the write
+        lock runs every queued function in one transaction (a SAVEPOINT each, so a failure stays
+        its own) and one commit; the others find their result ready when they get the lock.
+        """
+        item = _Pending(fn)
+        with self._pending_lock:
+            self._pending.append(item)
         with self._write_lock:
-            conn = self._writer_conn
+            if not item.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                self._run_batch(batch)
+        if item.error is not None:
+            raise item.error
+        return cast(T, item.result)
+
+    def _run_batch(self, batch: list[_Pending]) -> None:
+        conn = self._writer_conn
+        txn = self._writer_txn
+        try:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                value = fn(self._writer_txn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            for item in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    item.result = item.fn(txn)
+                except BaseException as exc:
+                    conn.execute("ROLLBACK TO op")
+                    item.error = exc
+                conn.execute("RELEASE op")
             conn.execute("COMMIT")
-            return value
+        except BaseException as exc:  # the commit failed: nobody's write happened
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            for item in batch:
+                item.error, item.result = exc, None
+        for item in batch:
+            item.done = True
 
     async def write(self, fn: Callable[[Transaction], T]) -> T:
         if self._closed:
@@ -875,6 +905,18 @@ class SqliteIndex:
             conn.close()
         self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._writer_conn.close()
+
+
+class _Pending:
+    """A queued write of `write_blocking`."""
+
+    __slots__ = ("done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Transaction], Any]) -> None:
+        self.fn = fn
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
