@@ -37,6 +37,12 @@ def _ref(sop_class: str, sop_uid: str, url: str | None = None, reason: int | Non
 async def _parts(request: web.Request) -> Any:
     """The DICOM payloads of the request, one by one (multipart read part by part)."""
     ctype = request.headers.get("Content-Type", "")
+    if ctype.lower().startswith("multipart/") and "boundary=" not in ctype.lower():
+        # "Content-Type: multipart/related" without a boundary (accepted by the Azure DICOM
+        # service): the boundary is the body's first line.
+        for payload in _split_without_boundary(await request.read()):
+            yield payload
+        return
     if ctype.lower().startswith("multipart/"):
         try:
             reader = await request.multipart()
@@ -59,6 +65,22 @@ async def _parts(request: web.Request) -> Any:
             f"STOW-RS expects multipart/related or application/dicom, not {ctype}",
             http_status=415,
         )
+
+
+def _split_without_boundary(body: bytes) -> list[bytes]:
+    first, _, _rest = body.partition(b"\r\n")
+    if not first.startswith(b"--") or len(first) < 3:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "Bad multipart body: no boundary")
+    delimiter = b"\r\n" + first
+    parts = []
+    for chunk in (b"\r\n" + body).split(delimiter)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        _headers, sep, content = chunk.partition(b"\r\n\r\n")
+        if not sep:
+            raise OrthancError(ErrorCode.BAD_REQUEST, "Bad multipart body: a part has no headers end")
+        parts.append(content)
+    return parts
 
 
 def _stow(prefix: str) -> Any:
