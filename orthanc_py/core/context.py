@@ -74,6 +74,9 @@ class ServerContext:
         self.started = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
         from .jobs import JobsEngine
+        from .seriescache import SeriesCache
+
+        self.series_cache = SeriesCache()
         from .modalities import ModalityRegistry  # (module builds on this one)
         from .queries import QueryRegistry
 

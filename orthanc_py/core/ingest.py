@@ -172,6 +172,8 @@ def _store_in_thread(
         raise
     if result.status is StoreStatus.ALREADY_STORED:
         ctx.storage.remove(att.uuid, att.content_type)
+    else:
+        ctx.series_cache.invalidate(parsed.ids.series)
     for old in result.replaced:
         ctx.storage.remove(old.uuid, old.content_type)
     return parsed, result

@@ -281,6 +281,7 @@ async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Del
         return txn.delete_resource(rid)
 
     deletion = await ctx.index.write(run)
+    ctx.series_cache.clear()  # deletes are rare: forget every cached series summary
     for _lv, pid in deletion.deleted:
         ctx.stable.forget(pid)
     await ctx.run(_remove_files, ctx, deletion.attachments)

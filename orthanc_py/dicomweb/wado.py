@@ -7,6 +7,7 @@ import io
 import uuid
 from typing import Any
 
+import orjson
 import pydicom
 from aiohttp import web
 
@@ -102,16 +103,53 @@ def _metadata_of(data: bytes, base: str) -> dict[str, Any]:
 
 def _metadata(prefix: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        """GET .../metadata: every instance in DICOM JSON, large binary values as BulkDataURI."""
+        """GET .../metadata: every instance in DICOM JSON, large binary values as BulkDataURI.
+        Study and series requests are answered from per-series summaries kept until the series
+        changes; only the first request reads the files."""
         _wants(request, "application/dicom+json", "application/json")
         ctx = ctx_of(request)
         base = f"{request.scheme}://{request.host}{prefix}"
-        uuids = await _files(request)
+        if "instance" in request.match_info:
+            uuids = await _files(request)
 
-        def render() -> bytes:
-            return json_bytes([_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base) for u in uuids])
+            def render() -> bytes:
+                return json_bytes([_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base) for u in uuids])
 
-        return web.Response(body=await ctx.run(render), content_type="application/dicom+json")
+            return web.Response(body=await ctx.run(render), content_type="application/dicom+json")
+        req = FindRequest(level=ResourceType.SERIES)
+        for key, tag in (("study", mt.STUDY_INSTANCE_UID), ("series", mt.SERIES_INSTANCE_UID)):
+            uid = request.match_info.get(key)
+            if uid is not None:
+                req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
+
+        def plan(txn: Transaction) -> list[tuple[str, list[str]]]:
+            out = []
+            for sid in find_ids(ctx, txn, req):
+                pub = txn.resources([sid])[0].public_id
+                ids = txn.descendants(sid, ResourceType.INSTANCE)
+                atts = txn.attachments(ids)
+                out.append((pub, [a.uuid for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]))
+            return out
+
+        series = await ctx.index.read(plan)
+        if not series:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
+        variant = ("dicomweb-metadata", base)
+
+        def render_series(uuids: list[str]) -> bytes:
+            return b",".join(
+                orjson.dumps(_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base)) for u in uuids
+            )
+
+        blobs = []
+        for pub, uuids in series:
+            blob = ctx.series_cache.get(pub, variant)
+            if blob is None:
+                blob = await ctx.run(render_series, uuids)
+                ctx.series_cache.put(pub, variant, blob)
+            if blob:
+                blobs.append(blob)
+        return web.Response(body=b"[" + b",".join(blobs) + b"]", content_type="application/dicom+json")
 
     return handler
 

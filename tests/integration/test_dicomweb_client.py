@@ -127,3 +127,17 @@ def test_change_feed(client):
     assert latest["Sequence"] == 3 and latest["Action"] == "delete"
     assert client.get("/dicom-web/changefeed?offset=3").json() == []
     assert client.get("/dicom-web/changefeed?limit=x").status == 400
+
+
+def test_metadata_summary_follows_changes(client):
+    files = [dicomgen.make(patient=7, instance=i, rows=8, columns=8) for i in range(3)]
+    ids = [client.upload(f)["ID"] for f in files[:2]]
+    ds = pydicom.dcmread(io.BytesIO(files[0]))
+    path = f"/dicom-web/studies/{ds.StudyInstanceUID}/metadata"
+    headers = {"Accept": "application/dicom+json"}
+    assert len(client.get(path, headers=headers).json()) == 2
+    assert len(client.get(path, headers=headers).json()) == 2  # from the summary
+    client.upload(files[2])
+    assert len(client.get(path, headers=headers).json()) == 3
+    client.delete(f"/instances/{ids[0]}")
+    assert len(client.get(path, headers=headers).json()) == 2
