@@ -13,6 +13,7 @@ import enum
 import uuid as uuidlib
 from dataclasses import dataclass
 
+from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
 from ..model import maintags as mt
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
@@ -51,13 +52,23 @@ def _signature(level: ResourceType) -> str:
 SIGNATURES = {level: _signature(level) for level in ResourceType}
 
 
-def _prepare(ctx: ServerContext, data: bytes) -> tuple[ParsedInstance, Attachment]:
+class StudyMismatch(OrthancError):
+    """STOW-RS to /studies/{study}: the instance belongs to another study (nothing stored)."""
+
+    def __init__(self, parsed: ParsedInstance) -> None:
+        super().__init__(ErrorCode.BAD_REQUEST, "The instance is not part of the study of the URL")
+        self.parsed = parsed
+
+
+def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None) -> tuple[ParsedInstance, Attachment]:
     """Worker-thread half: parse, then write the file durably.
 
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
     parsed = parse(data)
+    if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
+        raise StudyMismatch(parsed)
     uuid = str(uuidlib.uuid4())
     ctx.storage.create(uuid, data, FileContentType.DICOM)
     size = len(data)
@@ -160,10 +171,10 @@ def _store_txn(
 
 
 def _store_in_thread(
-    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool
+    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool, expected_study: str | None = None
 ) -> tuple[ParsedInstance, _TxnResult]:
     """The whole ingest in one worker thread: one hop from the event loop per instance."""
-    parsed, att = _prepare(ctx, data)
+    parsed, att = _prepare(ctx, data, expected_study)
     date = now_iso()
     try:
         result = ctx.index.write_blocking(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date))
@@ -186,9 +197,12 @@ def _touch(ctx: ServerContext, ids: PublicIds) -> None:
     ctx.stable.touch(ResourceType.PATIENT, ids.patient)
 
 
-async def store(ctx: ServerContext, data: bytes, origin: Origin) -> StoreResult:
-    """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept)."""
-    parsed, result = await ctx.run(_store_in_thread, ctx, data, origin, ctx.settings.overwrite_instances)
+async def store(ctx: ServerContext, data: bytes, origin: Origin, expected_study: str | None = None) -> StoreResult:
+    """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept), or
+    StudyMismatch when `expected_study` is given and the file belongs to another study."""
+    parsed, result = await ctx.run(
+        _store_in_thread, ctx, data, origin, ctx.settings.overwrite_instances, expected_study
+    )
     if result.status is StoreStatus.SUCCESS:
         _touch(ctx, parsed.ids)
     return StoreResult(result.status, parsed.ids, parsed)

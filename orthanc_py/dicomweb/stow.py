@@ -4,16 +4,16 @@ Answer as the Azure DICOM service does: 200 all stored, 202 some failed, 409 non
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 
 from ..core import ingest
-from ..core.ingest import Origin, StoreStatus
+from ..core.ingest import Origin, StoreStatus, StudyMismatch
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model.enums import ResourceType
-from ..model.parsing import parse
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
 
@@ -67,6 +67,17 @@ async def _parts(request: web.Request) -> Any:
         )
 
 
+_UID_TAGS = {
+    ResourceType.STUDY: mt.STUDY_INSTANCE_UID,
+    ResourceType.SERIES: mt.SERIES_INSTANCE_UID,
+    ResourceType.INSTANCE: mt.SOP_INSTANCE_UID,
+}
+
+
+def _uid(parsed: Any, level: ResourceType) -> str:
+    return str(parsed.main_tags[level].get(_UID_TAGS[level], ""))
+
+
 def _split_without_boundary(body: bytes) -> list[bytes]:
     first, _, _rest = body.partition(b"\r\n")
     if not first.startswith(b"--") or len(first) < 3:
@@ -92,25 +103,35 @@ def _stow(prefix: str) -> Any:
         stored: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         studies: set[str] = set()
-        async for data in _parts(request):
+        # Parts are read while earlier ones are being stored (a few in flight), and answered in order.
+        limit = asyncio.Semaphore(4)
+
+        async def one(data: bytes) -> tuple[str, dict[str, Any], str]:
             try:
-                parsed = await ctx.run(parse, data)
-                study_uid = parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID, "")
-                series_uid = parsed.main_tags[ResourceType.SERIES].get(mt.SERIES_INSTANCE_UID, "")
-                sop_uid = parsed.main_tags[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, "")
-                if only_study is not None and study_uid != only_study:
-                    failed.append(_ref(parsed.sop_class_uid, sop_uid, reason=STUDY_MISMATCH))
-                    continue
-                result = await ingest.store(ctx, data, origin)
+                result = await ingest.store(ctx, data, origin, only_study)
+            except StudyMismatch as err:
+                p = err.parsed
+                return "failed", _ref(p.sop_class_uid, _uid(p, ResourceType.INSTANCE), reason=STUDY_MISMATCH), ""
             except OrthancError:
-                failed.append(_ref("", "", reason=PROCESSING_FAILURE))
-                continue
-            url = f"{base}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+                return "failed", _ref("", "", reason=PROCESSING_FAILURE), ""
+            finally:
+                limit.release()
+            p = result.parsed
+            study_uid = _uid(p, ResourceType.STUDY)
+            sop_uid = _uid(p, ResourceType.INSTANCE)
             if result.status is StoreStatus.ALREADY_STORED:
-                failed.append(_ref(parsed.sop_class_uid, sop_uid, reason=ALREADY_EXISTS))
-                continue
-            studies.add(study_uid)
-            stored.append(_ref(parsed.sop_class_uid, sop_uid, url))
+                return "failed", _ref(p.sop_class_uid, sop_uid, reason=ALREADY_EXISTS), ""
+            url = f"{base}/studies/{study_uid}/series/{_uid(p, ResourceType.SERIES)}/instances/{sop_uid}"
+            return "stored", _ref(p.sop_class_uid, sop_uid, url), study_uid
+
+        tasks = []
+        async for data in _parts(request):
+            await limit.acquire()
+            tasks.append(asyncio.ensure_future(one(data)))
+        for kind, ref, study_uid in await asyncio.gather(*tasks):
+            (stored if kind == "stored" else failed).append(ref)
+            if study_uid:
+                studies.add(study_uid)
         body: dict[str, Any] = {}
         if len(studies) == 1 or only_study is not None:
             body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{only_study or next(iter(studies))}"]}
