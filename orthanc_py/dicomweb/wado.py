@@ -21,33 +21,23 @@ from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
 
 
-def _request_for(request: web.Request) -> FindRequest:
-    """The instances named by the URL (study, series, instance UIDs)."""
+def _request_for(study: str | None, series: str | None, instance: str | None) -> FindRequest:
+    """The instances named by UIDs (any of them may be omitted)."""
     req = FindRequest(level=ResourceType.INSTANCE)
-    for key, tag in (
-        ("study", mt.STUDY_INSTANCE_UID),
-        ("series", mt.SERIES_INSTANCE_UID),
-        ("instance", mt.SOP_INSTANCE_UID),
-    ):
-        uid = request.match_info.get(key)
-        if uid is not None:
+    for uid, tag in ((study, mt.STUDY_INSTANCE_UID), (series, mt.SERIES_INSTANCE_UID), (instance, mt.SOP_INSTANCE_UID)):
+        if uid:
             req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
     return req
 
 
+def _url_request(request: web.Request) -> FindRequest:
+    m = request.match_info
+    return _request_for(m.get("study"), m.get("series"), m.get("instance"))
+
+
 async def _files(request: web.Request) -> list[str]:
-    ctx = ctx_of(request)
-    req = _request_for(request)
-
-    def run(txn: Transaction) -> list[str]:
-        ids = find_ids(ctx, txn, req)
-        atts = txn.attachments(ids)
-        return [a.uuid for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]
-
-    uuids = await ctx.index.read(run)
-    if not uuids:
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
-    return uuids
+    """File uuids of the instances named by the URL (404 when there is none)."""
+    return [u for _pid, u in await _instance_ids(request)]
 
 
 def _wants(request: web.Request, *types: str) -> str:
@@ -163,13 +153,13 @@ def setup(router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get(path + "/metadata", _metadata(prefix))
 
 
-async def _instance_ids(request: web.Request) -> list[tuple[str, str]]:
-    """(public id, file uuid) of the instances named by the URL; 404 when there is none."""
+async def _instance_ids(request: web.Request, req: FindRequest | None = None) -> list[tuple[str, str]]:
+    """(public id, file uuid) of the instances named by the URL (or `req`); 404 when none."""
     ctx = ctx_of(request)
-    req = _request_for(request)
+    find = req or _url_request(request)
 
     def run(txn: Transaction) -> list[tuple[str, str]]:
-        ids = find_ids(ctx, txn, req)
+        ids = find_ids(ctx, txn, find)
         rows = {r.id: r.public_id for r in txn.resources(ids)}
         atts = txn.attachments(ids)
         return [(rows[i], a.uuid) for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]
@@ -282,24 +272,9 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     q = request.query
     if q.get("requestType") != "WADO" or not q.get("objectUID"):
         raise OrthancError(ErrorCode.BAD_REQUEST, "WADO-URI needs requestType=WADO and objectUID")
-    req = FindRequest(level=ResourceType.INSTANCE)
-    for key, tag in (
-        ("studyUID", mt.STUDY_INSTANCE_UID),
-        ("seriesUID", mt.SERIES_INSTANCE_UID),
-        ("objectUID", mt.SOP_INSTANCE_UID),
-    ):
-        if q.get(key):
-            req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (q[key],), True))
-
-    def run(txn: Transaction) -> list[str]:
-        ids = find_ids(ctx, txn, req)
-        atts = txn.attachments(ids)
-        return [a.uuid for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]
-
-    uuids = await ctx.index.read(run)
-    if not uuids:
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such instance", http_status=404)
-    data = await ctx.run(ctx.storage.read, uuids[0], FileContentType.DICOM)
+    req = _request_for(q.get("studyUID"), q.get("seriesUID"), q.get("objectUID"))
+    (_pid, file_uuid), *_ = await _instance_ids(request, req)
+    data = await ctx.run(ctx.storage.read, file_uuid, FileContentType.DICOM)
     content_type = q.get("contentType", "image/jpeg")
     if content_type == "application/dicom":
         return web.Response(body=data, content_type="application/dicom")

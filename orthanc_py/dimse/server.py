@@ -272,6 +272,15 @@ class DicomServer:
             else:
                 yield pydicom.dcmread(io.BytesIO(self.ctx.storage.read(uuid, 1)), force=True)
 
+    def _sub_operations(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Any]:
+        """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each."""
+        yield len(files)
+        for ds in self._datasets(files):
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield status.PENDING, ds
+
     def _on_move(self, event: Any) -> Iterator[Any]:
         """C-MOVE SCP: the destination must be a known modality (by AET); pynetdicom runs the
         C-STORE sub-operations on an association of its own, proposing the instances' classes."""
@@ -302,12 +311,7 @@ class DicomServer:
         if error is not None:
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
-        yield len(files)
-        for ds in self._datasets(files):
-            if event.is_cancelled:
-                yield status.CANCEL, None
-                return
-            yield status.PENDING, ds
+        yield from self._sub_operations(event, files)
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         """C-GET SCP: the instances go back on the requestor's own association."""
@@ -321,12 +325,7 @@ class DicomServer:
             log.warning("C-GET with an invalid identifier: %s", exc)
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
-        yield len(files)
-        for ds in self._datasets(files):
-            if event.is_cancelled:
-                yield status.CANCEL, None
-                return
-            yield status.PENDING, ds
+        yield from self._sub_operations(event, files)
 
     def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
