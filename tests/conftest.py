@@ -28,6 +28,13 @@ from orthanc_py.config import from_raw  # noqa: E402
 from orthanc_py.core.context import ServerContext  # noqa: E402
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for servers started as subprocesses)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 @dataclass
 class Response:
     status: int

@@ -10,10 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 
 import pytest
 from pydicom.dataset import Dataset
@@ -24,15 +20,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tests.conformance import oracle_data
+from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload
+from tests.conftest import free_port
 
-ORTHANC = "/usr/sbin/Orthanc"
 pytestmark = pytest.mark.skipif(not os.path.exists(ORTHANC), reason="the real Orthanc is not installed")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,53 +31,37 @@ def servers(tmp_path_factory):
     from tests.conftest import RunningServer
 
     base = tmp_path_factory.mktemp("cfind")
-    http, dicom = free_port(), free_port()
+    dicom = free_port()
     config = {
         "Name": "Oracle",
-        "HttpPort": http,
+        "HttpPort": free_port(),
         "DicomPort": dicom,
         "DicomAet": "ORTHANC",
-        "StorageDirectory": str(base / "orthanc"),
-        "IndexDirectory": str(base / "orthanc"),
         "Plugins": [],
         "DicomModalities": {"scu": ["FINDSCU", "127.0.0.1", 11112]},
         "RemoteAccessAllowed": False,
     }
-    (base / "orthanc.json").write_text(json.dumps(config))
-    with open(base / "orthanc.log", "wb") as log:
-        proc = subprocess.Popen([ORTHANC, str(base / "orthanc.json")], stdout=log, stderr=log)
-    ours = RunningServer(
-        {
-            "DicomServerEnabled": True,
-            "DicomPort": 0,
-            "DicomAet": "ORTHANC",
-            "DicomModalities": {"scu": ["FINDSCU", "127.0.0.1", 11112]},
-        },
-        base / "ours",
-    )
-    try:
-        url = f"http://127.0.0.1:{http}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/system", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError((base / "orthanc.log").read_text()) from None
-                time.sleep(0.1)
-        client = ours.client()
-        for entry in oracle_data.DATASETS:
-            data = oracle_data.build(entry)
-            urllib.request.urlopen(urllib.request.Request(url + "/instances", data=data, method="POST")).read()
-            client.upload(data)
-        assert ours.ctx is not None
-        yield ours.ctx.dicom_port, dicom
-    finally:
-        ours.stop()
-        proc.terminate()
-        proc.wait(20)
-        shutil.rmtree(base, ignore_errors=True)
+    with real_orthanc(base, config) as url:
+        ours = RunningServer(
+            {
+                "DicomServerEnabled": True,
+                "DicomPort": 0,
+                "DicomAet": "ORTHANC",
+                "DicomModalities": {"scu": ["FINDSCU", "127.0.0.1", 11112]},
+            },
+            base / "ours",
+        )
+        try:
+            client = ours.client()
+            for entry in oracle_data.DATASETS:
+                data = oracle_data.build(entry)
+                upload(url, data)
+                client.upload(data)
+            assert ours.ctx is not None
+            yield ours.ctx.dicom_port, dicom
+        finally:
+            ours.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def cfind(port: int, query: Dataset, model) -> list[dict[str, str]]:

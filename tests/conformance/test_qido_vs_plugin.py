@@ -10,27 +10,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import time
 import urllib.request
 
 import pytest
 
 from tests.conformance import oracle_data
+from tests.conformance.real_orthanc import DICOMWEB_PLUGIN as PLUGIN
+from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload
+from tests.conftest import free_port
 
-ORTHANC = "/usr/sbin/Orthanc"
-PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(ORTHANC) and os.path.exists(PLUGIN)), reason="Orthanc and its DICOMweb plugin not installed"
 )
 IGNORED = {"00080005"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,42 +30,25 @@ def servers(tmp_path_factory):
     from tests.conftest import RunningServer
 
     base = tmp_path_factory.mktemp("qido")
-    http = free_port()
     config = {
         "Name": "Plugin",
-        "HttpPort": http,
+        "HttpPort": free_port(),
         "DicomPort": free_port(),
         "Plugins": [PLUGIN],
-        "StorageDirectory": str(base / "orthanc"),
-        "IndexDirectory": str(base / "orthanc"),
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }
-    (base / "orthanc.json").write_text(json.dumps(config))
-    with open(base / "orthanc.log", "wb") as log:
-        proc = subprocess.Popen([ORTHANC, str(base / "orthanc.json")], stdout=log, stderr=log)
-    ours = RunningServer({}, base / "ours")
-    try:
-        url = f"http://127.0.0.1:{http}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/system", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError((base / "orthanc.log").read_text()) from None
-                time.sleep(0.1)
-        client = ours.client()
-        for entry in oracle_data.DATASETS:
-            data = oracle_data.build(entry)
-            urllib.request.urlopen(urllib.request.Request(url + "/instances", data=data, method="POST")).read()
-            client.upload(data)
-        yield f"http://127.0.0.1:{ours.port}", url
-    finally:
-        ours.stop()
-        proc.terminate()
-        proc.wait(20)
-        shutil.rmtree(base, ignore_errors=True)
+    with real_orthanc(base, config) as url:
+        ours = RunningServer({}, base / "ours")
+        try:
+            client = ours.client()
+            for entry in oracle_data.DATASETS:
+                data = oracle_data.build(entry)
+                upload(url, data)
+                client.upload(data)
+            yield f"http://127.0.0.1:{ours.port}", url
+        finally:
+            ours.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def qido(base: str, path: str) -> list[dict]:

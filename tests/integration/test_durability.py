@@ -15,11 +15,7 @@ from pathlib import Path
 import aiohttp
 import dicomgen
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def start(config: Path, port: int) -> subprocess.Popen[bytes]:

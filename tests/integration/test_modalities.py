@@ -16,6 +16,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from orthanc_py.model.parsing import _dataset_start
+from tests.conftest import free_port
 
 
 class StoreSCP:
@@ -74,12 +75,6 @@ def server_with_peer(make_server, scp):
             "DicomAssociationCloseDelay": 2,
         }
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_registry(server_with_peer, scp):
