@@ -2,12 +2,29 @@
 
 Writes go to a temporary name, are fsynced (unless SyncStorageArea is false), then renamed:
 a reader never sees a partial file and an acknowledged file survives a crash.
+
+Once a large file is on disk its cached pages are dropped. Ingest is a stream of writes that are
+rarely read back at once; without the drop every file lands in newly allocated page-cache memory,
+and first-touch page allocation was a third of the server's CPU per instance here (2-core VM:
+1.6-2.6 ms/instance without, 1.7 ms with, 650/s steady instead of 490-540/s). The cost is a first
+read from disk (about +0.5 ms for 512 KiB) instead of from the cache.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+DROP_CACHE_MIN = 64 * 1024  # smaller files (JSON attachments) are left in the cache
+
+
+def _drop_cached(fd: int, size: int) -> None:
+    """Let the kernel reuse the clean pages of a file just synced (see the module docstring)."""
+    if size >= DROP_CACHE_MIN:
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:  # advice only; some filesystems refuse it
+            pass
 
 
 class FilesystemStorage:
@@ -40,6 +57,7 @@ class FilesystemStorage:
                 view = view[written:]
             if self.sync:
                 os.fsync(fd)
+                _drop_cached(fd, len(data))
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
