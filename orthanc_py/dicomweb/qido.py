@@ -16,6 +16,7 @@ from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
+from .headers import public_base
 
 # The attributes answered per level, as Orthanc's DICOMweb plugin answers them (PS3.18 Table
 # 10.6.3-3 less InstanceAvailability; lower levels repeat their study's and series' attributes).
@@ -153,7 +154,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
             return answers(ctx, txn, level, find_ids(ctx, txn, req), wanted)
 
         rows = await ctx.index.read(run)
-        base = f"{request.scheme}://{request.host}{prefix}"
+        base = public_base(request, prefix)
         out = []
         for values in rows:
             item: dict[str, Any] = {}

@@ -16,6 +16,7 @@ from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
+from .headers import public_base
 
 PROCESSING_FAILURE = 0xC000  # 49152
 STUDY_MISMATCH = 43265  # the instance is not part of the study in the URL
@@ -98,7 +99,7 @@ def _stow(prefix: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         only_study = request.match_info.get("study")
-        base = f"{request.scheme}://{request.host}{prefix}"
+        base = public_base(request, prefix)
         origin = Origin("RestApi", remote_ip=request.remote or "")
         stored: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []

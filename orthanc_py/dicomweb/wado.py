@@ -13,12 +13,14 @@ from aiohttp import web
 
 from ..core.query import FindRequest, find_ids
 from ..errors import ErrorCode, OrthancError
+from ..imaging import transcode as ts
 from ..index.base import Transaction
 from ..model import maintags as mt
-from ..model.enums import FileContentType, ResourceType
+from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
+from .headers import MediaRange, not_acceptable, parse_accept, public_base
 
 
 def _request_for(study: str | None, series: str | None, instance: str | None) -> FindRequest:
@@ -35,11 +37,6 @@ def _url_request(request: web.Request) -> FindRequest:
     return _request_for(m.get("study"), m.get("series"), m.get("instance"))
 
 
-async def _files(request: web.Request) -> list[str]:
-    """File uuids of the instances named by the URL (404 when there is none)."""
-    return [u for _pid, u in await _instance_ids(request)]
-
-
 def _wants(request: web.Request, *types: str) -> str:
     accept = request.headers.get("Accept", "*/*")
     for item in accept.split(","):
@@ -49,23 +46,73 @@ def _wants(request: web.Request, *types: str) -> str:
     raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Cannot answer {accept}", http_status=406)
 
 
+def _retrieve_plan(request: web.Request, single: bool) -> tuple[bool, str | None, bool]:
+    """(multipart?, target syntax or None for "as stored", whether the client named the syntax).
+
+    Without a transfer-syntax parameter the answer is Explicit VR Little Endian, as PS3.18 and
+    Orthanc's DICOMweb plugin do; a file that cannot be decoded then goes as stored."""
+    header = request.headers.get("Accept")
+    for r in parse_accept(header):
+        if r.media == "multipart/related" and r.type in (None, "application/dicom", "*/*"):
+            multipart = True
+        elif r.media == "application/dicom" and single:
+            multipart = False
+        elif r.any or r.media == "multipart/*":
+            multipart = True
+        else:
+            continue
+        if r.syntax is None:
+            return multipart, ts.EXPLICIT_LE, False
+        return multipart, None if r.syntax == "*" else r.syntax, True
+    raise not_acceptable(header, 'WADO-RS gives multipart/related; type="application/dicom"')
+
+
+def _target_for(stored: str, target: str | None, strict: bool) -> str | None:
+    """The syntax one file is sent in (None: as stored); 406 when `strict` and impossible."""
+    if target is None or stored == target:
+        return None
+    if target in (ts.EXPLICIT_LE, ts.IMPLICIT_LE) and stored != ts.EXPLICIT_BE and ts.can_decode(stored):
+        return target
+    if strict:
+        raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Cannot transcode from {stored} to {target}", http_status=406)
+    return None
+
+
 async def retrieve(request: web.Request) -> web.StreamResponse:
-    """Instances as stored: multipart/related (or application/dicom for a single instance)."""
+    """Instances (multipart/related, or application/dicom for a single instance), as stored or
+    transcoded to the uncompressed syntax the Accept header names."""
     ctx = ctx_of(request)
-    single = "instance" in request.match_info
-    kinds = ("multipart/related", "application/dicom") if single else ("multipart/related",)
-    media = _wants(request, *kinds)
-    uuids = await _files(request)
-    if media == "application/dicom":
-        data = await ctx.run(ctx.storage.read, uuids[0], FileContentType.DICOM)
+    multipart, target, strict = _retrieve_plan(request, "instance" in request.match_info)
+    found = await _instance_ids(request)
+    plan = [(u, _target_for(syntax, target, strict)) for _pid, u, syntax in found]
+
+    def load(file_uuid: str, to: str | None) -> bytes:
+        data = ctx.storage.read(file_uuid, FileContentType.DICOM)
+        if to is None:
+            return data
+        try:
+            return ts.transcode(data, to)
+        except ts.CannotTranscode:
+            if strict:
+                raise
+            return data
+
+    if not multipart:
+        try:
+            data = await ctx.run(load, *plan[0])
+        except ts.CannotTranscode as exc:
+            raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
         return web.Response(body=data, content_type="application/dicom")
     boundary = uuid.uuid4().hex
     response = web.StreamResponse(
         headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
     )
     await response.prepare(request)
-    for u in uuids:
-        data = await ctx.run(ctx.storage.read, u, FileContentType.DICOM)
+    for file_uuid, to in plan:
+        try:
+            data = await ctx.run(load, file_uuid, to)
+        except ts.CannotTranscode:  # headers are gone: end the stream short
+            break
         await response.write(
             f"--{boundary}\r\nContent-Type: application/dicom\r\nContent-Length: {len(data)}\r\n\r\n".encode()
         )
@@ -98,9 +145,9 @@ def _metadata(prefix: str) -> Any:
         changes; only the first request reads the files."""
         _wants(request, "application/dicom+json", "application/json")
         ctx = ctx_of(request)
-        base = f"{request.scheme}://{request.host}{prefix}"
+        base = public_base(request, prefix)
         if "instance" in request.match_info:
-            uuids = await _files(request)
+            uuids = [u for _pid, u, _syntax in await _instance_ids(request)]
 
             def render() -> bytes:
                 return json_bytes([_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base) for u in uuids])
@@ -153,16 +200,23 @@ def setup(router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get(path + "/metadata", _metadata(prefix))
 
 
-async def _instance_ids(request: web.Request, req: FindRequest | None = None) -> list[tuple[str, str]]:
-    """(public id, file uuid) of the instances named by the URL (or `req`); 404 when none."""
+async def _instance_ids(request: web.Request, req: FindRequest | None = None) -> list[tuple[str, str, str]]:
+    """(public id, file uuid, stored transfer syntax) of the instances named by the URL (or
+    `req`); 404 when there is none."""
     ctx = ctx_of(request)
     find = req or _url_request(request)
 
-    def run(txn: Transaction) -> list[tuple[str, str]]:
+    def run(txn: Transaction) -> list[tuple[str, str, str]]:
         ids = find_ids(ctx, txn, find)
         rows = {r.id: r.public_id for r in txn.resources(ids)}
         atts = txn.attachments(ids)
-        return [(rows[i], a.uuid) for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]
+        syntaxes = txn.metadata(ids, [MetadataType.TRANSFER_SYNTAX])
+        return [
+            (rows[i], a.uuid, syntaxes.get(i, {}).get(MetadataType.TRANSFER_SYNTAX, ts.EXPLICIT_LE))
+            for i in ids
+            for a in atts[i]
+            if a.content_type == FileContentType.DICOM
+        ]
 
     found = await ctx.index.read(run)
     if not found:
@@ -178,7 +232,7 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     accept = request.headers.get("Accept", "image/png").lower()
     fmt = "JPEG" if "image/jpeg" in accept and "image/png" not in accept else "PNG"
     frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
-    (_pid, uuid_), *_ = await _instance_ids(request)
+    (_pid, uuid_, _syntax), *_ = await _instance_ids(request)
     data = await ctx.run(ctx.storage.read, uuid_, FileContentType.DICOM)
     try:
         image = await ctx.run(render.render_image, data, frame, fmt, "thumbnail" in request.path)
@@ -187,47 +241,134 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     return web.Response(body=image, content_type="image/jpeg" if fmt == "JPEG" else "image/png")
 
 
-async def frames(request: web.Request) -> web.StreamResponse:
-    """/frames/{list}: uncompressed frames as multipart/related application/octet-stream."""
-    ctx = ctx_of(request)
-    (_pid, uuid_), *_ = await _instance_ids(request)
-    data = await ctx.run(ctx.storage.read, uuid_, FileContentType.DICOM)
+def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, bool]:
+    """(multipart?, decode?) for frames stored in `stored`, from the Accept header (406 when
+    nothing it accepts can be given). Uncompressed unless the client takes the stored syntax."""
+    for r in parse_accept(header):
+        if r.media == "multipart/related" or r.any or r.media == "multipart/*":
+            multipart, kind = True, r.type or "application/octet-stream"
+        elif r.media == "application/octet-stream" and count == 1:
+            multipart, kind = False, r.media
+        elif r.media in ts.MEDIA_TYPES and count == 1:
+            multipart, kind = False, r.media
+        else:
+            continue
+        decode = _frames_decode(r, kind, stored)
+        if decode is not None:
+            return multipart, decode
+    raise not_acceptable(header, f"frames are stored in {stored}")
+
+
+def _frames_decode(r: MediaRange, kind: str, stored: str) -> bool | None:
+    """Whether frames must be decoded to satisfy `r` (None: `r` cannot be satisfied)."""
+    if kind in ("application/octet-stream", "*/*"):
+        if r.syntax == "*" or r.syntax == stored:
+            return False
+        if r.syntax in (None, ts.EXPLICIT_LE):
+            if stored in ts.UNCOMPRESSED:
+                return False
+            return True if ts.can_decode(stored) else None
+        return None
+    if stored in ts.syntaxes_of_media(kind) and r.syntax in (None, "*", stored):
+        return False
+    return None
+
+
+def _frame_numbers(text: str) -> list[int]:
     try:
-        numbers = [int(n) for n in request.match_info["frames"].split(",") if n.strip()]
+        numbers = [int(n) for n in text.split(",") if n.strip()]
     except ValueError as exc:
         raise OrthancError(ErrorCode.BAD_REQUEST, "Frame numbers must be integers") from exc
+    if not numbers:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "No frame number")
+    return numbers
 
-    def extract() -> list[bytes]:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        if "PixelData" not in ds:
-            raise OrthancError(ErrorCode.BAD_REQUEST, "The instance has no pixel data")
-        count = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        if ds.file_meta.TransferSyntaxUID.is_compressed:
-            from pydicom.encaps import generate_frames
 
-            all_frames = list(generate_frames(ds.PixelData, number_of_frames=count))
-        else:
-            size = len(ds.PixelData) // count
-            all_frames = [ds.PixelData[i * size : (i + 1) * size] for i in range(count)]
-        out = []
-        for n in numbers:
-            if not 1 <= n <= count:
-                raise OrthancError(ErrorCode.BAD_REQUEST, f"No frame {n} (the instance has {count})", http_status=404)
-            out.append(bytes(all_frames[n - 1]))
-        return out
+async def frames(request: web.Request) -> web.StreamResponse:
+    """/frames/{list}: uncompressed (decoded when needed) or, when the client takes it, as stored;
+    multipart/related, or a single part for one frame."""
+    ctx = ctx_of(request)
+    (_pid, uuid_, stored), *_ = await _instance_ids(request)
+    numbers = _frame_numbers(request.match_info["frames"])
+    multipart, decode = _frames_plan(request.headers.get("Accept"), stored, len(numbers))
 
-    parts = await ctx.run(extract)
+    def extract() -> tuple[list[bytes], str]:
+        data = ctx.storage.read(uuid_, FileContentType.DICOM)
+        return ts.frames(data, numbers, decode)
+
+    try:
+        parts, syntax = await ctx.run(extract)
+    except LookupError as exc:  # IndexError (no such frame) is a LookupError too
+        status = 404 if isinstance(exc, IndexError) else 400
+        raise OrthancError(ErrorCode.BAD_REQUEST, str(exc).strip("'\""), http_status=status) from exc
+    except ts.CannotTranscode as exc:
+        raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
+    part_type = f"{ts.frame_media(syntax)}; transfer-syntax={syntax}"
+    if not multipart:
+        return web.Response(body=parts[0], headers={"Content-Type": part_type})
+    base = public_base(request, request.path.rsplit("/frames/", 1)[0]) + "/frames/"
+    return _multipart(parts, part_type, [base + str(n) for n in numbers])
+
+
+def _multipart(parts: list[bytes], part_type: str, locations: list[str] | None = None) -> web.Response:
     boundary = uuid.uuid4().hex
-    body = (
-        b"".join(
-            f"--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n".encode() + p + b"\r\n" for p in parts
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
+    chunks = []
+    for i, p in enumerate(parts):
+        where = f"Content-Location: {locations[i]}\r\n" if locations else ""
+        chunks.append(f"--{boundary}\r\nContent-Type: {part_type}\r\n{where}Content-Length: {len(p)}\r\n\r\n".encode())
+        chunks.append(p)
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
     return web.Response(
-        body=body,
-        headers={"Content-Type": f'multipart/related; type="application/octet-stream"; boundary={boundary}'},
+        body=b"".join(chunks),
+        headers={"Content-Type": f'multipart/related; type="{part_type}"; boundary={boundary}'},
     )
+
+
+async def bulk(request: web.Request) -> web.StreamResponse:
+    """The BulkDataURI of a metadata answer: the value of one element, as
+    multipart/related application/octet-stream (or single part); pixel data gives its frames."""
+    ctx = ctx_of(request)
+    header = request.headers.get("Accept")
+    ranges = parse_accept(header)
+    multipart = next(
+        (
+            r.media != "application/octet-stream"
+            for r in ranges
+            if r.any
+            or r.media == "application/octet-stream"
+            or (r.media in ("multipart/related", "multipart/*") and r.type in (None, "application/octet-stream"))
+        ),
+        None,
+    )
+    if multipart is None:
+        raise not_acceptable(header, "bulk data is application/octet-stream")
+    try:
+        tag = int(request.match_info["tag"], 16)
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.BAD_REQUEST, "A bulk data URI ends with a tag in hexadecimal") from exc
+    (_pid, uuid_, _stored), *_ = await _instance_ids(request)
+
+    def value() -> tuple[list[bytes], str]:
+        data = ctx.storage.read(uuid_, FileContentType.DICOM)
+        if tag == 0x7FE00010:
+            try:
+                count = ts.frame_count(data)
+                return ts.frames(data, list(range(1, count + 1)), False)
+            except LookupError:
+                return [], ts.EXPLICIT_LE
+        found = ts.element_value(data, tag)
+        return ([] if found is None else [found]), ts.EXPLICIT_LE
+
+    parts, syntax = await ctx.run(value)
+    if not parts:
+        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"No bulk data for tag {tag:08X}", http_status=404)
+    part_type = ts.frame_media(syntax) if tag == 0x7FE00010 else "application/octet-stream"
+    if tag == 0x7FE00010:
+        part_type += f"; transfer-syntax={syntax}"
+    if not multipart:
+        return web.Response(body=b"".join(parts), headers={"Content-Type": part_type})
+    return _multipart(parts, part_type)
 
 
 async def delete(request: web.Request) -> web.StreamResponse:
@@ -246,7 +387,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
 
     def targets(txn: Transaction) -> list[str]:
         out: list[str] = []
-        for pid, _u in found:
+        for pid, _u, _s in found:
             hit = txn.lookup(pid)
             if hit is None:
                 continue
@@ -273,7 +414,7 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     if q.get("requestType") != "WADO" or not q.get("objectUID"):
         raise OrthancError(ErrorCode.BAD_REQUEST, "WADO-URI needs requestType=WADO and objectUID")
     req = _request_for(q.get("studyUID"), q.get("seriesUID"), q.get("objectUID"))
-    (_pid, file_uuid), *_ = await _instance_ids(request, req)
+    (_pid, file_uuid, _syntax), *_ = await _instance_ids(request, req)
     data = await ctx.run(ctx.storage.read, file_uuid, FileContentType.DICOM)
     content_type = q.get("contentType", "image/jpeg")
     if content_type == "application/dicom":
@@ -296,3 +437,4 @@ def setup_extras(router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get(f"{instance}/{name}", rendered)
         router.add_get(instance + "/frames/{frames}/" + name, rendered)
     router.add_get(instance + "/frames/{frames}", frames)
+    router.add_get(instance + "/bulk/{tag}", bulk)

@@ -1,0 +1,190 @@
+"""Transfer syntaxes: re-encoding a stored file, and cutting its pixel data into frames.
+
+Used where a client names the transfer syntax it wants (WADO-RS instances and frames, C-STORE
+to a peer that lacks the stored syntax). Only decoding is offered: a compressed file can be
+given uncompressed when pydicom has a decoder for it; nothing is ever compressed here.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+UNCOMPRESSED = frozenset({IMPLICIT_LE, EXPLICIT_LE, DEFLATED_LE, EXPLICIT_BE})
+
+# Media type of a frame in a compressed syntax (PS3.18 Table 8.7.3-2).
+_FRAME_MEDIA = {
+    "1.2.840.10008.1.2.5": "image/dicom-rle",
+    "1.2.840.10008.1.2.4.50": "image/jpeg",
+    "1.2.840.10008.1.2.4.51": "image/jpeg",
+    "1.2.840.10008.1.2.4.57": "image/jpeg",
+    "1.2.840.10008.1.2.4.70": "image/jpeg",
+    "1.2.840.10008.1.2.4.80": "image/jls",
+    "1.2.840.10008.1.2.4.81": "image/jls",
+    "1.2.840.10008.1.2.4.90": "image/jp2",
+    "1.2.840.10008.1.2.4.91": "image/jp2",
+    "1.2.840.10008.1.2.4.92": "image/jpx",
+    "1.2.840.10008.1.2.4.93": "image/jpx",
+    "1.2.840.10008.1.2.4.201": "image/jphc",
+    "1.2.840.10008.1.2.4.202": "image/jphc",
+    "1.2.840.10008.1.2.4.203": "image/jphc",
+}
+_MEDIA_ALIASES = {"image/x-dicom-rle": "image/dicom-rle", "image/x-jls": "image/jls"}
+MEDIA_TYPES = frozenset(_FRAME_MEDIA.values()) | frozenset(_MEDIA_ALIASES)
+
+
+class CannotTranscode(Exception):
+    """The file cannot be given in the requested transfer syntax (no decoder, or an encoder would be needed)."""
+
+
+def frame_media(syntax: str) -> str:
+    """The media type a frame in `syntax` travels as (application/octet-stream when uncompressed)."""
+    return _FRAME_MEDIA.get(syntax, "application/octet-stream")
+
+
+def syntaxes_of_media(media: str) -> set[str]:
+    """The compressed syntaxes whose frames are `media` (image/jpeg, image/jls, ...)."""
+    media = _MEDIA_ALIASES.get(media, media)
+    return {ts for ts, m in _FRAME_MEDIA.items() if m == media}
+
+
+def can_decode(syntax: str) -> bool:
+    """Whether pixel data stored in `syntax` can be given uncompressed."""
+    if syntax in UNCOMPRESSED:
+        return True
+    try:
+        from pydicom.pixels import get_decoder
+
+        return bool(get_decoder(syntax).is_available)
+    except (NotImplementedError, ValueError, ImportError):
+        return False
+
+
+def _read(data: bytes) -> Any:
+    import pydicom
+
+    return pydicom.dcmread(io.BytesIO(data), force=True)
+
+
+def stored_syntax(ds: Any) -> str:
+    meta = getattr(ds, "file_meta", None)
+    return str(getattr(meta, "TransferSyntaxUID", "") or EXPLICIT_LE)
+
+
+def transcode(data: bytes, target: str) -> bytes:
+    """The DICOM file `data` in `target`; the same bytes when it already is. Targets other than
+    the stored syntax must be Explicit or Implicit VR Little Endian."""
+    ds = _read(data)
+    return transcode_dataset(ds, target, data)
+
+
+def transcode_dataset(ds: Any, target: str, original: bytes | None = None) -> bytes:
+    """As `transcode`, for a dataset already read (`original` is returned when nothing changes)."""
+    from pydicom.uid import UID
+
+    source = stored_syntax(ds)
+    if source == target and original is not None:
+        return original
+    if target not in (EXPLICIT_LE, IMPLICIT_LE) or source == EXPLICIT_BE:
+        raise CannotTranscode(f"Cannot transcode from {source} to {target}")
+    if source not in UNCOMPRESSED:
+        try:
+            ds.decompress()
+        except Exception as exc:  # pydicom raises many kinds for a missing or failing decoder
+            raise CannotTranscode(f"Cannot decode {source}: {exc}") from exc
+    ds.file_meta.TransferSyntaxUID = UID(target)
+    out = io.BytesIO()
+    ds.save_as(out, implicit_vr=target == IMPLICIT_LE, little_endian=True, enforce_file_format=True)
+    return out.getvalue()
+
+
+def _frame_length(ds: Any) -> int | None:
+    try:
+        bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1) or 1) * int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return (bits + 7) // 8
+
+
+def frame_count(data: bytes) -> int:
+    """NumberOfFrames of the file (1 when absent); LookupError without pixel data."""
+    ds = _read(data)
+    if "PixelData" not in ds:
+        raise LookupError("The instance has no pixel data")
+    return int(ds.get("NumberOfFrames", 1) or 1)
+
+
+def frames(data: bytes, numbers: list[int], decode: bool) -> tuple[list[bytes], str]:
+    """Frames `numbers` (1-based) of the file and the syntax they are in: as stored, or
+    uncompressed (Explicit VR Little Endian) when `decode` and the file is compressed.
+    IndexError names a frame that does not exist; LookupError means no pixel data."""
+    ds = _read(data)
+    if "PixelData" not in ds:
+        raise LookupError("The instance has no pixel data")
+    syntax = stored_syntax(ds)
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    for n in numbers:
+        if not 1 <= n <= count:
+            raise IndexError(f"No frame {n} (the instance has {count})")
+    if syntax not in UNCOMPRESSED:
+        if decode:
+            return [_decoded_frame(ds, n - 1) for n in numbers], EXPLICIT_LE
+        from pydicom.encaps import generate_frames
+
+        stored = list(generate_frames(ds.PixelData, number_of_frames=count))
+        return [bytes(stored[n - 1]) for n in numbers], syntax
+    pixels = ds.PixelData
+    size = _frame_length(ds) or len(pixels) // count
+    return [
+        bytes(pixels[(n - 1) * size : n * size]) for n in numbers
+    ], EXPLICIT_BE if syntax == EXPLICIT_BE else EXPLICIT_LE
+
+
+def _decoded_frame(ds: Any, index: int) -> bytes:
+    from pydicom.pixels import pixel_array
+
+    try:
+        array = pixel_array(ds, index=index)
+    except Exception as exc:  # missing plugin, corrupt stream
+        raise CannotTranscode(f"Cannot decode {stored_syntax(ds)}: {exc}") from exc
+    return bytes(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
+def element_value(data: bytes, tag: int) -> bytes | None:
+    """The raw value of the first element `tag` in the file (top level first, then inside
+    sequences), for BulkDataURI; None when there is none."""
+    ds = _read(data)
+
+    def search(dataset: Any) -> bytes | None:
+        if tag in dataset:
+            value = dataset[tag].value
+            if isinstance(value, bytes | bytearray):
+                return bytes(value)
+            elem = dataset[tag]
+            return None if elem.VR == "SQ" else _encode_value(elem)
+        for elem in dataset:
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    found = search(item)
+                    if found is not None:
+                        return found
+        return None
+
+    return search(ds)
+
+
+def _encode_value(elem: Any) -> bytes:
+    """Little-endian bytes of a non-binary element (numbers, text), as a bulk data value."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = True
+    write_data_element(fp, elem)
+    raw = fp.getvalue()
+    return raw[8:]  # tag (4) + length (4) in Implicit VR Little Endian

@@ -1,0 +1,183 @@
+"""WADO-RS transfer-syntax negotiation (instances and frames) and bulk data, with raw requests
+and with dicomweb-client. What Orthanc's DICOMweb plugin 1.10 does was checked by hand: no
+transfer-syntax means Explicit VR Little Endian, `*` means as stored, frames of a compressed
+file come decoded unless the client takes the stored syntax."""
+
+from __future__ import annotations
+
+import io
+
+import dicomgen
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+RLE = str(RLELossless)
+ELE = str(ExplicitVRLittleEndian)
+DICOM_MP = 'multipart/related; type="application/dicom"'
+OCTET_MP = 'multipart/related; type="application/octet-stream"'
+
+
+def rle_instance(patient: int, frames: int = 1) -> tuple[bytes, pydicom.Dataset]:
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=patient, rows=8, columns=8)))
+    rng = np.random.default_rng(patient)
+    pixels = rng.integers(0, 4000, size=(frames, 8, 8) if frames > 1 else (8, 8), dtype=np.uint16)
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    ds.PixelData = pixels.tobytes()
+    ds.compress(RLELossless, pixels)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue(), ds
+
+
+def parts(response) -> list[tuple[dict[str, str], bytes]]:
+    """Split a multipart/related body into (headers, body) pairs."""
+    ctype = response.headers["content-type"]
+    boundary = ctype.split("boundary=")[1].split(";")[0].strip('"')
+    out = []
+    for chunk in response.body.split(b"--" + boundary.encode())[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, body = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n"))
+        out.append((headers, body[:-2] if body.endswith(b"\r\n") else body))
+    return out
+
+
+def path_of(ds: pydicom.Dataset) -> str:
+    return f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+
+
+def syntax_of(data: bytes) -> str:
+    return str(pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID)
+
+
+def test_instances_default_to_explicit_little_endian_and_star_keeps_them_as_stored(client):
+    data, ds = rle_instance(1)
+    client.upload(data)
+    path = path_of(ds)
+    for accept in (None, DICOM_MP, DICOM_MP + f"; transfer-syntax={ELE}"):
+        r = client.get(path, headers={"Accept": accept} if accept else {})
+        assert r.status == 200, accept
+        ((headers, body),) = parts(r)
+        assert syntax_of(body) == ELE
+        decoded = pydicom.dcmread(io.BytesIO(body))
+        assert np.array_equal(decoded.pixel_array, ds.pixel_array)
+    r = client.get(path, headers={"Accept": DICOM_MP + "; transfer-syntax=*"})
+    assert parts(r)[0][1] == data
+    single = client.get(path, headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert single.status == 200 and single.body == data
+    study = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}", headers={"Accept": DICOM_MP})
+    assert [syntax_of(b) for _h, b in parts(study)] == [ELE]
+
+
+def test_instances_answer_406_for_a_syntax_that_would_need_an_encoder(client):
+    data = dicomgen.make(patient=2, rows=8, columns=8)
+    client.upload(data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    r = client.get(path_of(ds), headers={"Accept": DICOM_MP + "; transfer-syntax=1.2.840.10008.1.2.4.50"})
+    assert r.status == 406 and "1.2.840.10008.1.2.4.50" in r.json()["Details"]
+    assert client.get(path_of(ds), headers={"Accept": "image/png"}).status == 406
+    study = f"/dicom-web/studies/{ds.StudyInstanceUID}"
+    assert client.get(study, headers={"Accept": "application/dicom"}).status == 406
+    implicit = client.get(path_of(ds), headers={"Accept": DICOM_MP + "; transfer-syntax=1.2.840.10008.1.2"})
+    assert syntax_of(parts(implicit)[0][1]) == "1.2.840.10008.1.2"
+
+
+def test_frames_are_decoded_unless_the_stored_syntax_is_accepted(client):
+    data, ds = rle_instance(3, frames=3)
+    client.upload(data)
+    path = path_of(ds) + "/frames/3,1"
+    expected = [ds.pixel_array[2].tobytes(), ds.pixel_array[0].tobytes()]
+    for accept in (None, OCTET_MP, OCTET_MP + f"; transfer-syntax={ELE}"):
+        r = client.get(path, headers={"Accept": accept} if accept else {})
+        assert r.status == 200, accept
+        got = parts(r)
+        assert [b for _h, b in got] == expected
+        assert got[0][0]["Content-Type"] == f"application/octet-stream; transfer-syntax={ELE}"
+        assert got[0][0]["Content-Location"].endswith("/frames/3")
+    stored = client.get(path, headers={"Accept": OCTET_MP + "; transfer-syntax=*"})
+    got = parts(stored)
+    assert got[0][0]["Content-Type"] == f"image/dicom-rle; transfer-syntax={RLE}"
+    from pydicom.encaps import generate_frames
+
+    raw = list(generate_frames(ds.PixelData, number_of_frames=3))
+    assert [b for _h, b in got] == [raw[2], raw[0]]
+    rle = client.get(path, headers={"Accept": 'multipart/related; type="image/x-dicom-rle"'})
+    assert rle.status == 200 and parts(rle)[0][1] == raw[2]
+    one = client.get(path_of(ds) + "/frames/2", headers={"Accept": "application/octet-stream"})
+    assert one.status == 200 and one.body == ds.pixel_array[1].tobytes()
+    assert client.get(path, headers={"Accept": 'multipart/related; type="image/jpeg"'}).status == 406
+    assert client.get(path_of(ds) + "/frames/4").status == 404
+    assert client.get(path_of(ds) + "/frames/x").status == 400
+
+
+def test_bulk_data_uris_of_metadata_answer_the_values(client):
+    data = dicomgen.make(patient=4, rows=8, columns=8, extra={"RedPaletteColorLookupTableData": b"\x01\x02" * 1024})
+    client.upload(data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    (meta,) = client.get(path_of(ds) + "/metadata").json()
+    pixel_uri = meta["7FE00010"]["BulkDataURI"]
+    lut_uri = meta["00281201"]["BulkDataURI"]
+    local = pixel_uri.split(f":{client.port}", 1)[1]
+    r = client.get(local, headers={"Accept": OCTET_MP})
+    assert r.status == 200 and parts(r)[0][1] == ds.PixelData
+    r = client.get(lut_uri.split(f":{client.port}", 1)[1], headers={"Accept": "application/octet-stream"})
+    assert r.status == 200 and r.body == b"\x01\x02" * 1024
+    assert client.get(path_of(ds) + "/bulk/00100010", headers={"Accept": OCTET_MP}).status == 200
+    assert client.get(path_of(ds) + "/bulk/00091001").status == 404
+    assert client.get(path_of(ds) + "/bulk/zz").status == 400
+    assert client.get(local, headers={"Accept": "application/dicom+json"}).status == 406
+
+
+def test_dicomweb_client_retrieves_frames_and_bulk_data(server, client):
+    dicomweb_client = pytest.importorskip("dicomweb_client")
+    web = dicomweb_client.api.DICOMwebClient(url=f"http://127.0.0.1:{server.port}/dicom-web")
+    data, ds = rle_instance(5, frames=2)
+    client.upload(data)
+    uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    got = web.retrieve_instance_frames(*uids, frame_numbers=[2, 1])
+    assert got == [ds.pixel_array[1].tobytes(), ds.pixel_array[0].tobytes()]
+    meta = web.retrieve_instance_metadata(*uids)
+    pixel = web.retrieve_bulkdata(meta["7FE00010"]["BulkDataURI"], media_types=(("application/octet-stream", "*"),))
+    assert len(pixel) == 2
+    inst = web.retrieve_instance(*uids, media_types=(("application/dicom", "*"),))
+    assert inst.file_meta.TransferSyntaxUID == RLELossless
+    plain = web.retrieve_instance(*uids)
+    assert np.array_equal(plain.pixel_array, ds.pixel_array)
+
+
+def test_uris_follow_forwarded_headers_and_keep_the_port(client):
+    data = dicomgen.make(patient=6, rows=8, columns=8)
+    client.upload(data)
+    url_tag = "00081190"
+
+    def retrieve_url(headers):
+        (study,) = client.get("/dicom-web/studies?PatientID=PID00006", headers=headers).json()
+        return study[url_tag]["Value"][0]
+
+    assert retrieve_url({"X-Forwarded-Host": "pacs.example.org", "X-Forwarded-Proto": "https"}).startswith(
+        "https://pacs.example.org/dicom-web/studies/"
+    )
+    assert retrieve_url({"Forwarded": 'for=10.0.0.1;host="viewer.example:8443";proto=https'}).startswith(
+        "https://viewer.example:8443/dicom-web/studies/"
+    )
+    # dicomweb-client sends a Host header without the port
+    assert retrieve_url({"Host": "127.0.0.1"}).startswith(f"http://127.0.0.1:{client.port}/dicom-web/")
+
+
+def test_accept_header_parsing():
+    from orthanc_py.dicomweb.headers import parse_accept
+
+    ranges = parse_accept(
+        'application/dicom;q=0.5, multipart/related; type="application/octet-stream; transfer-syntax=*", image/png;q=0'
+    )
+    assert [(r.media, r.type, r.syntax) for r in ranges] == [
+        ("multipart/related", "application/octet-stream", "*"),
+        ("application/dicom", None, None),
+    ]
+    assert parse_accept(None)[0].any
+    (r,) = parse_accept("multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2.1")
+    assert (r.type, r.syntax) == ("application/dicom", "1.2.840.10008.1.2.1")
