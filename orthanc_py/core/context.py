@@ -81,6 +81,10 @@ class ServerContext:
         from .queries import QueryRegistry
 
         self.jobs = JobsEngine()
+        from .extquery import ExtQueryTags
+
+        self.ext_tags = ExtQueryTags()
+        """Extended query tags (DICOMweb), loaded by `start_background`."""
         self.modalities = ModalityRegistry(dict(settings.dicom_modalities))
         self.queries = QueryRegistry()
         self._scu: Any = None
@@ -109,6 +113,10 @@ class ServerContext:
     def start_background(self) -> None:
         """Start the periodic tasks (stability)."""
         self._tasks.append(asyncio.create_task(self._stability_loop(), name="stability"))
+        from .extquery import resume
+
+        self.index.read_blocking(self.ext_tags.refresh)  # before any ingest can need them
+        self._tasks.append(asyncio.create_task(resume(self), name="extended-query-tags"))
 
     async def _stability_loop(self) -> None:
         interval = min(1.0, max(0.05, self.settings.stable_age / 4))

@@ -20,6 +20,7 @@ from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceTyp
 from ..model.ids import PublicIds
 from ..model.parsing import ParsedInstance, parse
 from .context import ServerContext, now_iso
+from .extquery import values_for_ingest
 
 
 class StoreStatus(enum.Enum):
@@ -94,7 +95,13 @@ _NEW_CHANGE = {
 
 
 def _store_txn(
-    txn: Transaction, p: ParsedInstance, att: Attachment, origin: Origin, overwrite: bool, date: str
+    txn: Transaction,
+    p: ParsedInstance,
+    att: Attachment,
+    origin: Origin,
+    overwrite: bool,
+    date: str,
+    ext_values: list[tuple[int, ResourceType, str, str | None]],
 ) -> _TxnResult:
     """The index half of ingest. Statements are batched (one look-up for the four IDs, one
     metadata insert, one change insert): each statement is a GIL hand-off under load."""
@@ -135,6 +142,9 @@ def _store_txn(
         parent = rid
     iid = txn.create_resource(ids.instance, ResourceType.INSTANCE, parent, p.main_tags[ResourceType.INSTANCE])
     txn.add_attachment(iid, att)
+    if ext_values:  # extended query tags (chain: patient, study, series)
+        at = {ResourceType.STUDY: chain[1], ResourceType.SERIES: chain[2], ResourceType.INSTANCE: iid}
+        txn.add_tag_values([(at[level], tag, value, norm) for tag, level, value, norm in ext_values])
     meta += [
         (iid, int(MetadataType.RECEPTION_DATE), date),
         (iid, int(MetadataType.REMOTE_AET), origin.remote_aet),
@@ -176,8 +186,9 @@ def _store_in_thread(
     """The whole ingest in one worker thread: one hop from the event loop per instance."""
     parsed, att = _prepare(ctx, data, expected_study)
     date = now_iso()
+    ext_values = values_for_ingest(ctx, data, parsed.dataset) if ctx.ext_tags.rows else []
     try:
-        result = ctx.index.write_blocking(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date))
+        result = ctx.index.write_blocking(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values))
     except BaseException:
         ctx.storage.remove(att.uuid, att.content_type)
         raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import changefeed, qido, stow, wado
+from . import changefeed, extquery, qido, stow, wado
 
 PREFIXES = ("/dicom-web", "/dicom-web/v1", "/dicom-web/v2")
 
@@ -17,5 +17,6 @@ def setup(app: web.Application) -> None:
         wado.setup(app.router, prefix)
         wado.setup_extras(app.router, prefix)
         changefeed.setup(app.router, prefix)
+        extquery.setup(app.router, prefix)
     app.router.add_get("/wado", wado.wado_uri)
     app.router.add_get("/dicom-web/wado", wado.wado_uri)

@@ -51,7 +51,9 @@ class MediaRange:
 
 def _split(text: str, sep: str) -> list[str]:
     """Split on `sep` outside double quotes."""
-    out, cur, quoted = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core import extquery
 from ..core.dicomfind import answers
 from ..core.query import FindRequest, find_ids
 from ..errors import ErrorCode, OrthancError
@@ -107,6 +108,14 @@ def _search(level: ResourceType, prefix: str) -> Any:
         req = FindRequest(level=level)
         fields = list(DEFAULT_FIELDS[level])
         include_all = False
+        flagged: list[str] = []  # extended query tags with indexing errors
+        scope = (
+            ResourceType.SERIES
+            if "series" in request.match_info
+            else ResourceType.STUDY
+            if "study" in request.match_info
+            else None
+        )
         fuzzy = request.query.get("fuzzymatching", "false").lower() == "true"
         for key, value in request.query.items():
             if key in _CONTROL:
@@ -126,6 +135,14 @@ def _search(level: ResourceType, prefix: str) -> Any:
             except ValueError:
                 raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown query attribute: {key}") from None
             fields.append(tag)
+            ext = extquery.constraint(ctx, tag, value, level, scope, fuzzy)
+            if ext is not None:
+                ext_constraint, erroneous = ext
+                if ext_constraint is not None:
+                    req.constraints.append(ext_constraint)
+                if erroneous:
+                    flagged.append(key)
+                continue
             if fuzzy and vr_of(tag) == "PN" and value and not value.endswith("*"):
                 value += "*"
             c = parse_constraint(mt.tag(0x0008, 0x0060) if tag == 0x00080061 else tag, value, False)
@@ -170,7 +187,10 @@ def _search(level: ResourceType, prefix: str) -> Any:
                 url += f"/instances/{values.get(mt.SOP_INSTANCE_UID) or ''}"
             item[f"{RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [url]}
             out.append(item)
-        return web.Response(body=json_bytes(out), content_type="application/dicom+json")
+        response = web.Response(body=json_bytes(out), content_type="application/dicom+json")
+        if flagged:
+            response.headers["erroneous-dicom-attributes"] = ",".join(flagged)
+        return response
 
     return handler
 

@@ -29,6 +29,7 @@ from .base import (
     Change,
     Deletion,
     ExportedResource,
+    ExtTagRow,
     Ids,
     OrderBy,
     ResourceRow,
@@ -119,6 +120,31 @@ MIGRATIONS: tuple[str, ...] = (
         timestamp TEXT NOT NULL
     );
     CREATE INDEX changefeed_instance ON changefeed(instance_id);
+    """,
+    # 3: extended query tags (Azure DICOM); their values live in `tags` like main tags
+    """
+    CREATE TABLE ext_tags (
+        key INTEGER PRIMARY KEY AUTOINCREMENT,
+        tag INTEGER NOT NULL,
+        private_creator TEXT NOT NULL DEFAULT '',
+        vr TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        query_status TEXT NOT NULL,
+        operation TEXT,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (tag, private_creator)
+    );
+    CREATE TABLE ext_errors (
+        key INTEGER NOT NULL,
+        instance_id TEXT NOT NULL,
+        study_uid TEXT NOT NULL,
+        series_uid TEXT NOT NULL,
+        sop_uid TEXT NOT NULL,
+        created TEXT NOT NULL,
+        message TEXT NOT NULL,
+        PRIMARY KEY (key, instance_id)
+    ) WITHOUT ROWID;
     """,
 )
 
@@ -666,6 +692,62 @@ class SqlTransaction:
 
     def clear_changes(self) -> None:
         self.c.execute("DELETE FROM changes")
+
+    # --- extended query tags
+    _EXT_COLUMNS = "key, tag, private_creator, vr, level, status, query_status, operation, error_count"
+
+    def ext_tags(self) -> list[ExtTagRow]:
+        return [ExtTagRow(*row) for row in self.c.execute(f"SELECT {self._EXT_COLUMNS} FROM ext_tags ORDER BY key")]
+
+    def add_ext_tag(self, tag: int, private_creator: str, vr: str, level: int, operation: str) -> int:
+        cur = self.c.execute(
+            "INSERT INTO ext_tags(tag, private_creator, vr, level, status, query_status, operation) "
+            "VALUES (?,?,?,?,'Adding','Enabled',?)",
+            (tag, private_creator, vr, level, operation),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def update_ext_tag(self, key: int, **fields: Any) -> None:
+        allowed = {"status", "query_status", "operation"}
+        assert set(fields) <= allowed
+        assignments = ", ".join(f"{name}=?" for name in fields)
+        self.c.execute(f"UPDATE ext_tags SET {assignments} WHERE key=?", (*fields.values(), key))
+
+    def delete_ext_tag(self, key: int, storage_tag: int) -> None:
+        """The tag, its indexed values and its errors."""
+        self.c.execute("DELETE FROM tags WHERE tag=?", (storage_tag,))
+        self.c.execute("DELETE FROM ext_errors WHERE key=?", (key,))
+        self.c.execute("DELETE FROM ext_tags WHERE key=?", (key,))
+
+    def add_tag_values(self, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
+        """Searchable values (resource, tag, value, normalized) unless the resource has the tag already."""
+        self.c.executemany(
+            "INSERT INTO tags(resource_id, tag, value, norm) SELECT ?1, ?2, ?3, ?4 "
+            "WHERE NOT EXISTS (SELECT 1 FROM tags WHERE resource_id=?1 AND tag=?2)",
+            rows,
+        )
+
+    def add_ext_errors(self, key: int, rows: Sequence[tuple[str, str, str, str, str, str]]) -> None:
+        """Errors (instance, study, series, sop, created, message) of a re-index; the tag's count follows."""
+        self.c.executemany(
+            "INSERT OR REPLACE INTO ext_errors(key, instance_id, study_uid, series_uid, sop_uid, created, message) "
+            "VALUES (?,?,?,?,?,?,?)",
+            [(key, *r) for r in rows],
+        )
+        self.c.execute(
+            "UPDATE ext_tags SET error_count=(SELECT COUNT(*) FROM ext_errors WHERE key=?1) WHERE key=?1", (key,)
+        )
+
+    def ext_errors(self, key: int, offset: int, limit: int) -> list[tuple[str, str, str, str, str]]:
+        return [
+            tuple(r)
+            for r in self.c.execute(
+                "SELECT study_uid, series_uid, sop_uid, created, message FROM ext_errors WHERE key=? "
+                "ORDER BY created, instance_id LIMIT ? OFFSET ?",
+                (key, limit, offset),
+            )
+        ]
 
     def clear_exports(self) -> None:
         self.c.execute("DELETE FROM exports")

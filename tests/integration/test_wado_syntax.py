@@ -61,7 +61,7 @@ def test_instances_default_to_explicit_little_endian_and_star_keeps_them_as_stor
     for accept in (None, DICOM_MP, DICOM_MP + f"; transfer-syntax={ELE}"):
         r = client.get(path, headers={"Accept": accept} if accept else {})
         assert r.status == 200, accept
-        ((headers, body),) = parts(r)
+        ((_headers, body),) = parts(r)
         assert syntax_of(body) == ELE
         decoded = pydicom.dcmread(io.BytesIO(body))
         assert np.array_equal(decoded.pixel_array, ds.pixel_array)
