@@ -239,6 +239,13 @@ class SqlTransaction:
 
     def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]:
         out: dict[int, list[tuple[int, str]]] = {i: [] for i in self._keys(ids)}
+        if isinstance(ids, WholeLevel):  # every resource of the level below has its parent there
+            if ids.level is ResourceType.INSTANCE:
+                return out
+            sql = "SELECT parent_id, id, public_id FROM resources WHERE level = ? ORDER BY parent_id, id"
+            for parent, rid, pub in self.c.execute(sql, (int(ids.level) + 1,)):
+                out[parent].append((rid, pub))
+            return out
         for cond, args in self._filters(ids, "parent_id"):
             # (parent_id, id) is the order of the parent_id index: no sort step
             sql = f"SELECT parent_id, id, public_id FROM resources WHERE {cond} ORDER BY parent_id, id"

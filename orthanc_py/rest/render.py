@@ -38,6 +38,57 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
 _MAIN_NAMES = {t: name for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
 
 
+# Per-level keys of the default rendering (computed once: enum properties cost per call).
+_LEVEL_KEYS = {
+    level: (
+        level.label,
+        None if level.parent is None else "Parent" + level.parent.label,
+        None
+        if level.child is None
+        else {"Study": "Studies", "Series": "Series", "Instance": "Instances"}[level.child.label],
+    )
+    for level in ResourceType
+}
+
+
+def _default_json(info: ResourceInfo, names: dict[int, str]) -> dict[str, Any]:
+    """`resource_json` with every field and keyword names: the hot path of expanded lists."""
+    level = info.level
+    label, parent_key, children_key = _LEVEL_KEYS[level]
+    try:
+        tags = {names[t]: v for t, v in info.main_tags.items()}
+    except KeyError:
+        tags = tags_json(info.main_tags, level, "human")
+    out: dict[str, Any] = {"ID": info.public_id, "Type": label, "MainDicomTags": tags, "Labels": info.labels}
+    if parent_key is not None:
+        out[parent_key] = info.parent
+    if children_key is not None:
+        out[children_key] = info.children
+    if level is ResourceType.INSTANCE:
+        out["FileSize"] = info.file_size
+        out["FileUuid"] = info.file_uuid
+        out["IndexInSeries"] = info.index_in_series
+        return out
+    out["IsStable"] = info.is_stable
+    out["LastUpdate"] = info.last_update
+    if level is ResourceType.STUDY:
+        out["PatientMainDicomTags"] = tags_json(info.patient_main_tags or {}, ResourceType.PATIENT, "human")
+    elif level is ResourceType.SERIES:
+        out["ExpectedNumberOfInstances"] = info.expected_instances
+        out["Status"] = info.series_status
+    elif level is ResourceType.PATIENT:
+        out["IsProtected"] = info.is_protected
+    return out
+
+
+def resources_json(infos: list[ResourceInfo], fmt: str = "human") -> list[dict[str, Any]]:
+    """`resource_json` of many resources (expanded listings)."""
+    if fmt != "human":
+        return [resource_json(i, fmt) for i in infos]
+    names = _MAIN_NAMES
+    return [_default_json(i, names) for i in infos]
+
+
 def resource_json(
     info: ResourceInfo,
     fmt: str = "human",

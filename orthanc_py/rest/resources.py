@@ -24,7 +24,7 @@ from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_response, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
-from .render import metadata_name, resource_json, resource_statistics_json, tags_json
+from .render import metadata_name, resource_json, resource_statistics_json, resources_json, tags_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,6 +88,8 @@ async def render_infos(
     content: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     if requested is None:
+        if content is None:
+            return resources_json(infos, fmt)
         return [resource_json(i, fmt, None, content) for i in infos]
     values = await requested_values(request, infos, requested, fmt)
     return [resource_json(i, fmt, v, content) for i, v in zip(infos, values, strict=True)]
