@@ -141,3 +141,30 @@ def test_metadata_summary_follows_changes(client):
     assert len(client.get(path, headers=headers).json()) == 3
     client.delete(f"/instances/{ids[0]}")
     assert len(client.get(path, headers=headers).json()) == 2
+
+
+def test_series_level_rendered_and_delete_with_dicomweb_client(web, client):
+    ds = datasets(9, 2) + [
+        pydicom.dcmread(io.BytesIO(dicomgen.make(patient=9, series=1, instance=0, rows=16, columns=16)))
+    ]
+    web.store_instances(ds)
+    study, series = ds[0].StudyInstanceUID, ds[0].SeriesInstanceUID
+    found = web.search_for_series(study_instance_uid=study)
+    assert {s["0020000E"]["Value"][0] for s in found} == {series, ds[2].SeriesInstanceUID}
+    assert all(s["00201209"]["Value"][0] in (1, 2) for s in found)  # NumberOfSeriesRelatedInstances
+    assert len(web.search_for_series(search_filters={"Modality": "CT"})) == 2
+    got = web.retrieve_series(study, series)
+    assert sorted(d.SOPInstanceUID for d in got) == sorted(d.SOPInstanceUID for d in ds[:2])
+    png = web.retrieve_instance_rendered(study, series, ds[0].SOPInstanceUID, media_types=("image/png",))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    jpeg = web.retrieve_instance_frames_rendered(
+        study, series, ds[0].SOPInstanceUID, frame_numbers=[1], media_types=("image/jpeg",)
+    )
+    assert jpeg[:2] == b"\xff\xd8"
+    web.delete_instance(study, series, ds[1].SOPInstanceUID)
+    assert len(web.search_for_instances(study_instance_uid=study)) == 2
+    web.delete_series(study, ds[2].SeriesInstanceUID)
+    assert [s["0020000E"]["Value"][0] for s in web.search_for_series(study_instance_uid=study)] == [series]
+    web.delete_study(study)
+    assert web.search_for_studies(search_filters={"PatientID": "PID00009"}) == []
+    assert client.get("/studies").json() == []
