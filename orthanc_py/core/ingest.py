@@ -71,7 +71,12 @@ def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None)
     if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
         raise StudyMismatch(parsed)
     uuid = str(uuidlib.uuid4())
-    ctx.storage.create(uuid, data, FileContentType.DICOM)
+    try:
+        ctx.storage.create(uuid, data, FileContentType.DICOM)
+    except OSError as exc:  # a full or failing disk: Orthanc's filesystem storage error
+        raise OrthancError(
+            ErrorCode.FILE_STORAGE_CANNOT_WRITE, f"Cannot store the file: {exc.strerror or exc}"
+        ) from exc
     size = len(data)
     return parsed, Attachment(int(FileContentType.DICOM), uuid, size, size, 1, "", "", 0)
 

@@ -5,6 +5,7 @@ Answer as the Azure DICOM service does: 200 all stored, 202 some failed, 409 non
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -19,8 +20,10 @@ from ..web.responses import json_bytes
 from .headers import public_base
 
 PROCESSING_FAILURE = 0xC000  # 49152
+OUT_OF_RESOURCES = 0xA700  # 42752: the storage is full or cannot be written
 STUDY_MISMATCH = 43265  # the instance is not part of the study in the URL
 ALREADY_EXISTS = 45070
+log = logging.getLogger("orthanc_py.stow")
 
 
 def _ref(sop_class: str, sop_uid: str, url: str | None = None, reason: int | None = None) -> dict[str, Any]:
@@ -113,7 +116,11 @@ def _stow(prefix: str) -> Any:
             except StudyMismatch as err:
                 p = err.parsed
                 return "failed", _ref(p.sop_class_uid, _uid(p, ResourceType.INSTANCE), reason=STUDY_MISMATCH), ""
-            except OrthancError:
+            except OrthancError as err:
+                out_of_resources = err.code in (ErrorCode.FULL_STORAGE, ErrorCode.FILE_STORAGE_CANNOT_WRITE)
+                return "failed", _ref("", "", reason=OUT_OF_RESOURCES if out_of_resources else PROCESSING_FAILURE), ""
+            except Exception:  # never lose the answer for the other parts
+                log.exception("STOW-RS: cannot store a part")
                 return "failed", _ref("", "", reason=PROCESSING_FAILURE), ""
             finally:
                 limit.release()

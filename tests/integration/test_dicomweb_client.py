@@ -144,9 +144,8 @@ def test_metadata_summary_follows_changes(client):
 
 
 def test_series_level_rendered_and_delete_with_dicomweb_client(web, client):
-    ds = datasets(9, 2) + [
-        pydicom.dcmread(io.BytesIO(dicomgen.make(patient=9, series=1, instance=0, rows=16, columns=16)))
-    ]
+    other_series = dicomgen.make(patient=9, series=1, instance=0, rows=16, columns=16)
+    ds = [*datasets(9, 2), pydicom.dcmread(io.BytesIO(other_series))]
     web.store_instances(ds)
     study, series = ds[0].StudyInstanceUID, ds[0].SeriesInstanceUID
     found = web.search_for_series(study_instance_uid=study)
@@ -168,3 +167,20 @@ def test_series_level_rendered_and_delete_with_dicomweb_client(web, client):
     web.delete_study(study)
     assert web.search_for_studies(search_filters={"PatientID": "PID00009"}) == []
     assert client.get("/studies").json() == []
+
+
+def test_a_full_disk_fails_parts_with_out_of_resources(server, client, monkeypatch):
+    import errno
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(server.ctx.storage, "create", full)
+    data = dicomgen.make(patient=10, rows=8, columns=8)
+    r = client.post("/dicom-web/studies", data, headers={"Content-Type": "application/dicom"})
+    assert r.status == 409
+    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xA700]
+    r = client.post("/instances", data)
+    assert r.status == 500 and r.json()["OrthancStatus"] == 2001  # FileStorageCannotWrite, as Orthanc
+    assert "No space left" in r.json()["Details"]
+    assert client.get("/instances").json() == []
