@@ -924,6 +924,24 @@ class SqliteIndex:
     def _run_batch(self, batch: list[_Pending]) -> None:
         conn = self._writer_conn
         txn = self._writer_txn
+        if len(batch) == 1:  # alone: its own transaction, no savepoint statements
+            item = batch[0]
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    item.result = item.fn(txn)
+                except BaseException as exc:
+                    item.error = exc
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                else:
+                    conn.execute("COMMIT")
+            except BaseException as exc:  # BEGIN or COMMIT failed: nothing was written
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                item.error, item.result = exc, None
+            item.done = True
+            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
