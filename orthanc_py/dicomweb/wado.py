@@ -123,7 +123,9 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _metadata_of(data: bytes, base: str) -> dict[str, Any]:
+def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[str, Any]:
+    """DICOM JSON of one instance; `data` may stop right before the pixel data element, whose
+    VR is then `pixel_vr` (reading only the header is what makes a cold /metadata fast)."""
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     study, series, sop = (str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     url = f"{base}/studies/{study}/series/{series}/instances/{sop}"
@@ -135,7 +137,21 @@ def _metadata_of(data: bytes, base: str) -> dict[str, Any]:
     pixels = out.get("7FE00010")
     if pixels is not None and "InlineBinary" in pixels:  # pixel data always by reference
         out["7FE00010"] = {"vr": pixels["vr"], "BulkDataURI": f"{url}/bulk/7FE00010"}
+    elif pixels is None and pixel_vr is not None:
+        out["7FE00010"] = {"vr": pixel_vr, "BulkDataURI": f"{url}/bulk/7FE00010"}
     return out
+
+
+def _instance_metadata(ctx: Any, file_uuid: str, pixel_offset: int | None, syntax: str, base: str) -> dict[str, Any]:
+    """Metadata of one stored instance, reading its header only when the index knows where the
+    pixel data starts."""
+    if pixel_offset is None or syntax == ts.DEFLATED_LE:  # (a deflated file's offset is not in its bytes)
+        return _metadata_of(ctx.storage.read(file_uuid, FileContentType.DICOM), base)
+    head = ctx.storage.read_range(file_uuid, FileContentType.DICOM, 0, pixel_offset + 8)
+    # Implicit VR: pixel data is OW (PS3.5 A.1); explicit: the VR written in the element header
+    written = head[pixel_offset + 4 : pixel_offset + 6].decode("ascii", "replace")
+    pixel_vr = "OW" if syntax == ts.IMPLICIT_LE else written
+    return _metadata_of(head[:pixel_offset], base, pixel_vr)
 
 
 def _metadata(prefix: str) -> Any:
@@ -159,13 +175,23 @@ def _metadata(prefix: str) -> Any:
             if uid is not None:
                 req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
 
-        def plan(txn: Transaction) -> list[tuple[str, list[str]]]:
+        def plan(txn: Transaction) -> list[tuple[str, list[tuple[str, int | None, str]]]]:
+            """Per series: its public id and (file uuid, pixel data offset, syntax) per instance."""
             out = []
             for sid in find_ids(ctx, txn, req):
                 pub = txn.resources([sid])[0].public_id
                 ids = txn.descendants(sid, ResourceType.INSTANCE)
                 atts = txn.attachments(ids)
-                out.append((pub, [a.uuid for i in ids for a in atts[i] if a.content_type == FileContentType.DICOM]))
+                meta = txn.metadata(ids, (MetadataType.PIXEL_DATA_OFFSET, MetadataType.TRANSFER_SYNTAX))
+                files = []
+                for i in ids:
+                    m = meta.get(i, {})
+                    offset = m.get(MetadataType.PIXEL_DATA_OFFSET)
+                    syntax = m.get(MetadataType.TRANSFER_SYNTAX, ts.EXPLICIT_LE)
+                    for a in atts[i]:
+                        if a.content_type == FileContentType.DICOM:
+                            files.append((a.uuid, int(offset) if offset and offset.isdigit() else None, syntax))
+                out.append((pub, files))
             return out
 
         series = await ctx.index.read(plan)
@@ -173,16 +199,14 @@ def _metadata(prefix: str) -> Any:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
         variant = ("dicomweb-metadata", base)
 
-        def render_series(uuids: list[str]) -> bytes:
-            return b",".join(
-                orjson.dumps(_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base)) for u in uuids
-            )
+        def render_series(files: list[tuple[str, int | None, str]]) -> bytes:
+            return b",".join(orjson.dumps(_instance_metadata(ctx, u, off, syntax, base)) for u, off, syntax in files)
 
         blobs = []
-        for pub, uuids in series:
+        for pub, files in series:
             blob = ctx.series_cache.get(pub, variant)
             if blob is None:
-                blob = await ctx.run(render_series, uuids)
+                blob = await ctx.run(render_series, files)
                 ctx.series_cache.put(pub, variant, blob)
             if blob:
                 blobs.append(blob)

@@ -181,3 +181,43 @@ def test_accept_header_parsing():
     assert parse_accept(None)[0].any
     (r,) = parse_accept("multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2.1")
     assert (r.type, r.syntax) == ("application/dicom", "1.2.840.10008.1.2.1")
+
+
+def test_study_metadata_read_from_headers_equals_instance_metadata(client):
+    from pydicom.dataset import Dataset
+
+    files = []
+    explicit = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=7, instance=0, rows=8, columns=8)))
+    item = Dataset()
+    item.CodeValue = "T-D0050"
+    item.CodeMeaning = "Tissue"
+    explicit.AnatomicRegionSequence = [item]
+    explicit.RedPaletteColorLookupTableData = b"\x00\x01" * 600
+    implicit = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=7, instance=1, rows=8, columns=8)))
+    implicit.BitsAllocated = implicit.BitsStored = 8
+    implicit.HighBit = 7
+    implicit.PixelData = bytes(64)
+    for ds, syntax in ((explicit, ELE), (implicit, "1.2.840.10008.1.2")):
+        ds.file_meta.TransferSyntaxUID = syntax
+        out = io.BytesIO()
+        ds.save_as(out, implicit_vr=syntax != ELE, little_endian=True, enforce_file_format=True)
+        files.append(out.getvalue())
+    rle, _ds = rle_instance(7)
+    rle_ds = pydicom.dcmread(io.BytesIO(rle))
+    rle_ds.SOPInstanceUID += ".9"
+    rle_ds.InstanceNumber = 3
+    out = io.BytesIO()
+    rle_ds.save_as(out, enforce_file_format=True)
+    files.append(out.getvalue())
+    for f in files:
+        client.upload(f)
+    study = explicit.StudyInstanceUID
+    series_meta = client.get(f"/dicom-web/studies/{study}/metadata").json()
+    assert len(series_meta) == 3
+    for entry in series_meta:
+        sop = entry["00080018"]["Value"][0]
+        series = entry["0020000E"]["Value"][0]
+        (single,) = client.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/metadata").json()
+        assert entry == single
+    vrs = sorted(e["7FE00010"]["vr"] for e in series_meta)
+    assert vrs == ["OB", "OW", "OW"]  # RLE is OB; implicit VR pixel data is always OW
