@@ -16,6 +16,7 @@ from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode as ts
 from ..index.base import Transaction
 from ..model import maintags as mt
+from ..model import webjson
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
@@ -133,7 +134,7 @@ def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[st
     def bulk(elem: Any) -> str:
         return f"{url}/bulk/{elem.tag:08X}"
 
-    out: dict[str, Any] = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk)
+    out: dict[str, Any] = webjson.to_json_dict(ds, bulk, 1024)
     pixels = out.get("7FE00010")
     if pixels is not None and "InlineBinary" in pixels:  # pixel data always by reference
         out["7FE00010"] = {"vr": pixels["vr"], "BulkDataURI": f"{url}/bulk/7FE00010"}

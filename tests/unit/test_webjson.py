@@ -1,0 +1,59 @@
+"""The fast DICOM JSON rendering equals pydicom's on pydicom's test files and ours."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import dicomgen
+import pydicom
+import pydicom.data
+import pytest
+
+from orthanc_py.model.webjson import to_json_dict
+
+FILES = sorted(
+    os.path.join(os.path.dirname(pydicom.data.__file__), "test_files", f)
+    for f in os.listdir(os.path.join(os.path.dirname(pydicom.data.__file__), "test_files"))
+    if f.endswith(".dcm")
+)
+
+
+def _handler(elem):
+    return f"bulk/{elem.tag:08X}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=os.path.basename)
+def test_equal_to_pydicom_on_its_test_files(path):
+    try:
+        reference = pydicom.dcmread(path, force=True).to_json_dict(1024, _handler)
+    except Exception as exc:  # a file pydicom cannot render: neither do we
+        with pytest.raises(type(exc)):
+            to_json_dict(pydicom.dcmread(path, force=True), _handler, 1024)
+        return
+    ours = to_json_dict(pydicom.dcmread(path, force=True), _handler, 1024)
+    assert ours == reference
+
+
+def test_equal_to_pydicom_on_generated_files_and_edge_values():
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=3, rows=8, columns=8)))
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.PatientName = "Müller^Jörg"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", ""]  # empty component: pydicom's way
+    ds.SliceThickness = " 2.50"  # leading space: pydicom's way
+    ds.ImagePositionPatient = [-1.5, 2, 1e3]
+    ds.InstanceNumber = "007"
+    ds.WindowCenter = ["40", "400"]
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.add_new(0x00091010, "LO", "private")
+    ds.add_new(0x00189305, "FD", 1.25)
+    ds.add_new(0x00280106, "US", 0)
+    ds.add_new(0x00281201, "OW", b"\x00\x01" * 600)
+    ds.add_new(0x00281202, "OW", b"\x00\x01" * 10)
+    for implicit in (False, True):
+        ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1"
+        out = io.BytesIO()
+        ds.save_as(out, implicit_vr=implicit, little_endian=True)
+        data = out.getvalue()
+        reference = pydicom.dcmread(io.BytesIO(data), force=True).to_json_dict(1024, _handler)
+        assert to_json_dict(pydicom.dcmread(io.BytesIO(data), force=True), _handler, 1024) == reference
