@@ -34,6 +34,9 @@ class StableTracker:
     pending: dict[str, tuple[ResourceType, float]] = field(default_factory=dict)
 
     def touch(self, level: ResourceType, public_id: str) -> None:
+        # Re-inserted at the end: the dict stays in deadline order, so `due` stops at the first
+        # resource not due yet instead of scanning every pending one each second.
+        self.pending.pop(public_id, None)
         self.pending[public_id] = (level, time.monotonic() + self.age)
 
     def is_stable(self, public_id: str) -> bool:
@@ -46,13 +49,14 @@ class StableTracker:
         """Pop the resources whose quiet period has elapsed, in the order they went quiet (an
         instance touches its series, study and patient in that order, as Orthanc logs them)."""
         now = time.monotonic()
-        ready = sorted(
-            ((deadline, lv, pid) for pid, (lv, deadline) in self.pending.items() if deadline <= now),
-            key=lambda x: x[0],
-        )
-        for _d, _lv, pid in ready:
+        ready: list[tuple[ResourceType, str]] = []
+        for pid, (lv, deadline) in self.pending.items():
+            if deadline > now:
+                break
+            ready.append((lv, pid))
+        for _lv, pid in ready:
             del self.pending[pid]
-        return [(lv, pid) for _d, lv, pid in ready]
+        return ready
 
 
 _STABLE_CHANGE = {
