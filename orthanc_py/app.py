@@ -4,6 +4,7 @@ concrete backends)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -59,6 +60,16 @@ def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
     return server
 
 
+def _tune_gc() -> None:
+    """Fewer cyclic-GC passes: answers like GET /studies?expand build tens of thousands of
+    containers, and with the default threshold (700) collections cost 10-15% of such a request
+    and made its latency bimodal. Our objects are freed by reference counting; cycles are rare.
+    What exists at start (modules, dictionaries) is frozen out of the collector's scans."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 async def serve(
     settings: Settings,
     stop: asyncio.Event | None = None,
@@ -73,6 +84,7 @@ async def serve(
     if settings.unknown_keys:
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
     ctx = build_context(settings)
+    _tune_gc()
     ctx.start_background()
     stop = stop or asyncio.Event()
     ctx.shutdown_requested = stop.set
