@@ -302,6 +302,23 @@ class SqlTransaction:
                 out[rid].append(label)
         return out
 
+    def level_summary(
+        self, level: ResourceType, metadata_type: int
+    ) -> list[tuple[int, str, str | None, dict[int, str], list[str], str | None]]:
+        """Every resource of `level`: (id, public id, parent's public id, main tags, children's
+        public ids in index order, one metadata value), in one query (GET /studies?expand)."""
+        sql = (
+            "SELECT r.id, r.public_id, p.public_id, r.main_tags, "
+            "(SELECT group_concat(c.public_id) FROM resources c WHERE c.parent_id = r.id), "
+            "(SELECT value FROM metadata m WHERE m.resource_id = r.id AND m.type = ?) "
+            "FROM resources r LEFT JOIN resources p ON p.id = r.parent_id WHERE r.level = ? ORDER BY r.id"
+        )
+        loads = orjson.loads
+        return [
+            (rid, pub, ppub, dict(loads(tags)), kids.split(",") if kids else [], value)
+            for rid, pub, ppub, tags, kids, value in self.c.execute(sql, (metadata_type, int(level)))
+        ]
+
     def all_labels(self) -> list[str]:
         return [r[0] for r in self.c.execute("SELECT DISTINCT label FROM labels ORDER BY label")]
 
