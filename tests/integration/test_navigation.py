@@ -72,6 +72,14 @@ def test_levels_and_expansion(client, populated):
 
     expanded = client.get("/studies?expand").json()
     assert [s["ID"] for s in expanded] == client.get("/studies").json()
+    # whole-level listings (one query) equal the resources read one by one, labels and protection too
+    assert client.put(f"/studies/{first['ParentStudy']}/labels/urgent", b"").status == 200
+    assert client.put(f"/patients/{first['ParentPatient']}/protected", "1").status == 200
+    for level in ("patients", "studies", "series"):
+        listed = client.get(f"/{level}?expand").json()
+        assert listed == [client.get(f"/{level}/{r['ID']}").json() for r in listed]
+    assert any(s["Labels"] == ["urgent"] for s in client.get("/studies?expand").json())
+    assert any(p["IsProtected"] for p in client.get("/patients?expand").json())
     assert client.get("/studies?since=1&limit=1").json() == client.get("/studies").json()[1:2]
     bad = client.get("/studies?limit=1")
     assert bad.status == 400 and bad.json()["OrthancStatus"] == 8
