@@ -5,10 +5,14 @@ Answer as the Azure DICOM service does: 200 all stored, 202 some failed, 409 non
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import quopri
+import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
 from ..core import ingest
 from ..core.ingest import Origin, StoreStatus, StudyMismatch
@@ -48,19 +52,8 @@ async def _parts(request: web.Request) -> Any:
             yield payload
         return
     if ctype.lower().startswith("multipart/"):
-        try:
-            reader = await request.multipart()
-        except Exception as exc:
-            raise OrthancError(ErrorCode.BAD_REQUEST, f"Bad multipart body: {exc}") from exc
-        while True:
-            try:
-                part = await reader.next()
-            except Exception as exc:
-                raise OrthancError(ErrorCode.BAD_REQUEST, f"Bad multipart body: {exc}") from exc
-            if part is None:
-                return
-            if isinstance(part, BodyPartReader):
-                yield bytes(await part.read(decode=True))
+        async for payload in _multipart(request.content, _boundary(ctype)):
+            yield payload
     elif ctype.split(";")[0].strip().lower() in ("application/dicom", "application/octet-stream", ""):
         yield await request.read()
     else:
@@ -69,6 +62,100 @@ async def _parts(request: web.Request) -> Any:
             f"STOW-RS expects multipart/related or application/dicom, not {ctype}",
             http_status=415,
         )
+
+
+def _bad(details: str) -> OrthancError:
+    return OrthancError(ErrorCode.BAD_REQUEST, f"Bad multipart body: {details}")
+
+
+def _boundary(ctype: str) -> bytes:
+    for param in ctype.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.strip().lower() == "boundary":
+            value = value.strip().strip('"')
+            if value:
+                return value.encode("latin-1")
+    raise _bad("no boundary")
+
+
+_MAX_PART_HEADERS = 64 * 1024
+
+
+async def _multipart(stream: Any, boundary: bytes) -> AsyncIterator[bytes]:
+    """The part bodies of a multipart stream, one at a time (memory holds one part and what the
+    client sent ahead). Read in the chunks the connection delivers and searched with bytes.find:
+    aiohttp's reader scans 8 KiB at a time in Python, a quarter of STOW-RS's CPU per instance."""
+    delimiter = b"--" + boundary
+    marker = b"\r\n" + delimiter
+    buf = bytearray()
+
+    async def more(what: str) -> None:
+        chunk = await stream.readany()
+        if not chunk:
+            raise _bad(what)
+        buf.extend(chunk)
+
+    while True:  # preamble: the body may start with the delimiter itself
+        if len(buf) >= len(delimiter) and buf.startswith(delimiter):
+            start = 0
+            break
+        found = buf.find(marker)
+        if found >= 0:
+            start = found + 2
+            break
+        await more("no boundary delimiter")
+    del buf[: start + len(delimiter)]
+    while True:
+        while len(buf) < 2:
+            await more("truncated after a delimiter")
+        if buf[:2] == b"--":  # close delimiter: drain the epilogue
+            while await stream.readany():
+                pass
+            return
+        head_end = buf.find(b"\r\n\r\n")
+        while head_end < 0:
+            if len(buf) > _MAX_PART_HEADERS:
+                raise _bad("part headers too long")
+            await more("truncated part headers")
+            head_end = buf.find(b"\r\n\r\n")
+        headers = bytes(buf[:head_end]).decode("latin-1").lower()
+        del buf[: head_end + 4]
+        searched = 0
+        while True:
+            end = buf.find(marker, searched)
+            if end < 0:
+                searched = max(searched, len(buf) - len(marker) + 1)
+                await more("truncated part")
+                continue
+            while len(buf) < end + len(marker) + 2:
+                await more("truncated part")
+            after = buf[end + len(marker) : end + len(marker) + 2]
+            if after in (b"\r\n", b"--") or after[:1] in (b" ", b"\t"):
+                break
+            searched = end + 1  # "--boundary" followed by more text is not a delimiter (RFC 2046)
+        body = bytes(memoryview(buf)[:end])
+        del buf[: end + len(marker)]
+        yield _decoded(headers, body)
+
+
+def _decoded(headers: str, body: bytes) -> bytes:
+    """A part's body without its transfer or content encoding (rare in STOW-RS, but allowed)."""
+    fields = dict(line.partition(":")[::2] for line in headers.split("\r\n") if ":" in line)
+    transfer = fields.get("content-transfer-encoding", "").strip()
+    if transfer == "base64":
+        try:
+            body = base64.b64decode(body)
+        except ValueError as exc:  # binascii.Error
+            raise _bad("a base64 part does not decode") from exc
+    elif transfer == "quoted-printable":
+        body = quopri.decodestring(body)
+    encoding = fields.get("content-encoding", "").strip()
+    if encoding in ("gzip", "deflate"):
+        try:
+            body = zlib.decompress(body, 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
+        except zlib.error as exc:
+            raise _bad(f"cannot {encoding}-decode a part") from exc
+    return body
 
 
 _UID_TAGS = {
