@@ -6,7 +6,7 @@ from aiohttp import web
 
 from . import changefeed, extquery, qido, stow, wado
 
-PREFIXES = ("/dicom-web", "/dicom-web/v1", "/dicom-web/v2")
+PREFIXES = ("/dicom-web", "/dicom-web/v1", "/dicom-web/v2", "/v1", "/v2")
 
 
 def setup(app: web.Application) -> None:

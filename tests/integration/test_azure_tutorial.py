@@ -35,9 +35,9 @@ def curl_form(files: list[bytes], boundary: str) -> bytes:
     return out + f"--{boundary}--\r\n".encode()
 
 
-@pytest.mark.parametrize("version", ["v1", "v2"])
-def test_tutorial(client, version):
-    base = f"/dicom-web/{version}"
+@pytest.mark.parametrize("base", ["/dicom-web/v1", "/dicom-web/v2", "/v1"])
+def test_tutorial(client, base):
+    """{Service URL} is http://host:port/dicom-web, or the server's root."""
     red, blue, green = make(INSTANCE), make(INSTANCE + ".1"), make(INSTANCE + ".2", series=SERIES + ".9")
     b = uuid.uuid4().hex
     # Store instances using multipart/related (curl adds the boundary to the given header)
