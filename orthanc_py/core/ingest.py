@@ -181,6 +181,7 @@ def _store_txn(
         p.main_tags[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, ""),
         ids.instance,
         _feed_now(),
+        replaces=found is not None,  # a new instance has no current entry to mark
     )
     return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import queue
 import sqlite3
@@ -180,8 +181,22 @@ def _is_pn(tag: int) -> bool:
     return vr_of(tag) == "PN"
 
 
+@functools.lru_cache(maxsize=512)
+def _values_sql(prefix: str, width: int, count: int) -> str:
+    row = "(" + ",".join("?" * width) + ")"
+    return prefix + " VALUES " + ",".join([row] * count)
+
+
 class SqlTransaction:
     """`Transaction` over one sqlite3 connection (see index.base for the contract)."""
+
+    def _insert(self, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
+        """One INSERT of many rows. executemany steps SQLite once per row, and each step
+        releases and retakes the GIL: under concurrent ingest that meant a thread switch per
+        row while the index's write lock was held."""
+        for start in range(0, len(rows), 200):
+            chunk = rows[start : start + 200]
+            self.c.execute(_values_sql(prefix, width, len(chunk)), [v for r in chunk for v in r])
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
@@ -551,8 +566,9 @@ class SqlTransaction:
         rid = cur.lastrowid
         assert rid is not None
         if main_tags:
-            self.c.executemany(
-                "INSERT INTO tags(resource_id, tag, value, norm) VALUES (?,?,?,?)",
+            self._insert(
+                "INSERT INTO tags(resource_id, tag, value, norm)",
+                4,
                 [(rid, t, v, normalize(v) if _is_pn(t) else None) for t, v in main_tags.items()],
             )
         return rid
@@ -564,7 +580,8 @@ class SqlTransaction:
         )
 
     def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
-        self.c.executemany("INSERT OR REPLACE INTO metadata(resource_id, type, value) VALUES (?,?,?)", rows)
+        if rows:
+            self._insert("INSERT OR REPLACE INTO metadata(resource_id, type, value)", 3, rows)
 
     def delete_metadata(self, resource_id: int, metadata_type: int) -> bool:
         cur = self.c.execute("DELETE FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type))
@@ -604,10 +621,12 @@ class SqlTransaction:
         )
 
     def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
-        self.c.executemany(
-            "INSERT INTO changes(change_type, level, public_id, date) VALUES (?,?,?,?)",
-            [(t, int(lv), pub, d) for t, lv, pub, d in rows],
-        )
+        if rows:
+            self._insert(
+                "INSERT INTO changes(change_type, level, public_id, date)",
+                4,
+                [(t, int(lv), pub, d) for t, lv, pub, d in rows],
+            )
 
     def log_export(self, e: ExportedResource) -> None:
         self.c.execute(
@@ -688,12 +707,23 @@ class SqlTransaction:
             self.c.execute(f"DELETE FROM changes WHERE public_id IN ({_marks(len(part))})", tuple(part))
         return Deletion(attachments, deleted, remaining)
 
-    def log_feed(self, action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> None:
-        """A change-feed entry; earlier entries of the instance become "replaced" or "deleted"."""
-        self.c.execute(
-            "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
-            ("deleted" if action == "delete" else "replaced", instance_id),
-        )
+    def log_feed(
+        self,
+        action: str,
+        study: str,
+        series: str,
+        sop: str,
+        instance_id: str,
+        timestamp: str,
+        replaces: bool = True,
+    ) -> None:
+        """A change-feed entry; earlier entries of the instance become "replaced" or "deleted"
+        (`replaces=False`: the caller knows there is no current one)."""
+        if replaces:
+            self.c.execute(
+                "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
+                ("deleted" if action == "delete" else "replaced", instance_id),
+            )
         self.c.execute(
             "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp) "
             "VALUES (?,?,?,?,?,?,?)",
