@@ -56,8 +56,11 @@ class ExtQueryTags:
         self.rows = txn.ext_tags()
 
     def active(self) -> list[ExtTagRow]:
-        """Tags whose values are indexed on ingest (being added or ready)."""
-        return [r for r in self.rows if r.status in ("Adding", "Ready")]
+        """Tags whose values are indexed on ingest (being added or ready; main DICOM tags are
+        indexed anyway)."""
+        return [
+            r for r in self.rows if r.status in ("Adding", "Ready") and not eq.indexed_already(r.tag, r.private_creator)
+        ]
 
     def by_tag(self, tag: int) -> ExtTagRow | None:
         return next((r for r in self.rows if r.tag == tag), None)
@@ -171,7 +174,8 @@ async def delete(ctx: ServerContext, path: str) -> None:
     row = lookup(ctx, path)
 
     def run(txn: Transaction) -> None:
-        txn.delete_ext_tag(row.key, storage_tag(row))
+        keep_values = eq.indexed_already(row.tag, row.private_creator)  # a main tag's rows stay
+        txn.delete_ext_tag(row.key, None if keep_values else storage_tag(row))
         ctx.ext_tags.refresh(txn)
 
     await ctx.index.write(run)
@@ -257,7 +261,7 @@ async def _reindex(ctx: ServerContext, job: Job, keys: list[int]) -> dict[str, A
     ids: list[int] = await ctx.index.read(lambda txn: txn.list_ids(ResourceType.INSTANCE))
     total = len(ids)
     for start in range(0, total, _CHUNK):
-        rows = [r for r in ctx.ext_tags.rows if r.key in keys]
+        rows = [r for r in ctx.ext_tags.active() if r.key in keys]
         if not rows:
             break
         chunk = ids[start : start + _CHUNK]

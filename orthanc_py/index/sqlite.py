@@ -768,9 +768,10 @@ class SqlTransaction:
         assignments = ", ".join(f"{name}=?" for name in fields)
         self.c.execute(f"UPDATE ext_tags SET {assignments} WHERE key=?", (*fields.values(), key))
 
-    def delete_ext_tag(self, key: int, storage_tag: int) -> None:
-        """The tag, its indexed values and its errors."""
-        self.c.execute("DELETE FROM tags WHERE tag=?", (storage_tag,))
+    def delete_ext_tag(self, key: int, storage_tag: int | None) -> None:
+        """The tag, its indexed values (unless `storage_tag` is None) and its errors."""
+        if storage_tag is not None:
+            self.c.execute("DELETE FROM tags WHERE tag=?", (storage_tag,))
         self.c.execute("DELETE FROM ext_errors WHERE key=?", (key,))
         self.c.execute("DELETE FROM ext_tags WHERE key=?", (key,))
 

@@ -237,6 +237,32 @@ def value_of(ds: Any, tag: int, private_creator: str, vr: str) -> tuple[str | No
         return None, f"Value is not a valid {vr}."
 
 
+# What the Azure DICOM service refuses as "already supported": the attributes its QIDO-RS always
+# searches (ManufacturerModelName left out: Azure's own documentation adds it as an example).
+AZURE_CORE_TAGS = frozenset(
+    (
+        0x00080020,  # StudyDate
+        0x0020000D,  # StudyInstanceUID
+        0x00081030,  # StudyDescription
+        0x00080050,  # AccessionNumber
+        0x00100020,  # PatientID
+        0x00100010,  # PatientName
+        0x00080090,  # ReferringPhysicianName
+        0x00100030,  # PatientBirthDate
+        0x0020000E,  # SeriesInstanceUID
+        0x00080060,  # Modality
+        0x00400244,  # PerformedProcedureStepStartDate
+        0x00080018,  # SOPInstanceUID
+    )
+)
+
+
 def default_searchable() -> frozenset[int]:
-    """Attributes QIDO-RS already searches through the index: every main DICOM tag."""
-    return mt.ALL_MAIN_TAGS
+    """Attributes refused as "already supported". Orthanc's other main DICOM tags are accepted
+    but need no values of their own: the index searches them already."""
+    return AZURE_CORE_TAGS
+
+
+def indexed_already(tag: int, private_creator: str) -> bool:
+    """A main DICOM tag: its values are in the index whatever the extended query tags."""
+    return not private_creator and tag in mt.ALL_MAIN_TAGS

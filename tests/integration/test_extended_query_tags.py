@@ -182,3 +182,20 @@ def test_tags_survive_a_restart(tmp_path):
         assert len(c.get("/dicom-web/series?ManufacturerModelName=M1").json()) == 2
     finally:
         second.stop()
+
+
+def test_a_main_dicom_tag_is_accepted_and_needs_no_values_of_its_own(client, stored):
+    # Azure's documentation adds PatientSex at study level; Orthanc indexes it already
+    private = {"Path": "04011001", "VR": "SS", "PrivateCreator": "MicrosoftPC", "Level": "Instance"}
+    r = client.post(TAGS, [{"Path": "00100040", "Level": "Study"}, private])
+    assert r.status == 202
+    wait_operation(client, r.json()["id"])
+    assert client.get(TAGS + "/PatientSex").json()["status"] == "Ready"
+
+    def studies(sex):
+        return uids(client.get(f"/dicom-web/studies?PatientSex={sex}").json(), "0020000D")
+
+    expected = {sex: {d.StudyInstanceUID for d in stored if d.PatientSex == sex} for sex in ("M", "F", "O")}
+    assert {sex: studies(sex) for sex in expected} == expected
+    assert client.delete(TAGS + "/00100040").status == 204
+    assert {sex: studies(sex) for sex in expected} == expected  # the main tag's values stay
