@@ -224,3 +224,24 @@ def test_study_metadata_read_from_headers_equals_instance_metadata(client):
         assert entry == single
     vrs = sorted(e["7FE00010"]["vr"] for e in series_meta)
     assert vrs == ["OB", "OW", "OW"]  # RLE is OB; implicit VR pixel data is always OW
+
+
+@pytest.mark.parametrize("name", ["MR_small_jpeg_ls_lossless.dcm", "SC_rgb_jpeg_gdcm.dcm"])
+def test_jpeg_lossless_and_jpeg_ls_are_decoded(client, name):
+    """The compressed syntaxes most common in CT/MR archives (Orthanc decodes them natively)."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    with open(path, "rb") as f:
+        data = f.read()
+    original = pydicom.dcmread(path)
+    iid = client.upload(data)["ID"]
+    preview = client.get(f"/instances/{iid}/preview")
+    assert preview.status == 200 and preview.body[:8] == b"\x89PNG\r\n\x1a\n"
+    r = client.get(path_of(original), headers={"Accept": DICOM_MP + f"; transfer-syntax={ELE}"})
+    assert r.status == 200
+    decoded = pydicom.dcmread(io.BytesIO(parts(r)[0][1]))
+    assert decoded.file_meta.TransferSyntaxUID == ELE
+    assert np.array_equal(decoded.pixel_array, original.pixel_array)
+    frame = client.get(path_of(original) + "/frames/1", headers={"Accept": OCTET_MP})
+    assert frame.status == 200 and len(parts(frame)[0][1]) == original.pixel_array.nbytes
