@@ -24,6 +24,8 @@ RECENT_WINDOW = 256 * 1024 * 1024
 
 def _drop_cached(path: str) -> None:
     """Let the kernel reuse the clean pages of a synced file (see the module docstring)."""
+    if not hasattr(os, "posix_fadvise"):  # macOS, Windows: leave the cache to the kernel
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # deleted meanwhile
