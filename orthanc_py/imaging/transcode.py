@@ -82,13 +82,14 @@ def transcode(data: bytes, target: str) -> bytes:
     return transcode_dataset(ds, target, data)
 
 
-def transcode_dataset(ds: Any, target: str, original: bytes | None = None) -> bytes:
-    """As `transcode`, for a dataset already read (`original` is returned when nothing changes)."""
+def recode(ds: Any, target: str) -> None:
+    """Make the dataset `ds` encode itself in `target` (Explicit or Implicit VR Little Endian),
+    decoding its pixel data when stored compressed; CannotTranscode otherwise."""
     from pydicom.uid import UID
 
     source = stored_syntax(ds)
-    if source == target and original is not None:
-        return original
+    if source == target:
+        return
     if target not in (EXPLICIT_LE, IMPLICIT_LE) or source == EXPLICIT_BE:
         raise CannotTranscode(f"Cannot transcode from {source} to {target}")
     if source not in UNCOMPRESSED:
@@ -97,6 +98,14 @@ def transcode_dataset(ds: Any, target: str, original: bytes | None = None) -> by
         except Exception as exc:  # pydicom raises many kinds for a missing or failing decoder
             raise CannotTranscode(f"Cannot decode {source}: {exc}") from exc
     ds.file_meta.TransferSyntaxUID = UID(target)
+    ds.set_original_encoding(target == IMPLICIT_LE, True, ds.get("SpecificCharacterSet"))
+
+
+def transcode_dataset(ds: Any, target: str, original: bytes | None = None) -> bytes:
+    """As `transcode`, for a dataset already read (`original` is returned when nothing changes)."""
+    if stored_syntax(ds) == target and original is not None:
+        return original
+    recode(ds, target)
     out = io.BytesIO()
     ds.save_as(out, implicit_vr=target == IMPLICIT_LE, little_endian=True, enforce_file_format=True)
     return out.getvalue()

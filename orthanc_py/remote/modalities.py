@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorCode, OrthancError
+from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE, recode
 from ..model.modality import Modality
 
 log = logging.getLogger("orthanc_py.scu")
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
 VERIFICATION = "1.2.840.10008.1.1"
 
 
@@ -185,7 +184,6 @@ class DicomScu:
         import io
 
         import pydicom
-        from pydicom.uid import UID
 
         assoc = pooled.assoc
         accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts if cx.transfer_syntax}
@@ -203,11 +201,8 @@ class DicomScu:
             )
             if target is None:
                 return False
-            if target != item.transfer_syntax:  # transcoding between uncompressed syntaxes
-                if item.transfer_syntax not in (EXPLICIT_LE, IMPLICIT_LE):
-                    ds.decompress()
-                ds.file_meta.TransferSyntaxUID = UID(target)
-                ds.set_original_encoding(target == IMPLICIT_LE, True, ds.get("SpecificCharacterSet"))
+            if target != item.transfer_syntax:
+                recode(ds, target)
             status = assoc.send_c_store(ds, **kwargs)
         if not assoc.is_established:
             raise OrthancError(ErrorCode.NETWORK_PROTOCOL, "The association was aborted")
