@@ -98,7 +98,7 @@ def recode(ds: Any, target: str) -> None:
         except Exception as exc:  # pydicom raises many kinds for a missing or failing decoder
             raise CannotTranscode(f"Cannot decode {source}: {exc}") from exc
     ds.file_meta.TransferSyntaxUID = UID(target)
-    ds.set_original_encoding(target == IMPLICIT_LE, True, ds.get("SpecificCharacterSet"))
+    ds.set_original_encoding(target == IMPLICIT_LE, True)  # the character set is unchanged
 
 
 def transcode_dataset(ds: Any, target: str, original: bytes | None = None) -> bytes:
