@@ -10,6 +10,7 @@ from aiohttp import web
 from ..errors import ErrorCode, OrthancError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+DICOM_JSON = ("application/dicom+json", "application/json")
 
 
 def public_base(request: web.Request, prefix: str) -> str:
@@ -96,6 +97,17 @@ def parse_accept(header: str | None) -> list[MediaRange]:
         ranges.append(MediaRange(media, kind.lower() if kind else None, syntax, q))
     ranges.sort(key=lambda r: -r.q)
     return [r for r in ranges if r.q > 0]
+
+
+def choose(header: str | None, types: tuple[str, ...], wildcards: tuple[str, ...], what: str) -> str:
+    """The first of `types` the Accept header takes (a wildcard range takes `types[0]`); 406
+    when it takes none of them."""
+    for r in parse_accept(header):
+        if r.media in types:
+            return r.media
+        if r.any or r.media in wildcards:
+            return types[0]
+    raise not_acceptable(header, what)
 
 
 def not_acceptable(header: str | None, what: str) -> OrthancError:

@@ -17,7 +17,7 @@ from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
-from .headers import public_base
+from .headers import DICOM_JSON, choose, public_base
 
 # The attributes answered per level, as Orthanc's DICOMweb plugin answers them (PS3.18 Table
 # 10.6.3-3 less InstanceAvailability; lower levels repeat their study's and series' attributes).
@@ -81,15 +81,6 @@ def _value(tag: int, text: str) -> dict[str, Any]:
     return {"vr": vr, "Value": parts}
 
 
-def _check_accept(request: web.Request) -> None:
-    accept = request.headers.get("Accept", "*/*")
-    ok = ("application/dicom+json", "application/json", "*/*", "application/*")
-    if not any(a.split(";")[0].strip() in ok for a in accept.split(",")):
-        raise OrthancError(
-            ErrorCode.NOT_ACCEPTABLE, f"QIDO-RS answers application/dicom+json, not {accept}", http_status=406
-        )
-
-
 def _int_param(request: web.Request, name: str) -> int:
     text = request.query.get(name, "0") or "0"
     try:
@@ -103,7 +94,7 @@ def _int_param(request: web.Request, name: str) -> int:
 
 def _search(level: ResourceType, prefix: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        _check_accept(request)
+        choose(request.headers.get("Accept"), DICOM_JSON, ("application/*",), "QIDO-RS answers DICOM JSON")
         ctx = ctx_of(request)
         req = FindRequest(level=level)
         fields = list(DEFAULT_FIELDS[level])

@@ -21,7 +21,7 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
-from .headers import MediaRange, not_acceptable, parse_accept, public_base
+from .headers import DICOM_JSON, MediaRange, choose, not_acceptable, parse_accept, public_base
 
 
 def _request_for(study: str | None, series: str | None, instance: str | None) -> FindRequest:
@@ -36,15 +36,6 @@ def _request_for(study: str | None, series: str | None, instance: str | None) ->
 def _url_request(request: web.Request) -> FindRequest:
     m = request.match_info
     return _request_for(m.get("study"), m.get("series"), m.get("instance"))
-
-
-def _wants(request: web.Request, *types: str) -> str:
-    accept = request.headers.get("Accept", "*/*")
-    for item in accept.split(","):
-        media = item.split(";")[0].strip().lower()
-        if media in types or media in ("*/*", "multipart/*"):
-            return media if media in types else types[0]
-    raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Cannot answer {accept}", http_status=406)
 
 
 def _retrieve_plan(request: web.Request, single: bool) -> tuple[bool, str | None, bool]:
@@ -160,7 +151,7 @@ def _metadata(prefix: str) -> Any:
         """GET .../metadata: every instance in DICOM JSON, large binary values as BulkDataURI.
         Study and series requests are answered from per-series summaries kept until the series
         changes; only the first request reads the files."""
-        _wants(request, "application/dicom+json", "application/json")
+        choose(request.headers.get("Accept"), DICOM_JSON, ("multipart/*",), "metadata is DICOM JSON")
         ctx = ctx_of(request)
         base = public_base(request, prefix)
         if "instance" in request.match_info:
