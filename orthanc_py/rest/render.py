@@ -51,15 +51,16 @@ _LEVEL_KEYS = {
 }
 
 
-def _default_json(info: ResourceInfo, names: dict[int, str]) -> dict[str, Any]:
-    """`resource_json` with every field and keyword names: the hot path of expanded lists."""
+def _full_json(info: ResourceInfo, fmt: str) -> dict[str, Any]:
+    """Every default field of a resource: the one place of their rules."""
     level = info.level
     label, parent_key, children_key = _LEVEL_KEYS[level]
-    try:
-        tags = {names[t]: v for t, v in info.main_tags.items()}
-    except KeyError:
-        tags = tags_json(info.main_tags, level, "human")
-    out: dict[str, Any] = {"ID": info.public_id, "Type": label, "MainDicomTags": tags, "Labels": info.labels}
+    out: dict[str, Any] = {
+        "ID": info.public_id,
+        "Type": label,
+        "MainDicomTags": tags_json(info.main_tags, level, fmt),
+        "Labels": info.labels,
+    }
     if parent_key is not None:
         out[parent_key] = info.parent
     if children_key is not None:
@@ -72,7 +73,7 @@ def _default_json(info: ResourceInfo, names: dict[int, str]) -> dict[str, Any]:
     out["IsStable"] = info.is_stable
     out["LastUpdate"] = info.last_update
     if level is ResourceType.STUDY:
-        out["PatientMainDicomTags"] = tags_json(info.patient_main_tags or {}, ResourceType.PATIENT, "human")
+        out["PatientMainDicomTags"] = tags_json(info.patient_main_tags or {}, ResourceType.PATIENT, fmt)
     elif level is ResourceType.SERIES:
         out["ExpectedNumberOfInstances"] = info.expected_instances
         out["Status"] = info.series_status
@@ -81,12 +82,25 @@ def _default_json(info: ResourceInfo, names: dict[int, str]) -> dict[str, Any]:
     return out
 
 
+# Which ResponseContent item (1.12.5 /tools/find) each field belongs to; ID and Type always come,
+# the instance's file fields only in the default answer.
+_CONTENT_OF = {
+    "MainDicomTags": "MainDicomTags",
+    "PatientMainDicomTags": "MainDicomTags",
+    "Labels": "Labels",
+    "IsStable": "IsStable",
+    "LastUpdate": "Metadata",
+    "IsProtected": "IsProtected",
+    "ExpectedNumberOfInstances": "Status",
+    "Status": "Status",
+    **{key: "Parent" for _label, key, _children in _LEVEL_KEYS.values() if key is not None},
+    **{key: "Children" for _label, _parent, key in _LEVEL_KEYS.values() if key is not None},
+}
+
+
 def resources_json(infos: list[ResourceInfo], fmt: str = "human") -> list[dict[str, Any]]:
     """`resource_json` of many resources (expanded listings)."""
-    if fmt != "human":
-        return [resource_json(i, fmt) for i in infos]
-    names = _MAIN_NAMES
-    return [_default_json(i, names) for i in infos]
+    return [_full_json(i, fmt) for i in infos]
 
 
 def resource_json(
@@ -97,42 +111,14 @@ def resource_json(
 ) -> dict[str, Any]:
     """GET /{level}/{id} (and each item of an expanded list). `content` restricts the fields
     (the 1.12.5 ResponseContent of /tools/find)."""
-    level = info.level
-    want = set(content) if content is not None else None
-    out: dict[str, Any] = {"ID": info.public_id, "Type": level.label}
-    if want is None or "MainDicomTags" in want:
-        out["MainDicomTags"] = tags_json(info.main_tags, level, fmt)
-        if level is ResourceType.STUDY:
-            out["PatientMainDicomTags"] = tags_json(info.patient_main_tags or {}, ResourceType.PATIENT, fmt)
-    if want is None or "Labels" in want:
-        out["Labels"] = info.labels
-    if want is None or "Parent" in want:
-        parent_level = level.parent
-        if parent_level is not None:
-            out["Parent" + parent_level.label] = info.parent
-    if want is None or "Children" in want:
-        child = level.child
-        if child is not None:
-            out[{"Study": "Studies", "Series": "Series", "Instance": "Instances"}[child.label]] = info.children
-    if level is not ResourceType.INSTANCE:
-        if want is None or "IsStable" in want:
-            out["IsStable"] = info.is_stable
-        if want is None or "Metadata" in want:
-            out["LastUpdate"] = info.last_update
-    if level is ResourceType.PATIENT and (want is None or "IsProtected" in want):
-        out["IsProtected"] = info.is_protected
-    if level is ResourceType.SERIES and (want is None or "Status" in want):
-        out["ExpectedNumberOfInstances"] = info.expected_instances
-        out["Status"] = info.series_status
-    if level is ResourceType.INSTANCE:
-        if want is None:
-            out["FileSize"] = info.file_size
-            out["FileUuid"] = info.file_uuid
-            out["IndexInSeries"] = info.index_in_series
-    if want is not None and "Metadata" in want:
-        out["Metadata"] = metadata_json(info.metadata)
-    if want is not None and "Attachments" in want:
-        out["Attachments"] = [attachment_json(a) for a in info.attachments]
+    out = _full_json(info, fmt)
+    if content is not None:
+        want = set(content)
+        out = {k: v for k, v in out.items() if k in ("ID", "Type") or _CONTENT_OF.get(k) in want}
+        if "Metadata" in want:
+            out["Metadata"] = metadata_json(info.metadata)
+        if "Attachments" in want:
+            out["Attachments"] = [attachment_json(a) for a in info.attachments]
     if requested is not None:
         out["RequestedTags"] = requested
     return out
