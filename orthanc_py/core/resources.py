@@ -48,6 +48,12 @@ _STUDY_TAGS = frozenset(MAIN_TAGS[ResourceType.STUDY])
 _PATIENT_TAGS = frozenset(MAIN_TAGS[ResourceType.PATIENT])
 
 
+def _split_study_tags(info: ResourceInfo, tags: dict[int, str]) -> None:
+    """A study row keeps a copy of its patient's tags (as Orthanc does): answer them apart."""
+    info.main_tags = {t: v for t, v in tags.items() if t in _STUDY_TAGS}
+    info.patient_main_tags = {t: v for t, v in tags.items() if t in _PATIENT_TAGS}
+
+
 def unknown(public_id: str) -> OrthancError:
     return OrthancError(ErrorCode.UNKNOWN_RESOURCE)  # Orthanc gives no details here
 
@@ -131,7 +137,6 @@ def expand(
         ResourceType.INSTANCE,
         ResourceType.PATIENT,
     )
-    study_tags, patient_tags = _STUDY_TAGS, _PATIENT_TAGS
     protected = (
         txn.protected_among([r.id for r in rows if r.level is patient])
         if any(r.level is patient for r in rows)
@@ -156,9 +161,7 @@ def expand(
             attachments=all_atts.get(rid, []),
         )
         if level is study:
-            tags = r.main_tags
-            info.main_tags = {t: v for t, v in tags.items() if t in study_tags}
-            info.patient_main_tags = {t: v for t, v in tags.items() if t in patient_tags}
+            _split_study_tags(info, r.main_tags)
         elif level is series:
             expected = as_int(m.get(expected_key))
             info.expected_instances = expected
@@ -188,7 +191,6 @@ def _expand_whole(txn: Transaction, ctx: ServerContext, level: ResourceType) -> 
     pending = ctx.stable.pending
     protected = txn.protected_among([r[0] for r in rows]) if level is ResourceType.PATIENT else set()
     study = level is ResourceType.STUDY
-    study_tags, patient_tags = _STUDY_TAGS, _PATIENT_TAGS
     out = []
     for rid, pub, ppub, tags, kids, last_update in rows:
         info = ResourceInfo(
@@ -204,8 +206,7 @@ def _expand_whole(txn: Transaction, ctx: ServerContext, level: ResourceType) -> 
             metadata={} if last_update is None else {_LAST_UPDATE: last_update},
         )
         if study:
-            info.main_tags = {t: v for t, v in tags.items() if t in study_tags}
-            info.patient_main_tags = {t: v for t, v in tags.items() if t in patient_tags}
+            _split_study_tags(info, tags)
         else:
             info.is_protected = rid in protected
         out.append(info)
