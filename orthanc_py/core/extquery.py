@@ -18,7 +18,6 @@ from typing import Any
 from ..errors import ErrorCode, OrthancError
 from ..index.base import ExtTagRow, Transaction
 from ..model import extquery as eq
-from ..model import maintags as mt
 from ..model.enums import FileContentType, ResourceType
 from ..model.lookup import MatchKind, TagConstraint, normalize, parse_constraint
 from .context import ServerContext
@@ -328,7 +327,7 @@ def constraint(
     """The index constraint for a QIDO filter on an extended query tag and whether the tag has
     errors; None when `tag` is no extended query tag (400 when it cannot be queried)."""
     row = ctx.ext_tags.by_tag(tag)
-    if row is None or tag in mt.ALL_MAIN_TAGS:
+    if row is None or eq.indexed_already(row.tag, row.private_creator):
         return None
     if row.status != "Ready" or ResourceType(row.level) not in query_levels(level, scope):
         raise _bad(f"Invalid QIDO-RS query. AttributeId {tag:08X} is not queryable.")

@@ -11,12 +11,8 @@ from aiohttp import web
 from ..core import extquery
 from ..errors import ErrorCode, OrthancError
 from ..web.appkeys import ctx_of
-from ..web.responses import json_bytes
+from ..web.responses import json_response
 from .headers import public_base
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=json_bytes(data), status=status, content_type="application/json", headers=headers)
 
 
 async def _body(request: web.Request) -> Any:
@@ -55,17 +51,17 @@ def _routes(prefix: str) -> list[web.RouteDef]:
         ctx = ctx_of(request)
         job = await extquery.add(ctx, await _body(request))
         ref, href = operation_ref(request, job.id)
-        return _json(ref, status=202, headers={"Location": href})
+        return json_response(ref, status=202, headers={"Location": href})
 
     async def list_tags(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         limit, offset = _paging(request)
         rows = ctx.ext_tags.rows[offset : offset + limit]
-        return _json([extquery.entry_json(r, base(request)) for r in rows])
+        return json_response([extquery.entry_json(r, base(request)) for r in rows])
 
     async def get_tag(request: web.Request) -> web.StreamResponse:
         row = extquery.lookup(ctx_of(request), request.match_info["path"])
-        return _json(extquery.entry_json(row, base(request)))
+        return json_response(extquery.entry_json(row, base(request)))
 
     async def delete_tag(request: web.Request) -> web.StreamResponse:
         await extquery.delete(ctx_of(request), request.match_info["path"])
@@ -73,11 +69,11 @@ def _routes(prefix: str) -> list[web.RouteDef]:
 
     async def patch_tag(request: web.Request) -> web.StreamResponse:
         row = await extquery.update(ctx_of(request), request.match_info["path"], await _body(request))
-        return _json(extquery.entry_json(row, base(request)))
+        return json_response(extquery.entry_json(row, base(request)))
 
     async def tag_errors(request: web.Request) -> web.StreamResponse:
         limit, offset = _paging(request)
-        return _json(await extquery.errors(ctx_of(request), request.match_info["path"], offset, limit))
+        return json_response(await extquery.errors(ctx_of(request), request.match_info["path"], offset, limit))
 
     async def operation(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
@@ -99,7 +95,7 @@ def _routes(prefix: str) -> list[web.RouteDef]:
             "percentComplete": 100 if job.state == "Success" else job.progress,
             "resources": [f"{base(request)}/extendedquerytags/{t}" for t in tags],
         }
-        return _json(body, status=202 if running else 200, headers={"Location": href} if running else None)
+        return json_response(body, status=202 if running else 200, headers={"Location": href} if running else None)
 
     tags = prefix + "/extendedquerytags"
     return [
