@@ -901,8 +901,7 @@ class SqliteIndex:
 
     # ------------------------------------------------------------------ writer
     def _writer_loop(self) -> None:
-        conn = self._writer_conn
-        txn = SqlTransaction(conn)
+        """`write` calls from event loops: queued, run by this thread in group commits."""
         while True:
             first = self._queue.get()
             if first is None:
@@ -917,30 +916,13 @@ class SqliteIndex:
                     self._queue.put(None)
                     break
                 batch.append(item)
-            results: list[tuple[asyncio.Future[Any], bool, Any]] = []
-            self._write_lock.acquire()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                for fn, fut in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        value = fn(txn)
-                    except BaseException as exc:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        results.append((fut, False, exc))
-                        continue
-                    conn.execute("RELEASE op")
-                    results.append((fut, True, value))
-                conn.execute("COMMIT")
-            except BaseException as exc:  # commit failed: nobody's write happened
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-                results = [(fut, False, exc) for _fn, fut in batch]
-            finally:
-                self._write_lock.release()
+            pending = [_Pending(fn) for fn, _fut in batch]
+            with self._write_lock:
+                self._run_batch(pending)
+            results = [
+                (fut, p.error is None, p.result if p.error is None else p.error)
+                for (_fn, fut), p in zip(batch, pending, strict=True)
+            ]
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
             for fut, ok, value in results:
                 by_loop.setdefault(fut.get_loop(), []).append((fut, ok, value))
@@ -972,24 +954,6 @@ class SqliteIndex:
     def _run_batch(self, batch: list[_Pending]) -> None:
         conn = self._writer_conn
         txn = self._writer_txn
-        if len(batch) == 1:  # alone: its own transaction, no savepoint statements
-            item = batch[0]
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    item.result = item.fn(txn)
-                except BaseException as exc:
-                    item.error = exc
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                else:
-                    conn.execute("COMMIT")
-            except BaseException as exc:  # BEGIN or COMMIT failed: nothing was written
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                item.error, item.result = exc, None
-            item.done = True
-            return
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
