@@ -85,7 +85,7 @@ async def serve(
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
     ctx = build_context(settings)
     _tune_gc()
-    ctx.start_background()
+    await ctx.start()
     stop = stop or asyncio.Event()
     ctx.shutdown_requested = stop.set
     app = build_app(ctx)

@@ -88,7 +88,7 @@ class ServerContext:
         from .extquery import ExtQueryTags
 
         self.ext_tags = ExtQueryTags()
-        """Extended query tags (DICOMweb), loaded by `start_background`."""
+        """Extended query tags (DICOMweb), loaded by `start`."""
         self.modalities = ModalityRegistry(dict(settings.dicom_modalities))
         self.queries = QueryRegistry()
         self._scu: Any = None
@@ -114,13 +114,13 @@ class ServerContext:
         """Run blocking work (files, parsing, pixels) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
 
-    def start_background(self) -> None:
-        """Start the periodic tasks (stability)."""
-        self._tasks.append(asyncio.create_task(self._stability_loop(), name="stability"))
+    async def start(self) -> None:
+        """Load what ingest needs from the index (extended query tags) and start the periodic
+        tasks; awaited before the server accepts requests."""
         from .extquery import resume
 
-        self.index.read_blocking(self.ext_tags.refresh)  # before any ingest can need them
-        self._tasks.append(asyncio.create_task(resume(self), name="extended-query-tags"))
+        await resume(self)
+        self._tasks.append(asyncio.create_task(self._stability_loop(), name="stability"))
 
     async def _stability_loop(self) -> None:
         interval = min(1.0, max(0.05, self.settings.stable_age / 4))
