@@ -105,9 +105,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
             data = await ctx.run(load, file_uuid, to)
         except ts.CannotTranscode:  # headers are gone: end the stream short
             break
-        await response.write(
-            f"--{boundary}\r\nContent-Type: application/dicom\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-        )
+        await response.write(_part_head(boundary, "application/dicom", len(data)))
         await response.write(data)
         await response.write(b"\r\n")
     await response.write(f"--{boundary}--\r\n".encode())
@@ -326,12 +324,17 @@ async def frames(request: web.Request) -> web.StreamResponse:
     return _multipart(parts, part_type, [base + str(n) for n in numbers])
 
 
+def _part_head(boundary: str, part_type: str, length: int, location: str | None = None) -> bytes:
+    """The delimiter and headers of one part of a multipart/related answer."""
+    where = f"Content-Location: {location}\r\n" if location else ""
+    return f"--{boundary}\r\nContent-Type: {part_type}\r\n{where}Content-Length: {length}\r\n\r\n".encode()
+
+
 def _multipart(parts: list[bytes], part_type: str, locations: list[str] | None = None) -> web.Response:
     boundary = uuid.uuid4().hex
     chunks = []
     for i, p in enumerate(parts):
-        where = f"Content-Location: {locations[i]}\r\n" if locations else ""
-        chunks.append(f"--{boundary}\r\nContent-Type: {part_type}\r\n{where}Content-Length: {len(p)}\r\n\r\n".encode())
+        chunks.append(_part_head(boundary, part_type, len(p), locations[i] if locations else None))
         chunks.append(p)
         chunks.append(b"\r\n")
     chunks.append(f"--{boundary}--\r\n".encode())
@@ -369,8 +372,7 @@ async def bulk(request: web.Request) -> web.StreamResponse:
         data = ctx.storage.read(uuid_, FileContentType.DICOM)
         if tag == 0x7FE00010:
             try:
-                count = ts.frame_count(data)
-                return ts.frames(data, list(range(1, count + 1)), False)
+                return ts.frames(data, None, False)
             except LookupError:
                 return [], ts.EXPLICIT_LE
         found = ts.element_value(data, tag)

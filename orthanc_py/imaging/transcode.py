@@ -119,23 +119,17 @@ def _frame_length(ds: Any) -> int | None:
     return (bits + 7) // 8
 
 
-def frame_count(data: bytes) -> int:
-    """NumberOfFrames of the file (1 when absent); LookupError without pixel data."""
-    ds = _read(data)
-    if "PixelData" not in ds:
-        raise LookupError("The instance has no pixel data")
-    return int(ds.get("NumberOfFrames", 1) or 1)
-
-
-def frames(data: bytes, numbers: list[int], decode: bool) -> tuple[list[bytes], str]:
-    """Frames `numbers` (1-based) of the file and the syntax they are in: as stored, or
-    uncompressed (Explicit VR Little Endian) when `decode` and the file is compressed.
+def frames(data: bytes, numbers: list[int] | None, decode: bool) -> tuple[list[bytes], str]:
+    """Frames `numbers` (1-based; None: all) of the file and the syntax they are in: as stored,
+    or uncompressed (Explicit VR Little Endian) when `decode` and the file is compressed.
     IndexError names a frame that does not exist; LookupError means no pixel data."""
     ds = _read(data)
     if "PixelData" not in ds:
         raise LookupError("The instance has no pixel data")
     syntax = stored_syntax(ds)
     count = int(ds.get("NumberOfFrames", 1) or 1)
+    if numbers is None:
+        numbers = list(range(1, count + 1))
     for n in numbers:
         if not 1 <= n <= count:
             raise IndexError(f"No frame {n} (the instance has {count})")
