@@ -41,3 +41,13 @@ def real_orthanc(base: Path, config: dict[str, Any]) -> Iterator[str]:
 
 def upload(url: str, data: bytes) -> None:
     urllib.request.urlopen(urllib.request.Request(url + "/instances", data=data, method="POST")).read()
+
+
+def upload_datasets(url: str, client: Any) -> None:
+    """Store every conformance dataset in the real Orthanc at `url` and through our `client`."""
+    from tests.conformance import oracle_data
+
+    for entry in oracle_data.DATASETS:
+        data = oracle_data.build(entry)
+        upload(url, data)
+        client.upload(data)

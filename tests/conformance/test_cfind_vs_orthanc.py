@@ -19,8 +19,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelFind,
 )
 
-from tests.conformance import oracle_data
-from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload
+from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload_datasets
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(not os.path.exists(ORTHANC), reason="the real Orthanc is not installed")
@@ -53,10 +52,7 @@ def servers(tmp_path_factory):
         )
         try:
             client = ours.client()
-            for entry in oracle_data.DATASETS:
-                data = oracle_data.build(entry)
-                upload(url, data)
-                client.upload(data)
+            upload_datasets(url, client)
             assert ours.ctx is not None
             yield ours.ctx.dicom_port, dicom
         finally:

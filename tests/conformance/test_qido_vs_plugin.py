@@ -16,7 +16,7 @@ import pytest
 
 from tests.conformance import oracle_data
 from tests.conformance.real_orthanc import DICOMWEB_PLUGIN as PLUGIN
-from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload
+from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload_datasets
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(
@@ -41,10 +41,7 @@ def servers(tmp_path_factory):
         ours = RunningServer({}, base / "ours")
         try:
             client = ours.client()
-            for entry in oracle_data.DATASETS:
-                data = oracle_data.build(entry)
-                upload(url, data)
-                client.upload(data)
+            upload_datasets(url, client)
             yield f"http://127.0.0.1:{ours.port}", url
         finally:
             ours.stop()

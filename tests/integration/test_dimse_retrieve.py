@@ -15,15 +15,6 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from tests.integration.test_modalities import StoreSCP
-
-
-@pytest.fixture
-def scp():
-    s = StoreSCP()
-    yield s
-    s.stop()
-
 
 @pytest.fixture
 def archive(make_server, scp):
