@@ -315,7 +315,10 @@ class DicomServer:
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         """C-GET SCP: the instances go back on the requestor's own association."""
+        # pynetdicom wants the number of sub-operations first (0 would mean Success): a refusal
+        # is announced as one sub-operation, then its status
         if not self._allowed(event, "AllowGet"):
+            yield 1
             yield status.REFUSED_NOT_AUTHORIZED, None
             return
         try:
@@ -323,6 +326,7 @@ class DicomServer:
             files = self._instance_files(req)
         except Exception as exc:
             log.warning("C-GET with an invalid identifier: %s", exc)
+            yield 1
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
         yield from self._sub_operations(event, files)

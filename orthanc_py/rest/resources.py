@@ -398,7 +398,7 @@ async def patient_protected(request: web.Request) -> web.StreamResponse:
 async def set_patient_protected(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     pid = request.match_info["id"]
-    body = (await request.read()).decode().strip()
+    body = (await request.read()).decode("utf-8", "replace").strip()
     if body not in ("0", "1"):
         raise OrthancError(ErrorCode.BAD_REQUEST, "Expected 0 or 1")
 

@@ -81,8 +81,19 @@ def test_c_get(archive):
     )
     assert assoc.is_established
     statuses = [st.Status for st, _ in assoc.send_c_get(study_query(2), StudyRootQueryRetrieveInformationModelGet)]
+    bogus = study_query(2)
+    bogus.QueryRetrieveLevel = "BOGUS"  # a failure status, not pynetdicom's "invalid handler" 0xC413
+    refused = [st.Status for st, _ in assoc.send_c_get(bogus, StudyRootQueryRetrieveInformationModelGet)]
     assoc.release()
     assert statuses[-1] == 0x0000
+    assert refused[-1] == 0xA900
+    stranger = AE(ae_title="STRANGER")  # not in DicomModalities, DicomAlwaysAllowGet off
+    stranger.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    other = stranger.associate("127.0.0.1", archive.ctx.dicom_port, ae_title="ORTHANCPY")
+    assert other.is_established
+    denied = [st.Status for st, _ in other.send_c_get(study_query(2), StudyRootQueryRetrieveInformationModelGet)]
+    other.release()
+    assert denied[-1] == 0x0124
     assert set(received) == {dicomgen.uid("sop", 2, 0, 0, 0)}
     assert received[dicomgen.uid("sop", 2, 0, 0, 0)].PatientID == "PID00002"
 

@@ -75,6 +75,8 @@ def test_levels_and_expansion(client, populated):
     # whole-level listings (one query) equal the resources read one by one, labels and protection too
     assert client.put(f"/studies/{first['ParentStudy']}/labels/urgent", b"").status == 200
     assert client.put(f"/patients/{first['ParentPatient']}/protected", "1").status == 200
+    garbage = client.put(f"/patients/{first['ParentPatient']}/protected", b"\x00\xff")  # not text: 400, not 500
+    assert garbage.status == 400 and garbage.json()["OrthancError"] == "Bad request"
     for level in ("patients", "studies", "series"):
         listed = client.get(f"/{level}?expand").json()
         assert listed == [client.get(f"/{level}/{r['ID']}").json() for r in listed]
