@@ -85,6 +85,7 @@ class ServerContext:
         from .queries import QueryRegistry
 
         self.jobs = JobsEngine()
+        self.metrics_enabled = settings.metrics_enabled
         from .extquery import ExtQueryTags
 
         self.ext_tags = ExtQueryTags()
