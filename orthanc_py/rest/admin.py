@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..core import resources as core_res
 from ..errors import ErrorCode, OrthancError
-from ..web.responses import json_response, text_response
+from ..web.responses import json_response, read_text, text_response
 from .common import ctx_of
 
 # Orthanc's log categories -> our loggers (the first one answers GET)
@@ -46,8 +46,7 @@ def _level_name(level: int) -> str:
     return "verbose" if level <= logging.INFO else "default"
 
 
-def _verbosity(body: bytes) -> int:
-    text = body.decode("utf-8", "replace").strip()
+def _verbosity(text: str) -> int:
     if text not in _LEVELS:
         details = f'Verbosity can be "default", "verbose" or "trace": {text}'
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, details)
@@ -69,7 +68,7 @@ async def get_log_level(request: web.Request) -> web.StreamResponse:
 
 
 async def put_log_level(request: web.Request) -> web.StreamResponse:
-    level = _verbosity(await request.read())
+    level = _verbosity(await read_text(request))
     for category in LOG_CATEGORIES:
         set_category(category, level)
     return text_response("")
@@ -80,7 +79,7 @@ def _category_routes(category: str) -> tuple[Handler, Handler]:
         return text_response(_level_name(category_level(category)))
 
     async def put(request: web.Request) -> web.StreamResponse:
-        set_category(category, _verbosity(await request.read()))
+        set_category(category, _verbosity(await read_text(request)))
         return text_response("")
 
     return get, put
@@ -91,7 +90,7 @@ async def get_metrics_enabled(request: web.Request) -> web.StreamResponse:
 
 
 async def put_metrics_enabled(request: web.Request) -> web.StreamResponse:
-    text = (await request.read()).decode("utf-8", "replace").strip().lower()
+    text = (await read_text(request)).lower()
     if text not in ("1", "0", "true", "false"):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
     ctx_of(request).metrics_enabled = text in ("1", "true")

@@ -11,7 +11,7 @@ from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model import dicomjson
 from ..model.enums import ResourceType
-from ..web.responses import bool_arg, json_response, read_json, text_response
+from ..web.responses import bool_arg, json_response, read_json, read_text, text_response
 from .common import ctx_of
 from .resources import dicom_format
 
@@ -111,7 +111,7 @@ async def answer_content(request: web.Request) -> web.StreamResponse:
 
 
 async def _target(request: web.Request) -> str:
-    raw = (await request.read()).decode("utf-8", "replace").strip()
+    raw = await read_text(request)
     body = await read_json(request)
     if isinstance(body, dict):
         return str(body.get("TargetAet") or ctx_of(request).settings.dicom_aet)

@@ -22,7 +22,7 @@ from ..model import dicomjson
 from ..model.enums import METADATA_BY_NAME, USER_METADATA_MIN, ChangeType, MetadataType, ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
-from ..web.responses import bool_arg, json_response, text_response
+from ..web.responses import bool_arg, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
 from .render import metadata_name, resource_json, resource_statistics_json, resources_json, tags_json
 
@@ -398,7 +398,7 @@ async def patient_protected(request: web.Request) -> web.StreamResponse:
 async def set_patient_protected(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     pid = request.match_info["id"]
-    body = (await request.read()).decode("utf-8", "replace").strip()
+    body = await read_text(request)
     if body not in ("0", "1"):
         raise OrthancError(ErrorCode.BAD_REQUEST, "Expected 0 or 1")
 

@@ -14,7 +14,7 @@ from ..model import maintags as mt
 from ..model.enums import METADATA_BY_NAME, ResourceType
 from ..model.lookup import MatchKind, TagConstraint, parse_constraint, parse_tag, vr_of
 from ..model.maintags import format_tag
-from ..web.responses import json_response, read_json
+from ..web.responses import json_response, read_json, read_text
 from .common import ctx_of
 from .render import resource_json
 from .resources import requested_values
@@ -190,7 +190,7 @@ _LOOKUP_TAGS = (
 async def lookup(request: web.Request) -> web.StreamResponse:
     """POST /tools/lookup: which resources have this PatientID, UID or AccessionNumber."""
     ctx = ctx_of(request)
-    text = (await request.read()).decode("utf-8", "replace").strip()
+    text = await read_text(request)
 
     def run(txn: Transaction) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
