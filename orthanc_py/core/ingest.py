@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import enum
-import uuid as uuidlib
 from dataclasses import dataclass
 
 from ..errors import ErrorCode, OrthancError
@@ -70,7 +69,7 @@ def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None)
     parsed = parse(data)
     if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
         raise StudyMismatch(parsed)
-    uuid = str(uuidlib.uuid4())
+    uuid = ctx.storage.new_uuid()
     try:
         ctx.storage.create(uuid, data, FileContentType.DICOM)
     except OSError as exc:  # a full or failing disk: Orthanc's filesystem storage error

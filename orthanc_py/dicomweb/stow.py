@@ -20,7 +20,7 @@ from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..web.appkeys import ctx_of
-from ..web.responses import json_bytes
+from ..web.responses import json_bytes, read_body
 from .headers import public_base
 
 PROCESSING_FAILURE = 0xC000  # 49152
@@ -55,7 +55,7 @@ async def _parts(request: web.Request) -> Any:
         async for payload in _multipart(request.content, _boundary(ctype)):
             yield payload
     elif ctype.split(";")[0].strip().lower() in ("application/dicom", "application/octet-stream", ""):
-        yield await request.read()
+        yield await read_body(request)
     else:
         raise OrthancError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,

@@ -17,7 +17,7 @@ from ..imaging import render
 from ..model import dicomjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
-from ..web.responses import json_response
+from ..web.responses import json_response, read_body
 from .common import ctx_of, empty_404
 from .resources import dicom_format
 
@@ -45,7 +45,7 @@ def _zip_members(data: bytes) -> list[bytes]:
 async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
     ctx = ctx_of(request)
-    data = await request.read()
+    data = await read_body(request)
     origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))
     if data[:4] == b"PK\x03\x04":
         members = await ctx.run(_zip_members, data)

@@ -1,4 +1,4 @@
-"""The storage-area protocol: four operations on opaque blobs named by UUID (Orthanc's IStorageArea).
+"""The storage-area protocol: a few operations on opaque blobs named by UUID (Orthanc's IStorageArea).
 
 Methods are synchronous: core calls them from worker threads, never on the event loop.
 """
@@ -10,6 +10,10 @@ from typing import Protocol
 
 class StorageArea(Protocol):
     """Create, read (whole or a range), and remove blobs named by a UUID and an attachment type."""
+
+    def new_uuid(self) -> str:
+        """A fresh UUID for a blob about to be created (the storage may choose where it lands)."""
+        ...
 
     def create(self, uuid: str, data: bytes, content_type: int) -> None:
         """Store `data` durably before returning (a crash afterwards must not lose it)."""

@@ -9,17 +9,28 @@ every file lands in newly allocated page-cache memory, and first-touch page allo
 of the server's CPU per instance here (2-core VM: 1.6-2.6 ms/instance, against 1.7 ms when pages
 are recycled; 650/s steady instead of 490-540/s). Recent files (a study just received and opened
 at once) stay cached; an older file's first read comes from disk (about +0.5 ms for 512 KiB).
+
+New files are named so that runs of FILES_PER_FOLDER consecutive files share their `ab/cd`
+folder (`new_uuid`). Orthanc's random UUIDs put nearly every file of a growing archive into a
+folder of its own, and creating that folder (a directory inode: ext4 searches its bitmaps for a
+free one) cost more than writing the file: 2.25 ms of server CPU per 512 KiB instance against
+1.57 ms with shared folders (560/s against 690/s at concurrency 8, 2-core VM). The layout is
+still Orthanc's (the folder comes from the UUID), so Orthanc can serve our storage and we can
+serve its; each run picks a random folder, so a large archive spreads over all 65,536 folders
+as evenly as Orthanc's does.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import uuid as uuidlib
 from collections import deque
 from pathlib import Path
 
 DROP_CACHE_MIN = 64 * 1024  # smaller files (JSON attachments) are left in the cache
 RECENT_WINDOW = 256 * 1024 * 1024
+FILES_PER_FOLDER = 256
 
 
 def _drop_cached(path: str) -> None:
@@ -68,6 +79,20 @@ class FilesystemStorage:
         self.root.mkdir(parents=True, exist_ok=True)
         self._made: set[str] = set()
         self._recent = _RecentFiles(RECENT_WINDOW)
+        self._uuid_lock = threading.Lock()
+        self._folder = ""
+        self._folder_left = 0
+
+    def new_uuid(self) -> str:
+        """A version-4 UUID whose first four hex digits (its folder) are shared by
+        FILES_PER_FOLDER consecutive files (see the module docstring)."""
+        with self._uuid_lock:
+            if self._folder_left == 0:
+                self._folder = os.urandom(2).hex()
+                self._folder_left = FILES_PER_FOLDER
+            self._folder_left -= 1
+            folder = self._folder
+        return folder + str(uuidlib.uuid4())[4:]
 
     def _path(self, uuid: str) -> Path:
         return self.root / uuid[0:2] / uuid[2:4] / uuid

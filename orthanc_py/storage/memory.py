@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import uuid as uuidlib
+
 
 class MemoryStorage:
     """Blobs in a dict; same semantics as the filesystem storage."""
 
     def __init__(self) -> None:
         self._blobs: dict[tuple[str, int], bytes] = {}
+
+    def new_uuid(self) -> str:
+        return str(uuidlib.uuid4())
 
     def path(self, uuid: str, content_type: int) -> str | None:
         return None

@@ -38,6 +38,36 @@ def bool_arg(request: web.Request, name: str, default: bool = False) -> bool:
     return value in ("", "true", "1", "yes")
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The whole body, copied once. `request.read()` copies every received chunk into a growing
+    bytearray, then copies that into bytes: two to three copies of each upload, on the event
+    loop. Here the chunks are kept as received and joined once (no copy for a one-chunk body)."""
+    done = getattr(request, "_read_bytes", None)
+    if done is not None:  # already read (a middleware, or a second call)
+        return bytes(done)
+    if not request.body_exists:
+        return b""
+    stream = request.content
+    limit = getattr(request, "_client_max_size", 0)
+    if limit and hasattr(stream, "set_read_chunk_size"):  # fewer pause/resume cycles
+        stream.set_read_chunk_size(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk, _ = await stream.readchunk()
+        if not chunk:
+            if stream.at_eof():
+                break
+            continue  # (b"", True): a boundary of Transfer-Encoding: chunked, not the end
+        chunks.append(chunk)
+        size += len(chunk)
+        if limit and size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    request._read_bytes = body  # later request.read() calls answer the same bytes
+    return body
+
+
 async def read_text(request: web.Request) -> str:
     """The body as text without surrounding whitespace; bytes that are not UTF-8 become U+FFFD,
     so a binary body is an invalid value for the route (400), never a decoding crash."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -139,3 +140,36 @@ def test_overwrite_instances(make_server):
     files = [p for p in srv.settings.storage_directory.rglob("*") if p.is_file() and "sqlite" not in p.name]
     assert [p.name for p in files] == [uuid2]
     assert os.path.getsize(files[0]) == len(data)
+
+
+def test_consecutive_uploads_share_storage_folders(client, server):
+    """Files of one upload burst land in few `ab/cd` folders (no directory created per file),
+    still laid out as Orthanc lays them out: the folder is the FileUuid's first four digits."""
+    ids = [client.post("/instances", small(patient=40, instance=i)).json()["ID"] for i in range(6)]
+    uuids = [client.get(f"/instances/{i}").json()["FileUuid"] for i in ids]
+    assert len({u[:4] for u in uuids}) <= 2
+    for u in uuids:
+        assert (Path(server.settings.storage_directory) / u[0:2] / u[2:4] / u).is_file()
+
+
+def test_chunked_upload_body(client):
+    """Transfer-Encoding: chunked, in small chunks: the body is reassembled whole."""
+    import http.client
+
+    data = small(patient=41)
+    conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=30)
+    pieces = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    conn.request("POST", "/instances", body=iter(pieces), headers={"Transfer-Encoding": "chunked"}, encode_chunked=True)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    assert resp.status == 200, body
+    iid = json.loads(body)["ID"]
+    assert client.get(f"/instances/{iid}/file").body == data
+
+
+def test_empty_bodies_in_a_row(client):
+    """aiohttp shares one reader among all bodiless requests; reading it again must not spin."""
+    for _ in range(3):
+        r = client.post("/instances", b"")
+        assert r.status == 400 and r.json()["OrthancStatus"] == 15

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid as uuid_module
 
 from orthanc_py.storage import filesystem
 from orthanc_py.storage.filesystem import FilesystemStorage, _RecentFiles
@@ -37,3 +38,14 @@ def test_files_pushed_out_of_the_window_are_dropped_from_the_cache(tmp_path, mon
     storage.create("ffffffff-0000-4000-8000-000000000000", b"small", 1)  # small files are not tracked
     assert dropped == [storage.path(u, 1) for u in uuids[:2]]
     assert all(storage.read(u, 1) == big for u in uuids)
+
+
+def test_new_uuids_share_their_folder_in_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(filesystem, "FILES_PER_FOLDER", 4)
+    storage = FilesystemStorage(tmp_path)
+    uuids = [storage.new_uuid() for _ in range(12)]
+    assert len(set(uuids)) == 12
+    for u in uuids:  # still version-4 UUIDs, as Orthanc names its files
+        assert uuid_module.UUID(u).version == 4 and str(uuid_module.UUID(u)) == u
+    runs = [{u[:4] for u in uuids[i : i + 4]} for i in range(0, 12, 4)]
+    assert all(len(run) == 1 for run in runs)  # one folder per run of FILES_PER_FOLDER files
