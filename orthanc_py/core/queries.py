@@ -17,12 +17,6 @@ MODEL_STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 MODEL_PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 MODEL_STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 MODEL_PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
-QR_LEVEL = {
-    ResourceType.PATIENT: "PATIENT",
-    ResourceType.STUDY: "STUDY",
-    ResourceType.SERIES: "SERIES",
-    ResourceType.INSTANCE: "IMAGE",
-}
 IDENTIFIER_KEYS = {
     ResourceType.PATIENT: ("PatientID",),
     ResourceType.STUDY: ("StudyInstanceUID", "AccessionNumber", "PatientID"),
@@ -74,7 +68,7 @@ def build_identifier(level: ResourceType, query: dict[str, Any]) -> Any:
     from pydicom.dataset import Dataset
 
     ds = Dataset()
-    ds.QueryRetrieveLevel = QR_LEVEL[level]
+    ds.QueryRetrieveLevel = level.qr_level
     for key, value in query.items():
         if not isinstance(value, str):
             raise OrthancError(ErrorCode.BAD_REQUEST, f'Tag "{key}" should be associated with a string')
@@ -102,7 +96,7 @@ def move_identifier(level: ResourceType, answer: Any) -> Any:
     from pydicom.dataset import Dataset
 
     ds = Dataset()
-    ds.QueryRetrieveLevel = QR_LEVEL[level]
+    ds.QueryRetrieveLevel = level.qr_level
     for keyword in IDENTIFIER_KEYS[level]:
         if keyword in answer and (keyword != "AccessionNumber"):
             setattr(ds, keyword, answer.get(keyword))

@@ -37,12 +37,6 @@ from ..model.lookup import parse_constraint, vr_of
 from ..model.parsing import element_text
 from . import status
 
-QUERY_LEVELS = {
-    "PATIENT": ResourceType.PATIENT,
-    "STUDY": ResourceType.STUDY,
-    "SERIES": ResourceType.SERIES,
-    "IMAGE": ResourceType.INSTANCE,
-}
 QUERY_RETRIEVE_LEVEL = mt.tag(0x0008, 0x0052)
 RETRIEVE_AE_TITLE = mt.tag(0x0008, 0x0054)
 _NOT_KEYS = frozenset({QUERY_RETRIEVE_LEVEL, mt.SPECIFIC_CHARACTER_SET})
@@ -220,7 +214,7 @@ class DicomServer:
         """QueryRetrieveLevel, the find request and the requested keys of an identifier
         (KeyError/ValueError when it is not a valid query)."""
         level_text = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-        level = QUERY_LEVELS[level_text]
+        level = ResourceType.from_qr_level(level_text)
         req = FindRequest(level=level)
         requested: list[int] = []
         for tag in list(identifier.keys()):

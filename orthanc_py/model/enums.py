@@ -31,6 +31,16 @@ class ResourceType(enum.IntEnum):
     def child(self) -> ResourceType | None:
         return None if self is ResourceType.INSTANCE else ResourceType(self + 1)
 
+    @property
+    def qr_level(self) -> str:
+        """The DICOM QueryRetrieveLevel (0008,0052) naming this level ("IMAGE" for instances)."""
+        return _QR_LEVELS[self]
+
+    @classmethod
+    def from_qr_level(cls, text: str) -> ResourceType:
+        """The level a DICOM QueryRetrieveLevel names (exact, upper case); KeyError otherwise."""
+        return _LEVEL_BY_QR[text]
+
     @classmethod
     def parse(cls, text: str) -> ResourceType:
         """Accept Orthanc's spellings: "Study", "study", "studies", "STUDY"; ValueError otherwise."""
@@ -52,6 +62,13 @@ _LEVEL_PLURALS = {
     ResourceType.SERIES: "series",
     ResourceType.INSTANCE: "instances",
 }
+_QR_LEVELS = {
+    ResourceType.PATIENT: "PATIENT",
+    ResourceType.STUDY: "STUDY",
+    ResourceType.SERIES: "SERIES",
+    ResourceType.INSTANCE: "IMAGE",
+}
+_LEVEL_BY_QR = {v: k for k, v in _QR_LEVELS.items()}
 _LEVEL_BY_NAME = {
     **{v.lower(): k for k, v in _LEVEL_LABELS.items()},
     **{v: k for k, v in _LEVEL_PLURALS.items()},
