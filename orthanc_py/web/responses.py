@@ -71,13 +71,13 @@ async def read_body(request: web.Request) -> bytes:
 async def read_text(request: web.Request) -> str:
     """The body as text without surrounding whitespace; bytes that are not UTF-8 become U+FFFD,
     so a binary body is an invalid value for the route (400), never a decoding crash."""
-    return (await request.read()).decode("utf-8", "replace").strip()
+    return (await read_body(request)).decode("utf-8", "replace").strip()
 
 
 async def read_json(request: web.Request) -> Any:
     """Parse the body as JSON; None when it is not JSON (callers answer Orthanc's BadRequest
     "The body must contain a JSON object")."""
-    body = await request.read()
+    body = await read_body(request)
     try:
         return orjson.loads(body) if body.strip() else None
     except orjson.JSONDecodeError:
