@@ -11,6 +11,25 @@ from . import ORTHANC_VERSION, __version__
 from .config import load
 
 
+def tune_malloc() -> None:
+    """Keep freed upload buffers in the heap (glibc only; elsewhere a no-op).
+
+    Each upload is one allocation of the file's size. With glibc's adaptive defaults the heap
+    top is trimmed and regrown around such buffers, so every upload page-faults fresh pages in
+    (costly under a hypervisor). Buffers up to 4 MiB now come from the heap, and up to 64 MiB
+    of free heap is kept for the next ones; bigger files still get their own mapping."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 4 << 20)
+    mallopt(m_trim_threshold, 64 << 20)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="orthanc-py", description="DICOM archive server compatible with Orthanc's REST API"
@@ -33,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .app import serve
 
+    tune_malloc()
     try:
         asyncio.run(serve(settings))
     except OSError as exc:

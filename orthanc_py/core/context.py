@@ -20,9 +20,22 @@ log = logging.getLogger("orthanc_py")
 T = TypeVar("T")
 
 
+_now_cache: tuple[int, str] = (-1, "")
+
+
 def now_iso() -> str:
-    """Orthanc's timestamp format for changes, metadata and LastUpdate: `20231109T160739`."""
-    return _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+    """Orthanc's timestamp format for changes, metadata and LastUpdate: `20231109T160739`.
+
+    Formatted once per second: every ingest asks for it, and strftime was a visible share of
+    the GIL time of a busy upload."""
+    global _now_cache
+    second = int(time.time())
+    cached = _now_cache
+    if cached[0] == second:
+        return cached[1]
+    text = _dt.datetime.fromtimestamp(second).strftime("%Y%m%dT%H%M%S")
+    _now_cache = (second, text)
+    return text
 
 
 @dataclass

@@ -208,7 +208,8 @@ class Index(Protocol):
         ...
 
     def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
-        """`write` for code already running in a worker thread (blocks that thread)."""
+        """`write` for code already running in a worker thread (blocks that thread). `fn` may be
+        run twice (a batch retried function by function), so it acts on the transaction only."""
         ...
 
     async def close(self) -> None: ...

@@ -936,8 +936,11 @@ class SqliteIndex:
         """Run `fn` in a write transaction from the calling worker thread (never the event loop).
 
         Group commit by flat combining: each caller queues its function; whoever holds the write
-        lock runs every queued function in one transaction (a SAVEPOINT each, so a failure stays
-        its own) and one commit; the others find their result ready when they get the lock.
+        lock runs every queued function in one transaction and one commit; the others find their
+        result ready when they get the lock. `fn` must only act on the transaction: the batch
+        first runs without savepoints (two statements less per function, and each statement is
+        a GIL hand-off under load); if one function fails, it is rolled back and run again with
+        a SAVEPOINT per function, so a failure stays its own.
         """
         item = _Pending(fn)
         with self._pending_lock:
@@ -946,10 +949,42 @@ class SqliteIndex:
             if not item.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                self._run_batch(batch)
+                if not self._run_optimistic(batch):
+                    self._run_batch(batch)
         if item.error is not None:
             raise item.error
         return cast(T, item.result)
+
+    def _run_optimistic(self, batch: list[_Pending]) -> bool:
+        """Run `batch` in one transaction without savepoints; False (everything rolled back,
+        nothing marked done) when a function failed and the batch has to run item by item."""
+        conn = self._writer_conn
+        txn = self._writer_txn
+        results = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                results.append(item.fn(txn))
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            if len(batch) > 1:
+                return False
+            batch[0].error = exc  # alone: its own failure, as with a savepoint
+            batch[0].done = True
+            return True
+        try:
+            conn.execute("COMMIT")
+        except BaseException as exc:  # the commit failed: nobody's write happened
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            results = [None] * len(batch)
+            for item in batch:
+                item.error = exc
+        for item, result in zip(batch, results, strict=True):
+            item.result = result
+            item.done = True
+        return True
 
     def _run_batch(self, batch: list[_Pending]) -> None:
         conn = self._writer_conn

@@ -49,3 +49,14 @@ def test_new_uuids_share_their_folder_in_runs(tmp_path, monkeypatch):
         assert uuid_module.UUID(u).version == 4 and str(uuid_module.UUID(u)) == u
     runs = [{u[:4] for u in uuids[i : i + 4]} for i in range(0, 12, 4)]
     assert all(len(run) == 1 for run in runs)  # one folder per run of FILES_PER_FOLDER files
+
+
+def test_new_uuids_are_random_version_4(tmp_path):
+    storage = FilesystemStorage(tmp_path)
+    uuids = [storage.new_uuid() for _ in range(4000)]
+    assert len(set(uuids)) == len(uuids)
+    for u in uuids:
+        parsed = uuid_module.UUID(u)
+        assert parsed.version == 4 and parsed.variant == uuid_module.RFC_4122 and str(parsed) == u
+    assert {u[19] for u in uuids} == set("89ab")  # every variant digit occurs
+    assert len({u[9:13] for u in uuids}) > 3000  # the digits after the folder vary
