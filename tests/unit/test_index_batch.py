@@ -23,7 +23,7 @@ def _public_ids(path) -> list[str]:
 
 
 def _run_as_one_batch(index: SqliteIndex, fns) -> list[object]:
-    """Queue every function while the write lock is held, so one thread runs them together."""
+    """Queue every function, in order, while the write lock is held: one thread runs them all."""
     outcomes: list[object] = [None] * len(fns)
 
     def call(i: int) -> None:
@@ -34,12 +34,12 @@ def _run_as_one_batch(index: SqliteIndex, fns) -> list[object]:
 
     index._write_lock.acquire()
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(fns))]
-    for t in threads:
+    for n, t in enumerate(threads, start=1):
         t.start()
-    deadline = time.monotonic() + 5
-    while len(index._pending) < len(fns) and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert len(index._pending) == len(fns)
+        deadline = time.monotonic() + 5
+        while len(index._pending) < n and time.monotonic() < deadline:  # queued in list order
+            time.sleep(0.001)
+        assert len(index._pending) == n
     index._write_lock.release()
     for t in threads:
         t.join(5)
