@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -20,7 +21,9 @@ log = logging.getLogger("orthanc_py")
 T = TypeVar("T")
 
 
-_now_cache: tuple[int, str] = (-1, "")
+@functools.lru_cache(maxsize=4)
+def _local_second(second: int) -> str:
+    return _dt.datetime.fromtimestamp(second).strftime("%Y%m%dT%H%M%S")
 
 
 def now_iso() -> str:
@@ -28,14 +31,7 @@ def now_iso() -> str:
 
     Formatted once per second: every ingest asks for it, and strftime was a visible share of
     the GIL time of a busy upload."""
-    global _now_cache
-    second = int(time.time())
-    cached = _now_cache
-    if cached[0] == second:
-        return cached[1]
-    text = _dt.datetime.fromtimestamp(second).strftime("%Y%m%dT%H%M%S")
-    _now_cache = (second, text)
-    return text
+    return _local_second(int(time.time()))
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import enum
+import functools
 import time
 from dataclasses import dataclass
 
@@ -88,20 +89,17 @@ class _TxnResult:
     new_levels: list[ResourceType]
 
 
-_feed_second: tuple[int, str] = (-1, "")
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    return datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _feed_now() -> str:
     """`datetime.now(UTC).isoformat()` (the change feed's timestamp, microseconds included),
     with the date and time of day formatted once per second."""
-    global _feed_second
-    now = time.time_ns() // 1000
-    second, micro = divmod(now, 1_000_000)
-    cached = _feed_second
-    if cached[0] != second:
-        text = datetime.datetime.fromtimestamp(second, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        cached = _feed_second = (second, text)
-    return f"{cached[1]}.{micro:06d}+00:00" if micro else f"{cached[1]}+00:00"
+    second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+    text = _utc_second(second)
+    return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
 _NEW_CHANGE = {

@@ -949,56 +949,38 @@ class SqliteIndex:
             if not item.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                if not self._run_optimistic(batch):
+                if not self._run_batch(batch, savepoints=False):
                     self._run_batch(batch)
         if item.error is not None:
             raise item.error
         return cast(T, item.result)
 
-    def _run_optimistic(self, batch: list[_Pending]) -> bool:
-        """Run `batch` in one transaction without savepoints; False (everything rolled back,
-        nothing marked done) when a function failed and the batch has to run item by item."""
-        conn = self._writer_conn
-        txn = self._writer_txn
-        results = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                results.append(item.fn(txn))
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if len(batch) > 1:
-                return False
-            batch[0].error = exc  # alone: its own failure, as with a savepoint
-            batch[0].done = True
-            return True
-        try:
-            conn.execute("COMMIT")
-        except BaseException as exc:  # the commit failed: nobody's write happened
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            results = [None] * len(batch)
-            for item in batch:
-                item.error = exc
-        for item, result in zip(batch, results, strict=True):
-            item.result = result
-            item.done = True
-        return True
-
-    def _run_batch(self, batch: list[_Pending]) -> None:
+    def _run_batch(self, batch: list[_Pending], savepoints: bool = True) -> bool:
+        """Run `batch` in one transaction and one commit. With `savepoints` each function's
+        failure is rolled back alone. Without (two statements less per function), a failing
+        function fails the attempt: everything is rolled back, nothing is marked done, and
+        False tells the caller to run the batch again with savepoints (a lone function just
+        gets its error, as a savepoint would give it)."""
         conn = self._writer_conn
         txn = self._writer_txn
         try:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
-                conn.execute("SAVEPOINT op")
+                if savepoints:
+                    conn.execute("SAVEPOINT op")
                 try:
                     item.result = item.fn(txn)
                 except BaseException as exc:
+                    if not savepoints:
+                        conn.execute("ROLLBACK")
+                        if len(batch) > 1:
+                            return False
+                        item.error, item.done = exc, True
+                        return True
                     conn.execute("ROLLBACK TO op")
-                    item.error = exc
-                conn.execute("RELEASE op")
+                    item.error, item.result = exc, None
+                if savepoints:
+                    conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except BaseException as exc:  # the commit failed: nobody's write happened
             with contextlib.suppress(sqlite3.Error):
@@ -1007,6 +989,7 @@ class SqliteIndex:
                 item.error, item.result = exc, None
         for item in batch:
             item.done = True
+        return True
 
     async def write(self, fn: Callable[[Transaction], T]) -> T:
         if self._closed:

@@ -102,14 +102,19 @@ class FilesystemStorage:
         variant = "89ab"[bits & 3]
         return f"{folder}{h[0:4]}-{h[4:8]}-4{h[8:11]}-{variant}{h[11:14]}-{h[14:26]}"
 
-    def _path(self, uuid: str) -> Path:
-        return self.root / uuid[0:2] / uuid[2:4] / uuid
+    def _dir_of(self, uuid: str) -> str:
+        """Orthanc's layout: `ab/cd/` from the UUID's first four hex digits (plain strings:
+        pathlib cost a visible share of the ingest path)."""
+        return f"{self._root}/{uuid[0:2]}/{uuid[2:4]}"
+
+    def _path(self, uuid: str) -> str:
+        return f"{self._dir_of(uuid)}/{uuid}"
 
     def path(self, uuid: str, content_type: int) -> str | None:
-        return str(self._path(uuid))
+        return self._path(uuid)
 
     def create(self, uuid: str, data: bytes, content_type: int) -> None:
-        folder = f"{self._root}/{uuid[0:2]}/{uuid[2:4]}"  # _path's layout, without pathlib's cost
+        folder = self._dir_of(uuid)
         target = f"{folder}/{uuid}"
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
@@ -148,9 +153,9 @@ class FilesystemStorage:
             os.unlink(target)
         except FileNotFoundError:
             return
-        for folder in (target.parent, target.parent.parent):
+        for folder in (self._dir_of(uuid), f"{self._root}/{uuid[0:2]}"):
             try:
-                folder.rmdir()  # Orthanc also prunes empty folders
-                self._made.discard(str(folder))
+                os.rmdir(folder)  # Orthanc also prunes empty folders
+                self._made.discard(folder)
             except OSError:
                 break
