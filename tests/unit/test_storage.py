@@ -2,11 +2,71 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import uuid as uuid_module
+
+import pytest
 
 from orthanc_py.storage import filesystem
 from orthanc_py.storage.filesystem import FilesystemStorage, _RecentFiles
+
+UUID = "0123abcd-0000-4000-8000-000000000000"
+
+
+@pytest.fixture(params=["c", "python"])
+def io_path(request, monkeypatch):
+    """Each storage test runs through the C helper and through the pure-Python fallback."""
+    if request.param == "python":
+        monkeypatch.setattr(filesystem, "_fastio", None)
+    elif filesystem._fastio is None:
+        pytest.fail("the C helper _fastio is not built (setup.py; a C compiler is needed)")
+    return request.param
+
+
+def test_the_c_helper_is_built_where_a_compiler_exists():
+    if shutil.which("cc") or shutil.which("gcc"):
+        assert filesystem._fastio is not None
+
+
+def test_write_and_read_through_each_path(tmp_path, io_path):
+    storage = FilesystemStorage(tmp_path)
+    data = os.urandom(3 * filesystem.DROP_CACHE_MIN + 17)
+    storage.create(UUID, data, 1)
+    assert (tmp_path / "01" / "23" / UUID).read_bytes() == data
+    assert storage.read(UUID, 1) == data
+    assert storage.read_range(UUID, 1, 5, 9) == data[5:9]
+    storage.create("0123abcd-0000-4000-8000-000000000001", b"", 1)  # empty files too
+    assert storage.read("0123abcd-0000-4000-8000-000000000001", 1) == b""
+    assert sorted(p.name for p in (tmp_path / "01" / "23").iterdir()) == [UUID, UUID[:-1] + "1"]
+
+
+def test_a_failed_write_leaves_nothing_and_raises_oserror(tmp_path, io_path):
+    storage = FilesystemStorage(tmp_path)
+    (tmp_path / "01" / "23" / UUID).mkdir(parents=True)  # the target name is taken by a folder
+    with pytest.raises(OSError) as info:
+        storage.create(UUID, b"data", 1)
+    assert info.value.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST)
+    assert [p.name for p in (tmp_path / "01" / "23").iterdir()] == [UUID]  # no temporary file left
+
+
+def test_reading_a_missing_file_is_file_not_found(tmp_path, io_path):
+    storage = FilesystemStorage(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        storage.read(UUID, 1)
+    filesystem._drop_cached(str(tmp_path / "missing"))  # dropping a deleted file is not an error
+
+
+def test_a_folder_pruned_meanwhile_is_made_again(tmp_path, io_path):
+    storage = FilesystemStorage(tmp_path)
+    other = "0123abcd-0000-4000-8000-0000000000ff"
+    storage.create(other, b"1", 1)
+    storage.remove(other, 1)  # prunes 01/23 and 01 (as Orthanc does) ...
+    assert not (tmp_path / "01").exists()
+    storage._made.add(str(tmp_path / "01" / "23"))  # ... while another thread still counts on it
+    storage.create(UUID, b"2", 1)
+    assert storage.read(UUID, 1) == b"2"
 
 
 def test_layout_and_round_trip(tmp_path):
@@ -28,6 +88,7 @@ def test_recent_window_pushes_out_the_oldest_files():
 
 def test_files_pushed_out_of_the_window_are_dropped_from_the_cache(tmp_path, monkeypatch):
     dropped: list[str] = []
+    monkeypatch.setattr(filesystem, "_fastio", None)  # the C helper drops them itself (next test)
     monkeypatch.setattr(filesystem, "RECENT_WINDOW", 3 * filesystem.DROP_CACHE_MIN)
     monkeypatch.setattr(filesystem, "_drop_cached", dropped.append)
     storage = FilesystemStorage(tmp_path)
@@ -37,6 +98,35 @@ def test_files_pushed_out_of_the_window_are_dropped_from_the_cache(tmp_path, mon
         storage.create(u, big, 1)
     storage.create("ffffffff-0000-4000-8000-000000000000", b"small", 1)  # small files are not tracked
     assert dropped == [storage.path(u, 1) for u in uuids[:2]]
+    assert all(storage.read(u, 1) == big for u in uuids)
+
+
+def test_the_c_helper_drops_the_files_it_is_given(tmp_path, monkeypatch):
+    fastio = filesystem._fastio
+    assert fastio is not None
+    calls: list[tuple] = []
+
+    class Spy:
+        read_file = staticmethod(fastio.read_file)
+
+        def write_file(self, *args):
+            calls.append(args[4])
+            fastio.write_file(*args)
+
+    monkeypatch.setattr(filesystem, "RECENT_WINDOW", 2 * filesystem.DROP_CACHE_MIN)
+    monkeypatch.setattr(filesystem, "_fastio", Spy())
+    storage = FilesystemStorage(tmp_path)
+    big = os.urandom(filesystem.DROP_CACHE_MIN)
+    uuids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(4)]
+    for u in uuids:
+        storage.create(u, big, 1)
+    assert calls == [(), (), (os.fsencode(storage.path(uuids[0], 1)),), (os.fsencode(storage.path(uuids[1], 1)),)]
+    fastio.write_file(
+        os.fsencode(str(tmp_path / "t")), os.fsencode(str(tmp_path / "f")), b"x", True, (b"/nonexistent/file",)
+    )  # dropping a file deleted meanwhile is not an error
+    assert (tmp_path / "f").read_bytes() == b"x"
+    with pytest.raises(TypeError):
+        fastio.write_file(b"a", b"b", b"x", True, ("not bytes",))
     assert all(storage.read(u, 1) == big for u in uuids)
 
 
