@@ -100,21 +100,6 @@ static PyObject *write_file(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(drop_cached_doc,
-"drop_cached(path: bytes) -> None\n\n"
-"Advise the kernel to drop the cached pages of a file (a missing file is ignored).");
-
-static PyObject *drop_cached(PyObject *self, PyObject *args)
-{
-    const char *path;
-    if (!PyArg_ParseTuple(args, "y:drop_cached", &path))
-        return NULL;
-    Py_BEGIN_ALLOW_THREADS
-    drop_pages(path);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
 PyDoc_STRVAR(read_file_doc,
 "read_file(path: bytes) -> bytes\n\n"
 "The whole content of a file (OSError, e.g. FileNotFoundError, on failure).");
@@ -175,7 +160,6 @@ static PyObject *read_file(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"write_file", write_file, METH_VARARGS, write_file_doc},
-    {"drop_cached", drop_cached, METH_VARARGS, drop_cached_doc},
     {"read_file", read_file, METH_VARARGS, read_file_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -45,9 +45,6 @@ def _drop_cached(path: str) -> None:
     """Let the kernel reuse the clean pages of a synced file (see the module docstring)."""
     if not hasattr(os, "posix_fadvise"):  # macOS, Windows: leave the cache to the kernel
         return
-    if _fastio is not None:
-        _fastio.drop_cached(os.fsencode(path))
-        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:  # deleted meanwhile
