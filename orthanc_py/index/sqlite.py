@@ -2,8 +2,8 @@
 
 Why not one statement per thread hop (aiosqlite): an ingest is ~20 statements, and a hop costs
 the event loop a wake-up each. Here a whole transaction function runs in the writer thread, and
-queued writes share one commit (group commit, each in its own SAVEPOINT so one failure does not
-undo its neighbours). Readers use their own connections (WAL snapshots never block the writer).
+queued writes share one commit (group commit; ingests write their rows together at the end of the
+batch, and one failure never undoes its neighbours). Readers use their own connections (WAL snapshots never block the writer).
 """
 
 from __future__ import annotations
@@ -181,25 +181,65 @@ def _is_pn(tag: int) -> bool:
     return vr_of(tag) == "PN"
 
 
+def _lookup_rows(conn: sqlite3.Connection, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]:
+    sql = f"SELECT public_id, id, level FROM resources WHERE public_id IN ({_marks(len(public_ids))})"
+    return {pub: (rid, _LEVELS[lv]) for pub, rid, lv in conn.execute(sql, tuple(public_ids))}
+
+
 @functools.lru_cache(maxsize=512)
 def _values_sql(prefix: str, width: int, count: int) -> str:
     row = "(" + ",".join("?" * width) + ")"
     return prefix + " VALUES " + ",".join([row] * count)
 
 
+def _insert_rows(conn: sqlite3.Connection, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
+    """One INSERT of many rows. executemany steps SQLite once per row, and each step
+    releases and retakes the GIL: under concurrent ingest that meant a thread switch per
+    row while the index's write lock was held."""
+    for start in range(0, len(rows), 200):
+        chunk = rows[start : start + 200]
+        conn.execute(_values_sql(prefix, width, len(chunk)), [v for r in chunk for v in r])
+
+
+_RESOURCES = "INSERT INTO resources(id, level, public_id, parent_id, main_tags)"
+_TAGS = "INSERT INTO tags(resource_id, tag, value, norm)"
+_METADATA = "INSERT OR REPLACE INTO metadata(resource_id, type, value)"
+_ATTACHMENTS = "INSERT OR REPLACE INTO attachments"
+_CHANGES = "INSERT INTO changes(change_type, level, public_id, date)"
+_FEED = "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp)"
+
+
+def _tag_rows(rid: int, main_tags: dict[int, str]) -> list[tuple[int, int, str, str | None]]:
+    return [(rid, t, v, normalize(v) if _is_pn(t) else None) for t, v in main_tags.items()]
+
+
+def _attachment_row(resource_id: int, a: Attachment) -> tuple[Any, ...]:
+    return (
+        resource_id,
+        a.content_type,
+        a.uuid,
+        a.compressed_size,
+        a.uncompressed_size,
+        a.compression,
+        a.uncompressed_md5,
+        a.compressed_md5,
+        a.revision,
+    )
+
+
 class SqlTransaction:
     """`Transaction` over one sqlite3 connection (see index.base for the contract)."""
 
-    def _insert(self, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
-        """One INSERT of many rows. executemany steps SQLite once per row, and each step
-        releases and retakes the GIL: under concurrent ingest that meant a thread switch per
-        row while the index's write lock was held."""
-        for start in range(0, len(rows), 200):
-            chunk = rows[start : start + 200]
-            self.c.execute(_values_sql(prefix, width, len(chunk)), [v for r in chunk for v in r])
-
     def __init__(self, conn: sqlite3.Connection) -> None:
-        self.c = conn
+        self._conn = conn
+
+    @property
+    def c(self) -> sqlite3.Connection:
+        """The connection every statement goes through."""
+        return self._conn
+
+    def _insert(self, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
+        _insert_rows(self.c, prefix, width, rows)
 
     # ------------------------------------------------------------------ queries
     def lookup(self, public_id: str) -> tuple[int, ResourceType] | None:
@@ -226,8 +266,7 @@ class SqlTransaction:
         return list(ids)
 
     def lookup_many(self, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]:
-        sql = f"SELECT public_id, id, level FROM resources WHERE public_id IN ({_marks(len(public_ids))})"
-        return {pub: (rid, _LEVELS[lv]) for pub, rid, lv in self.c.execute(sql, tuple(public_ids))}
+        return _lookup_rows(self.c, public_ids)
 
     def resources(self, ids: Ids) -> list[ResourceRow]:
         out: dict[int, ResourceRow] = {}
@@ -566,11 +605,7 @@ class SqlTransaction:
         rid = cur.lastrowid
         assert rid is not None
         if main_tags:
-            self._insert(
-                "INSERT INTO tags(resource_id, tag, value, norm)",
-                4,
-                [(rid, t, v, normalize(v) if _is_pn(t) else None) for t, v in main_tags.items()],
-            )
+            self._insert(_TAGS, 4, _tag_rows(rid, main_tags))
         return rid
 
     def set_metadata(self, resource_id: int, metadata_type: int, value: str) -> None:
@@ -581,27 +616,14 @@ class SqlTransaction:
 
     def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
         if rows:
-            self._insert("INSERT OR REPLACE INTO metadata(resource_id, type, value)", 3, rows)
+            self._insert(_METADATA, 3, rows)
 
     def delete_metadata(self, resource_id: int, metadata_type: int) -> bool:
         cur = self.c.execute("DELETE FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type))
         return cur.rowcount > 0
 
     def add_attachment(self, resource_id: int, a: Attachment) -> None:
-        self.c.execute(
-            "INSERT OR REPLACE INTO attachments VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                resource_id,
-                a.content_type,
-                a.uuid,
-                a.compressed_size,
-                a.uncompressed_size,
-                a.compression,
-                a.uncompressed_md5,
-                a.compressed_md5,
-                a.revision,
-            ),
-        )
+        self._insert(_ATTACHMENTS, 9, [_attachment_row(resource_id, a)])
 
     def delete_attachment(self, resource_id: int, content_type: int) -> Attachment | None:
         found = self.attachments([resource_id])[resource_id]
@@ -622,11 +644,7 @@ class SqlTransaction:
 
     def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
         if rows:
-            self._insert(
-                "INSERT INTO changes(change_type, level, public_id, date)",
-                4,
-                [(t, int(lv), pub, d) for t, lv, pub, d in rows],
-            )
+            self._insert(_CHANGES, 4, [(t, int(lv), pub, d) for t, lv, pub, d in rows])
 
     def log_export(self, e: ExportedResource) -> None:
         self.c.execute(
@@ -724,11 +742,8 @@ class SqlTransaction:
                 "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
                 ("deleted" if action == "delete" else "replaced", instance_id),
             )
-        self.c.execute(
-            "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (action, "deleted" if action == "delete" else "current", study, series, sop, instance_id, timestamp),
-        )
+        state = "deleted" if action == "delete" else "current"
+        self._insert(_FEED, 7, [(action, state, study, series, sop, instance_id, timestamp)])
 
     def feed(self, offset: int, limit: int) -> list[tuple[Any, ...]]:
         return self.c.execute(
@@ -823,6 +838,97 @@ class SqlTransaction:
             self.c.execute("DELETE FROM protected WHERE resource_id=?", (patient_id,))
 
 
+class BatchTransaction(SqlTransaction):
+    """The writer's transaction for a group commit of ingests.
+
+    The rows an ingest adds (resources, tags, attachment, metadata, changes, feed entry) are
+    kept in memory and written for the whole batch by a few multi-row INSERTs just before the
+    commit, instead of about seven statements per instance: each statement releases and retakes
+    the GIL several times, and under concurrent ingest every retake waits for another thread.
+    Resource ids are handed out here (max + 1, as SQLite would), so callers get them at once.
+    Every other statement goes through `c`, which writes the kept rows first: reads and
+    updates inside the transaction always see what was written before them.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self._next_id = 0
+        self._created: dict[str, tuple[int, ResourceType]] = {}
+        self._rows: dict[str, list[Sequence[Any]]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the kept rows (the transaction was rolled back) and the id counter."""
+        self._next_id = 0
+        self._created = {}
+        self._rows = {_RESOURCES: [], _TAGS: [], _ATTACHMENTS: [], _METADATA: [], _CHANGES: [], _FEED: []}
+
+    @property
+    def c(self) -> sqlite3.Connection:
+        if any(self._rows.values()):
+            self.flush()
+        return self._conn
+
+    def flush(self) -> None:
+        """Write the kept rows, table by table in a fixed order (each table keeps the order of
+        its rows, so change and feed sequence numbers follow the order of the calls)."""
+        for prefix, rows in self._rows.items():
+            if rows:
+                _insert_rows(self._conn, prefix, len(rows[0]), rows)
+                rows.clear()
+        self._created.clear()  # in the table now: looked up there
+
+    def lookup(self, public_id: str) -> tuple[int, ResourceType] | None:
+        return self.lookup_many((public_id,)).get(public_id)
+
+    def lookup_many(self, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]:
+        """Resources created in this batch and not written yet are answered from memory; the
+        table is read for the others (kept rows are only new resources: no flush needed)."""
+        created = self._created
+        found = {pub: created[pub] for pub in public_ids if pub in created}
+        rest = [pub for pub in public_ids if pub not in found]
+        if rest:
+            found.update(_lookup_rows(self._conn, rest))
+        return found
+
+    def create_resource(
+        self, public_id: str, level: ResourceType, parent_id: int | None, main_tags: dict[int, str]
+    ) -> int:
+        if not self._next_id:
+            self._next_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM resources").fetchone()[0]
+        self._next_id += 1
+        rid = self._next_id
+        self._rows[_RESOURCES].append((rid, int(level), public_id, parent_id, orjson.dumps(list(main_tags.items()))))
+        self._rows[_TAGS].extend(_tag_rows(rid, main_tags))
+        self._created[public_id] = (rid, level)
+        return rid
+
+    def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        self._rows[_METADATA].extend(rows)
+
+    def add_attachment(self, resource_id: int, a: Attachment) -> None:
+        self._rows[_ATTACHMENTS].append(_attachment_row(resource_id, a))
+
+    def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
+        self._rows[_CHANGES].extend((t, int(lv), pub, d) for t, lv, pub, d in rows)
+
+    def log_feed(
+        self,
+        action: str,
+        study: str,
+        series: str,
+        sop: str,
+        instance_id: str,
+        timestamp: str,
+        replaces: bool = True,
+    ) -> None:
+        if replaces:  # an update of earlier entries: through `c`, after the kept rows
+            super().log_feed(action, study, series, sop, instance_id, timestamp, replaces)
+            return
+        state = "deleted" if action == "delete" else "current"
+        self._rows[_FEED].append((action, state, study, series, sop, instance_id, timestamp))
+
+
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, cached_statements=256)
     conn.execute("PRAGMA busy_timeout=30000")
@@ -858,6 +964,7 @@ class SqliteIndex:
         self._pending_lock = threading.Lock()
         self._pending: list[_Pending] = []
         self._writer_txn = SqlTransaction(self._writer_conn)
+        self._batch_txn = BatchTransaction(self._writer_conn)
         self._thread = threading.Thread(target=self._writer_loop, name="index-writer", daemon=True)
         self._thread.start()
         self._local = threading.local()
@@ -938,9 +1045,9 @@ class SqliteIndex:
         Group commit by flat combining: each caller queues its function; whoever holds the write
         lock runs every queued function in one transaction and one commit; the others find their
         result ready when they get the lock. `fn` must only act on the transaction: the batch
-        first runs without savepoints (two statements less per function, and each statement is
-        a GIL hand-off under load); if one function fails, it is rolled back and run again with
-        a SAVEPOINT per function, so a failure stays its own.
+        first runs as one `BatchTransaction` without savepoints (each statement costs GIL hand-offs
+        under load); if one function fails, it is rolled back and run again with a SAVEPOINT
+        per function, so a failure stays its own.
         """
         item = _Pending(fn)
         with self._pending_lock:
@@ -957,29 +1064,36 @@ class SqliteIndex:
 
     def _run_batch(self, batch: list[_Pending], savepoints: bool = True) -> bool:
         """Run `batch` in one transaction and one commit. With `savepoints` each function's
-        failure is rolled back alone. Without (two statements less per function), a failing
-        function fails the attempt: everything is rolled back, nothing is marked done, and
-        False tells the caller to run the batch again with savepoints (a lone function just
-        gets its error, as a savepoint would give it)."""
+        failure is rolled back alone. Without (two statements less per function, and the rows
+        of the whole batch written together by a `BatchTransaction`), a failure fails the
+        attempt: everything is rolled back, nothing is marked done, and False tells the caller
+        to run the batch again with savepoints (a lone function just gets its error, as a
+        savepoint would give it)."""
         conn = self._writer_conn
-        txn = self._writer_txn
+        txn: SqlTransaction = self._writer_txn if savepoints else self._batch_txn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for item in batch:
-                if savepoints:
-                    conn.execute("SAVEPOINT op")
+            if not savepoints:
+                self._batch_txn.reset()
                 try:
-                    item.result = item.fn(txn)
+                    for item in batch:
+                        item.result = item.fn(txn)
+                    self._batch_txn.flush()
                 except BaseException as exc:
-                    if not savepoints:
-                        conn.execute("ROLLBACK")
-                        if len(batch) > 1:
-                            return False
-                        item.error, item.done = exc, True
-                        return True
-                    conn.execute("ROLLBACK TO op")
-                    item.error, item.result = exc, None
-                if savepoints:
+                    conn.execute("ROLLBACK")
+                    self._batch_txn.reset()
+                    if len(batch) > 1:
+                        return False
+                    batch[0].error, batch[0].result, batch[0].done = exc, None, True
+                    return True
+            else:
+                for item in batch:
+                    conn.execute("SAVEPOINT op")
+                    try:
+                        item.result = item.fn(txn)
+                    except BaseException as exc:
+                        conn.execute("ROLLBACK TO op")
+                        item.error, item.result = exc, None
                     conn.execute("RELEASE op")
             conn.execute("COMMIT")
         except BaseException as exc:  # the commit failed: nobody's write happened

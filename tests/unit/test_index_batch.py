@@ -81,3 +81,93 @@ def test_a_single_failing_write_leaves_nothing(index):
         index.write_blocking(_log("bad", fail=True))
     assert index.write_blocking(_log("ok")) == "ok"
     assert _public_ids(index.path) == ["ok"]
+
+
+# --------------------------------------------------------------- rows written at the end of a batch
+def _create(public_id: str, level: ResourceType, parent: str | None = None, **seen: object):
+    """Create a resource under `parent` (looked up in the same transaction), recording ids."""
+
+    def fn(txn):
+        parent_id = None
+        if parent is not None:
+            parent_id = txn.lookup_many([parent])[parent][0]
+        rid = txn.create_resource(public_id, level, parent_id, {0x00100010: "DOE^JOHN"})
+        txn.set_metadata_many([(rid, 1, public_id)])
+        txn.log_changes([(2, level, public_id, "20261123T000000")])
+        seen[public_id] = rid
+        return rid
+
+    return fn
+
+
+def _table(path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.execute(sql))
+    finally:
+        conn.close()
+
+
+def test_a_batch_sees_the_resources_it_created_before_they_are_written(index):
+    ids = _run_as_one_batch(
+        index,
+        [_create("patient", ResourceType.PATIENT), _create("study", ResourceType.STUDY, parent="patient")],
+    )
+    patient, study = ids
+    assert study == patient + 1  # handed out in order, as SQLite's rowids would be
+    rows = _table(index.path, "SELECT id, level, public_id, parent_id FROM resources ORDER BY id")
+    assert rows == [
+        (patient, int(ResourceType.PATIENT), "patient", None),
+        (study, int(ResourceType.STUDY), "study", patient),
+    ]
+    assert _table(index.path, "SELECT resource_id, value FROM metadata ORDER BY resource_id") == [
+        (patient, "patient"),
+        (study, "study"),
+    ]
+    tags = _table(index.path, "SELECT resource_id, tag, value, norm FROM tags ORDER BY resource_id")
+    assert tags == [(patient, 0x00100010, "DOE^JOHN", "DOE^JOHN"), (study, 0x00100010, "DOE^JOHN", "DOE^JOHN")]
+    # changes keep the order of the calls
+    assert _table(index.path, "SELECT public_id FROM changes ORDER BY seq") == [("patient",), ("study",)]
+
+
+def test_reads_in_a_batch_see_the_rows_kept_for_the_end(index):
+    def read_back(txn):
+        found = txn.lookup("patient")
+        assert found is not None
+        rows = txn.resources([found[0]])  # a plain query: the kept rows are written first
+        return rows[0].public_id, txn.metadata([found[0]])[found[0]]
+
+    outcomes = _run_as_one_batch(index, [_create("patient", ResourceType.PATIENT), read_back])
+    assert outcomes[1] == ("patient", {1: "patient"})
+
+
+def test_ids_continue_after_the_existing_rows(index):
+    first = index.write_blocking(_create("p1", ResourceType.PATIENT))
+    second = index.write_blocking(_create("p2", ResourceType.PATIENT))
+    assert second == first + 1
+    assert [r[0] for r in _table(index.path, "SELECT id FROM resources ORDER BY id")] == [first, second]
+
+
+def test_a_conflict_found_only_when_rows_are_written_fails_alone(index):
+    """Two functions create the same public id without looking it up: the batch's INSERT fails,
+    and the retry with savepoints gives the error to the second function only."""
+    outcomes = _run_as_one_batch(
+        index,
+        [_create("same", ResourceType.PATIENT), _create("same", ResourceType.PATIENT), _log("other")],
+    )
+    assert isinstance(outcomes[0], int) and outcomes[2] == "other"
+    assert isinstance(outcomes[1], sqlite3.IntegrityError)
+    assert _table(index.path, "SELECT public_id FROM resources") == [("same",)]
+    assert _public_ids(index.path) == ["other", "same"]
+
+
+def test_a_failed_batch_leaves_no_kept_rows_behind(index):
+    def create_then_fail(txn):
+        _create("ghost", ResourceType.PATIENT)(txn)
+        raise ValueError("after the create")
+
+    with pytest.raises(ValueError):
+        index.write_blocking(create_then_fail)
+    assert index.write_blocking(lambda txn: txn.lookup("ghost")) is None
+    assert _table(index.path, "SELECT count(*) FROM resources") == [(0,)]
+    assert _table(index.path, "SELECT count(*) FROM tags") == [(0,)]
