@@ -26,6 +26,7 @@ log = logging.getLogger("orthanc_py")
 
 INDEX_FILENAME = "orthanc_py-index.sqlite"
 MAX_BODY = 1 << 34
+READ_BUFFER = 1 << 20
 
 
 def build_context(settings: Settings) -> ServerContext:
@@ -44,7 +45,11 @@ def build_app(ctx: ServerContext) -> web.Application:
     middlewares: list[Middleware] = [errors_middleware]
     if s.authentication_enabled or not s.remote_access_allowed:
         middlewares.insert(0, access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users))
-    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
+    # Each request's body buffer may hold 1-2 MiB before aiohttp pauses the socket. With its
+    # 64 KiB default every upload paused and resumed reading once (two epoll_ctl calls, each
+    # giving up the GIL on the event loop, which then waited to win it back from the ingest
+    # threads).
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": READ_BUFFER})
     rest.setup(app, ctx)
     dicomweb.setup(app)
     return app

@@ -3,7 +3,8 @@
 Why not one statement per thread hop (aiosqlite): an ingest is ~20 statements, and a hop costs
 the event loop a wake-up each. Here a whole transaction function runs in the writer thread, and
 queued writes share one commit (group commit; ingests write their rows together at the end of the
-batch, and one failure never undoes its neighbours). Readers use their own connections (WAL snapshots never block the writer).
+batch, and one failure never undoes its neighbours). Readers use their own connections (WAL
+snapshots never block the writer).
 """
 
 from __future__ import annotations

@@ -173,3 +173,24 @@ def test_empty_bodies_in_a_row(client):
     for _ in range(3):
         r = client.post("/instances", b"")
         assert r.status == 400 and r.json()["OrthancStatus"] == 15
+
+
+def test_a_large_upload_is_read_without_pausing_the_socket(client, monkeypatch):
+    """The body buffer of a request holds a typical upload whole: aiohttp's 64 KiB default paused
+    and resumed the socket once per upload (two epoll_ctl calls on the event loop)."""
+    from aiohttp.base_protocol import BaseProtocol
+
+    pauses: list[int] = []
+    original = BaseProtocol.pause_reading
+
+    def counting(self: BaseProtocol) -> None:
+        pauses.append(1)
+        original(self)
+
+    monkeypatch.setattr(BaseProtocol, "pause_reading", counting)
+    data = dicomgen.make(patient=41, rows=1024, columns=768)  # 1.5 MB
+    assert len(data) > 1_500_000
+    body = client.post("/instances", data).json()
+    assert body["Status"] == "Success"
+    assert client.get(f"/instances/{body['ID']}/file").body == data
+    assert pauses == []
