@@ -13,6 +13,7 @@ import enum
 import functools
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
@@ -196,18 +197,22 @@ def _store_txn(
     return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
 
 
-def _store_in_thread(
-    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool, expected_study: str | None = None
-) -> tuple[ParsedInstance, _TxnResult]:
-    """The whole ingest in one worker thread: one hop from the event loop per instance."""
+def _before_commit(
+    ctx: ServerContext, data: bytes, expected_study: str | None
+) -> tuple[ParsedInstance, Attachment, str, list[tuple[int, ResourceType, str, str | None]]]:
     parsed, att = _prepare(ctx, data, expected_study)
-    date = now_iso()
     ext_values = values_for_ingest(ctx, data, parsed.dataset) if ctx.ext_tags.rows else []
-    try:
-        result = ctx.index.write_blocking(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values))
-    except BaseException:
+    return parsed, att, now_iso(), ext_values
+
+
+def _after_commit(
+    ctx: ServerContext, parsed: ParsedInstance, att: Attachment, result: _TxnResult | None, error: BaseException | None
+) -> tuple[ParsedInstance, _TxnResult]:
+    """Once the index transaction is over: a file nothing refers to is removed (the commit
+    failed, or the instance was stored already), and so are the files of a replaced instance."""
+    if error is not None or result is None:
         ctx.storage.remove(att.uuid, att.content_type)
-        raise
+        raise error if error is not None else RuntimeError("no result")
     if result.status is StoreStatus.ALREADY_STORED:
         ctx.storage.remove(att.uuid, att.content_type)
     else:
@@ -215,6 +220,50 @@ def _store_in_thread(
     for old in result.replaced:
         ctx.storage.remove(old.uuid, old.content_type)
     return parsed, result
+
+
+def _store_in_thread(
+    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool, expected_study: str | None = None
+) -> tuple[ParsedInstance, _TxnResult]:
+    """The whole ingest in the calling thread, which waits for the commit."""
+    parsed, att, date, ext_values = _before_commit(ctx, data, expected_study)
+    try:
+        result = ctx.index.write_blocking(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values))
+    except BaseException as exc:
+        return _after_commit(ctx, parsed, att, None, exc)
+    return _after_commit(ctx, parsed, att, result, None)
+
+
+def _store_soon(
+    ctx: ServerContext,
+    data: bytes,
+    origin: Origin,
+    overwrite: bool,
+    expected_study: str | None,
+    fut: asyncio.Future[tuple[ParsedInstance, _TxnResult]],
+) -> None:
+    """Worker-thread half of `store`: parse and write the file, then queue the index transaction
+    and return; the thread that commits it settles `fut` (`Index.write_soon`)."""
+    loop = fut.get_loop()
+    try:
+        parsed, att, date, ext_values = _before_commit(ctx, data, expected_study)
+    except BaseException as exc:
+        loop.call_soon_threadsafe(_fail, fut, exc)
+        return
+    try:
+        ctx.index.write_soon(
+            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values),
+            fut,
+            lambda result, error: _after_commit(ctx, parsed, att, result, error),
+        )
+    except BaseException as exc:  # the index is closing
+        ctx.storage.remove(att.uuid, att.content_type)
+        loop.call_soon_threadsafe(_fail, fut, exc)
+
+
+def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
 
 
 def _touch(ctx: ServerContext, ids: PublicIds) -> None:
@@ -227,9 +276,9 @@ def _touch(ctx: ServerContext, ids: PublicIds) -> None:
 async def store(ctx: ServerContext, data: bytes, origin: Origin, expected_study: str | None = None) -> StoreResult:
     """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept), or
     StudyMismatch when `expected_study` is given and the file belongs to another study."""
-    parsed, result = await ctx.run(
-        _store_in_thread, ctx, data, origin, ctx.settings.overwrite_instances, expected_study
-    )
+    fut: asyncio.Future[tuple[ParsedInstance, _TxnResult]] = asyncio.get_running_loop().create_future()
+    ctx.io.submit(_store_soon, ctx, data, origin, ctx.settings.overwrite_instances, expected_study, fut)
+    parsed, result = await fut
     if result.status is StoreStatus.SUCCESS:
         _touch(ctx, parsed.ids)
     return StoreResult(result.status, parsed.ids, parsed)

@@ -8,6 +8,7 @@ I/O happens inside those functions.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -210,6 +211,17 @@ class Index(Protocol):
     def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`write` for code already running in a worker thread (blocks that thread). `fn` may be
         run twice (a batch retried function by function), so it acts on the transaction only."""
+        ...
+
+    def write_soon(
+        self,
+        fn: Callable[[Transaction], Any],
+        fut: asyncio.Future[Any],
+        after: Callable[[Any, BaseException | None], Any] | None = None,
+    ) -> None:
+        """`write_blocking` without the wait, from a worker thread: `fn` is queued and `fut`
+        settled after the commit with what `after(result, error)` returns or raises (run in
+        the committing thread; without `after`, with `fn`'s result or error)."""
         ...
 
     async def close(self) -> None: ...

@@ -1009,12 +1009,13 @@ class SqliteIndex:
 
     # ------------------------------------------------------------------ writer
     def _writer_loop(self) -> None:
-        """`write` calls from event loops: queued, run by this thread in group commits."""
+        """`write` calls from event loops: queued, run by this thread in group commits. It also
+        takes over queued worker-thread writes that a leader left behind (`_lead`)."""
         while True:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            batch = [] if first is _DRAIN else [first]
             while len(batch) < 64:
                 try:
                     item = self._queue.get_nowait()
@@ -1023,45 +1024,111 @@ class SqliteIndex:
                 if item is None:
                     self._queue.put(None)
                     break
-                batch.append(item)
-            pending = [_Pending(fn) for fn, _fut in batch]
-            with self._write_lock:
-                self._run_batch(pending)
-            results = [
-                (fut, p.error is None, p.result if p.error is None else p.error)
-                for (_fn, fut), p in zip(batch, pending, strict=True)
-            ]
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-            for fut, ok, value in results:
-                by_loop.setdefault(fut.get_loop(), []).append((fut, ok, value))
-            for loop, items in by_loop.items():
-                try:
-                    loop.call_soon_threadsafe(_resolve, items)
-                except RuntimeError:  # loop closed
-                    pass
+                if item is not _DRAIN:
+                    batch.append(item)
+            pending = [_Pending(fn) for fn, fut in batch]
+            for p, (_fn, fut) in zip(pending, batch, strict=True):
+                p.fut = fut
+            self._write_lock.acquire()
+            if pending:
+                self._run_batch(pending)  # errors are kept per item
+                self._settle(pending)
+            self._lead(None)  # releases the lock
 
     def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """Run `fn` in a write transaction from the calling worker thread (never the event loop).
 
         Group commit by flat combining: each caller queues its function; whoever holds the write
-        lock runs every queued function in one transaction and one commit; the others find their
-        result ready when they get the lock. `fn` must only act on the transaction: the batch
-        first runs as one `BatchTransaction` without savepoints (each statement costs GIL hand-offs
-        under load); if one function fails, it is rolled back and run again with a SAVEPOINT
-        per function, so a failure stays its own.
+        lock runs every queued function in one transaction and one commit (`_lead`); the others
+        wait for their result. `fn` must only act on the transaction: the batch first runs as
+        one `BatchTransaction` without savepoints (each statement costs GIL hand-offs under
+        load); if one function fails, it is rolled back and run again with a SAVEPOINT per
+        function, so a failure stays its own.
         """
         item = _Pending(fn)
+        item.ready = threading.Event()
         with self._pending_lock:
             self._pending.append(item)
-        with self._write_lock:
-            if not item.done:
-                with self._pending_lock:
-                    batch, self._pending = self._pending, []
-                if not self._run_batch(batch, savepoints=False):
-                    self._run_batch(batch)
+        if self._write_lock.acquire(blocking=False):
+            self._lead(item)
+        item.ready.wait()
         if item.error is not None:
             raise item.error
         return cast(T, item.result)
+
+    def write_soon(
+        self,
+        fn: Callable[[Transaction], Any],
+        fut: asyncio.Future[Any],
+        after: Callable[[Any, BaseException | None], Any] | None = None,
+    ) -> None:
+        """`write_blocking` that does not wait: `fn` joins the next group commit and this returns
+        at once, so the worker thread is free for the next request. Whoever runs that commit
+        then calls `after(result, error)` in its own thread (clean-up that must follow the
+        commit; what it returns or raises settles `fut`), and settles all the futures of the
+        commit with one wake-up of their event loop instead of one per write."""
+        if self._closed:
+            raise RuntimeError("index closed")
+        item = _Pending(fn)
+        item.fut, item.after = fut, after
+        with self._pending_lock:
+            self._pending.append(item)
+        if self._write_lock.acquire(blocking=False):
+            self._lead(item)
+
+    def _lead(self, own: _Pending | None) -> None:
+        """Called with the write lock held; releases it. Commit what is queued, batch after batch.
+        A thread that found the lock taken relies on its holder: after releasing, the holder
+        looks at the queue again, so nothing queued is left behind. A worker thread (`own`)
+        leads until its own write and the next batch are done, then hands what is left to the
+        writer thread: a DICOM association waiting for its answer never leads forever."""
+        rounds_after_own = 0
+        while True:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                if own is not None and own.done:
+                    rounds_after_own += 1
+                    if rounds_after_own > 1:
+                        with self._pending_lock:
+                            self._pending[:0] = batch
+                        self._write_lock.release()
+                        self._queue.put(_DRAIN)
+                        return
+                try:
+                    if not self._run_batch(batch, savepoints=False):
+                        self._run_batch(batch)
+                except BaseException as exc:  # not expected: _run_batch keeps errors per item
+                    for it in batch:
+                        if not it.done:
+                            it.error, it.result, it.done = exc, None, True
+                self._settle(batch)
+                continue
+            self._write_lock.release()
+            with self._pending_lock:
+                if not self._pending:
+                    return
+            if not self._write_lock.acquire(blocking=False):
+                return  # its holder will see the queue after releasing
+
+    @staticmethod
+    def _settle(batch: list[_Pending]) -> None:
+        """Wake the threads waiting for `batch` and settle its futures (one call per loop)."""
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        for item in batch:
+            if item.ready is not None:
+                item.ready.set()
+            if item.fut is None:
+                continue
+            value: Any = item.error if item.error is not None else item.result
+            ok = item.error is None
+            if item.after is not None:
+                try:
+                    value, ok = item.after(item.result, item.error), True
+                except BaseException as exc:  # the caller's outcome
+                    value, ok = exc, False
+            results.append((item.fut, ok, value))
+        _settle_futures(results)
 
     def _run_batch(self, batch: list[_Pending], savepoints: bool = True) -> bool:
         """Run `batch` in one transaction and one commit. With `savepoints` each function's
@@ -1160,15 +1227,34 @@ class SqliteIndex:
 
 
 class _Pending:
-    """A queued write of `write_blocking`."""
+    """A queued write of `write_blocking` (waited for with `ready`) or `write_soon` (`fut`)."""
 
-    __slots__ = ("done", "error", "fn", "result")
+    __slots__ = ("after", "done", "error", "fn", "fut", "ready", "result")
 
     def __init__(self, fn: Callable[[Transaction], Any]) -> None:
         self.fn = fn
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.ready: threading.Event | None = None
+        self.fut: asyncio.Future[Any] | None = None
+        self.after: Callable[[Any, BaseException | None], Any] | None = None
+
+
+_DRAIN = object()
+"""Queued to the writer thread: run the worker-thread writes a leader left behind."""
+
+
+def _settle_futures(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """Settle futures from a thread: one `call_soon_threadsafe` per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+    for fut, ok, value in results:
+        by_loop.setdefault(fut.get_loop(), []).append((fut, ok, value))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # loop closed
+            pass
 
 
 def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

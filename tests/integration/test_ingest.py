@@ -194,3 +194,23 @@ def test_a_large_upload_is_read_without_pausing_the_socket(client, monkeypatch):
     assert body["Status"] == "Success"
     assert client.get(f"/instances/{body['ID']}/file").body == data
     assert pauses == []
+
+
+def test_a_failed_index_transaction_leaves_no_file(client, server, monkeypatch):
+    """The file is written before the index transaction; when that transaction fails, the
+    committing thread removes the file and the client gets Orthanc's error body."""
+    import sqlite3
+
+    from orthanc_py.core import ingest
+
+    def broken(*_args, **_kw):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ingest, "_store_txn", broken)
+    r = client.post("/instances", small(patient=42))
+    assert r.status == 500
+    assert r.json()["HttpStatus"] == 500 and r.json()["Uri"] == "/instances"
+    monkeypatch.undo()
+    assert client.get("/instances").json() == []
+    assert storage_files(server.settings.storage_directory) == []
+    assert client.post("/instances", small(patient=42)).json()["Status"] == "Success"

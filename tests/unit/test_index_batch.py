@@ -23,7 +23,8 @@ def _public_ids(path) -> list[str]:
 
 
 def _run_as_one_batch(index: SqliteIndex, fns) -> list[object]:
-    """Queue every function, in order, while the write lock is held: one thread runs them all."""
+    """Queue every function, in order, while the write lock is held; then run them as the
+    holder of the lock does when it is done with its own work (one batch)."""
     outcomes: list[object] = [None] * len(fns)
 
     def call(i: int) -> None:
@@ -40,7 +41,7 @@ def _run_as_one_batch(index: SqliteIndex, fns) -> list[object]:
         while len(index._pending) < n and time.monotonic() < deadline:  # queued in list order
             time.sleep(0.001)
         assert len(index._pending) == n
-    index._write_lock.release()
+    index._lead(None)  # what a lock holder does when done: run the queue, then release
     for t in threads:
         t.join(5)
     return outcomes
@@ -171,3 +172,84 @@ def test_a_failed_batch_leaves_no_kept_rows_behind(index):
     assert index.write_blocking(lambda txn: txn.lookup("ghost")) is None
     assert _table(index.path, "SELECT count(*) FROM resources") == [(0,)]
     assert _table(index.path, "SELECT count(*) FROM tags") == [(0,)]
+
+
+# --------------------------------------------------------------- writes that do not wait (write_soon)
+def test_write_soon_settles_futures_after_the_commit(index):
+    """`after` runs once the rows are committed (another connection sees them), in the thread
+    that committed; what it returns or raises settles the future."""
+
+    def after(result, error):
+        assert error is None
+        committed = _table(index.path, "SELECT public_id FROM changes")
+        return result, committed
+
+    def failing_after(result, error):
+        assert isinstance(error, ValueError)
+        raise KeyError("cleaned up")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        ok, bad, plain = loop.create_future(), loop.create_future(), loop.create_future()
+        await asyncio.to_thread(index.write_soon, _log("a"), ok, after)
+        await asyncio.to_thread(index.write_soon, _log("b", fail=True), bad, failing_after)
+        await asyncio.to_thread(index.write_soon, _log("c"), plain)
+        return await ok, await asyncio.gather(bad, return_exceptions=True), await plain
+
+    (result, committed), (error,), plain = asyncio.run(main())
+    assert result == "a" and committed == [("a",)]
+    assert isinstance(error, KeyError)
+    assert plain == "c"
+    assert _public_ids(index.path) == ["a", "c"]
+
+
+def test_a_leader_hands_what_is_left_to_the_writer_thread(index):
+    """A worker thread leads until its own write and one more batch are done; writes still
+    queued after that are committed by the index's writer thread, not left behind."""
+    threads: dict[str, str] = {}
+
+    def tracked(name: str, queue_next=None):
+        def fn(txn):
+            threads[name] = threading.current_thread().name
+            if queue_next is not None:  # queued while this batch runs: the next round's batch
+                queue_next()
+            txn.log_changes([(1, ResourceType.INSTANCE, name, "20261123T000000")])
+            return name
+
+        return fn
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        futs = {name: loop.create_future() for name in ("own", "second", "third")}
+
+        def lead() -> None:
+            queue_third = lambda: index.write_soon(tracked("third"), futs["third"])  # noqa: E731
+            queue_second = lambda: index.write_soon(tracked("second", queue_third), futs["second"])  # noqa: E731
+            index.write_soon(tracked("own", queue_second), futs["own"])
+
+        await asyncio.to_thread(lead)
+        return {name: await asyncio.wait_for(f, 5) for name, f in futs.items()}
+
+    assert asyncio.run(main()) == {"own": "own", "second": "second", "third": "third"}
+    assert threads["own"] == threads["second"] != "index-writer"
+    assert threads["third"] == "index-writer"
+    assert _public_ids(index.path) == ["own", "second", "third"]
+
+
+def test_no_write_is_lost_when_many_threads_write_at_once(index):
+    async def main():
+        loop = asyncio.get_running_loop()
+        futs = [loop.create_future() for _ in range(400)]
+
+        def soon(start: int) -> None:
+            for i in range(start, 400, 8):
+                if i % 4 == 0:  # some callers wait for their commit, as DICOM associations do
+                    futs[i].get_loop().call_soon_threadsafe(futs[i].set_result, index.write_blocking(_log(f"w{i:03}")))
+                else:
+                    index.write_soon(_log(f"w{i:03}"), futs[i])
+
+        await asyncio.gather(*(asyncio.to_thread(soon, s) for s in range(8)))
+        return await asyncio.wait_for(asyncio.gather(*futs), 20)
+
+    assert asyncio.run(main()) == [f"w{i:03}" for i in range(400)]
+    assert _public_ids(index.path) == [f"w{i:03}" for i in range(400)]
