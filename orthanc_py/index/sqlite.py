@@ -1030,10 +1030,12 @@ class SqliteIndex:
             for p, (_fn, fut) in zip(pending, batch, strict=True):
                 p.fut = fut
             self._write_lock.acquire()
-            if pending:
-                self._run_batch(pending)  # errors are kept per item
-                self._settle(pending)
-            self._lead(None)  # releases the lock
+            try:
+                if pending:
+                    self._run_batch(pending)  # errors are kept per item
+                    self._settle(pending)
+            finally:
+                self._lead(None)  # releases the lock
 
     def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """Run `fn` in a write transaction from the calling worker thread (never the event loop).
@@ -1087,7 +1089,7 @@ class SqliteIndex:
             with self._pending_lock:
                 batch, self._pending = self._pending, []
             if batch:
-                if own is not None and own.done:
+                if own is not None and own.done and not self._closed:
                     rounds_after_own += 1
                     if rounds_after_own > 1:
                         with self._pending_lock:
