@@ -162,5 +162,7 @@ class ServerContext:
         await self.jobs.close()
         if self._scu is not None:
             await self.run(self._scu.close)
+        # Ingest threads first: an upload in flight queues or commits its write before the
+        # index closes (the pool's threads never wait for the event loop).
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self.io.shutdown(wait=True))
         await self.index.close()
-        self.io.shutdown(wait=True)

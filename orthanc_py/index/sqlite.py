@@ -962,6 +962,7 @@ class SqliteIndex:
         self._checkpointer.start()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._write_lock = threading.Lock()
+        self._writer_waiting = False
         self._pending_lock = threading.Lock()
         self._pending: list[_Pending] = []
         self._writer_txn = SqlTransaction(self._writer_conn)
@@ -1013,7 +1014,9 @@ class SqliteIndex:
         takes over queued worker-thread writes that a leader left behind (`_lead`)."""
         while True:
             first = self._queue.get()
-            if first is None:
+            if first is None:  # closing: commit what worker threads queued, then stop
+                self._acquire_for_writer()
+                self._lead(None)
                 return
             batch = [] if first is _DRAIN else [first]
             while len(batch) < 64:
@@ -1029,13 +1032,21 @@ class SqliteIndex:
             pending = [_Pending(fn) for fn, fut in batch]
             for p, (_fn, fut) in zip(pending, batch, strict=True):
                 p.fut = fut
-            self._write_lock.acquire()
+            self._acquire_for_writer()
             try:
                 if pending:
                     self._run_batch(pending)  # errors are kept per item
                     self._settle(pending)
             finally:
                 self._lead(None)  # releases the lock
+
+    def _acquire_for_writer(self) -> None:
+        """Take the write lock for the writer thread. Worker threads see `_writer_waiting` and
+        leave the lock to it (a stream of their non-blocking attempts could otherwise win the
+        lock every time); what they queue meanwhile, the writer thread commits."""
+        self._writer_waiting = True
+        self._write_lock.acquire()
+        self._writer_waiting = False
 
     def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """Run `fn` in a write transaction from the calling worker thread (never the event loop).
@@ -1047,11 +1058,13 @@ class SqliteIndex:
         load); if one function fails, it is rolled back and run again with a SAVEPOINT per
         function, so a failure stays its own.
         """
+        if self._closed:
+            raise RuntimeError("index closed")
         item = _Pending(fn)
         item.ready = threading.Event()
         with self._pending_lock:
             self._pending.append(item)
-        if self._write_lock.acquire(blocking=False):
+        if not self._writer_waiting and self._write_lock.acquire(blocking=False):
             self._lead(item)
         item.ready.wait()
         if item.error is not None:
@@ -1075,43 +1088,68 @@ class SqliteIndex:
         item.fut, item.after = fut, after
         with self._pending_lock:
             self._pending.append(item)
-        if self._write_lock.acquire(blocking=False):
+        if not self._writer_waiting and self._write_lock.acquire(blocking=False):
             self._lead(item)
 
     def _lead(self, own: _Pending | None) -> None:
         """Called with the write lock held; releases it. Commit what is queued, batch after batch.
+
         A thread that found the lock taken relies on its holder: after releasing, the holder
         looks at the queue again, so nothing queued is left behind. A worker thread (`own`)
-        leads until its own write and the next batch are done, then hands what is left to the
-        writer thread: a DICOM association waiting for its answer never leads forever."""
-        rounds_after_own = 0
-        while True:
-            with self._pending_lock:
-                batch, self._pending = self._pending, []
-            if batch:
-                if own is not None and own.done and not self._closed:
-                    rounds_after_own += 1
-                    if rounds_after_own > 1:
+        leads until its own write and one more batch are done, then hands what is left to the
+        writer thread: a DICOM association waiting for its answer never leads forever. The
+        writer thread, in turn, lets the `write` calls queued for it go first after each batch
+        (it comes back here once they are committed): neither kind of write starves the other.
+        """
+        held = True
+        try:
+            rounds_after_own = 0
+            while True:
+                with self._pending_lock:
+                    batch, self._pending = self._pending[:_MAX_BATCH], self._pending[_MAX_BATCH:]
+                if batch:
+                    if own is not None and own.done and not self._closed:
+                        rounds_after_own += 1
+                    if own is not None and (self._writer_waiting or rounds_after_own > 1):
                         with self._pending_lock:
                             self._pending[:0] = batch
+                        held = False
                         self._write_lock.release()
-                        self._queue.put(_DRAIN)
+                        if not self._writer_waiting:  # (a waiting writer thread takes them anyway)
+                            self._queue.put(_DRAIN)
                         return
-                try:
-                    if not self._run_batch(batch, savepoints=False):
-                        self._run_batch(batch)
-                except BaseException as exc:  # not expected: _run_batch keeps errors per item
-                    for it in batch:
-                        if not it.done:
-                            it.error, it.result, it.done = exc, None, True
-                self._settle(batch)
-                continue
-            self._write_lock.release()
-            with self._pending_lock:
-                if not self._pending:
-                    return
-            if not self._write_lock.acquire(blocking=False):
-                return  # its holder will see the queue after releasing
+                    self._commit(batch)
+                    if own is None and not self._closed and not self._queue.empty():
+                        held = False
+                        self._write_lock.release()
+                        return
+                    continue
+                held = False
+                self._write_lock.release()
+                with self._pending_lock:
+                    if not self._pending:
+                        return
+                if not self._write_lock.acquire(blocking=False):
+                    return  # its holder will see the queue after releasing
+                held = True
+        finally:
+            if held:
+                self._write_lock.release()
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        """One group commit of worker-thread writes, then their waiters and futures are told."""
+        try:
+            if not self._run_batch(batch, savepoints=False):
+                self._run_batch(batch)
+        except BaseException as exc:  # not expected: _run_batch keeps errors per item
+            log.exception("index: group commit failed")
+            for it in batch:
+                if not it.done:
+                    it.error, it.result, it.done = exc, None, True
+        try:
+            self._settle(batch)
+        except BaseException:  # not expected: _settle keeps errors per item
+            log.exception("index: cannot settle a group commit")
 
     @staticmethod
     def _settle(batch: list[_Pending]) -> None:
@@ -1150,7 +1188,8 @@ class SqliteIndex:
                         item.result = item.fn(txn)
                     self._batch_txn.flush()
                 except BaseException as exc:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite may have rolled back already (full disk, I/O error)
+                        conn.execute("ROLLBACK")
                     self._batch_txn.reset()
                     if len(batch) > 1:
                         return False
@@ -1224,8 +1263,13 @@ class SqliteIndex:
         self._readers.shutdown(wait=True)
         for conn in self._reader_conns:
             conn.close()
-        self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._writer_conn.close()
+        # a worker thread may still be committing a batch: the last checkpoint waits for it
+        await asyncio.get_running_loop().run_in_executor(None, self._write_lock.acquire)
+        try:
+            self._writer_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._writer_conn.close()
+        finally:
+            self._write_lock.release()
 
 
 class _Pending:
@@ -1242,6 +1286,9 @@ class _Pending:
         self.fut: asyncio.Future[Any] | None = None
         self.after: Callable[[Any, BaseException | None], Any] | None = None
 
+
+_MAX_BATCH = 256
+"""Worker-thread writes per group commit (a commit's latency stays bounded under any load)."""
 
 _DRAIN = object()
 """Queued to the writer thread: run the worker-thread writes a leader left behind."""

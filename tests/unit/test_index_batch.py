@@ -253,3 +253,58 @@ def test_no_write_is_lost_when_many_threads_write_at_once(index):
 
     assert asyncio.run(main()) == [f"w{i:03}" for i in range(400)]
     assert _public_ids(index.path) == [f"w{i:03}" for i in range(400)]
+
+
+def test_event_loop_writes_are_not_starved_by_worker_writes(index):
+    """Worker threads queuing writes back to back never keep an event-loop `write` waiting:
+    the writer thread lets it go first after each batch it commits for them."""
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def flood(t: int) -> None:
+            i = 0
+            while not stop.is_set():
+                time.sleep(0.0002)  # an upload's parse and file write, a fraction of it
+                index.write_soon(_log(f"flood{t}-{i}"), loop.create_future())
+                i += 1
+
+        floods = [asyncio.to_thread(flood, t) for t in range(4)]
+        tasks = [asyncio.ensure_future(f) for f in floods]
+        await asyncio.sleep(0.2)
+        worst = 0.0
+        try:
+            for n in range(20):
+                started = time.monotonic()
+                assert await asyncio.wait_for(index.write(_log(f"loop{n}")), 5) == f"loop{n}"
+                worst = max(worst, time.monotonic() - started)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+        return worst
+
+    assert asyncio.run(main()) < 1.0
+
+
+def test_close_commits_what_worker_threads_queued(tmp_path):
+    """Writes queued while another thread held the write lock are committed when the index
+    closes, even if that holder let go without running them (a hand-over to the writer
+    thread that raced with close)."""
+    index = SqliteIndex(tmp_path / "index.sqlite")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        futs = [loop.create_future() for _ in range(3)]
+        index._write_lock.acquire()  # a leader is busy
+        for i, fut in enumerate(futs):
+            await asyncio.to_thread(index.write_soon, _log(f"q{i}"), fut)
+        assert len(index._pending) == 3
+        closing = asyncio.ensure_future(index.close())
+        await asyncio.sleep(0.1)
+        index._write_lock.release()  # it lets go without looking at the queue again
+        await asyncio.wait_for(closing, 5)
+        return await asyncio.wait_for(asyncio.gather(*futs), 5)
+
+    assert asyncio.run(main()) == ["q0", "q1", "q2"]
+    assert _public_ids(index.path) == ["q0", "q1", "q2"]
