@@ -196,10 +196,23 @@ def _values_sql(prefix: str, width: int, count: int) -> str:
 def _insert_rows(conn: sqlite3.Connection, prefix: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
     """One INSERT of many rows. executemany steps SQLite once per row, and each step
     releases and retakes the GIL: under concurrent ingest that meant a thread switch per
-    row while the index's write lock was held."""
-    for start in range(0, len(rows), 200):
-        chunk = rows[start : start + 200]
+    row while the index's write lock was held. Rows per statement stay within SQLite's
+    limit on bound values (999 before SQLite 3.32)."""
+    per = max(1, min(200, _max_variables() // width))
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
         conn.execute(_values_sql(prefix, width, len(chunk)), [v for r in chunk for v in r])
+
+
+@functools.cache
+def _max_variables() -> int:
+    """Bound values SQLite allows in one statement (a build setting: the same for every
+    connection of the process)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        return int(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    finally:
+        conn.close()
 
 
 _RESOURCES = "INSERT INTO resources(id, level, public_id, parent_id, main_tags)"

@@ -308,3 +308,27 @@ def test_close_commits_what_worker_threads_queued(tmp_path):
 
     assert asyncio.run(main()) == ["q0", "q1", "q2"]
     assert _public_ids(index.path) == ["q0", "q1", "q2"]
+
+
+def test_a_large_batch_stays_within_sqlite_bound_value_limit(index, monkeypatch):
+    """Rows per INSERT follow SQLite's limit on bound values (999 in builds before 3.32)."""
+    from orthanc_py.index import sqlite as sq
+
+    monkeypatch.setattr(sq, "_max_variables", lambda: 999)
+    executed: list[int] = []
+    real = sq._values_sql
+
+    def counting(prefix: str, width: int, count: int) -> str:
+        executed.append(width * count)
+        return real(prefix, width, count)
+
+    monkeypatch.setattr(sq, "_values_sql", counting)
+    from orthanc_py.index.base import Attachment
+
+    def attach(txn):  # 150 attachments of 9 values: one batch, written together at its end
+        for n in range(150):
+            txn.add_attachment(n + 1, Attachment(1, f"uuid-{n}", 10, 10, 1, "", "", 0))
+
+    index.write_blocking(attach)
+    assert executed and max(executed) <= 999
+    assert _table(index.path, "SELECT count(*) FROM attachments") == [(150,)]
