@@ -1,8 +1,9 @@
-"""The one ingest path: REST uploads, C-STORE and STOW-RS all call `store`.
+"""The one ingest path: REST uploads and STOW-RS call `store`, C-STORE `store_blocking`.
 
 parse header -> public IDs -> write the file (temp, fsync, rename; off the loop) -> one index
-transaction (resources, main tags, attachment, metadata, changes) -> result. If the index step
-fails the file is removed: at worst an orphan file, never a row without a file.
+transaction (resources, main tags, attachment, metadata, changes), shared with the uploads of the
+same moment (group commit) -> result. If the index step fails the file is removed: at worst an
+orphan file, never a row without a file.
 """
 
 from __future__ import annotations
