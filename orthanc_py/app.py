@@ -21,12 +21,12 @@ from .core.context import ServerContext
 from .index.sqlite import SqliteIndex
 from .storage.filesystem import FilesystemStorage
 from .web.middleware import access_middleware, errors_middleware
+from .web.responses import BIG_READ
 
 log = logging.getLogger("orthanc_py")
 
 INDEX_FILENAME = "orthanc_py-index.sqlite"
 MAX_BODY = 1 << 34
-READ_BUFFER = 1 << 20
 
 
 def build_context(settings: Settings) -> ServerContext:
@@ -49,7 +49,7 @@ def build_app(ctx: ServerContext) -> web.Application:
     # 64 KiB default every upload paused and resumed reading once (two epoll_ctl calls, each
     # giving up the GIL on the event loop, which then waited to win it back from the ingest
     # threads).
-    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": READ_BUFFER})
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": BIG_READ})
     rest.setup(app, ctx)
     dicomweb.setup(app)
     return app

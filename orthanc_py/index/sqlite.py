@@ -227,6 +227,12 @@ def _tag_rows(rid: int, main_tags: dict[int, str]) -> list[tuple[int, int, str, 
     return [(rid, t, v, normalize(v) if _is_pn(t) else None) for t, v in main_tags.items()]
 
 
+def _feed_row(action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> tuple[str, ...]:
+    """A new change-feed entry: current, or already "deleted" for a deletion."""
+    state = "deleted" if action == "delete" else "current"
+    return (action, state, study, series, sop, instance_id, timestamp)
+
+
 def _attachment_row(resource_id: int, a: Attachment) -> tuple[Any, ...]:
     return (
         resource_id,
@@ -756,8 +762,7 @@ class SqlTransaction:
                 "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
                 ("deleted" if action == "delete" else "replaced", instance_id),
             )
-        state = "deleted" if action == "delete" else "current"
-        self._insert(_FEED, 7, [(action, state, study, series, sop, instance_id, timestamp)])
+        self._insert(_FEED, 7, [_feed_row(action, study, series, sop, instance_id, timestamp)])
 
     def feed(self, offset: int, limit: int) -> list[tuple[Any, ...]]:
         return self.c.execute(
@@ -939,8 +944,7 @@ class BatchTransaction(SqlTransaction):
         if replaces:  # an update of earlier entries: through `c`, after the kept rows
             super().log_feed(action, study, series, sop, instance_id, timestamp, replaces)
             return
-        state = "deleted" if action == "delete" else "current"
-        self._rows[_FEED].append((action, state, study, series, sop, instance_id, timestamp))
+        self._rows[_FEED].append(_feed_row(action, study, series, sop, instance_id, timestamp))
 
 
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
@@ -1042,9 +1046,7 @@ class SqliteIndex:
                     break
                 if item is not _DRAIN:
                     batch.append(item)
-            pending = [_Pending(fn) for fn, fut in batch]
-            for p, (_fn, fut) in zip(pending, batch, strict=True):
-                p.fut = fut
+            pending = [_Pending(fn, fut=fut) for fn, fut in batch]
             self._acquire_for_writer()
             try:
                 if pending:
@@ -1071,15 +1073,10 @@ class SqliteIndex:
         load); if one function fails, it is rolled back and run again with a SAVEPOINT per
         function, so a failure stays its own.
         """
-        if self._closed:
-            raise RuntimeError("index closed")
-        item = _Pending(fn)
-        item.ready = threading.Event()
-        with self._pending_lock:
-            self._pending.append(item)
-        if not self._writer_waiting and self._write_lock.acquire(blocking=False):
-            self._lead(item)
-        item.ready.wait()
+        ready = threading.Event()
+        item = _Pending(fn, ready=ready)
+        self._enqueue(item)
+        ready.wait()
         if item.error is not None:
             raise item.error
         return cast(T, item.result)
@@ -1095,10 +1092,13 @@ class SqliteIndex:
         then calls `after(result, error)` in its own thread (clean-up that must follow the
         commit; what it returns or raises settles `fut`), and settles all the futures of the
         commit with one wake-up of their event loop instead of one per write."""
+        self._enqueue(_Pending(fn, fut=fut, after=after))
+
+    def _enqueue(self, item: _Pending) -> None:
+        """Queue a worker-thread write; lead the commit when the lock is free (and the writer
+        thread is not waiting for it), else its holder commits it."""
         if self._closed:
             raise RuntimeError("index closed")
-        item = _Pending(fn)
-        item.fut, item.after = fut, after
         with self._pending_lock:
             self._pending.append(item)
         if not self._writer_waiting and self._write_lock.acquire(blocking=False):
@@ -1290,14 +1290,20 @@ class _Pending:
 
     __slots__ = ("after", "done", "error", "fn", "fut", "ready", "result")
 
-    def __init__(self, fn: Callable[[Transaction], Any]) -> None:
+    def __init__(
+        self,
+        fn: Callable[[Transaction], Any],
+        ready: threading.Event | None = None,
+        fut: asyncio.Future[Any] | None = None,
+        after: Callable[[Any, BaseException | None], Any] | None = None,
+    ) -> None:
         self.fn = fn
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
-        self.ready: threading.Event | None = None
-        self.fut: asyncio.Future[Any] | None = None
-        self.after: Callable[[Any, BaseException | None], Any] | None = None
+        self.ready = ready
+        self.fut = fut
+        self.after = after
 
 
 _MAX_BATCH = 256

@@ -39,6 +39,8 @@ def bool_arg(request: web.Request, name: str, default: bool = False) -> bool:
 
 
 BIG_READ = 1 << 20
+"""Large request bodies: bytes per socket read, and what a request may buffer before aiohttp
+pauses the socket (the application's `read_bufsize`)."""
 
 
 def _widen_reads(request: web.Request) -> None:
