@@ -20,7 +20,7 @@ from .config import Settings
 from .core.context import ServerContext
 from .index.sqlite import SqliteIndex
 from .storage.filesystem import FilesystemStorage
-from .web.middleware import access_middleware, errors_middleware
+from .web.middleware import access_middleware, errors_middleware, paths_middleware
 from .web.responses import BIG_READ
 
 log = logging.getLogger("orthanc_py")
@@ -45,6 +45,7 @@ def build_app(ctx: ServerContext) -> web.Application:
     middlewares: list[Middleware] = [errors_middleware]
     if s.authentication_enabled or not s.remote_access_allowed:
         middlewares.insert(0, access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users))
+    middlewares.insert(0, paths_middleware)
     # Each request's body buffer may hold 1-2 MiB before aiohttp pauses the socket. With its
     # 64 KiB default every upload paused and resumed reading once (two epoll_ctl calls, each
     # giving up the GIL on the event loop, which then waited to win it back from the ingest

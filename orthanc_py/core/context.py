@@ -7,14 +7,14 @@ import datetime as _dt
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..config import Settings
 from ..index.base import Index
-from ..model.enums import ChangeType, ResourceType
+from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
 from ..storage.base import StorageArea
 
 log = logging.getLogger("orthanc_py")
@@ -68,6 +68,15 @@ class StableTracker:
         return ready
 
 
+def match_transfer_syntaxes(patterns: Iterable[str]) -> tuple[str, ...]:
+    """AcceptedTransferSyntaxes: the transfer syntaxes Orthanc knows that match one of the
+    patterns (UIDs, or wildcards with `*` and `?`), in Orthanc's order."""
+    import fnmatch
+
+    pats = list(patterns)
+    return tuple(ts for ts in TRANSFER_SYNTAXES if any(fnmatch.fnmatchcase(ts, p) for p in pats))
+
+
 _STABLE_CHANGE = {
     ResourceType.SERIES: ChangeType.STABLE_SERIES,
     ResourceType.STUDY: ChangeType.STABLE_STUDY,
@@ -95,6 +104,10 @@ class ServerContext:
 
         self.jobs = JobsEngine()
         self.metrics_enabled = settings.metrics_enabled
+        # Settings Orthanc lets clients change at run time (/tools/default-encoding, ...)
+        self.default_encoding = settings.default_encoding
+        self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
+        self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
         from .extquery import ExtQueryTags
 
         self.ext_tags = ExtQueryTags()

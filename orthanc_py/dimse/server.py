@@ -58,13 +58,10 @@ def _register_as_storage(uid: str) -> None:
         log.debug("cannot register %s", uid, exc_info=True)
 
 
-def accepted_syntaxes(patterns: tuple[str, ...]) -> list[str]:
-    """AcceptedTransferSyntaxes: UIDs or wildcards ("1.2.840.10008.1.2.4.*") among the syntaxes
-    pynetdicom knows."""
-    import fnmatch
-
-    chosen = [ts for ts in ALL_TRANSFER_SYNTAXES if any(fnmatch.fnmatchcase(ts, p) for p in patterns)]
-    return chosen or list(ALL_TRANSFER_SYNTAXES[:3])
+def storage_syntaxes(accepted: tuple[str, ...]) -> list[str]:
+    """The transfer syntaxes offered to C-STORE requestors: what AcceptedTransferSyntaxes matched
+    (never none: an SCP that accepts no syntax at all would refuse every association)."""
+    return list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3])
 
 
 def _answer_charset(identifier: Dataset, values: dict[int, str | None]) -> str:
@@ -80,6 +77,9 @@ def _answer_charset(identifier: Dataset, values: dict[int, str | None]) -> str:
     except UnicodeEncodeError:
         return "ISO_IR 192"
     return "ISO_IR 100"
+
+
+_STORAGE_UIDS = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 
 
 class _SharedContexts(list[Any]):
@@ -112,13 +112,14 @@ class DicomServer:
             StudyRootQueryRetrieveInformationModelGet,
         ):
             ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES[:4])
-        storage_syntaxes = accepted_syntaxes(s.accepted_transfer_syntaxes)
-        self._storage_syntaxes = storage_syntaxes
+        self._accepted = ctx.accepted_transfer_syntaxes
+        self._storage_syntaxes = storage_syntaxes(self._accepted)
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 # scp_role: a C-GET requestor receives the instances on its own association
-                ae.add_supported_context(context.abstract_syntax, storage_syntaxes, scu_role=True, scp_role=True)
+                ae.add_supported_context(context.abstract_syntax, self._storage_syntaxes, scu_role=True, scp_role=True)
         self.ae = ae
+        self._base_contexts: list[Any] = []
         self._server: Any = None
         self.port: int | None = None
 
@@ -139,6 +140,7 @@ class DicomServer:
         # pynetdicom deep-copies the supported contexts for every association (~40 ms for all
         # storage classes x all transfer syntaxes); negotiation only reads them, so share them.
         self._server.contexts = _SharedContexts(self._server.contexts)
+        self._base_contexts = list(self._server.contexts)
         bound: int = self._server.server_address[1]
         self.port = bound
         log.info("DICOM server listening on port %d as %s", bound, self.ctx.settings.dicom_aet)
@@ -158,14 +160,36 @@ class DicomServer:
         except (AttributeError, OSError):
             log.debug("cannot set TCP_NODELAY", exc_info=True)
 
+    def _current_contexts(self) -> list[Any]:
+        """The supported contexts with the storage transfer syntaxes now accepted
+        (PUT /tools/accepted-transfer-syntaxes changes them between associations)."""
+        accepted = self.ctx.accepted_transfer_syntaxes
+        if accepted != self._accepted:
+            from pynetdicom.presentation import build_context
+
+            syntaxes = storage_syntaxes(accepted)
+            contexts = []
+            for cx in self._base_contexts:
+                if str(cx.abstract_syntax) in _STORAGE_UIDS:
+                    new = build_context(cx.abstract_syntax, syntaxes)
+                    new.scu_role, new.scp_role = True, True
+                    contexts.append(new)
+                else:
+                    contexts.append(cx)
+            self._server.contexts = _SharedContexts(contexts)
+            self._storage_syntaxes, self._accepted = syntaxes, accepted
+        return list(self._server.contexts)
+
     def _on_requested(self, event: Any) -> None:
-        """UnknownSopClassAccepted: accept, for this association, the abstract syntaxes we do not
-        know (as storage), before pynetdicom negotiates."""
-        if not self.ctx.settings.unknown_sop_class_accepted:
+        """Negotiate with the settings now in force: the accepted transfer syntaxes, and
+        (UnknownSopClassAccepted) the abstract syntaxes we do not know, accepted as storage."""
+        acceptor = event.assoc.acceptor
+        if self.ctx.accepted_transfer_syntaxes != self._accepted:
+            acceptor.supported_contexts = self._current_contexts()
+        if not self.ctx.unknown_sop_class_accepted:
             return
         from pynetdicom.presentation import build_context
 
-        acceptor = event.assoc.acceptor
         known = {str(cx.abstract_syntax) for cx in acceptor.supported_contexts}
         requested = event.assoc.requestor.primitive.presentation_context_definition_list or []
         extra = []

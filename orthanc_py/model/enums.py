@@ -170,3 +170,17 @@ ATTACHMENT_NAMES: dict[int, str] = {
     FileContentType.DICOM_AS_JSON: "dicom-as-json",
     FileContentType.DICOM_UNTIL_PIXEL_DATA: "dicom-until-pixel-data",
 }
+
+
+TRANSFER_SYNTAXES: tuple[str, ...] = (
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.2",
+    *(f"1.2.840.10008.1.2.4.{n}" for n in (*range(50, 67), 70, 80, 81, *range(90, 96), *range(100, 109))),
+    "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.6.1",
+    "1.2.840.10008.1.2.6.2",
+)
+"""The transfer syntaxes Orthanc knows, in its order (what `AcceptedTransferSyntaxes` patterns
+are matched against, and what GET /tools/accepted-transfer-syntaxes lists)."""

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from yarl import URL
 
 from ..errors import ErrorCode, OrthancError
 from .responses import json_response
@@ -79,6 +80,30 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("internal error while serving %s %s", request.method, request.path)
         return error_response(request, OrthancError(ErrorCode.INTERNAL_ERROR))
+
+
+def orthanc_path(raw: str) -> str | None:
+    """The request target as Orthanc parses it, or None when it is already so.
+
+    Orthanc splits the URI on "/" and drops empty components, so `//system`, `/patients/` and
+    `/instances//{id}/tags/` name the same resources as their single-slash forms (Orthanc's own
+    integration suite sends every request as `//path`; orthanc-api-client asks for `/patients/`).
+    The query string is kept as it is.
+    """
+    path, sep, query = raw.partition("?")
+    if "//" not in path and (len(path) <= 1 or not path.endswith("/")):
+        return None
+    return "/" + "/".join(part for part in path.split("/") if part) + sep + query
+
+
+@web.middleware
+async def paths_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: a target with empty path components is dispatched again, normalised (routing
+    ran on the raw target, where yarl even reads `//system` as a host name)."""
+    normal = orthanc_path(request.raw_path)
+    if normal is None:
+        return await handler(request)
+    return await request.app._handle(request.clone(rel_url=URL(normal, encoded=True)))
 
 
 @functools.lru_cache(maxsize=1024)

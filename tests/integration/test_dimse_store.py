@@ -144,3 +144,30 @@ def test_unknown_sop_class_and_accepted_syntaxes(make_server):
     assert not assoc.is_established or not assoc.accepted_contexts
     if assoc.is_established:
         assoc.release()
+
+
+def test_settings_changed_at_run_time_apply_to_the_next_association(make_server):
+    """PUT /tools/accepted-transfer-syntaxes and /tools/unknown-sop-class-accepted take effect
+    for the next association, as in Orthanc."""
+    srv = make_server({"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY"})
+    c = srv.client()
+
+    def accepted(abstract: str, syntax: str) -> bool:
+        ae = AE(ae_title="SCU")
+        ae.add_requested_context(abstract, [syntax])
+        assoc = ae.associate("127.0.0.1", srv.ctx.dicom_port, ae_title="ORTHANCPY")
+        ok = assoc.is_established and bool(assoc.accepted_contexts)
+        if assoc.is_established:
+            assoc.release()
+        return ok
+
+    assert accepted(CTImageStorage, "1.2.840.10008.1.2.1")
+    c.put("/tools/accepted-transfer-syntaxes", ["1.2.840.10008.1.2"])
+    assert not accepted(CTImageStorage, "1.2.840.10008.1.2.1")
+    assert accepted(CTImageStorage, "1.2.840.10008.1.2")
+    c.put("/tools/accepted-transfer-syntaxes", ["1.2.840.10008.1.*"])
+    assert accepted(CTImageStorage, "1.2.840.10008.1.2.1")
+    private_sop = "1.2.826.0.1.3680043.10.1404.999.2"
+    assert not accepted(private_sop, "1.2.840.10008.1.2.1")
+    c.put("/tools/unknown-sop-class-accepted", "1")
+    assert accepted(private_sop, "1.2.840.10008.1.2.1")

@@ -1,0 +1,33 @@
+"""Orthanc's names of character encodings (`DefaultEncoding`, `/tools/default-encoding`) and the
+DICOM Specific Character Set each one stands for."""
+
+from __future__ import annotations
+
+# Orthanc's enumeration name -> the SpecificCharacterSet defined term (None: no DICOM term)
+ENCODINGS: dict[str, str | None] = {
+    "Ascii": "ISO_IR 6",
+    "Utf8": "ISO_IR 192",
+    "Latin1": "ISO_IR 100",
+    "Latin2": "ISO_IR 101",
+    "Latin3": "ISO_IR 109",
+    "Latin4": "ISO_IR 110",
+    "Latin5": "ISO_IR 148",
+    "Cyrillic": "ISO_IR 144",
+    "Windows1251": None,
+    "Arabic": "ISO_IR 127",
+    "Greek": "ISO_IR 126",
+    "Hebrew": "ISO_IR 138",
+    "Thai": "ISO_IR 166",
+    "Japanese": "ISO_IR 13",
+    "Chinese": "GB18030",
+    "JapaneseKanji": "ISO 2022 IR 87",
+    "Korean": "ISO 2022 IR 149",
+    "SimplifiedChinese": "ISO 2022 IR 58",
+}
+
+
+def parse_encoding(text: str) -> str:
+    """Orthanc's encoding name as written (case-sensitive, as Orthanc reads it); ValueError else."""
+    if text not in ENCODINGS:
+        raise ValueError(f"unknown encoding: {text}")
+    return text

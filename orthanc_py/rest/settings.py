@@ -1,0 +1,72 @@
+"""Settings Orthanc lets clients read and change at run time: /tools/default-encoding,
+/tools/accepted-transfer-syntaxes, /tools/unknown-sop-class-accepted.
+
+A change lasts until the server stops (Orthanc does not write it back to its configuration).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..core.context import match_transfer_syntaxes
+from ..errors import ErrorCode, OrthancError
+from ..model.charsets import parse_encoding
+from ..web.responses import json_response, read_body, read_text, text_response
+from .common import ctx_of
+
+
+async def get_default_encoding(request: web.Request) -> web.StreamResponse:
+    return text_response(ctx_of(request).default_encoding)
+
+
+async def put_default_encoding(request: web.Request) -> web.StreamResponse:
+    """Orthanc answers the encoding now in force."""
+    try:
+        encoding = parse_encoding((await read_text(request)).strip())
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
+    ctx_of(request).default_encoding = encoding
+    return text_response(encoding)
+
+
+async def get_accepted_syntaxes(request: web.Request) -> web.StreamResponse:
+    return json_response(list(ctx_of(request).accepted_transfer_syntaxes))
+
+
+async def put_accepted_syntaxes(request: web.Request) -> web.StreamResponse:
+    """A pattern or a list of patterns (UIDs, `*` and `?` wildcards); answers what now matches."""
+    try:
+        body: Any = orjson.loads(await read_body(request))
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, str):
+        body = [body]
+    if not isinstance(body, list) or not all(isinstance(p, str) for p in body):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    ctx = ctx_of(request)
+    ctx.accepted_transfer_syntaxes = match_transfer_syntaxes(body)
+    return json_response(list(ctx.accepted_transfer_syntaxes))
+
+
+async def get_unknown_sop_class(request: web.Request) -> web.StreamResponse:
+    return text_response("1" if ctx_of(request).unknown_sop_class_accepted else "0")
+
+
+async def put_unknown_sop_class(request: web.Request) -> web.StreamResponse:
+    text = (await read_text(request)).strip().lower()
+    if text not in ("1", "0", "true", "false"):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
+    ctx_of(request).unknown_sop_class_accepted = text in ("1", "true")
+    return text_response("")
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    router.add_get("/tools/default-encoding", get_default_encoding)
+    router.add_put("/tools/default-encoding", put_default_encoding)
+    router.add_get("/tools/accepted-transfer-syntaxes", get_accepted_syntaxes)
+    router.add_put("/tools/accepted-transfer-syntaxes", put_accepted_syntaxes)
+    router.add_get("/tools/unknown-sop-class-accepted", get_unknown_sop_class)
+    router.add_put("/tools/unknown-sop-class-accepted", put_unknown_sop_class)

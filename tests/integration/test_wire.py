@@ -1,0 +1,50 @@
+"""Orthanc on the wire: URLs as Orthanc parses them (empty components ignored)."""
+
+from __future__ import annotations
+
+import dicomgen
+
+
+def test_empty_path_components_are_ignored(client):
+    assert client.get("//system").json()["DicomAet"] == "ORTHANC"
+    iid = client.upload(dicomgen.make(rows=0))["ID"]
+    assert client.get("/instances/").json() == [iid]
+    assert client.get("//instances//").json() == [iid]
+    assert client.get(f"/instances//{iid}/tags/").json() == client.get(f"/instances/{iid}/tags").json()
+    # the query string survives the normalisation
+    assert client.get("//instances/?expand").json()[0]["ID"] == iid
+    assert client.get("//nonexistent/").status == 404
+    assert client.request("DELETE", f"//instances/{iid}/").status == 200
+    assert client.get("/instances/").json() == []
+
+
+def test_default_encoding_route(client):
+    r = client.get("/tools/default-encoding")
+    assert (r.status, r.body, r.headers["content-type"]) == (200, b"Latin1", "text/plain")
+    r = client.put("/tools/default-encoding", "Utf8")
+    assert (r.status, r.body) == (200, b"Utf8")
+    assert client.get("/tools/default-encoding").body == b"Utf8"
+    r = client.put("/tools/default-encoding", "nope")
+    assert r.status == 400 and r.json()["OrthancStatus"] == 3
+    assert client.get("/tools/default-encoding").body == b"Utf8"
+
+
+def test_accepted_transfer_syntaxes_route(client):
+    everything = client.get("/tools/accepted-transfer-syntaxes").json()
+    assert len(everything) == 42 and everything[0] == "1.2.840.10008.1.2"
+    r = client.put("/tools/accepted-transfer-syntaxes", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.9?"])
+    assert r.json() == ["1.2.840.10008.1.2.1", *(f"1.2.840.10008.1.2.4.9{i}" for i in range(6))]
+    assert client.put("/tools/accepted-transfer-syntaxes", '"1.2.840.10008.1.2"').json() == ["1.2.840.10008.1.2"]
+    assert client.put("/tools/accepted-transfer-syntaxes", "1.2.840.10008.1.2").status == 400  # not JSON
+    assert client.get("/tools/accepted-transfer-syntaxes").json() == ["1.2.840.10008.1.2"]
+    r = client.put("/tools/accepted-transfer-syntaxes", "12")
+    assert r.status == 400 and r.json()["OrthancStatus"] == 15
+
+
+def test_unknown_sop_class_route(client):
+    assert client.get("/tools/unknown-sop-class-accepted").body == b"0"
+    assert client.put("/tools/unknown-sop-class-accepted", "1").status == 200
+    assert client.get("/tools/unknown-sop-class-accepted").body == b"1"
+    assert client.put("/tools/unknown-sop-class-accepted", "false").status == 200
+    assert client.get("/tools/unknown-sop-class-accepted").body == b"0"
+    assert client.put("/tools/unknown-sop-class-accepted", "foo").json()["Details"] == "Boolean value expected"
