@@ -106,6 +106,7 @@ class Settings:
     dicom_scu_timeout: float = 10.0
     dicom_association_close_delay: float = 5.0
     dicom_modalities: Mapping[str, Any] = field(default_factory=dict)
+    orthanc_peers: Mapping[str, Any] = field(default_factory=dict)
     remote_access_allowed: bool = False
     authentication_enabled: bool = False
     registered_users: Mapping[str, str] = field(default_factory=dict)
@@ -276,6 +277,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_scu_timeout=float(merged["DicomScuTimeout"]),
         dicom_association_close_delay=float(merged["DicomAssociationCloseDelay"]),
         dicom_modalities=dict(merged["DicomModalities"] or {}),
+        orthanc_peers=dict(merged["OrthancPeers"] or {}),
         remote_access_allowed=remote,
         authentication_enabled=auth,
         registered_users={str(k): str(v) for k, v in users.items()},

@@ -114,6 +114,9 @@ class ServerContext:
         """Extended query tags (DICOMweb), loaded by `start`."""
         self.modalities = ModalityRegistry(dict(settings.dicom_modalities))
         self.queries = QueryRegistry()
+        from .peers import PeerRegistry
+
+        self.peers = PeerRegistry(dict(settings.orthanc_peers))
         self._scu: Any = None
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""

@@ -48,3 +48,34 @@ def test_unknown_sop_class_route(client):
     assert client.put("/tools/unknown-sop-class-accepted", "false").status == 200
     assert client.get("/tools/unknown-sop-class-accepted").body == b"0"
     assert client.put("/tools/unknown-sop-class-accepted", "foo").json()["Details"] == "Boolean value expected"
+
+
+def test_peers_registry(make_server):
+    srv = make_server({"OrthancPeers": {"peer": ["http://127.0.0.1:5000", "alice", "secret"]}})
+    c = srv.client()
+    assert c.get("/peers").json() == ["peer"]
+    assert c.get("/peers/peer").json() == ["configuration", "store", "store-straight", "system"]
+    conf = c.get("/peers/peer/configuration").json()
+    assert conf == {
+        "HttpHeaders": [],
+        "Password": None,
+        "Pkcs11": False,
+        "Timeout": 0,
+        "Url": "http://127.0.0.1:5000/",
+        "Username": "alice",
+    }
+    r = c.put("/peers/toto", {"Url": "http://h:1", "HttpHeaders": {"X-A": "b"}, "Timeout": 3})
+    assert (r.status, r.body) == (200, b"")
+    assert c.get("/peers?expand").json()["toto"] == {
+        "HttpHeaders": ["X-A"],
+        "Pkcs11": False,
+        "Timeout": 3,
+        "Url": "http://h:1/",
+    }
+    assert c.put("/peers/bad", {"Url": "ftp://h"}).json()["Details"] == "Bad URL: ftp://h"
+    assert c.put("/peers/bad", {"Url": "http://h", "Password": "x"}).status == 400
+    assert c.put("/peers/bad", []).status == 400
+    assert c.request("DELETE", "/peers/toto").status == 200
+    assert c.request("DELETE", "/peers/toto").status == 200
+    assert c.get("/peers").json() == ["peer"]
+    assert c.get("/peers/toto/configuration").status == 404
