@@ -176,3 +176,39 @@ async def store(
 
         await ctx.index.write(log_exports)
     return StoreReport(len(items), failed, list(public_ids), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
+
+
+async def submit_move_job(
+    ctx: ServerContext,
+    scu: DicomScu,
+    modality_name: str,
+    modality: Modality,
+    public_ids: Sequence[str],
+    originator_aet: str,
+    originator_id: int,
+) -> str:
+    """An incoming C-MOVE, as Orthanc runs it when SynchronousCMove is off: a DicomModalityStore
+    job that sends the resources on an association of its own; returns the job's id."""
+    local_aet = modality.local_aet or ctx.settings.dicom_aet
+    content: dict[str, Any] = {
+        "Description": "C-MOVE",
+        "FailedInstancesCount": 0,
+        "InstancesCount": 0,
+        "LocalAet": local_aet,
+        "MoveOriginatorAET": originator_aet,
+        "MoveOriginatorID": originator_id,
+        "RemoteAet": modality.aet,
+    }
+
+    async def run(job: Any) -> dict[str, Any]:
+        def progress(done: int, total: int) -> None:
+            job.content["InstancesCount"] = total
+            if total:
+                job.progress = min(99, done * 100 // total)
+
+        report = await store(ctx, scu, modality_name, modality, public_ids, originator_aet, originator_id, progress)
+        return {**content, "FailedInstancesCount": report.failed, "InstancesCount": report.instances}
+
+    job = ctx.jobs.submit("DicomModalityStore", run)
+    job.content.update(content)
+    return job.id
