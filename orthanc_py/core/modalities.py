@@ -13,7 +13,7 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import ExportedResource, Transaction
 from ..model import maintags as mt
 from ..model.enums import FileContentType, MetadataType, ResourceType
-from ..model.modality import Modality, parse_modality
+from ..model.modality import Modality, UnknownManufacturer, parse_modality
 from ..remote.modalities import DicomScu, StoreItem
 from .context import ServerContext, now_iso
 from .resources import lookup_in
@@ -44,6 +44,8 @@ class ModalityRegistry:
     def put(self, name: str, value: Any) -> Modality:
         try:
             modality = parse_modality(value)
+        except UnknownManufacturer as exc:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
         except ValueError as exc:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
         self._items[name] = modality
@@ -212,3 +214,17 @@ async def submit_move_job(
     job = ctx.jobs.submit("DicomModalityStore", run)
     job.content.update(content)
     return job.id
+
+
+async def store_straight(ctx: ServerContext, scu: DicomScu, modality: Modality, data: bytes) -> dict[str, str]:
+    """POST /modalities/{id}/store-straight: C-STORE a DICOM file given in the body, without
+    storing it here; Orthanc answers the SOP class and instance of what was sent."""
+    from ..model.parsing import parse
+
+    parsed = await ctx.run(parse, data)
+    sop_instance = parsed.main_tags[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, "")
+    item = StoreItem(parsed.sop_class_uid, parsed.transfer_syntax, None, lambda: data)
+    sent, _failed = await ctx.run(scu.store, modality, [item])
+    if not sent:
+        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, f"C-STORE to {modality.aet} failed")
+    return {"SOPClassUID": parsed.sop_class_uid, "SOPInstanceUID": sop_instance}

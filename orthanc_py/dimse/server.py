@@ -13,7 +13,6 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -34,7 +33,7 @@ from ..core.ingest import Origin
 from ..core.query import FindRequest, find_ids
 from ..index.base import Transaction
 from ..model import maintags as mt
-from ..model.charsets import ENCODINGS
+from ..model.charsets import ENCODINGS, python_codec
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, vr_of
 from ..model.parsing import element_text
@@ -120,14 +119,6 @@ _QR_LEVEL_NAMES = {
 def qr_level(text: str) -> ResourceType:
     """The level a QueryRetrieveLevel names, with the spellings Orthanc accepts (KeyError else)."""
     return _QR_LEVEL_NAMES[text.strip().upper()]
-
-
-def _answer_text(value: str, codec: str) -> str:
-    """What survives of a value in the answer's character set: Orthanc drops what it cannot encode."""
-    try:
-        return value.encode(codec, "ignore").decode(codec)
-    except LookupError:
-        return value
 
 
 _STORAGE_UIDS = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
@@ -307,6 +298,9 @@ class DicomServer:
             if elem.VR == "SQ":
                 continue
             text = element_text(elem.value)
+            if text and vr_of(t) == "UI" and ("*" in text or "?" in text):
+                # Orthanc: "Wildcards are not allowed on tag 0020,000d" (the C-FIND fails)
+                raise ValueError(f"wildcards are not allowed on tag {mt.format_tag(t)}")
             if text:
                 key = mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t
                 c = parse_constraint(key, text, self.ctx.settings.case_sensitive_pn, star_is_universal=False)
@@ -375,22 +369,38 @@ class DicomServer:
         storage = self.ctx.storage
         return [(u, storage.path(u, 1), sop, ts) for u, sop, ts in self.ctx.index.read_blocking(run)]
 
-    def _datasets(self, files: list[tuple[str, str | None, str, str]]) -> Iterator[Dataset]:
-        """The files as datasets, one at a time (a large study never sits in memory whole)."""
+    def _datasets(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Dataset]:
+        """The files as datasets, one at a time (a large study never sits in memory whole); one
+        whose transfer syntax the association has not accepted for its class is transcoded to
+        one it has (Explicit VR Little Endian first), as Orthanc does."""
         import io
 
         import pydicom
 
-        for uuid, path, _sop, _ts in files:
+        from ..imaging.transcode import recode
+
+        accepted: dict[str, list[str]] = {}
+        for cx in event.assoc.accepted_contexts:
+            accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
+        for uuid, path, sop, ts in files:
             if path is not None:
-                yield pydicom.dcmread(path, force=True)
+                ds = pydicom.dcmread(path, force=True)
             else:
-                yield pydicom.dcmread(io.BytesIO(self.ctx.storage.read(uuid, 1)), force=True)
+                ds = pydicom.dcmread(io.BytesIO(self.ctx.storage.read(uuid, 1)), force=True)
+            syntaxes = accepted.get(sop, [])
+            if ts and syntaxes and ts not in syntaxes:
+                target = next((t for t in (EXPLICIT_LE, IMPLICIT_LE) if t in syntaxes), None)
+                if target is not None:
+                    try:
+                        recode(ds, target)
+                    except Exception as exc:
+                        log.warning("cannot transcode %s to %s: %s", ts, target, exc)
+            yield ds
 
     def _sub_operations(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Any]:
         """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each."""
         yield len(files)
-        for ds in self._datasets(files):
+        for ds in self._datasets(event, files):
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
@@ -510,7 +520,7 @@ class DicomServer:
             yield status.FIND_UNABLE_TO_PROCESS, None
             return
         charset = ENCODINGS.get(self.ctx.default_encoding) or "ISO_IR 100"
-        codec = python_encoding.get(charset, "latin_1")
+        codec = python_codec(charset)
         for values in matches:
             if event.is_cancelled:
                 yield status.CANCEL, None
@@ -525,7 +535,9 @@ class DicomServer:
                     ds.add_new(t, vr, None if vr != "SQ" else [])
                     continue
                 if vr in _TEXT_VRS:
-                    value = _answer_text(value, codec)
+                    # encoded here: what the character set cannot hold is dropped, as Orthanc does
+                    ds.add_new(t, vr, value.encode(codec, "ignore"))
+                    continue
                 ds.add_new(t, vr, _typed(vr, value))
             ds.add_new(RETRIEVE_AE_TITLE, "AE", s.dicom_aet)
             yield status.PENDING, ds
