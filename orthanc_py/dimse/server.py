@@ -121,6 +121,13 @@ def qr_level(text: str) -> ResourceType:
     return _QR_LEVEL_NAMES[text.strip().upper()]
 
 
+def _called_aet(assoc: Any) -> str:
+    """The AET the requestor called (Orthanc records it as CalledAET, whatever its own AET)."""
+    primitive = getattr(assoc.requestor, "primitive", None)
+    called = getattr(primitive, "called_ae_title", None)
+    return str(called if called else assoc.acceptor.ae_title).strip()
+
+
 _STORAGE_UIDS = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 
 
@@ -267,7 +274,7 @@ class DicomServer:
             "DicomProtocol",
             remote_ip=str(assoc.requestor.address),
             remote_aet=str(assoc.requestor.ae_title).strip(),
-            called_aet=str(assoc.acceptor.ae_title).strip(),
+            called_aet=_called_aet(assoc),
         )
         try:
             req = event.request

@@ -168,7 +168,7 @@ def test_received_file_meta_and_store_straight(archive, scp):
     c = archive.client()
     ae = AE(ae_title="STORESCU")
     ae.add_requested_context(CTImageStorage, [EXPLICIT_LE])
-    assoc = ae.associate("127.0.0.1", archive.ctx.dicom_port, ae_title="ORTHANCPY")
+    assoc = ae.associate("127.0.0.1", archive.ctx.dicom_port, ae_title="ANY-SCP")
     ds = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=5, rows=16, columns=16)))
     assert assoc.send_c_store(ds).Status == 0
     assoc.release()
@@ -176,6 +176,7 @@ def test_received_file_meta_and_store_straight(archive, scp):
     header = c.get(f"{found[0]['Path']}/header?simplify").json()
     assert header["ImplementationVersionName"] == "OFFIS_DCMTK_367"  # as Orthanc writes it
     assert header["TransferSyntaxUID"] == EXPLICIT_LE and "SourceApplicationEntityTitle" not in header
+    assert c.get(f"{found[0]['Path']}/metadata/CalledAET").body == b"ANY-SCP"  # the AET the peer called
     count = len(c.get("/instances").json())
     data = dicomgen.make(patient=7, rows=16, columns=16)
     answer = c.post("/modalities/storescp/store-straight", data).json()
