@@ -96,15 +96,105 @@ class QueryRegistry:
         del self._items[qid]
 
 
+def _tags(*pairs: tuple[int, int]) -> frozenset[int]:
+    return frozenset(mt.tag(g, e) for g, e in pairs)
+
+
+# The attributes of the DICOM module of each level that a normalized query may keep (PS3.3:
+# Patient C.7-1 with the Issuer of Patient ID macro, General Study C.7-3, General Series C.7-5
+# with the Performed Procedure Step Summary macro, SOP Common C.12-1 with Digital Signatures).
+MODULE_TAGS = {
+    ResourceType.PATIENT: _tags(
+        (0x0010, 0x0010), (0x0010, 0x0020), (0x0010, 0x0030), (0x0010, 0x0040), (0x0008, 0x1120),
+        (0x0010, 0x0032), (0x0010, 0x1000), (0x0010, 0x1002), (0x0010, 0x1001), (0x0010, 0x2160),
+        (0x0010, 0x4000), (0x0010, 0x2201), (0x0010, 0x2202), (0x0010, 0x2292), (0x0010, 0x2293),
+        (0x0010, 0x2294), (0x0010, 0x2297), (0x0010, 0x2298), (0x0010, 0x2299), (0x0012, 0x0062),
+        (0x0012, 0x0063), (0x0012, 0x0064), (0x0010, 0x0021), (0x0010, 0x0024),
+    ),
+    ResourceType.STUDY: _tags(
+        (0x0020, 0x000D), (0x0008, 0x0020), (0x0008, 0x0030), (0x0008, 0x0090), (0x0008, 0x0096),
+        (0x0020, 0x0010), (0x0008, 0x0050), (0x0008, 0x0051), (0x0008, 0x1030), (0x0008, 0x1048),
+        (0x0008, 0x1049), (0x0008, 0x1060), (0x0008, 0x1062), (0x0032, 0x1034), (0x0008, 0x1110),
+        (0x0008, 0x1032), (0x0040, 0x1012),
+    ),
+    ResourceType.SERIES: _tags(
+        (0x0008, 0x0060), (0x0020, 0x000E), (0x0020, 0x0011), (0x0020, 0x0060), (0x0008, 0x0021),
+        (0x0008, 0x0031), (0x0008, 0x1050), (0x0008, 0x1052), (0x0018, 0x1030), (0x0008, 0x103E),
+        (0x0008, 0x103F), (0x0008, 0x1070), (0x0008, 0x1072), (0x0008, 0x1111), (0x0008, 0x1250),
+        (0x0018, 0x0015), (0x0018, 0x5100), (0x0028, 0x0108), (0x0029, 0x0109), (0x0040, 0x0275),
+        (0x0010, 0x2210), (0x0040, 0x0253), (0x0040, 0x0244), (0x0040, 0x0245), (0x0040, 0x0254),
+        (0x0040, 0x0260), (0x0040, 0x0280),
+    ),
+    ResourceType.INSTANCE: _tags(
+        (0x0008, 0x0016), (0x0008, 0x0018), (0x0008, 0x0005), (0x0008, 0x0012), (0x0008, 0x0013),
+        (0x0008, 0x0014), (0x0008, 0x001A), (0x0008, 0x001B), (0x0008, 0x0110), (0x0008, 0x0201),
+        (0x0018, 0xA001), (0x0020, 0x0013), (0x0100, 0x0410), (0x0100, 0x0420), (0x0100, 0x0424),
+        (0x0100, 0x0426), (0x0400, 0x0500), (0x0400, 0x0561), (0x0040, 0xA390), (0x0028, 0x0303),
+        (0x4FFE, 0x0001), (0xFFFA, 0xFFFA),
+    ),
+}  # fmt: skip
+
+
 def allowed_tags(level: ResourceType) -> set[int]:
-    """The keys a normalized query keeps (Orthanc's NormalizeFindQuery): the main DICOM tags of
-    the level and of the levels above, the level's computed counters, SpecificCharacterSet."""
+    """The keys a normalized query keeps (Orthanc's NormalizeFindQuery): the attributes of the
+    level's module and of the modules above, the level's computed counters, SpecificCharacterSet."""
     out = {mt.SPECIFIC_CHARACTER_SET, *_COUNTERS[level]}
     lv: ResourceType | None = level
     while lv is not None:
-        out.update(mt.MAIN_TAGS[lv])
+        out.update(MODULE_TAGS[lv])
         lv = lv.parent
     return out
+
+
+# Main DICOM tags that Orthanc leaves out of the older find-{level} routes' templates (not in
+# the level's DICOM module).
+_NOT_IN_TEMPLATE = {
+    ResourceType.STUDY: {mt.tag(0x0008, 0x0080), mt.tag(0x0032, 0x1032), mt.tag(0x0032, 0x1060)},
+    ResourceType.SERIES: {
+        mt.tag(0x0008, 0x0070),
+        mt.tag(0x0008, 0x1010),
+        mt.tag(0x0018, 0x0024),
+        mt.tag(0x0018, 0x1090),
+        mt.tag(0x0020, 0x1002),
+        mt.tag(0x0054, 0x0081),
+        mt.tag(0x0020, 0x0105),
+        mt.tag(0x0054, 0x0101),
+        mt.tag(0x0020, 0x0037),
+        mt.tag(0x0054, 0x1000),
+        mt.tag(0x0018, 0x1400),
+        mt.tag(0x0018, 0x0010),
+    },
+}
+_TEMPLATE_IDENTIFIERS = {
+    ResourceType.PATIENT: (),
+    ResourceType.STUDY: (mt.ACCESSION_NUMBER, mt.PATIENT_ID),
+    ResourceType.SERIES: (mt.ACCESSION_NUMBER, mt.PATIENT_ID, mt.STUDY_INSTANCE_UID),
+    ResourceType.INSTANCE: (mt.ACCESSION_NUMBER, mt.PATIENT_ID, mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID),
+}
+
+
+def find_template(level: ResourceType) -> list[int]:
+    """The return keys of the older find-{level} routes (Orthanc's SetupFind*Template)."""
+    tags = [t for t in mt.MAIN_TAGS[level] if t not in _NOT_IN_TEMPLATE.get(level, set())]
+    return tags + [t for t in _TEMPLATE_IDENTIFIERS[level] if t not in tags]
+
+
+def has_identifiers(level: ResourceType, values: dict[int, str]) -> bool:
+    """Whether a find-{level} request names what Orthanc requires (values over two characters):
+    the patient or accession number below the patient level, and each UID above the level."""
+
+    def given(tag: int) -> bool:
+        return len(values.get(tag, "")) > 2
+
+    if level is ResourceType.PATIENT:
+        return True
+    if not (given(mt.ACCESSION_NUMBER) or given(mt.PATIENT_ID)):
+        return False
+    uids = {
+        ResourceType.SERIES: (mt.STUDY_INSTANCE_UID,),
+        ResourceType.INSTANCE: (mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID),
+    }
+    return all(given(t) for t in uids.get(level, ()))
 
 
 def _element_value(tag: int, vr: str, value: str) -> Any:
@@ -170,7 +260,17 @@ async def run_query(
     identifier = build_identifier(level, query, normalize)
     model = MODEL_PATIENT_ROOT_FIND if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_FIND
     answers = await ctx.run(ctx.scu.find, modality, identifier, model)
+    for answer in answers:
+        _add_meta_quirk(answer)
     return Query(modality_name, level, {k: str(v) for k, v in query.items()}, answers)
+
+
+def _add_meta_quirk(answer: Any) -> None:
+    """Orthanc keeps each answer as a DICOM file, whose meta header repeats the SOP class and
+    instance: its answers show (0002,0002) and (0002,0003) wherever those are present."""
+    for source, meta in ((mt.SOP_CLASS_UID, mt.tag(0x0002, 0x0002)), (mt.SOP_INSTANCE_UID, mt.tag(0x0002, 0x0003))):
+        if source in answer and answer[source].value:
+            answer.add_new(meta, "UI", answer[source].value)
 
 
 def answer_values(answer: Any) -> dict[int, str]:

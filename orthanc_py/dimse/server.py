@@ -305,8 +305,8 @@ class DicomServer:
             if elem.VR == "SQ":
                 continue
             text = element_text(elem.value)
-            if text and vr_of(t) == "UI" and ("*" in text or "?" in text):
-                # Orthanc: "Wildcards are not allowed on tag 0020,000d" (the C-FIND fails)
+            if text and ("*" in text or "?" in text) and "\\" not in text and vr_of(t) not in _WILDCARD_VRS:
+                # PS3.4 C.2.2.2.4; Orthanc: "Wildcards are not allowed on tag 0008,0020" (C-FIND fails)
                 raise ValueError(f"wildcards are not allowed on tag {mt.format_tag(t)}")
             if text:
                 key = mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t
@@ -550,6 +550,7 @@ class DicomServer:
             yield status.PENDING, ds
 
 
+_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "UN"})
 _TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
 _INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
 

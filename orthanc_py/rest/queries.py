@@ -51,12 +51,17 @@ async def query(request: web.Request) -> web.StreamResponse:
 
 def _find_route(level: ResourceType) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        """POST /modalities/{id}/find-{level}: C-FIND, answers returned directly (simplified)."""
+        """POST /modalities/{id}/find-{level} (Orthanc's older API): the level's template of return
+        keys merged with the body, the identifiers above the level required; answers simplified."""
         ctx = ctx_of(request)
         body = await read_json(request)
         if not isinstance(body, dict):
             raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
-        result = await core_q.run_query(ctx, request.match_info["id"], level, body)
+        query = {**{format_tag(t): "" for t in core_q.find_template(level)}, **body}
+        values = {t: v for t, v in core_q.parse_query(query).items()}
+        if not core_q.has_identifiers(level, values):
+            return web.Response(status=400)  # Orthanc answers nothing (an empty 400)
+        result = await core_q.run_query(ctx, request.match_info["id"], level, query)
         return json_response([dicomjson.orthanc_tags(a, "simplify") for a in result.answers])
 
     return handler
@@ -121,14 +126,25 @@ def _answer(request: web.Request) -> tuple[core_q.Query, Any]:
     q = ctx_of(request).queries.get(request.match_info["qid"])
     try:
         index = int(request.match_info["index"])
-        return q, q.answers[index]
-    except (ValueError, IndexError):
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE) from None
+    except ValueError:
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "Syntax error in some user-supplied data") from None
+    if not 0 <= index < len(q.answers):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    return q, q.answers[index]
+
+
+_ANSWER_ROUTES = {
+    # Orthanc 1.10.1 lists "query-study" although the route is "query-studies"
+    ResourceType.PATIENT: ["content", "retrieve", "query-study", "query-series", "query-instances"],
+    ResourceType.STUDY: ["content", "retrieve", "query-series", "query-instances"],
+    ResourceType.SERIES: ["content", "retrieve", "query-instances"],
+    ResourceType.INSTANCE: ["content", "retrieve"],
+}
 
 
 async def answer(request: web.Request) -> web.StreamResponse:
-    _answer(request)
-    return json_response(["content", "retrieve", "query-instances", "query-series", "query-studies"])
+    q, _a = _answer(request)
+    return json_response(_ANSWER_ROUTES[q.level])
 
 
 async def answer_content(request: web.Request) -> web.StreamResponse:
@@ -221,6 +237,8 @@ def _child_query(child: ResourceType) -> Any:
         to the answer's identifiers; the body's "Query" adds keys."""
         ctx = ctx_of(request)
         q, a = _answer(request)
+        if child <= q.level:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         body = await read_json(request)
         extra = body.get("Query", {}) if isinstance(body, dict) else {}
         if not isinstance(extra, dict):

@@ -125,6 +125,19 @@ def test_queries_normalize_typed_values_and_retrieve_report(archive):
     assert r.status == 400 and r.json()["OrthancStatus"] == 15
     r = c.post("/modalities/self/query", {"Level": "Instance", "Query": {"Rows": "16"}, "Normalize": False})
     assert c.get(f"/queries/{r.json()['ID']}/answers?expand&simplify").json()[0]["Rows"] == "16"
+    # normalization keeps the level's module attributes (SOPClassUID is in SOP Common, Rows is not);
+    # answers repeat the SOP class and instance in (0002,0002)/(0002,0003), as Orthanc's do
+    r = c.post("/modalities/self/query", {"Level": "Instance", "Query": {"SOPClassUID": "", "Rows": ""}})
+    (inst,) = c.get(f"/queries/{r.json()['ID']}/answers?expand&short").json()
+    assert "0028,0010" not in inst and inst["0008,0016"] == inst["0002,0002"] == dicomgen.CT_IMAGE_STORAGE
+    assert inst["0002,0003"] == inst["0008,0018"]
+    assert c.get(f"/queries/{r.json()['ID']}/answers/0").json() == ["content", "retrieve"]
+    assert c.get(f"/queries/{r.json()['ID']}/answers/1").status == 400
+    assert c.post(f"/queries/{r.json()['ID']}/answers/0/query-series", {}).status == 404  # not below
+    # the older find-{level} routes: the level's template, the identifiers above required
+    assert c.post("/modalities/self/find-study", {"PatientID": "PI"}).status == 400
+    (study,) = c.post("/modalities/self/find-study", {"PatientID": "PID00000"}).json()
+    assert study["StudyDescription"] == "Synthetic study" and "InstitutionName" not in study
     report = c.post(f"/queries/{qid}/retrieve", {"TargetAet": "STORESCP", "Full": True}).json()
     assert report["Description"] == "REST API" and report["RemoteAet"] == "ORTHANCPY"
     assert report["Query"] == [
