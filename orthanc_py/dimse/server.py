@@ -260,7 +260,9 @@ class DicomServer:
             self.ctx.settings, permission, str(requestor.ae_title).strip(), str(requestor.address)
         )
         if not ok:
+            # Orthanc aborts the association of a request it does not allow
             log.warning("%s refused for AET %s (not allowed by DicomModalities)", permission, requestor.ae_title)
+            event.assoc.abort()
         return ok
 
     def _on_echo(self, event: Any) -> int:
@@ -506,9 +508,6 @@ class DicomServer:
         s = self.ctx.settings
         try:
             level_text, req, requested = self._parse_query(identifier)
-        except KeyError:
-            yield status.FIND_IDENTIFIER_MISMATCH, None
-            return
         except Exception as exc:
             log.warning("C-FIND with an invalid identifier: %s", exc)
             yield status.FIND_UNABLE_TO_PROCESS, None

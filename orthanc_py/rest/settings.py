@@ -38,12 +38,14 @@ async def get_accepted_syntaxes(request: web.Request) -> web.StreamResponse:
 
 async def put_accepted_syntaxes(request: web.Request) -> web.StreamResponse:
     """A pattern or a list of patterns (UIDs, `*` and `?` wildcards); answers what now matches.
-    A body that is not JSON is one pattern as it is (Orthanc: `*` sent as text/plain)."""
+    Orthanc's JSON reader takes a leading number (`1.2.840...` is 1.2: refused); a body that
+    does not start like JSON is one pattern as it is (`*` sent as text/plain)."""
     raw = await read_body(request)
     try:
         body: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        body = raw.decode("utf-8", "replace").strip() or None
+        text = raw.decode("utf-8", "replace").strip()
+        body = text if text and text[0] not in '-0123456789[{"' else None
     if isinstance(body, str):
         body = [body]
     if not isinstance(body, list) or not all(isinstance(p, str) for p in body):

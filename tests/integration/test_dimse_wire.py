@@ -221,3 +221,11 @@ def test_modality_configuration(client):
         "UseDicomTls": False,
     }
     assert "configuration" in client.get("/modalities/x").json()
+
+
+def test_accepted_transfer_syntaxes_as_plain_text(client):
+    """Orthanc's suite sends `*` as text/plain: one pattern, not JSON."""
+    narrowed = client.put("/tools/accepted-transfer-syntaxes", ["1.2.840.10008.1.2"])
+    assert narrowed.json() == ["1.2.840.10008.1.2"]
+    r = client.put("/tools/accepted-transfer-syntaxes", "*", headers={"Content-Type": "text/plain"})
+    assert r.status == 200 and len(r.json()) == 42
