@@ -514,7 +514,7 @@ class DicomServer:
             return
         level = req.level
         limit = s.limit_find_instances if level is ResourceType.INSTANCE else s.limit_find_results
-        req.limit = limit
+        req.limit = limit + 1 if limit else 0  # one more tells whether the answers were cut
 
         def run(txn: Transaction) -> list[dict[int, str | None]]:
             return answers(self.ctx, txn, level, find_ids(self.ctx, txn, req), requested)
@@ -525,6 +525,9 @@ class DicomServer:
             log.warning("C-FIND failed: %s", exc)
             yield status.FIND_UNABLE_TO_PROCESS, None
             return
+        truncated = bool(limit) and len(matches) > limit
+        if truncated:
+            matches = matches[:limit]
         charset = ENCODINGS.get(self.ctx.default_encoding) or "ISO_IR 100"
         codec = python_codec(charset)
         for values in matches:
@@ -547,6 +550,10 @@ class DicomServer:
                 ds.add_new(t, vr, _typed(vr, value))
             ds.add_new(RETRIEVE_AE_TITLE, "AE", s.dicom_aet)
             yield status.PENDING, ds
+        if truncated:
+            # Orthanc ends a query cut at LimitFindResults/LimitFindInstances with "matching
+            # terminated due to cancel" rather than success
+            yield status.CANCEL, None
 
 
 _WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "UN"})

@@ -122,7 +122,7 @@ class DicomScu:
                         ErrorCode.NETWORK_PROTOCOL,
                         f'C-FIND SCU to AET "{modality.aet}" has failed with DIMSE status 0x{code:04X}'
                         + (" (unable to process - invalid query ?)" if code == 0xC000 else ""),
-                        http_status=422,
+                        http_status=422 if code == 0xC000 else None,
                     )
         finally:
             assoc.release()

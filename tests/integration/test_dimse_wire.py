@@ -229,3 +229,22 @@ def test_accepted_transfer_syntaxes_as_plain_text(client):
     assert narrowed.json() == ["1.2.840.10008.1.2"]
     r = client.put("/tools/accepted-transfer-syntaxes", "*", headers={"Content-Type": "text/plain"})
     assert r.status == 200 and len(r.json()) == 42
+
+
+def test_cfind_cut_at_the_limit_ends_with_cancel(make_server):
+    srv = make_server(
+        {
+            "DicomServerEnabled": True,
+            "DicomPort": 0,
+            "DicomAet": "ORTHANCPY",
+            "DicomAlwaysAllowFind": True,
+            "LimitFindResults": 2,
+        }
+    )
+    srv.client().put("/modalities/self", ["ORTHANCPY", "127.0.0.1", srv.ctx.dicom_port])
+    for p in range(3):
+        srv.client().upload(dicomgen.make(patient=p, rows=8, columns=8))
+    found, final = cfind(srv.ctx.dicom_port, q("STUDY", StudyInstanceUID=""))
+    assert len(found) == 2 and final == 0xFE00  # Orthanc: "matching terminated due to cancel"
+    r = srv.client().post("/modalities/self/query", {"Level": "Study", "Query": {}})
+    assert r.status == 500 and "0xFE00" in r.json()["Details"]  # and its SCU fails on that status
