@@ -13,7 +13,7 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import ExportedResource, Transaction
 from ..model import maintags as mt
 from ..model.enums import FileContentType, MetadataType, ResourceType
-from ..model.modality import Modality, UnknownManufacturer, parse_modality
+from ..model.modality import BadField, Modality, OutOfRange, parse_modality
 from ..remote.modalities import DicomScu, StoreItem
 from .context import ServerContext, now_iso
 from .resources import lookup_in
@@ -39,15 +39,20 @@ class ModalityRegistry:
         try:
             return self._items[name]
         except KeyError:
-            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}") from None
+            raise OrthancError(
+                ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}"
+            ) from None
 
     def put(self, name: str, value: Any) -> Modality:
         try:
             modality = parse_modality(value)
-        except UnknownManufacturer as exc:
+        except OutOfRange as exc:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
-        except ValueError as exc:
+        except BadField as exc:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
+        except ValueError as exc:  # Orthanc gives no details for the other malformed entries
+            log.info("PUT /modalities/%s: %s", name, exc)
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from exc
         self._items[name] = modality
         return modality
 

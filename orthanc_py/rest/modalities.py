@@ -10,7 +10,7 @@ from ..core import modalities as core_mod
 from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
-from ..web.responses import bool_arg, json_response, read_body, read_json
+from ..web.responses import bool_arg, json_response, read_body, read_json, text_response
 from .common import ctx_of
 
 
@@ -52,12 +52,12 @@ async def put_modality(request: web.Request) -> web.StreamResponse:
     if body is None:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The body must be a JSON array or object")
     ctx_of(request).modalities.put(request.match_info["id"], body)
-    return json_response({})
+    return text_response("")  # Orthanc answers an empty text/plain body
 
 
 async def delete_modality(request: web.Request) -> web.StreamResponse:
     ctx_of(request).modalities.delete(request.match_info["id"])
-    return json_response({})
+    return text_response("")
 
 
 async def echo(request: web.Request) -> web.StreamResponse:

@@ -221,6 +221,16 @@ def test_modality_configuration(client):
         "UseDicomTls": False,
     }
     assert "configuration" in client.get("/modalities/x").json()
+    r = client.put("/modalities/y", {"AET": "Y", "Host": "h", "Port": 104, "UseDicomTls": True})
+    assert r.status == 200 and r.body == b""  # Orthanc answers an empty text/plain body
+    assert client.get("/modalities/y/configuration").json()["UseDicomTls"] is True
+    r = client.put("/modalities/y", {"AET": "Y", "Host": "h", "Port": 0})
+    assert r.json()["OrthancStatus"] == 3 and "[1..65534]" in r.json()["Details"]
+    r = client.put("/modalities/y", {"AET": "Y", "Host": "h", "Port": 104, "Timeout": "x"})
+    assert r.json()["Details"] == "Integer value expected in field: Timeout"
+    assert client.delete("/modalities/y").body == b""
+    r = client.delete("/modalities/y")
+    assert r.status == 404 and r.json()["Details"] == "Unknown DICOM modality with symbolic name: y"
 
 
 def test_accepted_transfer_syntaxes_as_plain_text(client):
