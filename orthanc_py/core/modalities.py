@@ -57,7 +57,8 @@ class ModalityRegistry:
         return modality
 
     def delete(self, name: str) -> None:
-        self.get(name)
+        if name not in self._items:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}")
         del self._items[name]
 
     def by_aet(self, aet: str) -> list[tuple[str, Modality]]:
@@ -147,8 +148,6 @@ async def store(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> StoreReport:
     """C-STORE every instance under the given resources to the modality."""
-    if not public_ids:
-        raise OrthancError(ErrorCode.BAD_REQUEST, "No resource to send")
     plan, resources = await ctx.index.read(lambda txn: _instances_to_send(txn, public_ids))
     storage = ctx.storage
     items = [
@@ -159,6 +158,8 @@ async def store(
     ]
     total = len(items)
     progress = (lambda done: on_progress(done, total)) if on_progress is not None else None
+    if not items:
+        return StoreReport(0, 0, list(public_ids), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
     sent, failed = await ctx.run(scu.store, modality, items, move_originator_aet, move_originator_id, progress)
     if failed and not sent:
         raise OrthancError(ErrorCode.NETWORK_PROTOCOL, f"C-STORE to {modality.aet} failed for every instance")

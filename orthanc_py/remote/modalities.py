@@ -73,6 +73,8 @@ class DicomScu:
         try:
             with socket.create_connection((modality.host, modality.port), timeout=ae.connection_timeout or 10):
                 pass
+        except ConnectionRefusedError as exc:  # DCMTK's words, as Orthanc reports them
+            raise _network_error(modality, "TCP Initialization Error: Connection refused") from exc
         except OSError as exc:
             raise _network_error(modality, f"cannot connect to {modality.host}:{modality.port} ({exc})") from exc
         assoc = ae.associate(modality.host, modality.port, ae_title=modality.aet)

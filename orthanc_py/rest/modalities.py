@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +24,8 @@ async def list_modalities(request: web.Request) -> web.StreamResponse:
 
 async def get_modality(request: web.Request) -> web.StreamResponse:
     name = request.match_info["id"]
-    ctx_of(request).modalities.get(name)
+    if name not in ctx_of(request).modalities.names():
+        return web.Response(status=404)  # Orthanc: an empty 404, as for an unknown route
     return json_response(
         [
             "configuration",
@@ -82,13 +84,14 @@ async def tools_echo(request: web.Request) -> web.StreamResponse:
     return json_response({})
 
 
+# Orthanc's public identifiers: five groups of eight hexadecimal digits (a SHA-1)
+_ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
+
+
 def _resources(body: Any, raw: bytes) -> tuple[list[str], dict[str, Any]]:
     """Orthanc accepts a bare ID (text), a JSON string, a JSON list, or {"Resources": [...], ...}."""
     if body is None:
-        text = raw.decode("utf-8", "replace").strip()
-        if not text:
-            raise OrthancError(ErrorCode.BAD_REQUEST, "No resource to send")
-        return [text], {}
+        return [raw.decode("utf-8", "replace").strip()], {}
     if isinstance(body, str):
         return [body], {}
     if isinstance(body, list) and all(isinstance(x, str) for x in body):
@@ -111,6 +114,9 @@ async def store(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     body = await read_json(request)
     resources, options = _resources(body, raw)
+    for rid in resources:
+        if not _ORTHANC_ID.match(rid):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"This string is not a valid Orthanc identifier: {rid}")
     for key in ("CalledAet", "Host", "Port", "LocalAet", "Timeout"):
         if key in options:
             override = {
@@ -142,7 +148,7 @@ async def store(request: web.Request) -> web.StreamResponse:
             options.get("MoveOriginatorID"),
             progress,
         )
-        return {
+        out: dict[str, Any] = {
             "Description": "REST API",
             "FailedInstancesCount": report.failed,
             "InstancesCount": report.instances,
@@ -150,6 +156,9 @@ async def store(request: web.Request) -> web.StreamResponse:
             "ParentResources": report.parents,
             "RemoteAet": report.remote_aet,
         }
+        if not report.parents:
+            del out["ParentResources"]  # Orthanc leaves it out when nothing was asked for
+        return out
 
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:
         job = ctx.jobs.submit("DicomModalityStore", run, int(options.get("Priority", 0) or 0))

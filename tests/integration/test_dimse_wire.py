@@ -197,6 +197,17 @@ def test_received_file_meta_and_store_straight(archive, scp):
     assert dicomgen.uid("sop", 7, 0, 0, 0) in scp.received
     assert len(c.get("/instances").json()) == count  # sent, not stored here
     assert c.post("/modalities/storescp/store-straight", "nope").status == 400
+    r = c.post("/modalities/storescp/store", {"Resources": []})  # Orthanc: nothing sent, no ParentResources
+    assert r.json() == {
+        "Description": "REST API",
+        "FailedInstancesCount": 0,
+        "InstancesCount": 0,
+        "LocalAet": "ORTHANCPY",
+        "RemoteAet": "STORESCP",
+    }
+    assert c.post("/modalities/storescp/store", "nope").json()["Details"] == (
+        "This string is not a valid Orthanc identifier: nope"
+    )
 
 
 def test_modality_configuration(client):
