@@ -185,16 +185,22 @@ def _element_value(tag: int, vr: str, value: str) -> Any:
     return value
 
 
-def parse_query(query: dict[str, Any]) -> dict[int, str]:
-    """The body's "Query" as tags; Orthanc's errors for a bad key or a non-string value."""
+def parse_query(query: Any, field: str = "Query") -> dict[int, str]:
+    """A JSON object of DICOM tags (names or "gggg,eeee") to strings, as tags; Orthanc's
+    BadFileFormat naming the field otherwise."""
+    wrong = OrthancError(
+        ErrorCode.BAD_FILE_FORMAT, f"Associative array of DICOM tags to strings expected in field: {field}"
+    )
+    if not isinstance(query, dict):
+        raise wrong
     out: dict[int, str] = {}
     for key, value in query.items():
         try:
             tag = parse_tag(key)
-        except ValueError as exc:
-            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}") from exc
+        except ValueError:
+            raise wrong from None
         if not isinstance(value, str):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'Tag "{key}" should be associated with a string')
+            raise wrong
         out[tag] = value
     return out
 

@@ -444,22 +444,23 @@ class DicomServer:
         if self.ctx.settings.synchronous_cmove:
             yield from self._move_now(event, modality, req, error)
             return
-        yield modality.host, modality.port
+        public_ids = self._matched_public_ids(req) if req is not None and error is None else []
+        # a failure is reported as a sub-operation's, on an association pynetdicom opens first
+        yield modality.host, modality.port, {"contexts": [_verification_context()], "ae_title": modality.aet}
         if error is not None:
             yield 1
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
-        public_ids = self._matched_public_ids(req) if req is not None else []
-        if public_ids:
-            originator = str(event.assoc.requestor.ae_title).strip()
-            message_id = int(getattr(event.request, "MessageID", 0) or 0)
-            future = asyncio.run_coroutine_threadsafe(
-                core_modalities.submit_move_job(
-                    self.ctx, self.ctx.scu, name, modality, public_ids, originator, message_id
-                ),
-                self.loop,
-            )
-            future.result()
+        if not public_ids:
+            yield from _nothing_to_move()
+            return
+        originator = str(event.assoc.requestor.ae_title).strip()
+        message_id = int(getattr(event.request, "MessageID", 0) or 0)
+        future = asyncio.run_coroutine_threadsafe(
+            core_modalities.submit_move_job(self.ctx, self.ctx.scu, name, modality, public_ids, originator, message_id),
+            self.loop,
+        )
+        future.result()
         yield 0
 
     def _move_now(self, event: Any, modality: Any, req: FindRequest | None, error: Exception | None) -> Iterator[Any]:
@@ -476,6 +477,9 @@ class DicomServer:
         if error is not None:
             yield 1
             yield status.MOVE_IDENTIFIER_MISMATCH, None
+            return
+        if not files:
+            yield from _nothing_to_move()
             return
         yield from self._sub_operations(event, files)
 
@@ -554,6 +558,20 @@ class DicomServer:
             # Orthanc ends a query cut at LimitFindResults/LimitFindInstances with "matching
             # terminated due to cancel" rather than success
             yield status.CANCEL, None
+
+
+def _verification_context() -> Any:
+    """A fresh context (pynetdicom numbers the contexts it is given)."""
+    from pynetdicom.presentation import build_context
+
+    return build_context(Verification)
+
+
+def _nothing_to_move() -> Iterator[Any]:
+    """Orthanc fails a C-MOVE that matches nothing with 0xC000 (unable to process). pynetdicom
+    sends a failure status only as a sub-operation's, so one is announced."""
+    yield 1
+    yield status.MOVE_UNABLE_TO_PROCESS, None
 
 
 _WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "UN"})

@@ -145,7 +145,12 @@ class DicomScu:
         finally:
             assoc.release()
         if final not in (0x0000, 0xB000):
-            raise _network_error(modality, f"C-MOVE failed with status 0x{final:04X}")
+            raise OrthancError(
+                ErrorCode.NETWORK_PROTOCOL,
+                f'C-MOVE SCU to AET "{modality.aet}" has failed with DIMSE status 0x{final:04X}'
+                + (" (unable to process - resource not found ?)" if final == 0xC000 else ""),
+                http_status=422 if final == 0xC000 else None,
+            )
         return final
 
     def store(

@@ -20,12 +20,12 @@ from .resources import dicom_format
 
 
 def _level(body: dict[str, Any]) -> ResourceType:
+    if "Level" not in body:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The JSON body must contain field Level")
     try:
-        return ResourceType.parse(str(body.get("Level", "")))
+        return ResourceType.parse(str(body["Level"]))
     except ValueError as exc:
-        raise OrthancError(
-            ErrorCode.PARAMETER_OUT_OF_RANGE, 'Field "Level" must be Patient, Study, Series or Instance'
-        ) from exc
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
 
 
 def _normalize(body: dict[str, Any]) -> bool:
@@ -40,11 +40,13 @@ async def query(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     body = await read_json(request)
     if not isinstance(body, dict):
-        raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON object")
+    level = _level(body)
     q = body.get("Query", {})
     if not isinstance(q, dict):
-        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Query" must be a JSON object')
-    result = await core_q.run_query(ctx, request.match_info["id"], _level(body), q, _normalize(body))
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field Query must contain a JSON object")
+    core_q.parse_query(q)
+    result = await core_q.run_query(ctx, request.match_info["id"], level, q, _normalize(body))
     qid = ctx.queries.add(result)
     return json_response({"ID": qid, "Path": f"/queries/{qid}"})
 
@@ -85,15 +87,13 @@ async def move(request: web.Request) -> web.StreamResponse:
     """POST /modalities/{id}/move: C-MOVE of {"Level", "Resources": [{keys}], "TargetAet"}."""
     ctx = ctx_of(request)
     body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
-        raise OrthancError(ErrorCode.BAD_REQUEST, 'The body must contain "Level" and a "Resources" list')
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list) or "Level" not in body:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON body containing fields Resources and Level")
     level = _level(body)
     target = str(body.get("TargetAet") or ctx.settings.dicom_aet)
     identifiers = []
     for keys in body["Resources"]:
-        if not isinstance(keys, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST, "Each resource must be a JSON object of DICOM tags")
-        tags = core_q.parse_query(keys)
+        tags = core_q.parse_query(keys, "Resources elements")
         tags[core_q.QUERY_RETRIEVE_LEVEL] = level.qr_level
         identifiers.append(tags)
     modality = ctx.modalities.get(request.match_info["id"])
@@ -184,13 +184,18 @@ async def _run_retrieve(
         identifiers = [core_q.move_identifier(level, i) for i in items]
 
     async def run(job: Job | None = None) -> dict[str, Any]:
-        await core_q.retrieve(ctx, modality, level, identifiers, target)
+        try:
+            await core_q.retrieve(ctx, modality, level, identifiers, target)
+        except OrthancError as err:
+            if direct:
+                raise
+            # /queries/.../retrieve runs as a job even when it waits for it: its failure is a 500
+            raise OrthancError(err.code, err.details, http_status=err.code.http_status) from err
         return {
             "Description": "REST API",
             "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
             "Query": [_strings_json(r, fmt) for r in reported],
             "RemoteAet": modality.aet,
-            "TargetAet": target,
         }
 
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:

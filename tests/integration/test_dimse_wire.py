@@ -138,6 +138,12 @@ def test_queries_normalize_typed_values_and_retrieve_report(archive):
     assert c.post("/modalities/self/find-study", {"PatientID": "PI"}).status == 400
     (study,) = c.post("/modalities/self/find-study", {"PatientID": "PID00000"}).json()
     assert study["StudyDescription"] == "Synthetic study" and "InstitutionName" not in study
+    r = c.post("/modalities/self/query", {"Query": {}})
+    assert r.json()["Details"] == "The JSON body must contain field Level"
+    r = c.post("/modalities/self/query", {"Level": "Study", "Query": {"Foo": ""}})
+    assert r.json()["Details"] == "Associative array of DICOM tags to strings expected in field: Query"
+    r = c.post("/modalities/self/move", {"Level": "Study", "Resources": [{"StudyInstanceUID": "1.2.3"}]})
+    assert r.status == 422 and "0xC000" in r.json()["Details"]  # the SCP matched nothing
     report = c.post(f"/queries/{qid}/retrieve", {"TargetAet": "STORESCP", "Full": True}).json()
     assert report["Description"] == "REST API" and report["RemoteAet"] == "ORTHANCPY"
     assert report["Query"] == [
@@ -161,8 +167,8 @@ def _move(port: int, **keys: object) -> int:
 def test_incoming_move_runs_as_a_job(archive, scp):
     c = archive.client()
     before = set(c.get("/jobs").json())
-    assert _move(archive.ctx.dicom_port, AccessionNumber="nope", StudyInstanceUID="") == 0
-    assert _move(archive.ctx.dicom_port, StudyInstanceUID="") == 0
+    assert _move(archive.ctx.dicom_port, AccessionNumber="nope", StudyInstanceUID="") == 0xC000  # as Orthanc
+    assert _move(archive.ctx.dicom_port, StudyInstanceUID="") == 0xC000
     assert set(c.get("/jobs").json()) == before  # nothing matched: no job
     assert _move(archive.ctx.dicom_port, AccessionNumber="ACC1", StudyInstanceUID="") == 0
     (new,) = set(c.get("/jobs").json()) - before
