@@ -22,6 +22,7 @@ from ..model.modality import Modality
 log = logging.getLogger("orthanc_py.scu")
 
 VERIFICATION = "1.2.840.10008.1.1"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
 @dataclass(frozen=True)
@@ -93,17 +94,35 @@ class DicomScu:
                 pass
         return assoc
 
-    def echo(self, modality: Modality, timeout: float | None = None) -> None:
-        """C-ECHO; raises OrthancError(NETWORK_PROTOCOL) when the peer is unreachable or refuses."""
+    def echo(self, modality: Modality, timeout: float | None = None, check_find: bool = False) -> None:
+        """C-ECHO; raises OrthancError(NETWORK_PROTOCOL) when the peer is unreachable or refuses.
+        `check_find`: also a study-level C-FIND (Orthanc's CheckFind / DicomEchoChecksFind), so
+        that a peer that answers echoes but not queries fails here."""
         ae = self._ae(modality, timeout)
         ae.add_requested_context(VERIFICATION)
+        if check_find:
+            ae.add_requested_context(STUDY_ROOT_FIND)
         assoc = self._associate(ae, modality)
         try:
             status = assoc.send_c_echo()
             if not status or getattr(status, "Status", None) != 0x0000:
                 raise _network_error(modality, "C-ECHO failed")
+            if check_find:
+                from pydicom.dataset import Dataset
+
+                if not any(str(cx.abstract_syntax) == STUDY_ROOT_FIND for cx in assoc.accepted_contexts):
+                    raise _network_error(modality, "the modality does not accept C-FIND")
+
+                query = Dataset()
+                query.QueryRetrieveLevel = "STUDY"
+                query.StudyInstanceUID = ""
+                for st, _ident in assoc.send_c_find(query, STUDY_ROOT_FIND):
+                    code = getattr(st, "Status", None)
+                    if code is None or code not in (0x0000, 0xFF00, 0xFF01):
+                        raise _network_error(modality, "C-FIND failed while checking the modality")
         finally:
-            assoc.release()
+            if assoc.is_established:
+                assoc.release()
 
     def find(self, modality: Modality, identifier: Any, model: str) -> list[Any]:
         """C-FIND SCU: the answers (pydicom Datasets); OrthancError when the peer fails."""

@@ -62,12 +62,26 @@ async def delete_modality(request: web.Request) -> web.StreamResponse:
     return text_response("")
 
 
+def _echo_options(ctx: Any, body: Any) -> tuple[float | None, bool]:
+    """The body's Timeout (seconds, an integer) and CheckFind (default: DicomEchoChecksFind)."""
+    if not isinstance(body, dict):
+        return None, ctx.settings.dicom_echo_checks_find
+    timeout = body.get("Timeout", 0)
+    if not isinstance(timeout, int) or isinstance(timeout, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Integer value expected in field: Timeout")
+    check_find = body.get("CheckFind", ctx.settings.dicom_echo_checks_find)
+    if not isinstance(check_find, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected in field: CheckFind")
+    return float(timeout) or None, check_find
+
+
 async def echo(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/echo: C-ECHO, and a C-FIND with CheckFind (Orthanc 1.8.1)."""
     ctx = ctx_of(request)
     modality = ctx.modalities.get(request.match_info["id"])
     body = await read_json(request) if request.can_read_body else None
-    timeout = float(body.get("Timeout", 0)) if isinstance(body, dict) else 0.0
-    await ctx.run(ctx.scu.echo, modality, timeout or None)
+    timeout, check_find = _echo_options(ctx, body)
+    await ctx.run(ctx.scu.echo, modality, timeout, check_find)
     return json_response({})
 
 
@@ -79,8 +93,8 @@ async def tools_echo(request: web.Request) -> web.StreamResponse:
         modality = parse_modality(body)
     except ValueError as exc:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
-    timeout = float(body.get("Timeout", 0) or 0) if isinstance(body, dict) else 0.0
-    await ctx.run(ctx.scu.echo, modality, timeout or None)
+    timeout, check_find = _echo_options(ctx, body)
+    await ctx.run(ctx.scu.echo, modality, timeout, check_find)
     return json_response({})
 
 

@@ -275,3 +275,13 @@ def test_cfind_cut_at_the_limit_ends_with_cancel(make_server):
     assert len(found) == 2 and final == 0xFE00  # Orthanc: "matching terminated due to cancel"
     r = srv.client().post("/modalities/self/query", {"Level": "Study", "Query": {}})
     assert r.status == 500 and "0xFE00" in r.json()["Details"]  # and its SCU fails on that status
+
+
+def test_echo_check_find(archive, scp):
+    c = archive.client()
+    assert c.post("/modalities/self/echo", {"CheckFind": True}).status == 200
+    assert c.post("/modalities/storescp/echo", {}).status == 200
+    r = c.post("/modalities/storescp/echo", {"CheckFind": True})  # echoes, but answers no C-FIND
+    assert r.status == 500 and r.json()["OrthancStatus"] == 9
+    r = c.post("/modalities/self/echo", {"Timeout": "x"})
+    assert r.json()["Details"] == "Integer value expected in field: Timeout"
