@@ -542,11 +542,19 @@ class DicomServer:
             ds.SpecificCharacterSet = charset
             ds.QueryRetrieveLevel = level_text
             for t in requested:
-                vr = identifier[t].VR if identifier[t].VR not in ("UN", None) else vr_of(t)
+                asked = identifier[t].VR
+                if asked == "SQ":
+                    # an empty sequence, as Orthanc 1.10.1 answers for a resource without it
+                    ds.add_new(t, "SQ", [])
+                    continue
                 value = values.get(t)
                 if value is None or value == "":
-                    ds.add_new(t, vr, None if vr != "SQ" else [])
+                    # echoed with the VR it was asked with (Orthanc: UN for a private tag)
+                    ds.add_new(t, "UN" if (t >> 16) & 1 else asked or vr_of(t), None)
                     continue
+                vr = asked if asked not in ("UN", None) else vr_of(t)
+                if vr in ("UN", "SQ"):
+                    vr = "LO"
                 if vr in _TEXT_VRS:
                     # encoded here: what the character set cannot hold is dropped, as Orthanc does
                     ds.add_new(t, vr, value.encode(codec, "ignore"))
