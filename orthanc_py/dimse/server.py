@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,24 +84,33 @@ def storage_syntaxes(accepted: tuple[str, ...]) -> list[str]:
     return preferred_first(list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3]))
 
 
+def _meta_element(group_elem: bytes, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element of the file meta group (short or long form)."""
+    if vr in (b"OB", b"UN", b"SQ", b"UT"):
+        return group_elem + vr + b"\0\0" + struct.pack("<I", len(value)) + value
+    return group_elem + vr + struct.pack("<H", len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    raw = text.encode("ascii")
+    return raw + pad if len(raw) % 2 else raw
+
+
 def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
-    """Preamble, "DICM" and the File Meta Information of a received instance, as Orthanc writes them."""
-    import io
-
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.uid import UID
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    out = io.BytesIO()
-    out.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
-    return out.getvalue()
+    """Preamble, "DICM" and the File Meta Information of a received instance, as Orthanc writes
+    them (PS3.10 7.1). Written by hand: pydicom takes ~170 us per instance for these 200 bytes."""
+    body = b"".join(
+        (
+            _meta_element(b"\x02\x00\x01\x00", b"OB", b"\x00\x01"),
+            _meta_element(b"\x02\x00\x02\x00", b"UI", _padded(sop_class, b"\0")),
+            _meta_element(b"\x02\x00\x03\x00", b"UI", _padded(sop_instance, b"\0")),
+            _meta_element(b"\x02\x00\x10\x00", b"UI", _padded(transfer_syntax, b"\0")),
+            _meta_element(b"\x02\x00\x12\x00", b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\0")),
+            _meta_element(b"\x02\x00\x13\x00", b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")),
+        )
+    )
+    length = _meta_element(b"\x02\x00\x00\x00", b"UL", struct.pack("<I", len(body)))
+    return b"\0" * 128 + b"DICM" + length + body
 
 
 _QR_LEVEL_NAMES = {
