@@ -19,7 +19,7 @@ from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
 from ..web.responses import json_response, read_body
 from .common import ctx_of, empty_404
-from .resources import dicom_format
+from .resources import dicom_format, tags_options
 
 
 def store_json(result: StoreResult) -> dict[str, Any]:
@@ -90,18 +90,19 @@ async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.D
 async def get_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     fmt = dicom_format(request)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt))
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt, tags_options(request)))
 
 
 async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify"))
+    options = tags_options(request)
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify", options))
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request)
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
-    return json_response(dicomjson.orthanc_header(meta, dicom_format(request)))
+    return json_response(dicomjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
 
 
 async def get_content(request: web.Request) -> web.StreamResponse:

@@ -47,7 +47,8 @@ def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
     """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
     requested tags that are not main tags)."""
     ds = ctx.index.read_blocking(lambda txn: core_dicomfind.representative_dataset(ctx, txn, info.id, info.level))
-    return dicomjson.orthanc_tags(ds, "full") if ds is not None else {}
+    options = dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
+    return dicomjson.orthanc_tags(ds, "full", options) if ds is not None else {}
 
 
 async def requested_values(
@@ -151,6 +152,20 @@ def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
     return handler
 
 
+def tags_options(request: web.Request) -> dicomjson.TagsOptions:
+    """How this request wants DICOM tags rendered: the server's dictionary and current
+    `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
+    ctx = ctx_of(request)
+    ignored: set[int] = set()
+    for part in request.query.get("ignore-length", "").split(","):
+        if part.strip():
+            try:
+                ignored.add(dicomjson.parse_tag(part.strip(), ctx.dictionary))
+            except ValueError as exc:
+                raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
+    return dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
+
+
 def dicom_format(request: web.Request) -> str:
     """`?simplify` / `?short` / default full, for the DICOM-tag routes."""
     if bool_arg(request, "simplify"):
@@ -196,13 +211,14 @@ async def _datasets(
 def _shared_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
+        options = tags_options(request)
         datasets = await _datasets(request, level, first_only=False)
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
             shared: dict[str, Any] | None = None
             for _pub, ds in datasets:
-                tags = dicomjson.orthanc_tags(ds, "full")
+                tags = dicomjson.orthanc_tags(ds, "full", options)
                 if shared is None:
                     shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
                 else:
@@ -226,11 +242,12 @@ def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
 def _instances_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
+        options = tags_options(request)
         datasets = await _datasets(request, level, first_only=False, with_pixels=True)
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
-            return {pub: dicomjson.orthanc_tags(ds, fmt) for pub, ds in datasets}
+            return {pub: dicomjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
 
         return json_response(await ctx.run(compute))
 
@@ -243,7 +260,7 @@ def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
         datasets = await _datasets(request, level, first_only=True)
         if not datasets:
             return json_response({})
-        tags = dicomjson.orthanc_tags(datasets[0][1], "full")
+        tags = dicomjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
         wanted = MODULE_TAGS[module]
         picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
         return json_response(_reformat(picked, fmt) if fmt != "full" else picked)

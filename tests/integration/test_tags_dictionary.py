@@ -1,0 +1,125 @@
+"""Tag names and values as Orthanc reports them: DCMTK's dictionary, the `Dictionary` and
+`DefaultPrivateCreator` keys, UN elements, `?whole`, `?ignore-length`, `DefaultEncoding`."""
+
+from __future__ import annotations
+
+import dicomgen
+import pydicom.config
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+CONFIG = {
+    "DefaultPrivateCreator": "Lunit",
+    "Dictionary": {
+        "00e1,10c2": ["UI", "PET-CT Multi Modality Name", 1, 1, "ELSCINT1"],
+        "0011,1001": ["DS", "Abnormality score", 1, 1],  # creator: DefaultPrivateCreator
+    },
+}
+
+
+def _instance(extra: list[DataElement], instance: int = 0, charset: bool = True) -> bytes:
+    ds: Dataset = dicomgen.make_dataset(dicomgen.Spec(rows=4, columns=4, instance=instance))
+    if not charset and "SpecificCharacterSet" in ds:
+        del ds.SpecificCharacterSet
+    for elem in extra:
+        ds.add(elem)
+    keep = pydicom.config.replace_un_with_known_vr
+    pydicom.config.replace_un_with_known_vr = False  # write UN elements as UN
+    try:
+        return dicomgen.to_bytes(ds)
+    finally:
+        pydicom.config.replace_un_with_known_vr = keep
+
+
+def test_private_and_user_dictionary_names(make_server):
+    client = make_server(CONFIG).client()
+    data = _instance(
+        [
+            DataElement(0x00090010, "LO", "GEMS_IDEN_01"),
+            DataElement(0x00091001, "LO", "fidelity"),  # DCMTK: FullFidelity (pydicom: Fullfidelity)
+            DataElement(0x00091077, "LO", "what"),  # not in any dictionary
+            DataElement(0x00E10010, "LO", "ELSCINT1"),
+            DataElement(0x00E110C2, "UI", "1.2.3"),
+            DataElement(0x00110010, "LO", "Lunit"),
+            DataElement(0x00111001, "DS", "0.5"),
+        ]
+    )
+    iid = client.upload(data)["ID"]
+    full = client.get(f"/instances/{iid}/tags").json()
+    assert full["0009,1001"] == {
+        "Name": "FullFidelity",
+        "PrivateCreator": "GEMS_IDEN_01",
+        "Type": "String",
+        "Value": "fidelity",
+    }
+    assert full["0009,1077"]["Name"] == "Unknown Tag & Data"
+    assert full["0009,1077"]["PrivateCreator"] == "GEMS_IDEN_01"
+    assert full["0009,0010"]["Name"] == "PrivateCreator"
+    simple = client.get(f"/instances/{iid}/tags?simplify").json()
+    assert simple["PET-CT Multi Modality Name"] == "1.2.3"
+    assert simple["Abnormality score"] == "0.5"
+    assert simple["FullFidelity"] == "fidelity"
+    # Orthanc keeps its own names for a few main tags (DCMTK 3.6.7 calls 0010,1000 RETIRED_OtherPatientIDs)
+    assert "OtherPatientIDs" not in simple
+    iid2 = client.upload(_instance([DataElement(0x00101000, "LO", "X")], instance=1))["ID"]
+    assert client.get(f"/instances/{iid2}/tags").json()["0010,1000"]["Name"] == "OtherPatientIDs"
+
+
+def test_without_user_dictionary_the_tag_is_unknown(client):
+    data = _instance([DataElement(0x00E10010, "LO", "ELSCINT1"), DataElement(0x00E110C2, "UI", "1.2.3")])
+    iid = client.upload(data)["ID"]
+    assert client.get(f"/instances/{iid}/tags").json()["00e1,10c2"]["Name"] == "Unknown Tag & Data"
+
+
+def test_un_elements(client):
+    """UN elements whose dictionary VR is a string are shown with their padding; others are null."""
+    keep = pydicom.config.replace_un_with_known_vr
+    pydicom.config.replace_un_with_known_vr = False
+    try:
+        un = [
+            DataElement(0x00081030, "UN", b"Study X\x00"),  # StudyDescription (LO)
+            DataElement(0x00080030, "UN", b"100851.98 "),  # StudyTime (TM), padding kept
+            DataElement(0x00540081, "UN", b"\xe3\x00"),  # NumberOfSlices (US): null
+        ]
+    finally:
+        pydicom.config.replace_un_with_known_vr = keep
+    data = _instance(un)
+    iid = client.upload(data)["ID"]
+    short = client.get(f"/instances/{iid}/tags?short").json()
+    assert short["0008,1030"] == "Study X"
+    assert short["0008,0030"] == "100851.98 "
+    assert short["0054,0081"] is None
+
+
+def test_long_values_and_ignore_length(client):
+    long_text = "Lorem ipsum dolor sit amet " * 20
+    iid = client.upload(_instance([DataElement(0x00181020, "LO", long_text[:64] * 5)]))["ID"]
+    tags = client.get(f"/instances/{iid}/tags").json()
+    assert tags["0018,1020"] == {"Name": "SoftwareVersions", "Type": "TooLong", "Value": None}
+    tags = client.get(f"/instances/{iid}/tags?ignore-length=0018-1020").json()
+    assert tags["0018,1020"]["Type"] == "String"
+    assert tags["0018,1020"]["Value"].startswith("Lorem ipsum")
+    tags = client.get(f"/instances/{iid}/tags?ignore-length=SoftwareVersions&short").json()
+    assert tags["0018,1020"].startswith("Lorem ipsum")
+    assert client.get(f"/instances/{iid}/tags?ignore-length=NoSuchTag").status == 500
+
+
+def test_whole_shows_tags_after_pixel_data(client):
+    data = _instance([DataElement(0x8E050010, "LO", "XEOS_Attributes"), DataElement(0x8E051000, "LO", "acquisition")])
+    iid = client.upload(data)["ID"]
+    assert "8e05,1000" not in client.get(f"/instances/{iid}/tags").json()
+    assert "8e05,1000" not in client.get(f"/instances/{iid}/tags?short").json()
+    whole = client.get(f"/instances/{iid}/tags?whole").json()
+    assert whole["8e05,1000"]["Value"] == "acquisition"
+    assert client.get(f"/instances/{iid}/tags?short&whole").json()["8e05,0010"] == "XEOS_Attributes"
+
+
+def test_default_encoding_decodes_files_without_charset(client):
+    """Values of a file without SpecificCharacterSet are decoded with DefaultEncoding, changed at run time."""
+    data = _instance([DataElement(0x00081030, "LO", "Stra\u00dfe".encode("latin-1"))], charset=False)
+    iid = client.upload(data)["ID"]
+    assert client.get(f"/instances/{iid}/tags?simplify").json()["StudyDescription"] == "Stra\u00dfe"
+    assert client.put("/tools/default-encoding", "Utf8").status == 200
+    value = client.get(f"/instances/{iid}/tags?simplify").json()["StudyDescription"]
+    assert value != "Stra\u00dfe"  # 0xdf alone is not UTF-8
+    assert client.put("/tools/default-encoding", "Latin1").status == 200
