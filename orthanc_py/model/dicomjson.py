@@ -364,6 +364,20 @@ def _to_json(
     return out
 
 
+def simplify_full(full: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A full rendering ({"gggg,eeee": {"Name", "Type", "Value"}}) turned into ?simplify (keys are
+    names) or ?short (keys are tags), sequences included (Orthanc's SimplifyDicomAsJson)."""
+    if fmt == "full":
+        return full
+    out: dict[str, Any] = {}
+    for key, node in full.items():
+        value = node.get("Value")
+        if node.get("Type") == "Sequence" and isinstance(value, list):
+            value = [simplify_full(item, fmt) for item in value]
+        out[node.get("Name", key) if fmt == "simplify" else key] = value
+    return dict(sorted(out.items())) if fmt == "simplify" else out
+
+
 def _check(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
@@ -528,5 +542,6 @@ __all__ = [
     "orthanc_header",
     "orthanc_tags",
     "parse_tag",
+    "simplify_full",
     "tag_name",
 ]

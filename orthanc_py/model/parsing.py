@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
 import pydicom.config
+from pydicom.charset import decode_bytes
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
@@ -21,6 +24,7 @@ from pydicom.valuerep import PersonName
 from ..errors import ErrorCode, OrthancError
 from . import ids as idmod
 from . import maintags as mt
+from .dictionary import dcmtk
 from .enums import ResourceType
 
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -52,6 +56,23 @@ class ParsedInstance:
 
 def bad_file(details: str) -> OrthancError:
     return OrthancError(ErrorCode.BAD_FILE_FORMAT, details)
+
+
+_STRING_VRS = frozenset(
+    ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT")
+)
+
+
+def un_text(ds: Dataset, tag: int, value: bytes) -> str | None:
+    """A main tag stored with VR UN, as Orthanc shows it: when DCMTK's dictionary gives a string
+    VR, the text up to the first NUL with its padding kept ("120000.000000 "); otherwise none
+    (Orthanc 1.10.1 has no NumberOfSlices for a UN one)."""
+    if dcmtk().vr(tag) not in _STRING_VRS:
+        return None
+    encodings = getattr(ds, "_character_set", None) or ["iso8859"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return decode_bytes(value.split(b"\0", 1)[0], encodings, set())
 
 
 def element_text(value: Any) -> str | None:
@@ -235,10 +256,15 @@ def parse(data: bytes) -> ParsedInstance:
         for level, tags in mt.MAIN_TAGS.items():
             values: dict[int, str] = {}
             for t in tags:
-                elem = ds.get(t)
-                if elem is None:
+                item = ds.get_item(t)
+                if item is None:
                     continue
-                text = element_text(elem.value)
+                if isinstance(item, RawDataElement) and item.VR == "UN":
+                    text = un_text(ds, t, bytes(item.value or b""))
+                    if text is not None:
+                        values[t] = text
+                    continue
+                text = element_text(ds[t].value)
                 if text is not None:
                     values[t] = text
             main[level] = values

@@ -29,6 +29,14 @@ from .render import metadata_name, resource_json, resource_statistics_json, reso
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def requested_tags_arg(request: web.Request) -> list[int] | None:
+    """`?requested-tags=0010,0010;PatientBirthDate` (or `requestedTags`, its pre-1.12 spelling)."""
+    text = request.query.get("requested-tags")
+    if text is None:
+        text = request.query.get("requestedTags")
+    return parse_requested_tags(text)
+
+
 def parse_requested_tags(text: str | None) -> list[int] | None:
     """`requested-tags=0010,0010;PatientBirthDate` -> tags (BAD_REQUEST on an unknown name)."""
     if not text:
@@ -54,29 +62,30 @@ def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
 async def requested_values(
     request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
 ) -> list[dict[str, Any]]:
-    """Values of requested tags for each resource: from the index when they are main tags of the
-    resource (or its patient), else from the DICOM file of one of its instances."""
+    """`RequestedTags` of each resource (lists, single resources, /tools/find), rendered in the
+    answer's format: main tags of the resource and its ancestors and the tags Orthanc computes
+    come from the index (`core.dicomfind.index_values`), the others from the DICOM file of one of
+    its instances.  A tag with no value anywhere is left out."""
     ctx = ctx_of(request)
+    known: dict[int, dict[int, str | None]] = {}
+    missing: dict[int, list[int]] = {}
+    for level in {i.level for i in infos}:
+        ids = [i.id for i in infos if i.level is level]
+
+        def read(txn: Transaction, lv: ResourceType = level, ids: list[int] = ids) -> Any:
+            return core_dicomfind.index_values(txn, lv, ids, tags)
+
+        for rid, values, absent in await ctx.index.read(read):
+            known[rid], missing[rid] = values, absent
     out = []
     for info in infos:
-        known = {**(info.patient_main_tags or {}), **info.main_tags}
-        values: dict[int, str] = {t: known[t] for t in tags if t in known}
-        missing = [t for t in tags if t not in known]
-        full: dict[str, Any] = {}
-        if missing:
-            rendered = await ctx.run(_file_tags, ctx, info)
-            for t in missing:
-                key = f"{t >> 16:04x},{t & 0xFFFF:04x}"
-                if key in rendered:
-                    full[key] = rendered[key]
+        values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
         result = tags_json(values, None, fmt)
-        for key, entry in full.items():
-            if fmt == "full":
-                result[key] = entry
-            elif fmt == "short":
-                result[key] = entry.get("Value")
-            else:
-                result[entry.get("Name", key)] = entry.get("Value")
+        absent = missing.get(info.id, [t for t in tags if t not in values])
+        if absent:
+            rendered = await ctx.run(_file_tags, ctx, info)
+            picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
+            result.update(dicomjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
         out.append(result)
     return out
 
@@ -104,7 +113,7 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
         result = await core_res.list_level(ctx, level, since, limit, expanded)
         if not expanded:
             return json_response(result)
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         return json_response(await render_infos(request, result, requested, tag_format(request)))  # type: ignore[arg-type]
 
     async def get_one(request: web.Request) -> web.StreamResponse:
@@ -114,7 +123,7 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
             if err.code is ErrorCode.UNKNOWN_RESOURCE:
                 return empty_404()
             raise
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         return json_response((await render_infos(request, [info], requested, tag_format(request)))[0])
 
     async def delete_one(request: web.Request) -> web.StreamResponse:
@@ -141,7 +150,7 @@ def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         infos = await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=True)
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         rendered = await render_infos(request, infos, requested, tag_format(request))  # type: ignore[arg-type]
         if target < level:  # a parent is answered as an object, children as a list
             if not rendered:
@@ -231,12 +240,8 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
 
 
 def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """Convert Orthanc's full tag JSON into ?simplify / ?short (flat values only)."""
-    if fmt == "full":
-        return full
-    if fmt == "short":
-        return {k: v.get("Value") for k, v in full.items()}
-    return {v.get("Name", k): v.get("Value") for k, v in full.items()}
+    """Convert Orthanc's full tag JSON into ?simplify / ?short."""
+    return dicomjson.simplify_full(full, fmt)
 
 
 def _instances_tags_handler(level: ResourceType) -> Handler:

@@ -84,11 +84,16 @@ def test_un_elements(client):
     finally:
         pydicom.config.replace_un_with_known_vr = keep
     data = _instance(un)
-    iid = client.upload(data)["ID"]
-    short = client.get(f"/instances/{iid}/tags?short").json()
+    answer = client.upload(data)
+    short = client.get(f"/instances/{answer['ID']}/tags?short").json()
     assert short["0008,1030"] == "Study X"
     assert short["0008,0030"] == "100851.98 "
     assert short["0054,0081"] is None
+    # main DICOM tags alike: padding kept, no value for a UN number
+    study = client.get(f"/studies/{answer['ParentStudy']}").json()["MainDicomTags"]
+    assert study["StudyDescription"] == "Study X"
+    assert study["StudyTime"] == "100851.98 "
+    assert "NumberOfSlices" not in client.get(f"/series/{answer['ParentSeries']}").json()["MainDicomTags"]
 
 
 def test_long_values_and_ignore_length(client):
@@ -123,3 +128,27 @@ def test_default_encoding_decodes_files_without_charset(client):
     value = client.get(f"/instances/{iid}/tags?simplify").json()["StudyDescription"]
     assert value != "Stra\u00dfe"  # 0xdf alone is not UTF-8
     assert client.put("/tools/default-encoding", "Latin1").status == 200
+
+
+def test_requested_tags_in_lists(client):
+    """`requested-tags` (or `requestedTags`) on lists: main tags of ancestors, computed tags, file
+    tags, sequences simplified in the answer's format."""
+    seq = Dataset()
+    seq.RequestedProcedureID = "RP1"
+    data = _instance([DataElement(0x00400275, "SQ", [seq]), DataElement(0x00180023, "CS", "2D")])
+    answer = client.upload(data)
+    study = answer["ParentStudy"]
+    tags = "PatientName;Modality;MRAcquisitionType;RequestAttributesSequence;NumberOfSeriesRelatedInstances"
+    series = client.get(f"/studies/{study}/series?expand&requestedTags={tags}").json()
+    requested = series[0]["RequestedTags"]
+    assert requested["PatientName"] == "Patient^00000"
+    assert requested["Modality"] == "CT"
+    assert requested["MRAcquisitionType"] == "2D"
+    assert requested["NumberOfSeriesRelatedInstances"] == "1"
+    assert requested["RequestAttributesSequence"] == [{"RequestedProcedureID": "RP1"}]
+    short = client.get(f"/studies/{study}/series?expand&short&requested-tags={tags}").json()[0]["RequestedTags"]
+    assert short["0040,0275"] == [{"0040,1001": "RP1"}]
+    studies = client.get("/studies?expand&requested-tags=ModalitiesInStudy;SOPClassesInStudy").json()
+    assert studies[0]["RequestedTags"] == {"ModalitiesInStudy": "CT", "SOPClassesInStudy": "1.2.840.10008.5.1.4.1.1.2"}
+    instances = client.get(f"/studies/{study}/instances?expand&requestedTags=InstanceAvailability;Rows").json()
+    assert instances[0]["RequestedTags"] == {"InstanceAvailability": "ONLINE", "Rows": "4"}
