@@ -8,6 +8,7 @@ functions only read the raw bytes pydicom kept (`RawDataElement`), so pixel data
 
 from __future__ import annotations
 
+import base64
 import struct
 import warnings
 from collections.abc import Iterator
@@ -176,6 +177,8 @@ def _raw(
     elem = ds.get_item(BaseTag(tag))
     if isinstance(elem, RawDataElement):
         vr = elem.VR or _implicit_vr(tag, creator, dictionary)
+        if vr == "US" and not elem.VR and dictionary.vr(tag, creator) == "xs" and _signed_pixels(ds):
+            vr = "SS"  # DCMTK resolves "US or SS" with PixelRepresentation
         if vr == "SQ":
             return ds[tag].value  # pydicom parses the items
         value = bytes(elem.value or b"")
@@ -188,6 +191,16 @@ def _raw(
     if elem.VR == "SQ":
         return elem.value
     return _Raw(elem.VR, _encode(elem, charset), True, elem.is_undefined_length)
+
+
+def _signed_pixels(ds: Dataset) -> bool:
+    elem = ds.get_item(BaseTag(0x00280103))
+    if elem is None:
+        return False
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        return len(value) >= 2 and value[0] == 1 and value[1] == 0
+    return value == 1
 
 
 def _encode(elem: DataElement, charset: str | list[str] | None) -> bytes:
@@ -399,6 +412,101 @@ def orthanc_header(file_meta: Dataset, fmt: str = "full", dictionary: TagDiction
     return _to_json(file_meta, fmt, _ASCII, None, True, TagsOptions(dictionary or dcmtk()))
 
 
+# --- DICOM JSON of /instances/{id}/file (Accept: application/dicom+json) -------------------------------
+
+
+def _web_number(text: str, integer: bool) -> Any:
+    """IS/DS/FL/FD values as Orthanc's DicomWebJsonVisitor writes them: integral numbers as
+    integers, others as floats; a value that is not a number stays a string."""
+    try:
+        if integer:
+            return int(text)
+        value = float(text)
+    except ValueError:
+        return text
+    if value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+def _web_strings(vr: str, text: str) -> list[Any]:
+    parts = [text] if vr in ("LT", "ST", "UT", "UR") else text.split("\\")
+    out: list[Any] = []
+    for part in parts:
+        if not part:
+            out.append(None)
+        elif vr == "PN":
+            groups = part.split("=")
+            out.append({key: g for key, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False) if g})
+        elif vr in ("IS", "DS"):
+            out.append(_web_number(part.strip(), vr == "IS"))
+        else:
+            out.append(part)
+    return out
+
+
+def _web_leaf(raw: _Raw, charset: _Charset, dictionary_vr: str | None) -> dict[str, Any] | None:
+    vr = raw.vr
+    if vr in _STRING_VRS:
+        text = charset.decode(_machine_string(raw).split(b"\0", 1)[0])
+        return {"vr": vr, "Value": _web_strings(vr, text)} if text else {"vr": vr}
+    if vr in _NUMERIC:
+        code, size = _NUMERIC[vr]
+        count = len(raw.value) // size
+        if not count:
+            return {"vr": vr}
+        values = struct.unpack(("<" if raw.little else ">") + code * count, raw.value[: count * size])
+        if vr in ("FL", "FD"):
+            return {"vr": vr, "Value": [_web_number(repr(v), False) for v in values]}
+        return {"vr": vr, "Value": list(values)}
+    if vr == "AT":
+        count = len(raw.value) // 4
+        fmt = ("<" if raw.little else ">") + "HH" * count
+        words = struct.unpack(fmt, raw.value[: count * 4])
+        tags = [f"{words[i]:04X}{words[i + 1]:04X}" for i in range(0, len(words), 2)]
+        return {"vr": vr, "Value": tags} if tags else {"vr": vr}
+    if raw.undefined_length:
+        return None  # encapsulated pixel data, UN sequences: not rendered
+    if vr == "UN" and dictionary_vr is not None:
+        return None  # a UN element of a known tag whose VR is not a string: not rendered
+    if vr not in ("OB", "OD", "OF", "OL", "OV", "OW", "UN"):
+        vr = "UN"
+    data = _content_bytes(raw)
+    return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")} if data else {"vr": vr}
+
+
+def _web_json(
+    ds: Dataset, charset: _Charset, terms: str | list[str] | None, dictionary: TagDictionary
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    creators = _creators(ds)
+    for key in sorted(ds.keys()):
+        tag = int(key)
+        if tag & 0xFFFF == 0:
+            continue  # group lengths
+        creator = _creator_of(tag, creators)
+        raw = _raw(ds, tag, creator, terms, dictionary)
+        if isinstance(raw, Sequence):
+            items = [_web_json(item, charset, terms, dictionary) for item in raw]
+            out[f"{tag:08X}"] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+            continue
+        node = _web_leaf(raw, charset, dictionary.vr(tag, creator))
+        if node is not None:
+            out[f"{tag:08X}"] = node
+    return out
+
+
+def dicomweb_json(ds: Dataset, options: TagsOptions | None = None) -> dict[str, Any]:
+    """The whole dataset in DICOM JSON (PS3.18 F.2) as Orthanc's REST API answers it without the
+    DICOMweb plugin: binary values inline, UN elements of a known string VR rendered with that VR
+    (padding kept), no group lengths, an empty sequence without "Value"."""
+    options = options or TagsOptions()
+    value = _charset_value(ds)
+    charset = _Charset(value, options.default_encoding)
+    terms = [t.strip() for t in value.split("\\")] if value is not None else None
+    return _web_json(ds, charset, terms, options.dictionary)
+
+
 # --- /content ----------------------------------------------------------------------------------------------
 
 
@@ -539,6 +647,7 @@ __all__ = [
     "TagsOptions",
     "codec_of_encoding",
     "content_walk",
+    "dicomweb_json",
     "orthanc_header",
     "orthanc_tags",
     "parse_tag",

@@ -17,7 +17,7 @@ from ..imaging import render
 from ..model import dicomjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
-from ..web.responses import json_response, read_body
+from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404
 from .resources import dicom_format, tags_options
 
@@ -67,6 +67,10 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
+    if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
+        ds = await _dataset(request, with_pixels=True)
+        body = json_bytes(await ctx.run(dicomjson.dicomweb_json, ds, tags_options(request)))
+        return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await ctx.run(core_res.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom"}
     if data is None:

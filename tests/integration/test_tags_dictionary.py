@@ -152,3 +152,35 @@ def test_requested_tags_in_lists(client):
     assert studies[0]["RequestedTags"] == {"ModalitiesInStudy": "CT", "SOPClassesInStudy": "1.2.840.10008.5.1.4.1.1.2"}
     instances = client.get(f"/studies/{study}/instances?expand&requestedTags=InstanceAvailability;Rows").json()
     assert instances[0]["RequestedTags"] == {"InstanceAvailability": "ONLINE", "Rows": "4"}
+
+
+def test_file_as_dicom_json(client):
+    """GET /instances/{id}/file with Accept: application/dicom+json: the DICOM JSON Orthanc's REST
+    API answers (UN of a known string VR shown with that VR, unknown UN inline, no group lengths)."""
+    keep = pydicom.config.replace_un_with_known_vr
+    pydicom.config.replace_un_with_known_vr = False
+    try:
+        extra = [
+            DataElement(0x00081030, "UN", b"Study X "),  # StudyDescription (LO)
+            DataElement(0x00540081, "UN", b"\xe3\x00"),  # NumberOfSlices (US): left out
+            DataElement(0x00084567, "UN", b"B\x00"),  # unknown: inline binary
+            DataElement(0x00081110, "SQ", []),  # empty sequence: no "Value"
+            DataElement(0x00180050, "DS", "3.0\\2.5"),
+        ]
+    finally:
+        pydicom.config.replace_un_with_known_vr = keep
+    iid = client.upload(_instance(extra))["ID"]
+    r = client.get(f"/instances/{iid}/file", headers={"Accept": "application/dicom+json"})
+    assert r.status == 200
+    assert r.headers["content-type"] == "application/dicom+json"
+    body = r.json()
+    assert body["00081030"] == {"vr": "LO", "Value": ["Study X "]}
+    assert "00540081" not in body
+    assert body["00084567"] == {"vr": "UN", "InlineBinary": "QgA="}
+    assert body["00081110"] == {"vr": "SQ"}
+    assert body["00180050"] == {"vr": "DS", "Value": [3, 2.5]}
+    assert body["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Patient^00000"}]}
+    assert body["7FE00010"]["vr"] == "OW" and "InlineBinary" in body["7FE00010"]
+    assert not [k for k in body if k.endswith("0000")]
+    raw = client.get(f"/instances/{iid}/file")
+    assert raw.headers["content-type"] == "application/dicom"
