@@ -180,6 +180,8 @@ def _store_txn(
         meta.append((iid, int(MetadataType.HTTP_USERNAME), origin.http_username))
     if p.pixel_data_offset is not None:
         meta.append((iid, int(MetadataType.PIXEL_DATA_OFFSET), str(p.pixel_data_offset)))
+    if p.pixel_data_vr is not None:
+        meta.append((iid, int(MetadataType.PIXEL_DATA_VR), p.pixel_data_vr))
     # Orthanc keeps LastUpdate on patients, studies and series only
     meta += [(rid, int(MetadataType.LAST_UPDATE), date) for rid in chain]
     txn.set_metadata_many(meta)

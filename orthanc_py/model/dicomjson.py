@@ -466,7 +466,8 @@ def _web_leaf(raw: _Raw, charset: _Charset, dictionary_vr: str | None) -> dict[s
         tags = [f"{words[i]:04X}{words[i + 1]:04X}" for i in range(0, len(words), 2)]
         return {"vr": vr, "Value": tags} if tags else {"vr": vr}
     if raw.undefined_length:
-        return None  # encapsulated pixel data, UN sequences: not rendered
+        # encapsulated pixel data: Orthanc 1.12.5 answers an empty inline value; UN sequences: nothing
+        return {"vr": "OB", "InlineBinary": ""} if vr in ("OB", "OW") else None
     if vr == "UN" and dictionary_vr is not None:
         return None  # a UN element of a known tag whose VR is not a string: not rendered
     if vr not in ("OB", "OD", "OF", "OL", "OV", "OW", "UN"):

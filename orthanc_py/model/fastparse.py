@@ -38,7 +38,8 @@ _DELIMITERS = frozenset((0xFFFEE00D, 0xFFFEE0DD))
 _UID_CHARS = re.compile(r"[0-9.]+")
 
 _WANTED: dict[int, bytes] = {
-    t: dictionary_VR(t).encode() for t in (*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET)
+    t: dictionary_VR(t).encode()
+    for t in (*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET, ps.BITS_ALLOCATED)
 }
 """Tags read at top level, with the VR pydicom gives them in implicit VR files."""
 
@@ -316,4 +317,5 @@ def parse_fast(data: bytes) -> ParsedInstance | None:
         pixel_data_offset=pixel_offset,
         index_in_series=index.strip() if index is not None else None,
         expected_instances=expected_instances(main[ResourceType.SERIES]),
+        pixel_data_vr=ps.pixel_data_vr(data, pixel_offset, ts, texts.get(ps.BITS_ALLOCATED)),
     )

@@ -52,6 +52,9 @@ class ParsedInstance:
     expected_instances: int | None
     dataset: Dataset | None = field(default=None, repr=False)
     """The pydicom dataset when the slow path parsed it (None from the fast path)."""
+    pixel_data_vr: str | None = None
+    """Metadata PixelDataVR (Orthanc 1.12.1): the VR of the pixel data, kept only when it is not
+    the one PS3.5 prescribes for the file (OB for 8 bits or encapsulated, OW otherwise)."""
 
 
 def bad_file(details: str) -> OrthancError:
@@ -210,6 +213,30 @@ def _guess_syntax(data: bytes, start: int) -> str:
     return IMPLICIT_VR_LE
 
 
+BITS_ALLOCATED = mt.tag(0x0028, 0x0100)
+_ENCAPSULATED_MARK = 0xFFFFFFFF
+
+
+def pixel_data_vr(data: bytes, pixel_offset: int | None, ts: str, bits_allocated: str | None) -> str | None:
+    """The PixelDataVR metadata of a file, None when not needed: implicit VR files are OW by
+    definition, encapsulated pixel data is OB; native pixel data in explicit VR keeps the VR
+    written in the file when it differs from PS3.5 A.2 (OB for BitsAllocated <= 8, else OW)."""
+    if pixel_offset is None or ts == IMPLICIT_VR_LE or pixel_offset + 12 > len(data):
+        return None
+    written = data[pixel_offset + 4 : pixel_offset + 6].decode("latin-1")
+    if written not in ("OB", "OW"):
+        return None
+    (length,) = struct.unpack_from("<I" if ts != EXPLICIT_VR_BE else ">I", data, pixel_offset + 8)
+    try:
+        bits = int(bits_allocated) if bits_allocated else 0
+    except ValueError:
+        bits = 0
+    if length == _ENCAPSULATED_MARK:
+        return None  # encapsulated: read as OB whatever the file says
+    expected = "OB" if 0 < bits <= 8 else "OW"
+    return written if written != expected else None
+
+
 def _find_pixel_offset(data: bytes, start: int, little: bool, implicit: bool) -> int | None:
     u16 = "<H" if little else ">H"
     pos = start
@@ -288,6 +315,8 @@ def parse(data: bytes) -> ParsedInstance:
     index = inst.get(mt.INSTANCE_NUMBER)
     if index is None:
         index = inst.get(mt.IMAGE_INDEX)
+    bits = ds.get(BITS_ALLOCATED)
+    bits_text = element_text(bits.value) if bits is not None and not isinstance(bits.value, bytes) else None
     return ParsedInstance(
         ids=idmod.compute(patient_id, study_uid, series_uid, sop_uid),
         main_tags=main,
@@ -297,6 +326,7 @@ def parse(data: bytes) -> ParsedInstance:
         index_in_series=index.strip() if index is not None else None,
         expected_instances=expected_instances(main[ResourceType.SERIES]),
         dataset=ds,
+        pixel_data_vr=pixel_data_vr(data, pixel_offset, ts or IMPLICIT_VR_LE, bits_text),
     )
 
 

@@ -184,3 +184,18 @@ def test_file_as_dicom_json(client):
     assert not [k for k in body if k.endswith("0000")]
     raw = client.get(f"/instances/{iid}/file")
     assert raw.headers["content-type"] == "application/dicom"
+
+
+def test_pixel_data_vr_metadata(client):
+    """Metadata PixelDataVR (Orthanc 1.12.1) only when the file's VR is not the one PS3.5 prescribes."""
+    ds: Dataset = dicomgen.make_dataset(dicomgen.Spec(rows=4, columns=4, instance=7))
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds["PixelData"] = DataElement(0x7FE00010, "OW", bytes(16))  # 8 bits: should be OB
+    odd = client.upload(dicomgen.to_bytes(ds))["ID"]
+    meta = client.get(f"/instances/{odd}/metadata?expand").json()
+    assert meta["PixelDataVR"] == "OW"
+    assert "PixelDataOffset" in meta
+    body = client.get(f"/instances/{odd}/file", headers={"Accept": "application/dicom+json"}).json()
+    assert body["7FE00010"]["vr"] == "OW"
+    normal = client.upload(_instance([], instance=8))["ID"]  # 16 bits, OW
+    assert "PixelDataVR" not in client.get(f"/instances/{normal}/metadata?expand").json()
