@@ -70,7 +70,7 @@ def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None)
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
-    parsed = parse(data)
+    parsed = parse(data, ctx.default_encoding)
     if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
         raise StudyMismatch(parsed)
     uuid = ctx.storage.new_uuid()

@@ -23,7 +23,7 @@ from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from .charsets import ENCODINGS
+from .charsets import codec_of_encoding
 from .dictionary import UNKNOWN_TAG_NAME, TagDictionary, dcmtk
 
 Format = Literal["full", "simplify", "short"]
@@ -92,20 +92,11 @@ _CODECS: dict[str, str] = {
     "ISO 2022 IR 13": "shift_jis",
     "ISO 2022 IR 87": "iso2022_jp",
     "ISO 2022 IR 159": "iso2022_jp_2",
-    "ISO 2022 IR 149": "iso_ir_149",
+    "ISO 2022 IR 149": "euc_kr",
     "ISO 2022 IR 58": "iso_ir_58",
     "GB18030": "gb18030",
     "GBK": "gbk",
 }
-
-
-def codec_of_encoding(encoding: str) -> str:
-    """The Python codec of one of Orthanc's encoding names (`DefaultEncoding`): files without
-    SpecificCharacterSet are decoded with it.  Unknown names fall back to Latin1, Orthanc's default."""
-    if encoding == "Windows1251":  # no DICOM term for it, Orthanc still decodes with it
-        return "cp1251"
-    term = ENCODINGS.get(encoding)
-    return _CODECS.get(term or "", "latin-1")
 
 
 _DELIMITERS = {ord(c) for c in "\\\r\n\t\f^="}
@@ -138,7 +129,7 @@ class _Charset:
                 return decode_bytes(data, convert_encodings(self.terms), _DELIMITERS)
         if self.codec == "latin-1" or data.isascii():
             return data.decode("latin-1")
-        return data.decode(self.codec, errors="replace")
+        return data.decode(self.codec, errors="ignore")  # Orthanc drops what does not decode
 
 
 _ASCII = _Charset("ISO_IR 999")
@@ -646,7 +637,6 @@ __all__ = [
     "ContentResult",
     "Format",
     "TagsOptions",
-    "codec_of_encoding",
     "content_walk",
     "dicomweb_json",
     "orthanc_header",

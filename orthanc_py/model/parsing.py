@@ -24,6 +24,7 @@ from pydicom.valuerep import PersonName
 from ..errors import ErrorCode, OrthancError
 from . import ids as idmod
 from . import maintags as mt
+from .charsets import codec_of_encoding
 from .dictionary import dcmtk
 from .enums import ResourceType
 
@@ -61,6 +62,7 @@ def bad_file(details: str) -> OrthancError:
     return OrthancError(ErrorCode.BAD_FILE_FORMAT, details)
 
 
+_CHARSET_VRS = frozenset(("LO", "LT", "PN", "SH", "ST", "UC", "UT"))  # decoded with the character set
 _STRING_VRS = frozenset(
     ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT")
 )
@@ -253,8 +255,11 @@ def _find_pixel_offset(data: bytes, start: int, little: bool, implicit: bool) ->
     return pixel
 
 
-def parse(data: bytes) -> ParsedInstance:
+def parse(data: bytes, default_encoding: str = "Latin1") -> ParsedInstance:
     """Parse a Part 10 file (or a raw dataset) and compute everything ingest stores.
+
+    Text of a file without SpecificCharacterSet is decoded with `default_encoding` (Orthanc's
+    `DefaultEncoding` in force at ingest), what does not decode being dropped, as Orthanc does.
 
     Raises OrthancError(BAD_FILE_FORMAT) for non-DICOM input, truncated files and files
     without Study/Series/SOP Instance UID.
@@ -265,7 +270,7 @@ def parse(data: bytes) -> ParsedInstance:
         raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
     from .fastparse import parse_fast  # here: fastparse builds on this module
 
-    fast = parse_fast(data)  # one pass over the bytes; None when only pydicom can be exact
+    fast = parse_fast(data, default_encoding)  # one pass over the bytes; None when only pydicom can be exact
     if fast is not None:
         return fast
     try:
@@ -278,6 +283,9 @@ def parse(data: bytes) -> ParsedInstance:
     meta_ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if meta_ts:
         ts = str(meta_ts)
+    default_codec = None if 0x00080005 in ds else codec_of_encoding(default_encoding)
+    if default_codec == "latin-1":
+        default_codec = None  # pydicom's own default
     try:
         main: dict[ResourceType, dict[int, str]] = {}
         for level, tags in mt.MAIN_TAGS.items():
@@ -291,6 +299,12 @@ def parse(data: bytes) -> ParsedInstance:
                     if text is not None:
                         values[t] = text
                     continue
+                if default_codec is not None and isinstance(item, RawDataElement):
+                    vr = item.VR or dcmtk().vr(t)
+                    if vr in _CHARSET_VRS:
+                        raw = bytes(item.value or b"").decode(default_codec, errors="ignore")
+                        values[t] = "\\".join(p.rstrip(" \x00") for p in raw.split("\\")).rstrip(" \x00")
+                        continue
                 text = element_text(ds[t].value)
                 if text is not None:
                     values[t] = text

@@ -199,3 +199,20 @@ def test_pixel_data_vr_metadata(client):
     assert body["7FE00010"]["vr"] == "OW"
     normal = client.upload(_instance([], instance=8))["ID"]  # 16 bits, OW
     assert "PixelDataVR" not in client.get(f"/instances/{normal}/metadata?expand").json()
+
+
+def test_default_encoding_at_ingest(make_server):
+    """Main DICOM tags of a file without SpecificCharacterSet are decoded with the DefaultEncoding
+    in force when it arrives; bytes that do not decode are dropped (Orthanc: "M\xfcller" in
+    Latin-1 read as UTF-8 gives "Mller")."""
+    client = make_server({"DefaultEncoding": "Utf8"}).client()
+    extra = [
+        DataElement(0x00081030, "LO", "Stra\u00dfe".encode()),
+        DataElement(0x00100010, "PN", "M\u00fcller".encode("latin-1")),
+    ]
+    answer = client.upload(_instance(extra, charset=False))
+    study = client.get(f"/studies/{answer['ParentStudy']}").json()
+    assert study["MainDicomTags"]["StudyDescription"] == "Stra\u00dfe"
+    assert study["PatientMainDicomTags"]["PatientName"] == "Mller"
+    tags = client.get(f"/instances/{answer['ID']}/tags?simplify").json()
+    assert tags["PatientName"] == "Mller" and tags["StudyDescription"] == "Stra\u00dfe"
