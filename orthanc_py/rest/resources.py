@@ -19,6 +19,7 @@ from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
 from ..model import dicomjson
+from ..model.dictionary import TagDictionary
 from ..model.enums import METADATA_BY_NAME, USER_METADATA_MIN, ChangeType, MetadataType, ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
@@ -34,20 +35,24 @@ def requested_tags_arg(request: web.Request) -> list[int] | None:
     text = request.query.get("requested-tags")
     if text is None:
         text = request.query.get("requestedTags")
-    return parse_requested_tags(text)
+    return parse_requested_tags(text, ctx_of(request).dictionary)
 
 
-def parse_requested_tags(text: str | None) -> list[int] | None:
-    """`requested-tags=0010,0010;PatientBirthDate` -> tags (BAD_REQUEST on an unknown name)."""
+def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = None) -> list[int] | None:
+    """`requested-tags=0010,0010;PatientBirthDate` -> tags, names as Orthanc knows them (DCMTK's
+    dictionary and the `Dictionary` key); BAD_REQUEST on an unknown name."""
     if not text:
         return None
     out = []
     for part in text.split(";"):
         if part.strip():
             try:
-                out.append(parse_tag(part))
-            except ValueError as exc:
-                raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
+                out.append(dicomjson.parse_tag(part.strip(), dictionary))
+            except ValueError:
+                try:
+                    out.append(parse_tag(part))
+                except ValueError as exc:
+                    raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
     return out
 
 

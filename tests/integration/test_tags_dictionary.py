@@ -59,6 +59,9 @@ def test_private_and_user_dictionary_names(make_server):
     assert simple["PET-CT Multi Modality Name"] == "1.2.3"
     assert simple["Abnormality score"] == "0.5"
     assert simple["FullFidelity"] == "fidelity"
+    # requested tags by the names of the dictionary in force
+    series = client.get("/series?expand&requested-tags=PET-CT%20Multi%20Modality%20Name;0009,1001").json()
+    assert series[0]["RequestedTags"] == {"PET-CT Multi Modality Name": "1.2.3", "FullFidelity": "fidelity"}
     # Orthanc keeps its own names for a few main tags (DCMTK 3.6.7 calls 0010,1000 RETIRED_OtherPatientIDs)
     assert "OtherPatientIDs" not in simple
     iid2 = client.upload(_instance([DataElement(0x00101000, "LO", "X")], instance=1))["ID"]
