@@ -464,6 +464,8 @@ def _web_leaf(raw: _Raw, charset: _Charset, dictionary_vr: str | None) -> dict[s
     if vr not in ("OB", "OD", "OF", "OL", "OV", "OW", "UN"):
         vr = "UN"
     data = _content_bytes(raw)
+    if len(data) % 2:
+        data += b"\0"  # DCMTK completes an odd length when it loads the file
     return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")} if data else {"vr": vr}
 
 
@@ -591,7 +593,7 @@ def _pixel_data(ds: Dataset, block: str | None) -> ContentResult:
     return ContentResult("raw", data=_content_bytes(raw))
 
 
-def content_walk(ds: Dataset, path_parts: list[str]) -> ContentResult:
+def content_walk(ds: Dataset, path_parts: list[str], dictionary: TagDictionary | None = None) -> ContentResult:
     """GET /instances/{id}/content/{path}: walk tags and item indexes like ParsedDicomFile::SendPathValue.
 
     No part lists the item's tags ("gggg-eeee"), a sequence lists its item indexes, a leaf gives
@@ -599,17 +601,17 @@ def content_walk(ds: Dataset, path_parts: list[str]) -> ContentResult:
     ValueError for an unparsable tag (Orthanc: 500 "Unknown DICOM tag").
     """
     parts = [p for p in path_parts if p]
-    if len(parts) in (1, 2) and parse_tag(parts[0]) == PIXEL_DATA:
+    if len(parts) in (1, 2) and parse_tag(parts[0], dictionary) == PIXEL_DATA:
         return _pixel_data(ds, parts[1] if len(parts) == 2 else None)
     item = ds
     for pos in range(len(parts) // 2):
         index = _parse_index(parts[2 * pos + 1])
         if index is None:
             raise LookupError(f"bad item index {parts[2 * pos + 1]}")
-        tag = parse_tag(parts[2 * pos])
+        tag = parse_tag(parts[2 * pos], dictionary)
         if tag not in item:
             raise LookupError(f"no tag {parts[2 * pos]}")
-        seq = _raw(item, tag, _creator_of(tag, _creators(item)), None, dcmtk())
+        seq = _raw(item, tag, _creator_of(tag, _creators(item)), None, dictionary or dcmtk())
         if not isinstance(seq, Sequence):
             raise LookupError(f"{parts[2 * pos]} is not a sequence")
         if index == -1:
@@ -619,12 +621,12 @@ def content_walk(ds: Dataset, path_parts: list[str]) -> ContentResult:
         item = seq[index]
     if len(parts) % 2 == 0:
         return ContentResult("json", [f"{t >> 16:04x}-{t & 0xFFFF:04x}" for t in sorted(item.keys())])
-    tag = parse_tag(parts[-1])
+    tag = parse_tag(parts[-1], dictionary)
     if tag not in item:
         raise LookupError(f"no tag {parts[-1]}")
     charset = _charset_value(ds)
     terms = [t.strip() for t in charset.split("\\")] if charset is not None else None
-    leaf = _raw(item, tag, _creator_of(tag, _creators(item)), terms, dcmtk())
+    leaf = _raw(item, tag, _creator_of(tag, _creators(item)), terms, dictionary or dcmtk())
     if isinstance(leaf, Sequence):
         return ContentResult("json", [str(i) for i in range(len(leaf))])
     return ContentResult("raw", data=_content_bytes(leaf))

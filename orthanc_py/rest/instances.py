@@ -114,7 +114,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
-        result = dicomjson.content_walk(ds, parts)
+        result = dicomjson.content_walk(ds, parts, ctx_of(request).dictionary)
     except LookupError:
         return empty_404()
     except ValueError as exc:  # Orthanc 1.10.1 answers 500 for an unparsable tag

@@ -167,6 +167,7 @@ def test_file_as_dicom_json(client):
             DataElement(0x00081030, "UN", b"Study X "),  # StudyDescription (LO)
             DataElement(0x00540081, "UN", b"\xe3\x00"),  # NumberOfSlices (US): left out
             DataElement(0x00084567, "UN", b"B\x00"),  # unknown: inline binary
+            DataElement(0x00084569, "UN", b"hello"),  # odd length: completed with a NUL
             DataElement(0x00081110, "SQ", []),  # empty sequence: no "Value"
             DataElement(0x00180050, "DS", "3.0\\2.5"),
         ]
@@ -180,6 +181,7 @@ def test_file_as_dicom_json(client):
     assert body["00081030"] == {"vr": "LO", "Value": ["Study X "]}
     assert "00540081" not in body
     assert body["00084567"] == {"vr": "UN", "InlineBinary": "QgA="}
+    assert body["00084569"] == {"vr": "UN", "InlineBinary": "aGVsbG8A"}
     assert body["00081110"] == {"vr": "SQ"}
     assert body["00180050"] == {"vr": "DS", "Value": [3, 2.5]}
     assert body["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Patient^00000"}]}
