@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
@@ -171,7 +171,19 @@ def _raw(
         if vr == "US" and not elem.VR and dictionary.vr(tag, creator) == "xs" and _signed_pixels(ds):
             vr = "SS"  # DCMTK resolves "US or SS" with PixelRepresentation
         if vr == "SQ":
-            return ds[tag].value  # pydicom parses the items
+            value = ds[tag].value  # pydicom parses the items
+            if isinstance(value, Sequence):
+                return value
+            # a sequence only the dictionary in force knows (implicit VR, private): parse it as one
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    value = convert_raw_data_element(elem._replace(VR="SQ"), ds=ds).value
+            except Exception:  # not a sequence after all: its bytes are shown as UN
+                value = None
+            if isinstance(value, Sequence):
+                return value
+            vr = "UN"
         value = bytes(elem.value or b"")
         if vr == "UN" and elem.length != 0xFFFFFFFF:
             known = dictionary.vr(tag, creator)

@@ -13,6 +13,7 @@ CONFIG = {
     "Dictionary": {
         "00e1,10c2": ["UI", "PET-CT Multi Modality Name", 1, 1, "ELSCINT1"],
         "0011,1001": ["DS", "Abnormality score", 1, 1],  # creator: DefaultPrivateCreator
+        "0407,10a1": ["SQ", "OCTCubeSequence", 1, 1, "99CZM_CapeCod_OctGeneral"],
     },
 }
 
@@ -221,3 +222,32 @@ def test_default_encoding_at_ingest(make_server):
     assert study["PatientMainDicomTags"]["PatientName"] == "Mller"
     tags = client.get(f"/instances/{answer['ID']}/tags?simplify").json()
     assert tags["PatientName"] == "Mller" and tags["StudyDescription"] == "Stra\u00dfe"
+
+
+def test_private_sequence_known_by_user_dictionary(make_server):
+    """An implicit-VR private element the `Dictionary` declares SQ is rendered as a sequence."""
+    import io
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    client = make_server(CONFIG).client()
+    ds: Dataset = dicomgen.make_dataset(dicomgen.Spec(rows=4, columns=4, instance=9))
+    ds.add(DataElement(0x04070010, "LO", "99CZM_CapeCod_OctGeneral"))
+    item = Dataset()
+    item.PatientID = "inner"
+    ds.add(DataElement(0x040710A1, "SQ", Sequence([item])))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.file_meta = meta
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True, implicit_vr=True, little_endian=True)
+    iid = client.upload(buf.getvalue())["ID"]
+    tags = client.get(f"/instances/{iid}/tags").json()
+    assert tags["0407,10a1"]["Name"] == "OCTCubeSequence"
+    assert tags["0407,10a1"]["Value"] == [{"0010,0020": {"Name": "PatientID", "Type": "String", "Value": "inner"}}]
+    body = client.get(f"/instances/{iid}/file", headers={"Accept": "application/dicom+json"}).json()
+    assert body["040710A1"] == {"vr": "SQ", "Value": [{"00100020": {"vr": "LO", "Value": ["inner"]}}]}
