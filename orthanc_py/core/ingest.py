@@ -71,7 +71,10 @@ def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None)
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
-    parsed = parse(data)
+    try:
+        parsed = parse(data)
+    except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
     if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
         raise StudyMismatch(parsed)
     uuid = ctx.storage.new_uuid()

@@ -1,15 +1,17 @@
-"""/tools/bulk-content and /tools/bulk-delete: many resources, given by public ID, in one call."""
+"""Operations on many resources in one call: /tools/bulk-content, /tools/bulk-delete, and
+reconstruction (/tools/reconstruct, /{level}/{id}/reconstruct)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from ..core import bulk
+from ..core import bulk, reconstruct
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
-from ..web.responses import json_response, read_json, text_response
+from ..web.responses import json_response, read_body, read_json, text_response
 from .common import ctx_of
 from .render import metadata_json, resource_json
 
@@ -65,6 +67,32 @@ async def bulk_delete(request: web.Request) -> web.StreamResponse:
     return text_response("")
 
 
+async def _reconstruct_options(request: web.Request) -> None:
+    """The body may be empty or a JSON object ("ReconstructFiles": files are stored as received
+    here, never recompressed, so rewriting them changes nothing)."""
+    if (await read_body(request)).strip():
+        body = await _body(request)
+        _flag(body, "ReconstructFiles", False)
+
+
+async def reconstruct_all(request: web.Request) -> web.StreamResponse:
+    await _reconstruct_options(request)
+    await reconstruct.reconstruct(ctx_of(request), None, None)
+    return text_response("")
+
+
+def _reconstruct_one(level: ResourceType) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await _reconstruct_options(request)
+        await reconstruct.reconstruct(ctx_of(request), request.match_info["id"], level)
+        return text_response("")
+
+    return handler
+
+
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/tools/bulk-content", bulk_content)
     router.add_post("/tools/bulk-delete", bulk_delete)
+    router.add_post("/tools/reconstruct", reconstruct_all)
+    for level in ResourceType:
+        router.add_post(f"/{level.plural}/{{id}}/reconstruct", _reconstruct_one(level))

@@ -67,7 +67,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except OrthancError as err:
-        return error_response(request, err)
+        response = error_response(request, err)
+        if request.content.exception() is not None:
+            response.force_close()  # the body was unreadable: the connection cannot be reused
+        return response
     except web.HTTPMethodNotAllowed as exc:
         if request.method not in _ORTHANC_METHODS:  # Orthanc: unknown verbs are a bare 400
             return web.Response(status=400)
