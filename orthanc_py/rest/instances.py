@@ -156,8 +156,9 @@ RENDERINGS = ["image-int16", "image-uint16", "image-uint8", "matlab", "numpy", "
 
 
 async def frame_renderings(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/frames/{n}: the list of renderings of a frame (as Orthanc lists them)."""
-    await core_res.dicom_attachment(ctx_of(request), request.match_info["id"])
+    """GET /instances/{id}/frames/{n}: the list of renderings of a frame. Orthanc answers it as an
+    "auto-directory" (the children of this URI in its route tree), without looking the instance
+    up: an unknown instance gets the list too."""
     return json_response(RENDERINGS)
 
 

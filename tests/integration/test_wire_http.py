@@ -204,3 +204,16 @@ def test_item_length_past_the_end_of_the_file(client):
         r = client.post("/instances", dicomgen.make(patient=i, rows=0) + tail)
         assert r.status == 400 and r.json()["OrthancStatus"] == 15
     assert client.get("/instances").json() == []
+
+
+def test_auto_directories(client):
+    """Orthanc answers GET on some intermediate URIs with the list of their children."""
+    tools = client.get("/tools").json()
+    assert tools == sorted(tools) and {"now", "find", "dicom-conformance", "invalidate-tags"} <= set(tools)
+    assert "tools" not in tools and not any("{" in t for t in tools)
+    iid = client.upload(dicomgen.make(rows=0))["ID"]
+    renderings = client.get(f"/instances/{iid}/frames/0").json()
+    assert {"matlab", "raw", "preview", "rendered"} <= set(renderings)
+    # as in Orthanc, the listing does not look the instance up
+    assert client.get("/instances/nope/frames/0").json() == renderings
+    assert client.get("/nope/nope.html").status == 404
