@@ -25,6 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REALM = "Orthanc Secure Area"
 USERNAME: web.RequestKey[str] = web.RequestKey("username", str)
+_DISPATCHED: web.RequestKey[bool] = web.RequestKey("orthanc_dispatched", bool)
 _ORTHANC_METHODS = ("GET", "POST", "DELETE", "PUT")
 
 
@@ -115,8 +116,6 @@ def orthanc_method(request: web.Request) -> str | None:
     if not faked:
         return None
     faked = faked.upper()
-    if faked == request.method:  # sent so, or already dispatched as faked
-        return None
     return faked if faked in ("PUT", "DELETE") else ""
 
 
@@ -125,6 +124,8 @@ async def paths_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Outermost: the request line as Orthanc reads it. A target with empty path components, or a
     faked method, is dispatched again (routing ran on the raw target, where yarl even reads
     `//system` as a host name, and on the method sent)."""
+    if request.get(_DISPATCHED):
+        return await handler(request)
     normal = orthanc_path(request.raw_path)
     method = orthanc_method(request)
     if normal is None and method is None:
@@ -134,9 +135,11 @@ async def paths_middleware(request: web.Request, handler: Handler) -> web.Stream
     changes: dict[str, object] = {}
     if normal is not None:
         changes["rel_url"] = URL(normal, encoded=True)
-    if method is not None:
+    if method is not None and method != request.method:
         changes["method"] = method
-    return await request.app._handle(request.clone(**changes))  # type: ignore[arg-type]
+    again = request.clone(**changes)  # type: ignore[arg-type]
+    again[_DISPATCHED] = True
+    return await request.app._handle(again)
 
 
 def xml_middleware(excluded_prefixes: tuple[str, ...]) -> Middleware:

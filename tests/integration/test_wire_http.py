@@ -29,6 +29,8 @@ def test_method_faked_by_header_and_by_argument(client):
     # Orthanc fakes PUT and DELETE only: anything else is a bare 400
     r = client.post("/tools/find", {}, headers={"X-HTTP-Method-Override": "GET"})
     assert (r.status, r.body) == (400, b"")
+    assert client.get("/system", headers={"X-HTTP-Method-Override": "GET"}).status == 400
+    assert client.get("//system?_method=post").status == 400
 
 
 def test_xml_answers_when_asked(client):
