@@ -73,9 +73,15 @@ def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None)
     parsed = parse(data)
     if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
         raise StudyMismatch(parsed)
-    uuid = ctx.storage.new_uuid()
+    storage = ctx.storage
     try:
-        ctx.storage.create(uuid, data, FileContentType.DICOM)
+        if storage.compression:  # StorageCompression: the accessor compresses (off by default)
+            f = storage.write(data, FileContentType.DICOM)
+            return parsed, Attachment(
+                int(FileContentType.DICOM), f.uuid, f.compressed_size, f.uncompressed_size, f.compression
+            )
+        uuid = storage.new_uuid()
+        storage.create(uuid, data, FileContentType.DICOM)
     except OSError as exc:  # a full or failing disk: Orthanc's filesystem storage error
         raise OrthancError(
             ErrorCode.FILE_STORAGE_CANNOT_WRITE, f"Cannot store the file: {exc.strerror or exc}"

@@ -77,6 +77,7 @@ async def _log_page(
         def newest(txn: Transaction) -> web.StreamResponse:
             seq = last(txn)
             items = fetch(txn, seq - 1, 1) if seq else []
+            items = [c for c in items if c.seq == seq]  # the newest entry may have been deleted
             return json_response({key: [render(c) for c in items], "Done": True, "Last": seq})
 
         return await ctx.index.read(newest)
