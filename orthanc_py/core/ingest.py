@@ -71,6 +71,8 @@ def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None)
     attachment routes compute it when a client asks for it.
     """
     parsed = parse(data)
+    if data[128:132] != b"DICM":  # Orthanc finds the pixel data offset only after a preamble
+        parsed.pixel_data_offset = None
     if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
         raise StudyMismatch(parsed)
     storage = ctx.storage

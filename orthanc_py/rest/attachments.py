@@ -14,6 +14,7 @@ from ..core import content
 from ..core.content import Found, Revision
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
+from ..web.middleware import error_response
 from ..web.responses import json_response, read_body, text_response
 from .common import ctx_of
 
@@ -22,10 +23,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _FILE_EXTENSIONS = {1: ".dcm", 3: ".dcm", 2: ".json"}
 
 
+def _empty_json(headers: dict[str, str] | None = None) -> web.Response:
+    """Orthanc's literal `{}` answer (no newline) to PUT, compress, uncompress and verify-md5."""
+    return web.Response(body=b"{}", headers={"Content-Type": "application/json", **(headers or {})})
+
+
 def _not_modified(request: web.Request, found: Found) -> web.StreamResponse | None:
     """Orthanc's GET on an attachment: a 304 when `If-None-Match` names the current revision."""
     a = found.attachment
-    wanted = Revision.parse(request.headers.get("If-None-Match"), "If-None-Match")
+    try:
+        wanted = Revision.parse(request.headers.get("If-None-Match"), "If-None-Match")
+    except OrthancError as err:  # Orthanc has set the ETag before it reads the header
+        return _with_etag(error_response(request, err), found)
     if wanted is not None and wanted.matches(a.revision, a.uncompressed_md5):
         return web.Response(status=304, headers={"ETag": content.etag(a.revision, a.uncompressed_md5)})
     return None
@@ -149,7 +158,7 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
             return web.Response(status=404)
         if not await ctx.run(content.verify_md5, ctx, a):
             raise OrthancError(ErrorCode.CORRUPTED_FILE, "The attachment has a bad MD5")
-        return json_response({})
+        return _empty_json()
 
     async def put(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
@@ -162,7 +171,7 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
             if err.code is ErrorCode.FORBIDDEN_ACCESS:
                 return web.Response(status=403)  # Orthanc answers a bare 403
             raise
-        return json_response({}, headers={"ETag": content.body_etag(revision, body)})
+        return _empty_json({"ETag": content.body_etag(revision, body)})
 
     async def delete(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
@@ -183,7 +192,7 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
             ctx = ctx_of(request)
             ctype = content.content_type(ctx, request.match_info["name"])
             await content.change_compression(ctx, request.match_info["id"], level, ctype, compressed)
-            return json_response({})
+            return _empty_json()
 
         return handler
 

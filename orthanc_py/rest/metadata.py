@@ -15,6 +15,7 @@ from ..core import content
 from ..core.content import Revision
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
+from ..web.middleware import error_response
 from ..web.responses import bool_arg, json_response, read_body, text_response
 from .common import ctx_of, empty_404
 
@@ -43,7 +44,12 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
             return empty_404()
         value, revision = entry
         tag = content.body_etag(revision, value)
-        wanted = Revision.parse(request.headers.get("If-None-Match"), "If-None-Match")
+        try:
+            wanted = Revision.parse(request.headers.get("If-None-Match"), "If-None-Match")
+        except OrthancError as err:  # Orthanc has set the ETag before it reads the header
+            response = error_response(request, err)
+            response.headers["ETag"] = tag
+            return response
         if wanted is not None and tag == content.etag(wanted.number, wanted.md5):
             return web.Response(status=304, headers={"ETag": tag})
         response = text_response(value)
