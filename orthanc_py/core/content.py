@@ -47,7 +47,7 @@ def metadata_type(ctx: ServerContext, name: str) -> int:
         return user
     if name.isdigit() and int(name) <= _MAX_INDEX:
         return int(name)
-    raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown metadata: {name}")
+    raise OrthancError(ErrorCode.INEXISTENT_ITEM)  # Orthanc gives no details
 
 
 def metadata_name(ctx: ServerContext, mtype: int) -> str:
@@ -71,7 +71,7 @@ def content_type(ctx: ServerContext, name: str) -> int:
         return user[0]
     if name.isdigit() and int(name) <= _MAX_INDEX:
         return int(name)
-    raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown attachment: {name}")
+    raise OrthancError(ErrorCode.INEXISTENT_ITEM)
 
 
 def content_name(ctx: ServerContext, ctype: int) -> str:

@@ -88,6 +88,7 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
         ops += ["md5"] if a.uncompressed_md5 else []
         ops += ["size", "uncompress"]
         ops += ["verify-md5"] if a.compressed_md5 and a.uncompressed_md5 else []
+        ops += ["uuid"]  # listed last by Orthanc 1.10.1
         return _with_etag(json_response(ops), found)
 
     async def send(request: web.Request, raw: bool) -> web.StreamResponse:

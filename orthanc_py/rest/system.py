@@ -67,6 +67,7 @@ async def _log_page(
     fetch: Callable[[Transaction, int, int], Sequence[Any]],
     last: Callable[[Transaction], int],
     render: Callable[[Any], dict[str, Any]],
+    newest_entry: Callable[[Transaction], Sequence[Any]] | None = None,
 ) -> web.StreamResponse:
     """Orthanc's paged logs (/changes, /exports): `since`/`limit` give a page with `Done` and
     `Last` (the newest seq when the page is empty, as Orthanc 1.10.1 reports it); `?last` gives
@@ -76,8 +77,11 @@ async def _log_page(
 
         def newest(txn: Transaction) -> web.StreamResponse:
             seq = last(txn)
-            items = fetch(txn, seq - 1, 1) if seq else []
-            items = [c for c in items if c.seq == seq]  # the newest entry may have been deleted
+            if newest_entry is not None:  # the newest entry left (Last: the sequence when none)
+                items = newest_entry(txn)
+                seq = items[-1].seq if items else seq
+            else:
+                items = fetch(txn, seq - 1, 1) if seq else []
             return json_response({key: [render(c) for c in items], "Done": True, "Last": seq})
 
         return await ctx.index.read(newest)
@@ -96,7 +100,12 @@ async def _log_page(
 
 async def get_changes(request: web.Request) -> web.StreamResponse:
     return await _log_page(
-        request, "Changes", lambda t, since, n: t.changes(since, n), lambda t: t.last_change(), change_json
+        request,
+        "Changes",
+        lambda t, since, n: t.changes(since, n),
+        lambda t: t.last_change(),
+        change_json,
+        lambda t: t.changes_before(1 << 62, 1),
     )
 
 
