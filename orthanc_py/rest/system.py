@@ -31,7 +31,7 @@ async def system(request: web.Request) -> web.StreamResponse:
         {
             "ApiVersion": ORTHANC_API_VERSION,
             "Capabilities": {"HasExtendedChanges": False, "HasExtendedFind": True},
-            "CheckRevisions": False,
+            "CheckRevisions": s.check_revisions,
             "DatabaseBackendPlugin": None,
             "DatabaseServerIdentifier": "Orthanc",
             "DatabaseVersion": DATABASE_VERSION,
@@ -50,8 +50,8 @@ async def system(request: web.Request) -> web.StreamResponse:
             "PluginsEnabled": False,
             "ReadOnly": False,
             "StorageAreaPlugin": None,
-            "StorageCompression": False,
-            "UserMetadata": {},
+            "StorageCompression": s.storage_compression,
+            "UserMetadata": dict(s.user_metadata),
             "Version": ORTHANC_VERSION,
         }
     )

@@ -51,6 +51,8 @@ def test_user_metadata_by_name_and_number(c, up):
     kinds = [ch["ChangeType"] for ch in c.get("/changes").json()["Changes"]]
     assert kinds[-1] == "UpdatedMetadata"
     assert c.get(f"/instances/{iid}/metadata/MainDicomTagsSignature").status == 200
+    system = c.get("/system").json()
+    assert system["UserMetadata"] == {"my-metadata": 1098} and system["CheckRevisions"] is True
 
 
 def test_metadata_revisions(c, up):
