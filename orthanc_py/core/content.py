@@ -400,7 +400,7 @@ async def change_compression(
     ctx: ServerContext, public_id: str, level: ResourceType, ctype: int, compressed: bool
 ) -> None:
     """POST .../compress and .../uncompress: rewrite the file in the other form (same content,
-    same revision); nothing happens when it is already in that form."""
+    next revision, as Orthanc stores it anew); nothing happens when it is already in that form."""
     found = await find_attachment(ctx, public_id, level, ctype)
     a = found.attachment
     target = ZLIB_WITH_SIZE if compressed else NONE
@@ -408,6 +408,7 @@ async def change_compression(
         return
     data = await ctx.run(read_attachment, ctx, a)
     stored = await ctx.run(ctx.storage.write, data, ctype, compressed, ctx.storage.store_md5)
+    date = now_iso()
 
     def run(txn: Transaction) -> bool:
         current = next((x for x in txn.attachments([found.resource_id])[found.resource_id] if x.uuid == a.uuid), None)
@@ -423,9 +424,11 @@ async def change_compression(
                 stored.compression,
                 stored.uncompressed_md5,
                 stored.compressed_md5,
-                a.revision,
+                a.revision + 1,
             ),
         )
+        if _user_attachment(ctype):
+            txn.log_change(int(ChangeType.UPDATED_ATTACHMENT), level, public_id, date)
         return True
 
     try:

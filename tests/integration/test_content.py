@@ -138,7 +138,8 @@ def test_dicom_attachment_etag_range_and_compression(c, up):
     stats = c.get("/statistics").json()
     assert c.get(base + "/is-compressed").body == b"0"
     assert c.post(base + "/compress").body == b"{}"
-    assert c.get(base + "/is-compressed").body == b"1"
+    compressed = c.get(base + "/is-compressed")
+    assert compressed.body == b"1" and compressed.headers["etag"] == f'"1-{digest}"'  # stored anew: next revision
     packed = c.get(base + "/compressed-data").body
     assert accessor.uncompress(packed) == raw.body and c.get(base + "/compressed-md5").body == md5(packed).encode()
     assert c.get(base + "/compressed-size").body == str(len(packed)).encode()
