@@ -106,7 +106,8 @@ class Revision:
 
     @classmethod
     def parse(cls, header: str | None, name: str) -> Revision | None:
-        """None when the header is absent; PARAMETER_OUT_OF_RANGE (400) when malformed."""
+        """None when the header is absent; PARAMETER_OUT_OF_RANGE (400) when malformed (the
+        details name the header as Orthanc does: "If-None-Match", but "if-match")."""
         if header is None:
             return None
         value = header.strip()

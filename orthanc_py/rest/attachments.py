@@ -164,7 +164,7 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
     async def put(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         ctype = content.content_type(ctx, request.match_info["name"])
-        expected = Revision.parse(request.headers.get("If-Match"), "If-Match")
+        expected = Revision.parse(request.headers.get("If-Match"), "if-match")
         body = await read_body(request)
         try:
             revision = await content.put_attachment(ctx, request.match_info["id"], level, ctype, body, expected)
@@ -177,7 +177,7 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
     async def delete(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         ctype = content.content_type(ctx, request.match_info["name"])
-        expected = Revision.parse(request.headers.get("If-Match"), "If-Match")
+        expected = Revision.parse(request.headers.get("If-Match"), "if-match")
         try:
             found = await content.delete_attachment(ctx, request.match_info["id"], level, ctype, expected)
         except OrthancError as err:

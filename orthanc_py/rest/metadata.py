@@ -59,7 +59,7 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
     async def put_meta(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         mtype = content.metadata_type(ctx, request.match_info["name"])
-        expected = Revision.parse(request.headers.get("If-Match"), "If-Match")
+        expected = Revision.parse(request.headers.get("If-Match"), "if-match")
         value = (await read_body(request)).decode("utf-8", "replace")
         try:
             revision = await content.set_metadata(ctx, request.match_info["id"], level, mtype, value, expected)
@@ -74,7 +74,7 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
     async def delete_meta(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         mtype = content.metadata_type(ctx, request.match_info["name"])
-        expected = Revision.parse(request.headers.get("If-Match"), "If-Match")
+        expected = Revision.parse(request.headers.get("If-Match"), "if-match")
         try:
             found = await content.delete_metadata(ctx, request.match_info["id"], level, mtype, expected)
         except OrthancError as err:
