@@ -155,10 +155,9 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
     async def verify_md5(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         a = (await find(request)).attachment
-        if not a.uncompressed_md5 or not a.compressed_md5:
-            return web.Response(status=404)
-        if not await ctx.run(content.verify_md5, ctx, a):
-            raise OrthancError(ErrorCode.CORRUPTED_FILE, "The attachment has a bad MD5")
+        # Orthanc answers nothing (a bare 400 for a POST) without MD5s or on a mismatch
+        if not a.uncompressed_md5 or not a.compressed_md5 or not await ctx.run(content.verify_md5, ctx, a):
+            return web.Response(status=400)
         return _empty_json()
 
     async def put(request: web.Request) -> web.StreamResponse:

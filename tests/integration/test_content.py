@@ -110,7 +110,7 @@ def test_user_attachments(c, up):
     assert c.put("/instances/11111111-11111111-11111111-11111111-11111111/attachments/1031", "x").status == 404
 
 
-def test_dicom_attachment_etag_range_and_compression(c, up):
+def test_dicom_attachment_etag_range_and_compression(c, up, srv):
     iid = up["ID"]
     base = f"/instances/{iid}/attachments/dicom"
     raw = c.get(f"/instances/{iid}/file")
@@ -149,6 +149,10 @@ def test_dicom_attachment_etag_range_and_compression(c, up):
     assert c.get(f"/instances/{iid}/tags?short").status == 200
     assert c.post(base + "/verify-md5").status == 200
     assert c.get("/statistics").json()["TotalDiskSize"] < stats["TotalDiskSize"]
+    stored = next(srv.settings.storage_directory.rglob(c.get(base + "/uuid").body.decode()))
+    stored.write_bytes(accessor.compress(raw.body[:-1] + b"x"))  # same size, other content
+    assert (c.post(base + "/verify-md5").status, c.post(base + "/verify-md5").body) == (400, b"")
+    stored.write_bytes(packed)
     c.post(base + "/uncompress")
     assert c.get(base + "/compressed-data").body == raw.body
     assert c.get("/statistics").json() == stats
