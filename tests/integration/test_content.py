@@ -254,3 +254,16 @@ class _OneFile:
 
     def path(self, uuid: str, content_type: int) -> str | None:
         return str(self._path)
+
+
+def test_without_md5s(make_server):
+    """StoreMD5ForAttachments false: no MD5 anywhere (routes answer a bare 404, ETags end in "-")."""
+    c = make_server({"StoreMD5ForAttachments": False}).client()
+    iid = c.upload(dicomgen.make(patient=6, rows=0))["ID"]
+    c.put(f"/instances/{iid}/attachments/1024", "hello")
+    for name in ("dicom", "1024"):
+        base = f"/instances/{iid}/attachments/{name}"
+        assert (c.get(base + "/md5").status, c.get(base + "/md5").body) == (404, b"")
+        assert "md5" not in c.get(base).json() and "verify-md5" not in c.get(base).json()
+        assert c.get(base + "/data").headers["etag"] == '"0-"'
+        assert c.post(base + "/verify-md5").status == 400
