@@ -11,6 +11,8 @@ from ..errors import ErrorCode, OrthancError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 DICOM_JSON = ("application/dicom+json", "application/json")
+AZURE_PREFIXES = ("/dicom-web/v1", "/dicom-web/v2", "/v1", "/v2")
+"""The prefixes of the Azure DICOM service's API, where answers follow that service's rules."""
 
 
 def public_base(request: web.Request, prefix: str) -> str:

@@ -1,0 +1,69 @@
+"""DICOMweb under /dicom-web answers as Orthanc's DICOMweb plugin (1.7) does: STOW-RS statuses
+and sequences, SpecificCharacterSet, metadata and QIDO-RS details, checked with real requests."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import dicomgen
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+
+def _stow(client, path: str, *parts: bytes):
+    boundary = uuid.uuid4().hex
+    body = b""
+    for p in parts:
+        body += f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n"
+    body += f"--{boundary}--".encode()
+    headers = {"Content-Type": f"multipart/related; type=application/dicom; boundary={boundary}"}
+    return client.post(path, body, headers={**headers, "Accept": "application/json"})
+
+
+def _file(**tags: object) -> bytes:
+    ds = Dataset()
+    for k, v in tags.items():
+        setattr(ds, k, v)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.3"
+    ds.file_meta.MediaStorageSOPInstanceUID = str(tags.get("SOPInstanceUID", "1.2.3"))
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_stow_answers_as_orthanc(client):
+    data = dicomgen.make(patient=1, rows=8, columns=8)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    r = _stow(client, "/dicom-web/studies", data)
+    a = r.json()
+    assert r.status == 200
+    assert list(a) == ["00080005", "00081190", "00081198", "00081199"]
+    assert a["00080005"] == {"vr": "CS", "Value": ["ISO_IR 192"]}
+    assert a["00081198"] == {"vr": "SQ"}  # no failure: an empty sequence
+    assert a["00081190"]["Value"][0].endswith(f"/dicom-web/studies/{ds.StudyInstanceUID}")
+    # a duplicate is stored again (Orthanc: AlreadyStored is a success)
+    assert _stow(client, "/dicom-web/studies", data).status == 200
+    # another study than the URL's: 409, processing failure 0x0110
+    r = _stow(client, "/dicom-web/studies/1.2.3", data)
+    assert r.status == 409
+    failed = r.json()["00081198"]["Value"][0]
+    assert failed["00081197"]["Value"] == [0x0110] and failed["00081155"]["Value"] == [ds.SOPInstanceUID]
+    assert r.json()["00081199"] == {"vr": "SQ"} and "00081190" not in r.json()
+    # not DICOM: 400, nothing listed
+    r = _stow(client, "/dicom-web/studies", b"not dicom at all")
+    assert r.status == 400 and r.json()["00081198"] == {"vr": "SQ"}
+    # no SOP class UID: 400 and nothing stored (while POST /instances would take it)
+    no_class = _file(SOPInstanceUID="1.2.3.4", StudyInstanceUID="1.2.3", SeriesInstanceUID="1.2.3.5", PatientID="X")
+    r = _stow(client, "/dicom-web/studies", no_class)
+    assert r.status == 400 and r.json()["00081198"] == {"vr": "SQ"}
+    assert len(client.get("/instances").json()) == 1
+    # only the SOP UIDs: 400, listed with 0xC000 (cannot understand)
+    only_sop = _file(SOPClassUID="1.2.840.10008.5.1.4.1.1.4", SOPInstanceUID="1.2.3.9")
+    r = _stow(client, "/dicom-web/studies", only_sop)
+    assert r.status == 400
+    failed = r.json()["00081198"]["Value"][0]
+    assert failed["00081197"]["Value"] == [0xC000] and failed["00081150"]["Value"] == ["1.2.840.10008.5.1.4.1.1.4"]
