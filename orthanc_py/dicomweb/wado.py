@@ -114,21 +114,20 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
 
 
 def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[str, Any]:
-    """DICOM JSON of one instance; `data` may stop right before the pixel data element, whose
-    VR is then `pixel_vr` (reading only the header is what makes a cold /metadata fast)."""
+    """DICOM JSON of one instance as Orthanc's plugin writes it: every non-empty binary value
+    by BulkDataURI (lowercase tag, nested ones with their item path). `data` may stop right
+    before the pixel data element, whose VR is then `pixel_vr` (reading only the header is what
+    makes a cold /metadata fast)."""
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     study, series, sop = (str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     url = f"{base}/studies/{study}/series/{series}/instances/{sop}"
 
-    def bulk(elem: Any) -> str:
-        return f"{url}/bulk/{elem.tag:08X}"
+    def bulk(elem: Any, path: str) -> str:
+        return f"{url}/bulk/{path}{elem.tag:08x}"
 
-    out: dict[str, Any] = webjson.to_json_dict(ds, bulk, 1024)
-    pixels = out.get("7FE00010")
-    if pixels is not None and "InlineBinary" in pixels:  # pixel data always by reference
-        out["7FE00010"] = {"vr": pixels["vr"], "BulkDataURI": f"{url}/bulk/7FE00010"}
-    elif pixels is None and pixel_vr is not None:
-        out["7FE00010"] = {"vr": pixel_vr, "BulkDataURI": f"{url}/bulk/7FE00010"}
+    out: dict[str, Any] = webjson.to_json_dict(ds, bulk, 0)
+    if "7FE00010" not in out and pixel_vr is not None:
+        out["7FE00010"] = {"vr": pixel_vr, "BulkDataURI": f"{url}/bulk/7fe00010"}
     return out
 
 
@@ -344,6 +343,29 @@ def _multipart(parts: list[bytes], part_type: str, locations: list[str] | None =
     )
 
 
+def _bulk_tag(text: str) -> int:
+    """A tag of a bulk data URI: "7fe00010", "7FE00010" or "7fe0,0010"."""
+    digits = text.replace(",", "") if len(text) == 9 and text[4] == "," else text
+    if len(digits) != 8:
+        raise ValueError(text)
+    return int(digits, 16)
+
+
+def _bulk_path(tail: str) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """The tag and item path of a bulk data URI's tail ("60031010/1/60031011": the element
+    (6003,1011) of the first item of (6003,1010)); 400 when malformed."""
+    tokens = tail.split("/")
+    try:
+        if len(tokens) % 2 != 1:
+            raise ValueError(tail)
+        path = tuple((_bulk_tag(tokens[i]), int(tokens[i + 1]) - 1) for i in range(0, len(tokens) - 1, 2))
+        if any(index < 0 for _t, index in path):
+            raise ValueError(tail)
+        return _bulk_tag(tokens[-1]), path
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Bad bulk data URI: {tail}") from exc
+
+
 async def bulk(request: web.Request) -> web.StreamResponse:
     """The BulkDataURI of a metadata answer: the value of one element, as
     multipart/related application/octet-stream (or single part); pixel data gives its frames."""
@@ -362,20 +384,17 @@ async def bulk(request: web.Request) -> web.StreamResponse:
     )
     if multipart is None:
         raise not_acceptable(header, "bulk data is application/octet-stream")
-    try:
-        tag = int(request.match_info["tag"], 16)
-    except ValueError as exc:
-        raise OrthancError(ErrorCode.BAD_REQUEST, "A bulk data URI ends with a tag in hexadecimal") from exc
+    tag, path = _bulk_path(request.match_info["tail"])
     (_pid, uuid_, _stored), *_ = await _instance_ids(request)
 
     def value() -> tuple[list[bytes], str]:
         data = ctx.storage.read(uuid_, FileContentType.DICOM)
-        if tag == 0x7FE00010:
+        if tag == 0x7FE00010 and not path:
             try:
                 return ts.frames(data, None, False)
             except LookupError:
                 return [], ts.EXPLICIT_LE
-        found = ts.element_value(data, tag)
+        found = ts.element_value(data, tag, path)
         return ([] if found is None else [found]), ts.EXPLICIT_LE
 
     parts, syntax = await ctx.run(value)
@@ -455,4 +474,4 @@ def setup_extras(router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get(f"{instance}/{name}", rendered)
         router.add_get(instance + "/frames/{frames}/" + name, rendered)
     router.add_get(instance + "/frames/{frames}", frames)
-    router.add_get(instance + "/bulk/{tag}", bulk)
+    router.add_get(instance + "/bulk/{tail:.+}", bulk)

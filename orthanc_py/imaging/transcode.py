@@ -157,27 +157,20 @@ def _decoded_frame(ds: Any, index: int) -> bytes:
     return bytes(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
-def element_value(data: bytes, tag: int) -> bytes | None:
-    """The raw value of the first element `tag` in the file (top level first, then inside
-    sequences), for BulkDataURI; None when there is none."""
-    ds = _read(data)
-
-    def search(dataset: Any) -> bytes | None:
-        if tag in dataset:
-            value = dataset[tag].value
-            if isinstance(value, bytes | bytearray):
-                return bytes(value)
-            elem = dataset[tag]
-            return None if elem.VR == "SQ" else _encode_value(elem)
-        for elem in dataset:
-            if elem.VR == "SQ":
-                for item in elem.value:
-                    found = search(item)
-                    if found is not None:
-                        return found
+def element_value(data: bytes, tag: int, path: tuple[tuple[int, int], ...] = ()) -> bytes | None:
+    """The raw value of element `tag`, at the top level or inside the items that `path` names
+    ((sequence tag, 0-based item index) pairs), for a BulkDataURI; None when there is none."""
+    dataset = _read(data)
+    for seq_tag, index in path:
+        if seq_tag not in dataset or dataset[seq_tag].VR != "SQ" or not 0 <= index < len(dataset[seq_tag].value):
+            return None
+        dataset = dataset[seq_tag].value[index]
+    if tag not in dataset:
         return None
-
-    return search(ds)
+    elem = dataset[tag]
+    if isinstance(elem.value, bytes | bytearray):
+        return bytes(elem.value)
+    return None if elem.VR == "SQ" else _encode_value(elem)
 
 
 def _encode_value(elem: Any) -> bytes:

@@ -68,7 +68,7 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
         values = [float(p) for p in parts]
         if not all(math.isfinite(v) for v in values):
             raise _Slow
-        return values or None
+        return [_number(v) for v in values] or None
     code = _NUMBERS.get(vr)
     if code is not None:
         size = struct.calcsize(code)
@@ -81,20 +81,38 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
     raise _Slow
 
 
-def to_json_dict(ds: Any, bulk_handler: Callable[[Any], str], bulk_threshold: int = 1024) -> dict[str, Any]:
-    """`ds.to_json_dict(bulk_data_threshold=bulk_threshold, bulk_data_element_handler=bulk_handler)`."""
-    charset = ds.get("SpecificCharacterSet", "")
-    codec = _CODECS.get(charset) if isinstance(charset, str) else None
-    if codec is None:  # several or other character sets: pydicom decodes them
-        return dict(ds.to_json_dict(bulk_data_threshold=bulk_threshold, bulk_data_element_handler=bulk_handler))
+BulkHandler = Callable[[Any, str], str]
+"""The BulkDataURI of an element, given the element and the path of the items that hold it
+("" at the top level, "60031010/1/" inside the first item of (6003,1010): Orthanc's form)."""
+
+
+def _number(v: float) -> float | int:
+    """A DS value as Orthanc writes it: integral values without a fraction ("4", not "4.0")."""
+    return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+
+def to_json_dict(
+    ds: Any, bulk_handler: BulkHandler, bulk_threshold: int = 1024, _path: str = "", _codec: str | None = ""
+) -> dict[str, Any]:
+    """`ds.to_json_dict(bulk_data_threshold=bulk_threshold, bulk_data_element_handler=...)`, with
+    sequences rendered here so that nested bulk data gets its path, and DS integers as integers."""
+    charset = ds.get("SpecificCharacterSet", None) if "SpecificCharacterSet" in ds else None
+    if charset is not None:
+        codec = _CODECS.get(charset) if isinstance(charset, str) else None
+    else:  # an item without its own character set: its parent's
+        codec = "latin-1" if _codec == "" else _codec
     inline_max = (bulk_threshold // 4) * 3
+
+    def handler_of(elem: Any) -> str:
+        return bulk_handler(elem, _path)
+
     out: dict[str, Any] = {}
     for elem in ds.elements():
         tag = elem.tag
         key = f"{tag:08X}"
         raw = elem.value
         vr = elem.VR
-        if getattr(elem, "is_raw", False) and isinstance(raw, bytes) and elem.is_little_endian:
+        if codec is not None and getattr(elem, "is_raw", False) and isinstance(raw, bytes) and elem.is_little_endian:
             if vr is None:  # implicit VR: the dictionary's, when it has exactly one
                 try:
                     vr = dictionary_VR(tag) if not (tag >> 16) & 1 else None
@@ -106,7 +124,7 @@ def to_json_dict(ds: Any, bulk_handler: Callable[[Any], str], bulk_threshold: in
                         if not raw:
                             out[key] = {"vr": vr}
                         elif len(raw) > inline_max:
-                            out[key] = {"vr": vr, "BulkDataURI": bulk_handler(ds[tag])}
+                            out[key] = {"vr": vr, "BulkDataURI": bulk_handler(ds[tag], _path)}
                         else:
                             out[key] = {"vr": vr, "InlineBinary": base64.b64encode(raw).decode("ascii")}
                         continue
@@ -115,5 +133,17 @@ def to_json_dict(ds: Any, bulk_handler: Callable[[Any], str], bulk_threshold: in
                     continue
                 except (_Slow, UnicodeDecodeError, struct.error):
                     pass
-        out[key] = ds[tag].to_json_dict(bulk_handler, bulk_threshold)
+        full = ds[tag]
+        if full.VR == "SQ":
+            items = [
+                to_json_dict(item, bulk_handler, bulk_threshold, f"{_path}{tag:08x}/{i}/", codec)
+                for i, item in enumerate(full.value, 1)
+                if len(item)  # Orthanc leaves out empty items
+            ]
+            out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+            continue
+        rendered = full.to_json_dict(handler_of, bulk_threshold)
+        if full.VR == "DS" and "Value" in rendered:
+            rendered["Value"] = [_number(v) if isinstance(v, float) else v for v in rendered["Value"]]
+        out[key] = rendered
     return out

@@ -67,3 +67,33 @@ def test_stow_answers_as_orthanc(client):
     assert r.status == 400
     failed = r.json()["00081198"]["Value"][0]
     assert failed["00081197"]["Value"] == [0xC000] and failed["00081150"]["Value"] == ["1.2.840.10008.5.1.4.1.1.4"]
+
+
+def test_metadata_bulk_uris_as_orthanc(client):
+    from pydicom.sequence import Sequence
+
+    ds = dicomgen.make_dataset(dicomgen.Spec(patient=2, rows=4, columns=4))
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3"
+    item.add_new(0x00281201, "OW", b"\x01\x02" * 3)
+    ds.ReferencedImageSequence = Sequence([item])
+    ds.ReferencedStudySequence = Sequence([])
+    ds.add_new(0x00084567, "UN", b"B\x00")
+    ds.SliceThickness = "2.0"
+    client.upload(dicomgen.to_bytes(ds))
+    path = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    # the Host header as it is: no port added when it has none
+    meta = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/metadata", headers={"Host": "my-domain"}).json()[0]
+    base = f"http://my-domain{path}/bulk/"
+    assert meta["7FE00010"]["BulkDataURI"] == base + "7fe00010"
+    assert meta["00084567"] == {"vr": "UN", "BulkDataURI": base + "00084567"}  # even 2 bytes go by URI
+    nested = meta["00081140"]["Value"][0]["00281201"]
+    assert nested == {"vr": "OW", "BulkDataURI": base + "00081140/1/00281201"}
+    assert meta["00081110"] == {"vr": "SQ"}  # empty sequence: no Value
+    assert meta["00180050"]["Value"] == [2] and isinstance(meta["00180050"]["Value"][0], int)
+    # the nested bulk URI answers the value
+    r = client.get(path + "/bulk/00081140/1/00281201")
+    assert r.status == 200 and b"\x01\x02\x01\x02\x01\x02" in r.body
+    assert client.get(path + "/bulk/0008,4567").status == 200
+    assert client.get(path + "/bulk/00081140/2/00281201").status == 404
+    assert client.get(path + "/bulk/00081140/1").status == 400
