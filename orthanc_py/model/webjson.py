@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
+from pydicom.multival import MultiValue
 
 _SPLIT = frozenset(("AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"))
 _SINGLE = frozenset(("LT", "ST", "UT", "UR"))
@@ -39,7 +40,7 @@ def _components(raw: bytes, codec: str, split: bool) -> list[str]:
         return []
     parts = text.split("\\") if split else [text]
     for p in parts:
-        if not p or p[0] == " " or p[-1] == " " or "\x00" in p:
+        if p and (p[0] == " " or p[-1] == " " or "\x00" in p):
             raise _Slow
     return parts
 
@@ -50,25 +51,25 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
         if vr not in _CHARSET_VRS and not raw.isascii():
             raise _Slow
         parts = _components(raw, codec if vr in _CHARSET_VRS else "latin-1", vr in _SPLIT)
-        return parts or None
+        return [p or None for p in parts] or None
     if vr == "PN":
         parts = _components(raw, codec, True)
         if any("=" in p for p in parts):
             raise _Slow
-        return [{"Alphabetic": p} for p in parts] or None
+        return [{"Alphabetic": p} if p else None for p in parts] or None
     if vr == "IS" or vr == "DS":
         if not raw.isascii():
             raise _Slow
         parts = _components(raw, "latin-1", True)
         pattern = _IS if vr == "IS" else _DS
-        if not all(pattern.fullmatch(p) for p in parts):
+        if not all(pattern.fullmatch(p) for p in parts if p):
             raise _Slow
         if vr == "IS":
-            return [int(p) for p in parts] or None
-        values = [float(p) for p in parts]
-        if not all(math.isfinite(v) for v in values):
+            return [int(p) if p else None for p in parts] or None
+        floats = [float(p) if p else None for p in parts]
+        if not all(math.isfinite(v) for v in floats if v is not None):
             raise _Slow
-        return [_number(v) for v in values] or None
+        return [_number(v) if v is not None else None for v in floats] or None
     code = _NUMBERS.get(vr)
     if code is not None:
         size = struct.calcsize(code)
@@ -79,6 +80,21 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
             raise _Slow
         return [float(v) for v in values] if vr in ("FL", "FD") else values or None
     raise _Slow
+
+
+def _numbers_with_gaps(elem: Any) -> dict[str, Any]:
+    """An IS or DS element with empty components: null for each empty one."""
+    values: list[Any] = []
+    raw = elem.value
+    for v in raw if isinstance(raw, list | tuple | MultiValue) else [raw]:
+        text = str(v).strip() if v is not None else ""
+        if not text:
+            values.append(None)
+        elif elem.VR == "IS":
+            values.append(int(float(text)))
+        else:
+            values.append(_number(float(text)))
+    return {"vr": elem.VR, "Value": values}
 
 
 BulkHandler = Callable[[Any, str], str]
@@ -142,8 +158,18 @@ def to_json_dict(
             ]
             out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
             continue
-        rendered = full.to_json_dict(handler_of, bulk_threshold)
-        if full.VR == "DS" and "Value" in rendered:
-            rendered["Value"] = [_number(v) if isinstance(v, float) else v for v in rendered["Value"]]
+        try:
+            rendered = full.to_json_dict(handler_of, bulk_threshold)
+        except ValueError:  # pydicom cannot render an empty number among others
+            rendered = _numbers_with_gaps(full)
+        if "Value" in rendered and isinstance(rendered["Value"], list):
+            # empty components are null (Orthanc); DS integers without a fraction
+            rendered["Value"] = [
+                None if v == "" else _number(v) if isinstance(v, float) and full.VR == "DS" else v
+                for v in rendered["Value"]
+            ]
         out[key] = rendered
+    charset_json = out.get("00080005")
+    if charset_json is not None and "Value" in charset_json:  # Orthanc lists the character sets only
+        charset_json["Value"] = [v for v in charset_json["Value"] if v]
     return out

@@ -97,3 +97,38 @@ def test_metadata_bulk_uris_as_orthanc(client):
     assert client.get(path + "/bulk/0008,4567").status == 200
     assert client.get(path + "/bulk/00081140/2/00281201").status == 404
     assert client.get(path + "/bulk/00081140/1").status == 400
+
+
+def test_metadata_empty_components_and_character_sets(client):
+    ds = dicomgen.make_dataset(dicomgen.Spec(patient=3, rows=4, columns=4))
+    ds.SpecificCharacterSet = ["", "ISO 2022 IR 149"]
+    ds.ImageType = ["ORIGINAL", "", "AXIAL"]
+    ds.WindowCenter = ["40", "", "30"]
+    client.upload(dicomgen.to_bytes(ds))
+    meta = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/metadata").json()[0]
+    assert meta["00080005"]["Value"] == ["ISO 2022 IR 149"]  # the character sets only
+    assert meta["00080008"]["Value"] == ["ORIGINAL", None, "AXIAL"]  # an empty component is null
+    assert meta["00281050"]["Value"] == [40, None, 30]
+
+
+def test_qido_as_orthanc(client):
+    data = dicomgen.make(
+        patient=4, patient_name="Wang^XiaoDong=王^小東", rows=4, columns=4, extra={"SpecificCharacterSet": "ISO_IR 192"}
+    )
+    ds = pydicom.dcmread(io.BytesIO(data))
+    client.upload(data)
+    (study,) = client.get("/dicom-web/studies").json()
+    assert study["00080005"] == {"vr": "CS", "Value": ["ISO_IR 192"]}  # answers are in UTF-8
+    assert study["00100010"]["Value"] == [{"Alphabetic": "Wang^XiaoDong", "Ideographic": "王^小東"}]
+    assert "0020000E" not in study
+    # series and instances carry their study's attributes unless the query names the study
+    (series,) = client.get("/dicom-web/series").json()
+    assert "00100010" in series and series["00080060"]["Value"] == ["CT"]
+    (series,) = client.get(f"/dicom-web/series?0020000D={ds.StudyInstanceUID}").json()
+    assert "00100010" not in series and series["0020000D"]["Value"] == [ds.StudyInstanceUID]
+    (series,) = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/series").json()
+    assert "00100010" in series  # a UID in the path does not count
+    (inst,) = client.get(f"/dicom-web/instances?0020000E={ds.SeriesInstanceUID}").json()
+    assert "00080060" not in inst and "00100010" in inst and inst["00080018"]["Value"] == [ds.SOPInstanceUID]
+    (inst,) = client.get(f"/dicom-web/instances?0020000D={ds.StudyInstanceUID}&includefield=00100010").json()
+    assert "00100010" in inst and inst["00080060"]["Value"] == ["CT"]

@@ -25,16 +25,18 @@ def _handler(elem, path=""):
 
 def _as_orthanc(node):
     """pydicom's rendering with Orthanc's differences: an empty sequence has no "Value", empty
-    items are left out."""
+    items are left out, empty components are null, SpecificCharacterSet lists no empty value."""
     if isinstance(node, dict):
         out = {k: _as_orthanc(v) for k, v in node.items()}
+        if "00080005" in out and "Value" in out["00080005"]:
+            out["00080005"]["Value"] = [v for v in out["00080005"]["Value"] if v]
         if out.get("vr") == "SQ" and "Value" in out:
             out["Value"] = [i for i in out["Value"] if i]
             if not out["Value"]:
                 del out["Value"]
         return out
     if isinstance(node, list):
-        return [_as_orthanc(v) for v in node]
+        return [None if v == "" else _as_orthanc(v) for v in node]  # an empty component is null
     return node
 
 
