@@ -21,7 +21,7 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
-from .headers import DICOM_JSON, MediaRange, choose, not_acceptable, parse_accept, public_base
+from .headers import DICOM_JSON, MediaRange, not_acceptable, parse_accept, public_base
 
 
 def _request_for(study: str | None, series: str | None, instance: str | None) -> FindRequest:
@@ -148,7 +148,7 @@ def _metadata(prefix: str) -> Any:
         """GET .../metadata: every instance in DICOM JSON, large binary values as BulkDataURI.
         Study and series requests are answered from per-series summaries kept until the series
         changes; only the first request reads the files."""
-        choose(request.headers.get("Accept"), DICOM_JSON, ("multipart/*",), "metadata is DICOM JSON")
+        xml = _metadata_wants_xml(request.headers.get("Accept"))
         ctx = ctx_of(request)
         base = public_base(request, prefix)
         if "instance" in request.match_info:
@@ -157,6 +157,8 @@ def _metadata(prefix: str) -> Any:
             def render() -> bytes:
                 return json_bytes([_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base) for u in uuids])
 
+            if xml:
+                return _xml_parts(orjson.loads(await ctx.run(render)))
             return web.Response(body=await ctx.run(render), content_type="application/dicom+json")
         req = FindRequest(level=ResourceType.SERIES)
         for key, tag in (("study", mt.STUDY_INSTANCE_UID), ("series", mt.SERIES_INSTANCE_UID)):
@@ -199,9 +201,36 @@ def _metadata(prefix: str) -> Any:
                 ctx.series_cache.put(pub, variant, blob)
             if blob:
                 blobs.append(blob)
-        return web.Response(body=b"[" + b",".join(blobs) + b"]", content_type="application/dicom+json")
+        body = b"[" + b",".join(blobs) + b"]"
+        if xml:
+            return _xml_parts(orjson.loads(body))
+        return web.Response(body=body, content_type="application/dicom+json")
 
     return handler
+
+
+def _metadata_wants_xml(header: str | None) -> bool:
+    """Whether a metadata request asks for DICOM XML, as Orthanc's plugin reads Accept: JSON
+    when any of the listed media types is DICOM JSON (or */*), XML for multipart/related with
+    type application/dicom+xml, 400 for anything else."""
+    if header is None or not header.strip():
+        return False
+    ranges = [r.strip() for r in header.split(",")]
+    if any(r.split(";")[0].strip().lower() in (*DICOM_JSON, "*/*") for r in ranges):
+        return False
+    (only,) = parse_accept(header)[:1] or [MediaRange("")]
+    if len(ranges) == 1 and only.media == "multipart/related" and only.type == "application/dicom+xml":
+        if only.syntax is not None:
+            raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot change the transfer syntax of metadata: {header}")
+        return True
+    raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot generate this content type for metadata: {header}")
+
+
+def _xml_parts(datasets: list[dict[str, Any]]) -> web.Response:
+    """Each instance's metadata as one application/dicom+xml part."""
+    from .webxml import to_xml
+
+    return _multipart([to_xml(d) for d in datasets], "application/dicom+xml")
 
 
 def setup(router: web.UrlDispatcher, prefix: str) -> None:

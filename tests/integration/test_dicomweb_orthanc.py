@@ -132,3 +132,23 @@ def test_qido_as_orthanc(client):
     assert "00080060" not in inst and "00100010" in inst and inst["00080018"]["Value"] == [ds.SOPInstanceUID]
     (inst,) = client.get(f"/dicom-web/instances?0020000D={ds.StudyInstanceUID}&includefield=00100010").json()
     assert "00100010" in inst and inst["00080060"]["Value"] == ["CT"]
+
+
+def test_metadata_accept_and_xml(client):
+    from xml.dom import minidom
+
+    data = dicomgen.make(patient=5, rows=4, columns=4)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    client.upload(data)
+    path = f"/dicom-web/studies/{ds.StudyInstanceUID}/metadata"
+    for accept in ("application/json, application/dicom+json", "toto, application/dicom+json", "application/json, x"):
+        r = client.get(path, headers={"Accept": accept})
+        assert r.status == 200 and len(r.json()) == 1
+    for accept in ("toto", "toto, tata", "multipart/related", "multipart/related; type=application/nope"):
+        assert client.get(path, headers={"Accept": accept}).status == 400
+    r = client.get(path, headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
+    assert r.status == 200 and 'type="application/dicom+xml"' in r.headers["content-type"]
+    xml = r.body[r.body.index(b"<?xml") : r.body.index(b"</NativeDicomModel>") + len(b"</NativeDicomModel>")]
+    doc = minidom.parseString(xml)
+    (name,) = [a for a in doc.getElementsByTagName("DicomAttribute") if a.getAttribute("tag") == "00100010"]
+    assert name.getElementsByTagName("FamilyName")[0].firstChild.data == "Patient"
