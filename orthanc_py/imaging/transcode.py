@@ -92,7 +92,9 @@ def recode(ds: Any, target: str) -> None:
         return
     if target not in (EXPLICIT_LE, IMPLICIT_LE) or source == EXPLICIT_BE:
         raise CannotTranscode(f"Cannot transcode from {source} to {target}")
-    if source not in UNCOMPRESSED:
+    if source not in UNCOMPRESSED and _decode_jpeg_in_place(ds):
+        pass
+    elif source not in UNCOMPRESSED:
         try:
             ds.decompress()
         except Exception as exc:  # pydicom raises many kinds for a missing or failing decoder
@@ -147,9 +149,58 @@ def frames(data: bytes, numbers: list[int] | None, decode: bool) -> tuple[list[b
     ], EXPLICIT_BE if syntax == EXPLICIT_BE else EXPLICIT_LE
 
 
+JPEG_8BIT = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
+
+
+def _jpeg_frame(ds: Any, index: int) -> bytes | None:
+    """An 8-bit JPEG frame decoded by libjpeg through Pillow, colour-converted as the stream
+    says (YCbCr to RGB): the same bytes as DCMTK's decoder, which Orthanc uses. None when
+    Pillow cannot give it as L or RGB."""
+    if stored_syntax(ds) not in JPEG_8BIT or int(ds.get("BitsAllocated", 8) or 8) != 8:
+        return None
+    from PIL import Image
+    from pydicom.encaps import generate_frames
+
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=count)):
+        if i == index:
+            try:
+                with Image.open(io.BytesIO(frame)) as image:
+                    if image.mode not in ("L", "RGB"):
+                        return None
+                    return image.tobytes()
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def _decode_jpeg_in_place(ds: Any) -> bool:
+    """Decode an 8-bit JPEG dataset's frames with `_jpeg_frame` (DCMTK's bytes), colour ones
+    becoming RGB as DCMTK makes them; False when that path does not apply."""
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    decoded = []
+    for index in range(count):
+        frame = _jpeg_frame(ds, index)
+        if frame is None:
+            return False
+        decoded.append(frame)
+    ds.PixelData = b"".join(decoded)
+    ds["PixelData"].VR = "OW"  # as DCMTK writes decoded pixel data
+    if int(ds.get("SamplesPerPixel", 1) or 1) == 3:
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+    ds["PixelData"].is_undefined_length = False
+    if len(ds.PixelData) % 2:
+        ds.PixelData += b"\x00"
+    return True
+
+
 def _decoded_frame(ds: Any, index: int) -> bytes:
     from pydicom.pixels import pixel_array
 
+    fast = _jpeg_frame(ds, index)
+    if fast is not None:
+        return fast
     try:
         array = pixel_array(ds, index=index)
     except Exception as exc:  # missing plugin, corrupt stream

@@ -245,3 +245,40 @@ def test_jpeg_lossless_and_jpeg_ls_are_decoded(client, name):
     assert np.array_equal(decoded.pixel_array, original.pixel_array)
     frame = client.get(path_of(original) + "/frames/1", headers={"Accept": OCTET_MP})
     assert frame.status == 200 and len(parts(frame)[0][1]) == original.pixel_array.nbytes
+
+
+def jpeg_instance(patient: int) -> tuple[bytes, bytes]:
+    """A YBR_FULL_422 JPEG Baseline instance (as scanners write them) and the RGB bytes libjpeg
+    decodes from its stream (what DCMTK, hence Orthanc, answers)."""
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    rgb = np.random.default_rng(patient).integers(0, 255, size=(16, 24, 3), dtype=np.uint8)
+    stream = io.BytesIO()
+    Image.fromarray(rgb, "RGB").save(stream, format="JPEG", quality=80)
+    ds = dicomgen.make_dataset(dicomgen.Spec(patient=patient, rows=0, columns=0))
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PlanarConfiguration = 16, 24, 3, 0
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = encapsulate([stream.getvalue()])
+    ds["PixelData"].VR = "OB"
+    data = dicomgen.to_bytes(ds)
+    data = pydicom.dcmread(io.BytesIO(data))
+    data.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    out = io.BytesIO()
+    data.save_as(out, enforce_file_format=True)
+    decoded = Image.open(io.BytesIO(stream.getvalue())).tobytes()
+    return out.getvalue(), decoded
+
+
+def test_jpeg_frames_and_instances_are_decoded_as_dcmtk_decodes_them(client):
+    data, decoded = jpeg_instance(11)
+    client.upload(data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    frame = client.get(
+        path_of(ds) + "/frames/1", headers={"Accept": "multipart/related; type=application/octet-stream"}
+    )
+    assert parts(frame)[0][1] == decoded
+    plain = client.get(path_of(ds), headers={"Accept": DICOM_MP})
+    got = pydicom.dcmread(io.BytesIO(parts(plain)[0][1]))
+    assert got.PhotometricInterpretation == "RGB" and got.PixelData == decoded
