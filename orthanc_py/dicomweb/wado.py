@@ -485,6 +485,8 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     content_type = q.get("contentType", "image/jpeg")
     if content_type == "application/dicom":
         return web.Response(body=data, content_type="application/dicom")
+    if content_type == "image/jpg":  # a common misspelling Orthanc's plugin takes as JPEG
+        content_type = "image/jpeg"
     if content_type not in ("image/jpeg", "image/png"):
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Unsupported contentType {content_type}", http_status=406)
     fmt = "PNG" if content_type == "image/png" else "JPEG"

@@ -96,6 +96,7 @@ def test_rendered_frames_wado_uri_and_delete(client):
     uri = f"/wado?requestType=WADO&studyUID={ds.StudyInstanceUID}&seriesUID={ds.SeriesInstanceUID}"
     assert client.get(uri + f"&objectUID={ds.SOPInstanceUID}&contentType=application/dicom").body == data
     assert client.get(uri + f"&objectUID={ds.SOPInstanceUID}&contentType=image/png").body[:4] == b"\x89PNG"
+    assert client.get(uri + f"&objectUID={ds.SOPInstanceUID}&contentType=image/jpg").body[:2] == b"\xff\xd8"
     assert client.get(uri + "&objectUID=1.2.3").status == 404
     assert client.delete(path).status == 204
     assert client.get("/instances").json() == []
