@@ -283,9 +283,10 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     return web.Response(body=image, content_type="image/jpeg" if fmt == "JPEG" else "image/png")
 
 
-def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, bool]:
-    """(multipart?, decode?) for frames stored in `stored`, from the Accept header (406 when
-    nothing it accepts can be given). Uncompressed unless the client takes the stored syntax."""
+def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, str]:
+    """(multipart?, target syntax or ts.AS_STORED) for frames stored in `stored`, from the
+    Accept header (406 when nothing it accepts can be given). Uncompressed unless the client
+    takes the stored syntax or names a JPEG syntax to encode in."""
     for r in parse_accept(header):
         if r.media == "multipart/related" or r.any or r.media == "multipart/*":
             multipart, kind = True, r.type or "application/octet-stream"
@@ -295,24 +296,29 @@ def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, boo
             multipart, kind = False, r.media
         else:
             continue
-        decode = _frames_decode(r, kind, stored)
-        if decode is not None:
-            return multipart, decode
+        target = _frames_target(r, kind, stored)
+        if target is not None:
+            return multipart, target
     raise not_acceptable(header, f"frames are stored in {stored}")
 
 
-def _frames_decode(r: MediaRange, kind: str, stored: str) -> bool | None:
-    """Whether frames must be decoded to satisfy `r` (None: `r` cannot be satisfied)."""
+def _frames_target(r: MediaRange, kind: str, stored: str) -> str | None:
+    """The syntax frames are sent in to satisfy `r` (None: `r` cannot be satisfied)."""
+    from ..imaging import jpeg_encode
+
     if kind in ("application/octet-stream", "*/*"):
         if r.syntax == "*" or r.syntax == stored:
-            return False
-        if r.syntax in (None, ts.EXPLICIT_LE):
-            if stored in ts.UNCOMPRESSED:
-                return False
-            return True if ts.can_decode(stored) else None
+            return ts.AS_STORED
+        if r.syntax in (None, ts.EXPLICIT_LE, ts.IMPLICIT_LE):
+            if stored in ts.UNCOMPRESSED or ts.can_decode(stored):
+                return r.syntax or ts.EXPLICIT_LE
         return None
     if stored in ts.syntaxes_of_media(kind) and r.syntax in (None, "*", stored):
-        return False
+        return ts.AS_STORED
+    wanted = r.syntax or (jpeg_encode.BASELINE if kind == "image/jpeg" else None)
+    if kind == "image/jpeg" and wanted in jpeg_encode.SYNTAXES:
+        if stored in ts.UNCOMPRESSED or ts.can_decode(stored):
+            return wanted
     return None
 
 
@@ -327,16 +333,16 @@ def _frame_numbers(text: str) -> list[int]:
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
-    """/frames/{list}: uncompressed (decoded when needed) or, when the client takes it, as stored;
-    multipart/related, or a single part for one frame."""
+    """/frames/{list}: uncompressed (decoded when needed), as stored when the client takes it,
+    or encoded in the JPEG syntax it names; multipart/related, or a single part for one frame."""
     ctx = ctx_of(request)
     (_pid, uuid_, stored), *_ = await _instance_ids(request)
     numbers = _frame_numbers(request.match_info["frames"])
-    multipart, decode = _frames_plan(request.headers.get("Accept"), stored, len(numbers))
+    multipart, target = _frames_plan(request.headers.get("Accept"), stored, len(numbers))
 
     def extract() -> tuple[list[bytes], str]:
         data = ctx.storage.read(uuid_, FileContentType.DICOM)
-        return ts.frames(data, numbers, decode)
+        return ts.frames_in(data, numbers, target)
 
     try:
         parts, syntax = await ctx.run(extract)

@@ -195,6 +195,34 @@ def _decode_jpeg_in_place(ds: Any) -> bool:
     return True
 
 
+AS_STORED = "*"
+
+
+def frames_in(data: bytes, numbers: list[int], target: str, quality: int = 90) -> tuple[list[bytes], str]:
+    """Frames `numbers` (1-based) in `target`: AS_STORED, Explicit or Implicit VR Little Endian
+    (decoded when stored compressed), or a JPEG syntax of `jpeg_encode` (8-bit monochrome
+    images only, encoded as DCMTK encodes them). Returns the frames and the syntax they are in;
+    CannotTranscode when that cannot be done."""
+    from . import jpeg_encode
+
+    if target == AS_STORED:
+        return frames(data, numbers, False)
+    parts, syntax = frames(data, numbers, True)
+    if target in (EXPLICIT_LE, IMPLICIT_LE):
+        return parts, target if syntax != EXPLICIT_BE else syntax
+    if target not in jpeg_encode.SYNTAXES or syntax == EXPLICIT_BE:
+        raise CannotTranscode(f"Cannot transcode frames to {target}")
+    ds = _read(data)
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        eight_bit_gray = int(ds.BitsAllocated) == 8 and int(ds.get("SamplesPerPixel", 1) or 1) == 1
+    except (AttributeError, TypeError, ValueError):
+        eight_bit_gray = False
+    if not eight_bit_gray:
+        raise CannotTranscode(f"Cannot encode this image in {target} (8-bit monochrome images only)")
+    return [jpeg_encode.encode(p, rows, columns, target, quality) for p in parts], target
+
+
 def _decoded_frame(ds: Any, index: int) -> bytes:
     from pydicom.pixels import pixel_array
 

@@ -282,3 +282,31 @@ def test_jpeg_frames_and_instances_are_decoded_as_dcmtk_decodes_them(client):
     plain = client.get(path_of(ds), headers={"Accept": DICOM_MP})
     got = pydicom.dcmread(io.BytesIO(parts(plain)[0][1]))
     assert got.PhotometricInterpretation == "RGB" and got.PixelData == decoded
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.50"])
+def test_frames_encoded_in_the_jpeg_syntax_the_client_names(client, syntax):
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+
+    gray = np.random.default_rng(3).integers(0, 255, size=(12, 20), dtype=np.uint8)
+    gray[:, :10] = 200  # flat areas and noise
+    ds = dicomgen.make_dataset(dicomgen.Spec(patient=12, rows=0, columns=0))
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 12, 20, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = gray.tobytes()
+    client.upload(dicomgen.to_bytes(ds))
+    accept = f"multipart/related; type=image/jpeg; transfer-syntax={syntax}"
+    r = client.get(path_of(ds) + "/frames/1", headers={"Accept": accept})
+    ((headers, frame),) = parts(r)
+    assert headers["Content-Type"] == f"image/jpeg; transfer-syntax={syntax}"
+    assert frame[:2] == b"\xff\xd8" and frame[-2:] == b"\xff\xd9" and len(frame) % 2 == 0
+    if syntax.endswith(".50"):
+        decoded = np.asarray(Image.open(io.BytesIO(frame)))
+        assert np.abs(decoded.astype(int) - gray).max() < 40
+        return
+    # lossless: a DICOM file made of the stream decodes to the very pixels
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    assert np.array_equal(ds.pixel_array, gray)
