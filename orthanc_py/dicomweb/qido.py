@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import extquery
-from ..core.dicomfind import answers
+from ..core.dicomfind import answers, representative_dataset
 from ..core.query import FindRequest, find_ids
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
@@ -67,9 +67,10 @@ _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 _NUMBER_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
 
 
-def _value(tag: int, text: str) -> dict[str, Any]:
-    """One attribute in DICOM JSON (PS3.18 F.2): PN as objects, numbers as numbers."""
-    vr = vr_of(tag)
+def _value(tag: int, text: str, vr: str | None = None) -> dict[str, Any]:
+    """One attribute in DICOM JSON (PS3.18 F.2): PN as objects, numbers as numbers; `vr`
+    when the file tells it (a private tag), else the dictionary's."""
+    vr = vr or vr_of(tag)
     if vr in ("US or SS", "OB or OW", "US or OW"):
         vr = vr.split()[0]
     if text == "":
@@ -176,19 +177,32 @@ def _search(level: ResourceType, prefix: str) -> Any:
             dict.fromkeys(t for t in fields if t not in (RETRIEVE_URL, INSTANCE_AVAILABILITY, SPECIFIC_CHARACTER_SET))
         )
 
-        def run(txn: Transaction) -> list[dict[int, str | None]]:
-            return answers(ctx, txn, level, find_ids(ctx, txn, req), wanted)
+        unknown = [t for t in wanted if vr_of(t) == "UN"]
+
+        def run(txn: Transaction) -> list[tuple[dict[int, str | None], dict[int, str]]]:
+            ids = find_ids(ctx, txn, req)
+            rows = answers(ctx, txn, level, ids, wanted)
+            out = []
+            for rid, values in zip(ids, rows, strict=False):
+                vrs: dict[int, str] = {}
+                if any(values.get(t) is not None for t in unknown):
+                    # a private or unknown tag asked for: its VR as the file has it (Orthanc
+                    # reads the answers from an instance of each resource)
+                    ds = representative_dataset(ctx, txn, rid, level)
+                    vrs = {t: str(ds[t].VR) for t in unknown if ds is not None and t in ds}
+                out.append((values, vrs))
+            return out
 
         rows = await ctx.index.read(run)
         base = public_base(request, prefix)
         out = []
-        for values in rows:
+        for values, file_vrs in rows:
             # the answers are in UTF-8, whatever the files' character sets (Orthanc's plugin)
             item: dict[str, Any] = {f"{SPECIFIC_CHARACTER_SET:08X}": {"vr": "CS", "Value": ["ISO_IR 192"]}}
             for t in sorted(wanted):
                 v = values.get(t)
                 if v is not None:
-                    item[f"{t:08X}"] = _value(t, v)
+                    item[f"{t:08X}"] = _value(t, v, file_vrs.get(t))
             study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
             url = f"{base}/studies/{study_uid}"
             if level is not ResourceType.STUDY:

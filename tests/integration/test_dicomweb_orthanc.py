@@ -152,3 +152,16 @@ def test_metadata_accept_and_xml(client):
     doc = minidom.parseString(xml)
     (name,) = [a for a in doc.getElementsByTagName("DicomAttribute") if a.getAttribute("tag") == "00100010"]
     assert name.getElementsByTagName("FamilyName")[0].firstChild.data == "Patient"
+
+
+def test_qido_private_tag_with_the_files_vr(client):
+    ds = dicomgen.make_dataset(dicomgen.Spec(patient=6, rows=4, columns=4))
+    ds.add_new(0x00090010, "LO", "Lunit")
+    ds.add_new(0x00091001, "DS", "98.41")
+    client.upload(dicomgen.to_bytes(ds))
+    (study,) = client.get("/dicom-web/studies?includefield=00091001").json()
+    assert study["00091001"] == {"vr": "DS", "Value": [98.41]}
+    (study,) = client.get("/dicom-web/studies?00090010=Lunit&includefield=00091001").json()
+    assert study["00090010"]["Value"] == ["Lunit"] and study["00091001"]["vr"] == "DS"
+    assert client.get("/dicom-web/studies?00090010=Lunit2").json() == []
+    assert "00091001" not in client.get("/dicom-web/studies").json()[0]
