@@ -187,7 +187,7 @@ def _metadata(prefix: str) -> Any:
 
         series = await ctx.index.read(plan)
         if not series:
-            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
+            raise _not_found(request)
         variant = ("dicomweb-metadata", base)
 
         def render_series(files: list[tuple[str, int | None, str]]) -> bytes:
@@ -262,8 +262,17 @@ async def _instance_ids(request: web.Request, req: FindRequest | None = None) ->
 
     found = await ctx.index.read(run)
     if not found:
+        if req is None:
+            raise _not_found(request)
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
     return found
+
+
+def _not_found(request: web.Request) -> OrthancError:
+    """Orthanc's plugin's 404: the deepest level the URL names."""
+    m = request.match_info
+    level, uid = next(((k, m[k]) for k in ("instance", "series", "study") if k in m), ("study", ""))
+    return OrthancError(ErrorCode.INEXISTENT_ITEM, f"Accessing an inexistent {level} with WADO-RS: {uid}")
 
 
 async def rendered(request: web.Request) -> web.StreamResponse:

@@ -165,3 +165,14 @@ def test_qido_private_tag_with_the_files_vr(client):
     assert study["00090010"]["Value"] == ["Lunit"] and study["00091001"]["vr"] == "DS"
     assert client.get("/dicom-web/studies?00090010=Lunit2").json() == []
     assert "00091001" not in client.get("/dicom-web/studies").json()[0]
+
+
+def test_wado_404_names_the_missing_level(client):
+    r = client.get("/dicom-web/studies/1.2.3/series/4.5/metadata")
+    assert r.status == 404 and r.json()["OrthancStatus"] == 7
+    assert r.json()["Details"] == "Accessing an inexistent series with WADO-RS: 4.5"
+    r = client.get("/dicom-web/studies/1.2.3/series/4.5/instances/6.7/frames/1")
+    assert r.json()["Details"] == "Accessing an inexistent instance with WADO-RS: 6.7"
+    assert (
+        client.get("/dicom-web/studies/1.2.3").json()["Details"] == "Accessing an inexistent study with WADO-RS: 1.2.3"
+    )
