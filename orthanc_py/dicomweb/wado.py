@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..core.query import FindRequest, find_ids
 from ..errors import ErrorCode, OrthancError
+from ..imaging import jpeg_encode
 from ..imaging import transcode as ts
 from ..index.base import Transaction
 from ..model import maintags as mt
@@ -65,6 +66,8 @@ def _target_for(stored: str, target: str | None, strict: bool) -> str | None:
         return None
     if target in (ts.EXPLICIT_LE, ts.IMPLICIT_LE) and stored != ts.EXPLICIT_BE and ts.can_decode(stored):
         return target
+    if target in jpeg_encode.SYNTAXES and stored != ts.EXPLICIT_BE and ts.can_decode(stored):
+        return target  # encoded when the image allows it (8-bit), else 406 or as stored
     if strict:
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Cannot transcode from {stored} to {target}", http_status=406)
     return None
@@ -95,14 +98,18 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         except ts.CannotTranscode as exc:
             raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
         return web.Response(body=data, content_type="application/dicom")
+    try:  # the first file before the headers: a syntax it cannot be given in is still a 406
+        first = await ctx.run(load, *plan[0]) if plan else b""
+    except ts.CannotTranscode as exc:
+        raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
     boundary = uuid.uuid4().hex
     response = web.StreamResponse(
         headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
     )
     await response.prepare(request)
-    for file_uuid, to in plan:
+    for i, (file_uuid, to) in enumerate(plan):
         try:
-            data = await ctx.run(load, file_uuid, to)
+            data = first if i == 0 else await ctx.run(load, file_uuid, to)
         except ts.CannotTranscode:  # headers are gone: end the stream short
             break
         await response.write(_part_head(boundary, "application/dicom", len(data)))
@@ -313,8 +320,6 @@ def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, str
 
 def _frames_target(r: MediaRange, kind: str, stored: str) -> str | None:
     """The syntax frames are sent in to satisfy `r` (None: `r` cannot be satisfied)."""
-    from ..imaging import jpeg_encode
-
     if kind in ("application/octet-stream", "*/*"):
         if r.syntax == "*" or r.syntax == stored:
             return ts.AS_STORED

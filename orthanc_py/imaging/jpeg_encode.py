@@ -22,6 +22,7 @@ LOSSLESS = "1.2.840.10008.1.2.4.57"
 LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 SYNTAXES = frozenset({BASELINE, EXTENDED, LOSSLESS, LOSSLESS_SV1})
 _JFIF = bytes.fromhex("ffe000104a46494600010100000100010000")
+_ADOBE_RGB = bytes.fromhex("ffee000e41646f626500640000000000")  # APP14, transform 0: RGB as is
 
 
 def _even(stream: bytes) -> bytes:
@@ -29,8 +30,14 @@ def _even(stream: bytes) -> bytes:
     return stream[:-2] + b"\xff\xff\xd9" if len(stream) % 2 else stream
 
 
-def encode(pixels: bytes, rows: int, columns: int, syntax: str, quality: int = 90) -> bytes:
-    """One 8-bit monochrome frame encoded in `syntax` (one of SYNTAXES)."""
+def encode(pixels: bytes, rows: int, columns: int, syntax: str, quality: int = 90, samples: int = 1) -> bytes:
+    """One 8-bit frame encoded in `syntax` (one of SYNTAXES): monochrome, or for the lossless
+    syntaxes also RGB with interleaved samples (`samples` = 3)."""
+    if samples != 1:
+        if syntax in (BASELINE, EXTENDED) or samples != 3:
+            raise ValueError(f"Cannot encode {samples} samples per pixel in {syntax}")
+        color = np.frombuffer(pixels, dtype=np.uint8, count=rows * columns * 3).reshape(rows, columns, 3)
+        return _even(_lossless(color, 6 if syntax == LOSSLESS else 1))
     image = np.frombuffer(pixels, dtype=np.uint8, count=rows * columns).reshape(rows, columns)
     if syntax in (BASELINE, EXTENDED):
         from PIL import Image
@@ -46,7 +53,10 @@ def encode(pixels: bytes, rows: int, columns: int, syntax: str, quality: int = 9
 
 
 def _predict(image: np.ndarray, selection: int) -> np.ndarray:
-    """The prediction of every sample (PS3.5 / ITU T.81 H.1.2.1), first row and column as IJG."""
+    """The prediction of every sample (PS3.5 / ITU T.81 H.1.2.1), first row and column as IJG;
+    a colour image (rows, columns, 3) is predicted component by component."""
+    if image.ndim == 3:
+        return np.stack([_predict(image[:, :, c], selection) for c in range(image.shape[2])], axis=2)
     x = image.astype(np.int32)
     pred = np.empty_like(x)
     ra = np.zeros_like(x)
@@ -134,8 +144,9 @@ def _codes(bits: list[int], values: list[int]) -> dict[int, tuple[int, int]]:
 
 
 def _lossless(image: np.ndarray, selection: int) -> bytes:
-    rows, columns = image.shape
-    diff = (image.astype(np.int32) - _predict(image, selection)).ravel()
+    rows, columns = image.shape[:2]
+    components = image.shape[2] if image.ndim == 3 else 1
+    diff = (image.astype(np.int32) - _predict(image, selection)).ravel()  # samples interleaved
     magnitude = np.abs(diff)
     nbits = np.zeros_like(magnitude)
     m = magnitude.copy()
@@ -163,9 +174,12 @@ def _lossless(image: np.ndarray, selection: int) -> bytes:
         bitstream = np.concatenate([bitstream, np.ones(pad, dtype=np.uint8)])
     data = np.packbits(bitstream)
     stuffed = np.insert(data, np.flatnonzero(data == 0xFF) + 1, 0).tobytes()
-    header = b"\xff\xd8" + _JFIF
-    header += b"\xff\xc3\x00\x0b\x08" + rows.to_bytes(2, "big") + columns.to_bytes(2, "big") + b"\x01\x01\x11\x00"
-    dht = bytes([0]) + bytes(bits) + bytes(values)
+    header = b"\xff\xd8" + (_JFIF if components == 1 else _ADOBE_RGB)
+    frame_spec = b"".join(bytes([c + 1, 0x11, 0]) for c in range(components))
+    sof = b"\x08" + rows.to_bytes(2, "big") + columns.to_bytes(2, "big") + bytes([components]) + frame_spec
+    header += b"\xff\xc3" + (len(sof) + 2).to_bytes(2, "big") + sof
+    dht = bytes([0]) + bytes(bits) + bytes(values)  # one table, shared by the components
     header += b"\xff\xc4" + (len(dht) + 2).to_bytes(2, "big") + dht
-    header += b"\xff\xda\x00\x08\x01\x01\x00" + bytes([selection]) + b"\x00\x00"
+    sos = bytes([components]) + b"".join(bytes([c + 1, 0]) for c in range(components)) + bytes([selection, 0, 0])
+    header += b"\xff\xda" + (len(sos) + 2).to_bytes(2, "big") + sos
     return header + stuffed + b"\xff\xd9"

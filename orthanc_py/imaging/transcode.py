@@ -87,8 +87,13 @@ def recode(ds: Any, target: str) -> None:
     decoding its pixel data when stored compressed; CannotTranscode otherwise."""
     from pydicom.uid import UID
 
+    from . import jpeg_encode
+
     source = stored_syntax(ds)
     if source == target:
+        return
+    if target in jpeg_encode.SYNTAXES and source != EXPLICIT_BE:
+        _encode_in_place(ds, target)
         return
     if target not in (EXPLICIT_LE, IMPLICIT_LE) or source == EXPLICIT_BE:
         raise CannotTranscode(f"Cannot transcode from {source} to {target}")
@@ -172,6 +177,45 @@ def _jpeg_frame(ds: Any, index: int) -> bytes | None:
             except (OSError, ValueError):
                 return None
     return None
+
+
+def _encode_in_place(ds: Any, target: str) -> None:
+    """Encode the dataset's frames in a JPEG syntax of `jpeg_encode` (decoding them first when
+    stored compressed): 8-bit monochrome images, or RGB ones for the lossless syntaxes."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import UID
+
+    from . import jpeg_encode
+
+    if "PixelData" not in ds:
+        raise CannotTranscode("The instance has no pixel data")
+    if stored_syntax(ds) not in UNCOMPRESSED:
+        recode(ds, EXPLICIT_LE)
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CannotTranscode(f"Cannot encode this image in {target}") from exc
+    colour = samples == 3 and ds.get("PhotometricInterpretation") == "RGB" and not ds.get("PlanarConfiguration", 0)
+    if bits != 8 or not (samples == 1 or (colour and target not in (jpeg_encode.BASELINE, jpeg_encode.EXTENDED))):
+        raise CannotTranscode(f"Cannot encode this image in {target}")
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    size = rows * columns * samples
+    pixels = ds.PixelData
+    if len(pixels) < size * count:
+        raise CannotTranscode("The pixel data is shorter than its frames")
+    encoded = [
+        jpeg_encode.encode(pixels[i * size : (i + 1) * size], rows, columns, target, samples=samples)
+        for i in range(count)
+    ]
+    ds.PixelData = encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    if target in (jpeg_encode.BASELINE, jpeg_encode.EXTENDED):
+        ds.LossyImageCompression = "01"
+    ds.file_meta.TransferSyntaxUID = UID(target)
+    ds.set_original_encoding(False, True)
 
 
 def _decode_jpeg_in_place(ds: Any) -> bool:

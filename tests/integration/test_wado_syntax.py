@@ -310,3 +310,21 @@ def test_frames_encoded_in_the_jpeg_syntax_the_client_names(client, syntax):
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = syntax
     assert np.array_equal(ds.pixel_array, gray)
+
+
+def test_instances_transcoded_to_jpeg_lossless(client):
+    data, decoded = jpeg_instance(13)  # a colour JPEG Baseline instance
+    client.upload(data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    r = client.get(path_of(ds), headers={"Accept": DICOM_MP + "; transfer-syntax=1.2.840.10008.1.2.4.57"})
+    got = pydicom.dcmread(io.BytesIO(parts(r)[0][1]))
+    assert str(got.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.4.57"
+    assert got.PhotometricInterpretation == "RGB" and got.pixel_array.tobytes() == decoded
+    # 16-bit images are not encoded: 406
+    other = dicomgen.make(patient=14, rows=8, columns=8)
+    client.upload(other)
+    r = client.get(
+        path_of(pydicom.dcmread(io.BytesIO(other))),
+        headers={"Accept": DICOM_MP + "; transfer-syntax=1.2.840.10008.1.2.4.70"},
+    )
+    assert r.status == 406
