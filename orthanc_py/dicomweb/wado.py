@@ -287,8 +287,11 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     from ..imaging import render
 
     ctx = ctx_of(request)
-    accept = request.headers.get("Accept", "image/png").lower()
-    fmt = "JPEG" if "image/jpeg" in accept and "image/png" not in accept else "PNG"
+    accept = (request.headers.get("Accept") or "*/*").split(";")[0].strip().lower()
+    formats = {"*/*": "JPEG", "image/*": "JPEG", "image/jpeg": "JPEG", "image/png": "PNG"}
+    if accept not in formats:  # Orthanc's plugin: one media type, JPEG by default
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render as {accept}: image/jpeg or image/png")
+    fmt = formats[accept]
     frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
     (_pid, uuid_, _syntax), *_ = await _instance_ids(request)
     data = await ctx.run(ctx.storage.read, uuid_, FileContentType.DICOM)

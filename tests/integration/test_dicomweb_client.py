@@ -86,6 +86,9 @@ def test_rendered_frames_wado_uri_and_delete(client):
     path = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
     png = client.get(path + "/rendered", headers={"Accept": "image/png"})
     assert png.status == 200 and png.body[:8] == b"\x89PNG\r\n\x1a\n"
+    default = client.get(path + "/rendered")  # JPEG without Accept, as Orthanc's plugin
+    assert default.status == 200 and default.body[:2] == b"\xff\xd8"
+    assert client.get(path + "/rendered", headers={"Accept": "image/gif"}).status == 400
     jpeg = client.get(path + "/thumbnail", headers={"Accept": "image/jpeg"})
     assert jpeg.status == 200 and jpeg.body[:2] == b"\xff\xd8"
     frame = client.get(path + "/frames/1", headers={"Accept": "multipart/related; type=application/octet-stream"})
