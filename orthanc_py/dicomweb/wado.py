@@ -138,14 +138,28 @@ def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[st
     return out
 
 
-def _instance_metadata(ctx: Any, file_uuid: str, pixel_offset: int | None, syntax: str, base: str) -> dict[str, Any]:
+_LONG_VRS = frozenset(("OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ", "UT", "UC", "UR"))
+
+
+def _instance_metadata(
+    ctx: Any, file_uuid: str, pixel_offset: int | None, syntax: str, base: str, size: int
+) -> dict[str, Any]:
     """Metadata of one stored instance, reading its header only when the index knows where the
-    pixel data starts."""
-    if pixel_offset is None or syntax == ts.DEFLATED_LE:  # (a deflated file's offset is not in its bytes)
+    pixel data starts and nothing follows it (elements after the pixel data, such as private
+    groups 7FE1, make the whole file read: Orthanc lists them too)."""
+    if pixel_offset is None or syntax in (ts.DEFLATED_LE, ts.EXPLICIT_BE):  # offsets not usable as is
         return _metadata_of(ctx.storage.read(file_uuid, FileContentType.DICOM), base)
-    head = ctx.storage.read_range(file_uuid, FileContentType.DICOM, 0, pixel_offset + 8)
+    head = ctx.storage.read_range(file_uuid, FileContentType.DICOM, 0, pixel_offset + 12)
     # Implicit VR: pixel data is OW (PS3.5 A.1); explicit: the VR written in the element header
     written = head[pixel_offset + 4 : pixel_offset + 6].decode("ascii", "replace")
+    if syntax == ts.IMPLICIT_LE:
+        header, length = 8, int.from_bytes(head[pixel_offset + 4 : pixel_offset + 8], "little")
+    elif written in _LONG_VRS:
+        header, length = 12, int.from_bytes(head[pixel_offset + 8 : pixel_offset + 12], "little")
+    else:
+        header, length = 8, int.from_bytes(head[pixel_offset + 6 : pixel_offset + 8], "little")
+    if length != 0xFFFFFFFF and pixel_offset + header + length < size:
+        return _metadata_of(ctx.storage.read(file_uuid, FileContentType.DICOM), base)
     pixel_vr = "OW" if syntax == ts.IMPLICIT_LE else written
     return _metadata_of(head[:pixel_offset], base, pixel_vr)
 
@@ -173,7 +187,7 @@ def _metadata(prefix: str) -> Any:
             if uid is not None:
                 req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
 
-        def plan(txn: Transaction) -> list[tuple[str, list[tuple[str, int | None, str]]]]:
+        def plan(txn: Transaction) -> list[tuple[str, list[tuple[str, int | None, str, int]]]]:
             """Per series: its public id and (file uuid, pixel data offset, syntax) per instance."""
             out = []
             for sid in find_ids(ctx, txn, req):
@@ -188,7 +202,8 @@ def _metadata(prefix: str) -> Any:
                     syntax = m.get(MetadataType.TRANSFER_SYNTAX, ts.EXPLICIT_LE)
                     for a in atts[i]:
                         if a.content_type == FileContentType.DICOM:
-                            files.append((a.uuid, int(offset) if offset and offset.isdigit() else None, syntax))
+                            position = int(offset) if offset and offset.isdigit() else None
+                            files.append((a.uuid, position, syntax, a.uncompressed_size))
                 out.append((pub, files))
             return out
 
@@ -197,8 +212,10 @@ def _metadata(prefix: str) -> Any:
             raise _not_found(request)
         variant = ("dicomweb-metadata", base)
 
-        def render_series(files: list[tuple[str, int | None, str]]) -> bytes:
-            return b",".join(orjson.dumps(_instance_metadata(ctx, u, off, syntax, base)) for u, off, syntax in files)
+        def render_series(files: list[tuple[str, int | None, str, int]]) -> bytes:
+            return b",".join(
+                orjson.dumps(_instance_metadata(ctx, u, off, syntax, base, size)) for u, off, syntax, size in files
+            )
 
         blobs = []
         for pub, files in series:

@@ -78,7 +78,7 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
         values = list(struct.unpack(f"<{len(raw) // size}{code}", raw))
         if vr in ("FL", "FD") and not all(math.isfinite(v) for v in values):
             raise _Slow
-        return [float(v) for v in values] if vr in ("FL", "FD") else values or None
+        return [_number(float(v)) for v in values] if vr in ("FL", "FD") else values or None
     raise _Slow
 
 
@@ -102,8 +102,11 @@ BulkHandler = Callable[[Any, str], str]
 ("" at the top level, "60031010/1/" inside the first item of (6003,1010): Orthanc's form)."""
 
 
+_FLOAT_VRS = frozenset(("DS", "FL", "FD"))
+
+
 def _number(v: float) -> float | int:
-    """A DS value as Orthanc writes it: integral values without a fraction ("4", not "4.0")."""
+    """A DS, FL or FD value as Orthanc writes it: integral values without a fraction ("4", not "4.0")."""
     return int(v) if v.is_integer() and abs(v) < 2**53 else v
 
 
@@ -165,7 +168,7 @@ def to_json_dict(
         if "Value" in rendered and isinstance(rendered["Value"], list):
             # empty components are null (Orthanc); DS integers without a fraction
             rendered["Value"] = [
-                None if v == "" else _number(v) if isinstance(v, float) and full.VR == "DS" else v
+                None if v == "" else _number(v) if isinstance(v, float) and full.VR in _FLOAT_VRS else v
                 for v in rendered["Value"]
             ]
         out[key] = rendered

@@ -176,3 +176,16 @@ def test_wado_404_names_the_missing_level(client):
     assert (
         client.get("/dicom-web/studies/1.2.3").json()["Details"] == "Accessing an inexistent study with WADO-RS: 1.2.3"
     )
+
+
+def test_study_metadata_lists_elements_after_the_pixel_data(client):
+    ds = dicomgen.make_dataset(dicomgen.Spec(patient=7, rows=4, columns=4))
+    ds.add_new(0x7FE10010, "LO", "GEMS_Ultrasound_MovieGroup_001")
+    ds.add_new(0x7FE11048, "FD", 1.0)
+    client.upload(dicomgen.to_bytes(ds))
+    (study,) = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/metadata").json()
+    (instance,) = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata").json()
+    assert study == instance
+    assert study["7FE10010"]["Value"] == ["GEMS_Ultrasound_MovieGroup_001"]
+    assert study["7FE11048"] == {"vr": "FD", "Value": [1]}
+    assert "BulkDataURI" in study["7FE00010"]
