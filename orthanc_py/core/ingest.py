@@ -75,7 +75,7 @@ def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tup
     attachment routes compute it when a client asks for it.
     """
     try:
-        parsed = parse(data)
+        parsed = parse(data, ctx.default_encoding)
     except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
     if data[128:132] != b"DICM":  # Orthanc finds the pixel data offset only after a preamble
@@ -214,6 +214,8 @@ def _store_txn(
         meta.append((iid, int(MetadataType.HTTP_USERNAME), origin.http_username))
     if p.pixel_data_offset is not None:
         meta.append((iid, int(MetadataType.PIXEL_DATA_OFFSET), str(p.pixel_data_offset)))
+    if p.pixel_data_vr is not None:
+        meta.append((iid, int(MetadataType.PIXEL_DATA_VR), p.pixel_data_vr))
     # Orthanc keeps LastUpdate on patients, studies and series only
     meta += [(rid, int(MetadataType.LAST_UPDATE), date) for rid in chain]
     txn.set_metadata_many(meta)
