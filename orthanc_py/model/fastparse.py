@@ -245,9 +245,9 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
     if vr in _SINGLE:
         return _decode(raw, codec).rstrip(" \x00")
     if vr == b"PN":
+        # Kept as written, with every component group: pydicom's PersonName drops trailing empty
+        # groups (`Wang^XiaoDong=王^小东=`), Orthanc does not, and DICOMweb answers count them.
         parts = _decode(raw.rstrip(b"\x00 "), codec).split("\\")
-        if any("=" in p for p in parts):
-            raise _Fallback  # PersonName drops empty trailing component groups
         return "\\".join(p.rstrip(" \x00") for p in parts)
     if vr == b"IS" or vr == b"DS":
         text = raw.decode("latin-1")
