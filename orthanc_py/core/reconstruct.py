@@ -6,6 +6,8 @@ tags": reconstruction after changing the main DICOM tags or after a modification
 
 from __future__ import annotations
 
+import functools
+
 from ..index.base import Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.parsing import ParsedInstance, parse
@@ -51,15 +53,38 @@ def _all_instances(txn: Transaction) -> list[tuple[int, str]]:
     return [(i, a.uuid) for i in ids for a in attachments.get(i, ()) if a.content_type == FileContentType.DICOM]
 
 
-async def reconstruct(ctx: ServerContext, public_id: str | None, level: ResourceType | None) -> None:
-    """Reconstruct one resource (all its instances), or every instance when `public_id` is None."""
+def _rewrite_level(txn: Transaction, iid: int, p: ParsedInstance, level: ResourceType) -> str | None:
+    """Only the main tags of the instance's ancestor at `level` (LimitToThisLevelMainDicomTags)."""
+    rid = iid if level is ResourceType.INSTANCE else txn.ancestor(iid, level)
+    if rid is None:
+        return None
+    tags = p.main_tags[level]
+    if level is ResourceType.STUDY:
+        tags = {**p.main_tags[ResourceType.PATIENT], **tags}
+    txn.set_main_tags(rid, tags)
+    txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level])
+    return p.ids.series
+
+
+async def reconstruct(
+    ctx: ServerContext, public_id: str | None, level: ResourceType | None, this_level_only: bool = False
+) -> None:
+    """Reconstruct one resource (all its instances), or every instance when `public_id` is None.
+    `this_level_only` (Orthanc 1.12.4's LimitToThisLevelMainDicomTags): only the resource's own
+    main tags, read from one of its instances."""
     if public_id is None or level is None:
         instances = await ctx.index.read(_all_instances)
     else:
         instances = await instance_ids_of(ctx, public_id, level)
+        if this_level_only:
+            instances = instances[:1]
     for iid, uuid in instances:
         data = await ctx.run(ctx.storage.read, uuid, int(FileContentType.DICOM))
         parsed = await ctx.run(parse, data)
-        series = await ctx.index.write(lambda txn, i=iid, p=parsed: _rewrite(txn, i, p))  # type: ignore[misc]
+        if this_level_only and level is not None:
+            write = functools.partial(_rewrite_level, iid=iid, p=parsed, level=level)
+        else:
+            write = functools.partial(_rewrite, iid=iid, p=parsed)
+        series = await ctx.index.write(write)
         if series is not None:
             ctx.series_cache.invalidate(series)

@@ -54,6 +54,12 @@ def test_reconstruct_takes_the_tags_of_the_last_instance(client):
     assert client.post("/tools/reconstruct", {"ReconstructFiles": False}).status == 200
     assert client.post(f"/instances/{first[3]}/reconstruct").status == 200
     assert client.get(f"/series/{series}").json()["MainDicomTags"]["SeriesDescription"] == "first"
+    client.post(f"/series/{series}/reconstruct")
+    assert client.get(f"/series/{series}").json()["MainDicomTags"]["SeriesDescription"] == "second"
+    # LimitToThisLevelMainDicomTags (1.12.4): this level only, from one instance (the first here)
+    assert client.post(f"/series/{series}/reconstruct", {"LimitToThisLevelMainDicomTags": True}).status == 200
+    assert client.get(f"/series/{series}").json()["MainDicomTags"]["SeriesDescription"] == "first"
+    assert client.post(f"/series/{series}/reconstruct", "not json").status == 200  # Orthanc ignores it
     assert client.post("/studies/nope/reconstruct", {}).status == 404
     assert client.post(f"/series/{series}/reconstruct", {"ReconstructFiles": "yes"}).status == 400
 
