@@ -224,7 +224,10 @@ class DicomServer:
             "DicomProtocol",
             remote_ip=str(assoc.requestor.address),
             remote_aet=str(assoc.requestor.ae_title).strip(),
-            called_aet=str(assoc.acceptor.ae_title).strip(),
+            # the AET the peer called (CalledAET metadata), not necessarily ours
+            called_aet=str(
+                getattr(assoc.requestor.primitive, "called_ae_title", None) or assoc.acceptor.ae_title
+            ).strip(),
         )
         try:
             data = event.encoded_dataset(include_meta=True)

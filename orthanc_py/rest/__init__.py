@@ -5,7 +5,21 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core.context import ServerContext
-from . import admin, attachments, bulk, instances, jobs, modalities, peers, queries, resources, settings, system, tools
+from . import (
+    admin,
+    attachments,
+    bulk,
+    instances,
+    jobs,
+    metadata,
+    modalities,
+    peers,
+    queries,
+    resources,
+    settings,
+    system,
+    tools,
+)
 from .common import CTX
 
 
@@ -19,6 +33,7 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         instances,
         resources,
         attachments,
+        metadata,
         modalities,
         peers,
         queries,
