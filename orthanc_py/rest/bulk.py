@@ -69,8 +69,7 @@ async def bulk_delete(request: web.Request) -> web.StreamResponse:
 
 async def _reconstruct_flags(request: web.Request) -> tuple[bool, bool]:
     """("ReconstructFiles", "LimitToThisLevelMainDicomTags") of the body. As in Orthanc, a body
-    that is empty or not JSON means the defaults; a field present must be a Boolean. Files are
-    stored as received here, never recompressed or transcoded: rewriting them changes nothing."""
+    that is empty or not JSON means the defaults; a field present must be a Boolean."""
     body = await read_json(request)
     if not isinstance(body, dict):
         return False, False
@@ -78,15 +77,15 @@ async def _reconstruct_flags(request: web.Request) -> tuple[bool, bool]:
 
 
 async def reconstruct_all(request: web.Request) -> web.StreamResponse:
-    await _reconstruct_flags(request)
-    await reconstruct.reconstruct(ctx_of(request), None, None)
+    files, _this_level_only = await _reconstruct_flags(request)
+    await reconstruct.reconstruct(ctx_of(request), None, None, files=files)
     return text_response("")
 
 
 def _reconstruct_one(level: ResourceType) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        _files, this_level_only = await _reconstruct_flags(request)
-        await reconstruct.reconstruct(ctx_of(request), request.match_info["id"], level, this_level_only)
+        files, this_level_only = await _reconstruct_flags(request)
+        await reconstruct.reconstruct(ctx_of(request), request.match_info["id"], level, this_level_only, files)
         return text_response("")
 
     return handler

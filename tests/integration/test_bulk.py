@@ -80,3 +80,18 @@ def test_completed_series_change(client):
     client.upload(dicomgen.make(rows=0, instance=1, sop_uid="1.2.3.4.5.6.7", extra=extra))
     assert client.get(f"/series/{series}").json()["Status"] == "Inconsistent"
     assert _completed(client) == []
+
+
+def test_reconstruct_files_applies_storage_compression(make_server):
+    c = make_server({"StorageCompression": True}).client()
+    iid = c.upload(dicomgen.make(rows=16, columns=16))["ID"]
+    data = c.get(f"/instances/{iid}/file").body
+    compressed = f"/instances/{iid}/attachments/dicom/is-compressed"
+    assert c.get(compressed).body == b"1"
+    assert c.post(f"/instances/{iid}/attachments/dicom/uncompress").status == 200
+    assert c.get(compressed).body == b"0"
+    assert c.post(f"/studies/{c.get(f'/instances/{iid}/study').json()['ID']}/reconstruct", {}).status == 200
+    assert c.get(compressed).body == b"0"  # tags only, by default
+    assert c.post("/tools/reconstruct", {"ReconstructFiles": True}).status == 200
+    assert c.get(compressed).body == b"1"
+    assert c.get(f"/instances/{iid}/file").body == data
