@@ -22,6 +22,7 @@ from ..errors import ErrorCode, OrthancError
 from . import ids as idmod
 from . import maintags as mt
 from . import parsing as ps
+from .charsets import codec_of_encoding
 from .enums import ResourceType
 from .parsing import ParsedInstance, bad_file, expected_instances
 
@@ -38,7 +39,8 @@ _DELIMITERS = frozenset((0xFFFEE00D, 0xFFFEE0DD))
 _UID_CHARS = re.compile(r"[0-9.]+")
 
 _WANTED: dict[int, bytes] = {
-    t: dictionary_VR(t).encode() for t in (*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET)
+    t: dictionary_VR(t).encode()
+    for t in (*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET, ps.BITS_ALLOCATED)
 }
 """Tags read at top level, with the VR pydicom gives them in implicit VR files."""
 
@@ -272,10 +274,10 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
     return "\\".join(str(v) for v in struct.unpack(f"<{len(raw) // size}{fmt[1]}", raw))
 
 
-def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]]) -> str:
+def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]], default_encoding: str) -> str:
     entry = found.get(mt.SPECIFIC_CHARACTER_SET)
     if entry is None:
-        return _CHARSETS[""]
+        return codec_of_encoding(default_encoding)
     vr, offset, length = entry
     if vr != b"CS":
         raise _Fallback
@@ -285,7 +287,7 @@ def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]]) -> str:
     return codec
 
 
-def parse_fast(data: bytes) -> ParsedInstance | None:
+def parse_fast(data: bytes, default_encoding: str = "Latin1") -> ParsedInstance | None:
     """`parsing.parse(data)` without pydicom (`dataset` is None), or None for the pydicom path.
 
     Raises the same OrthancError as `parse` for empty, truncated and UID-less files.
@@ -296,7 +298,7 @@ def parse_fast(data: bytes) -> ParsedInstance | None:
         raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
     try:
         pixel_offset, ts, found = _scan(data)
-        codec = _charset(data, found)
+        codec = _charset(data, found, default_encoding)
         texts = {tag: _text(vr, data[off : off + length], codec) for tag, (vr, off, length) in found.items()}
     except _Fallback:
         return None
@@ -325,4 +327,5 @@ def parse_fast(data: bytes) -> ParsedInstance | None:
         pixel_data_offset=pixel_offset,
         index_in_series=index.strip() if index is not None else None,
         expected_instances=expected_instances(main[ResourceType.SERIES]),
+        pixel_data_vr=ps.pixel_data_vr(data, pixel_offset, ts, texts.get(ps.BITS_ALLOCATED)),
     )

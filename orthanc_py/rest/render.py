@@ -7,8 +7,8 @@ from typing import Any
 
 from ..core.resources import ResourceInfo
 from ..index.base import Attachment, Change, ExportedResource
+from ..model.dictionary import UNKNOWN_TAG_NAME, dcmtk
 from ..model.enums import METADATA_NAMES, ChangeType, ResourceType
-from ..model.lookup import keyword_of
 from ..model.maintags import MAIN_TAGS, format_tag
 
 TAG_FORMATS = ("human", "short", "full")
@@ -23,7 +23,7 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
     if fmt == "full":
         return {
             format_tag(t): {
-                "Name": names.get(t) or keyword_of(t) or "Unknown Tag & Data",
+                "Name": names.get(t) or dcmtk().name(t),
                 "Type": "String",
                 "Value": v,
             }
@@ -32,7 +32,12 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
     try:  # hot path (expanded listings): every main tag has a name
         return {_MAIN_NAMES[t]: v for t, v in tags.items()}
     except KeyError:
-        return {names.get(t) or keyword_of(t) or format_tag(t): v for t, v in tags.items()}
+        return {names.get(t) or _known_name(t) or format_tag(t): v for t, v in tags.items()}
+
+
+def _known_name(tag: int) -> str | None:
+    name = dcmtk().name(tag)
+    return None if name == UNKNOWN_TAG_NAME else name
 
 
 _MAIN_NAMES = {t: name for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
