@@ -56,7 +56,7 @@ async def bulk_content(request: web.Request) -> web.StreamResponse:
     for info in infos:
         item = resource_json(info, fmt)
         if with_metadata:
-            item["Metadata"] = metadata_json(info.metadata)
+            item["Metadata"] = metadata_json(info.metadata, info.metadata_names)
         answer.append(item)
     return json_response(answer)
 

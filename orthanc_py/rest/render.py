@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..core.resources import ResourceInfo
@@ -121,7 +121,7 @@ def resource_json(
         want = set(content)
         out = {k: v for k, v in out.items() if k in ("ID", "Type") or _CONTENT_OF.get(k) in want}
         if "Metadata" in want:
-            out["Metadata"] = metadata_json(info.metadata)
+            out["Metadata"] = metadata_json(info.metadata, info.metadata_names)
         if "Attachments" in want:
             out["Attachments"] = [attachment_json(a) for a in info.attachments]
     if requested is not None:
@@ -129,12 +129,14 @@ def resource_json(
     return out
 
 
-def metadata_name(mtype: int) -> str:
-    return METADATA_NAMES.get(mtype, str(mtype))
+def metadata_name(mtype: int, user: Mapping[int, str] | None = None) -> str:
+    """Orthanc's name of a metadata: built-in, else from `UserMetadata` (`user`), else its number."""
+    name = METADATA_NAMES.get(mtype) or (user.get(mtype) if user else None)
+    return name if name is not None else str(mtype)
 
 
-def metadata_json(meta: dict[int, str]) -> dict[str, str]:
-    return {metadata_name(t): v for t, v in sorted(meta.items())}
+def metadata_json(meta: dict[int, str], user: Mapping[int, str] | None = None) -> dict[str, str]:
+    return {metadata_name(t, user): v for t, v in sorted(meta.items())}
 
 
 def attachment_json(a: Attachment) -> dict[str, Any]:
