@@ -34,7 +34,11 @@ KEYS: tuple[Key, ...] = (
     Key("Name", "MyOrthanc", "Name of this server, shown in /system"),
     Key("StorageDirectory", "OrthancStorage", "Folder where DICOM files are stored"),
     Key("IndexDirectory", None, "Folder of the SQLite index (defaults to StorageDirectory)"),
-    Key("StorageCompression", False, "Compress stored files (not supported yet: ignored)"),
+    Key("StorageCompression", False, "Compress new attachments with zlib (Orthanc's format: 8-byte size prefix)"),
+    Key("StoreMD5ForAttachments", True, "Report the MD5 of attachments (computed when first asked for)"),
+    Key("CheckRevisions", False, "PUT/DELETE of metadata and attachments must name the current revision (If-Match)"),
+    Key("UserMetadata", {}, 'Names of user metadata: {"name": index} (index 1024-65535)'),
+    Key("UserContentType", {}, 'Names of user attachments: {"name": index} or {"name": [index, "mime"]}'),
     Key("SyncStorageArea", True, "fsync each stored file before acknowledging it"),
     Key("MaximumStorageSize", 0, "Maximum storage size in MB (0 = unlimited)"),
     Key("MaximumPatientCount", 0, "Maximum number of patients (0 = unlimited)"),
@@ -63,12 +67,16 @@ KEYS: tuple[Key, ...] = (
     Key("RegisteredUsers", {}, 'HTTP users: {"user": "password"}'),
     Key("StableAge", 60, "Seconds without new instance before a resource becomes stable"),
     Key("OverwriteInstances", False, "Replace an instance received again instead of ignoring it"),
+    Key("RestApiWriteToFileSystemEnabled", False, "Allow POST /instances/{id}/export to write files on this host"),
     Key("MetricsEnabled", True, "Serve /tools/metrics-prometheus (switchable at run time with PUT /tools/metrics)"),
     Key("LogExportedResources", False, "Record sent resources in /exports"),
     Key("LimitFindResults", 0, "Maximum patients/studies/series answered by a find (0 = no limit)"),
     Key("LimitFindInstances", 0, "Maximum instances answered by a find (0 = no limit)"),
     Key("CaseSensitivePN", False, "Case-sensitive matching of person names in finds"),
     Key("DefaultEncoding", "Latin1", "Encoding assumed when SpecificCharacterSet is absent"),
+    Key("Dictionary", {}, 'User-defined tags: {"gggg,eeee": [VR, name, min, max, (private creator)]}'),
+    Key("DefaultPrivateCreator", "", "Private creator of the Dictionary entries of private tags that name none"),
+    Key("LoadPrivateDictionary", True, "Name private tags from DCMTK's private dictionary"),
     Key("KeepAlive", True, "HTTP keep-alive"),
     Key("TcpNoDelay", True, "Disable Nagle's algorithm on HTTP sockets"),
     Key("HttpTimeout", 60, "HTTP keep-alive timeout in seconds"),
@@ -116,16 +124,25 @@ class Settings:
     registered_users: Mapping[str, str] = field(default_factory=dict)
     stable_age: float = 60.0
     overwrite_instances: bool = False
+    rest_api_write_to_file_system: bool = False
     metrics_enabled: bool = True
     log_exported_resources: bool = False
     limit_find_results: int = 0
     limit_find_instances: int = 0
     case_sensitive_pn: bool = False
     default_encoding: str = "Latin1"
+    dictionary: Mapping[str, Any] = field(default_factory=dict)
+    default_private_creator: str = ""
+    load_private_dictionary: bool = True
     keep_alive: bool = True
     http_timeout: float = 60.0
     maximum_storage_size_mb: int = 0
     maximum_patient_count: int = 0
+    storage_compression: bool = False
+    store_md5: bool = True
+    check_revisions: bool = False
+    user_metadata: Mapping[str, int] = field(default_factory=dict)
+    user_content_types: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -232,6 +249,16 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ValueError(f"configuration key {key} must be a string or a list of strings")
 
 
+def _dictionary(value: Any) -> dict[str, list[Any]]:
+    """The `Dictionary` key: {"gggg,eeee": [VR, name, min, max, (private creator)]} (checked in
+    full when the dictionary is built)."""
+    if not value:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        raise ValueError('configuration key Dictionary must be an object {"gggg,eeee": [VR, name, ...]}')
+    return {str(k): list(v) for k, v in value.items()}
+
+
 def _int(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"configuration key {key} must be an integer, got {value!r}")
@@ -239,6 +266,40 @@ def _int(value: Any, key: str) -> int:
         return int(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"configuration key {key} must be an integer, got {value!r}") from exc
+
+
+def _user_index(value: Any, key: str, name: str) -> int:
+    """A user metadata or attachment index: Orthanc accepts 1024-65535 only."""
+    index = _int(value, f"{key}.{name}")
+    if not 1024 <= index <= 65535:
+        raise ValueError(f"configuration key {key}: {name!r} must have an index between 1024 and 65535")
+    return index
+
+
+def _user_numbers(value: Any, key: str) -> dict[str, int]:
+    """`UserMetadata`: {"name": index}, each index used once."""
+    if not isinstance(value, dict):
+        raise ValueError(f"configuration key {key} must be an object {{name: index}}")
+    out = {str(name): _user_index(v, key, str(name)) for name, v in value.items()}
+    if len(set(out.values())) != len(out):
+        raise ValueError(f"configuration key {key}: an index is used twice")
+    return out
+
+
+def _user_content_types(value: Any) -> dict[str, tuple[int, str]]:
+    """`UserContentType`: {"name": index} or {"name": [index, "mime type"]}."""
+    key = "UserContentType"
+    if not isinstance(value, dict):
+        raise ValueError(f"configuration key {key} must be an object {{name: index}}")
+    out: dict[str, tuple[int, str]] = {}
+    for name, v in value.items():
+        mime = "application/octet-stream"
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[1], str):
+            v, mime = v
+        out[str(name)] = (_user_index(v, key, str(name)), mime)
+    if len({i for i, _ in out.values()}) != len(out):
+        raise ValueError(f"configuration key {key}: an index is used twice")
+    return out
 
 
 def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
@@ -289,16 +350,27 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         registered_users={str(k): str(v) for k, v in users.items()},
         stable_age=float(merged["StableAge"]),
         overwrite_instances=_bool(merged["OverwriteInstances"], "OverwriteInstances"),
+        rest_api_write_to_file_system=_bool(
+            merged["RestApiWriteToFileSystemEnabled"], "RestApiWriteToFileSystemEnabled"
+        ),
         metrics_enabled=_bool(merged["MetricsEnabled"], "MetricsEnabled"),
         log_exported_resources=_bool(merged["LogExportedResources"], "LogExportedResources"),
         limit_find_results=_int(merged["LimitFindResults"], "LimitFindResults"),
         limit_find_instances=_int(merged["LimitFindInstances"], "LimitFindInstances"),
         case_sensitive_pn=_bool(merged["CaseSensitivePN"], "CaseSensitivePN"),
         default_encoding=str(merged["DefaultEncoding"]),
+        dictionary=_dictionary(merged["Dictionary"]),
+        default_private_creator=str(merged["DefaultPrivateCreator"] or ""),
+        load_private_dictionary=_bool(merged["LoadPrivateDictionary"], "LoadPrivateDictionary"),
         keep_alive=_bool(merged["KeepAlive"], "KeepAlive"),
         http_timeout=float(merged["HttpTimeout"]),
         maximum_storage_size_mb=_int(merged["MaximumStorageSize"], "MaximumStorageSize"),
         maximum_patient_count=_int(merged["MaximumPatientCount"], "MaximumPatientCount"),
+        storage_compression=_bool(merged["StorageCompression"], "StorageCompression"),
+        store_md5=_bool(merged["StoreMD5ForAttachments"], "StoreMD5ForAttachments"),
+        check_revisions=_bool(merged["CheckRevisions"], "CheckRevisions"),
+        user_metadata=_user_numbers(merged["UserMetadata"], "UserMetadata"),
+        user_content_types=_user_content_types(merged["UserContentType"]),
         raw=dict(raw),
     )
 

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 from ..config import Settings
 from ..index.base import Index
+from ..model.dictionary import dcmtk
 from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
+from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
 
 log = logging.getLogger("orthanc_py")
@@ -90,7 +92,12 @@ class ServerContext:
     def __init__(self, settings: Settings, index: Index, storage: StorageArea) -> None:
         self.settings = settings
         self.index = index
-        self.storage = storage
+        self.storage = (
+            storage
+            if isinstance(storage, StorageAccessor)
+            else StorageAccessor(storage, settings.storage_compression, settings.store_md5)
+        )
+        """The storage area behind compression and MD5 (storage/accessor.py)."""
         self.io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
         self.stable = StableTracker(settings.stable_age)
         self.started = time.time()
@@ -106,6 +113,9 @@ class ServerContext:
         self.metrics_enabled = settings.metrics_enabled
         # Settings Orthanc lets clients change at run time (/tools/default-encoding, ...)
         self.default_encoding = settings.default_encoding
+        base = dcmtk() if settings.load_private_dictionary else dcmtk().without_private()
+        self.dictionary = base.with_entries(settings.dictionary, settings.default_private_creator)
+        """Tag names and VRs as Orthanc knows them: DCMTK's dictionary + `Dictionary`."""
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
         self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
         from .extquery import ExtQueryTags
@@ -146,6 +156,8 @@ class ServerContext:
         from .extquery import resume
 
         await resume(self)
+        if await self.index.read(lambda txn: txn.any_compressed()):
+            self.storage.maybe_compressed = True
         self._tasks.append(asyncio.create_task(self._stability_loop(), name="stability"))
 
     async def _stability_loop(self) -> None:

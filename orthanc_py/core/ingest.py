@@ -12,18 +12,25 @@ import asyncio
 import datetime
 import enum
 import functools
+import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
+import pydicom
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
 from ..model import maintags as mt
+from ..model.dicomjson import orthanc_tags
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
 from ..model.ids import PublicIds
-from ..model.parsing import ParsedInstance, parse
+from ..model.parsing import ParsedInstance, as_int, parse
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest
+from .resources import series_status
 
 
 class StoreStatus(enum.Enum):
@@ -56,26 +63,35 @@ def _signature(level: ResourceType) -> str:
 SIGNATURES = {level: _signature(level) for level in ResourceType}
 
 
-class StudyMismatch(OrthancError):
-    """STOW-RS to /studies/{study}: the instance belongs to another study (nothing stored)."""
-
-    def __init__(self, parsed: ParsedInstance) -> None:
-        super().__init__(ErrorCode.BAD_REQUEST, "The instance is not part of the study of the URL")
-        self.parsed = parsed
+Check = Callable[[ParsedInstance], None]
+"""Run on the parsed file before anything is written; raises to refuse the file (the rules
+of an interface, such as STOW-RS's required UIDs or the study of its URL)."""
 
 
-def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None) -> tuple[ParsedInstance, Attachment]:
+def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tuple[ParsedInstance, Attachment]:
     """Worker-thread half: parse, then write the file durably.
 
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
-    parsed = parse(data)
-    if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
-        raise StudyMismatch(parsed)
-    uuid = ctx.storage.new_uuid()
     try:
-        ctx.storage.create(uuid, data, FileContentType.DICOM)
+        parsed = parse(data, ctx.default_encoding)
+    except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
+    if data[128:132] != b"DICM":  # Orthanc finds the pixel data offset only after a preamble
+        parsed.pixel_data_offset = None
+        parsed.pixel_data_vr = None
+    if check is not None:
+        check(parsed)
+    storage = ctx.storage
+    try:
+        if storage.compression:  # StorageCompression: the accessor compresses (off by default)
+            f = storage.write(data, FileContentType.DICOM)
+            return parsed, Attachment(
+                int(FileContentType.DICOM), f.uuid, f.compressed_size, f.uncompressed_size, f.compression
+            )
+        uuid = storage.new_uuid()
+        storage.create(uuid, data, FileContentType.DICOM)
     except OSError as exc:  # a full or failing disk: Orthanc's filesystem storage error
         raise OrthancError(
             ErrorCode.FILE_STORAGE_CANNOT_WRITE, f"Cannot store the file: {exc.strerror or exc}"
@@ -104,11 +120,27 @@ def _feed_now() -> str:
     return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
+_EXPECTED = int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES)
+_INDEX = int(MetadataType.INDEX_IN_SERIES)
 _NEW_CHANGE = {
     ResourceType.SERIES: int(ChangeType.NEW_SERIES),
     ResourceType.STUDY: int(ChangeType.NEW_STUDY),
     ResourceType.PATIENT: int(ChangeType.NEW_PATIENT),
 }
+
+
+def _completes(txn: Transaction, series: int) -> bool:
+    """Whether the series is Complete now (Orthanc logs CompletedSeries after each instance that
+    leaves its series complete). Only asked for instances that carry an expected number of
+    instances and an index in their series: other series can never be complete."""
+    expected = as_int(txn.metadata([series], (_EXPECTED,)).get(series, {}).get(_EXPECTED))
+    if expected is None:
+        return False
+    children = [cid for cid, _ in txn.children([series]).get(series, ())]
+    if len(children) != expected:
+        return False
+    indexes = txn.metadata(children, (_INDEX,))
+    return series_status(expected, [as_int(indexes.get(c, {}).get(_INDEX)) for c in children]) == "Complete"
 
 
 def _store_txn(
@@ -119,6 +151,7 @@ def _store_txn(
     overwrite: bool,
     date: str,
     ext_values: list[tuple[int, ResourceType, str, str | None]],
+    series_sequences: str | None = None,
 ) -> _TxnResult:
     """The index half of ingest. Statements are batched (one look-up for the four IDs, one
     metadata insert, one change insert): each statement is a GIL hand-off under load."""
@@ -151,6 +184,8 @@ def _store_txn(
             meta.append((rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level]))
             if level is ResourceType.SERIES:
                 meta.append((rid, int(MetadataType.REMOTE_AET), origin.remote_aet))
+                if series_sequences is not None:
+                    meta.append((rid, int(MetadataType.MAIN_DICOM_SEQUENCES), series_sequences))
                 if p.expected_instances is not None:
                     meta.append((rid, int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES), str(p.expected_instances)))
         else:
@@ -180,11 +215,15 @@ def _store_txn(
         meta.append((iid, int(MetadataType.HTTP_USERNAME), origin.http_username))
     if p.pixel_data_offset is not None:
         meta.append((iid, int(MetadataType.PIXEL_DATA_OFFSET), str(p.pixel_data_offset)))
+    if p.pixel_data_vr is not None:
+        meta.append((iid, int(MetadataType.PIXEL_DATA_VR), p.pixel_data_vr))
     # Orthanc keeps LastUpdate on patients, studies and series only
     meta += [(rid, int(MetadataType.LAST_UPDATE), date) for rid in chain]
     txn.set_metadata_many(meta)
     changes = [(int(ChangeType.NEW_INSTANCE), ResourceType.INSTANCE, ids.instance, date)]
     changes += [(_NEW_CHANGE[level], level, pid, date) for level, pid in reversed(created)]
+    if p.expected_instances is not None and p.index_in_series is not None and _completes(txn, chain[2]):
+        changes.append((int(ChangeType.COMPLETED_SERIES), ResourceType.SERIES, ids.series, date))
     txn.log_changes(changes)
     txn.log_feed(
         "create",
@@ -198,12 +237,34 @@ def _store_txn(
     return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
 
 
+_REQUEST_ATTRIBUTES = b"\x40\x00\x75\x02"  # (0040,0275) RequestAttributesSequence, little endian
+
+
+def main_sequences(data: bytes, pixel_offset: int | None) -> str | None:
+    """The series' MainDicomSequences metadata: Orthanc 1.12.5 keeps RequestAttributesSequence
+    as a main DICOM tag of series, its value in this metadata (`{"Version": 1, "Sequences":
+    {tag: full JSON}}`). Files without the sequence (nearly all) cost one byte search."""
+    if data.find(_REQUEST_ATTRIBUTES, 0, pixel_offset or len(data)) < 0:
+        return None
+    try:
+        ds = pydicom.dcmread(
+            io.BytesIO(data), stop_before_pixels=True, force=True, specific_tags=[0x00400275, 0x00080005]
+        )
+        tags = orthanc_tags(ds, "full")
+    except Exception:  # an unusual file: Orthanc would store it without the metadata too
+        return None
+    seq = tags.get("0040,0275")
+    if seq is None:
+        return None
+    return orjson.dumps({"Sequences": {"0040,0275": seq}, "Version": 1}).decode()
+
+
 def _before_commit(
-    ctx: ServerContext, data: bytes, expected_study: str | None
-) -> tuple[ParsedInstance, Attachment, str, list[tuple[int, ResourceType, str, str | None]]]:
-    parsed, att = _prepare(ctx, data, expected_study)
+    ctx: ServerContext, data: bytes, check: Check | None
+) -> tuple[ParsedInstance, Attachment, str, list[tuple[int, ResourceType, str, str | None]], str | None]:
+    parsed, att = _prepare(ctx, data, check)
     ext_values = values_for_ingest(ctx, data, parsed.dataset) if ctx.ext_tags.rows else []
-    return parsed, att, now_iso(), ext_values
+    return parsed, att, now_iso(), ext_values, main_sequences(data, parsed.pixel_data_offset)
 
 
 def _after_commit(
@@ -224,12 +285,14 @@ def _after_commit(
 
 
 def _store_in_thread(
-    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool, expected_study: str | None = None
+    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool, check: Check | None = None
 ) -> tuple[ParsedInstance, _TxnResult]:
     """The whole ingest in the calling thread, which waits for the commit."""
-    parsed, att, date, ext_values = _before_commit(ctx, data, expected_study)
+    parsed, att, date, ext_values, sequences = _before_commit(ctx, data, check)
     try:
-        result = ctx.index.write_blocking(lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values))
+        result = ctx.index.write_blocking(
+            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences)
+        )
     except BaseException as exc:
         return _after_commit(ctx, parsed, att, None, exc)
     return _after_commit(ctx, parsed, att, result, None)
@@ -240,20 +303,20 @@ def _store_soon(
     data: bytes,
     origin: Origin,
     overwrite: bool,
-    expected_study: str | None,
+    check: Check | None,
     fut: asyncio.Future[tuple[ParsedInstance, _TxnResult]],
 ) -> None:
     """Worker-thread half of `store`: parse and write the file, then queue the index transaction
     and return; the thread that commits it settles `fut` (`Index.write_soon`)."""
     loop = fut.get_loop()
     try:
-        parsed, att, date, ext_values = _before_commit(ctx, data, expected_study)
+        parsed, att, date, ext_values, sequences = _before_commit(ctx, data, check)
     except BaseException as exc:
         loop.call_soon_threadsafe(_fail, fut, exc)
         return
     try:
         ctx.index.write_soon(
-            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values),
+            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences),
             fut,
             lambda result, error: _after_commit(ctx, parsed, att, result, error),
         )
@@ -274,11 +337,11 @@ def _touch(ctx: ServerContext, ids: PublicIds) -> None:
     ctx.stable.touch(ResourceType.PATIENT, ids.patient)
 
 
-async def store(ctx: ServerContext, data: bytes, origin: Origin, expected_study: str | None = None) -> StoreResult:
+async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | None = None) -> StoreResult:
     """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept), or
-    StudyMismatch when `expected_study` is given and the file belongs to another study."""
+    what `check` raises when it refuses the parsed file (nothing kept either)."""
     fut: asyncio.Future[tuple[ParsedInstance, _TxnResult]] = asyncio.get_running_loop().create_future()
-    ctx.io.submit(_store_soon, ctx, data, origin, ctx.settings.overwrite_instances, expected_study, fut)
+    ctx.io.submit(_store_soon, ctx, data, origin, ctx.settings.overwrite_instances, check, fut)
     parsed, result = await fut
     if result.status is StoreStatus.SUCCESS:
         _touch(ctx, parsed.ids)

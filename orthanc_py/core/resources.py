@@ -6,6 +6,7 @@ all studies with `expand` is a hot path for viewers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, OrthancError
@@ -14,7 +15,7 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
 from ..model.maintags import MAIN_TAGS
 from ..model.parsing import as_int
-from .context import ServerContext
+from .context import ServerContext, now_iso
 
 
 @dataclass(slots=True)
@@ -39,6 +40,8 @@ class ResourceInfo:
     is_protected: bool = False
     metadata: dict[int, str] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
+    metadata_names: Mapping[int, str] = field(default_factory=dict)
+    """Names of user metadata (`UserMetadata`), for answers that name metadata."""
 
 
 _LAST_UPDATE = int(MetadataType.LAST_UPDATE)
@@ -143,6 +146,7 @@ def expand(
         else set()
     )
     no_meta: dict[int, str] = {}
+    user_names = {index: name for name, index in ctx.settings.user_metadata.items()} if with_metadata else {}
     for r in rows:
         rid = r.id
         m = meta.get(rid, no_meta)
@@ -159,6 +163,7 @@ def expand(
             r.public_id not in pending,
             metadata=m,
             attachments=all_atts.get(rid, []),
+            metadata_names=user_names,
         )
         if level is study:
             _split_study_tags(info, r.main_tags)
@@ -301,7 +306,7 @@ def dicom_file_blocking(
     if max_size is not None and att.uncompressed_size > max_size:
         return att, None
     try:
-        return att, ctx.storage.read(att.uuid, att.content_type)
+        return att, ctx.storage.read_file(att.uuid, att.content_type, att.compression)
     except FileNotFoundError as exc:
         raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
 
@@ -316,9 +321,14 @@ async def read_dicom(ctx: ServerContext, public_id: str) -> bytes:
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:
     """Delete a resource with its descendants and emptied ancestors; files go after commit."""
 
+    date = now_iso()
+
     def run(txn: Transaction) -> Deletion:
         rid, _ = lookup_in(txn, public_id, level)
-        return txn.delete_resource(rid)
+        deletion = txn.delete_resource(rid)
+        if deletion.remaining_ancestor is not None:
+            _touch_ancestors(txn, deletion.remaining_ancestor[1], date)
+        return deletion
 
     deletion = await ctx.index.write(run)
     ctx.series_cache.clear()  # deletes are rare: forget every cached series summary
@@ -326,6 +336,16 @@ async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Del
         ctx.stable.forget(pid)
     await ctx.run(_remove_files, ctx, deletion.attachments)
     return deletion
+
+
+def _touch_ancestors(txn: Transaction, public_id: str, date: str) -> None:
+    """A resource lost a child: its LastUpdate and its ancestors' are now (Orthanc 1.12.1+)."""
+    hit = txn.lookup(public_id)
+    rid: int | None = hit[0] if hit is not None else None
+    while rid is not None:
+        txn.set_metadata(rid, _LAST_UPDATE, date)
+        rows = txn.resources([rid])
+        rid = rows[0].parent_id if rows else None
 
 
 def _remove_files(ctx: ServerContext, attachments: list[Attachment]) -> None:

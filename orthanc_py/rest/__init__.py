@@ -5,12 +5,40 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core.context import ServerContext
-from . import admin, attachments, instances, jobs, modalities, peers, queries, resources, settings, system, tools
+from . import (
+    admin,
+    attachments,
+    bulk,
+    instances,
+    jobs,
+    metadata,
+    modalities,
+    peers,
+    queries,
+    resources,
+    settings,
+    system,
+    tools,
+)
 from .common import CTX
 
 
 def setup(app: web.Application, ctx: ServerContext) -> None:
     """Register every REST route on `app`."""
     app[CTX] = ctx
-    for module in (system, tools, settings, instances, resources, attachments, modalities, peers, queries, jobs, admin):
+    for module in (
+        system,
+        tools,
+        settings,
+        instances,
+        resources,
+        attachments,
+        metadata,
+        modalities,
+        peers,
+        queries,
+        jobs,
+        admin,
+        bulk,
+    ):
         module.setup(app.router)

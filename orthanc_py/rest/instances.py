@@ -17,9 +17,9 @@ from ..imaging import render
 from ..model import dicomjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
-from ..web.responses import json_response, read_body
+from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404
-from .resources import dicom_format
+from .resources import dicom_format, tags_options
 
 
 def store_json(result: StoreResult) -> dict[str, Any]:
@@ -63,12 +63,38 @@ async def upload(request: web.Request) -> web.StreamResponse:
 SENDFILE_THRESHOLD = 16 << 20
 
 
+def _write_file(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise OrthancError(ErrorCode.CANNOT_WRITE_FILE) from exc
+
+
+async def export_file(request: web.Request) -> web.StreamResponse:
+    """POST /instances/{id}/export (body: a path): write the DICOM file on this host. Only with
+    RestApiWriteToFileSystemEnabled; otherwise Orthanc 1.12 answers a bare 403."""
+    ctx = ctx_of(request)
+    if not ctx.settings.rest_api_write_to_file_system:
+        return web.Response(status=403)
+    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    target = (await read_body(request)).decode("utf-8", "replace")
+    if not target:
+        raise OrthancError(ErrorCode.CANNOT_WRITE_FILE)
+    await ctx.run(_write_file, target, data)
+    return json_response({})
+
+
 async def get_file(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
+    if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
+        ds = await _dataset(request, with_pixels=True)
+        body = json_bytes(await ctx.run(dicomjson.dicomweb_json, ds, tags_options(request)))
+        return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await ctx.run(core_res.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
-    headers = {"Content-Type": "application/dicom"}
+    headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
         path = ctx.storage.path(att.uuid, att.content_type)
         if path is not None:
@@ -90,18 +116,19 @@ async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.D
 async def get_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     fmt = dicom_format(request)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt))
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt, tags_options(request)))
 
 
 async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify"))
+    options = tags_options(request)
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify", options))
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request)
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
-    return json_response(dicomjson.orthanc_header(meta, dicom_format(request)))
+    return json_response(dicomjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
 
 
 async def get_content(request: web.Request) -> web.StreamResponse:
@@ -109,7 +136,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
-        result = dicomjson.content_walk(ds, parts)
+        result = dicomjson.content_walk(ds, parts, ctx_of(request).dictionary)
     except LookupError:
         return empty_404()
     except ValueError as exc:  # Orthanc 1.10.1 answers 500 for an unparsable tag
@@ -134,8 +161,9 @@ RENDERINGS = ["image-int16", "image-uint16", "image-uint8", "matlab", "numpy", "
 
 
 async def frame_renderings(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/frames/{n}: the list of renderings of a frame (as Orthanc lists them)."""
-    await core_res.dicom_attachment(ctx_of(request), request.match_info["id"])
+    """GET /instances/{id}/frames/{n}: the list of renderings of a frame. Orthanc answers it as an
+    "auto-directory" (the children of this URI in its route tree), without looking the instance
+    up: an unknown instance gets the list too."""
     return json_response(RENDERINGS)
 
 
@@ -170,6 +198,7 @@ async def pdf(request: web.Request) -> web.StreamResponse:
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/instances", upload)
     router.add_get("/instances/{id}/file", get_file)
+    router.add_post("/instances/{id}/export", export_file)
     router.add_get("/instances/{id}/tags", get_tags)
     router.add_get("/instances/{id}/simplified-tags", get_simplified_tags)
     router.add_get("/instances/{id}/header", get_header)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..core.resources import ResourceInfo
 from ..index.base import Attachment, Change, ExportedResource
+from ..model.dictionary import UNKNOWN_TAG_NAME, dcmtk
 from ..model.enums import METADATA_NAMES, ChangeType, ResourceType
-from ..model.lookup import keyword_of
 from ..model.maintags import MAIN_TAGS, format_tag
 
 TAG_FORMATS = ("human", "short", "full")
@@ -23,7 +23,7 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
     if fmt == "full":
         return {
             format_tag(t): {
-                "Name": names.get(t) or keyword_of(t) or "Unknown Tag & Data",
+                "Name": names.get(t) or dcmtk().name(t),
                 "Type": "String",
                 "Value": v,
             }
@@ -32,7 +32,12 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
     try:  # hot path (expanded listings): every main tag has a name
         return {_MAIN_NAMES[t]: v for t, v in tags.items()}
     except KeyError:
-        return {names.get(t) or keyword_of(t) or format_tag(t): v for t, v in tags.items()}
+        return {names.get(t) or _known_name(t) or format_tag(t): v for t, v in tags.items()}
+
+
+def _known_name(tag: int) -> str | None:
+    name = dcmtk().name(tag)
+    return None if name == UNKNOWN_TAG_NAME else name
 
 
 _MAIN_NAMES = {t: name for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
@@ -116,7 +121,7 @@ def resource_json(
         want = set(content)
         out = {k: v for k, v in out.items() if k in ("ID", "Type") or _CONTENT_OF.get(k) in want}
         if "Metadata" in want:
-            out["Metadata"] = metadata_json(info.metadata)
+            out["Metadata"] = metadata_json(info.metadata, info.metadata_names)
         if "Attachments" in want:
             out["Attachments"] = [attachment_json(a) for a in info.attachments]
     if requested is not None:
@@ -124,12 +129,14 @@ def resource_json(
     return out
 
 
-def metadata_name(mtype: int) -> str:
-    return METADATA_NAMES.get(mtype, str(mtype))
+def metadata_name(mtype: int, user: Mapping[int, str] | None = None) -> str:
+    """Orthanc's name of a metadata: built-in, else from `UserMetadata` (`user`), else its number."""
+    name = METADATA_NAMES.get(mtype) or (user.get(mtype) if user else None)
+    return name if name is not None else str(mtype)
 
 
-def metadata_json(meta: dict[int, str]) -> dict[str, str]:
-    return {metadata_name(t): v for t, v in sorted(meta.items())}
+def metadata_json(meta: dict[int, str], user: Mapping[int, str] | None = None) -> dict[str, str]:
+    return {metadata_name(t, user): v for t, v in sorted(meta.items())}
 
 
 def attachment_json(a: Attachment) -> dict[str, Any]:

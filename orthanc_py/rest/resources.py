@@ -1,5 +1,5 @@
 """Routes shared by the four levels: /patients, /studies, /series, /instances and their children,
-statistics, shared tags, modules, metadata and labels. The level is a parameter, not a copy."""
+statistics, shared tags and modules (metadata and labels: metadata.py). The level is a parameter, not a copy."""
 
 from __future__ import annotations
 
@@ -14,32 +14,44 @@ from aiohttp import web
 
 from ..core import dicomfind as core_dicomfind
 from ..core import resources as core_res
-from ..core.context import now_iso
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
 from ..model import dicomjson
-from ..model.enums import METADATA_BY_NAME, USER_METADATA_MIN, ChangeType, MetadataType, ResourceType
+from ..model.dictionary import TagDictionary
+from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
-from .render import metadata_name, resource_json, resource_statistics_json, resources_json, tags_json
+from .render import resource_json, resource_statistics_json, resources_json, tags_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def parse_requested_tags(text: str | None) -> list[int] | None:
-    """`requested-tags=0010,0010;PatientBirthDate` -> tags (BAD_REQUEST on an unknown name)."""
+def requested_tags_arg(request: web.Request) -> list[int] | None:
+    """`?requested-tags=0010,0010;PatientBirthDate` (or `requestedTags`, its pre-1.12 spelling)."""
+    text = request.query.get("requested-tags")
+    if text is None:
+        text = request.query.get("requestedTags")
+    return parse_requested_tags(text, ctx_of(request).dictionary)
+
+
+def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = None) -> list[int] | None:
+    """`requested-tags=0010,0010;PatientBirthDate` -> tags, names as Orthanc knows them (DCMTK's
+    dictionary and the `Dictionary` key); BAD_REQUEST on an unknown name."""
     if not text:
         return None
     out = []
     for part in text.split(";"):
         if part.strip():
             try:
-                out.append(parse_tag(part))
-            except ValueError as exc:
-                raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
+                out.append(dicomjson.parse_tag(part.strip(), dictionary))
+            except ValueError:
+                try:
+                    out.append(parse_tag(part))
+                except ValueError as exc:
+                    raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
     return out
 
 
@@ -47,35 +59,37 @@ def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
     """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
     requested tags that are not main tags)."""
     ds = ctx.index.read_blocking(lambda txn: core_dicomfind.representative_dataset(ctx, txn, info.id, info.level))
-    return dicomjson.orthanc_tags(ds, "full") if ds is not None else {}
+    options = dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
+    return dicomjson.orthanc_tags(ds, "full", options) if ds is not None else {}
 
 
 async def requested_values(
     request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
 ) -> list[dict[str, Any]]:
-    """Values of requested tags for each resource: from the index when they are main tags of the
-    resource (or its patient), else from the DICOM file of one of its instances."""
+    """`RequestedTags` of each resource (lists, single resources, /tools/find), rendered in the
+    answer's format: main tags of the resource and its ancestors and the tags Orthanc computes
+    come from the index (`core.dicomfind.index_values`), the others from the DICOM file of one of
+    its instances.  A tag with no value anywhere is left out."""
     ctx = ctx_of(request)
+    known: dict[int, dict[int, str | None]] = {}
+    missing: dict[int, list[int]] = {}
+    for level in {i.level for i in infos}:
+        ids = [i.id for i in infos if i.level is level]
+
+        def read(txn: Transaction, lv: ResourceType = level, ids: list[int] = ids) -> Any:
+            return core_dicomfind.index_values(txn, lv, ids, tags)
+
+        for rid, values, absent in await ctx.index.read(read):
+            known[rid], missing[rid] = values, absent
     out = []
     for info in infos:
-        known = {**(info.patient_main_tags or {}), **info.main_tags}
-        values: dict[int, str] = {t: known[t] for t in tags if t in known}
-        missing = [t for t in tags if t not in known]
-        full: dict[str, Any] = {}
-        if missing:
-            rendered = await ctx.run(_file_tags, ctx, info)
-            for t in missing:
-                key = f"{t >> 16:04x},{t & 0xFFFF:04x}"
-                if key in rendered:
-                    full[key] = rendered[key]
+        values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
         result = tags_json(values, None, fmt)
-        for key, entry in full.items():
-            if fmt == "full":
-                result[key] = entry
-            elif fmt == "short":
-                result[key] = entry.get("Value")
-            else:
-                result[entry.get("Name", key)] = entry.get("Value")
+        absent = missing.get(info.id, [t for t in tags if t not in values])
+        if absent:
+            rendered = await ctx.run(_file_tags, ctx, info)
+            picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
+            result.update(dicomjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
         out.append(result)
     return out
 
@@ -98,12 +112,12 @@ async def render_infos(
 def _level_handlers(level: ResourceType) -> dict[str, Handler]:
     async def list_all(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
-        expanded = "expand" in request.query  # Orthanc checks presence only
+        expanded = bool_arg(request, "expand")  # Orthanc 1.12.2+: "?expand=false" too
         since, limit = since_limit(request)
         result = await core_res.list_level(ctx, level, since, limit, expanded)
         if not expanded:
             return json_response(result)
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         return json_response(await render_infos(request, result, requested, tag_format(request)))  # type: ignore[arg-type]
 
     async def get_one(request: web.Request) -> web.StreamResponse:
@@ -113,7 +127,7 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
             if err.code is ErrorCode.UNKNOWN_RESOURCE:
                 return empty_404()
             raise
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         return json_response((await render_infos(request, [info], requested, tag_format(request)))[0])
 
     async def delete_one(request: web.Request) -> web.StreamResponse:
@@ -139,8 +153,10 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
 def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
+        if target > level and not bool_arg(request, "expand", True):  # children, ?expand=false (1.12.2+)
+            return json_response(await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=False))
         infos = await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=True)
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         rendered = await render_infos(request, infos, requested, tag_format(request))  # type: ignore[arg-type]
         if target < level:  # a parent is answered as an object, children as a list
             if not rendered:
@@ -149,6 +165,20 @@ def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
         return json_response(rendered)
 
     return handler
+
+
+def tags_options(request: web.Request) -> dicomjson.TagsOptions:
+    """How this request wants DICOM tags rendered: the server's dictionary and current
+    `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
+    ctx = ctx_of(request)
+    ignored: set[int] = set()
+    for part in request.query.get("ignore-length", "").split(","):
+        if part.strip():
+            try:
+                ignored.add(dicomjson.parse_tag(part.strip(), ctx.dictionary))
+            except ValueError as exc:
+                raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
+    return dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
 
 
 def dicom_format(request: web.Request) -> str:
@@ -196,13 +226,14 @@ async def _datasets(
 def _shared_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
+        options = tags_options(request)
         datasets = await _datasets(request, level, first_only=False)
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
             shared: dict[str, Any] | None = None
             for _pub, ds in datasets:
-                tags = dicomjson.orthanc_tags(ds, "full")
+                tags = dicomjson.orthanc_tags(ds, "full", options)
                 if shared is None:
                     shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
                 else:
@@ -215,22 +246,19 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
 
 
 def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """Convert Orthanc's full tag JSON into ?simplify / ?short (flat values only)."""
-    if fmt == "full":
-        return full
-    if fmt == "short":
-        return {k: v.get("Value") for k, v in full.items()}
-    return {v.get("Name", k): v.get("Value") for k, v in full.items()}
+    """Convert Orthanc's full tag JSON into ?simplify / ?short."""
+    return dicomjson.simplify_full(full, fmt)
 
 
 def _instances_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
+        options = tags_options(request)
         datasets = await _datasets(request, level, first_only=False, with_pixels=True)
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
-            return {pub: dicomjson.orthanc_tags(ds, fmt) for pub, ds in datasets}
+            return {pub: dicomjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
 
         return json_response(await ctx.run(compute))
 
@@ -243,145 +271,12 @@ def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
         datasets = await _datasets(request, level, first_only=True)
         if not datasets:
             return json_response({})
-        tags = dicomjson.orthanc_tags(datasets[0][1], "full")
+        tags = dicomjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
         wanted = MODULE_TAGS[module]
         picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
         return json_response(_reformat(picked, fmt) if fmt != "full" else picked)
 
     return handler
-
-
-def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
-    def parse_name(name: str) -> int:
-        if name in METADATA_BY_NAME:
-            return METADATA_BY_NAME[name]
-        if name.isdigit():
-            return int(name)
-        raise OrthancError(ErrorCode.INEXISTENT_ITEM)
-
-    async def list_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-
-        def run(txn: Transaction) -> dict[int, str]:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return txn.metadata([rid])[rid]
-
-        meta = await ctx.index.read(run)
-        if bool_arg(request, "expand"):
-            return json_response({metadata_name(t): v for t, v in sorted(meta.items())})
-        return json_response([metadata_name(t) for t in sorted(meta)])
-
-    async def get_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        mtype = parse_name(request.match_info["name"])
-
-        def run(txn: Transaction) -> str | None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return txn.metadata([rid], (mtype,))[rid].get(mtype)
-
-        value = await ctx.index.read(run)
-        if value is None:
-            return empty_404()
-        return text_response(value)
-
-    async def put_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        mtype = parse_name(request.match_info["name"])
-        if mtype < USER_METADATA_MIN and mtype not in (
-            MetadataType.ANONYMIZED_FROM,
-            MetadataType.MODIFIED_FROM,
-        ):
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot modify a system metadata")
-        value = (await request.read()).decode("utf-8", "replace")
-        date = now_iso()
-
-        def run(txn: Transaction) -> None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            txn.set_metadata(rid, mtype, value)
-            txn.log_change(int(ChangeType.UPDATED_METADATA), level, pid, date)
-
-        await ctx.index.write(run)
-        return json_response({})
-
-    async def delete_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        mtype = parse_name(request.match_info["name"])
-        if mtype < USER_METADATA_MIN:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot delete a system metadata")
-        date = now_iso()
-
-        def run(txn: Transaction) -> bool:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            found = txn.delete_metadata(rid, mtype)
-            if found:
-                txn.log_change(int(ChangeType.UPDATED_METADATA), level, pid, date)
-            return found
-
-        if not await ctx.index.write(run):
-            return empty_404()
-        return json_response({})
-
-    return {"list": list_meta, "get": get_meta, "put": put_meta, "delete": delete_meta}
-
-
-def _label_handlers(level: ResourceType) -> dict[str, Handler]:
-    async def list_labels(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-
-        def run(txn: Transaction) -> list[str]:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return txn.labels([rid])[rid]
-
-        return json_response(await ctx.index.read(run))
-
-    def check(label: str) -> str:
-        if not label or not all(c.isalnum() or c in "_-" for c in label) or len(label) > 64:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Bad label: {label}")
-        return label
-
-    async def has_label(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        label = request.match_info["label"]
-
-        def run(txn: Transaction) -> bool:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return label in txn.labels([rid])[rid]
-
-        if not await ctx.index.read(run):
-            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"No label {label}")
-        return text_response("")
-
-    async def put_label(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        label = check(request.match_info["label"])
-
-        def run(txn: Transaction) -> None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            txn.add_label(rid, label)
-
-        await ctx.index.write(run)
-        return json_response({})
-
-    async def delete_label(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        label = check(request.match_info["label"])
-
-        def run(txn: Transaction) -> None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            txn.remove_label(rid, label)
-
-        await ctx.index.write(run)
-        return json_response({})
-
-    return {"list": list_labels, "get": has_label, "put": put_label, "delete": delete_label}
 
 
 async def patient_protected(request: web.Request) -> web.StreamResponse:
@@ -514,15 +409,5 @@ def setup(router: web.UrlDispatcher) -> None:
         router.add_get(base + "/{id}/module", _module_handler(level, level))
         if level in (ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE):
             router.add_get(base + "/{id}/module-patient", _module_handler(level, ResourceType.PATIENT))
-        m = _metadata_handlers(level)
-        router.add_get(base + "/{id}/metadata", m["list"])
-        router.add_get(base + "/{id}/metadata/{name}", m["get"])
-        router.add_put(base + "/{id}/metadata/{name}", m["put"])
-        router.add_delete(base + "/{id}/metadata/{name}", m["delete"])
-        lab = _label_handlers(level)
-        router.add_get(base + "/{id}/labels", lab["list"])
-        router.add_get(base + "/{id}/labels/{label}", lab["get"])
-        router.add_put(base + "/{id}/labels/{label}", lab["put"])
-        router.add_delete(base + "/{id}/labels/{label}", lab["delete"])
     router.add_get("/patients/{id}/protected", patient_protected)
     router.add_put("/patients/{id}/protected", set_patient_protected)

@@ -31,7 +31,7 @@ async def system(request: web.Request) -> web.StreamResponse:
         {
             "ApiVersion": ORTHANC_API_VERSION,
             "Capabilities": {"HasExtendedChanges": False, "HasExtendedFind": True},
-            "CheckRevisions": False,
+            "CheckRevisions": s.check_revisions,
             "DatabaseBackendPlugin": None,
             "DatabaseServerIdentifier": "Orthanc",
             "DatabaseVersion": DATABASE_VERSION,
@@ -50,11 +50,54 @@ async def system(request: web.Request) -> web.StreamResponse:
             "PluginsEnabled": False,
             "ReadOnly": False,
             "StorageAreaPlugin": None,
-            "StorageCompression": False,
-            "UserMetadata": {},
+            "StorageCompression": s.storage_compression,
+            "UserMetadata": dict(s.user_metadata),
             "Version": ORTHANC_VERSION,
         }
     )
+
+
+_QUERY_RETRIEVE = {
+    "Find": ("1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.2.1"),
+    "Move": ("1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.2.2"),
+    "Get": ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3"),
+}
+
+
+def conformance_statement(transfer_syntaxes: Sequence[str], unknown_sop_class_accepted: bool) -> str:
+    """Our DICOM conformance statement, from what the DICOM server actually negotiates: the
+    SOP classes of each service it provides as SCP, and the transfer syntaxes in force."""
+    from pydicom.uid import UID
+    from pynetdicom import AllStoragePresentationContexts  # the storage classes the SCP accepts
+
+    def section(title: str, uids: Sequence[str]) -> list[str]:
+        names = sorted((UID(uid).name, uid) for uid in uids)
+        width = max(len(name) for name, _ in names)
+        return [title, "-" * len(title), "", *(f"  {name.ljust(width)} | {uid}" for name, uid in names), ""]
+
+    lines = ["DICOM conformance statement of orthanc_py (Orthanc-compatible server)", "=" * 70, ""]
+    lines += section("Verification SCP (C-ECHO)", ["1.2.840.10008.1.1"])
+    storage = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
+    lines += section("Storage SCP (C-STORE)", storage)
+    if unknown_sop_class_accepted:
+        lines += ["  Other SOP classes are accepted as well (UnknownSopClassAccepted).", ""]
+    for service, uids in _QUERY_RETRIEVE.items():
+        lines += section(f"Query/Retrieve SCP (C-{service.upper()})", uids)
+    lines += section("Accepted transfer syntaxes", transfer_syntaxes)
+    return "\n".join(lines)
+
+
+async def dicom_conformance(request: web.Request) -> web.StreamResponse:
+    """GET /tools/dicom-conformance: the conformance statement, as text."""
+    ctx = ctx_of(request)
+    text = await ctx.run(conformance_statement, ctx.accepted_transfer_syntaxes, ctx.unknown_sop_class_accepted)
+    return text_response(text)
+
+
+async def invalidate_tags(request: web.Request) -> web.StreamResponse:
+    """POST /tools/invalidate-tags: Orthanc drops the DICOM-as-JSON caches it keeps next to each
+    file; tags are always read from the stored file here, so there is nothing to drop."""
+    return text_response("")
 
 
 async def statistics(request: web.Request) -> web.StreamResponse:
@@ -67,6 +110,7 @@ async def _log_page(
     fetch: Callable[[Transaction, int, int], Sequence[Any]],
     last: Callable[[Transaction], int],
     render: Callable[[Any], dict[str, Any]],
+    newest_entry: Callable[[Transaction], Sequence[Any]] | None = None,
 ) -> web.StreamResponse:
     """Orthanc's paged logs (/changes, /exports): `since`/`limit` give a page with `Done` and
     `Last` (the newest seq when the page is empty, as Orthanc 1.10.1 reports it); `?last` gives
@@ -76,7 +120,11 @@ async def _log_page(
 
         def newest(txn: Transaction) -> web.StreamResponse:
             seq = last(txn)
-            items = fetch(txn, seq - 1, 1) if seq else []
+            if newest_entry is not None:  # the newest entry left (Last: the sequence when none)
+                items = newest_entry(txn)
+                seq = items[-1].seq if items else seq
+            else:
+                items = fetch(txn, seq - 1, 1) if seq else []
             return json_response({key: [render(c) for c in items], "Done": True, "Last": seq})
 
         return await ctx.index.read(newest)
@@ -95,7 +143,12 @@ async def _log_page(
 
 async def get_changes(request: web.Request) -> web.StreamResponse:
     return await _log_page(
-        request, "Changes", lambda t, since, n: t.changes(since, n), lambda t: t.last_change(), change_json
+        request,
+        "Changes",
+        lambda t, since, n: t.changes(since, n),
+        lambda t: t.last_change(),
+        change_json,
+        lambda t: t.changes_before(1 << 62, 1),
     )
 
 
@@ -173,3 +226,5 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/tools/generate-uid", generate_uid_route)
     router.add_post("/tools/shutdown", shutdown)
     router.add_post("/tools/reset", reset)
+    router.add_get("/tools/dicom-conformance", dicom_conformance)
+    router.add_post("/tools/invalidate-tags", invalidate_tags)
