@@ -11,7 +11,7 @@ import asyncio
 import logging
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -388,7 +388,9 @@ class DicomServer:
         storage = self.ctx.storage
         return [(u, storage.path(u, 1), sop, ts) for u, sop, ts in self.ctx.index.read_blocking(run)]
 
-    def _datasets(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Dataset]:
+    def _datasets(
+        self, accepted_contexts: list[Any], files: list[tuple[str, str | None, str, str]]
+    ) -> Iterator[Dataset]:
         """The files as datasets, one at a time (a large study never sits in memory whole); one
         whose transfer syntax the association has not accepted for its class is transcoded to
         one it has (Explicit VR Little Endian first), as Orthanc does."""
@@ -399,7 +401,7 @@ class DicomServer:
         from ..imaging.transcode import recode
 
         accepted: dict[str, list[str]] = {}
-        for cx in event.assoc.accepted_contexts:
+        for cx in accepted_contexts:
             accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
         for uuid, path, sop, ts in files:
             if path is not None:
@@ -416,10 +418,18 @@ class DicomServer:
                         log.warning("cannot transcode %s to %s: %s", ts, target, exc)
             yield ds
 
-    def _sub_operations(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Any]:
-        """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each."""
+    def _sub_operations(
+        self,
+        event: Any,
+        files: list[tuple[str, str | None, str, str]],
+        accepted: Callable[[], list[Any]] | None = None,
+    ) -> Iterator[Any]:
+        """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each.
+        `accepted`: the contexts of the association they go on (C-GET: the requestor's own), known
+        once pynetdicom has opened it, that is after the count."""
         yield len(files)
-        for ds in self._datasets(event, files):
+        contexts = accepted() if accepted is not None else event.assoc.accepted_contexts
+        for ds in self._datasets(list(contexts), files):
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
@@ -475,15 +485,26 @@ class DicomServer:
 
     def _move_now(self, event: Any, modality: Any, req: FindRequest | None, error: Exception | None) -> Iterator[Any]:
         """SynchronousCMove: pynetdicom runs the C-STORE sub-operations on an association of its
-        own, proposing the instances' classes, before the C-MOVE answers."""
+        own before the C-MOVE answers. Each class is proposed in its stored syntax and, apart,
+        uncompressed, so that a file the destination cannot take as stored is transcoded."""
         from pynetdicom.presentation import build_context
 
         files = self._instance_files(req) if req is not None and error is None else []
-        pairs = sorted({(sop, ts or EXPLICIT_LE) for _u, _p, sop, ts in files if sop})
         contexts = [build_context(Verification)]
-        for sop, ts in pairs[:120]:
-            contexts.append(build_context(sop, list(dict.fromkeys([ts, EXPLICIT_LE, IMPLICIT_LE]))))
-        yield modality.host, modality.port, {"contexts": contexts, "ae_title": modality.aet}
+        for sop in sorted({sop for _u, _p, sop, _ts in files if sop}):
+            stored = sorted({ts for _u, _p, s, ts in files if s == sop and ts and ts not in (EXPLICIT_LE, IMPLICIT_LE)})
+            for ts in stored:
+                contexts.append(build_context(sop, [ts]))
+            contexts.append(build_context(sop, [EXPLICIT_LE, IMPLICIT_LE]))
+        if len(contexts) > 128:  # the most a requestor may propose (PS3.8 9.3.2.2)
+            contexts = contexts[:128]
+        store_assoc: list[Any] = []
+        handlers = [(evt.EVT_ESTABLISHED, lambda e: store_assoc.append(e.assoc))]
+        yield (
+            modality.host,
+            modality.port,
+            {"contexts": contexts, "ae_title": modality.aet, "evt_handlers": handlers},
+        )
         if error is not None:
             yield 1
             yield status.MOVE_IDENTIFIER_MISMATCH, None
@@ -491,7 +512,7 @@ class DicomServer:
         if not files:
             yield from _nothing_to_move()
             return
-        yield from self._sub_operations(event, files)
+        yield from self._sub_operations(event, files, lambda: store_assoc[0].accepted_contexts if store_assoc else [])
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         """C-GET SCP: the instances go back on the requestor's own association."""

@@ -289,3 +289,26 @@ def test_echo_check_find(archive, scp):
     assert r.status == 500 and r.json()["OrthancStatus"] == 9
     r = c.post("/modalities/self/echo", {"Timeout": "x"})
     assert r.json()["Details"] == "Integer value expected in field: Timeout"
+
+
+def test_synchronous_move_transcodes_what_the_destination_cannot_take(make_server, scp):
+    """SynchronousCMove (Orthanc's default): an RLE file goes to a destination that accepts only
+    uncompressed syntaxes, decoded, under its own SOPInstanceUID."""
+    from pydicom.uid import RLELossless
+
+    srv = make_server(
+        {"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY", "DicomAlwaysAllowMove": True}
+    )
+    c = srv.client()
+    c.put("/modalities/storescp", ["STORESCP", "127.0.0.1", scp.port])
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=3, rows=16, columns=16)))
+    ds.compress(RLELossless, generate_instance_uid=False)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    c.upload(out.getvalue())
+    c.upload(dicomgen.make(patient=3, instance=1, rows=16, columns=16))  # stored uncompressed
+    assert _move(srv.ctx.dicom_port, StudyInstanceUID=dicomgen.uid("study", 3, 0)) == 0
+    assert set(scp.received) == {dicomgen.uid("sop", 3, 0, 0, 0), dicomgen.uid("sop", 3, 0, 0, 1)}
+    sent = pydicom.dcmread(io.BytesIO(scp.received[dicomgen.uid("sop", 3, 0, 0, 0)]))
+    assert sent.file_meta.TransferSyntaxUID in (EXPLICIT_LE, IMPLICIT_LE)
+    assert sent.SOPInstanceUID == dicomgen.uid("sop", 3, 0, 0, 0) and len(sent.PixelData) == 16 * 16 * 2
