@@ -10,6 +10,7 @@ from ..core import queries as core_q
 from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model import dicomjson
+from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import keyword_of
 from ..model.maintags import format_tag
@@ -51,22 +52,60 @@ async def query(request: web.Request) -> web.StreamResponse:
     return json_response({"ID": qid, "Path": f"/queries/{qid}"})
 
 
+def _template_query(level: ResourceType, body: dict[str, Any], above: dict[int, str] | None = None) -> dict[str, str]:
+    """The level's template of return keys with the body's values for them (other keys of the
+    body are ignored), the identifiers of a parent answer over both (Orthanc's
+    SetupFind*Template + MergeQueryAndTemplate + CopyTagIfExists)."""
+    tags = {t: "" for t in core_q.find_template(level)}
+    tags.update((t, v) for t, v in core_q.parse_query(body).items() if t in tags)  # others are ignored
+    tags.update(above or {})
+    return {format_tag(t): v for t, v in tags.items()}
+
+
+async def _find_body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+    core_q.parse_query(body)
+    return body
+
+
 def _find_route(level: ResourceType) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         """POST /modalities/{id}/find-{level} (Orthanc's older API): the level's template of return
         keys merged with the body, the identifiers above the level required; answers simplified."""
         ctx = ctx_of(request)
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
-        query = {**{format_tag(t): "" for t in core_q.find_template(level)}, **body}
-        values = {t: v for t, v in core_q.parse_query(query).items()}
-        if not core_q.has_identifiers(level, values):
+        query = _template_query(level, await _find_body(request))
+        if not core_q.has_identifiers(level, core_q.parse_query(query)):
             return web.Response(status=400)  # Orthanc answers nothing (an empty 400)
         result = await core_q.run_query(ctx, request.match_info["id"], level, query)
         return json_response([dicomjson.orthanc_tags(a, "simplify") for a in result.answers])
 
     return handler
+
+
+async def find_hierarchy(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/find (Orthanc's older API): the patients the body matches, each with
+    its "Studies", each with its "Series" (one C-FIND per parent, the body applied at each level)."""
+    ctx = ctx_of(request)
+    name = request.match_info["id"]
+    body = await _find_body(request)
+
+    async def level_answers(level: ResourceType, above: dict[int, str]) -> list[tuple[dict[str, Any], dict[int, str]]]:
+        result = await core_q.run_query(ctx, name, level, _template_query(level, body, above))
+        return [(dicomjson.orthanc_tags(a, "simplify"), core_q.answer_values(a)) for a in result.answers]
+
+    patients = []
+    for patient, p_values in await level_answers(ResourceType.PATIENT, {}):
+        studies = []
+        p_keys = {t: p_values[t] for t in (mt.PATIENT_ID,) if t in p_values}
+        for study, s_values in await level_answers(ResourceType.STUDY, p_keys):
+            s_keys = {**p_keys, **{t: s_values[t] for t in (mt.STUDY_INSTANCE_UID,) if t in s_values}}
+            study["Series"] = [series for series, _v in await level_answers(ResourceType.SERIES, s_keys)]
+            studies.append(study)
+        patient["Studies"] = studies
+        patients.append(patient)
+    return json_response(patients)
 
 
 def _strings_json(tags: dict[int, str], fmt: str) -> dict[str, Any]:
@@ -260,6 +299,7 @@ def _child_query(child: ResourceType) -> Any:
 
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/modalities/{id}/query", query)
+    router.add_post("/modalities/{id}/find", find_hierarchy)
     router.add_post("/modalities/{id}/find-patient", _find_route(ResourceType.PATIENT))
     router.add_post("/modalities/{id}/find-study", _find_route(ResourceType.STUDY))
     router.add_post("/modalities/{id}/find-series", _find_route(ResourceType.SERIES))

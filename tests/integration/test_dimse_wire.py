@@ -140,8 +140,13 @@ def test_queries_normalize_typed_values_and_retrieve_report(archive):
     assert c.post(f"/queries/{r.json()['ID']}/answers/0/query-series", {}).status == 404  # not below
     # the older find-{level} routes: the level's template, the identifiers above required
     assert c.post("/modalities/self/find-study", {"PatientID": "PI"}).status == 400
-    (study,) = c.post("/modalities/self/find-study", {"PatientID": "PID00000"}).json()
+    (study,) = c.post("/modalities/self/find-study", {"PatientID": "PID00000", "Rows": "16"}).json()
     assert study["StudyDescription"] == "Synthetic study" and "InstitutionName" not in study
+    assert "Rows" not in study  # keys outside the template are ignored
+    (patient,) = c.post("/modalities/self/find", {"PatientName": "Test*"}).json()  # the whole tree
+    (series,) = patient["Studies"][0]["Series"]
+    assert patient["PatientID"] == "PID00000" and series["SeriesInstanceUID"] == dicomgen.uid("series", 0, 0, 0)
+    assert "PatientName" not in series
     r = c.post("/modalities/self/query", {"Query": {}})
     assert r.json()["Details"] == "The JSON body must contain field Level"
     r = c.post("/modalities/self/query", {"Level": "Study", "Query": {"Foo": ""}})
