@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..core.requested import RequestedValues
 from ..core.resources import ResourceInfo
 from ..index.base import Attachment, Change, ExportedResource
+from ..model import dicomjson
 from ..model.enums import METADATA_NAMES, ChangeType, ResourceType
 from ..model.lookup import keyword_of
-from ..model.maintags import MAIN_TAGS, format_tag
+from ..model.maintags import MAIN_TAGS, SPECIFIC_CHARACTER_SET, format_tag
 
 TAG_FORMATS = ("human", "short", "full")
 
@@ -210,3 +212,23 @@ def global_statistics_json(s: dict[str, int]) -> dict[str, Any]:
         "TotalUncompressedSize": str(s["uncompressed"]),
         "TotalUncompressedSizeMB": size_mb(s["uncompressed"]),
     }
+
+
+def requested_json(values: RequestedValues, fmt: str) -> dict[str, Any]:
+    """The "RequestedTags" of a resource, in the format of its main tags (by name, "gggg,eeee",
+    or full); tags read from the file keep their structure (sequences as lists of items)."""
+    out: dict[str, Any] = {}
+    for t, v in values.strings.items():
+        if fmt == "short":
+            out[format_tag(t)] = v
+        elif fmt == "full":
+            out[format_tag(t)] = {"Name": dicomjson.tag_name(t), "Type": "String", "Value": v}
+        else:
+            out[dicomjson.tag_name(t)] = v
+    if values.file is not None:
+        rendered = dicomjson.orthanc_tags(values.file, "simplify" if fmt == "human" else fmt)
+        charset_key = "SpecificCharacterSet" if fmt == "human" else format_tag(SPECIFIC_CHARACTER_SET)
+        if values.charset_added:
+            rendered.pop(charset_key, None)
+        out.update(rendered)
+    return out
