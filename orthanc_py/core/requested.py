@@ -33,9 +33,13 @@ class RequestedValues:
     """`file` holds SpecificCharacterSet only to decode its values: not to be answered."""
 
 
+INSTANCE_AVAILABILITY = 0x00080056
+"""Computed too: every stored instance is "ONLINE"."""
+
+
 def _from_index(tag: int, level: ResourceType) -> bool:
     """A main tag of the level or above, or a computed tag: no file needs opening."""
-    if tag in COMPUTED_TAGS:
+    if tag in COMPUTED_TAGS or tag == INSTANCE_AVAILABILITY:
         return True
     tag_level = LEVEL_OF_TAG.get(tag)
     return tag_level is not None and tag_level <= level
@@ -46,12 +50,14 @@ def requested_values(
 ) -> list[RequestedValues]:
     """Values of `tags` for each resource of `ids` (all at `level`), in order. Runs in a read
     transaction (a worker thread): files are read only for tags the index does not hold."""
-    indexed = [t for t in tags if _from_index(t, level)]
+    indexed = [t for t in tags if _from_index(t, level) and t != INSTANCE_AVAILABILITY]
     others = [t for t in tags if not _from_index(t, level)]
     values = answers(ctx, txn, level, ids, indexed) if indexed else [{} for _ in ids]
     out: list[RequestedValues] = []
     for rid, found in zip(ids, values, strict=True):
         strings = {t: v for t, v in found.items() if v is not None}
+        if INSTANCE_AVAILABILITY in tags:
+            strings[INSTANCE_AVAILABILITY] = "ONLINE"
         subset = None
         added = False
         if others:

@@ -12,9 +12,10 @@ from typing import Any
 import pydicom
 from aiohttp import web
 
-from ..core import dicomfind as core_dicomfind
+from ..core import requested as core_requested
 from ..core import resources as core_res
 from ..core.context import now_iso
+from ..core.requested import RequestedValues
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
@@ -24,7 +25,13 @@ from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
-from .render import metadata_name, resource_json, resource_statistics_json, resources_json, tags_json
+from .render import (
+    metadata_name,
+    requested_json,
+    resource_json,
+    resource_statistics_json,
+    resources_json,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,41 +50,20 @@ def parse_requested_tags(text: str | None) -> list[int] | None:
     return out
 
 
-def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
-    """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
-    requested tags that are not main tags)."""
-    ds = ctx.index.read_blocking(lambda txn: core_dicomfind.representative_dataset(ctx, txn, info.id, info.level))
-    return dicomjson.orthanc_tags(ds, "full") if ds is not None else {}
-
-
 async def requested_values(
     request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
 ) -> list[dict[str, Any]]:
-    """Values of requested tags for each resource: from the index when they are main tags of the
-    resource (or its patient), else from the DICOM file of one of its instances."""
+    """The "RequestedTags" of each resource (core.requested: main, computed and file tags)."""
     ctx = ctx_of(request)
-    out = []
-    for info in infos:
-        known = {**(info.patient_main_tags or {}), **info.main_tags}
-        values: dict[int, str] = {t: known[t] for t in tags if t in known}
-        missing = [t for t in tags if t not in known]
-        full: dict[str, Any] = {}
-        if missing:
-            rendered = await ctx.run(_file_tags, ctx, info)
-            for t in missing:
-                key = f"{t >> 16:04x},{t & 0xFFFF:04x}"
-                if key in rendered:
-                    full[key] = rendered[key]
-        result = tags_json(values, None, fmt)
-        for key, entry in full.items():
-            if fmt == "full":
-                result[key] = entry
-            elif fmt == "short":
-                result[key] = entry.get("Value")
-            else:
-                result[entry.get("Name", key)] = entry.get("Value")
-        out.append(result)
-    return out
+
+    def run(txn: Transaction) -> list[RequestedValues]:
+        found: dict[int, RequestedValues] = {}
+        for level in {i.level for i in infos}:
+            ids = [i.id for i in infos if i.level is level]
+            found.update(zip(ids, core_requested.requested_values(ctx, txn, level, ids, tags), strict=True))
+        return [found[i.id] for i in infos]
+
+    return [requested_json(v, fmt) for v in await ctx.index.read(run)]
 
 
 async def render_infos(
