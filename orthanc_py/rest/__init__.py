@@ -5,12 +5,38 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core.context import ServerContext
-from . import admin, attachments, instances, jobs, modalities, peers, queries, resources, settings, system, tools
+from . import (
+    admin,
+    attachments,
+    instances,
+    jobs,
+    modalities,
+    modify,
+    peers,
+    queries,
+    resources,
+    settings,
+    system,
+    tools,
+)
 from .common import CTX
 
 
 def setup(app: web.Application, ctx: ServerContext) -> None:
     """Register every REST route on `app`."""
     app[CTX] = ctx
-    for module in (system, tools, settings, instances, resources, attachments, modalities, peers, queries, jobs, admin):
+    for module in (
+        system,
+        tools,
+        settings,
+        instances,
+        modify,
+        resources,
+        attachments,
+        modalities,
+        peers,
+        queries,
+        jobs,
+        admin,
+    ):
         module.setup(app.router)
