@@ -417,36 +417,45 @@ class SqlTransaction:
                 out[row[0]].append(Attachment(*row[1:]))
         return out
 
-    def _tag_condition(self, c: TagConstraint, args: list[Any]) -> str:
-        """SQL over the `tags` table (columns value/norm) for one constraint. A case-insensitive
-        value is folded and compared with both columns: `norm` holds the folded value only where
-        it differs from `value` (and always for PN rows written before that rule)."""
-        insensitive = not c.case_sensitive
+    @staticmethod
+    def _tag_condition(c: TagConstraint, args: list[Any], col: str = "value") -> str:
+        """SQL on one column (`value`, or `norm` for folded values) for one constraint, its
+        values taken as they are."""
 
         def single(v: str) -> str:
-            if insensitive:
-                v = normalize(v)
-            op = "GLOB" if "*" in v or "?" in v else "="
-            arg = _glob(v) if op == "GLOB" else v
-            if insensitive:
-                args.extend((arg, arg))
-                return f"(value {op} ? OR norm {op} ?)"
-            args.append(arg)
-            return f"value {op} ?"
+            if "*" in v or "?" in v:
+                args.append(_glob(v))
+                return f"{col} GLOB ?"
+            args.append(v)
+            return f"{col} = ?"
 
         if c.kind is MatchKind.RANGE:
             low, high = c.values
             parts = []
             if low:
-                parts.append("value >= ?")
+                parts.append(f"{col} >= ?")
                 args.append(low)
             if high:
-                parts.append("value <= ?")
+                parts.append(f"{col} <= ?")
                 args.append(high)
             return " AND ".join(parts) or "1"
         if c.kind is MatchKind.LIST:
             return "(" + " OR ".join(single(v) for v in c.values) + ")"
         return single(c.values[0])
+
+    def _tag_subquery(self, c: TagConstraint, args: list[Any]) -> str:
+        """Ids of the resources whose `tags` rows match one constraint. A case-insensitive one
+        compares the folded query with both columns (`norm` holds the folded value only where it
+        differs from `value`), as two indexed searches rather than one OR that SQLite may scan."""
+        if c.case_sensitive or c.kind is MatchKind.RANGE:
+            args.append(c.tag)
+            return f"SELECT resource_id FROM tags WHERE tag = ? AND {self._tag_condition(c, args)}"
+        folded = TagConstraint(c.tag, c.level, c.kind, tuple(normalize(v) for v in c.values), True)
+        args.append(c.tag)
+        first = f"SELECT resource_id FROM tags WHERE tag = ? AND {self._tag_condition(folded, args)}"
+        args.append(c.tag)
+        second = f"SELECT resource_id FROM tags WHERE tag = ? AND {self._tag_condition(folded, args, 'norm')}"
+        return f"{first} UNION ALL {second}"
 
     def find(
         self,
@@ -482,9 +491,8 @@ class SqlTransaction:
 
         for c in constraints:
             tag_level = self._stored_level(c.level, level)
-            sub_args: list[Any] = [c.tag]
-            cond = self._tag_condition(c, sub_args)
-            subquery = f"SELECT resource_id FROM tags WHERE tag = ? AND {cond}"
+            sub_args: list[Any] = []
+            subquery = self._tag_subquery(c, sub_args)
             if tag_level <= int(level):
                 where.append(f"{alias_for(tag_level)}.id IN ({subquery})")
                 args.extend(sub_args)
