@@ -59,9 +59,11 @@ def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
 
 def _int(body: dict[str, Any], key: str) -> int:
     value = body.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f'Field "{key}" should be an integer')
+    if value < 0:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f'Field "{key}" should be a positive integer')
-    return int(value)
+    return value
 
 
 def _strings(body: dict[str, Any], key: str) -> list[str]:
@@ -106,8 +108,6 @@ def _query_constraint(key: str, value: Any, case_sensitive: bool) -> TagConstrai
     if tag == MODALITIES_IN_STUDY:
         tag = MODALITY
     vr = vr_of(tag)
-    if vr == "SQ":
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Cannot search on a sequence: {key}")
     is_range = vr in RANGE_VRS and "-" in value
     if not is_range and "\\" not in value and vr not in TEXT_VRS and ("*" in value or "?" in value):
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {format_tag(tag)}")

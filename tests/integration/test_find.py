@@ -117,6 +117,8 @@ def test_lookup(client, data):
         ({"Level": "Study", "Query": {"NoSuchTag": "x"}}, 400, 27),  # 500 in Orthanc; a 400 here (issue 13)
         ({"Level": "Study", "Query": {"StudyDate": "2020*"}}, 400, 3),
         ({"Level": "Study", "Query": {}, "Limit": -1}, 400, 3),
+        ({"Level": "Study", "Query": {}, "Limit": 2.5}, 400, 8),
+        ({"Level": "Study", "Query": {}, "Since": "2"}, 400, 8),
         ({"Level": "Study", "Query": {}, "CaseSensitive": "no"}, 400, 8),
     ],
 )

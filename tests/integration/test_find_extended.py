@@ -55,6 +55,8 @@ def test_requested_tags_computed_and_from_files(client):
             "RequestedTags": ["RequestAttributesSequence", "NumberOfSeriesRelatedInstances", "Rows"],
         },
     )[0]["RequestedTags"]
+    # a query on a sequence matches nothing (as Orthanc's REST lookups), without an error
+    assert find(client, {"Level": "Series", "Query": {"RequestAttributesSequence": "x"}}) == []
     # a sequence keeps its structure; a tag the file lacks (Rows) is left out
     assert series == {
         "RequestAttributesSequence": [{"RequestedProcedureID": "RP42"}],
