@@ -250,6 +250,8 @@ async def count_resources(request: web.Request) -> web.StreamResponse:
     req, opts = parse_find(await read_json(request), ctx.settings)
     if opts["case_sensitive_explicit"]:
         raise bad('"CaseSensitive" is not supported by /tools/count-resources')
+    if any(c.level is None for c in req.constraints):  # Orthanc 1.12.5 counts in its index only
+        raise bad("/tools/count-resources only filters on main DICOM tags")
     req.since = req.limit = 0  # a count is of every match
     return json_response({"Count": await query.count(ctx, req)})
 

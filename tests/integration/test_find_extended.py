@@ -118,6 +118,7 @@ def test_lookup_and_case_rules(client):
     find(client, {"Level": "Study", "Query": {"PatientName": "*a*"}, "CaseSensitive": True, "Since": 1}, 400)
     by_file = {"Level": "Instance", "Query": {"SOPClassUID": dicomgen.CT_IMAGE_STORAGE}}
     find(client, {**by_file, "Since": 1}, 400)
+    assert client.post("/tools/count-resources", by_file).status == 400
     assert len(find(client, by_file)) == 1
 
 
