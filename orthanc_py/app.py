@@ -20,7 +20,8 @@ from .config import Settings
 from .core.context import ServerContext
 from .index.sqlite import SqliteIndex
 from .storage.filesystem import FilesystemStorage
-from .web.middleware import access_middleware, errors_middleware, paths_middleware
+from .web.forms import form_middleware
+from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
 from .web.responses import BIG_READ
 
 log = logging.getLogger("orthanc_py")
@@ -42,7 +43,11 @@ def build_context(settings: Settings) -> ServerContext:
 def build_app(ctx: ServerContext) -> web.Application:
     """The aiohttp application serving Orthanc's REST API."""
     s = ctx.settings
-    middlewares: list[Middleware] = [errors_middleware]
+    middlewares: list[Middleware] = [
+        xml_middleware((*dicomweb.PREFIXES, "/wado")),
+        errors_middleware,
+        form_middleware(),
+    ]
     if s.authentication_enabled or not s.remote_access_allowed:
         middlewares.insert(0, access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users))
     middlewares.insert(0, paths_middleware)
@@ -51,6 +56,7 @@ def build_app(ctx: ServerContext) -> web.Application:
     # giving up the GIL on the event loop, which then waited to win it back from the ingest
     # threads).
     app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": BIG_READ})
+    app.on_response_prepare.append(security_headers)
     rest.setup(app, ctx)
     dicomweb.setup(app)
     return app

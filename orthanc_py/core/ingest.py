@@ -21,9 +21,10 @@ from ..index.base import Attachment, Transaction
 from ..model import maintags as mt
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
 from ..model.ids import PublicIds
-from ..model.parsing import ParsedInstance, parse
+from ..model.parsing import ParsedInstance, as_int, parse
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest
+from .resources import series_status
 
 
 class StoreStatus(enum.Enum):
@@ -70,7 +71,10 @@ def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None)
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
-    parsed = parse(data)
+    try:
+        parsed = parse(data)
+    except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
     if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
         raise StudyMismatch(parsed)
     uuid = ctx.storage.new_uuid()
@@ -104,11 +108,27 @@ def _feed_now() -> str:
     return f"{text}.{micro:06d}+00:00" if micro else f"{text}+00:00"
 
 
+_EXPECTED = int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES)
+_INDEX = int(MetadataType.INDEX_IN_SERIES)
 _NEW_CHANGE = {
     ResourceType.SERIES: int(ChangeType.NEW_SERIES),
     ResourceType.STUDY: int(ChangeType.NEW_STUDY),
     ResourceType.PATIENT: int(ChangeType.NEW_PATIENT),
 }
+
+
+def _completes(txn: Transaction, series: int) -> bool:
+    """Whether the series is Complete now (Orthanc logs CompletedSeries after each instance that
+    leaves its series complete). Only asked for instances that carry an expected number of
+    instances and an index in their series: other series can never be complete."""
+    expected = as_int(txn.metadata([series], (_EXPECTED,)).get(series, {}).get(_EXPECTED))
+    if expected is None:
+        return False
+    children = [cid for cid, _ in txn.children([series]).get(series, ())]
+    if len(children) != expected:
+        return False
+    indexes = txn.metadata(children, (_INDEX,))
+    return series_status(expected, [as_int(indexes.get(c, {}).get(_INDEX)) for c in children]) == "Complete"
 
 
 def _store_txn(
@@ -185,6 +205,8 @@ def _store_txn(
     txn.set_metadata_many(meta)
     changes = [(int(ChangeType.NEW_INSTANCE), ResourceType.INSTANCE, ids.instance, date)]
     changes += [(_NEW_CHANGE[level], level, pid, date) for level, pid in reversed(created)]
+    if p.expected_instances is not None and p.index_in_series is not None and _completes(txn, chain[2]):
+        changes.append((int(ChangeType.COMPLETED_SERIES), ResourceType.SERIES, ids.series, date))
     txn.log_changes(changes)
     txn.log_feed(
         "create",

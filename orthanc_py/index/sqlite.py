@@ -664,6 +664,18 @@ class SqlTransaction:
             self._insert(_TAGS, 4, _tag_rows(rid, main_tags))
         return rid
 
+    def set_main_tags(self, resource_id: int, main_tags: dict[int, str]) -> None:
+        row = self.c.execute("SELECT main_tags FROM resources WHERE id=?", (resource_id,)).fetchone()
+        if row is None:
+            return
+        old = [int(tag) for tag, _ in orjson.loads(row[0])]
+        self.c.executemany("DELETE FROM tags WHERE resource_id=? AND tag=?", [(resource_id, t) for t in old])
+        self.c.execute(
+            "UPDATE resources SET main_tags=? WHERE id=?", (orjson.dumps(list(main_tags.items())), resource_id)
+        )
+        if main_tags:
+            self._insert(_TAGS, 4, _tag_rows(resource_id, main_tags))
+
     def set_metadata(self, resource_id: int, metadata_type: int, value: str) -> None:
         self.c.execute(
             "INSERT OR REPLACE INTO metadata(resource_id, type, value) VALUES (?,?,?)",

@@ -8,6 +8,7 @@ from ..core.context import ServerContext
 from . import (
     admin,
     attachments,
+    bulk,
     instances,
     jobs,
     modalities,
@@ -38,5 +39,6 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         queries,
         jobs,
         admin,
+        bulk,
     ):
         module.setup(app.router)

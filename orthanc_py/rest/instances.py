@@ -63,6 +63,28 @@ async def upload(request: web.Request) -> web.StreamResponse:
 SENDFILE_THRESHOLD = 16 << 20
 
 
+def _write_file(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as exc:
+        raise OrthancError(ErrorCode.CANNOT_WRITE_FILE) from exc
+
+
+async def export_file(request: web.Request) -> web.StreamResponse:
+    """POST /instances/{id}/export (body: a path): write the DICOM file on this host. Only with
+    RestApiWriteToFileSystemEnabled; otherwise Orthanc 1.12 answers a bare 403."""
+    ctx = ctx_of(request)
+    if not ctx.settings.rest_api_write_to_file_system:
+        return web.Response(status=403)
+    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    target = (await read_body(request)).decode("utf-8", "replace")
+    if not target:
+        raise OrthancError(ErrorCode.CANNOT_WRITE_FILE)
+    await ctx.run(_write_file, target, data)
+    return json_response({})
+
+
 async def get_file(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
     is faster for the usual few-megabyte instance)."""
@@ -134,8 +156,9 @@ RENDERINGS = ["image-int16", "image-uint16", "image-uint8", "matlab", "numpy", "
 
 
 async def frame_renderings(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/frames/{n}: the list of renderings of a frame (as Orthanc lists them)."""
-    await core_res.dicom_attachment(ctx_of(request), request.match_info["id"])
+    """GET /instances/{id}/frames/{n}: the list of renderings of a frame. Orthanc answers it as an
+    "auto-directory" (the children of this URI in its route tree), without looking the instance
+    up: an unknown instance gets the list too."""
     return json_response(RENDERINGS)
 
 
@@ -170,6 +193,7 @@ async def pdf(request: web.Request) -> web.StreamResponse:
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/instances", upload)
     router.add_get("/instances/{id}/file", get_file)
+    router.add_post("/instances/{id}/export", export_file)
     router.add_get("/instances/{id}/tags", get_tags)
     router.add_get("/instances/{id}/simplified-tags", get_simplified_tags)
     router.add_get("/instances/{id}/header", get_header)

@@ -84,7 +84,7 @@ async def render_infos(
 def _level_handlers(level: ResourceType) -> dict[str, Handler]:
     async def list_all(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
-        expanded = "expand" in request.query  # Orthanc checks presence only
+        expanded = bool_arg(request, "expand")  # Orthanc 1.12.2+: "?expand=false" too
         since, limit = since_limit(request)
         result = await core_res.list_level(ctx, level, since, limit, expanded)
         if not expanded:
@@ -125,6 +125,8 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
 def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
+        if target > level and not bool_arg(request, "expand", True):  # children, ?expand=false (1.12.2+)
+            return json_response(await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=False))
         infos = await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=True)
         requested = parse_requested_tags(request.query.get("requested-tags"))
         rendered = await render_infos(request, infos, requested, tag_format(request))  # type: ignore[arg-type]

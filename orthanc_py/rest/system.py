@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -51,10 +51,61 @@ async def system(request: web.Request) -> web.StreamResponse:
             "ReadOnly": False,
             "StorageAreaPlugin": None,
             "StorageCompression": False,
-            "UserMetadata": {},
+            "UserMetadata": user_metadata(s.raw),
             "Version": ORTHANC_VERSION,
         }
     )
+
+
+def user_metadata(raw: Mapping[str, Any]) -> dict[str, int]:
+    """The `UserMetadata` configuration (name -> index), as /system reports it."""
+    declared = raw.get("UserMetadata")
+    if not isinstance(declared, dict):
+        return {}
+    return {str(k): v for k, v in declared.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+_QUERY_RETRIEVE = {
+    "Find": ("1.2.840.10008.5.1.4.1.2.1.1", "1.2.840.10008.5.1.4.1.2.2.1"),
+    "Move": ("1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.2.2"),
+    "Get": ("1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3"),
+}
+
+
+def conformance_statement(transfer_syntaxes: Sequence[str], unknown_sop_class_accepted: bool) -> str:
+    """Our DICOM conformance statement, from what the DICOM server actually negotiates: the
+    SOP classes of each service it provides as SCP, and the transfer syntaxes in force."""
+    from pydicom.uid import UID
+    from pynetdicom import AllStoragePresentationContexts  # the storage classes the SCP accepts
+
+    def section(title: str, uids: Sequence[str]) -> list[str]:
+        names = sorted((UID(uid).name, uid) for uid in uids)
+        width = max(len(name) for name, _ in names)
+        return [title, "-" * len(title), "", *(f"  {name.ljust(width)} | {uid}" for name, uid in names), ""]
+
+    lines = ["DICOM conformance statement of orthanc_py (Orthanc-compatible server)", "=" * 70, ""]
+    lines += section("Verification SCP (C-ECHO)", ["1.2.840.10008.1.1"])
+    storage = [str(cx.abstract_syntax) for cx in AllStoragePresentationContexts]
+    lines += section("Storage SCP (C-STORE)", storage)
+    if unknown_sop_class_accepted:
+        lines += ["  Other SOP classes are accepted as well (UnknownSopClassAccepted).", ""]
+    for service, uids in _QUERY_RETRIEVE.items():
+        lines += section(f"Query/Retrieve SCP (C-{service.upper()})", uids)
+    lines += section("Accepted transfer syntaxes", transfer_syntaxes)
+    return "\n".join(lines)
+
+
+async def dicom_conformance(request: web.Request) -> web.StreamResponse:
+    """GET /tools/dicom-conformance: the conformance statement, as text."""
+    ctx = ctx_of(request)
+    text = await ctx.run(conformance_statement, ctx.accepted_transfer_syntaxes, ctx.unknown_sop_class_accepted)
+    return text_response(text)
+
+
+async def invalidate_tags(request: web.Request) -> web.StreamResponse:
+    """POST /tools/invalidate-tags: Orthanc drops the DICOM-as-JSON caches it keeps next to each
+    file; tags are always read from the stored file here, so there is nothing to drop."""
+    return text_response("")
 
 
 async def statistics(request: web.Request) -> web.StreamResponse:
@@ -173,3 +224,5 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/tools/generate-uid", generate_uid_route)
     router.add_post("/tools/shutdown", shutdown)
     router.add_post("/tools/reset", reset)
+    router.add_get("/tools/dicom-conformance", dicom_conformance)
+    router.add_post("/tools/invalidate-tags", invalidate_tags)

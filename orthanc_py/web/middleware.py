@@ -17,13 +17,15 @@ from aiohttp.typedefs import Middleware
 from yarl import URL
 
 from ..errors import ErrorCode, OrthancError
-from .responses import json_response
+from .responses import json_bytes
+from .xml import as_xml, wants_xml
 
 log = logging.getLogger("orthanc_py.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REALM = "Orthanc Secure Area"
 USERNAME: web.RequestKey[str] = web.RequestKey("username", str)
+_DISPATCHED: web.RequestKey[bool] = web.RequestKey("orthanc_dispatched", bool)
 _ORTHANC_METHODS = ("GET", "POST", "DELETE", "PUT")
 
 
@@ -55,9 +57,10 @@ def _reason(status: int) -> str:
 
 
 def error_response(request: web.Request, err: OrthancError) -> web.Response:
-    """Orthanc's error JSON. (Orthanc 1.10.1 sends it without Content-Type; aiohttp always sends
-    one, and application/json is the truthful one.)"""
-    return json_response(error_body(request, err), status=err.http_status)
+    """Orthanc's error JSON, sent as `text/plain` as Orthanc 1.12.2+ sends every error description
+    (1.10.1 sent none; the XSS fix of 1.12.2 gave every body a Content-Type, and error bodies are
+    "a textual description of the error")."""
+    return web.Response(body=json_bytes(error_body(request, err)), status=err.http_status, content_type="text/plain")
 
 
 @web.middleware
@@ -65,7 +68,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except OrthancError as err:
-        return error_response(request, err)
+        response = error_response(request, err)
+        if request.content.exception() is not None:
+            response.force_close()  # the body was unreadable: the connection cannot be reused
+        return response
     except web.HTTPMethodNotAllowed as exc:
         if request.method not in _ORTHANC_METHODS:  # Orthanc: unknown verbs are a bare 400
             return web.Response(status=400)
@@ -96,14 +102,65 @@ def orthanc_path(raw: str) -> str | None:
     return "/" + "/".join(part for part in path.split("/") if part) + sep + query
 
 
+def orthanc_method(request: web.Request) -> str | None:
+    """The method Orthanc serves for this request, when a client fakes PUT or DELETE (None when
+    there is no faking; "" when the faked method is not allowed: Orthanc answers a bare 400).
+
+    Clients that can only send GET and POST fake the others as Google does (header
+    `X-HTTP-Method-Override`, any request) or as Ruby on Rails does (`GET ...?_method=DELETE`);
+    Orthanc honours PUT and DELETE only.
+    """
+    faked = request.headers.get("X-HTTP-Method-Override")
+    if faked is None and request.method == "GET":
+        faked = request.query.get("_method")
+    if not faked:
+        return None
+    faked = faked.upper()
+    return faked if faked in ("PUT", "DELETE") else ""
+
+
 @web.middleware
 async def paths_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: a target with empty path components is dispatched again, normalised (routing
-    ran on the raw target, where yarl even reads `//system` as a host name)."""
-    normal = orthanc_path(request.raw_path)
-    if normal is None:
+    """Outermost: the request line as Orthanc reads it. A target with empty path components, or a
+    faked method, is dispatched again (routing ran on the raw target, where yarl even reads
+    `//system` as a host name, and on the method sent)."""
+    if request.get(_DISPATCHED):
         return await handler(request)
-    return await request.app._handle(request.clone(rel_url=URL(normal, encoded=True)))
+    normal = orthanc_path(request.raw_path)
+    method = orthanc_method(request)
+    if normal is None and method is None:
+        return await handler(request)
+    if method == "":
+        return web.Response(status=400)
+    changes: dict[str, object] = {}
+    if normal is not None:
+        changes["rel_url"] = URL(normal, encoded=True)
+    if method is not None and method != request.method:
+        changes["method"] = method
+    again = request.clone(**changes)  # type: ignore[arg-type]
+    again[_DISPATCHED] = True
+    return await request.app._handle(again)
+
+
+def xml_middleware(excluded_prefixes: tuple[str, ...]) -> Middleware:
+    """JSON answers become XML for `Accept: application/xml` (Orthanc's REST API does it for
+    every route; its plugins, such as DICOMweb under `excluded_prefixes`, do not)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await handler(request)
+        accept = request.headers.get("Accept")
+        if accept and wants_xml(accept) and not request.path.startswith(excluded_prefixes):
+            return as_xml(response)
+        return response
+
+    return middleware
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries `X-Content-Type-Options: nosniff`, as Orthanc 1.12.2+ sends it
+    (against MIME-confusion attacks). Registered on the application's `on_response_prepare`."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 @functools.lru_cache(maxsize=1024)

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+
+from ..errors import ErrorCode, OrthancError
 
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
 
 
 def json_bytes(data: Any) -> bytes:
-    """Orthanc pretty-prints its JSON with sorted keys; so do we (clients diff these answers)."""
-    return orjson.dumps(data, option=_OPTS) + b"\n"
+    """Orthanc pretty-prints its JSON with sorted keys; so do we (clients diff these answers).
+    orjson stops at 255 levels of nesting (the tags of a file with ~60 nested sequences): such
+    rare answers go through the standard library's encoder, same layout."""
+    try:
+        return orjson.dumps(data, option=_OPTS) + b"\n"
+    except orjson.JSONEncodeError:
+        return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -71,7 +80,15 @@ async def read_body(request: web.Request) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk, _ = await stream.readchunk()
+        try:
+            chunk, _ = await stream.readchunk()
+        except (ContentEncodingError, web.RequestPayloadError) as exc:
+            # a body that does not decode (Content-Encoding: gzip on bytes that are not gzip, a
+            # broken chunked encoding) is bad input: 400, never an internal error
+            stream.feed_eof()  # nothing more to read (aiohttp would try to drain it and log the error)
+            encoding = request.headers.get("Content-Encoding", "identity")
+            details = f"Cannot decode the body of the request (Content-Encoding: {encoding})"
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, details) from exc
         if not chunk:
             if stream.at_eof():
                 break
