@@ -127,7 +127,8 @@ def parse_find(body: Any, settings: Settings) -> tuple[FindRequest, dict[str, An
     q = body.get("Query")
     if not isinstance(q, dict):
         raise bad('Field "Query" is missing, or should be a JSON object')
-    case_sensitive = _bool(body, "CaseSensitive", settings.case_sensitive_pn)
+    # Orthanc's default is false whatever CaseSensitivePN (which is for DICOM queries only).
+    case_sensitive = _bool(body, "CaseSensitive", False)
     req = FindRequest(level=level)
     for key, value in q.items():
         c = _query_constraint(key, value, case_sensitive)

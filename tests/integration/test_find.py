@@ -37,7 +37,7 @@ def test_wildcards_case_and_accents(client, data):
     assert find(client, {"Level": "Study", "Query": {"PatientName": "MULLER*"}}) == studies(data, 2)
     assert find(client, {"Level": "Study", "Query": {"AccessionNumber": "A[1]"}}) == studies(data, 3)
     assert find(client, {"Level": "Study", "Query": {"AccessionNumber": "A[*"}}) == studies(data, 3)
-    # "CaseSensitive" (default: CaseSensitivePN) covers every text VR, as Orthanc's REST lookups
+    # "CaseSensitive" (default false) covers every text VR, as Orthanc's REST lookups
     assert len(find(client, {"Level": "Series", "Query": {"Modality": "ct"}})) == 2
     assert find(client, {"Level": "Series", "Query": {"Modality": "ct"}, "CaseSensitive": True}) == []
     assert len(find(client, {"Level": "Series", "Query": {"Modality": "CT"}, "CaseSensitive": True})) == 2

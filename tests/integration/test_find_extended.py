@@ -179,6 +179,13 @@ def test_order_by_metadata_query_and_limits(metadata_server):
     assert bad.status == 400
 
 
+def test_case_sensitive_defaults_to_false_whatever_case_sensitive_pn(make_server):
+    client = make_server({"CaseSensitivePN": True}).client()
+    client.upload(dicomgen.make(patient=4, rows=0, columns=0, patient_name="BRAINIX"))
+    assert len(find(client, {"Level": "Patient", "Query": {"PatientName": "brainix"}})) == 1
+    assert find(client, {"Level": "Patient", "Query": {"PatientName": "brainix"}, "CaseSensitive": True}) == []
+
+
 def test_labels_none_without_labels_constrains_nothing(client):
     u = client.upload(dicomgen.make(patient=2, rows=0, columns=0))
     client.put(f"/instances/{u['ID']}/labels/a", "")
