@@ -34,7 +34,11 @@ KEYS: tuple[Key, ...] = (
     Key("Name", "MyOrthanc", "Name of this server, shown in /system"),
     Key("StorageDirectory", "OrthancStorage", "Folder where DICOM files are stored"),
     Key("IndexDirectory", None, "Folder of the SQLite index (defaults to StorageDirectory)"),
-    Key("StorageCompression", False, "Compress stored files (not supported yet: ignored)"),
+    Key("StorageCompression", False, "Compress new attachments with zlib (Orthanc's format: 8-byte size prefix)"),
+    Key("StoreMD5ForAttachments", True, "Report the MD5 of attachments (computed when first asked for)"),
+    Key("CheckRevisions", False, "PUT/DELETE of metadata and attachments must name the current revision (If-Match)"),
+    Key("UserMetadata", {}, 'Names of user metadata: {"name": index} (index 1024-65535)'),
+    Key("UserContentType", {}, 'Names of user attachments: {"name": index} or {"name": [index, "mime"]}'),
     Key("SyncStorageArea", True, "fsync each stored file before acknowledging it"),
     Key("MaximumStorageSize", 0, "Maximum storage size in MB (0 = unlimited)"),
     Key("MaximumPatientCount", 0, "Maximum number of patients (0 = unlimited)"),
@@ -50,6 +54,7 @@ KEYS: tuple[Key, ...] = (
     Key("DicomAlwaysAllowFind", False, "Answer C-FIND from peers not in DicomModalities"),
     Key("DicomAlwaysAllowMove", False, "Answer C-MOVE from peers not in DicomModalities"),
     Key("DicomAlwaysAllowGet", False, "Answer C-GET from peers not in DicomModalities"),
+    Key("SynchronousCMove", True, "An incoming C-MOVE sends the instances before answering (else: as a job)"),
     Key("DicomCheckModalityHost", False, "A peer is known only if its IP matches the Host of its modality"),
     Key("DicomScpTimeout", 30, "Seconds of inactivity before an incoming association is closed"),
     Key("DicomScuTimeout", 10, "Seconds before an outgoing DICOM operation gives up"),
@@ -100,6 +105,7 @@ class Settings:
     dicom_always_allow_find: bool = False
     dicom_always_allow_move: bool = False
     dicom_always_allow_get: bool = False
+    synchronous_cmove: bool = True
     dicom_check_modality_host: bool = False
     dicom_scp_timeout: float = 30.0
     unknown_sop_class_accepted: bool = False
@@ -124,6 +130,11 @@ class Settings:
     http_timeout: float = 60.0
     maximum_storage_size_mb: int = 0
     maximum_patient_count: int = 0
+    storage_compression: bool = False
+    store_md5: bool = True
+    check_revisions: bool = False
+    user_metadata: Mapping[str, int] = field(default_factory=dict)
+    user_content_types: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -239,6 +250,40 @@ def _int(value: Any, key: str) -> int:
         raise ValueError(f"configuration key {key} must be an integer, got {value!r}") from exc
 
 
+def _user_index(value: Any, key: str, name: str) -> int:
+    """A user metadata or attachment index: Orthanc accepts 1024-65535 only."""
+    index = _int(value, f"{key}.{name}")
+    if not 1024 <= index <= 65535:
+        raise ValueError(f"configuration key {key}: {name!r} must have an index between 1024 and 65535")
+    return index
+
+
+def _user_numbers(value: Any, key: str) -> dict[str, int]:
+    """`UserMetadata`: {"name": index}, each index used once."""
+    if not isinstance(value, dict):
+        raise ValueError(f"configuration key {key} must be an object {{name: index}}")
+    out = {str(name): _user_index(v, key, str(name)) for name, v in value.items()}
+    if len(set(out.values())) != len(out):
+        raise ValueError(f"configuration key {key}: an index is used twice")
+    return out
+
+
+def _user_content_types(value: Any) -> dict[str, tuple[int, str]]:
+    """`UserContentType`: {"name": index} or {"name": [index, "mime type"]}."""
+    key = "UserContentType"
+    if not isinstance(value, dict):
+        raise ValueError(f"configuration key {key} must be an object {{name: index}}")
+    out: dict[str, tuple[int, str]] = {}
+    for name, v in value.items():
+        mime = "application/octet-stream"
+        if isinstance(v, list) and len(v) == 2 and isinstance(v[1], str):
+            v, mime = v
+        out[str(name)] = (_user_index(v, key, str(name)), mime)
+    if len({i for i, _ in out.values()}) != len(out):
+        raise ValueError(f"configuration key {key}: an index is used twice")
+    return out
+
+
 def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
     """Build `Settings` from a merged configuration mapping (paths relative to `base`)."""
     merged = {**_DEFAULTS, **raw}
@@ -272,6 +317,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_find=_bool(merged["DicomAlwaysAllowFind"], "DicomAlwaysAllowFind"),
         dicom_always_allow_move=_bool(merged["DicomAlwaysAllowMove"], "DicomAlwaysAllowMove"),
         dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
+        synchronous_cmove=_bool(merged["SynchronousCMove"], "SynchronousCMove"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),
         dicom_scp_timeout=float(merged["DicomScpTimeout"]),
         unknown_sop_class_accepted=_bool(merged["UnknownSopClassAccepted"], "UnknownSopClassAccepted"),
@@ -298,6 +344,11 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         http_timeout=float(merged["HttpTimeout"]),
         maximum_storage_size_mb=_int(merged["MaximumStorageSize"], "MaximumStorageSize"),
         maximum_patient_count=_int(merged["MaximumPatientCount"], "MaximumPatientCount"),
+        storage_compression=_bool(merged["StorageCompression"], "StorageCompression"),
+        store_md5=_bool(merged["StoreMD5ForAttachments"], "StoreMD5ForAttachments"),
+        check_revisions=_bool(merged["CheckRevisions"], "CheckRevisions"),
+        user_metadata=_user_numbers(merged["UserMetadata"], "UserMetadata"),
+        user_content_types=_user_content_types(merged["UserContentType"]),
         raw=dict(raw),
     )
 

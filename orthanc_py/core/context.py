@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ..config import Settings
 from ..index.base import Index
 from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
+from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
 
 log = logging.getLogger("orthanc_py")
@@ -90,7 +91,12 @@ class ServerContext:
     def __init__(self, settings: Settings, index: Index, storage: StorageArea) -> None:
         self.settings = settings
         self.index = index
-        self.storage = storage
+        self.storage = (
+            storage
+            if isinstance(storage, StorageAccessor)
+            else StorageAccessor(storage, settings.storage_compression, settings.store_md5)
+        )
+        """The storage area behind compression and MD5 (storage/accessor.py)."""
         self.io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
         self.stable = StableTracker(settings.stable_age)
         self.started = time.time()
@@ -146,6 +152,8 @@ class ServerContext:
         from .extquery import resume
 
         await resume(self)
+        if await self.index.read(lambda txn: txn.any_compressed()):
+            self.storage.maybe_compressed = True
         self._tasks.append(asyncio.create_task(self._stability_loop(), name="stability"))
 
     async def _stability_loop(self) -> None:

@@ -13,7 +13,7 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import ExportedResource, Transaction
 from ..model import maintags as mt
 from ..model.enums import FileContentType, MetadataType, ResourceType
-from ..model.modality import Modality, parse_modality
+from ..model.modality import Modality, UnknownManufacturer, parse_modality
 from ..remote.modalities import DicomScu, StoreItem
 from .context import ServerContext, now_iso
 from .resources import lookup_in
@@ -44,6 +44,8 @@ class ModalityRegistry:
     def put(self, name: str, value: Any) -> Modality:
         try:
             modality = parse_modality(value)
+        except UnknownManufacturer as exc:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
         except ValueError as exc:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
         self._items[name] = modality
@@ -176,3 +178,53 @@ async def store(
 
         await ctx.index.write(log_exports)
     return StoreReport(len(items), failed, list(public_ids), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
+
+
+async def submit_move_job(
+    ctx: ServerContext,
+    scu: DicomScu,
+    modality_name: str,
+    modality: Modality,
+    public_ids: Sequence[str],
+    originator_aet: str,
+    originator_id: int,
+) -> str:
+    """An incoming C-MOVE, as Orthanc runs it when SynchronousCMove is off: a DicomModalityStore
+    job that sends the resources on an association of its own; returns the job's id."""
+    local_aet = modality.local_aet or ctx.settings.dicom_aet
+    content: dict[str, Any] = {
+        "Description": "C-MOVE",
+        "FailedInstancesCount": 0,
+        "InstancesCount": 0,
+        "LocalAet": local_aet,
+        "MoveOriginatorAET": originator_aet,
+        "MoveOriginatorID": originator_id,
+        "RemoteAet": modality.aet,
+    }
+
+    async def run(job: Any) -> dict[str, Any]:
+        def progress(done: int, total: int) -> None:
+            job.content["InstancesCount"] = total
+            if total:
+                job.progress = min(99, done * 100 // total)
+
+        report = await store(ctx, scu, modality_name, modality, public_ids, originator_aet, originator_id, progress)
+        return {**content, "FailedInstancesCount": report.failed, "InstancesCount": report.instances}
+
+    job = ctx.jobs.submit("DicomModalityStore", run)
+    job.content.update(content)
+    return job.id
+
+
+async def store_straight(ctx: ServerContext, scu: DicomScu, modality: Modality, data: bytes) -> dict[str, str]:
+    """POST /modalities/{id}/store-straight: C-STORE a DICOM file given in the body, without
+    storing it here; Orthanc answers the SOP class and instance of what was sent."""
+    from ..model.parsing import parse
+
+    parsed = await ctx.run(parse, data)
+    sop_instance = parsed.main_tags[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, "")
+    item = StoreItem(parsed.sop_class_uid, parsed.transfer_syntax, None, lambda: data)
+    sent, _failed = await ctx.run(scu.store, modality, [item])
+    if not sent:
+        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, f"C-STORE to {modality.aet} failed")
+    return {"SOPClassUID": parsed.sop_class_uid, "SOPInstanceUID": sop_instance}

@@ -9,26 +9,59 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorCode, OrthancError
+from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag, vr_of
+from ..model.maintags import format_tag
+from ..model.modality import Modality
 from .context import ServerContext
 
 MODEL_STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 MODEL_PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 MODEL_STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 MODEL_PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+QUERY_RETRIEVE_LEVEL = mt.tag(0x0008, 0x0052)
+# The keys Orthanc adds (empty, "universal") to every C-FIND it sends, by level.
 IDENTIFIER_KEYS = {
     ResourceType.PATIENT: ("PatientID",),
     ResourceType.STUDY: ("StudyInstanceUID", "AccessionNumber", "PatientID"),
-    ResourceType.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
-    ResourceType.INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+    ResourceType.SERIES: ("StudyInstanceUID", "SeriesInstanceUID", "AccessionNumber", "PatientID"),
+    ResourceType.INSTANCE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "AccessionNumber", "PatientID"),
 }
+# What a C-MOVE asks for, by level (Orthanc's DicomControlUserConnection::MoveInternal).
+MOVE_KEYS = {
+    ResourceType.PATIENT: (mt.PATIENT_ID,),
+    ResourceType.STUDY: (mt.STUDY_INSTANCE_UID,),
+    ResourceType.SERIES: (mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID),
+    ResourceType.INSTANCE: (mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID),
+}
+# What a retrieve job reports of each answer (Orthanc's DicomMoveScuJob::AddFindAnswer).
+RETRIEVE_REPORTED = (
+    QUERY_RETRIEVE_LEVEL,
+    mt.PATIENT_ID,
+    mt.STUDY_INSTANCE_UID,
+    mt.SERIES_INSTANCE_UID,
+    mt.SOP_INSTANCE_UID,
+    mt.ACCESSION_NUMBER,
+)
+_COUNTERS = {
+    ResourceType.PATIENT: (mt.tag(0x0020, 0x1200), mt.tag(0x0020, 0x1202), mt.tag(0x0020, 0x1204)),
+    ResourceType.STUDY: (
+        mt.tag(0x0008, 0x0061),
+        mt.tag(0x0020, 0x1206),
+        mt.tag(0x0020, 0x1208),
+        mt.tag(0x0008, 0x0062),
+    ),
+    ResourceType.SERIES: (mt.tag(0x0020, 0x1209),),
+    ResourceType.INSTANCE: (),
+}
+_NUMERIC_VRS = {"US": (0, 65535), "SS": (-32768, 32767), "UL": (0, 2**32 - 1), "SL": (-(2**31), 2**31 - 1)}
 MAX_QUERIES = 100
 
 
 @dataclass
 class Query:
-    """One C-FIND that was run against a modality, with its answers."""
+    """One C-FIND that was run against a modality: the query as asked, and the answers."""
 
     modality: str
     level: ResourceType
@@ -63,49 +96,214 @@ class QueryRegistry:
         del self._items[qid]
 
 
-def build_identifier(level: ResourceType, query: dict[str, Any]) -> Any:
-    """The C-FIND identifier: the query's keys, plus the level's identifiers as return keys."""
-    from pydicom.dataset import Dataset
+def _tags(*pairs: tuple[int, int]) -> frozenset[int]:
+    return frozenset(mt.tag(g, e) for g, e in pairs)
 
-    ds = Dataset()
-    ds.QueryRetrieveLevel = level.qr_level
+
+# The attributes of the DICOM module of each level that a normalized query may keep (PS3.3:
+# Patient C.7-1 with the Issuer of Patient ID macro, General Study C.7-3, General Series C.7-5
+# with the Performed Procedure Step Summary macro, SOP Common C.12-1 with Digital Signatures).
+MODULE_TAGS = {
+    ResourceType.PATIENT: _tags(
+        (0x0010, 0x0010), (0x0010, 0x0020), (0x0010, 0x0030), (0x0010, 0x0040), (0x0008, 0x1120),
+        (0x0010, 0x0032), (0x0010, 0x1000), (0x0010, 0x1002), (0x0010, 0x1001), (0x0010, 0x2160),
+        (0x0010, 0x4000), (0x0010, 0x2201), (0x0010, 0x2202), (0x0010, 0x2292), (0x0010, 0x2293),
+        (0x0010, 0x2294), (0x0010, 0x2297), (0x0010, 0x2298), (0x0010, 0x2299), (0x0012, 0x0062),
+        (0x0012, 0x0063), (0x0012, 0x0064), (0x0010, 0x0021), (0x0010, 0x0024),
+    ),
+    ResourceType.STUDY: _tags(
+        (0x0020, 0x000D), (0x0008, 0x0020), (0x0008, 0x0030), (0x0008, 0x0090), (0x0008, 0x0096),
+        (0x0020, 0x0010), (0x0008, 0x0050), (0x0008, 0x0051), (0x0008, 0x1030), (0x0008, 0x1048),
+        (0x0008, 0x1049), (0x0008, 0x1060), (0x0008, 0x1062), (0x0032, 0x1034), (0x0008, 0x1110),
+        (0x0008, 0x1032), (0x0040, 0x1012),
+    ),
+    ResourceType.SERIES: _tags(
+        (0x0008, 0x0060), (0x0020, 0x000E), (0x0020, 0x0011), (0x0020, 0x0060), (0x0008, 0x0021),
+        (0x0008, 0x0031), (0x0008, 0x1050), (0x0008, 0x1052), (0x0018, 0x1030), (0x0008, 0x103E),
+        (0x0008, 0x103F), (0x0008, 0x1070), (0x0008, 0x1072), (0x0008, 0x1111), (0x0008, 0x1250),
+        (0x0018, 0x0015), (0x0018, 0x5100), (0x0028, 0x0108), (0x0029, 0x0109), (0x0040, 0x0275),
+        (0x0010, 0x2210), (0x0040, 0x0253), (0x0040, 0x0244), (0x0040, 0x0245), (0x0040, 0x0254),
+        (0x0040, 0x0260), (0x0040, 0x0280),
+    ),
+    ResourceType.INSTANCE: _tags(
+        (0x0008, 0x0016), (0x0008, 0x0018), (0x0008, 0x0005), (0x0008, 0x0012), (0x0008, 0x0013),
+        (0x0008, 0x0014), (0x0008, 0x001A), (0x0008, 0x001B), (0x0008, 0x0110), (0x0008, 0x0201),
+        (0x0018, 0xA001), (0x0020, 0x0013), (0x0100, 0x0410), (0x0100, 0x0420), (0x0100, 0x0424),
+        (0x0100, 0x0426), (0x0400, 0x0500), (0x0400, 0x0561), (0x0040, 0xA390), (0x0028, 0x0303),
+        (0x4FFE, 0x0001), (0xFFFA, 0xFFFA),
+    ),
+}  # fmt: skip
+
+
+def allowed_tags(level: ResourceType) -> set[int]:
+    """The keys a normalized query keeps (Orthanc's NormalizeFindQuery): the attributes of the
+    level's module and of the modules above, the level's computed counters, SpecificCharacterSet."""
+    out = {mt.SPECIFIC_CHARACTER_SET, *_COUNTERS[level]}
+    lv: ResourceType | None = level
+    while lv is not None:
+        out.update(MODULE_TAGS[lv])
+        lv = lv.parent
+    return out
+
+
+# Main DICOM tags that Orthanc leaves out of the older find-{level} routes' templates (not in
+# the level's DICOM module).
+_NOT_IN_TEMPLATE = {
+    ResourceType.STUDY: {mt.tag(0x0008, 0x0080), mt.tag(0x0032, 0x1032), mt.tag(0x0032, 0x1060)},
+    ResourceType.SERIES: {
+        mt.tag(0x0008, 0x0070),
+        mt.tag(0x0008, 0x1010),
+        mt.tag(0x0018, 0x0024),
+        mt.tag(0x0018, 0x1090),
+        mt.tag(0x0020, 0x1002),
+        mt.tag(0x0054, 0x0081),
+        mt.tag(0x0020, 0x0105),
+        mt.tag(0x0054, 0x0101),
+        mt.tag(0x0020, 0x0037),
+        mt.tag(0x0054, 0x1000),
+        mt.tag(0x0018, 0x1400),
+        mt.tag(0x0018, 0x0010),
+    },
+}
+_TEMPLATE_IDENTIFIERS = {
+    ResourceType.PATIENT: (),
+    ResourceType.STUDY: (mt.ACCESSION_NUMBER, mt.PATIENT_ID),
+    ResourceType.SERIES: (mt.ACCESSION_NUMBER, mt.PATIENT_ID, mt.STUDY_INSTANCE_UID),
+    ResourceType.INSTANCE: (mt.ACCESSION_NUMBER, mt.PATIENT_ID, mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID),
+}
+
+
+def find_template(level: ResourceType) -> list[int]:
+    """The return keys of the older find-{level} routes (Orthanc's SetupFind*Template)."""
+    tags = [t for t in mt.MAIN_TAGS[level] if t not in _NOT_IN_TEMPLATE.get(level, set())]
+    return tags + [t for t in _TEMPLATE_IDENTIFIERS[level] if t not in tags]
+
+
+def has_identifiers(level: ResourceType, values: dict[int, str]) -> bool:
+    """Whether a find-{level} request names what Orthanc requires (values over two characters):
+    the patient or accession number below the patient level, and each UID above the level."""
+
+    def given(tag: int) -> bool:
+        return len(values.get(tag, "")) > 2
+
+    if level is ResourceType.PATIENT:
+        return True
+    if not (given(mt.ACCESSION_NUMBER) or given(mt.PATIENT_ID)):
+        return False
+    uids = {
+        ResourceType.SERIES: (mt.STUDY_INSTANCE_UID,),
+        ResourceType.INSTANCE: (mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID),
+    }
+    return all(given(t) for t in uids.get(level, ()))
+
+
+def _element_value(tag: int, vr: str, value: str) -> Any:
+    """The query value as the element's VR wants it; Orthanc's error for a number out of range."""
+    if vr in _NUMERIC_VRS or vr in ("FL", "FD"):
+        if value == "":
+            return None
+        try:
+            number: float = float(value) if vr in ("FL", "FD") else int(value)
+        except ValueError:
+            number = float("nan")
+        if vr in _NUMERIC_VRS:
+            low, high = _NUMERIC_VRS[vr]
+            if not (isinstance(number, int) and low <= number <= high):
+                raise OrthancError(
+                    ErrorCode.BAD_FILE_FORMAT,
+                    f'While creating a DICOM instance, tag ({format_tag(tag)}) has out-of-range value: "{value}"',
+                )
+        elif number != number:
+            raise OrthancError(
+                ErrorCode.BAD_FILE_FORMAT,
+                f'While creating a DICOM instance, tag ({format_tag(tag)}) has out-of-range value: "{value}"',
+            )
+        return number
+    return value
+
+
+def parse_query(query: dict[str, Any]) -> dict[int, str]:
+    """The body's "Query" as tags; Orthanc's errors for a bad key or a non-string value."""
+    out: dict[int, str] = {}
     for key, value in query.items():
-        if not isinstance(value, str):
-            raise OrthancError(ErrorCode.BAD_REQUEST, f'Tag "{key}" should be associated with a string')
         try:
             tag = parse_tag(key)
         except ValueError as exc:
-            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG) from exc
-        ds.add_new(tag, vr_of(tag) if vr_of(tag) != "UN" else "LO", value)
+            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}") from exc
+        if not isinstance(value, str):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'Tag "{key}" should be associated with a string')
+        out[tag] = value
+    return out
+
+
+def build_identifier(level: ResourceType, query: dict[str, Any], normalize: bool = True) -> Any:
+    """The C-FIND identifier Orthanc sends: the query's keys (only those allowed at the level when
+    normalized), the level's identifiers as empty return keys, and QueryRetrieveLevel."""
+
+    tags = parse_query(query)
+    if normalize:
+        allowed = allowed_tags(level)
+        tags = {t: v for t, v in tags.items() if t in allowed}
+    ds = strings_dataset(tags)
     for keyword in IDENTIFIER_KEYS[level]:
         if keyword not in ds:
             setattr(ds, keyword, "")
+    ds.QueryRetrieveLevel = level.qr_level
     return ds
 
 
-async def run_query(ctx: ServerContext, modality_name: str, level: ResourceType, query: dict[str, Any]) -> Query:
+async def run_query(
+    ctx: ServerContext, modality_name: str, level: ResourceType, query: dict[str, Any], normalize: bool = True
+) -> Query:
+    """C-FIND on the modality (patient root at the patient level, study root otherwise)."""
     modality = ctx.modalities.get(modality_name)
-    identifier = build_identifier(level, query)
+    identifier = build_identifier(level, query, normalize)
     model = MODEL_PATIENT_ROOT_FIND if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_FIND
     answers = await ctx.run(ctx.scu.find, modality, identifier, model)
+    for answer in answers:
+        _add_meta_quirk(answer)
     return Query(modality_name, level, {k: str(v) for k, v in query.items()}, answers)
 
 
-def move_identifier(level: ResourceType, answer: Any) -> Any:
-    """What a C-MOVE asks for an answer: the level's unique keys copied from the answer."""
+def _add_meta_quirk(answer: Any) -> None:
+    """Orthanc keeps each answer as a DICOM file, whose meta header repeats the SOP class and
+    instance: its answers show (0002,0002) and (0002,0003) wherever those are present."""
+    for source, meta in ((mt.SOP_CLASS_UID, mt.tag(0x0002, 0x0002)), (mt.SOP_INSTANCE_UID, mt.tag(0x0002, 0x0003))):
+        if source in answer and answer[source].value:
+            answer.add_new(meta, "UI", answer[source].value)
+
+
+def answer_values(answer: Any) -> dict[int, str]:
+    """The answer's (non-sequence) elements as strings, as Orthanc keeps C-FIND answers."""
+    from ..model.parsing import element_text
+
+    return {int(e.tag): element_text(e.value) or "" for e in answer if e.VR != "SQ" and (int(e.tag) >> 16) != 0x0002}
+
+
+def strings_dataset(tags: dict[int, str]) -> Any:
+    """A dataset of the given string values, each converted to its VR."""
     from pydicom.dataset import Dataset
 
     ds = Dataset()
-    ds.QueryRetrieveLevel = level.qr_level
-    for keyword in IDENTIFIER_KEYS[level]:
-        if keyword in answer and (keyword != "AccessionNumber"):
-            setattr(ds, keyword, answer.get(keyword))
+    for tag, value in sorted(tags.items()):
+        vr = vr_of(tag)
+        if vr == "UN":
+            vr = "LO"
+        ds.add_new(tag, vr, _element_value(tag, vr, value))
     return ds
 
 
-async def retrieve(ctx: ServerContext, q: Query, answers: list[Any], target_aet: str) -> None:
-    """C-MOVE each answer from the modality to `target_aet` (default: ourselves)."""
-    modality = ctx.modalities.get(q.modality)
-    model = MODEL_PATIENT_ROOT_MOVE if q.level is ResourceType.PATIENT else MODEL_STUDY_ROOT_MOVE
-    for answer in answers:
-        await ctx.run(ctx.scu.move, modality, move_identifier(q.level, answer), model, target_aet)
+def move_identifier(level: ResourceType, answer: dict[int, str]) -> Any:
+    """What a C-MOVE asks for an answer: the level's unique keys copied from the answer."""
+    tags = {t: answer[t] for t in MOVE_KEYS[level] if t in answer}
+    tags[QUERY_RETRIEVE_LEVEL] = level.qr_level
+    return strings_dataset(tags)
+
+
+async def retrieve(
+    ctx: ServerContext, modality: Modality, level: ResourceType, identifiers: list[Any], target_aet: str
+) -> None:
+    """C-MOVE each identifier from the modality to `target_aet`."""
+    model = MODEL_PATIENT_ROOT_MOVE if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_MOVE
+    for identifier in identifiers:
+        await ctx.run(ctx.scu.move, modality, identifier, model, target_aet)

@@ -14,7 +14,7 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
 from ..model.maintags import MAIN_TAGS
 from ..model.parsing import as_int
-from .context import ServerContext
+from .context import ServerContext, now_iso
 
 
 @dataclass(slots=True)
@@ -301,7 +301,7 @@ def dicom_file_blocking(
     if max_size is not None and att.uncompressed_size > max_size:
         return att, None
     try:
-        return att, ctx.storage.read(att.uuid, att.content_type)
+        return att, ctx.storage.read_file(att.uuid, att.content_type, att.compression)
     except FileNotFoundError as exc:
         raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
 
@@ -316,9 +316,14 @@ async def read_dicom(ctx: ServerContext, public_id: str) -> bytes:
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:
     """Delete a resource with its descendants and emptied ancestors; files go after commit."""
 
+    date = now_iso()
+
     def run(txn: Transaction) -> Deletion:
         rid, _ = lookup_in(txn, public_id, level)
-        return txn.delete_resource(rid)
+        deletion = txn.delete_resource(rid)
+        if deletion.remaining_ancestor is not None:
+            _touch_ancestors(txn, deletion.remaining_ancestor[1], date)
+        return deletion
 
     deletion = await ctx.index.write(run)
     ctx.series_cache.clear()  # deletes are rare: forget every cached series summary
@@ -326,6 +331,16 @@ async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Del
         ctx.stable.forget(pid)
     await ctx.run(_remove_files, ctx, deletion.attachments)
     return deletion
+
+
+def _touch_ancestors(txn: Transaction, public_id: str, date: str) -> None:
+    """A resource lost a child: its LastUpdate and its ancestors' are now (Orthanc 1.12.1+)."""
+    hit = txn.lookup(public_id)
+    rid: int | None = hit[0] if hit is not None else None
+    while rid is not None:
+        txn.set_metadata(rid, _LAST_UPDATE, date)
+        rows = txn.resources([rid])
+        rid = rows[0].parent_id if rows else None
 
 
 def _remove_files(ctx: ServerContext, attachments: list[Attachment]) -> None:

@@ -26,12 +26,14 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from ..core import ingest
+from ..core import modalities as core_modalities
 from ..core.context import ServerContext
 from ..core.dicomfind import MODALITIES_IN_STUDY, answers
 from ..core.ingest import Origin
 from ..core.query import FindRequest, find_ids
 from ..index.base import Transaction
 from ..model import maintags as mt
+from ..model.charsets import ENCODINGS, python_codec
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, vr_of
 from ..model.parsing import element_text
@@ -58,25 +60,72 @@ def _register_as_storage(uid: str) -> None:
         log.debug("cannot register %s", uid, exc_info=True)
 
 
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+IMPLICIT_LE = "1.2.840.10008.1.2"
+# The order Orthanc prefers when a requestor proposes several syntaxes in one context
+# (pynetdicom accepts the first of the acceptor's list that the requestor proposed).
+PREFERRED = (EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE)
+# Orthanc writes the File Meta Information of a received instance with the identifiers of the
+# DCMTK it is built with (the header's size shows in PixelDataOffset).
+IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.7"
+IMPLEMENTATION_VERSION_NAME = "OFFIS_DCMTK_367"
+
+
+def preferred_first(syntaxes: list[str] | tuple[str, ...]) -> list[str]:
+    """The syntaxes with Explicit VR Little Endian, then Big Endian, then Implicit VR first."""
+    return [ts for ts in PREFERRED if ts in syntaxes] + [ts for ts in syntaxes if ts not in PREFERRED]
+
+
 def storage_syntaxes(accepted: tuple[str, ...]) -> list[str]:
     """The transfer syntaxes offered to C-STORE requestors: what AcceptedTransferSyntaxes matched
     (never none: an SCP that accepts no syntax at all would refuse every association)."""
-    return list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3])
+    return preferred_first(list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3]))
 
 
-def _answer_charset(identifier: Dataset, values: dict[int, str | None]) -> str:
-    """Orthanc answers in Latin-1 unless the query asks for UTF-8; where a value does not fit in
-    Latin-1 (Orthanc would drop its characters) we answer in UTF-8 rather than lose them."""
-    asked = str(identifier.get("SpecificCharacterSet", "") or "").strip()
-    if asked == "ISO_IR 192":
-        return asked
-    try:
-        for v in values.values():
-            if v:
-                v.encode("latin-1")
-    except UnicodeEncodeError:
-        return "ISO_IR 192"
-    return "ISO_IR 100"
+def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """Preamble, "DICM" and the File Meta Information of a received instance, as Orthanc writes them."""
+    import io
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import UID
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    out = io.BytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
+    return out.getvalue()
+
+
+_QR_LEVEL_NAMES = {
+    "PATIENT": ResourceType.PATIENT,
+    "PATIENTS": ResourceType.PATIENT,
+    "STUDY": ResourceType.STUDY,
+    "STUDIES": ResourceType.STUDY,
+    "SERIES": ResourceType.SERIES,
+    "IMAGE": ResourceType.INSTANCE,
+    "IMAGES": ResourceType.INSTANCE,
+    "INSTANCE": ResourceType.INSTANCE,
+    "INSTANCES": ResourceType.INSTANCE,
+}
+
+
+def qr_level(text: str) -> ResourceType:
+    """The level a QueryRetrieveLevel names, with the spellings Orthanc accepts (KeyError else)."""
+    return _QR_LEVEL_NAMES[text.strip().upper()]
+
+
+def _called_aet(assoc: Any) -> str:
+    """The AET the requestor called (Orthanc records it as CalledAET, whatever its own AET)."""
+    primitive = getattr(assoc.requestor, "primitive", None)
+    called = getattr(primitive, "called_ae_title", None)
+    return str(called if called else assoc.acceptor.ae_title).strip()
 
 
 _STORAGE_UIDS = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
@@ -98,11 +147,12 @@ class DicomServer:
         s = ctx.settings
         ae = AE(ae_title=s.dicom_aet)
         ae.maximum_pdu_size = 0  # accept PDUs of any size: large PDUs mean fewer round trips
+        ae.maximum_associations = 256  # Orthanc queues associations rather than refusing them
         ae.network_timeout = s.dicom_scp_timeout
         ae.acse_timeout = s.dicom_scp_timeout
         ae.dimse_timeout = s.dicom_scp_timeout
         ae.require_called_aet = s.dicom_check_called_aet
-        ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification, preferred_first(ALL_TRANSFER_SYNTAXES))
         for model in (
             PatientRootQueryRetrieveInformationModelFind,
             StudyRootQueryRetrieveInformationModelFind,
@@ -111,7 +161,7 @@ class DicomServer:
             PatientRootQueryRetrieveInformationModelGet,
             StudyRootQueryRetrieveInformationModelGet,
         ):
-            ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES[:4])
+            ae.add_supported_context(model, preferred_first(ALL_TRANSFER_SYNTAXES[:4]))
         self._accepted = ctx.accepted_transfer_syntaxes
         self._storage_syntaxes = storage_syntaxes(self._accepted)
         for context in AllStoragePresentationContexts:
@@ -224,38 +274,86 @@ class DicomServer:
             "DicomProtocol",
             remote_ip=str(assoc.requestor.address),
             remote_aet=str(assoc.requestor.ae_title).strip(),
-            called_aet=str(assoc.acceptor.ae_title).strip(),
+            called_aet=_called_aet(assoc),
         )
         try:
-            data = event.encoded_dataset(include_meta=True)
+            req = event.request
+            meta = file_meta_bytes(
+                str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax)
+            )
+            data = meta + req.DataSet.getvalue()
             ingest.store_blocking(self.ctx, data, origin, self.loop)
         except Exception as exc:
             log.warning("C-STORE from %s refused: %s", origin.remote_aet, exc)
             return status.store_failure(exc)
         return status.SUCCESS
 
-    def _parse_query(self, identifier: Dataset, star_is_universal: bool = True) -> tuple[str, FindRequest, list[int]]:
+    def _parse_query(self, identifier: Dataset) -> tuple[str, FindRequest, list[int]]:
         """QueryRetrieveLevel, the find request and the requested keys of an identifier
-        (KeyError/ValueError when it is not a valid query)."""
-        level_text = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-        level = ResourceType.from_qr_level(level_text)
+        (KeyError/ValueError when it is not a valid query). As in Orthanc, "*" asks for the
+        tag to be present (PS3.4 would make it universal): C-FIND and /tools/find agree."""
+        level_text = str(identifier.get("QueryRetrieveLevel", "")).strip()
+        level = qr_level(level_text)
         req = FindRequest(level=level)
         requested: list[int] = []
         for tag in list(identifier.keys()):
             t = int(tag)
-            if t in _NOT_KEYS or (t >> 16) == 0x0002:
+            if t in _NOT_KEYS or (t >> 16) == 0x0002 or (t & 0xFFFF) == 0:
                 continue
             requested.append(t)
             elem = identifier[t]
             if elem.VR == "SQ":
                 continue
             text = element_text(elem.value)
+            if text and ("*" in text or "?" in text) and "\\" not in text and vr_of(t) not in _WILDCARD_VRS:
+                # PS3.4 C.2.2.2.4; Orthanc: "Wildcards are not allowed on tag 0008,0020" (C-FIND fails)
+                raise ValueError(f"wildcards are not allowed on tag {mt.format_tag(t)}")
             if text:
                 key = mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t
-                c = parse_constraint(key, text, self.ctx.settings.case_sensitive_pn, star_is_universal)
+                c = parse_constraint(key, text, self.ctx.settings.case_sensitive_pn, star_is_universal=False)
                 if c is not None:
                     req.constraints.append(c)
         return level_text, req, requested
+
+    def _retrieve_request(self, identifier: Dataset) -> FindRequest | None:
+        """What a C-MOVE or C-GET asks for (Orthanc's LookupIdentifiers): the level's unique key
+        matched exactly, a list of values allowed; at the study level the AccessionNumber when it
+        has a value, else the StudyInstanceUID. Other keys are ignored. Without
+        QueryRetrieveLevel, the lowest level whose key has a value. None: nothing to retrieve."""
+        keys = {
+            ResourceType.PATIENT: (mt.PATIENT_ID,),
+            ResourceType.STUDY: (mt.ACCESSION_NUMBER, mt.STUDY_INSTANCE_UID),
+            ResourceType.SERIES: (mt.SERIES_INSTANCE_UID,),
+            ResourceType.INSTANCE: (mt.SOP_INSTANCE_UID,),
+        }
+
+        def value(tag: int) -> str:
+            elem = identifier.get(tag)
+            return (element_text(elem.value) or "").strip() if elem is not None and elem.VR != "SQ" else ""
+
+        level_text = str(identifier.get("QueryRetrieveLevel", "") or "").strip()
+        if level_text:
+            level = qr_level(level_text)
+        else:
+            found = [lv for lv in reversed(ResourceType) if any(value(t) for t in keys[lv])]
+            if not found:
+                return None
+            level = found[0]
+        tags = keys[level]
+        if level is ResourceType.STUDY and mt.ACCESSION_NUMBER in identifier and value(mt.ACCESSION_NUMBER):
+            tag = mt.ACCESSION_NUMBER
+        else:
+            tag = tags[-1]
+        text = value(tag)
+        if not text:
+            return None
+        values = [v.strip() for v in text.split("\\") if v.strip()]
+        constraint = parse_constraint(tag, "\\".join(values), True, True) if values else None
+        if constraint is None:
+            return None
+        req = FindRequest(level=level)
+        req.constraints.append(constraint)
+        return req
 
     def _instance_files(self, req: FindRequest) -> list[tuple[str, str | None, str, str]]:
         """(uuid, path, SOP class, transfer syntax) of every instance under the matched resources,
@@ -278,32 +376,53 @@ class DicomServer:
         storage = self.ctx.storage
         return [(u, storage.path(u, 1), sop, ts) for u, sop, ts in self.ctx.index.read_blocking(run)]
 
-    def _datasets(self, files: list[tuple[str, str | None, str, str]]) -> Iterator[Dataset]:
-        """The files as datasets, one at a time (a large study never sits in memory whole)."""
+    def _datasets(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Dataset]:
+        """The files as datasets, one at a time (a large study never sits in memory whole); one
+        whose transfer syntax the association has not accepted for its class is transcoded to
+        one it has (Explicit VR Little Endian first), as Orthanc does."""
         import io
 
         import pydicom
 
-        for uuid, path, _sop, _ts in files:
+        from ..imaging.transcode import recode
+
+        accepted: dict[str, list[str]] = {}
+        for cx in event.assoc.accepted_contexts:
+            accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
+        for uuid, path, sop, ts in files:
             if path is not None:
-                yield pydicom.dcmread(path, force=True)
+                ds = pydicom.dcmread(path, force=True)
             else:
-                yield pydicom.dcmread(io.BytesIO(self.ctx.storage.read(uuid, 1)), force=True)
+                ds = pydicom.dcmread(io.BytesIO(self.ctx.storage.read(uuid, 1)), force=True)
+            syntaxes = accepted.get(sop, [])
+            if ts and syntaxes and ts not in syntaxes:
+                target = next((t for t in (EXPLICIT_LE, IMPLICIT_LE) if t in syntaxes), None)
+                if target is not None:
+                    try:
+                        recode(ds, target)
+                    except Exception as exc:
+                        log.warning("cannot transcode %s to %s: %s", ts, target, exc)
+            yield ds
 
     def _sub_operations(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Any]:
         """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each."""
         yield len(files)
-        for ds in self._datasets(files):
+        for ds in self._datasets(event, files):
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
             yield status.PENDING, ds
 
-    def _on_move(self, event: Any) -> Iterator[Any]:
-        """C-MOVE SCP: the destination must be a known modality (by AET); pynetdicom runs the
-        C-STORE sub-operations on an association of its own, proposing the instances' classes."""
-        from pynetdicom.presentation import build_context
+    def _matched_public_ids(self, req: FindRequest) -> list[str]:
+        def run(txn: Transaction) -> list[str]:
+            return [r.public_id for r in txn.resources(find_ids(self.ctx, txn, req))]
 
+        return self.ctx.index.read_blocking(run)
+
+    def _on_move(self, event: Any) -> Iterator[Any]:
+        """C-MOVE SCP, as Orthanc with SynchronousCMove off: the destination must be a known
+        modality (by AET); the matches are sent by a DicomModalityStore job on an association of
+        its own, and the C-MOVE answers at once. Nothing matched: no job."""
         if not self._allowed(event, "AllowMove"):
             yield None, None
             return
@@ -313,20 +432,47 @@ class DicomServer:
             log.warning("C-MOVE to unknown destination %s", destination)
             yield None, None
             return
-        modality = known[0][1]
+        name, modality = known[0]
         try:
-            _lt, req, _keys = self._parse_query(event.identifier)
-            files = self._instance_files(req)
+            req = self._retrieve_request(event.identifier)
             error = None
         except Exception as exc:
             log.warning("C-MOVE with an invalid identifier: %s", exc)
-            files, error = [], exc
-        pairs = sorted({(sop, ts or "1.2.840.10008.1.2.1") for _u, _p, sop, ts in files if sop})
+            req, error = None, exc
+        if self.ctx.settings.synchronous_cmove:
+            yield from self._move_now(event, modality, req, error)
+            return
+        yield modality.host, modality.port
+        if error is not None:
+            yield 1
+            yield status.MOVE_IDENTIFIER_MISMATCH, None
+            return
+        public_ids = self._matched_public_ids(req) if req is not None else []
+        if public_ids:
+            originator = str(event.assoc.requestor.ae_title).strip()
+            message_id = int(getattr(event.request, "MessageID", 0) or 0)
+            future = asyncio.run_coroutine_threadsafe(
+                core_modalities.submit_move_job(
+                    self.ctx, self.ctx.scu, name, modality, public_ids, originator, message_id
+                ),
+                self.loop,
+            )
+            future.result()
+        yield 0
+
+    def _move_now(self, event: Any, modality: Any, req: FindRequest | None, error: Exception | None) -> Iterator[Any]:
+        """SynchronousCMove: pynetdicom runs the C-STORE sub-operations on an association of its
+        own, proposing the instances' classes, before the C-MOVE answers."""
+        from pynetdicom.presentation import build_context
+
+        files = self._instance_files(req) if req is not None and error is None else []
+        pairs = sorted({(sop, ts or EXPLICIT_LE) for _u, _p, sop, ts in files if sop})
         contexts = [build_context(Verification)]
         for sop, ts in pairs[:120]:
-            contexts.append(build_context(sop, [ts, "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"]))
+            contexts.append(build_context(sop, list(dict.fromkeys([ts, EXPLICIT_LE, IMPLICIT_LE]))))
         yield modality.host, modality.port, {"contexts": contexts, "ae_title": modality.aet}
         if error is not None:
+            yield 1
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
         yield from self._sub_operations(event, files)
@@ -340,8 +486,8 @@ class DicomServer:
             yield status.REFUSED_NOT_AUTHORIZED, None
             return
         try:
-            _lt, req, _keys = self._parse_query(event.identifier)
-            files = self._instance_files(req)
+            req = self._retrieve_request(event.identifier)
+            files = self._instance_files(req) if req is not None else []
         except Exception as exc:
             log.warning("C-GET with an invalid identifier: %s", exc)
             yield 1
@@ -351,7 +497,8 @@ class DicomServer:
 
     def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
-        requested keys plus RetrieveAETitle, in UTF-8."""
+        requested keys plus RetrieveAETitle, in the DefaultEncoding in force (characters it
+        cannot encode are dropped, as Orthanc does)."""
         if not self._allowed(event, "AllowFind"):
             yield status.REFUSED_NOT_AUTHORIZED, None
             return
@@ -379,16 +526,42 @@ class DicomServer:
             log.warning("C-FIND failed: %s", exc)
             yield status.FIND_UNABLE_TO_PROCESS, None
             return
+        charset = ENCODINGS.get(self.ctx.default_encoding) or "ISO_IR 100"
+        codec = python_codec(charset)
         for values in matches:
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
             ds = Dataset()
-            ds.SpecificCharacterSet = _answer_charset(identifier, values)
+            ds.SpecificCharacterSet = charset
             ds.QueryRetrieveLevel = level_text
             for t in requested:
                 vr = identifier[t].VR if identifier[t].VR not in ("UN", None) else vr_of(t)
                 value = values.get(t)
-                ds.add_new(t, vr, "" if value is None else value)
+                if value is None or value == "":
+                    ds.add_new(t, vr, None if vr != "SQ" else [])
+                    continue
+                if vr in _TEXT_VRS:
+                    # encoded here: what the character set cannot hold is dropped, as Orthanc does
+                    ds.add_new(t, vr, value.encode(codec, "ignore"))
+                    continue
+                ds.add_new(t, vr, _typed(vr, value))
             ds.add_new(RETRIEVE_AE_TITLE, "AE", s.dicom_aet)
             yield status.PENDING, ds
+
+
+_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "UN"})
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
+_INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
+
+
+def _typed(vr: str, value: str) -> Any:
+    """A value as pydicom wants it for the VR (numbers for binary VRs, a list for several)."""
+    if vr in _INT_VRS or vr in ("FL", "FD"):
+        parts = [p for p in value.split("\\") if p.strip()]
+        try:
+            nums = [int(p) if vr in _INT_VRS else float(p) for p in parts]
+        except ValueError:
+            return None
+        return nums[0] if len(nums) == 1 else nums
+    return value

@@ -94,7 +94,9 @@ def recode(ds: Any, target: str) -> None:
         raise CannotTranscode(f"Cannot transcode from {source} to {target}")
     if source not in UNCOMPRESSED:
         try:
-            ds.decompress()
+            # pydicom would give a lossy source a new SOPInstanceUID; Orthanc keeps it when it
+            # only decodes (a new UID comes with lossy *compression*)
+            ds.decompress(generate_instance_uid=False)
         except Exception as exc:  # pydicom raises many kinds for a missing or failing decoder
             raise CannotTranscode(f"Cannot decode {source}: {exc}") from exc
     ds.file_meta.TransferSyntaxUID = UID(target)

@@ -148,7 +148,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (key, instance_id)
     ) WITHOUT ROWID;
     """,
-    # 4: case-insensitive /tools/find on every text VR (not only PN): the folded value of text
+    # 4: revisions of metadata (ETag / If-Match, as Orthanc 1.9.2+); compressed attachments are
+    # found at once (a partial index: rows of uncompressed files, the default, never enter it)
+    """
+    ALTER TABLE metadata ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX attachments_compressed ON attachments(compression) WHERE compression <> 1;
+    """,
+    # 5: case-insensitive /tools/find on every text VR (not only PN): the folded value of text
     # main tags, where it differs from the value (orthanc_fold is registered by _migrate)
     """
     UPDATE tags SET norm = orthanc_fold(tag, value) WHERE norm IS NULL AND orthanc_fold(tag, value) IS NOT NULL;
@@ -377,6 +383,15 @@ class SqlTransaction:
                 out[rid][t] = v
         return out
 
+    def metadata_entry(self, resource_id: int, metadata_type: int) -> tuple[str, int] | None:
+        row = self.c.execute(
+            "SELECT value, revision FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type)
+        ).fetchone()
+        return (row[0], int(row[1])) if row else None
+
+    def any_compressed(self) -> bool:
+        return self.c.execute("SELECT 1 FROM attachments WHERE compression <> 1 LIMIT 1").fetchone() is not None
+
     def labels(self, ids: Ids) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {i: [] for i in self._keys(ids)}
         for cond, args in self._filters(ids, "resource_id"):
@@ -516,7 +531,7 @@ class SqlTransaction:
             cond = self._tag_condition(c, sub_args)
             where.append(f"r.id IN (SELECT resource_id FROM metadata WHERE type = ? AND {cond})")
             args.extend(sub_args)
-        if labels:  # an empty list constrains nothing, even with "None" (Orthanc 1.12.5)
+        if labels:  # "None" with no label matches everything (Orthanc 1.12.5; 1.12.11 changed it)
             marks = _marks(len(labels))
             if labels_mode == "All":
                 for label in labels:
@@ -581,18 +596,21 @@ class SqlTransaction:
         return int(row[0]), int(row[1])
 
     def resource_statistics(self, resource_id: int, level: ResourceType) -> dict[str, int]:
+        """Counts of descendants; sizes of the attachments of the resource and of every
+        resource under it (user attachments of a patient or study count, as in Orthanc)."""
         counts: dict[str, int] = {}
         current = [resource_id]
+        subtree = [resource_id]
         for lv in range(int(level) + 1, int(ResourceType.INSTANCE) + 1):
             nxt: list[int] = []
             for chunk in _chunks(current):
                 sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))})"
                 nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
             current = nxt
+            subtree.extend(nxt)
             counts[ResourceType(lv).label] = len(current)
-        instance_ids = current if level != ResourceType.INSTANCE else [resource_id]
         disk = unc = dicom_disk = dicom_unc = 0
-        for chunk in _chunks(instance_ids):
+        for chunk in _chunks(subtree):
             sql = (
                 "SELECT content_type, SUM(compressed_size), SUM(uncompressed_size) FROM attachments "
                 f"WHERE resource_id IN ({_marks(len(chunk))}) GROUP BY content_type"
@@ -621,8 +639,10 @@ class SqlTransaction:
         return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
 
     def last_change(self) -> int:
-        row = self.c.execute("SELECT MAX(seq) FROM changes").fetchone()
-        return int(row[0] or 0)
+        """The last sequence number handed out (Orthanc's GetLastChangeIndex): changes of
+        deleted resources are gone, their numbers are not reused."""
+        row = self.c.execute("SELECT seq FROM sqlite_sequence WHERE name='changes'").fetchone()
+        return int(row[0]) if row else 0
 
     def exports(self, since: int, limit: int) -> list[ExportedResource]:
         rows = self.c.execute(
@@ -676,10 +696,10 @@ class SqlTransaction:
         if main_tags:
             self._insert(_TAGS, 4, _tag_rows(resource_id, main_tags))
 
-    def set_metadata(self, resource_id: int, metadata_type: int, value: str) -> None:
+    def set_metadata(self, resource_id: int, metadata_type: int, value: str, revision: int = 0) -> None:
         self.c.execute(
-            "INSERT OR REPLACE INTO metadata(resource_id, type, value) VALUES (?,?,?)",
-            (resource_id, metadata_type, value),
+            "INSERT OR REPLACE INTO metadata(resource_id, type, value, revision) VALUES (?,?,?,?)",
+            (resource_id, metadata_type, value, revision),
         )
 
     def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
@@ -692,6 +712,13 @@ class SqlTransaction:
 
     def add_attachment(self, resource_id: int, a: Attachment) -> None:
         self._insert(_ATTACHMENTS, 9, [_attachment_row(resource_id, a)])
+
+    def set_attachment_md5(self, resource_id: int, content_type: int, uuid: str, md5: str, compressed_md5: str) -> None:
+        self.c.execute(
+            "UPDATE attachments SET uncompressed_md5=?, compressed_md5=? "
+            "WHERE resource_id=? AND content_type=? AND uuid=?",
+            (md5, compressed_md5, resource_id, content_type, uuid),
+        )
 
     def delete_attachment(self, resource_id: int, content_type: int) -> Attachment | None:
         found = self.attachments([resource_id])[resource_id]

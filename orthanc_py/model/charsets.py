@@ -31,3 +31,13 @@ def parse_encoding(text: str) -> str:
     if text not in ENCODINGS:
         raise ValueError(f"unknown encoding: {text}")
     return text
+
+
+def python_codec(term: str | None) -> str:
+    """The Python codec that writes a Specific Character Set term's bytes (ISO_IR 6 is plain
+    ASCII: Orthanc's "Ascii" drops every other character)."""
+    if term in (None, "", "ISO_IR 6"):
+        return "ascii"
+    from pydicom.charset import python_encoding
+
+    return python_encoding.get(term, "latin_1")

@@ -19,6 +19,32 @@ PERMISSIONS = (
 )
 
 
+# Orthanc's ModalityManufacturer names; obsolete ones are still read, as what they now mean.
+MANUFACTURERS = ("Generic", "GenericNoWildcardInDates", "GenericNoUniversalWildcard", "Vitrea", "GE")
+_OBSOLETE_MANUFACTURERS = {
+    "MedInria": "Generic",
+    "ClearCanvas": "Generic",
+    "Dcm4Chee": "Generic",
+    "EFilm2": "Generic",
+    "SyngoVia": "GenericNoWildcardInDates",
+    "AgfaImpax": "GenericNoWildcardInDates",
+}
+
+
+class UnknownManufacturer(ValueError):
+    """A manufacturer name Orthanc does not know (its ParameterOutOfRange)."""
+
+
+def parse_manufacturer(value: Any) -> str:
+    """Orthanc's manufacturer name (case-sensitive); ValueError with Orthanc's message else."""
+    text = str(value)
+    if text in MANUFACTURERS:
+        return text
+    if text in _OBSOLETE_MANUFACTURERS:
+        return _OBSOLETE_MANUFACTURERS[text]
+    raise UnknownManufacturer(f'Unknown modality manufacturer: "{text}"')
+
+
 @dataclass(frozen=True)
 class Modality:
     """One entry of DicomModalities."""
@@ -36,12 +62,18 @@ class Modality:
 
     def to_json(self) -> dict[str, Any]:
         """GET /modalities/{id}/configuration (Orthanc's keys)."""
-        out: dict[str, Any] = {"AET": self.aet, "Host": self.host, "Port": self.port, "Manufacturer": self.manufacturer}
+        out: dict[str, Any] = {"AET": self.aet}
         out.update(dict(self.permissions))
-        if self.local_aet:
-            out["LocalAet"] = self.local_aet
-        if self.timeout:
-            out["Timeout"] = self.timeout
+        out.update(
+            {
+                "Host": self.host,
+                "LocalAet": self.local_aet,
+                "Manufacturer": self.manufacturer,
+                "Port": self.port,
+                "Timeout": self.timeout,
+                "UseDicomTls": False,
+            }
+        )
         return out
 
 
@@ -51,7 +83,7 @@ def parse_modality(value: Any) -> Modality:
         if len(value) not in (3, 4) or not isinstance(value[0], str) or not isinstance(value[1], str):
             raise ValueError("a modality must be [AET, host, port] or [AET, host, port, manufacturer]")
         port = _port(value[2])
-        return Modality(value[0], value[1], port, str(value[3]) if len(value) == 4 else "Generic")
+        return Modality(value[0], value[1], port, parse_manufacturer(value[3]) if len(value) == 4 else "Generic")
     if isinstance(value, dict):
         try:
             aet, host, port = value["AET"], value["Host"], _port(value["Port"])
@@ -63,7 +95,7 @@ def parse_modality(value: Any) -> Modality:
             aet,
             host,
             port,
-            str(value.get("Manufacturer", "Generic")),
+            parse_manufacturer(value.get("Manufacturer", "Generic")),
             str(value.get("LocalAet", "")),
             int(value.get("Timeout", 0) or 0),
         )

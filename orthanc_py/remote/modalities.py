@@ -118,7 +118,12 @@ class DicomScu:
                     if ident is not None:
                         answers.append(ident)
                 elif code != 0x0000:
-                    raise _network_error(modality, f"C-FIND failed with status 0x{code:04X}")
+                    raise OrthancError(
+                        ErrorCode.NETWORK_PROTOCOL,
+                        f'C-FIND SCU to AET "{modality.aet}" has failed with DIMSE status 0x{code:04X}'
+                        + (" (unable to process - invalid query ?)" if code == 0xC000 else ""),
+                        http_status=422,
+                    )
         finally:
             assoc.release()
         return answers

@@ -90,7 +90,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
     att, data = await ctx.run(core_res.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
-    headers = {"Content-Type": "application/dicom"}
+    headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
         path = ctx.storage.path(att.uuid, att.content_type)
         if path is not None:

@@ -10,7 +10,7 @@ from ..core import modalities as core_mod
 from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
-from ..web.responses import bool_arg, json_response, read_json
+from ..web.responses import bool_arg, json_response, read_body, read_json
 from .common import ctx_of
 
 
@@ -26,15 +26,17 @@ async def get_modality(request: web.Request) -> web.StreamResponse:
     ctx_of(request).modalities.get(name)
     return json_response(
         [
+            "configuration",
             "echo",
             "find",
             "find-instance",
             "find-patient",
             "find-series",
             "find-study",
-            "get",
+            "find-worklist",
             "move",
             "query",
+            "storage-commitment",
             "store",
             "store-straight",
         ]
@@ -155,6 +157,14 @@ async def store(request: web.Request) -> web.StreamResponse:
     return json_response(await run())
 
 
+async def store_straight(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/store-straight: the body is a DICOM file, sent as it is."""
+    ctx = ctx_of(request)
+    modality = ctx.modalities.get(request.match_info["id"])
+    data = await read_body(request)
+    return json_response(await core_mod.store_straight(ctx, ctx.scu, modality, data))
+
+
 def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/modalities", list_modalities)
     router.add_get("/modalities/{id}", get_modality)
@@ -163,5 +173,5 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/modalities/{id}/configuration", get_configuration)
     router.add_post("/modalities/{id}/echo", echo)
     router.add_post("/modalities/{id}/store", store)
-    router.add_post("/modalities/{id}/store-straight", store)
+    router.add_post("/modalities/{id}/store-straight", store_straight)
     router.add_post("/tools/dicom-echo", tools_echo)

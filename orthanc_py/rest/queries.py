@@ -11,6 +11,9 @@ from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model import dicomjson
 from ..model.enums import ResourceType
+from ..model.lookup import keyword_of
+from ..model.maintags import format_tag
+from ..model.modality import Modality
 from ..web.responses import bool_arg, json_response, read_json, read_text, text_response
 from .common import ctx_of
 from .resources import dicom_format
@@ -25,6 +28,13 @@ def _level(body: dict[str, Any]) -> ResourceType:
         ) from exc
 
 
+def _normalize(body: dict[str, Any]) -> bool:
+    value = body.get("Normalize", True)
+    if not isinstance(value, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'Field "Normalize" must be a Boolean')
+    return value
+
+
 async def query(request: web.Request) -> web.StreamResponse:
     """POST /modalities/{id}/query: C-FIND, answers kept under /queries/{qid}."""
     ctx = ctx_of(request)
@@ -34,22 +44,41 @@ async def query(request: web.Request) -> web.StreamResponse:
     q = body.get("Query", {})
     if not isinstance(q, dict):
         raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Query" must be a JSON object')
-    result = await core_q.run_query(ctx, request.match_info["id"], _level(body), q)
+    result = await core_q.run_query(ctx, request.match_info["id"], _level(body), q, _normalize(body))
     qid = ctx.queries.add(result)
     return json_response({"ID": qid, "Path": f"/queries/{qid}"})
 
 
 def _find_route(level: ResourceType) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        """POST /modalities/{id}/find-{level}: C-FIND, answers returned directly (simplified)."""
+        """POST /modalities/{id}/find-{level} (Orthanc's older API): the level's template of return
+        keys merged with the body, the identifiers above the level required; answers simplified."""
         ctx = ctx_of(request)
         body = await read_json(request)
         if not isinstance(body, dict):
             raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
-        result = await core_q.run_query(ctx, request.match_info["id"], level, body)
+        query = {**{format_tag(t): "" for t in core_q.find_template(level)}, **body}
+        values = {t: v for t, v in core_q.parse_query(query).items()}
+        if not core_q.has_identifiers(level, values):
+            return web.Response(status=400)  # Orthanc answers nothing (an empty 400)
+        result = await core_q.run_query(ctx, request.match_info["id"], level, query)
         return json_response([dicomjson.orthanc_tags(a, "simplify") for a in result.answers])
 
     return handler
+
+
+def _strings_json(tags: dict[int, str], fmt: str) -> dict[str, Any]:
+    """Tags whose values are plain strings, in Orthanc's full/short/simplify rendering."""
+    out: dict[str, Any] = {}
+    for tag, value in sorted(tags.items()):
+        name = keyword_of(tag) or "Unknown Tag & Data"
+        if fmt == "simplify":
+            out[name] = value
+        elif fmt == "short":
+            out[format_tag(tag)] = value
+        else:
+            out[format_tag(tag)] = {"Name": name, "Type": "String", "Value": value}
+    return out
 
 
 async def move(request: web.Request) -> web.StreamResponse:
@@ -60,13 +89,15 @@ async def move(request: web.Request) -> web.StreamResponse:
         raise OrthancError(ErrorCode.BAD_REQUEST, 'The body must contain "Level" and a "Resources" list')
     level = _level(body)
     target = str(body.get("TargetAet") or ctx.settings.dicom_aet)
-    answers = []
+    identifiers = []
     for keys in body["Resources"]:
         if not isinstance(keys, dict):
             raise OrthancError(ErrorCode.BAD_REQUEST, "Each resource must be a JSON object of DICOM tags")
-        answers.append(core_q.build_identifier(level, keys))
-    q = core_q.Query(request.match_info["id"], level, {}, answers)
-    return await _run_retrieve(request, q, answers, target, body)
+        tags = core_q.parse_query(keys)
+        tags[core_q.QUERY_RETRIEVE_LEVEL] = level.qr_level
+        identifiers.append(tags)
+    modality = ctx.modalities.get(request.match_info["id"])
+    return await _run_retrieve(request, modality, level, identifiers, target, body, direct=True)
 
 
 async def list_queries(request: web.Request) -> web.StreamResponse:
@@ -95,14 +126,25 @@ def _answer(request: web.Request) -> tuple[core_q.Query, Any]:
     q = ctx_of(request).queries.get(request.match_info["qid"])
     try:
         index = int(request.match_info["index"])
-        return q, q.answers[index]
-    except (ValueError, IndexError):
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE) from None
+    except ValueError:
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE, "Syntax error in some user-supplied data") from None
+    if not 0 <= index < len(q.answers):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    return q, q.answers[index]
+
+
+_ANSWER_ROUTES = {
+    # Orthanc 1.10.1 lists "query-study" although the route is "query-studies"
+    ResourceType.PATIENT: ["content", "retrieve", "query-study", "query-series", "query-instances"],
+    ResourceType.STUDY: ["content", "retrieve", "query-series", "query-instances"],
+    ResourceType.SERIES: ["content", "retrieve", "query-instances"],
+    ResourceType.INSTANCE: ["content", "retrieve"],
+}
 
 
 async def answer(request: web.Request) -> web.StreamResponse:
-    _answer(request)
-    return json_response(["content", "retrieve", "query-instances", "query-series", "query-studies"])
+    q, _a = _answer(request)
+    return json_response(_ANSWER_ROUTES[q.level])
 
 
 async def answer_content(request: web.Request) -> web.StreamResponse:
@@ -121,21 +163,36 @@ async def _target(request: web.Request) -> str:
 
 
 async def _run_retrieve(
-    request: web.Request, q: core_q.Query, answers: list[Any], target: str, body: Any
+    request: web.Request,
+    modality: Modality,
+    level: ResourceType,
+    items: list[dict[int, str]],
+    target: str,
+    body: Any,
+    direct: bool = False,
 ) -> web.StreamResponse:
-    """C-MOVE now, or as a job when the body asks for "Asynchronous": true."""
+    """C-MOVE now, or as a job when the body asks for "Asynchronous": true. `items` are the answers
+    (or, `direct`, the identifiers to send as they are); the job reports them as "Query"."""
     ctx = ctx_of(request)
+    options = body if isinstance(body, dict) else {}
+    fmt = "full" if options.get("Full") is True else "simplify" if options.get("Simplify") is True else "short"
+    if direct:
+        reported = items
+        identifiers = [core_q.strings_dataset(i) for i in items]
+    else:
+        reported = [{t: v for t, v in i.items() if t in core_q.RETRIEVE_REPORTED} for i in items]
+        identifiers = [core_q.move_identifier(level, i) for i in items]
 
     async def run(job: Job | None = None) -> dict[str, Any]:
-        await core_q.retrieve(ctx, q, answers, target)
+        await core_q.retrieve(ctx, modality, level, identifiers, target)
         return {
             "Description": "REST API",
-            "LocalAet": ctx.settings.dicom_aet,
-            "RemoteAet": ctx.modalities.get(q.modality).aet,
+            "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
+            "Query": [_strings_json(r, fmt) for r in reported],
+            "RemoteAet": modality.aet,
             "TargetAet": target,
         }
 
-    options = body if isinstance(body, dict) else {}
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:
         job = ctx.jobs.submit("DicomMoveScu", run, int(options.get("Priority", 0) or 0))
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
@@ -143,15 +200,21 @@ async def _run_retrieve(
 
 
 async def retrieve_answer(request: web.Request) -> web.StreamResponse:
+    """POST /queries/{qid}/answers/{i}/retrieve: C-MOVE one answer (body: target AET or options)."""
     q, a = _answer(request)
     target = await _target(request)
-    return await _run_retrieve(request, q, [a], target, await read_json(request))
+    modality = ctx_of(request).modalities.get(q.modality)
+    answers = [core_q.answer_values(a)]
+    return await _run_retrieve(request, modality, q.level, answers, target, await read_json(request))
 
 
 async def retrieve_all(request: web.Request) -> web.StreamResponse:
+    """POST /queries/{qid}/retrieve: C-MOVE every answer."""
     q = ctx_of(request).queries.get(request.match_info["qid"])
     target = await _target(request)
-    return await _run_retrieve(request, q, q.answers, target, await read_json(request))
+    modality = ctx_of(request).modalities.get(q.modality)
+    answers = [core_q.answer_values(a) for a in q.answers]
+    return await _run_retrieve(request, modality, q.level, answers, target, await read_json(request))
 
 
 async def query_level(request: web.Request) -> web.StreamResponse:
@@ -163,21 +226,27 @@ async def query_modality(request: web.Request) -> web.StreamResponse:
 
 
 async def query_query(request: web.Request) -> web.StreamResponse:
+    """GET /queries/{qid}/query: the query as it was asked (before normalization)."""
     q = ctx_of(request).queries.get(request.match_info["qid"])
-    ds = core_q.build_identifier(q.level, q.query)
-    del ds.QueryRetrieveLevel
-    return json_response(dicomjson.orthanc_tags(ds, dicom_format(request)))
+    return json_response(_strings_json(core_q.parse_query(q.query), dicom_format(request)))
 
 
 def _child_query(child: ResourceType) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        """POST /queries/{qid}/answers/{i}/query-{children}: a new query one level down."""
+        """POST /queries/{qid}/answers/{i}/query-{children}: a new query one level down, restricted
+        to the answer's identifiers; the body's "Query" adds keys."""
         ctx = ctx_of(request)
         q, a = _answer(request)
+        if child <= q.level:
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         body = await read_json(request)
         extra = body.get("Query", {}) if isinstance(body, dict) else {}
-        keys = {k: str(a.get(k, "")) for k in core_q.IDENTIFIER_KEYS[q.level] if k in a and k != "AccessionNumber"}
-        result = await core_q.run_query(ctx, q.modality, child, {**keys, **extra})
+        if not isinstance(extra, dict):
+            raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Query" must be a JSON object')
+        values = core_q.answer_values(a)
+        keys = {format_tag(t): values[t] for t in core_q.MOVE_KEYS[q.level] if t in values}
+        normalize = _normalize(body) if isinstance(body, dict) else True
+        result = await core_q.run_query(ctx, q.modality, child, {**extra, **keys}, normalize)
         qid = ctx.queries.add(result)
         return json_response({"ID": qid, "Path": f"/queries/{qid}"})
 

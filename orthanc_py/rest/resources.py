@@ -1,5 +1,5 @@
 """Routes shared by the four levels: /patients, /studies, /series, /instances and their children,
-statistics, shared tags, modules, metadata and labels. The level is a parameter, not a copy."""
+statistics, shared tags and modules (metadata and labels: metadata.py). The level is a parameter, not a copy."""
 
 from __future__ import annotations
 
@@ -14,19 +14,17 @@ from aiohttp import web
 
 from ..core import requested as core_requested
 from ..core import resources as core_res
-from ..core.context import now_iso
 from ..core.requested import RequestedValues
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
 from ..model import dicomjson
-from ..model.enums import METADATA_BY_NAME, USER_METADATA_MIN, ChangeType, MetadataType, ResourceType
+from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
 from .render import (
-    metadata_name,
     requested_json,
     resource_json,
     resource_statistics_json,
@@ -239,139 +237,6 @@ def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
     return handler
 
 
-def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
-    def parse_name(name: str) -> int:
-        if name in METADATA_BY_NAME:
-            return METADATA_BY_NAME[name]
-        if name.isdigit():
-            return int(name)
-        raise OrthancError(ErrorCode.INEXISTENT_ITEM)
-
-    async def list_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-
-        def run(txn: Transaction) -> dict[int, str]:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return txn.metadata([rid])[rid]
-
-        meta = await ctx.index.read(run)
-        if bool_arg(request, "expand"):
-            return json_response({metadata_name(t): v for t, v in sorted(meta.items())})
-        return json_response([metadata_name(t) for t in sorted(meta)])
-
-    async def get_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        mtype = parse_name(request.match_info["name"])
-
-        def run(txn: Transaction) -> str | None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return txn.metadata([rid], (mtype,))[rid].get(mtype)
-
-        value = await ctx.index.read(run)
-        if value is None:
-            return empty_404()
-        return text_response(value)
-
-    async def put_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        mtype = parse_name(request.match_info["name"])
-        if mtype < USER_METADATA_MIN and mtype not in (
-            MetadataType.ANONYMIZED_FROM,
-            MetadataType.MODIFIED_FROM,
-        ):
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot modify a system metadata")
-        value = (await request.read()).decode("utf-8", "replace")
-        date = now_iso()
-
-        def run(txn: Transaction) -> None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            txn.set_metadata(rid, mtype, value)
-            txn.log_change(int(ChangeType.UPDATED_METADATA), level, pid, date)
-
-        await ctx.index.write(run)
-        return json_response({})
-
-    async def delete_meta(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        mtype = parse_name(request.match_info["name"])
-        if mtype < USER_METADATA_MIN:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Cannot delete a system metadata")
-        date = now_iso()
-
-        def run(txn: Transaction) -> bool:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            found = txn.delete_metadata(rid, mtype)
-            if found:
-                txn.log_change(int(ChangeType.UPDATED_METADATA), level, pid, date)
-            return found
-
-        if not await ctx.index.write(run):
-            return empty_404()
-        return json_response({})
-
-    return {"list": list_meta, "get": get_meta, "put": put_meta, "delete": delete_meta}
-
-
-def _label_handlers(level: ResourceType) -> dict[str, Handler]:
-    async def list_labels(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-
-        def run(txn: Transaction) -> list[str]:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return txn.labels([rid])[rid]
-
-        return json_response(await ctx.index.read(run))
-
-    def check(label: str) -> str:
-        if not label or not all(c.isalnum() or c in "_-" for c in label) or len(label) > 64:
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Bad label: {label}")
-        return label
-
-    async def has_label(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        label = request.match_info["label"]
-
-        def run(txn: Transaction) -> bool:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            return label in txn.labels([rid])[rid]
-
-        if not await ctx.index.read(run):
-            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, f"No label {label}")
-        return text_response("")
-
-    async def put_label(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        label = check(request.match_info["label"])
-
-        def run(txn: Transaction) -> None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            txn.add_label(rid, label)
-
-        await ctx.index.write(run)
-        return json_response({})
-
-    async def delete_label(request: web.Request) -> web.StreamResponse:
-        ctx = ctx_of(request)
-        pid = request.match_info["id"]
-        label = check(request.match_info["label"])
-
-        def run(txn: Transaction) -> None:
-            rid, _ = core_res.lookup_in(txn, pid, level)
-            txn.remove_label(rid, label)
-
-        await ctx.index.write(run)
-        return json_response({})
-
-    return {"list": list_labels, "get": has_label, "put": put_label, "delete": delete_label}
-
-
 async def patient_protected(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     pid = request.match_info["id"]
@@ -502,15 +367,5 @@ def setup(router: web.UrlDispatcher) -> None:
         router.add_get(base + "/{id}/module", _module_handler(level, level))
         if level in (ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE):
             router.add_get(base + "/{id}/module-patient", _module_handler(level, ResourceType.PATIENT))
-        m = _metadata_handlers(level)
-        router.add_get(base + "/{id}/metadata", m["list"])
-        router.add_get(base + "/{id}/metadata/{name}", m["get"])
-        router.add_put(base + "/{id}/metadata/{name}", m["put"])
-        router.add_delete(base + "/{id}/metadata/{name}", m["delete"])
-        lab = _label_handlers(level)
-        router.add_get(base + "/{id}/labels", lab["list"])
-        router.add_get(base + "/{id}/labels/{label}", lab["get"])
-        router.add_put(base + "/{id}/labels/{label}", lab["put"])
-        router.add_delete(base + "/{id}/labels/{label}", lab["delete"])
     router.add_get("/patients/{id}/protected", patient_protected)
     router.add_put("/patients/{id}/protected", set_patient_protected)

@@ -37,11 +37,16 @@ async def get_accepted_syntaxes(request: web.Request) -> web.StreamResponse:
 
 
 async def put_accepted_syntaxes(request: web.Request) -> web.StreamResponse:
-    """A pattern or a list of patterns (UIDs, `*` and `?` wildcards); answers what now matches."""
+    """A pattern or a list of patterns (UIDs, `*` and `?` wildcards); answers what now matches.
+    A body that is not JSON is one pattern as it is (Orthanc: `*` sent as text/plain), unless it
+    starts as a JSON value would (Orthanc's reader then takes `1.2.840.10008.1.2` for a number,
+    which is a 400)."""
+    raw = await read_body(request)
     try:
-        body: Any = orjson.loads(await read_body(request))
+        body: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        body = None
+        text = raw.decode("utf-8", "replace").strip()
+        body = None if not text or text[0] in '0123456789-[{"' else text
     if isinstance(body, str):
         body = [body]
     if not isinstance(body, list) or not all(isinstance(p, str) for p in body):

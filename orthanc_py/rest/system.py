@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -31,7 +31,7 @@ async def system(request: web.Request) -> web.StreamResponse:
         {
             "ApiVersion": ORTHANC_API_VERSION,
             "Capabilities": {"HasExtendedChanges": False, "HasExtendedFind": True},
-            "CheckRevisions": False,
+            "CheckRevisions": s.check_revisions,
             "DatabaseBackendPlugin": None,
             "DatabaseServerIdentifier": "Orthanc",
             "DatabaseVersion": DATABASE_VERSION,
@@ -50,19 +50,11 @@ async def system(request: web.Request) -> web.StreamResponse:
             "PluginsEnabled": False,
             "ReadOnly": False,
             "StorageAreaPlugin": None,
-            "StorageCompression": False,
-            "UserMetadata": user_metadata(s.raw),
+            "StorageCompression": s.storage_compression,
+            "UserMetadata": dict(s.user_metadata),
             "Version": ORTHANC_VERSION,
         }
     )
-
-
-def user_metadata(raw: Mapping[str, Any]) -> dict[str, int]:
-    """The `UserMetadata` configuration (name -> index), as /system reports it."""
-    declared = raw.get("UserMetadata")
-    if not isinstance(declared, dict):
-        return {}
-    return {str(k): v for k, v in declared.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
 _QUERY_RETRIEVE = {
@@ -118,6 +110,7 @@ async def _log_page(
     fetch: Callable[[Transaction, int, int], Sequence[Any]],
     last: Callable[[Transaction], int],
     render: Callable[[Any], dict[str, Any]],
+    newest_entry: Callable[[Transaction], Sequence[Any]] | None = None,
 ) -> web.StreamResponse:
     """Orthanc's paged logs (/changes, /exports): `since`/`limit` give a page with `Done` and
     `Last` (the newest seq when the page is empty, as Orthanc 1.10.1 reports it); `?last` gives
@@ -127,7 +120,11 @@ async def _log_page(
 
         def newest(txn: Transaction) -> web.StreamResponse:
             seq = last(txn)
-            items = fetch(txn, seq - 1, 1) if seq else []
+            if newest_entry is not None:  # the newest entry left (Last: the sequence when none)
+                items = newest_entry(txn)
+                seq = items[-1].seq if items else seq
+            else:
+                items = fetch(txn, seq - 1, 1) if seq else []
             return json_response({key: [render(c) for c in items], "Done": True, "Last": seq})
 
         return await ctx.index.read(newest)
@@ -146,7 +143,12 @@ async def _log_page(
 
 async def get_changes(request: web.Request) -> web.StreamResponse:
     return await _log_page(
-        request, "Changes", lambda t, since, n: t.changes(since, n), lambda t: t.last_change(), change_json
+        request,
+        "Changes",
+        lambda t, since, n: t.changes(since, n),
+        lambda t: t.last_change(),
+        change_json,
+        lambda t: t.changes_before(1 << 62, 1),
     )
 
 

@@ -6,13 +6,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..config import Settings
 from ..core import query
+from ..core.content import metadata_type
+from ..core.context import ServerContext
 from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..index.base import OrderBy, Transaction
 from ..model import maintags as mt
-from ..model.enums import METADATA_BY_NAME, ResourceType
+from ..model.enums import ResourceType
 from ..model.lookup import (
     RANGE_VRS,
     TEXT_VRS,
@@ -83,19 +84,6 @@ _ORDER_TYPES = {
 }
 
 
-def metadata_type(settings: Settings, name: str) -> int:
-    """A metadata named as in the REST API: Orthanc's own names, `UserMetadata` of the
-    configuration, or a number."""
-    if name in METADATA_BY_NAME:
-        return METADATA_BY_NAME[name]
-    user = settings.raw.get("UserMetadata")
-    if isinstance(user, dict) and isinstance(user.get(name), int):
-        return int(user[name])
-    if name.isdigit():
-        return int(name)
-    raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown metadata: {name}")
-
-
 def _query_constraint(key: str, value: Any, case_sensitive: bool) -> TagConstraint | None:
     """One entry of "Query", with Orthanc's rules (DatabaseLookup): ranges on dates and times,
     lists, wildcards only on text VRs (elsewhere they are refused), case folding on text VRs."""
@@ -114,7 +102,7 @@ def _query_constraint(key: str, value: Any, case_sensitive: bool) -> TagConstrai
     return parse_constraint(tag, value, case_sensitive, star_is_universal=False, any_text_vr=True)
 
 
-def parse_find(body: Any, settings: Settings) -> tuple[FindRequest, dict[str, Any]]:
+def parse_find(body: Any, ctx: ServerContext) -> tuple[FindRequest, dict[str, Any]]:
     """Validate a /tools/find body into a FindRequest plus rendering options."""
     if not isinstance(body, dict):
         raise bad("The body must contain a JSON object")
@@ -163,7 +151,7 @@ def parse_find(body: Any, settings: Settings) -> tuple[FindRequest, dict[str, An
             raise bad(f"OrderBy Type must be one of {', '.join(_ORDER_TYPES)}")
         is_metadata, cast = kind
         if is_metadata:
-            mtype = metadata_type(settings, item["Key"])
+            mtype = metadata_type(ctx, item["Key"])
             req.order_by.append(OrderBy(None, mtype, direction == "ASC", cast))
         else:
             try:
@@ -177,7 +165,7 @@ def parse_find(body: Any, settings: Settings) -> tuple[FindRequest, dict[str, An
     if not isinstance(mq, dict):
         raise bad("Field 'MetadataQuery' must be a JSON object")
     for name, value in mq.items():
-        mtype = metadata_type(settings, name)
+        mtype = metadata_type(ctx, name)
         if not isinstance(value, str):
             raise bad(f'Metadata "{name}" should be associated with a string')
         c = parse_constraint(0, value, True, star_is_universal=False)
@@ -220,7 +208,7 @@ def _capped(limit: int, configured: int) -> int:
 async def find(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     settings = ctx.settings
-    req, opts = parse_find(await read_json(request), settings)
+    req, opts = parse_find(await read_json(request), ctx)
     if req.since and opts["case_sensitive_explicit"] and any(_folded_in_index(c) for c in req.constraints):
         raise bad('"CaseSensitive" cannot be combined with "Since" on text values (the index matches them folded)')
     if req.since and any(c.level is None for c in req.constraints):
@@ -248,7 +236,7 @@ async def find(request: web.Request) -> web.StreamResponse:
 
 async def count_resources(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
-    req, opts = parse_find(await read_json(request), ctx.settings)
+    req, opts = parse_find(await read_json(request), ctx)
     if opts["case_sensitive_explicit"]:
         raise bad('"CaseSensitive" is not supported by /tools/count-resources')
     if any(c.level is None for c in req.constraints):  # Orthanc 1.12.5 counts in its index only

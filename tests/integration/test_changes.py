@@ -32,7 +32,10 @@ def test_changes_paging(client):
     client.delete(f"/instances/{second['ID']}")
     assert [c["Seq"] for c in client.get("/changes").json()["Changes"]] == [1, 2, 3, 4]
     assert client.delete("/changes").status == 200
-    assert client.get("/changes").json() == {"Changes": [], "Done": True, "Last": 0}
+    # Orthanc keeps counting: Last is the last sequence number handed out (5), and `?last`
+    # names the newest change left, or that number when none is left
+    assert client.get("/changes").json() == {"Changes": [], "Done": True, "Last": 5}
+    assert client.get("/changes?last").json() == {"Changes": [], "Done": True, "Last": 5}
 
 
 def test_stable_events(make_server):
@@ -54,3 +57,39 @@ def test_stable_events(make_server):
 
 def test_exports_empty(client):
     assert client.get("/exports").json() == {"Done": True, "Exports": [], "Last": 0}
+
+
+def _stable_studies(c, study: str, after: int) -> list[int]:
+    """Seq of the StableStudy changes of `study`, once one newer than `after` is there."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        seqs = [
+            ch["Seq"]
+            for ch in c.get("/changes?limit=1000").json()["Changes"]
+            if ch["ChangeType"] == "StableStudy" and ch["ID"] == study
+        ]
+        if seqs and seqs[-1] > after:
+            return seqs
+        time.sleep(0.05)
+    raise AssertionError("no StableStudy")
+
+
+def test_overwrite_makes_the_study_stable_again(make_server):
+    """OverwriteInstances: the replaced instance goes with its emptied parents and their changes,
+    the new one is new again (NewInstance ... then a new StableStudy); another instance of the
+    study later gives a second StableStudy next to the first (Orthanc 1.5.7 to 1.12)."""
+    c = make_server({"StableAge": 0.2, "OverwriteInstances": True}).client()
+    data = dicomgen.make(patient=1, rows=0)
+    up = c.upload(data)
+    first = _stable_studies(c, up["ParentStudy"], 0)
+    assert len(first) == 1
+    last = c.get("/changes").json()["Last"]
+    again = c.upload(data)
+    assert again["ID"] == up["ID"]
+    kinds = [ch["ChangeType"] for ch in c.get(f"/changes?since={last}").json()["Changes"]]
+    assert kinds[:4] == ["NewInstance", "NewSeries", "NewStudy", "NewPatient"]
+    second = _stable_studies(c, up["ParentStudy"], first[0])
+    assert len(second) == 1 and second[0] != first[0]  # the first one went with the old study
+    other = c.upload(dicomgen.make(patient=1, rows=0, instance=1))
+    third = _stable_studies(c, other["ParentStudy"], second[0])
+    assert third[0] == second[0] and len(third) == 2

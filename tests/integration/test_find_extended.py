@@ -176,7 +176,7 @@ def test_order_by_metadata_query_and_limits(metadata_server):
     assert {c["ID"] for c in content} == {series[0], series[2]}
     assert "LastUpdate" in content[0]["Metadata"]
     bad = client.post("/tools/find", {"Level": "Series", "Query": {}, "MetadataQuery": {"no-such-name": "x"}})
-    assert bad.status == 400
+    assert bad.status == 404 and bad.json()["OrthancStatus"] == 7  # as the metadata routes
 
 
 def test_case_sensitive_defaults_to_false_whatever_case_sensitive_pn(make_server):
