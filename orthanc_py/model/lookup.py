@@ -63,7 +63,8 @@ def parse_tag(text: str) -> int:
     m = _TAG_RE.match(text.strip())
     if m:
         return (int(m.group(1), 16) << 16) | int(m.group(2), 16)
-    t = tag_for_keyword(text.strip())
+    # pydicom's dictionary has entries without a keyword: "" must not name one of them
+    t = tag_for_keyword(text.strip()) if text.strip() else None
     if t is None:
         raise ValueError(f"Unknown DICOM tag: {text}")
     return int(t)
