@@ -192,10 +192,20 @@ def parse_find(body: Any, ctx: ServerContext) -> tuple[FindRequest, dict[str, An
     return req, opts
 
 
+_IDENTIFIERS = frozenset(
+    (mt.PATIENT_ID, mt.ACCESSION_NUMBER, mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID)
+)
+
+
 def _folded_in_index(c: TagConstraint) -> bool:
-    """Orthanc's index compares identifiers and wildcards without case: matching a text value
-    case-sensitively there needs a second pass that a "Since" offset cannot go through."""
-    return c.level is not None and vr_of(c.tag) in TEXT_VRS
+    """Orthanc's index matches wildcards without case (SQL LIKE) and keeps identifiers
+    upper-cased: a case-sensitive match there needs a second pass, which a "Since" offset
+    cannot go through, so Orthanc refuses the combination."""
+    if c.level is None:
+        return False
+    if c.tag in _IDENTIFIERS:
+        return True
+    return vr_of(c.tag) in TEXT_VRS and any("*" in v or "?" in v for v in c.values)
 
 
 def _capped(limit: int, configured: int) -> int:

@@ -116,6 +116,9 @@ def test_lookup_and_case_rules(client):
     assert client.post("/tools/count-resources", {**query, "Since": 1}).json() == {"Count": 1}
     # Since cannot page through matches the index cannot decide alone
     find(client, {"Level": "Study", "Query": {"PatientName": "*a*"}, "CaseSensitive": True, "Since": 1}, 400)
+    find(client, {**query, "CaseSensitive": True, "Since": 1}, 400)  # identifiers are kept folded by Orthanc
+    exact = {"Level": "Series", "Query": {"Modality": "CT"}, "CaseSensitive": True, "Since": 1}
+    assert find(client, exact) == []  # exact text values page fine
     by_file = {"Level": "Instance", "Query": {"SOPClassUID": dicomgen.CT_IMAGE_STORAGE}}
     find(client, {**by_file, "Since": 1}, 400)
     assert client.post("/tools/count-resources", by_file).status == 400
