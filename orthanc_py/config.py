@@ -73,6 +73,9 @@ KEYS: tuple[Key, ...] = (
     Key("LimitFindInstances", 0, "Maximum instances answered by a find (0 = no limit)"),
     Key("CaseSensitivePN", False, "Case-sensitive matching of person names in finds"),
     Key("DefaultEncoding", "Latin1", "Encoding assumed when SpecificCharacterSet is absent"),
+    Key("Dictionary", {}, 'User-defined tags: {"gggg,eeee": [VR, name, min, max, (private creator)]}'),
+    Key("DefaultPrivateCreator", "", "Private creator of the Dictionary entries of private tags that name none"),
+    Key("LoadPrivateDictionary", True, "Name private tags from DCMTK's private dictionary"),
     Key("KeepAlive", True, "HTTP keep-alive"),
     Key("TcpNoDelay", True, "Disable Nagle's algorithm on HTTP sockets"),
     Key("HttpTimeout", 60, "HTTP keep-alive timeout in seconds"),
@@ -126,6 +129,9 @@ class Settings:
     limit_find_instances: int = 0
     case_sensitive_pn: bool = False
     default_encoding: str = "Latin1"
+    dictionary: Mapping[str, Any] = field(default_factory=dict)
+    default_private_creator: str = ""
+    load_private_dictionary: bool = True
     keep_alive: bool = True
     http_timeout: float = 60.0
     maximum_storage_size_mb: int = 0
@@ -241,6 +247,16 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ValueError(f"configuration key {key} must be a string or a list of strings")
 
 
+def _dictionary(value: Any) -> dict[str, list[Any]]:
+    """The `Dictionary` key: {"gggg,eeee": [VR, name, min, max, (private creator)]} (checked in
+    full when the dictionary is built)."""
+    if not value:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, list) for v in value.values()):
+        raise ValueError('configuration key Dictionary must be an object {"gggg,eeee": [VR, name, ...]}')
+    return {str(k): list(v) for k, v in value.items()}
+
+
 def _int(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise ValueError(f"configuration key {key} must be an integer, got {value!r}")
@@ -340,6 +356,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         limit_find_instances=_int(merged["LimitFindInstances"], "LimitFindInstances"),
         case_sensitive_pn=_bool(merged["CaseSensitivePN"], "CaseSensitivePN"),
         default_encoding=str(merged["DefaultEncoding"]),
+        dictionary=_dictionary(merged["Dictionary"]),
+        default_private_creator=str(merged["DefaultPrivateCreator"] or ""),
+        load_private_dictionary=_bool(merged["LoadPrivateDictionary"], "LoadPrivateDictionary"),
         keep_alive=_bool(merged["KeepAlive"], "KeepAlive"),
         http_timeout=float(merged["HttpTimeout"]),
         maximum_storage_size_mb=_int(merged["MaximumStorageSize"], "MaximumStorageSize"),

@@ -276,10 +276,10 @@ def _digests(ctx: ServerContext, a: Attachment) -> tuple[str, str]:
     cmd5 = md5_hex(blob)
     if a.compression == NONE:
         return cmd5, cmd5
-    return md5_hex(_inflate(ctx, a, blob)), cmd5
+    return md5_hex(_inflate(blob)), cmd5
 
 
-def _inflate(ctx: ServerContext, a: Attachment, blob: bytes) -> bytes:
+def _inflate(blob: bytes) -> bytes:
     try:
         return uncompress(blob)
     except ValueError as exc:
@@ -289,7 +289,7 @@ def _inflate(ctx: ServerContext, a: Attachment, blob: bytes) -> bytes:
 def read_attachment(ctx: ServerContext, a: Attachment) -> bytes:
     """Worker thread: the content of an attachment (inflated when stored compressed)."""
     blob = _read_raw(ctx, a)
-    return blob if a.compression == NONE else _inflate(ctx, a, blob)
+    return blob if a.compression == NONE else _inflate(blob)
 
 
 def read_attachment_raw(ctx: ServerContext, a: Attachment) -> bytes:
@@ -314,7 +314,7 @@ def verify_md5(ctx: ServerContext, a: Attachment) -> bool:
         return False
     if a.compression == NONE:
         return True
-    return md5_hex(_inflate(ctx, a, blob)) == a.uncompressed_md5
+    return md5_hex(_inflate(blob)) == a.uncompressed_md5
 
 
 def _user_attachment(ctype: int) -> bool:

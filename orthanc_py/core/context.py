@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ..config import Settings
 from ..index.base import Index
+from ..model.dictionary import dcmtk
 from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
 from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
@@ -112,6 +113,9 @@ class ServerContext:
         self.metrics_enabled = settings.metrics_enabled
         # Settings Orthanc lets clients change at run time (/tools/default-encoding, ...)
         self.default_encoding = settings.default_encoding
+        base = dcmtk() if settings.load_private_dictionary else dcmtk().without_private()
+        self.dictionary = base.with_entries(settings.dictionary, settings.default_private_creator)
+        """Tag names and VRs as Orthanc knows them: DCMTK's dictionary + `Dictionary`."""
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
         self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
         from .extquery import ExtQueryTags

@@ -32,7 +32,8 @@ _COUNTS: dict[int, tuple[ResourceType, ResourceType]] = {
     NUMBER_OF_STUDY_RELATED_INSTANCES: (ResourceType.STUDY, ResourceType.INSTANCE),
     NUMBER_OF_SERIES_RELATED_INSTANCES: (ResourceType.SERIES, ResourceType.INSTANCE),
 }
-COMPUTED_TAGS = frozenset({*_COUNTS, MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY})
+INSTANCE_AVAILABILITY = mt.tag(0x0008, 0x0056)
+COMPUTED_TAGS = frozenset({*_COUNTS, MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY, INSTANCE_AVAILABILITY})
 
 
 def answers(
@@ -40,6 +41,23 @@ def answers(
 ) -> list[dict[int, str | None]]:
     """For each matched resource, the value of each requested tag (None when it has none).
     Main tags of the resources and of their ancestors are read in bulk, one query per level."""
+    out: list[dict[int, str | None]] = []
+    for rid, values, missing in index_values(txn, level, ids, requested):
+        if missing:
+            ds = representative_dataset(ctx, txn, rid, level)
+            for t in missing:
+                elem = ds.get(t) if ds is not None else None
+                values[t] = element_text(elem.value) if elem is not None else None
+        out.append(values)
+    return out
+
+
+def index_values(
+    txn: Transaction, level: ResourceType, ids: Sequence[int], requested: Sequence[int]
+) -> list[tuple[int, dict[int, str | None], list[int]]]:
+    """The requested tags the index knows, for each resource that still exists: main tags of the
+    resource and its ancestors, and the tags Orthanc computes (counts, ModalitiesInStudy,
+    SOPClassesInStudy, InstanceAvailability). The others are listed as missing (read from a file)."""
     rows = {r.id: r for r in txn.resources(ids)}
     known: dict[int, dict[int, str]] = {rid: dict(r.main_tags) for rid, r in rows.items()}
     chains: dict[int, dict[ResourceType, int]] = {rid: {level: rid} for rid in rows}
@@ -61,7 +79,7 @@ def answers(
             nxt[rid] = parent.parent_id
         current = nxt
         lv -= 1
-    out: list[dict[int, str | None]] = []
+    out: list[tuple[int, dict[int, str | None], list[int]]] = []
     for rid in ids:
         if rid not in rows:
             continue
@@ -77,14 +95,11 @@ def answers(
                 values[t] = str(len(txn.descendants(anchor, below))) if anchor is not None else None
             elif t in (MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY) and ResourceType.STUDY in chain:
                 values[t] = _study_set(txn, chain[ResourceType.STUDY], t)
+            elif t == INSTANCE_AVAILABILITY and level is ResourceType.INSTANCE:
+                values[t] = "ONLINE"
             else:
                 missing.append(t)
-        if missing:
-            ds = representative_dataset(ctx, txn, rid, level)
-            for t in missing:
-                elem = ds.get(t) if ds is not None else None
-                values[t] = element_text(elem.value) if elem is not None else None
-        out.append(values)
+        out.append((rid, values, missing))
     return out
 
 

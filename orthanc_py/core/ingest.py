@@ -14,6 +14,7 @@ import enum
 import functools
 import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,28 +63,26 @@ def _signature(level: ResourceType) -> str:
 SIGNATURES = {level: _signature(level) for level in ResourceType}
 
 
-class StudyMismatch(OrthancError):
-    """STOW-RS to /studies/{study}: the instance belongs to another study (nothing stored)."""
-
-    def __init__(self, parsed: ParsedInstance) -> None:
-        super().__init__(ErrorCode.BAD_REQUEST, "The instance is not part of the study of the URL")
-        self.parsed = parsed
+Check = Callable[[ParsedInstance], None]
+"""Run on the parsed file before anything is written; raises to refuse the file (the rules
+of an interface, such as STOW-RS's required UIDs or the study of its URL)."""
 
 
-def _prepare(ctx: ServerContext, data: bytes, expected_study: str | None = None) -> tuple[ParsedInstance, Attachment]:
+def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tuple[ParsedInstance, Attachment]:
     """Worker-thread half: parse, then write the file durably.
 
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
     try:
-        parsed = parse(data)
+        parsed = parse(data, ctx.default_encoding)
     except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
     if data[128:132] != b"DICM":  # Orthanc finds the pixel data offset only after a preamble
         parsed.pixel_data_offset = None
-    if expected_study is not None and parsed.main_tags[ResourceType.STUDY].get(mt.STUDY_INSTANCE_UID) != expected_study:
-        raise StudyMismatch(parsed)
+        parsed.pixel_data_vr = None
+    if check is not None:
+        check(parsed)
     storage = ctx.storage
     try:
         if storage.compression:  # StorageCompression: the accessor compresses (off by default)
@@ -216,6 +215,8 @@ def _store_txn(
         meta.append((iid, int(MetadataType.HTTP_USERNAME), origin.http_username))
     if p.pixel_data_offset is not None:
         meta.append((iid, int(MetadataType.PIXEL_DATA_OFFSET), str(p.pixel_data_offset)))
+    if p.pixel_data_vr is not None:
+        meta.append((iid, int(MetadataType.PIXEL_DATA_VR), p.pixel_data_vr))
     # Orthanc keeps LastUpdate on patients, studies and series only
     meta += [(rid, int(MetadataType.LAST_UPDATE), date) for rid in chain]
     txn.set_metadata_many(meta)
@@ -259,9 +260,9 @@ def main_sequences(data: bytes, pixel_offset: int | None) -> str | None:
 
 
 def _before_commit(
-    ctx: ServerContext, data: bytes, expected_study: str | None
+    ctx: ServerContext, data: bytes, check: Check | None
 ) -> tuple[ParsedInstance, Attachment, str, list[tuple[int, ResourceType, str, str | None]], str | None]:
-    parsed, att = _prepare(ctx, data, expected_study)
+    parsed, att = _prepare(ctx, data, check)
     ext_values = values_for_ingest(ctx, data, parsed.dataset) if ctx.ext_tags.rows else []
     return parsed, att, now_iso(), ext_values, main_sequences(data, parsed.pixel_data_offset)
 
@@ -284,10 +285,10 @@ def _after_commit(
 
 
 def _store_in_thread(
-    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool, expected_study: str | None = None
+    ctx: ServerContext, data: bytes, origin: Origin, overwrite: bool, check: Check | None = None
 ) -> tuple[ParsedInstance, _TxnResult]:
     """The whole ingest in the calling thread, which waits for the commit."""
-    parsed, att, date, ext_values, sequences = _before_commit(ctx, data, expected_study)
+    parsed, att, date, ext_values, sequences = _before_commit(ctx, data, check)
     try:
         result = ctx.index.write_blocking(
             lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences)
@@ -302,14 +303,14 @@ def _store_soon(
     data: bytes,
     origin: Origin,
     overwrite: bool,
-    expected_study: str | None,
+    check: Check | None,
     fut: asyncio.Future[tuple[ParsedInstance, _TxnResult]],
 ) -> None:
     """Worker-thread half of `store`: parse and write the file, then queue the index transaction
     and return; the thread that commits it settles `fut` (`Index.write_soon`)."""
     loop = fut.get_loop()
     try:
-        parsed, att, date, ext_values, sequences = _before_commit(ctx, data, expected_study)
+        parsed, att, date, ext_values, sequences = _before_commit(ctx, data, check)
     except BaseException as exc:
         loop.call_soon_threadsafe(_fail, fut, exc)
         return
@@ -336,11 +337,11 @@ def _touch(ctx: ServerContext, ids: PublicIds) -> None:
     ctx.stable.touch(ResourceType.PATIENT, ids.patient)
 
 
-async def store(ctx: ServerContext, data: bytes, origin: Origin, expected_study: str | None = None) -> StoreResult:
+async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | None = None) -> StoreResult:
     """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept), or
-    StudyMismatch when `expected_study` is given and the file belongs to another study."""
+    what `check` raises when it refuses the parsed file (nothing kept either)."""
     fut: asyncio.Future[tuple[ParsedInstance, _TxnResult]] = asyncio.get_running_loop().create_future()
-    ctx.io.submit(_store_soon, ctx, data, origin, ctx.settings.overwrite_instances, expected_study, fut)
+    ctx.io.submit(_store_soon, ctx, data, origin, ctx.settings.overwrite_instances, check, fut)
     parsed, result = await fut
     if result.status is StoreStatus.SUCCESS:
         _touch(ctx, parsed.ids)

@@ -18,7 +18,6 @@ from ..model.lookup import TagConstraint, matches
 from ..model.parsing import element_text
 from .context import ServerContext
 from .dicomfind import representative_dataset
-from .requested import RequestedValues, requested_values
 from .resources import ResourceInfo, expand, lookup_in
 
 
@@ -96,21 +95,6 @@ async def find(
         if expanded:
             return expand(txn, ctx, ids, **expand_opts)
         return [r.public_id for r in txn.resources(ids)]
-
-    return await ctx.index.read(run)
-
-
-async def find_expanded(
-    ctx: ServerContext, req: FindRequest, requested: Sequence[int] | None, **expand_opts: bool
-) -> tuple[list[ResourceInfo], list[RequestedValues] | None]:
-    """Run a find and expand its matches, with the values of the requested tags when some are
-    asked for: one read transaction for all of it."""
-
-    def run(txn: Transaction) -> tuple[list[ResourceInfo], list[RequestedValues] | None]:
-        infos = expand(txn, ctx, find_ids(ctx, txn, req), **expand_opts)
-        if not requested:
-            return infos, None
-        return infos, requested_values(ctx, txn, req.level, [i.id for i in infos], requested)
 
     return await ctx.index.read(run)
 

@@ -6,6 +6,7 @@ all studies with `expand` is a hot path for viewers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, OrthancError
@@ -39,6 +40,8 @@ class ResourceInfo:
     is_protected: bool = False
     metadata: dict[int, str] = field(default_factory=dict)
     attachments: list[Attachment] = field(default_factory=list)
+    metadata_names: Mapping[int, str] = field(default_factory=dict)
+    """Names of user metadata (`UserMetadata`), for answers that name metadata."""
 
 
 _LAST_UPDATE = int(MetadataType.LAST_UPDATE)
@@ -143,6 +146,7 @@ def expand(
         else set()
     )
     no_meta: dict[int, str] = {}
+    user_names = {index: name for name, index in ctx.settings.user_metadata.items()} if with_metadata else {}
     for r in rows:
         rid = r.id
         m = meta.get(rid, no_meta)
@@ -159,6 +163,7 @@ def expand(
             r.public_id not in pending,
             metadata=m,
             attachments=all_atts.get(rid, []),
+            metadata_names=user_names,
         )
         if level is study:
             _split_study_tags(info, r.main_tags)

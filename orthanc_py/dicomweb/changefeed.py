@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
+from ..model import webjson
 from ..model.enums import FileContentType
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
@@ -63,7 +64,7 @@ async def _with_metadata(request: web.Request, rows: list[tuple[Any, ...]], incl
         for i, pid in current:
             if pid in files:
                 ds = pydicom.dcmread(io.BytesIO(ctx.storage.read(files[pid], 1)), stop_before_pixels=True, force=True)
-                out[i]["Metadata"] = ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=lambda e: "")
+                out[i]["Metadata"] = webjson.to_json_dict(ds, lambda _e, _p: "", 1024)
 
     await ctx.run(metadata)
     return out

@@ -11,12 +11,16 @@ from ..errors import ErrorCode, OrthancError
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 DICOM_JSON = ("application/dicom+json", "application/json")
+AZURE_PREFIXES = ("/dicom-web/v1", "/dicom-web/v2", "/v1", "/v2")
+"""The prefixes of the Azure DICOM service's API, where answers follow that service's rules."""
 
 
 def public_base(request: web.Request, prefix: str) -> str:
     """Scheme and host for RetrieveURL and BulkDataURI, as the client reached us: RFC 7239
-    `Forwarded`, else `X-Forwarded-Host`/`-Proto`, else the Host header. A Host header without
-    a port (dicomweb-client sends one) gets the port the connection came in on, so the URIs work."""
+    `Forwarded`, else `X-Forwarded-Host`/`-Proto`, else the Host header as Orthanc's plugin
+    writes it: as it is, without a port when it has none ("my-domain" may be a proxy on port 80).
+    Only a Host that is our own address without a port (dicomweb-client sends "127.0.0.1") gets
+    the port the connection came in on, so that the URIs work."""
     scheme, host = request.scheme, None
     forwarded = request.headers.get("Forwarded")
     if forwarded:
@@ -32,8 +36,7 @@ def public_base(request: web.Request, prefix: str) -> str:
     if host is None:
         host = request.host
         sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
-        bare = host.rsplit("]", 1)[-1]
-        if ":" not in bare and isinstance(sock, tuple) and sock[1] != _DEFAULT_PORTS.get(scheme):
+        if isinstance(sock, tuple) and host in (sock[0], f"[{sock[0]}]") and sock[1] != _DEFAULT_PORTS.get(scheme):
             host = f"{host}:{sock[1]}"
     return f"{scheme}://{host}{prefix}"
 

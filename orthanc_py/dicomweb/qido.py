@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import extquery
-from ..core.dicomfind import answers
+from ..core.dicomfind import answers, representative_dataset
 from ..core.query import FindRequest, find_ids
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
@@ -20,11 +20,15 @@ from ..web.responses import json_bytes
 from .headers import DICOM_JSON, choose, public_base
 
 # The attributes answered per level, as Orthanc's DICOMweb plugin answers them (PS3.18 Table
-# 10.6.3-3 less InstanceAvailability; lower levels repeat their study's and series' attributes).
-_STUDY_COMMON = (
+# 6.7.1-2, less the attributes that are not main DICOM tags: InstanceAvailability, Timezone
+# Offset From UTC, the Performed Procedure Step and Request Attribute ones, which would cost a
+# file read per answer). Series and instances also get their study's attributes unless the
+# query names a StudyInstanceUID; instances, their series' unless it names a SeriesInstanceUID.
+STUDY_FIELDS = (
     0x00080020,
     0x00080030,
     0x00080050,
+    0x00080061,
     0x00080090,
     0x00100010,
     0x00100020,
@@ -32,26 +36,30 @@ _STUDY_COMMON = (
     0x00100040,
     0x0020000D,
     0x00200010,
+    0x00201206,
+    0x00201208,
 )
-STUDY_FIELDS = (*_STUDY_COMMON, 0x00080061, 0x00201206, 0x00201208)
-_SERIES_COMMON = (0x00080060, 0x0008103E, 0x0020000E, 0x00200011)
-SERIES_FIELDS = (*_STUDY_COMMON, *_SERIES_COMMON, 0x00201209)
-INSTANCE_FIELDS = (
-    *_STUDY_COMMON,
-    *_SERIES_COMMON,
-    0x00080016,
-    0x00080018,
-    0x00200013,
-    0x00280010,
-    0x00280011,
-    0x00280100,
-    0x00280008,
-)
-DEFAULT_FIELDS = {
+SERIES_FIELDS = (0x00080060, 0x0008103E, 0x0020000E, 0x00200011, 0x00201209)
+INSTANCE_FIELDS = (0x00080016, 0x00080018, 0x00200013, 0x00280010, 0x00280011, 0x00280100, 0x00280008)
+LEVEL_FIELDS = {
     ResourceType.STUDY: STUDY_FIELDS,
     ResourceType.SERIES: SERIES_FIELDS,
     ResourceType.INSTANCE: INSTANCE_FIELDS,
 }
+_COMPUTED = {0x00080061, 0x00201206, 0x00201208, 0x00201209}  # only at their own level
+
+
+def default_fields(level: ResourceType, filtered: set[int]) -> list[int]:
+    """The attributes of `level` answered without includefield, given the tags the query
+    string filters on (filters taken from the URL path do not count, as in Orthanc's plugin)."""
+    fields = list(LEVEL_FIELDS[level])
+    if level is not ResourceType.STUDY and mt.STUDY_INSTANCE_UID not in filtered:
+        fields += [t for t in STUDY_FIELDS if t not in _COMPUTED]
+    if level is ResourceType.INSTANCE and mt.SERIES_INSTANCE_UID not in filtered:
+        fields += [t for t in SERIES_FIELDS if t not in _COMPUTED]
+    return fields
+
+
 RETRIEVE_URL = 0x00081190
 INSTANCE_AVAILABILITY = 0x00080056
 SPECIFIC_CHARACTER_SET = 0x00080005
@@ -59,16 +67,17 @@ _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
 _NUMBER_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
 
 
-def _value(tag: int, text: str) -> dict[str, Any]:
-    """One attribute in DICOM JSON (PS3.18 F.2): PN as objects, numbers as numbers."""
-    vr = vr_of(tag)
+def _value(tag: int, text: str, vr: str | None = None) -> dict[str, Any]:
+    """One attribute in DICOM JSON (PS3.18 F.2): PN as objects, numbers as numbers; `vr`
+    when the file tells it (a private tag), else the dictionary's."""
+    vr = vr or vr_of(tag)
     if vr in ("US or SS", "OB or OW", "US or OW"):
         vr = vr.split()[0]
     if text == "":
         return {"vr": vr}
     parts = text.split("\\")
     if vr == "PN":
-        return {"vr": vr, "Value": [{"Alphabetic": p} for p in parts]}
+        return {"vr": vr, "Value": [_person_name(p) for p in parts]}
     if vr in _NUMBER_VRS:
         values: list[Any] = []
         for p in parts:
@@ -79,6 +88,12 @@ def _value(tag: int, text: str) -> dict[str, Any]:
                 values.append(p)
         return {"vr": vr, "Value": values}
     return {"vr": vr, "Value": parts}
+
+
+def _person_name(text: str) -> dict[str, str]:
+    """A PN value's component groups (Alphabetic=Ideographic=Phonetic), as DICOM JSON names them."""
+    groups = text.split("=")
+    return {k: v for k, v in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)}
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -97,7 +112,8 @@ def _search(level: ResourceType, prefix: str) -> Any:
         choose(request.headers.get("Accept"), DICOM_JSON, ("application/*",), "QIDO-RS answers DICOM JSON")
         ctx = ctx_of(request)
         req = FindRequest(level=level)
-        fields = list(DEFAULT_FIELDS[level])
+        fields: list[int] = []
+        filtered: set[int] = set()
         include_all = False
         flagged: list[str] = []  # extended query tags with indexing errors
         scope = (
@@ -126,6 +142,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
             except ValueError:
                 raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown query attribute: {key}") from None
             fields.append(tag)
+            filtered.add(tag)
             ext = extquery.constraint(ctx, tag, value, level, scope, fuzzy)
             if ext is not None:
                 ext_constraint, erroneous = ext
@@ -142,9 +159,11 @@ def _search(level: ResourceType, prefix: str) -> Any:
         for route_key, tag in (("study", mt.STUDY_INSTANCE_UID), ("series", mt.SERIES_INSTANCE_UID)):
             uid = request.match_info.get(route_key)
             if uid is not None:
+                fields.append(tag)
                 c = parse_constraint(tag, uid)
                 if c is not None:
                     req.constraints.append(c)
+        fields += default_fields(level, filtered)
         req.since = _int_param(request, "offset")
         req.limit = _int_param(request, "limit")
         if include_all:
@@ -158,18 +177,32 @@ def _search(level: ResourceType, prefix: str) -> Any:
             dict.fromkeys(t for t in fields if t not in (RETRIEVE_URL, INSTANCE_AVAILABILITY, SPECIFIC_CHARACTER_SET))
         )
 
-        def run(txn: Transaction) -> list[dict[int, str | None]]:
-            return answers(ctx, txn, level, find_ids(ctx, txn, req), wanted)
+        unknown = [t for t in wanted if vr_of(t) == "UN"]
+
+        def run(txn: Transaction) -> list[tuple[dict[int, str | None], dict[int, str]]]:
+            ids = find_ids(ctx, txn, req)
+            rows = answers(ctx, txn, level, ids, wanted)
+            out = []
+            for rid, values in zip(ids, rows, strict=False):
+                vrs: dict[int, str] = {}
+                if any(values.get(t) is not None for t in unknown):
+                    # a private or unknown tag asked for: its VR as the file has it (Orthanc
+                    # reads the answers from an instance of each resource)
+                    ds = representative_dataset(ctx, txn, rid, level)
+                    vrs = {t: str(ds[t].VR) for t in unknown if ds is not None and t in ds}
+                out.append((values, vrs))
+            return out
 
         rows = await ctx.index.read(run)
         base = public_base(request, prefix)
         out = []
-        for values in rows:
-            item: dict[str, Any] = {}
-            for t in wanted:
+        for values, file_vrs in rows:
+            # the answers are in UTF-8, whatever the files' character sets (Orthanc's plugin)
+            item: dict[str, Any] = {f"{SPECIFIC_CHARACTER_SET:08X}": {"vr": "CS", "Value": ["ISO_IR 192"]}}
+            for t in sorted(wanted):
                 v = values.get(t)
                 if v is not None:
-                    item[f"{t:08X}"] = _value(t, v)
+                    item[f"{t:08X}"] = _value(t, v, file_vrs.get(t))
             study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
             url = f"{base}/studies/{study_uid}"
             if level is not ResourceType.STUDY:

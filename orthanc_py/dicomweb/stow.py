@@ -1,29 +1,35 @@
 """STOW-RS (PS3.18 10.5): multipart/related of application/dicom parts (boundary quoted or not,
 `type` present or not) or a single application/dicom body, each part through the one ingest path.
-Answer as the Azure DICOM service does: 200 all stored, 202 some failed, 409 none stored."""
+Answer as Orthanc's DICOMweb plugin does under /dicom-web, as the Azure DICOM service does
+under its own prefixes."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import logging
 import quopri
 import zlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
+import pydicom
 from aiohttp import web
 
 from ..core import ingest
-from ..core.ingest import Origin, StoreStatus, StudyMismatch
+from ..core.ingest import Origin, StoreStatus
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model.enums import ResourceType
+from ..model.parsing import ParsedInstance
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes, read_body
-from .headers import public_base
+from .headers import AZURE_PREFIXES, public_base
 
-PROCESSING_FAILURE = 0xC000  # 49152
+PROCESSING_FAILURE = 0xC000  # 49152 (Orthanc's plugin: "cannot understand", a UID is missing)
+ORTHANC_PROCESSING_FAILURE = 0x0110  # Orthanc's plugin: the study of the URL, or the store failed
 OUT_OF_RESOURCES = 0xA700  # 42752: the storage is full or cannot be written
 STUDY_MISMATCH = 43265  # the instance is not part of the study in the URL
 ALREADY_EXISTS = 45070
@@ -185,56 +191,142 @@ def _split_without_boundary(body: bytes) -> list[bytes]:
     return parts
 
 
+class _StudyMismatch(Exception):
+    """The part belongs to another study than the URL's (nothing stored)."""
+
+    def __init__(self, parsed: ParsedInstance) -> None:
+        super().__init__("The instance is not part of the study of the URL")
+        self.parsed = parsed
+
+
+class _MissingTags(Exception):
+    """The part lacks one of the UIDs Orthanc's plugin requires (nothing stored)."""
+
+    def __init__(self, parsed: ParsedInstance) -> None:
+        super().__init__("Missing a mandatory tag in the DICOM file")
+        self.parsed = parsed
+
+
+def _checks(only_study: str | None, orthanc: bool) -> ingest.Check:
+    """What a part must satisfy before it is written: Orthanc's plugin first requires the four
+    UIDs (SOP class, SOP instance, series, study), then the study of the URL."""
+
+    def check(parsed: ParsedInstance) -> None:
+        if orthanc and not parsed.sop_class_uid:
+            raise _MissingTags(parsed)
+        if only_study is not None and _uid(parsed, ResourceType.STUDY) != only_study:
+            raise _StudyMismatch(parsed)
+
+    return check
+
+
+def _sop_uids(data: bytes) -> tuple[str, str]:
+    """SOP class and instance UIDs of a part the ingest refused ("" when unreadable)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, specific_tags=[0x00080016, 0x00080018])
+        return str(ds.get("SOPClassUID", "") or ""), str(ds.get("SOPInstanceUID", "") or "")
+    except Exception:  # anything pydicom cannot read is simply "not DICOM"
+        return "", ""
+
+
+@dataclass(slots=True)
+class _Outcome:
+    kind: str  # "stored", "failed" (store failed), "conflict" (other study), "bad" (bad syntax)
+    ref: dict[str, Any] | None
+    study_uid: str = ""  # the study of a part that passed the checks
+
+
+def _seq(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+
+
+def _orthanc_answer(base: str, outcomes: list[_Outcome]) -> tuple[int, dict[str, Any]]:
+    """The answer of Orthanc's DICOMweb plugin: both sequences always present (empty or not),
+    the study of the first part that passed the checks, 400 for a part that is not DICOM or
+    lacks a UID, else 409 for a part of another study."""
+    body: dict[str, Any] = {"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}}
+    first = next((o.study_uid for o in outcomes if o.study_uid), None)
+    if first is not None:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{first}"]}
+    body["00081198"] = _seq([o.ref for o in outcomes if o.kind != "stored" and o.ref is not None])
+    body["00081199"] = _seq([o.ref for o in outcomes if o.kind == "stored" and o.ref is not None])
+    kinds = {o.kind for o in outcomes}
+    return (400 if "bad" in kinds else 409 if "conflict" in kinds else 200), body
+
+
+def _azure_answer(base: str, outcomes: list[_Outcome], only_study: str | None) -> tuple[int, dict[str, Any]]:
+    """The Azure DICOM service's answer: 200 all stored, 202 some failed, 409 none stored; a
+    sequence only when it has items."""
+    stored = [o.ref for o in outcomes if o.kind == "stored" and o.ref is not None]
+    failed = [o.ref for o in outcomes if o.kind != "stored" and o.ref is not None]
+    studies = {o.study_uid for o in outcomes if o.kind == "stored"}
+    body: dict[str, Any] = {}
+    if len(studies) == 1 or only_study is not None:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{only_study or next(iter(studies))}"]}
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": stored}
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    return (200 if not failed else (202 if stored else 409)), body
+
+
 def _stow(prefix: str) -> Any:
+    """Under Orthanc's prefix (/dicom-web) the answers are those of Orthanc's DICOMweb plugin;
+    under the Azure prefixes (/v1, /v2, /dicom-web/v1, /dicom-web/v2), those of the Azure
+    DICOM service (statuses 202/409, reasons 43265 and 45070)."""
+    orthanc = prefix not in AZURE_PREFIXES
+
     async def handler(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         only_study = request.match_info.get("study")
         base = public_base(request, prefix)
         origin = Origin("RestApi", remote_ip=request.remote or "")
-        stored: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        studies: set[str] = set()
+        check = _checks(only_study, orthanc)
         # Parts are read while earlier ones are being stored (a few in flight), and answered in order.
         limit = asyncio.Semaphore(4)
 
-        async def one(data: bytes) -> tuple[str, dict[str, Any], str]:
+        async def one(data: bytes) -> _Outcome:
             try:
-                result = await ingest.store(ctx, data, origin, only_study)
-            except StudyMismatch as err:
+                result = await ingest.store(ctx, data, origin, check)
+            except _StudyMismatch as err:
                 p = err.parsed
-                return "failed", _ref(p.sop_class_uid, _uid(p, ResourceType.INSTANCE), reason=STUDY_MISMATCH), ""
+                reason = ORTHANC_PROCESSING_FAILURE if orthanc else STUDY_MISMATCH
+                return _Outcome("conflict", _ref(p.sop_class_uid, _uid(p, ResourceType.INSTANCE), reason=reason))
+            except _MissingTags:  # no SOP class UID: Orthanc lists no failed item
+                return _Outcome("bad", None)
             except OrthancError as err:
-                out_of_resources = err.code in (ErrorCode.FULL_STORAGE, ErrorCode.FILE_STORAGE_CANNOT_WRITE)
-                return "failed", _ref("", "", reason=OUT_OF_RESOURCES if out_of_resources else PROCESSING_FAILURE), ""
+                storage = err.code in (ErrorCode.FULL_STORAGE, ErrorCode.FILE_STORAGE_CANNOT_WRITE)
+                if orthanc:
+                    sop_class, sop = await ctx.run(_sop_uids, data)
+                    if storage:
+                        return _Outcome("failed", _ref(sop_class, sop, reason=ORTHANC_PROCESSING_FAILURE))
+                    # not DICOM, or a required UID is missing: an item only when both SOP UIDs are known
+                    return _Outcome(
+                        "bad", _ref(sop_class, sop, reason=PROCESSING_FAILURE) if sop_class and sop else None
+                    )
+                return _Outcome("failed", _ref("", "", reason=OUT_OF_RESOURCES if storage else PROCESSING_FAILURE))
             except Exception:  # never lose the answer for the other parts
                 log.exception("STOW-RS: cannot store a part")
-                return "failed", _ref("", "", reason=PROCESSING_FAILURE), ""
+                return _Outcome("failed", _ref("", "", reason=PROCESSING_FAILURE))
             finally:
                 limit.release()
             p = result.parsed
             study_uid = _uid(p, ResourceType.STUDY)
             sop_uid = _uid(p, ResourceType.INSTANCE)
-            if result.status is StoreStatus.ALREADY_STORED:
-                return "failed", _ref(p.sop_class_uid, sop_uid, reason=ALREADY_EXISTS), ""
+            if result.status is StoreStatus.ALREADY_STORED and not orthanc:
+                return _Outcome("failed", _ref(p.sop_class_uid, sop_uid, reason=ALREADY_EXISTS))
             url = f"{base}/studies/{study_uid}/series/{_uid(p, ResourceType.SERIES)}/instances/{sop_uid}"
-            return "stored", _ref(p.sop_class_uid, sop_uid, url), study_uid
+            return _Outcome("stored", _ref(p.sop_class_uid, sop_uid, url), study_uid)
 
         tasks = []
         async for data in _parts(request):
             await limit.acquire()
             tasks.append(asyncio.ensure_future(one(data)))
-        for kind, ref, study_uid in await asyncio.gather(*tasks):
-            (stored if kind == "stored" else failed).append(ref)
-            if study_uid:
-                studies.add(study_uid)
-        body: dict[str, Any] = {}
-        if len(studies) == 1 or only_study is not None:
-            body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{only_study or next(iter(studies))}"]}
-        if stored:
-            body["00081199"] = {"vr": "SQ", "Value": stored}
-        if failed:
-            body["00081198"] = {"vr": "SQ", "Value": failed}
-        status = 200 if not failed else (202 if stored else 409)
+        outcomes = list(await asyncio.gather(*tasks))
+        if orthanc:
+            status, body = _orthanc_answer(base, outcomes)
+        else:
+            status, body = _azure_answer(base, outcomes, only_study)
         return web.Response(status=status, body=json_bytes(body), content_type="application/dicom+json")
 
     return handler

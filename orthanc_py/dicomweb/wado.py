@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..core.query import FindRequest, find_ids
 from ..errors import ErrorCode, OrthancError
+from ..imaging import jpeg_encode
 from ..imaging import transcode as ts
 from ..index.base import Transaction
 from ..model import maintags as mt
@@ -21,7 +22,7 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
-from .headers import DICOM_JSON, MediaRange, choose, not_acceptable, parse_accept, public_base
+from .headers import DICOM_JSON, MediaRange, not_acceptable, parse_accept, public_base
 
 
 def _request_for(study: str | None, series: str | None, instance: str | None) -> FindRequest:
@@ -65,6 +66,8 @@ def _target_for(stored: str, target: str | None, strict: bool) -> str | None:
         return None
     if target in (ts.EXPLICIT_LE, ts.IMPLICIT_LE) and stored != ts.EXPLICIT_BE and ts.can_decode(stored):
         return target
+    if target in jpeg_encode.SYNTAXES and stored != ts.EXPLICIT_BE and ts.can_decode(stored):
+        return target  # encoded when the image allows it (8-bit), else 406 or as stored
     if strict:
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Cannot transcode from {stored} to {target}", http_status=406)
     return None
@@ -95,14 +98,18 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         except ts.CannotTranscode as exc:
             raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
         return web.Response(body=data, content_type="application/dicom")
+    try:  # the first file before the headers: a syntax it cannot be given in is still a 406
+        first = await ctx.run(load, *plan[0]) if plan else b""
+    except ts.CannotTranscode as exc:
+        raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
     boundary = uuid.uuid4().hex
     response = web.StreamResponse(
         headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
     )
     await response.prepare(request)
-    for file_uuid, to in plan:
+    for i, (file_uuid, to) in enumerate(plan):
         try:
-            data = await ctx.run(load, file_uuid, to)
+            data = first if i == 0 else await ctx.run(load, file_uuid, to)
         except ts.CannotTranscode:  # headers are gone: end the stream short
             break
         await response.write(_part_head(boundary, "application/dicom", len(data)))
@@ -114,32 +121,45 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
 
 
 def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[str, Any]:
-    """DICOM JSON of one instance; `data` may stop right before the pixel data element, whose
-    VR is then `pixel_vr` (reading only the header is what makes a cold /metadata fast)."""
+    """DICOM JSON of one instance as Orthanc's plugin writes it: every non-empty binary value
+    by BulkDataURI (lowercase tag, nested ones with their item path). `data` may stop right
+    before the pixel data element, whose VR is then `pixel_vr` (reading only the header is what
+    makes a cold /metadata fast)."""
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     study, series, sop = (str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     url = f"{base}/studies/{study}/series/{series}/instances/{sop}"
 
-    def bulk(elem: Any) -> str:
-        return f"{url}/bulk/{elem.tag:08X}"
+    def bulk(elem: Any, path: str) -> str:
+        return f"{url}/bulk/{path}{elem.tag:08x}"
 
-    out: dict[str, Any] = webjson.to_json_dict(ds, bulk, 1024)
-    pixels = out.get("7FE00010")
-    if pixels is not None and "InlineBinary" in pixels:  # pixel data always by reference
-        out["7FE00010"] = {"vr": pixels["vr"], "BulkDataURI": f"{url}/bulk/7FE00010"}
-    elif pixels is None and pixel_vr is not None:
-        out["7FE00010"] = {"vr": pixel_vr, "BulkDataURI": f"{url}/bulk/7FE00010"}
+    out: dict[str, Any] = webjson.to_json_dict(ds, bulk, 0)
+    if "7FE00010" not in out and pixel_vr is not None:
+        out["7FE00010"] = {"vr": pixel_vr, "BulkDataURI": f"{url}/bulk/7fe00010"}
     return out
 
 
-def _instance_metadata(ctx: Any, file_uuid: str, pixel_offset: int | None, syntax: str, base: str) -> dict[str, Any]:
+_LONG_VRS = frozenset(("OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ", "UT", "UC", "UR"))
+
+
+def _instance_metadata(
+    ctx: Any, file_uuid: str, pixel_offset: int | None, syntax: str, base: str, size: int
+) -> dict[str, Any]:
     """Metadata of one stored instance, reading its header only when the index knows where the
-    pixel data starts."""
-    if pixel_offset is None or syntax == ts.DEFLATED_LE:  # (a deflated file's offset is not in its bytes)
+    pixel data starts and nothing follows it (elements after the pixel data, such as private
+    groups 7FE1, make the whole file read: Orthanc lists them too)."""
+    if pixel_offset is None or syntax in (ts.DEFLATED_LE, ts.EXPLICIT_BE):  # offsets not usable as is
         return _metadata_of(ctx.storage.read(file_uuid, FileContentType.DICOM), base)
-    head = ctx.storage.read_range(file_uuid, FileContentType.DICOM, 0, pixel_offset + 8)
+    head = ctx.storage.read_range(file_uuid, FileContentType.DICOM, 0, pixel_offset + 12)
     # Implicit VR: pixel data is OW (PS3.5 A.1); explicit: the VR written in the element header
     written = head[pixel_offset + 4 : pixel_offset + 6].decode("ascii", "replace")
+    if syntax == ts.IMPLICIT_LE:
+        header, length = 8, int.from_bytes(head[pixel_offset + 4 : pixel_offset + 8], "little")
+    elif written in _LONG_VRS:
+        header, length = 12, int.from_bytes(head[pixel_offset + 8 : pixel_offset + 12], "little")
+    else:
+        header, length = 8, int.from_bytes(head[pixel_offset + 6 : pixel_offset + 8], "little")
+    if length != 0xFFFFFFFF and pixel_offset + header + length < size:
+        return _metadata_of(ctx.storage.read(file_uuid, FileContentType.DICOM), base)
     pixel_vr = "OW" if syntax == ts.IMPLICIT_LE else written
     return _metadata_of(head[:pixel_offset], base, pixel_vr)
 
@@ -149,7 +169,7 @@ def _metadata(prefix: str) -> Any:
         """GET .../metadata: every instance in DICOM JSON, large binary values as BulkDataURI.
         Study and series requests are answered from per-series summaries kept until the series
         changes; only the first request reads the files."""
-        choose(request.headers.get("Accept"), DICOM_JSON, ("multipart/*",), "metadata is DICOM JSON")
+        xml = _metadata_wants_xml(request.headers.get("Accept"))
         ctx = ctx_of(request)
         base = public_base(request, prefix)
         if "instance" in request.match_info:
@@ -158,6 +178,8 @@ def _metadata(prefix: str) -> Any:
             def render() -> bytes:
                 return json_bytes([_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base) for u in uuids])
 
+            if xml:
+                return _xml_parts(orjson.loads(await ctx.run(render)))
             return web.Response(body=await ctx.run(render), content_type="application/dicom+json")
         req = FindRequest(level=ResourceType.SERIES)
         for key, tag in (("study", mt.STUDY_INSTANCE_UID), ("series", mt.SERIES_INSTANCE_UID)):
@@ -165,7 +187,7 @@ def _metadata(prefix: str) -> Any:
             if uid is not None:
                 req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
 
-        def plan(txn: Transaction) -> list[tuple[str, list[tuple[str, int | None, str]]]]:
+        def plan(txn: Transaction) -> list[tuple[str, list[tuple[str, int | None, str, int]]]]:
             """Per series: its public id and (file uuid, pixel data offset, syntax) per instance."""
             out = []
             for sid in find_ids(ctx, txn, req):
@@ -180,17 +202,20 @@ def _metadata(prefix: str) -> Any:
                     syntax = m.get(MetadataType.TRANSFER_SYNTAX, ts.EXPLICIT_LE)
                     for a in atts[i]:
                         if a.content_type == FileContentType.DICOM:
-                            files.append((a.uuid, int(offset) if offset and offset.isdigit() else None, syntax))
+                            position = int(offset) if offset and offset.isdigit() else None
+                            files.append((a.uuid, position, syntax, a.uncompressed_size))
                 out.append((pub, files))
             return out
 
         series = await ctx.index.read(plan)
         if not series:
-            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
+            raise _not_found(request)
         variant = ("dicomweb-metadata", base)
 
-        def render_series(files: list[tuple[str, int | None, str]]) -> bytes:
-            return b",".join(orjson.dumps(_instance_metadata(ctx, u, off, syntax, base)) for u, off, syntax in files)
+        def render_series(files: list[tuple[str, int | None, str, int]]) -> bytes:
+            return b",".join(
+                orjson.dumps(_instance_metadata(ctx, u, off, syntax, base, size)) for u, off, syntax, size in files
+            )
 
         blobs = []
         for pub, files in series:
@@ -200,9 +225,36 @@ def _metadata(prefix: str) -> Any:
                 ctx.series_cache.put(pub, variant, blob)
             if blob:
                 blobs.append(blob)
-        return web.Response(body=b"[" + b",".join(blobs) + b"]", content_type="application/dicom+json")
+        body = b"[" + b",".join(blobs) + b"]"
+        if xml:
+            return _xml_parts(orjson.loads(body))
+        return web.Response(body=body, content_type="application/dicom+json")
 
     return handler
+
+
+def _metadata_wants_xml(header: str | None) -> bool:
+    """Whether a metadata request asks for DICOM XML, as Orthanc's plugin reads Accept: JSON
+    when any of the listed media types is DICOM JSON (or */*), XML for multipart/related with
+    type application/dicom+xml, 400 for anything else."""
+    if header is None or not header.strip():
+        return False
+    ranges = [r.strip() for r in header.split(",")]
+    if any(r.split(";")[0].strip().lower() in (*DICOM_JSON, "*/*") for r in ranges):
+        return False
+    (only,) = parse_accept(header)[:1] or [MediaRange("")]
+    if len(ranges) == 1 and only.media == "multipart/related" and only.type == "application/dicom+xml":
+        if only.syntax is not None:
+            raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot change the transfer syntax of metadata: {header}")
+        return True
+    raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot generate this content type for metadata: {header}")
+
+
+def _xml_parts(datasets: list[dict[str, Any]]) -> web.Response:
+    """Each instance's metadata as one application/dicom+xml part."""
+    from .webxml import to_xml
+
+    return _multipart([to_xml(d) for d in datasets], "application/dicom+xml")
 
 
 def setup(router: web.UrlDispatcher, prefix: str) -> None:
@@ -234,8 +286,17 @@ async def _instance_ids(request: web.Request, req: FindRequest | None = None) ->
 
     found = await ctx.index.read(run)
     if not found:
+        if req is None:
+            raise _not_found(request)
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
     return found
+
+
+def _not_found(request: web.Request) -> OrthancError:
+    """Orthanc's plugin's 404: the deepest level the URL names."""
+    m = request.match_info
+    level, uid = next(((k, m[k]) for k in ("instance", "series", "study") if k in m), ("study", ""))
+    return OrthancError(ErrorCode.INEXISTENT_ITEM, f"Accessing an inexistent {level} with WADO-RS: {uid}")
 
 
 async def rendered(request: web.Request) -> web.StreamResponse:
@@ -243,8 +304,11 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     from ..imaging import render
 
     ctx = ctx_of(request)
-    accept = request.headers.get("Accept", "image/png").lower()
-    fmt = "JPEG" if "image/jpeg" in accept and "image/png" not in accept else "PNG"
+    accept = (request.headers.get("Accept") or "*/*").split(";")[0].strip().lower()
+    formats = {"*/*": "JPEG", "image/*": "JPEG", "image/jpeg": "JPEG", "image/png": "PNG"}
+    if accept not in formats:  # Orthanc's plugin: one media type, JPEG by default
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render as {accept}: image/jpeg or image/png")
+    fmt = formats[accept]
     frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
     (_pid, uuid_, _syntax), *_ = await _instance_ids(request)
     data = await ctx.run(ctx.storage.read, uuid_, FileContentType.DICOM)
@@ -255,9 +319,10 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     return web.Response(body=image, content_type="image/jpeg" if fmt == "JPEG" else "image/png")
 
 
-def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, bool]:
-    """(multipart?, decode?) for frames stored in `stored`, from the Accept header (406 when
-    nothing it accepts can be given). Uncompressed unless the client takes the stored syntax."""
+def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, str]:
+    """(multipart?, target syntax or ts.AS_STORED) for frames stored in `stored`, from the
+    Accept header (406 when nothing it accepts can be given). Uncompressed unless the client
+    takes the stored syntax or names a JPEG syntax to encode in."""
     for r in parse_accept(header):
         if r.media == "multipart/related" or r.any or r.media == "multipart/*":
             multipart, kind = True, r.type or "application/octet-stream"
@@ -267,24 +332,27 @@ def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, boo
             multipart, kind = False, r.media
         else:
             continue
-        decode = _frames_decode(r, kind, stored)
-        if decode is not None:
-            return multipart, decode
+        target = _frames_target(r, kind, stored)
+        if target is not None:
+            return multipart, target
     raise not_acceptable(header, f"frames are stored in {stored}")
 
 
-def _frames_decode(r: MediaRange, kind: str, stored: str) -> bool | None:
-    """Whether frames must be decoded to satisfy `r` (None: `r` cannot be satisfied)."""
+def _frames_target(r: MediaRange, kind: str, stored: str) -> str | None:
+    """The syntax frames are sent in to satisfy `r` (None: `r` cannot be satisfied)."""
     if kind in ("application/octet-stream", "*/*"):
         if r.syntax == "*" or r.syntax == stored:
-            return False
-        if r.syntax in (None, ts.EXPLICIT_LE):
-            if stored in ts.UNCOMPRESSED:
-                return False
-            return True if ts.can_decode(stored) else None
+            return ts.AS_STORED
+        if r.syntax in (None, ts.EXPLICIT_LE, ts.IMPLICIT_LE):
+            if stored in ts.UNCOMPRESSED or ts.can_decode(stored):
+                return r.syntax or ts.EXPLICIT_LE
         return None
     if stored in ts.syntaxes_of_media(kind) and r.syntax in (None, "*", stored):
-        return False
+        return ts.AS_STORED
+    wanted = r.syntax or (jpeg_encode.BASELINE if kind == "image/jpeg" else None)
+    if kind == "image/jpeg" and wanted in jpeg_encode.SYNTAXES:
+        if stored in ts.UNCOMPRESSED or ts.can_decode(stored):
+            return wanted
     return None
 
 
@@ -299,16 +367,16 @@ def _frame_numbers(text: str) -> list[int]:
 
 
 async def frames(request: web.Request) -> web.StreamResponse:
-    """/frames/{list}: uncompressed (decoded when needed) or, when the client takes it, as stored;
-    multipart/related, or a single part for one frame."""
+    """/frames/{list}: uncompressed (decoded when needed), as stored when the client takes it,
+    or encoded in the JPEG syntax it names; multipart/related, or a single part for one frame."""
     ctx = ctx_of(request)
     (_pid, uuid_, stored), *_ = await _instance_ids(request)
     numbers = _frame_numbers(request.match_info["frames"])
-    multipart, decode = _frames_plan(request.headers.get("Accept"), stored, len(numbers))
+    multipart, target = _frames_plan(request.headers.get("Accept"), stored, len(numbers))
 
     def extract() -> tuple[list[bytes], str]:
         data = ctx.storage.read(uuid_, FileContentType.DICOM)
-        return ts.frames(data, numbers, decode)
+        return ts.frames_in(data, numbers, target)
 
     try:
         parts, syntax = await ctx.run(extract)
@@ -344,6 +412,29 @@ def _multipart(parts: list[bytes], part_type: str, locations: list[str] | None =
     )
 
 
+def _bulk_tag(text: str) -> int:
+    """A tag of a bulk data URI: "7fe00010", "7FE00010" or "7fe0,0010"."""
+    digits = text.replace(",", "") if len(text) == 9 and text[4] == "," else text
+    if len(digits) != 8:
+        raise ValueError(text)
+    return int(digits, 16)
+
+
+def _bulk_path(tail: str) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """The tag and item path of a bulk data URI's tail ("60031010/1/60031011": the element
+    (6003,1011) of the first item of (6003,1010)); 400 when malformed."""
+    tokens = tail.split("/")
+    try:
+        if len(tokens) % 2 != 1:
+            raise ValueError(tail)
+        path = tuple((_bulk_tag(tokens[i]), int(tokens[i + 1]) - 1) for i in range(0, len(tokens) - 1, 2))
+        if any(index < 0 for _t, index in path):
+            raise ValueError(tail)
+        return _bulk_tag(tokens[-1]), path
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Bad bulk data URI: {tail}") from exc
+
+
 async def bulk(request: web.Request) -> web.StreamResponse:
     """The BulkDataURI of a metadata answer: the value of one element, as
     multipart/related application/octet-stream (or single part); pixel data gives its frames."""
@@ -362,20 +453,17 @@ async def bulk(request: web.Request) -> web.StreamResponse:
     )
     if multipart is None:
         raise not_acceptable(header, "bulk data is application/octet-stream")
-    try:
-        tag = int(request.match_info["tag"], 16)
-    except ValueError as exc:
-        raise OrthancError(ErrorCode.BAD_REQUEST, "A bulk data URI ends with a tag in hexadecimal") from exc
+    tag, path = _bulk_path(request.match_info["tail"])
     (_pid, uuid_, _stored), *_ = await _instance_ids(request)
 
     def value() -> tuple[list[bytes], str]:
         data = ctx.storage.read(uuid_, FileContentType.DICOM)
-        if tag == 0x7FE00010:
+        if tag == 0x7FE00010 and not path:
             try:
                 return ts.frames(data, None, False)
             except LookupError:
                 return [], ts.EXPLICIT_LE
-        found = ts.element_value(data, tag)
+        found = ts.element_value(data, tag, path)
         return ([] if found is None else [found]), ts.EXPLICIT_LE
 
     parts, syntax = await ctx.run(value)
@@ -437,6 +525,8 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     content_type = q.get("contentType", "image/jpeg")
     if content_type == "application/dicom":
         return web.Response(body=data, content_type="application/dicom")
+    if content_type == "image/jpg":  # a common misspelling Orthanc's plugin takes as JPEG
+        content_type = "image/jpeg"
     if content_type not in ("image/jpeg", "image/png"):
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Unsupported contentType {content_type}", http_status=406)
     fmt = "PNG" if content_type == "image/png" else "JPEG"
@@ -455,4 +545,4 @@ def setup_extras(router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get(f"{instance}/{name}", rendered)
         router.add_get(instance + "/frames/{frames}/" + name, rendered)
     router.add_get(instance + "/frames/{frames}", frames)
-    router.add_get(instance + "/bulk/{tag}", bulk)
+    router.add_get(instance + "/bulk/{tail:.+}", bulk)

@@ -87,12 +87,19 @@ def recode(ds: Any, target: str) -> None:
     decoding its pixel data when stored compressed; CannotTranscode otherwise."""
     from pydicom.uid import UID
 
+    from . import jpeg_encode
+
     source = stored_syntax(ds)
     if source == target:
         return
+    if target in jpeg_encode.SYNTAXES and source != EXPLICIT_BE:
+        _encode_in_place(ds, target)
+        return
     if target not in (EXPLICIT_LE, IMPLICIT_LE) or source == EXPLICIT_BE:
         raise CannotTranscode(f"Cannot transcode from {source} to {target}")
-    if source not in UNCOMPRESSED:
+    if source not in UNCOMPRESSED and _decode_jpeg_in_place(ds):
+        pass
+    elif source not in UNCOMPRESSED:
         try:
             # pydicom would give a lossy source a new SOPInstanceUID; Orthanc keeps it when it
             # only decodes (a new UID comes with lossy *compression*)
@@ -149,9 +156,125 @@ def frames(data: bytes, numbers: list[int] | None, decode: bool) -> tuple[list[b
     ], EXPLICIT_BE if syntax == EXPLICIT_BE else EXPLICIT_LE
 
 
+JPEG_8BIT = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
+
+
+def _jpeg_frame(ds: Any, index: int) -> bytes | None:
+    """An 8-bit JPEG frame decoded by libjpeg through Pillow, colour-converted as the stream
+    says (YCbCr to RGB): the same bytes as DCMTK's decoder, which Orthanc uses. None when
+    Pillow cannot give it as L or RGB."""
+    if stored_syntax(ds) not in JPEG_8BIT or int(ds.get("BitsAllocated", 8) or 8) != 8:
+        return None
+    from PIL import Image
+    from pydicom.encaps import generate_frames
+
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    for i, frame in enumerate(generate_frames(ds.PixelData, number_of_frames=count)):
+        if i == index:
+            try:
+                with Image.open(io.BytesIO(frame)) as image:
+                    if image.mode not in ("L", "RGB"):
+                        return None
+                    return image.tobytes()
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def _encode_in_place(ds: Any, target: str) -> None:
+    """Encode the dataset's frames in a JPEG syntax of `jpeg_encode` (decoding them first when
+    stored compressed): 8-bit monochrome images, or RGB ones for the lossless syntaxes."""
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import UID
+
+    from . import jpeg_encode
+
+    if "PixelData" not in ds:
+        raise CannotTranscode("The instance has no pixel data")
+    if stored_syntax(ds) not in UNCOMPRESSED:
+        recode(ds, EXPLICIT_LE)
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise CannotTranscode(f"Cannot encode this image in {target}") from exc
+    colour = samples == 3 and ds.get("PhotometricInterpretation") == "RGB" and not ds.get("PlanarConfiguration", 0)
+    if bits != 8 or not (samples == 1 or (colour and target not in (jpeg_encode.BASELINE, jpeg_encode.EXTENDED))):
+        raise CannotTranscode(f"Cannot encode this image in {target}")
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    size = rows * columns * samples
+    pixels = ds.PixelData
+    if len(pixels) < size * count:
+        raise CannotTranscode("The pixel data is shorter than its frames")
+    encoded = [
+        jpeg_encode.encode(pixels[i * size : (i + 1) * size], rows, columns, target, samples=samples)
+        for i in range(count)
+    ]
+    ds.PixelData = encapsulate(encoded)
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    if target in (jpeg_encode.BASELINE, jpeg_encode.EXTENDED):
+        ds.LossyImageCompression = "01"
+    ds.file_meta.TransferSyntaxUID = UID(target)
+    ds.set_original_encoding(False, True)
+
+
+def _decode_jpeg_in_place(ds: Any) -> bool:
+    """Decode an 8-bit JPEG dataset's frames with `_jpeg_frame` (DCMTK's bytes), colour ones
+    becoming RGB as DCMTK makes them; False when that path does not apply."""
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    decoded = []
+    for index in range(count):
+        frame = _jpeg_frame(ds, index)
+        if frame is None:
+            return False
+        decoded.append(frame)
+    ds.PixelData = b"".join(decoded)
+    ds["PixelData"].VR = "OW"  # as DCMTK writes decoded pixel data
+    if int(ds.get("SamplesPerPixel", 1) or 1) == 3:
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+    ds["PixelData"].is_undefined_length = False
+    if len(ds.PixelData) % 2:
+        ds.PixelData += b"\x00"
+    return True
+
+
+AS_STORED = "*"
+
+
+def frames_in(data: bytes, numbers: list[int], target: str, quality: int = 90) -> tuple[list[bytes], str]:
+    """Frames `numbers` (1-based) in `target`: AS_STORED, Explicit or Implicit VR Little Endian
+    (decoded when stored compressed), or a JPEG syntax of `jpeg_encode` (8-bit monochrome
+    images only, encoded as DCMTK encodes them). Returns the frames and the syntax they are in;
+    CannotTranscode when that cannot be done."""
+    from . import jpeg_encode
+
+    if target == AS_STORED:
+        return frames(data, numbers, False)
+    parts, syntax = frames(data, numbers, True)
+    if target in (EXPLICIT_LE, IMPLICIT_LE):
+        return parts, target if syntax != EXPLICIT_BE else syntax
+    if target not in jpeg_encode.SYNTAXES or syntax == EXPLICIT_BE:
+        raise CannotTranscode(f"Cannot transcode frames to {target}")
+    ds = _read(data)
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        eight_bit_gray = int(ds.BitsAllocated) == 8 and int(ds.get("SamplesPerPixel", 1) or 1) == 1
+    except (AttributeError, TypeError, ValueError):
+        eight_bit_gray = False
+    if not eight_bit_gray:
+        raise CannotTranscode(f"Cannot encode this image in {target} (8-bit monochrome images only)")
+    return [jpeg_encode.encode(p, rows, columns, target, quality) for p in parts], target
+
+
 def _decoded_frame(ds: Any, index: int) -> bytes:
     from pydicom.pixels import pixel_array
 
+    fast = _jpeg_frame(ds, index)
+    if fast is not None:
+        return fast
     try:
         array = pixel_array(ds, index=index)
     except Exception as exc:  # missing plugin, corrupt stream
@@ -159,27 +282,20 @@ def _decoded_frame(ds: Any, index: int) -> bytes:
     return bytes(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
 
 
-def element_value(data: bytes, tag: int) -> bytes | None:
-    """The raw value of the first element `tag` in the file (top level first, then inside
-    sequences), for BulkDataURI; None when there is none."""
-    ds = _read(data)
-
-    def search(dataset: Any) -> bytes | None:
-        if tag in dataset:
-            value = dataset[tag].value
-            if isinstance(value, bytes | bytearray):
-                return bytes(value)
-            elem = dataset[tag]
-            return None if elem.VR == "SQ" else _encode_value(elem)
-        for elem in dataset:
-            if elem.VR == "SQ":
-                for item in elem.value:
-                    found = search(item)
-                    if found is not None:
-                        return found
+def element_value(data: bytes, tag: int, path: tuple[tuple[int, int], ...] = ()) -> bytes | None:
+    """The raw value of element `tag`, at the top level or inside the items that `path` names
+    ((sequence tag, 0-based item index) pairs), for a BulkDataURI; None when there is none."""
+    dataset = _read(data)
+    for seq_tag, index in path:
+        if seq_tag not in dataset or dataset[seq_tag].VR != "SQ" or not 0 <= index < len(dataset[seq_tag].value):
+            return None
+        dataset = dataset[seq_tag].value[index]
+    if tag not in dataset:
         return None
-
-    return search(ds)
+    elem = dataset[tag]
+    if isinstance(elem.value, bytes | bytearray):
+        return bytes(elem.value)
+    return None if elem.VR == "SQ" else _encode_value(elem)
 
 
 def _encode_value(elem: Any) -> bytes:

@@ -26,6 +26,35 @@ ENCODINGS: dict[str, str | None] = {
 }
 
 
+# Orthanc's enumeration name -> the Python codec Orthanc's conversion to UTF-8 amounts to
+_CODECS: dict[str, str] = {
+    "Ascii": "utf-8",  # Orthanc passes ASCII through as UTF-8
+    "Utf8": "utf-8",
+    "Latin1": "latin-1",
+    "Latin2": "iso8859_2",
+    "Latin3": "iso8859_3",
+    "Latin4": "iso8859_4",
+    "Latin5": "iso8859_9",
+    "Cyrillic": "iso8859_5",
+    "Windows1251": "cp1251",
+    "Arabic": "iso8859_6",
+    "Greek": "iso8859_7",
+    "Hebrew": "iso8859_8",
+    "Thai": "tis_620",
+    "Japanese": "shift_jis",
+    "Chinese": "gb18030",
+    "JapaneseKanji": "iso2022_jp",
+    "Korean": "euc_kr",
+    "SimplifiedChinese": "iso_ir_58",
+}
+
+
+def codec_of_encoding(encoding: str) -> str:
+    """The Python codec of one of Orthanc's encoding names (`DefaultEncoding`): values of files
+    without SpecificCharacterSet are decoded with it.  Unknown names: Latin1, Orthanc's default."""
+    return _CODECS.get(encoding, "latin-1")
+
+
 def parse_encoding(text: str) -> str:
     """Orthanc's encoding name as written (case-sensitive, as Orthanc reads it); ValueError else."""
     if text not in ENCODINGS:

@@ -8,6 +8,7 @@ functions only read the raw bytes pydicom kept (`RawDataElement`), so pixel data
 
 from __future__ import annotations
 
+import base64
 import struct
 import warnings
 from collections.abc import Iterator
@@ -15,24 +16,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydicom.charset import convert_encodings, decode_bytes
-from pydicom.datadict import (
-    DicomDictionary,
-    dictionary_VR,
-    get_entry,
-    get_private_entry,
-    keyword_for_tag,
-    tag_for_keyword,
-)
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from .maintags import MAIN_TAGS as _MAIN_TAGS
-
-KEYWORD_OF_MAIN_TAG = {t: name for tags in _MAIN_TAGS.values() for t, name in tags.items()}
+from .charsets import codec_of_encoding
+from .dictionary import UNKNOWN_TAG_NAME, TagDictionary, dcmtk
 
 Format = Literal["full", "simplify", "short"]
 FORMATS: tuple[str, ...] = ("full", "simplify", "short")
@@ -40,7 +32,6 @@ FORMATS: tuple[str, ...] = ("full", "simplify", "short")
 MAX_TAG_LENGTH = 256
 """Orthanc's ORTHANC_MAXIMUM_TAG_LENGTH: longer UTF-8 values become "TooLong" (null)."""
 
-UNKNOWN_TAG_NAME = "Unknown Tag & Data"  # DCMTK's DcmTag_ERROR_TagName
 PIXEL_DATA = 0x7FE00010
 
 _STRING_VRS = frozenset(
@@ -66,48 +57,8 @@ _SWAP_SIZE: dict[str, int] = {
     "FD": 8, "OD": 8, "SV": 8, "UV": 8, "OV": 8,
 }  # fmt: skip
 
-# DCMTK 3.6.7's dictionary (the one Orthanc 1.10/1.12 ship with) types these UL tags as the
-# internal "up" pointer VR, which Orthanc renders as null.
-_DCMTK_POINTERS = frozenset({0x00041200, 0x00041202, 0x00041400, 0x00041420, 0x00041504})
-_DCMTK_ONLY_NAMES = {0x00060001: "CurrentFrameFunctionalGroupsSequence"}
-
-# Public tags that pydicom's (newer) dictionary knows but DCMTK 3.6.7's does not: Orthanc names
-# them "Unknown Tag & Data".  The second set was retired after DCMTK 3.6.7, so no "RETIRED_" prefix.
-_NEWER_THAN_DCMTK: frozenset[int] = frozenset(
-    (
-        0x0008001C, 0x00080202, 0x00080400, 0x00080401, 0x00080402, 0x00080403, 0x00080404, 0x00080405,
-        0x00080406, 0x00080407, 0x00080408, 0x00080409, 0x0008040A, 0x0008040B, 0x0008040C, 0x0008040D,
-        0x0008040E, 0x0008040F, 0x00080410, 0x00080411, 0x00080412, 0x00080413, 0x00080414, 0x00080415,
-        0x00080416, 0x00080417, 0x00080418, 0x00080419, 0x0008041A, 0x0008041B, 0x0008041C, 0x0008041D,
-        0x0008041E, 0x0008041F, 0x00080420, 0x00080421, 0x00080422, 0x00080423, 0x00080424, 0x00080425,
-        0x00080426, 0x00080427, 0x00080428, 0x00080429, 0x00081112, 0x0008119B, 0x00102161, 0x00120022,
-        0x00120023, 0x00120032, 0x00120041, 0x00120043, 0x00120054, 0x00120055, 0x00120073, 0x00140200,
-        0x00140201, 0x00140202, 0x00140203, 0x00140204, 0x00140205, 0x00140206, 0x00140207, 0x00180061,
-        0x00181204, 0x00181205, 0x00189445, 0x00189821, 0x00189822, 0x00189823, 0x00189824, 0x00189825,
-        0x00189826, 0x00189828, 0x00189829, 0x0018982A, 0x0018982B, 0x0018982C, 0x0018982D, 0x0018982E,
-        0x0018982F, 0x00189830, 0x00189831, 0x00189832, 0x00189833, 0x00189834, 0x00189835, 0x00189836,
-        0x0022000F, 0x00280020, 0x00283001, 0x003A0317, 0x003A0318, 0x003A0319, 0x003A0320, 0x003A0321,
-        0x003A0322, 0x003A0323, 0x003A0324, 0x003A0325, 0x003A0326, 0x003A0327, 0x003A0328, 0x003A0329,
-        0x003A032A, 0x003A032B, 0x003A032C, 0x003A032D, 0x003A032E, 0x00480114, 0x00480115, 0x00480116,
-        0x00480117, 0x00700315, 0x04000315, 0x30020100, 0x30020101, 0x30020102, 0x30020103, 0x30020104,
-        0x30020105, 0x30020106, 0x30020107, 0x30020108, 0x30020109, 0x3002010A, 0x3002010B, 0x3002010C,
-        0x3002010D, 0x3002010E, 0x3002010F, 0x30020110, 0x30020111, 0x30020112, 0x30020113, 0x30020114,
-        0x30020115, 0x30020116, 0x30020117, 0x30020118, 0x30020119, 0x3002011A, 0x3002011B, 0x3002011C,
-        0x3002011D, 0x3002011E, 0x3002011F, 0x30020120, 0x30020121, 0x30020122, 0x30020123, 0x30020124,
-        0x30020125, 0x30020126, 0x30020127, 0x30020128, 0x30020129, 0x3002012A, 0x3002012B, 0x3002012C,
-        0x3002012D, 0x3002012E, 0x3002012F, 0x30020130, 0x30020131, 0x30020132, 0x30020133, 0x30020134,
-        0x30020135, 0x3006002D, 0x3006002E, 0x3006004B, 0x3006004C, 0x3006004D, 0x3006004E, 0x3006004F,
-        0x300800A1, 0x300800A2, 0x300800A3, 0x300800A4, 0x300A0054, 0x300A068B, 0x300A0782, 0x300A079F,
-        0x300A07A0, 0x300A07A1, 0x300C0129, 0x301000A0, 0x7FE00003,
-    )
-)  # fmt: skip
-
-_RETIRED_AFTER_DCMTK: frozenset[int] = frozenset(
-    (
-        0x00380004, 0x00701807, 0x00701808, 0x30040010, 0x30040012, 0x30060085, 0x30060088, 0x3008002B,
-        0x30100090,
-    )
-)  # fmt: skip
+# DCMTK's internal VRs for context-dependent elements, read from implicit-VR files as DCMTK does.
+_IMPLICIT_OF_DCMTK_VR = {"xs": "US", "ox": "OW", "px": "OW", "lt": "OW", "up": "UL", "na": "UN"}
 
 
 # --- character sets ------------------------------------------------------------------------------
@@ -141,12 +92,13 @@ _CODECS: dict[str, str] = {
     "ISO 2022 IR 13": "shift_jis",
     "ISO 2022 IR 87": "iso2022_jp",
     "ISO 2022 IR 159": "iso2022_jp_2",
-    "ISO 2022 IR 149": "iso_ir_149",
+    "ISO 2022 IR 149": "euc_kr",
     "ISO 2022 IR 58": "iso_ir_58",
     "GB18030": "gb18030",
     "GBK": "gbk",
 }
-_DEFAULT_CODEC = "latin-1"  # Orthanc's "DefaultEncoding" configuration option defaults to Latin1
+
+
 _DELIMITERS = {ord(c) for c in "\\\r\n\t\f^="}
 
 
@@ -155,8 +107,8 @@ class _Charset:
 
     __slots__ = ("codec", "terms")
 
-    def __init__(self, value: str | None) -> None:
-        self.codec: str | None = _DEFAULT_CODEC  # None: unsupported charset, keep ASCII only
+    def __init__(self, value: str | None, default_encoding: str = "Latin1") -> None:
+        self.codec: str | None = codec_of_encoding(default_encoding)  # None: unsupported, ASCII only
         self.terms: list[str] = []  # several terms: ISO 2022 code extensions, decoded by pydicom
         if value is None:
             return
@@ -177,7 +129,7 @@ class _Charset:
                 return decode_bytes(data, convert_encodings(self.terms), _DELIMITERS)
         if self.codec == "latin-1" or data.isascii():
             return data.decode("latin-1")
-        return data.decode(self.codec, errors="replace")
+        return data.decode(self.codec, errors="ignore")  # Orthanc drops what does not decode
 
 
 _ASCII = _Charset("ISO_IR 999")
@@ -194,49 +146,64 @@ class _Raw:
     value: bytes
     little: bool
     undefined_length: bool = False
+    padded: bool = False  # a UN element read as a string: DCMTK removed no padding
 
 
-def _implicit_vr(tag: int, creator: str | None) -> str:
+def _implicit_vr(tag: int, creator: str | None, dictionary: TagDictionary) -> str:
     """The VR DCMTK assigns to an element read with implicit VR (dictionary or UN)."""
-    group, elem = tag >> 16, tag & 0xFFFF
-    entry = DicomDictionary.get(tag)
-    if entry is not None:
-        vr = str(entry[0])
-    elif group % 2 == 1:
-        if elem == 0:
-            return "UL"
-        if 0x10 <= elem <= 0xFF:
-            return "LO"
-        if creator is None:
-            return "UN"
-        try:
-            vr = str(get_private_entry(tag, creator)[0])
-        except KeyError:
-            return "UN"
-    elif elem == 0:
-        return "UL"
-    else:
-        try:
-            vr = str(dictionary_VR(tag))
-        except KeyError:
-            return "UN"
-    if " or " in vr:  # ambiguous (US or SS, OB or OW...): DCMTK's default is the first one
-        vr = "OW" if vr.startswith("OB") else vr.split(" or ")[0]
-    return vr
+    vr = dictionary.vr(tag, creator)
+    if vr is None:
+        return "UN"
+    return _IMPLICIT_OF_DCMTK_VR.get(vr, vr)
 
 
-def _raw(ds: Dataset, tag: int, creator: str | None, charset: str | list[str] | None) -> _Raw | Sequence:
-    """Raw bytes of a leaf, or the pydicom Sequence of an SQ element."""
+def _raw(
+    ds: Dataset, tag: int, creator: str | None, charset: str | list[str] | None, dictionary: TagDictionary
+) -> _Raw | Sequence:
+    """Raw bytes of a leaf, or the pydicom Sequence of an SQ element.
+
+    A UN element whose dictionary VR is a string VR is read as that VR, its padding kept
+    (Orthanc 1.10.1 answers "100851.980000 " for a UN StudyTime); other UN elements stay UN.
+    """
     elem = ds.get_item(BaseTag(tag))
     if isinstance(elem, RawDataElement):
-        vr = elem.VR or _implicit_vr(tag, creator)
+        vr = elem.VR or _implicit_vr(tag, creator, dictionary)
+        if vr == "US" and not elem.VR and dictionary.vr(tag, creator) == "xs" and _signed_pixels(ds):
+            vr = "SS"  # DCMTK resolves "US or SS" with PixelRepresentation
         if vr == "SQ":
-            return ds[tag].value  # pydicom parses the items
-        return _Raw(vr, bytes(elem.value or b""), elem.is_little_endian, elem.length == 0xFFFFFFFF)
+            value = ds[tag].value  # pydicom parses the items
+            if isinstance(value, Sequence):
+                return value
+            # a sequence only the dictionary in force knows (implicit VR, private): parse it as one
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    value = convert_raw_data_element(elem._replace(VR="SQ"), ds=ds).value
+            except Exception:  # not a sequence after all: its bytes are shown as UN
+                value = None
+            if isinstance(value, Sequence):
+                return value
+            vr = "UN"
+        value = bytes(elem.value or b"")
+        if vr == "UN" and elem.length != 0xFFFFFFFF:
+            known = dictionary.vr(tag, creator)
+            if known in _STRING_VRS:
+                return _Raw(known, value, True, False, padded=True)
+        return _Raw(vr, value, elem.is_little_endian, elem.length == 0xFFFFFFFF)
     assert isinstance(elem, DataElement)
     if elem.VR == "SQ":
         return elem.value
     return _Raw(elem.VR, _encode(elem, charset), True, elem.is_undefined_length)
+
+
+def _signed_pixels(ds: Dataset) -> bool:
+    elem = ds.get_item(BaseTag(0x00280103))
+    if elem is None:
+        return False
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        return len(value) >= 2 and value[0] == 1 and value[1] == 0
+    return value == 1
 
 
 def _encode(elem: DataElement, charset: str | list[str] | None) -> bytes:
@@ -294,43 +261,9 @@ def _creator_of(tag: int, creators: dict[tuple[int, int], str]) -> str | None:
 # --- names ---------------------------------------------------------------------------------------------
 
 
-def tag_name(tag: int, creator: str | None = None) -> str:
-    """The name DCMTK 3.6.7 (hence Orthanc) gives to a tag, "Unknown Tag & Data" if none."""
-    group, elem = tag >> 16, tag & 0xFFFF
-    if group % 2 == 1:
-        if group in (1, 3, 5, 7):
-            if elem == 0:
-                return "IllegalGroupLength"
-            return "IllegalPrivateCreator" if elem <= 0xFF else UNKNOWN_TAG_NAME
-        if elem == 0:
-            return "PrivateGroupLength"
-        if 0x10 <= elem <= 0xFF:
-            return "PrivateCreator"
-        if creator:
-            try:
-                description = str(get_private_entry(tag, creator)[2])
-            except KeyError:
-                return UNKNOWN_TAG_NAME
-            return "".join(c for c in description if c.isalnum()) or UNKNOWN_TAG_NAME
-        return UNKNOWN_TAG_NAME
-    if tag in KEYWORD_OF_MAIN_TAG:  # Orthanc names its main DICOM tags itself
-        return KEYWORD_OF_MAIN_TAG[tag]
-    if tag in _DCMTK_ONLY_NAMES:
-        return _DCMTK_ONLY_NAMES[tag]
-    entry = DicomDictionary.get(tag)
-    if entry is not None:
-        if tag in _NEWER_THAN_DCMTK:
-            return UNKNOWN_TAG_NAME
-        keyword = str(entry[4])
-        if entry[3] == "Retired" and tag not in _RETIRED_AFTER_DCMTK:
-            return "RETIRED_" + keyword
-        return keyword
-    if elem == 0:
-        return "GenericGroupLength"
-    keyword = keyword_for_tag(tag)  # repeating groups (50xx, 60xx, 7Fxx...)
-    if not keyword:
-        return UNKNOWN_TAG_NAME
-    return "RETIRED_" + keyword if get_entry(tag)[3] == "Retired" else keyword
+def tag_name(tag: int, creator: str | None = None, dictionary: TagDictionary | None = None) -> str:
+    """The name Orthanc gives to a tag (DCMTK's dictionary + `Dictionary`), "Unknown Tag & Data" if none."""
+    return (dictionary or dcmtk()).name(tag, creator)
 
 
 # --- values ----------------------------------------------------------------------------------------------
@@ -339,6 +272,8 @@ def tag_name(tag: int, creator: str | None = None) -> str:
 def _machine_string(raw: _Raw) -> bytes:
     """A string value after DCMTK loads it: odd length completed by a NUL, trailing padding removed."""
     value = raw.value
+    if raw.padded:
+        return value
     if len(value) % 2:
         value += b"\0"
     return value.rstrip(b"\0" if raw.vr == "UI" else b" ")
@@ -358,12 +293,12 @@ def _number(raw: _Raw) -> str | None:
     return "\\".join(str(v) for v in values)
 
 
-def _leaf_value(tag: int, raw: _Raw, charset: _Charset) -> str | None:
+def _leaf_value(raw: _Raw, charset: _Charset, dictionary_vr: str | None) -> str | None:
     """Orthanc's ConvertLeafElement with DicomToJsonFlags_ConvertBinaryToNull; None means null."""
     vr = raw.vr
     if vr in _STRING_VRS:
         return charset.decode(_machine_string(raw).split(b"\0", 1)[0])
-    if tag in _DCMTK_POINTERS:
+    if dictionary_vr == "up":  # DCMTK's offset pointers (DICOMDIR): no JSON rendering
         return None
     if vr in _NUMERIC:
         return _number(raw)
@@ -376,36 +311,55 @@ def _leaf_value(tag: int, raw: _Raw, charset: _Charset) -> str | None:
 # --- /tags and /header -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class TagsOptions:
+    """How /tags renders a dataset: the dictionary in force, `DefaultEncoding` (files without
+    SpecificCharacterSet), `?whole` (tags after the pixel data too, Orthanc 1.12.4) and
+    `?ignore-length` (tags rendered whatever their length)."""
+
+    dictionary: TagDictionary = field(default_factory=dcmtk)
+    default_encoding: str = "Latin1"
+    whole: bool = False
+    ignore_length: frozenset[int] = frozenset()
+
+
 def _to_json(
     ds: Dataset,
     fmt: str,
     charset: _Charset,
     charset_terms: str | list[str] | None,
     header: bool,
+    options: TagsOptions,
     depth: int = 0,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     creators = _creators(ds)
+    dictionary = options.dictionary
     for key in sorted(ds.keys()):
         tag = int(key)
-        if depth == 0 and tag > PIXEL_DATA:
+        if depth == 0 and tag > PIXEL_DATA and not options.whole:
             break  # DicomToJsonFlags_StopAfterPixelData, even without pixel data
         group, elem = tag >> 16, tag & 0xFFFF
         creator = _creator_of(tag, creators)
-        name = tag_name(tag, creator)
-        if header and (group % 2 == 1 or name == UNKNOWN_TAG_NAME):
+        entry = dictionary.lookup(tag, creator)
+        name = entry.name if entry is not None else UNKNOWN_TAG_NAME
+        if header and (group % 2 == 1 or entry is None):
             continue  # DicomToJsonFlags_None: no private, no unknown tags
-        raw = _raw(ds, tag, creator, charset_terms)
+        raw = _raw(ds, tag, creator, charset_terms, dictionary)
         if isinstance(raw, Sequence):
-            items = [_to_json(item, fmt, charset, charset_terms, header, depth + 1) for item in raw]
+            items = [_to_json(item, fmt, charset, charset_terms, header, options, depth + 1) for item in raw]
             node: Any = {"Name": name, "Type": "Sequence", "Value": items} if fmt == "full" else items
         else:
-            if header and (raw.vr in _BINARY_VRS or name == UNKNOWN_TAG_NAME):
+            if header and (raw.vr in _BINARY_VRS or entry is None):
                 continue  # nor binary ones
-            value = _leaf_value(tag, raw, charset)
+            value = _leaf_value(raw, charset, entry.vr if entry is not None else None)
             if value is None:
                 kind = "Null"
-            elif len(value) > MAX_TAG_LENGTH // 4 and len(value.encode("utf-8")) > MAX_TAG_LENGTH:
+            elif (
+                len(value) > MAX_TAG_LENGTH // 4
+                and len(value.encode("utf-8")) > MAX_TAG_LENGTH
+                and tag not in options.ignore_length
+            ):
                 kind, value = "TooLong", None
             else:
                 kind = "String"
@@ -426,24 +380,137 @@ def _to_json(
     return out
 
 
+def simplify_full(full: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A full rendering ({"gggg,eeee": {"Name", "Type", "Value"}}) turned into ?simplify (keys are
+    names) or ?short (keys are tags), sequences included (Orthanc's SimplifyDicomAsJson)."""
+    if fmt == "full":
+        return full
+    out: dict[str, Any] = {}
+    for key, node in full.items():
+        value = node.get("Value")
+        if node.get("Type") == "Sequence" and isinstance(value, list):
+            value = [simplify_full(item, fmt) for item in value]
+        out[node.get("Name", key) if fmt == "simplify" else key] = value
+    return dict(sorted(out.items())) if fmt == "simplify" else out
+
+
 def _check(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
 
 
-def orthanc_tags(ds: Dataset, fmt: str = "full") -> dict[str, Any]:
+def orthanc_tags(ds: Dataset, fmt: str = "full", options: TagsOptions | None = None) -> dict[str, Any]:
     """GET /instances/{id}/tags[?simplify|?short]: every element of the dataset (file meta excluded)."""
     _check(fmt)
+    options = options or TagsOptions()
     value = _charset_value(ds)
-    charset = _Charset(value)
+    charset = _Charset(value, options.default_encoding)
     terms = [t.strip() for t in value.split("\\")] if value is not None else None
-    return _to_json(ds, fmt, charset, terms, header=False)
+    return _to_json(ds, fmt, charset, terms, False, options)
 
 
-def orthanc_header(file_meta: Dataset, fmt: str = "full") -> dict[str, Any]:
+def orthanc_header(file_meta: Dataset, fmt: str = "full", dictionary: TagDictionary | None = None) -> dict[str, Any]:
     """GET /instances/{id}/header[?simplify|?short]: the file meta group, without binary elements."""
     _check(fmt)
-    return _to_json(file_meta, fmt, _ASCII, None, header=True)
+    return _to_json(file_meta, fmt, _ASCII, None, True, TagsOptions(dictionary or dcmtk()))
+
+
+# --- DICOM JSON of /instances/{id}/file (Accept: application/dicom+json) -------------------------------
+
+
+def _web_number(text: str, integer: bool) -> Any:
+    """IS/DS/FL/FD values as Orthanc's DicomWebJsonVisitor writes them: integral numbers as
+    integers, others as floats; a value that is not a number stays a string."""
+    try:
+        if integer:
+            return int(text)
+        value = float(text)
+    except ValueError:
+        return text
+    if value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+def _web_strings(vr: str, text: str) -> list[Any]:
+    parts = [text] if vr in ("LT", "ST", "UT", "UR") else text.split("\\")
+    out: list[Any] = []
+    for part in parts:
+        if not part:
+            out.append(None)
+        elif vr == "PN":
+            groups = part.split("=")
+            out.append({key: g for key, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False) if g})
+        elif vr in ("IS", "DS"):
+            out.append(_web_number(part.strip(), vr == "IS"))
+        else:
+            out.append(part)
+    return out
+
+
+def _web_leaf(raw: _Raw, charset: _Charset, dictionary_vr: str | None) -> dict[str, Any] | None:
+    vr = raw.vr
+    if vr in _STRING_VRS:
+        text = charset.decode(_machine_string(raw).split(b"\0", 1)[0])
+        return {"vr": vr, "Value": _web_strings(vr, text)} if text else {"vr": vr}
+    if vr in _NUMERIC:
+        code, size = _NUMERIC[vr]
+        count = len(raw.value) // size
+        if not count:
+            return {"vr": vr}
+        values = struct.unpack(("<" if raw.little else ">") + code * count, raw.value[: count * size])
+        if vr in ("FL", "FD"):
+            return {"vr": vr, "Value": [_web_number(repr(v), False) for v in values]}
+        return {"vr": vr, "Value": list(values)}
+    if vr == "AT":
+        count = len(raw.value) // 4
+        fmt = ("<" if raw.little else ">") + "HH" * count
+        words = struct.unpack(fmt, raw.value[: count * 4])
+        tags = [f"{words[i]:04X}{words[i + 1]:04X}" for i in range(0, len(words), 2)]
+        return {"vr": vr, "Value": tags} if tags else {"vr": vr}
+    if raw.undefined_length:
+        # encapsulated pixel data: Orthanc 1.12.5 answers an empty inline value; UN sequences: nothing
+        return {"vr": "OB", "InlineBinary": ""} if vr in ("OB", "OW") else None
+    if vr == "UN" and dictionary_vr is not None:
+        return None  # a UN element of a known tag whose VR is not a string: not rendered
+    if vr not in ("OB", "OD", "OF", "OL", "OV", "OW", "UN"):
+        vr = "UN"
+    data = _content_bytes(raw)
+    if len(data) % 2:
+        data += b"\0"  # DCMTK completes an odd length when it loads the file
+    return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")} if data else {"vr": vr}
+
+
+def _web_json(
+    ds: Dataset, charset: _Charset, terms: str | list[str] | None, dictionary: TagDictionary
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    creators = _creators(ds)
+    for key in sorted(ds.keys()):
+        tag = int(key)
+        if tag & 0xFFFF == 0:
+            continue  # group lengths
+        creator = _creator_of(tag, creators)
+        raw = _raw(ds, tag, creator, terms, dictionary)
+        if isinstance(raw, Sequence):
+            items = [_web_json(item, charset, terms, dictionary) for item in raw]
+            out[f"{tag:08X}"] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+            continue
+        node = _web_leaf(raw, charset, dictionary.vr(tag, creator))
+        if node is not None:
+            out[f"{tag:08X}"] = node
+    return out
+
+
+def dicomweb_json(ds: Dataset, options: TagsOptions | None = None) -> dict[str, Any]:
+    """The whole dataset in DICOM JSON (PS3.18 F.2) as Orthanc's REST API answers it without the
+    DICOMweb plugin: binary values inline, UN elements of a known string VR rendered with that VR
+    (padding kept), no group lengths, an empty sequence without "Value"."""
+    options = options or TagsOptions()
+    value = _charset_value(ds)
+    charset = _Charset(value, options.default_encoding)
+    terms = [t.strip() for t in value.split("\\")] if value is not None else None
+    return _web_json(ds, charset, terms, options.dictionary)
 
 
 # --- /content ----------------------------------------------------------------------------------------------
@@ -461,8 +528,8 @@ class ContentResult:
     data: bytes = b""
 
 
-def parse_tag(text: str) -> int:
-    """Orthanc's FromDcmtkBridge::ParseTag: "gggg,eeee", "gggg-eeee", "ggggeeee" or a DCMTK name.
+def parse_tag(text: str, dictionary: TagDictionary | None = None) -> int:
+    """Orthanc's FromDcmtkBridge::ParseTag: "gggg,eeee", "gggg-eeee", "ggggeeee" or a dictionary name.
 
     Raises ValueError for an unknown name (Orthanc answers 500 "Unknown DICOM tag").
     """
@@ -471,16 +538,12 @@ def parse_tag(text: str) -> int:
         hexa = text[:4] + text[5:]
     if len(hexa) == 8 and all(c in "0123456789abcdefABCDEF" for c in hexa):
         return int(hexa, 16)
-    if text in {"GenericGroupLength", "PrivateGroupLength", "PrivateCreator"}:
+    if text in {"GenericGroupLength", "PrivateGroupLength", "PrivateCreator", UNKNOWN_TAG_NAME}:
         raise ValueError(f"Unknown DICOM tag: {text}")
-    keyword = text.removeprefix("RETIRED_")
-    tag = tag_for_keyword(keyword)
-    if tag is None or tag_name(tag) != text:
-        for extra, name in _DCMTK_ONLY_NAMES.items():
-            if name == text:
-                return extra
+    tag = (dictionary or dcmtk()).tag_of(text)
+    if tag is None:
         raise ValueError(f"Unknown DICOM tag: {text}")
-    return int(tag)
+    return tag
 
 
 def _parse_index(text: str) -> int | None:
@@ -526,7 +589,7 @@ def _fragments(data: bytes) -> Iterator[bytes]:
 def _pixel_data(ds: Dataset, block: str | None) -> ContentResult:
     if PIXEL_DATA not in ds:
         raise LookupError("no pixel data")
-    raw = _raw(ds, PIXEL_DATA, None, None)
+    raw = _raw(ds, PIXEL_DATA, None, None, dcmtk())
     if isinstance(raw, Sequence):
         raise LookupError("pixel data is a sequence")
     blocks = list(_fragments(raw.value)) if raw.undefined_length else None
@@ -542,7 +605,7 @@ def _pixel_data(ds: Dataset, block: str | None) -> ContentResult:
     return ContentResult("raw", data=_content_bytes(raw))
 
 
-def content_walk(ds: Dataset, path_parts: list[str]) -> ContentResult:
+def content_walk(ds: Dataset, path_parts: list[str], dictionary: TagDictionary | None = None) -> ContentResult:
     """GET /instances/{id}/content/{path}: walk tags and item indexes like ParsedDicomFile::SendPathValue.
 
     No part lists the item's tags ("gggg-eeee"), a sequence lists its item indexes, a leaf gives
@@ -550,17 +613,17 @@ def content_walk(ds: Dataset, path_parts: list[str]) -> ContentResult:
     ValueError for an unparsable tag (Orthanc: 500 "Unknown DICOM tag").
     """
     parts = [p for p in path_parts if p]
-    if len(parts) in (1, 2) and parse_tag(parts[0]) == PIXEL_DATA:
+    if len(parts) in (1, 2) and parse_tag(parts[0], dictionary) == PIXEL_DATA:
         return _pixel_data(ds, parts[1] if len(parts) == 2 else None)
     item = ds
     for pos in range(len(parts) // 2):
         index = _parse_index(parts[2 * pos + 1])
         if index is None:
             raise LookupError(f"bad item index {parts[2 * pos + 1]}")
-        tag = parse_tag(parts[2 * pos])
+        tag = parse_tag(parts[2 * pos], dictionary)
         if tag not in item:
             raise LookupError(f"no tag {parts[2 * pos]}")
-        seq = _raw(item, tag, _creator_of(tag, _creators(item)), None)
+        seq = _raw(item, tag, _creator_of(tag, _creators(item)), None, dictionary or dcmtk())
         if not isinstance(seq, Sequence):
             raise LookupError(f"{parts[2 * pos]} is not a sequence")
         if index == -1:
@@ -570,12 +633,12 @@ def content_walk(ds: Dataset, path_parts: list[str]) -> ContentResult:
         item = seq[index]
     if len(parts) % 2 == 0:
         return ContentResult("json", [f"{t >> 16:04x}-{t & 0xFFFF:04x}" for t in sorted(item.keys())])
-    tag = parse_tag(parts[-1])
+    tag = parse_tag(parts[-1], dictionary)
     if tag not in item:
         raise LookupError(f"no tag {parts[-1]}")
     charset = _charset_value(ds)
     terms = [t.strip() for t in charset.split("\\")] if charset is not None else None
-    leaf = _raw(item, tag, _creator_of(tag, _creators(item)), terms)
+    leaf = _raw(item, tag, _creator_of(tag, _creators(item)), terms, dictionary or dcmtk())
     if isinstance(leaf, Sequence):
         return ContentResult("json", [str(i) for i in range(len(leaf))])
     return ContentResult("raw", data=_content_bytes(leaf))
@@ -587,9 +650,12 @@ __all__ = [
     "UNKNOWN_TAG_NAME",
     "ContentResult",
     "Format",
+    "TagsOptions",
     "content_walk",
+    "dicomweb_json",
     "orthanc_header",
     "orthanc_tags",
     "parse_tag",
+    "simplify_full",
     "tag_name",
 ]

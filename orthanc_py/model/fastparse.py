@@ -22,6 +22,7 @@ from ..errors import ErrorCode, OrthancError
 from . import ids as idmod
 from . import maintags as mt
 from . import parsing as ps
+from .charsets import codec_of_encoding
 from .enums import ResourceType
 from .parsing import ParsedInstance, bad_file, expected_instances
 
@@ -38,7 +39,8 @@ _DELIMITERS = frozenset((0xFFFEE00D, 0xFFFEE0DD))
 _UID_CHARS = re.compile(r"[0-9.]+")
 
 _WANTED: dict[int, bytes] = {
-    t: dictionary_VR(t).encode() for t in (*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET)
+    t: dictionary_VR(t).encode()
+    for t in (*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET, ps.BITS_ALLOCATED)
 }
 """Tags read at top level, with the VR pydicom gives them in implicit VR files."""
 
@@ -127,7 +129,12 @@ def _header(data: bytes, pos: int, implicit: bool) -> tuple[int, bytes, int, int
     return (group << 16) | elem, vr, length, 8
 
 
-def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool) -> int:
+MAX_DEPTH = 64
+"""Nesting the fast path reads itself; real files stay far below (pydicom's recursive reader
+gives up near 190 levels)."""
+
+
+def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool, depth: int = 0) -> int:
     """End of an undefined-length value that pydicom parses as a sequence, even before pixel data.
 
     Only the shape pydicom reads exactly like `parsing._walk_items` passes: items with exact
@@ -137,14 +144,18 @@ def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool) -> in
         entry = DicomDictionary.get(tag)
         if not (entry[0] == "SQ" if entry else tag >> 16 & 1 and data[pos : pos + 4] == b"\xfe\xff\x00\xe0"):
             raise _Fallback
-        return _items(data, pos, True, True)
+        return _items(data, pos, True, True, depth)
     if vr not in (b"SQ", b"UN"):
         raise _Fallback
-    return _items(data, pos, vr == b"UN", False)
+    return _items(data, pos, vr == b"UN", False, depth)
 
 
-def _items(data: bytes, pos: int, implicit: bool, assumed: bool) -> int:
-    """Items up to the sequence delimiter; `assumed`: pydicom's VR mode before its per-item check."""
+def _items(data: bytes, pos: int, implicit: bool, assumed: bool, depth: int = 0) -> int:
+    """Items up to the sequence delimiter; `assumed`: pydicom's VR mode before its per-item check.
+    Sequences nested deeper than `MAX_DEPTH` fall back: pydicom, which reads the file for every
+    later request, decides whether it can be read at all."""
+    if depth >= MAX_DEPTH:
+        raise _Fallback
     n = len(data)
     while True:
         if pos + 8 > n:
@@ -173,7 +184,7 @@ def _items(data: bytes, pos: int, implicit: bool, assumed: bool) -> int:
                 raise _Fallback
             pos += head
             if length == _UNDEFINED:
-                pos = _undefined(data, pos, tag, vr, implicit)
+                pos = _undefined(data, pos, tag, vr, implicit, depth + 1)
             else:
                 pos += length
         if pos > (n if end is None else end):
@@ -243,9 +254,9 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
     if vr in _SINGLE:
         return _decode(raw, codec).rstrip(" \x00")
     if vr == b"PN":
+        # Kept as written, with every component group: pydicom's PersonName drops trailing empty
+        # groups (`Wang^XiaoDong=王^小东=`), Orthanc does not, and DICOMweb answers count them.
         parts = _decode(raw.rstrip(b"\x00 "), codec).split("\\")
-        if any("=" in p for p in parts):
-            raise _Fallback  # PersonName drops empty trailing component groups
         return "\\".join(p.rstrip(" \x00") for p in parts)
     if vr == b"IS" or vr == b"DS":
         text = raw.decode("latin-1")
@@ -263,10 +274,10 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
     return "\\".join(str(v) for v in struct.unpack(f"<{len(raw) // size}{fmt[1]}", raw))
 
 
-def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]]) -> str:
+def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]], default_encoding: str) -> str:
     entry = found.get(mt.SPECIFIC_CHARACTER_SET)
     if entry is None:
-        return _CHARSETS[""]
+        return codec_of_encoding(default_encoding)
     vr, offset, length = entry
     if vr != b"CS":
         raise _Fallback
@@ -276,7 +287,7 @@ def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]]) -> str:
     return codec
 
 
-def parse_fast(data: bytes) -> ParsedInstance | None:
+def parse_fast(data: bytes, default_encoding: str = "Latin1") -> ParsedInstance | None:
     """`parsing.parse(data)` without pydicom (`dataset` is None), or None for the pydicom path.
 
     Raises the same OrthancError as `parse` for empty, truncated and UID-less files.
@@ -287,7 +298,7 @@ def parse_fast(data: bytes) -> ParsedInstance | None:
         raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
     try:
         pixel_offset, ts, found = _scan(data)
-        codec = _charset(data, found)
+        codec = _charset(data, found, default_encoding)
         texts = {tag: _text(vr, data[off : off + length], codec) for tag, (vr, off, length) in found.items()}
     except _Fallback:
         return None
@@ -316,4 +327,5 @@ def parse_fast(data: bytes) -> ParsedInstance | None:
         pixel_data_offset=pixel_offset,
         index_in_series=index.strip() if index is not None else None,
         expected_instances=expected_instances(main[ResourceType.SERIES]),
+        pixel_data_vr=ps.pixel_data_vr(data, pixel_offset, ts, texts.get(ps.BITS_ALLOCATED)),
     )

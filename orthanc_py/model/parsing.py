@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
 import pydicom.config
+from pydicom.charset import decode_bytes
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
@@ -21,6 +24,8 @@ from pydicom.valuerep import PersonName
 from ..errors import ErrorCode, OrthancError
 from . import ids as idmod
 from . import maintags as mt
+from .charsets import codec_of_encoding
+from .dictionary import dcmtk
 from .enums import ResourceType
 
 pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
@@ -48,10 +53,41 @@ class ParsedInstance:
     expected_instances: int | None
     dataset: Dataset | None = field(default=None, repr=False)
     """The pydicom dataset when the slow path parsed it (None from the fast path)."""
+    pixel_data_vr: str | None = None
+    """Metadata PixelDataVR (Orthanc 1.12.1): the VR of the pixel data, kept only when it is not
+    the one PS3.5 prescribes for the file (OB for 8 bits or encapsulated, OW otherwise)."""
 
 
 def bad_file(details: str) -> OrthancError:
     return OrthancError(ErrorCode.BAD_FILE_FORMAT, details)
+
+
+_CHARSET_VRS = frozenset(("LO", "LT", "PN", "SH", "ST", "UC", "UT"))  # decoded with the character set
+_STRING_VRS = frozenset(
+    ("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT")
+)
+
+
+def un_text(ds: Dataset, tag: int, value: bytes) -> str | None:
+    """A main tag stored with VR UN, as Orthanc shows it: when DCMTK's dictionary gives a string
+    VR, the text up to the first NUL with its padding kept ("120000.000000 "); otherwise none
+    (Orthanc 1.10.1 has no NumberOfSlices for a UN one)."""
+    if dcmtk().vr(tag) not in _STRING_VRS:
+        return None
+    encodings = getattr(ds, "_character_set", None) or ["iso8859"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return decode_bytes(value.split(b"\0", 1)[0], encodings, set())
+
+
+def _keep_empty_groups(text: str, raw: bytes) -> str:
+    """A person name with the trailing empty component groups it was written with
+    (`Wang^XiaoDong=王^小东=`): pydicom's PersonName drops them, Orthanc keeps the value as
+    written, and DICOMweb answers count the groups."""
+    raw = raw.rstrip(b" \x00")
+    written = len(raw) - len(raw.rstrip(b"="))
+    kept = len(text) - len(text.rstrip("="))
+    return text + "=" * (written - kept) if written > kept else text
 
 
 def element_text(value: Any) -> str | None:
@@ -189,6 +225,30 @@ def _guess_syntax(data: bytes, start: int) -> str:
     return IMPLICIT_VR_LE
 
 
+BITS_ALLOCATED = mt.tag(0x0028, 0x0100)
+_ENCAPSULATED_MARK = 0xFFFFFFFF
+
+
+def pixel_data_vr(data: bytes, pixel_offset: int | None, ts: str, bits_allocated: str | None) -> str | None:
+    """The PixelDataVR metadata of a file, None when not needed: implicit VR files are OW by
+    definition, encapsulated pixel data is OB; native pixel data in explicit VR keeps the VR
+    written in the file when it differs from PS3.5 A.2 (OB for BitsAllocated <= 8, else OW)."""
+    if pixel_offset is None or ts == IMPLICIT_VR_LE or pixel_offset + 12 > len(data):
+        return None
+    written = data[pixel_offset + 4 : pixel_offset + 6].decode("latin-1")
+    if written not in ("OB", "OW"):
+        return None
+    (length,) = struct.unpack_from("<I" if ts != EXPLICIT_VR_BE else ">I", data, pixel_offset + 8)
+    try:
+        bits = int(bits_allocated) if bits_allocated else 0
+    except ValueError:
+        bits = 0
+    if length == _ENCAPSULATED_MARK:
+        return None  # encapsulated: read as OB whatever the file says
+    expected = "OB" if 0 < bits <= 8 else "OW"
+    return written if written != expected else None
+
+
 def _find_pixel_offset(data: bytes, start: int, little: bool, implicit: bool) -> int | None:
     u16 = "<H" if little else ">H"
     pos = start
@@ -205,8 +265,11 @@ def _find_pixel_offset(data: bytes, start: int, little: bool, implicit: bool) ->
     return pixel
 
 
-def parse(data: bytes) -> ParsedInstance:
+def parse(data: bytes, default_encoding: str = "Latin1") -> ParsedInstance:
     """Parse a Part 10 file (or a raw dataset) and compute everything ingest stores.
+
+    Text of a file without SpecificCharacterSet is decoded with `default_encoding` (Orthanc's
+    `DefaultEncoding` in force at ingest), what does not decode being dropped, as Orthanc does.
 
     Raises OrthancError(BAD_FILE_FORMAT) for non-DICOM input, truncated files and files
     without Study/Series/SOP Instance UID.
@@ -217,7 +280,7 @@ def parse(data: bytes) -> ParsedInstance:
         raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)")
     from .fastparse import parse_fast  # here: fastparse builds on this module
 
-    fast = parse_fast(data)  # one pass over the bytes; None when only pydicom can be exact
+    fast = parse_fast(data, default_encoding)  # one pass over the bytes; None when only pydicom can be exact
     if fast is not None:
         return fast
     try:
@@ -230,15 +293,31 @@ def parse(data: bytes) -> ParsedInstance:
     meta_ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if meta_ts:
         ts = str(meta_ts)
+    default_codec = None if 0x00080005 in ds else codec_of_encoding(default_encoding)
+    if default_codec == "latin-1":
+        default_codec = None  # pydicom's own default
     try:
         main: dict[ResourceType, dict[int, str]] = {}
         for level, tags in mt.MAIN_TAGS.items():
             values: dict[int, str] = {}
             for t in tags:
-                elem = ds.get(t)
-                if elem is None:
+                item = ds.get_item(t)
+                if item is None:
                     continue
-                text = element_text(elem.value)
+                if isinstance(item, RawDataElement) and item.VR == "UN":
+                    text = un_text(ds, t, bytes(item.value or b""))
+                    if text is not None:
+                        values[t] = text
+                    continue
+                if default_codec is not None and isinstance(item, RawDataElement):
+                    vr = item.VR or dcmtk().vr(t)
+                    if vr in _CHARSET_VRS:
+                        raw = bytes(item.value or b"").decode(default_codec, errors="ignore")
+                        values[t] = "\\".join(p.rstrip(" \x00") for p in raw.split("\\")).rstrip(" \x00")
+                        continue
+                text = element_text(ds[t].value)
+                if text is not None and isinstance(item, RawDataElement) and item.VR == "PN":
+                    text = _keep_empty_groups(text, bytes(item.value or b""))
                 if text is not None:
                     values[t] = text
             main[level] = values
@@ -262,6 +341,8 @@ def parse(data: bytes) -> ParsedInstance:
     index = inst.get(mt.INSTANCE_NUMBER)
     if index is None:
         index = inst.get(mt.IMAGE_INDEX)
+    bits = ds.get(BITS_ALLOCATED)
+    bits_text = element_text(bits.value) if bits is not None and not isinstance(bits.value, bytes) else None
     return ParsedInstance(
         ids=idmod.compute(patient_id, study_uid, series_uid, sop_uid),
         main_tags=main,
@@ -271,6 +352,7 @@ def parse(data: bytes) -> ParsedInstance:
         index_in_series=index.strip() if index is not None else None,
         expected_instances=expected_instances(main[ResourceType.SERIES]),
         dataset=ds,
+        pixel_data_vr=pixel_data_vr(data, pixel_offset, ts or IMPLICIT_VR_LE, bits_text),
     )
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
+from pydicom.multival import MultiValue
 
 _SPLIT = frozenset(("AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"))
 _SINGLE = frozenset(("LT", "ST", "UT", "UR"))
@@ -39,7 +40,7 @@ def _components(raw: bytes, codec: str, split: bool) -> list[str]:
         return []
     parts = text.split("\\") if split else [text]
     for p in parts:
-        if not p or p[0] == " " or p[-1] == " " or "\x00" in p:
+        if p and (p[0] == " " or p[-1] == " " or "\x00" in p):
             raise _Slow
     return parts
 
@@ -50,25 +51,25 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
         if vr not in _CHARSET_VRS and not raw.isascii():
             raise _Slow
         parts = _components(raw, codec if vr in _CHARSET_VRS else "latin-1", vr in _SPLIT)
-        return parts or None
+        return [p or None for p in parts] or None
     if vr == "PN":
         parts = _components(raw, codec, True)
         if any("=" in p for p in parts):
             raise _Slow
-        return [{"Alphabetic": p} for p in parts] or None
+        return [{"Alphabetic": p} if p else None for p in parts] or None
     if vr == "IS" or vr == "DS":
         if not raw.isascii():
             raise _Slow
         parts = _components(raw, "latin-1", True)
         pattern = _IS if vr == "IS" else _DS
-        if not all(pattern.fullmatch(p) for p in parts):
+        if not all(pattern.fullmatch(p) for p in parts if p):
             raise _Slow
         if vr == "IS":
-            return [int(p) for p in parts] or None
-        values = [float(p) for p in parts]
-        if not all(math.isfinite(v) for v in values):
+            return [int(p) if p else None for p in parts] or None
+        floats = [float(p) if p else None for p in parts]
+        if not all(math.isfinite(v) for v in floats if v is not None):
             raise _Slow
-        return values or None
+        return [_number(v) if v is not None else None for v in floats] or None
     code = _NUMBERS.get(vr)
     if code is not None:
         size = struct.calcsize(code)
@@ -77,24 +78,60 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
         values = list(struct.unpack(f"<{len(raw) // size}{code}", raw))
         if vr in ("FL", "FD") and not all(math.isfinite(v) for v in values):
             raise _Slow
-        return [float(v) for v in values] if vr in ("FL", "FD") else values or None
+        return [_number(float(v)) for v in values] if vr in ("FL", "FD") else values or None
     raise _Slow
 
 
-def to_json_dict(ds: Any, bulk_handler: Callable[[Any], str], bulk_threshold: int = 1024) -> dict[str, Any]:
-    """`ds.to_json_dict(bulk_data_threshold=bulk_threshold, bulk_data_element_handler=bulk_handler)`."""
-    charset = ds.get("SpecificCharacterSet", "")
-    codec = _CODECS.get(charset) if isinstance(charset, str) else None
-    if codec is None:  # several or other character sets: pydicom decodes them
-        return dict(ds.to_json_dict(bulk_data_threshold=bulk_threshold, bulk_data_element_handler=bulk_handler))
+def _numbers_with_gaps(elem: Any) -> dict[str, Any]:
+    """An IS or DS element with empty components: null for each empty one."""
+    values: list[Any] = []
+    raw = elem.value
+    for v in raw if isinstance(raw, list | tuple | MultiValue) else [raw]:
+        text = str(v).strip() if v is not None else ""
+        if not text:
+            values.append(None)
+        elif elem.VR == "IS":
+            values.append(int(float(text)))
+        else:
+            values.append(_number(float(text)))
+    return {"vr": elem.VR, "Value": values}
+
+
+BulkHandler = Callable[[Any, str], str]
+"""The BulkDataURI of an element, given the element and the path of the items that hold it
+("" at the top level, "60031010/1/" inside the first item of (6003,1010): Orthanc's form)."""
+
+
+_FLOAT_VRS = frozenset(("DS", "FL", "FD"))
+
+
+def _number(v: float) -> float | int:
+    """A DS, FL or FD value as Orthanc writes it: integral values without a fraction ("4", not "4.0")."""
+    return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+
+def to_json_dict(
+    ds: Any, bulk_handler: BulkHandler, bulk_threshold: int = 1024, _path: str = "", _codec: str | None = ""
+) -> dict[str, Any]:
+    """`ds.to_json_dict(bulk_data_threshold=bulk_threshold, bulk_data_element_handler=...)`, with
+    sequences rendered here so that nested bulk data gets its path, and DS integers as integers."""
+    charset = ds.get("SpecificCharacterSet", None) if "SpecificCharacterSet" in ds else None
+    if charset is not None:
+        codec = _CODECS.get(charset) if isinstance(charset, str) else None
+    else:  # an item without its own character set: its parent's
+        codec = "latin-1" if _codec == "" else _codec
     inline_max = (bulk_threshold // 4) * 3
+
+    def handler_of(elem: Any) -> str:
+        return bulk_handler(elem, _path)
+
     out: dict[str, Any] = {}
     for elem in ds.elements():
         tag = elem.tag
         key = f"{tag:08X}"
         raw = elem.value
         vr = elem.VR
-        if getattr(elem, "is_raw", False) and isinstance(raw, bytes) and elem.is_little_endian:
+        if codec is not None and getattr(elem, "is_raw", False) and isinstance(raw, bytes) and elem.is_little_endian:
             if vr is None:  # implicit VR: the dictionary's, when it has exactly one
                 try:
                     vr = dictionary_VR(tag) if not (tag >> 16) & 1 else None
@@ -106,7 +143,7 @@ def to_json_dict(ds: Any, bulk_handler: Callable[[Any], str], bulk_threshold: in
                         if not raw:
                             out[key] = {"vr": vr}
                         elif len(raw) > inline_max:
-                            out[key] = {"vr": vr, "BulkDataURI": bulk_handler(ds[tag])}
+                            out[key] = {"vr": vr, "BulkDataURI": bulk_handler(ds[tag], _path)}
                         else:
                             out[key] = {"vr": vr, "InlineBinary": base64.b64encode(raw).decode("ascii")}
                         continue
@@ -115,5 +152,27 @@ def to_json_dict(ds: Any, bulk_handler: Callable[[Any], str], bulk_threshold: in
                     continue
                 except (_Slow, UnicodeDecodeError, struct.error):
                     pass
-        out[key] = ds[tag].to_json_dict(bulk_handler, bulk_threshold)
+        full = ds[tag]
+        if full.VR == "SQ":
+            items = [
+                to_json_dict(item, bulk_handler, bulk_threshold, f"{_path}{tag:08x}/{i}/", codec)
+                for i, item in enumerate(full.value, 1)
+                if len(item)  # Orthanc leaves out empty items
+            ]
+            out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+            continue
+        try:
+            rendered = full.to_json_dict(handler_of, bulk_threshold)
+        except ValueError:  # pydicom cannot render an empty number among others
+            rendered = _numbers_with_gaps(full)
+        if "Value" in rendered and isinstance(rendered["Value"], list):
+            # empty components are null (Orthanc); DS integers without a fraction
+            rendered["Value"] = [
+                None if v == "" else _number(v) if isinstance(v, float) and full.VR in _FLOAT_VRS else v
+                for v in rendered["Value"]
+            ]
+        out[key] = rendered
+    charset_json = out.get("00080005")
+    if charset_json is not None and "Value" in charset_json:  # Orthanc lists the character sets only
+        charset_json["Value"] = [v for v in charset_json["Value"] if v]
     return out

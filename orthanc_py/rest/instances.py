@@ -17,9 +17,9 @@ from ..imaging import render
 from ..model import dicomjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
-from ..web.responses import json_response, read_body
+from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404
-from .resources import dicom_format
+from .resources import dicom_format, tags_options
 
 
 def store_json(result: StoreResult) -> dict[str, Any]:
@@ -89,6 +89,10 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
+    if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
+        ds = await _dataset(request, with_pixels=True)
+        body = json_bytes(await ctx.run(dicomjson.dicomweb_json, ds, tags_options(request)))
+        return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await ctx.run(core_res.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
@@ -112,18 +116,19 @@ async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.D
 async def get_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     fmt = dicom_format(request)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt))
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt, tags_options(request)))
 
 
 async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify"))
+    options = tags_options(request)
+    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify", options))
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request)
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
-    return json_response(dicomjson.orthanc_header(meta, dicom_format(request)))
+    return json_response(dicomjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
 
 
 async def get_content(request: web.Request) -> web.StreamResponse:
@@ -131,7 +136,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
-        result = dicomjson.content_walk(ds, parts)
+        result = dicomjson.content_walk(ds, parts, ctx_of(request).dictionary)
     except LookupError:
         return empty_404()
     except ValueError as exc:  # Orthanc 1.10.1 answers 500 for an unparsable tag

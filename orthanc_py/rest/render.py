@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..core.requested import RequestedValues
 from ..core.resources import ResourceInfo
 from ..index.base import Attachment, Change, ExportedResource
-from ..model import dicomjson
+from ..model.dictionary import UNKNOWN_TAG_NAME, dcmtk
 from ..model.enums import METADATA_NAMES, ChangeType, ResourceType
-from ..model.lookup import keyword_of
-from ..model.maintags import MAIN_TAGS, SPECIFIC_CHARACTER_SET, format_tag
+from ..model.maintags import MAIN_TAGS, format_tag
 
 TAG_FORMATS = ("human", "short", "full")
 
@@ -25,7 +23,7 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
     if fmt == "full":
         return {
             format_tag(t): {
-                "Name": names.get(t) or keyword_of(t) or "Unknown Tag & Data",
+                "Name": names.get(t) or dcmtk().name(t),
                 "Type": "String",
                 "Value": v,
             }
@@ -34,7 +32,12 @@ def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dic
     try:  # hot path (expanded listings): every main tag has a name
         return {_MAIN_NAMES[t]: v for t, v in tags.items()}
     except KeyError:
-        return {names.get(t) or keyword_of(t) or format_tag(t): v for t, v in tags.items()}
+        return {names.get(t) or _known_name(t) or format_tag(t): v for t, v in tags.items()}
+
+
+def _known_name(tag: int) -> str | None:
+    name = dcmtk().name(tag)
+    return None if name == UNKNOWN_TAG_NAME else name
 
 
 _MAIN_NAMES = {t: name for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
@@ -118,7 +121,7 @@ def resource_json(
         want = set(content)
         out = {k: v for k, v in out.items() if k in ("ID", "Type") or _CONTENT_OF.get(k) in want}
         if "Metadata" in want:
-            out["Metadata"] = metadata_json(info.metadata)
+            out["Metadata"] = metadata_json(info.metadata, info.metadata_names)
         if "Attachments" in want:
             out["Attachments"] = [attachment_json(a) for a in info.attachments]
     if requested is not None:
@@ -126,12 +129,14 @@ def resource_json(
     return out
 
 
-def metadata_name(mtype: int) -> str:
-    return METADATA_NAMES.get(mtype, str(mtype))
+def metadata_name(mtype: int, user: Mapping[int, str] | None = None) -> str:
+    """Orthanc's name of a metadata: built-in, else from `UserMetadata` (`user`), else its number."""
+    name = METADATA_NAMES.get(mtype) or (user.get(mtype) if user else None)
+    return name if name is not None else str(mtype)
 
 
-def metadata_json(meta: dict[int, str]) -> dict[str, str]:
-    return {metadata_name(t): v for t, v in sorted(meta.items())}
+def metadata_json(meta: dict[int, str], user: Mapping[int, str] | None = None) -> dict[str, str]:
+    return {metadata_name(t, user): v for t, v in sorted(meta.items())}
 
 
 def attachment_json(a: Attachment) -> dict[str, Any]:
@@ -212,23 +217,3 @@ def global_statistics_json(s: dict[str, int]) -> dict[str, Any]:
         "TotalUncompressedSize": str(s["uncompressed"]),
         "TotalUncompressedSizeMB": size_mb(s["uncompressed"]),
     }
-
-
-def requested_json(values: RequestedValues, fmt: str) -> dict[str, Any]:
-    """The "RequestedTags" of a resource, in the format of its main tags (by name, "gggg,eeee",
-    or full); tags read from the file keep their structure (sequences as lists of items)."""
-    out: dict[str, Any] = {}
-    for t, v in values.strings.items():
-        if fmt == "short":
-            out[format_tag(t)] = v
-        elif fmt == "full":
-            out[format_tag(t)] = {"Name": dicomjson.tag_name(t), "Type": "String", "Value": v}
-        else:
-            out[dicomjson.tag_name(t)] = v
-    if values.file is not None:
-        rendered = dicomjson.orthanc_tags(values.file, "simplify" if fmt == "human" else fmt)
-        charset_key = "SpecificCharacterSet" if fmt == "human" else format_tag(SPECIFIC_CHARACTER_SET)
-        if values.charset_added:
-            rendered.pop(charset_key, None)
-        out.update(rendered)
-    return out

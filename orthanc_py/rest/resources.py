@@ -12,56 +12,86 @@ from typing import Any
 import pydicom
 from aiohttp import web
 
-from ..core import requested as core_requested
+from ..core import dicomfind as core_dicomfind
 from ..core import resources as core_res
-from ..core.requested import RequestedValues
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
 from ..model import dicomjson
+from ..model.dictionary import TagDictionary
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
-from .render import (
-    requested_json,
-    resource_json,
-    resource_statistics_json,
-    resources_json,
-)
+from .render import resource_json, resource_statistics_json, resources_json, tags_json
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def parse_requested_tags(text: str | None) -> list[int] | None:
-    """`requested-tags=0010,0010;PatientBirthDate` -> tags (BAD_REQUEST on an unknown name)."""
+def requested_tags_arg(request: web.Request) -> list[int] | None:
+    """`?requested-tags=0010,0010;PatientBirthDate` (or `requestedTags`, its pre-1.12 spelling)."""
+    text = request.query.get("requested-tags")
+    if text is None:
+        text = request.query.get("requestedTags")
+    return parse_requested_tags(text, ctx_of(request).dictionary)
+
+
+def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = None) -> list[int] | None:
+    """`requested-tags=0010,0010;PatientBirthDate` -> tags, names as Orthanc knows them (DCMTK's
+    dictionary and the `Dictionary` key); BAD_REQUEST on an unknown name."""
     if not text:
         return None
     out = []
     for part in text.split(";"):
         if part.strip():
             try:
-                out.append(parse_tag(part))
-            except ValueError as exc:
-                raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
+                out.append(dicomjson.parse_tag(part.strip(), dictionary))
+            except ValueError:
+                try:
+                    out.append(parse_tag(part))
+                except ValueError as exc:
+                    raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
     return out
+
+
+def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
+    """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
+    requested tags that are not main tags)."""
+    ds = ctx.index.read_blocking(lambda txn: core_dicomfind.representative_dataset(ctx, txn, info.id, info.level))
+    options = dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
+    return dicomjson.orthanc_tags(ds, "full", options) if ds is not None else {}
 
 
 async def requested_values(
     request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
 ) -> list[dict[str, Any]]:
-    """The "RequestedTags" of each resource (core.requested: main, computed and file tags)."""
+    """`RequestedTags` of each resource (lists, single resources, /tools/find), rendered in the
+    answer's format: main tags of the resource and its ancestors and the tags Orthanc computes
+    come from the index (`core.dicomfind.index_values`), the others from the DICOM file of one of
+    its instances.  A tag with no value anywhere is left out."""
     ctx = ctx_of(request)
+    known: dict[int, dict[int, str | None]] = {}
+    missing: dict[int, list[int]] = {}
+    for level in {i.level for i in infos}:
+        ids = [i.id for i in infos if i.level is level]
 
-    def run(txn: Transaction) -> list[RequestedValues]:
-        found: dict[int, RequestedValues] = {}
-        for level in {i.level for i in infos}:
-            ids = [i.id for i in infos if i.level is level]
-            found.update(zip(ids, core_requested.requested_values(ctx, txn, level, ids, tags), strict=True))
-        return [found[i.id] for i in infos]
+        def read(txn: Transaction, lv: ResourceType = level, ids: list[int] = ids) -> Any:
+            return core_dicomfind.index_values(txn, lv, ids, tags)
 
-    return [requested_json(v, fmt) for v in await ctx.index.read(run)]
+        for rid, values, absent in await ctx.index.read(read):
+            known[rid], missing[rid] = values, absent
+    out = []
+    for info in infos:
+        values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
+        result = tags_json(values, None, fmt)
+        absent = missing.get(info.id, [t for t in tags if t not in values])
+        if absent:
+            rendered = await ctx.run(_file_tags, ctx, info)
+            picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
+            result.update(dicomjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
+        out.append(result)
+    return out
 
 
 async def render_infos(
@@ -87,7 +117,7 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
         result = await core_res.list_level(ctx, level, since, limit, expanded)
         if not expanded:
             return json_response(result)
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         return json_response(await render_infos(request, result, requested, tag_format(request)))  # type: ignore[arg-type]
 
     async def get_one(request: web.Request) -> web.StreamResponse:
@@ -97,7 +127,7 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
             if err.code is ErrorCode.UNKNOWN_RESOURCE:
                 return empty_404()
             raise
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         return json_response((await render_infos(request, [info], requested, tag_format(request)))[0])
 
     async def delete_one(request: web.Request) -> web.StreamResponse:
@@ -126,7 +156,7 @@ def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
         if target > level and not bool_arg(request, "expand", True):  # children, ?expand=false (1.12.2+)
             return json_response(await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=False))
         infos = await core_res.relatives(ctx, request.match_info["id"], level, target, expanded=True)
-        requested = parse_requested_tags(request.query.get("requested-tags"))
+        requested = requested_tags_arg(request)
         rendered = await render_infos(request, infos, requested, tag_format(request))  # type: ignore[arg-type]
         if target < level:  # a parent is answered as an object, children as a list
             if not rendered:
@@ -135,6 +165,20 @@ def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
         return json_response(rendered)
 
     return handler
+
+
+def tags_options(request: web.Request) -> dicomjson.TagsOptions:
+    """How this request wants DICOM tags rendered: the server's dictionary and current
+    `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
+    ctx = ctx_of(request)
+    ignored: set[int] = set()
+    for part in request.query.get("ignore-length", "").split(","):
+        if part.strip():
+            try:
+                ignored.add(dicomjson.parse_tag(part.strip(), ctx.dictionary))
+            except ValueError as exc:
+                raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
+    return dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
 
 
 def dicom_format(request: web.Request) -> str:
@@ -182,13 +226,14 @@ async def _datasets(
 def _shared_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
+        options = tags_options(request)
         datasets = await _datasets(request, level, first_only=False)
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
             shared: dict[str, Any] | None = None
             for _pub, ds in datasets:
-                tags = dicomjson.orthanc_tags(ds, "full")
+                tags = dicomjson.orthanc_tags(ds, "full", options)
                 if shared is None:
                     shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
                 else:
@@ -201,22 +246,19 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
 
 
 def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """Convert Orthanc's full tag JSON into ?simplify / ?short (flat values only)."""
-    if fmt == "full":
-        return full
-    if fmt == "short":
-        return {k: v.get("Value") for k, v in full.items()}
-    return {v.get("Name", k): v.get("Value") for k, v in full.items()}
+    """Convert Orthanc's full tag JSON into ?simplify / ?short."""
+    return dicomjson.simplify_full(full, fmt)
 
 
 def _instances_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
+        options = tags_options(request)
         datasets = await _datasets(request, level, first_only=False, with_pixels=True)
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
-            return {pub: dicomjson.orthanc_tags(ds, fmt) for pub, ds in datasets}
+            return {pub: dicomjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
 
         return json_response(await ctx.run(compute))
 
@@ -229,7 +271,7 @@ def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
         datasets = await _datasets(request, level, first_only=True)
         if not datasets:
             return json_response({})
-        tags = dicomjson.orthanc_tags(datasets[0][1], "full")
+        tags = dicomjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
         wanted = MODULE_TAGS[module]
         picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
         return json_response(_reformat(picked, fmt) if fmt != "full" else picked)

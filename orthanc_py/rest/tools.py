@@ -27,7 +27,8 @@ from ..model.lookup import (
 from ..model.maintags import format_tag
 from ..web.responses import json_response, read_json, read_text
 from .common import ctx_of
-from .render import requested_json, resource_json
+from .render import resource_json
+from .resources import requested_values
 
 MODALITIES_IN_STUDY = mt.tag(0x0008, 0x0061)
 MODALITY = mt.tag(0x0008, 0x0060)
@@ -233,15 +234,13 @@ async def find(request: web.Request) -> web.StreamResponse:
     with_att = content is not None and "Attachments" in content
     if not expanded:
         return json_response(await query.find(ctx, req, False))
-    infos, values = await query.find_expanded(
-        ctx, req, opts["requested"], with_metadata=with_meta, with_attachments=with_att
-    )
+    result = await query.find(ctx, req, True, with_metadata=with_meta, with_attachments=with_att)
+    infos: list[Any] = list(result)
     fmt = opts["format"]
-    if values is None:
+    if not opts["requested"]:
         return json_response([resource_json(i, fmt, None, content) for i in infos])
-    return json_response(
-        [resource_json(i, fmt, requested_json(v, fmt), content) for i, v in zip(infos, values, strict=True)]
-    )
+    values = await requested_values(request, infos, opts["requested"], fmt)
+    return json_response([resource_json(i, fmt, v, content) for i, v in zip(infos, values, strict=True)])
 
 
 async def count_resources(request: web.Request) -> web.StreamResponse:

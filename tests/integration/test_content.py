@@ -51,6 +51,10 @@ def test_user_metadata_by_name_and_number(c, up):
     kinds = [ch["ChangeType"] for ch in c.get("/changes").json()["Changes"]]
     assert kinds[-1] == "UpdatedMetadata"
     assert c.get(f"/instances/{iid}/metadata/MainDicomTagsSignature").status == 200
+    found = c.post("/tools/find", {"Level": "Patient", "Query": {}, "ResponseContent": ["Metadata"]}).json()
+    assert found[0]["Metadata"]["my-metadata"] == "hello"  # named as UserMetadata names it
+    bulk = c.post("/tools/bulk-content", {"Resources": [pid], "Metadata": True}).json()
+    assert bulk[0]["Metadata"]["my-metadata"] == "hello"
     system = c.get("/system").json()
     assert system["UserMetadata"] == {"my-metadata": 1098} and system["CheckRevisions"] is True
 

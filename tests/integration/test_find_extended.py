@@ -69,10 +69,15 @@ def test_requested_tags_computed_and_from_files(client):
             "Query": {},
             "Expand": True,
             "Short": True,
-            "RequestedTags": ["NumberOfPatientRelatedInstances", "InstanceAvailability"],
+            "RequestedTags": ["NumberOfPatientRelatedInstances"],
         },
     )[0]["RequestedTags"]
-    assert patient == {"0020,1204": "2", "0008,0056": "ONLINE"}
+    assert patient == {"0020,1204": "2"}
+    instance = find(
+        client,
+        {"Level": "Instance", "Query": {"Modality": "CT"}, "Expand": True, "RequestedTags": ["InstanceAvailability"]},
+    )[0]["RequestedTags"]
+    assert instance == {"InstanceAvailability": "ONLINE"}
     # the same values through the resource routes
     sid = client.get("/studies").json()[0]
     r = client.get(f"/studies/{sid}?requested-tags=ModalitiesInStudy;NumberOfStudyRelatedSeries").json()

@@ -79,3 +79,20 @@ def test_peers_registry(make_server):
     assert c.request("DELETE", "/peers/toto").status == 200
     assert c.get("/peers").json() == ["peer"]
     assert c.get("/peers/toto/configuration").status == 404
+
+
+def test_person_name_keeps_empty_component_groups(client):
+    """`Wang^XiaoDong=王^小東=` is stored as written (pydicom would drop the last, empty group)
+    and QIDO-RS splits it into three groups, as Orthanc and its plugin answer."""
+    placeholder = "N" * 26
+    data = dicomgen.make(rows=0, patient_name=placeholder)
+    name = "Wang^XiaoDong=王^小東=".encode() + b" "
+    assert len(name) == 26
+    data = data.replace(placeholder.encode(), name).replace(b"ISO_IR 100", b"ISO_IR 192")
+    iid = client.upload(data)["ID"]
+    assert client.get(f"/instances/{iid}/simplified-tags").json()["PatientName"] == "Wang^XiaoDong=王^小東="
+    study = client.get(f"/instances/{iid}/study").json()
+    assert study["PatientMainDicomTags"]["PatientName"] == "Wang^XiaoDong=王^小東="
+    uid = study["MainDicomTags"]["StudyInstanceUID"]
+    qido = client.get(f"/dicom-web/studies?0020000D={uid}").json()
+    assert qido[0]["00100010"]["Value"][0] == {"Alphabetic": "Wang^XiaoDong", "Ideographic": "王^小東", "Phonetic": ""}

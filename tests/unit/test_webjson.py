@@ -19,14 +19,31 @@ FILES = sorted(
 )
 
 
-def _handler(elem):
+def _handler(elem, path=""):
     return f"bulk/{elem.tag:08X}"
+
+
+def _as_orthanc(node):
+    """pydicom's rendering with Orthanc's differences: an empty sequence has no "Value", empty
+    items are left out, empty components are null, SpecificCharacterSet lists no empty value."""
+    if isinstance(node, dict):
+        out = {k: _as_orthanc(v) for k, v in node.items()}
+        if "00080005" in out and "Value" in out["00080005"]:
+            out["00080005"]["Value"] = [v for v in out["00080005"]["Value"] if v]
+        if out.get("vr") == "SQ" and "Value" in out:
+            out["Value"] = [i for i in out["Value"] if i]
+            if not out["Value"]:
+                del out["Value"]
+        return out
+    if isinstance(node, list):
+        return [None if v == "" else _as_orthanc(v) for v in node]  # an empty component is null
+    return node
 
 
 @pytest.mark.parametrize("path", FILES, ids=os.path.basename)
 def test_equal_to_pydicom_on_its_test_files(path):
     try:
-        reference = pydicom.dcmread(path, force=True).to_json_dict(1024, _handler)
+        reference = _as_orthanc(pydicom.dcmread(path, force=True).to_json_dict(1024, _handler))
     except Exception as exc:  # a file pydicom cannot render: neither do we
         with pytest.raises(type(exc)):
             to_json_dict(pydicom.dcmread(path, force=True), _handler, 1024)
@@ -55,5 +72,5 @@ def test_equal_to_pydicom_on_generated_files_and_edge_values():
         out = io.BytesIO()
         ds.save_as(out, implicit_vr=implicit, little_endian=True)
         data = out.getvalue()
-        reference = pydicom.dcmread(io.BytesIO(data), force=True).to_json_dict(1024, _handler)
+        reference = _as_orthanc(pydicom.dcmread(io.BytesIO(data), force=True).to_json_dict(1024, _handler))
         assert to_json_dict(pydicom.dcmread(io.BytesIO(data), force=True), _handler, 1024) == reference

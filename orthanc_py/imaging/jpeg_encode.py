@@ -1,0 +1,185 @@
+"""JPEG encoders for frames of 8-bit single-component images, producing the bytes DCMTK's IJG
+codecs produce with Orthanc's settings (what Orthanc's DICOMweb plugin answers when a frame
+is asked for in a JPEG transfer syntax):
+
+- Baseline (1.2.840.10008.1.2.4.50) and Extended (.51): libjpeg through Pillow at Orthanc's
+  lossy quality; Extended only differs by its SOF1 marker.
+- Lossless (.57, predictor 6 as Orthanc asks; .70, predictor 1): written here, with Huffman
+  tables optimised for the image as IJG computes them.
+
+DCMTK makes every stream even-sized with a 0xFF fill byte before the final EOI marker.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+BASELINE = "1.2.840.10008.1.2.4.50"
+EXTENDED = "1.2.840.10008.1.2.4.51"
+LOSSLESS = "1.2.840.10008.1.2.4.57"
+LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+SYNTAXES = frozenset({BASELINE, EXTENDED, LOSSLESS, LOSSLESS_SV1})
+_JFIF = bytes.fromhex("ffe000104a46494600010100000100010000")
+_ADOBE_RGB = bytes.fromhex("ffee000e41646f626500640000000000")  # APP14, transform 0: RGB as is
+
+
+def _even(stream: bytes) -> bytes:
+    """DCMTK's padding: an odd-sized stream gets a 0xFF fill byte before its EOI marker."""
+    return stream[:-2] + b"\xff\xff\xd9" if len(stream) % 2 else stream
+
+
+def encode(pixels: bytes, rows: int, columns: int, syntax: str, quality: int = 90, samples: int = 1) -> bytes:
+    """One 8-bit frame encoded in `syntax` (one of SYNTAXES): monochrome, or for the lossless
+    syntaxes also RGB with interleaved samples (`samples` = 3)."""
+    if samples != 1:
+        if syntax in (BASELINE, EXTENDED) or samples != 3:
+            raise ValueError(f"Cannot encode {samples} samples per pixel in {syntax}")
+        color = np.frombuffer(pixels, dtype=np.uint8, count=rows * columns * 3).reshape(rows, columns, 3)
+        return _even(_lossless(color, 6 if syntax == LOSSLESS else 1))
+    image = np.frombuffer(pixels, dtype=np.uint8, count=rows * columns).reshape(rows, columns)
+    if syntax in (BASELINE, EXTENDED):
+        from PIL import Image
+
+        out = io.BytesIO()
+        Image.fromarray(image, "L").save(out, format="JPEG", quality=quality)
+        stream = out.getvalue()
+        if syntax == EXTENDED:
+            at = stream.index(b"\xff\xc0")
+            stream = stream[:at] + b"\xff\xc1" + stream[at + 2 :]
+        return _even(stream)
+    return _even(_lossless(image, 6 if syntax == LOSSLESS else 1))
+
+
+def _predict(image: np.ndarray, selection: int) -> np.ndarray:
+    """The prediction of every sample (PS3.5 / ITU T.81 H.1.2.1), first row and column as IJG;
+    a colour image (rows, columns, 3) is predicted component by component."""
+    if image.ndim == 3:
+        return np.stack([_predict(image[:, :, c], selection) for c in range(image.shape[2])], axis=2)
+    x = image.astype(np.int32)
+    pred = np.empty_like(x)
+    ra = np.zeros_like(x)
+    rb = np.zeros_like(x)
+    rc = np.zeros_like(x)
+    ra[:, 1:] = x[:, :-1]
+    rb[1:, :] = x[:-1, :]
+    rc[1:, 1:] = x[:-1, :-1]
+    formulas = {
+        1: ra,
+        2: rb,
+        3: rc,
+        4: ra + rb - rc,
+        5: ra + ((rb - rc) >> 1),
+        6: rb + ((ra - rc) >> 1),
+        7: (ra + rb) >> 1,
+    }
+    pred[:] = formulas[selection]
+    pred[0, 1:] = x[0, :-1]  # first row: the sample on the left
+    pred[1:, 0] = x[:-1, 0]  # first column: the sample above
+    pred[0, 0] = 128  # 2^(P - Pt - 1)
+    return pred
+
+
+def _optimal_table(freq: list[int]) -> tuple[list[int], list[int]]:
+    """Code-length counts and symbols of IJG's jpeg_gen_optimal_table for these frequencies."""
+    freq = [*freq[:256], 1]  # one reserved code point, so no code is all ones
+    codesize = [0] * 257
+    others = [-1] * 257
+    while True:
+        c1, v = -1, 1 << 62
+        for i in range(257):
+            if freq[i] and freq[i] <= v:
+                v, c1 = freq[i], i
+        c2, v = -1, 1 << 62
+        for i in range(257):
+            if freq[i] and freq[i] <= v and i != c1:
+                v, c2 = freq[i], i
+        if c2 < 0:
+            break
+        freq[c1] += freq[c2]
+        freq[c2] = 0
+        codesize[c1] += 1
+        while others[c1] >= 0:
+            c1 = others[c1]
+            codesize[c1] += 1
+        others[c1] = c2
+        codesize[c2] += 1
+        while others[c2] >= 0:
+            c2 = others[c2]
+            codesize[c2] += 1
+    bits = [0] * 33
+    for size in codesize:
+        if size:
+            bits[size] += 1
+    for i in range(32, 16, -1):
+        while bits[i] > 0:
+            j = i - 2
+            while bits[j] == 0:
+                j -= 1
+            bits[i] -= 2
+            bits[i - 1] += 1
+            bits[j + 1] += 2
+            bits[j] -= 1
+    i = 16
+    while bits[i] == 0:
+        i -= 1
+    bits[i] -= 1
+    values = [s for length in range(1, 33) for s in range(256) if codesize[s] == length]
+    return bits[1:17], values
+
+
+def _codes(bits: list[int], values: list[int]) -> dict[int, tuple[int, int]]:
+    """symbol -> (code, length), the canonical codes of a JPEG Huffman table."""
+    out: dict[int, tuple[int, int]] = {}
+    code = 0
+    k = 0
+    for length in range(1, 17):
+        for _ in range(bits[length - 1]):
+            out[values[k]] = (code, length)
+            code += 1
+            k += 1
+        code <<= 1
+    return out
+
+
+def _lossless(image: np.ndarray, selection: int) -> bytes:
+    rows, columns = image.shape[:2]
+    components = image.shape[2] if image.ndim == 3 else 1
+    diff = (image.astype(np.int32) - _predict(image, selection)).ravel()  # samples interleaved
+    magnitude = np.abs(diff)
+    nbits = np.zeros_like(magnitude)
+    m = magnitude.copy()
+    while m.any():
+        nbits += m > 0
+        m >>= 1
+    freq = np.bincount(nbits, minlength=256).tolist()
+    bits, values = _optimal_table(freq)
+    table = _codes(bits, values)
+    code_of = np.zeros(17, dtype=np.int64)
+    len_of = np.zeros(17, dtype=np.int64)
+    for symbol, (code, length) in table.items():
+        code_of[symbol], len_of[symbol] = code, length
+    extra = np.where(diff < 0, diff - 1, diff) & ((1 << nbits) - 1)
+    nbits64 = nbits.astype(np.int64)
+    field = (code_of[nbits] << nbits64) | extra.astype(np.int64)
+    width = len_of[nbits] + nbits64
+    total = int(width.sum())
+    starts = np.cumsum(width) - width
+    owner = np.repeat(np.arange(width.size), width)
+    offset = np.arange(total) - starts[owner]
+    bitstream = ((field[owner] >> (width[owner] - 1 - offset)) & 1).astype(np.uint8)
+    pad = (-total) % 8
+    if pad:
+        bitstream = np.concatenate([bitstream, np.ones(pad, dtype=np.uint8)])
+    data = np.packbits(bitstream)
+    stuffed = np.insert(data, np.flatnonzero(data == 0xFF) + 1, 0).tobytes()
+    header = b"\xff\xd8" + (_JFIF if components == 1 else _ADOBE_RGB)
+    frame_spec = b"".join(bytes([c + 1, 0x11, 0]) for c in range(components))
+    sof = b"\x08" + rows.to_bytes(2, "big") + columns.to_bytes(2, "big") + bytes([components]) + frame_spec
+    header += b"\xff\xc3" + (len(sof) + 2).to_bytes(2, "big") + sof
+    dht = bytes([0]) + bytes(bits) + bytes(values)  # one table, shared by the components
+    header += b"\xff\xc4" + (len(dht) + 2).to_bytes(2, "big") + dht
+    sos = bytes([components]) + b"".join(bytes([c + 1, 0]) for c in range(components)) + bytes([selection, 0, 0])
+    header += b"\xff\xda" + (len(sos) + 2).to_bytes(2, "big") + sos
+    return header + stuffed + b"\xff\xd9"
