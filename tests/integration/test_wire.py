@@ -96,3 +96,21 @@ def test_person_name_keeps_empty_component_groups(client):
     uid = study["MainDicomTags"]["StudyInstanceUID"]
     qido = client.get(f"/dicom-web/studies?0020000D={uid}").json()
     assert qido[0]["00100010"]["Value"][0] == {"Alphabetic": "Wang^XiaoDong", "Ideographic": "王^小東", "Phonetic": ""}
+
+
+def test_rendered_without_pixel_representation(client):
+    """A file without Pixel Representation renders (read as unsigned, as DCMTK does) instead of a
+    500; WADO-RS rendered and the REST preview agree."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(rows=8)))
+    del ds.PixelRepresentation
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    iid = client.upload(out.getvalue())["ID"]
+    assert client.get(f"/instances/{iid}/preview").status == 200
+    study, series, sop = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    r = client.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1/rendered")
+    assert r.status == 200 and r.headers["content-type"] == "image/jpeg"
