@@ -442,9 +442,10 @@ class DicomServer:
         return self.ctx.index.read_blocking(run)
 
     def _on_move(self, event: Any) -> Iterator[Any]:
-        """C-MOVE SCP, as Orthanc with SynchronousCMove off: the destination must be a known
-        modality (by AET); the matches are sent by a DicomModalityStore job on an association of
-        its own, and the C-MOVE answers at once. Nothing matched: no job."""
+        """C-MOVE SCP: the destination must be a known modality (by AET). SynchronousCMove (the
+        default): the instances are sent before the C-MOVE answers. Off: a DicomModalityStore
+        job sends them on an association of its own and the C-MOVE answers at once. Nothing
+        matched: 0xC000 and no job, as Orthanc."""
         if not self._allowed(event, "AllowMove"):
             yield None, None
             return
@@ -491,10 +492,12 @@ class DicomServer:
 
         files = self._instance_files(req) if req is not None and error is None else []
         contexts = [build_context(Verification)]
-        for sop in sorted({sop for _u, _p, sop, _ts in files if sop}):
-            stored = sorted({ts for _u, _p, s, ts in files if s == sop and ts and ts not in (EXPLICIT_LE, IMPLICIT_LE)})
-            for ts in stored:
-                contexts.append(build_context(sop, [ts]))
+        stored: dict[str, set[str]] = {}
+        for _u, _p, sop, ts in files:
+            if sop:
+                stored.setdefault(sop, set()).update({ts} if ts and ts not in (EXPLICIT_LE, IMPLICIT_LE) else ())
+        for sop, syntaxes in sorted(stored.items()):
+            contexts.extend(build_context(sop, [ts]) for ts in sorted(syntaxes))
             contexts.append(build_context(sop, [EXPLICIT_LE, IMPLICIT_LE]))
         if len(contexts) > 128:  # the most a requestor may propose (PS3.8 9.3.2.2)
             contexts = contexts[:128]
