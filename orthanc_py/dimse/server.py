@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,6 +35,7 @@ from ..index.base import Transaction
 from ..model import maintags as mt
 from ..model.charsets import ENCODINGS, python_codec
 from ..model.enums import ResourceType
+from ..model.filemeta import file_meta_bytes
 from ..model.lookup import parse_constraint, vr_of
 from ..model.parsing import element_text
 from . import status
@@ -67,10 +67,6 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 # The order Orthanc prefers when a requestor proposes several syntaxes in one context
 # (pynetdicom accepts the first of the acceptor's list that the requestor proposed).
 PREFERRED = (EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE)
-# Orthanc writes the File Meta Information of a received instance with the identifiers of the
-# DCMTK it is built with (the header's size shows in PixelDataOffset).
-IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.7"
-IMPLEMENTATION_VERSION_NAME = "OFFIS_DCMTK_367"
 
 
 def preferred_first(syntaxes: list[str] | tuple[str, ...]) -> list[str]:
@@ -82,35 +78,6 @@ def storage_syntaxes(accepted: tuple[str, ...]) -> list[str]:
     """The transfer syntaxes offered to C-STORE requestors: what AcceptedTransferSyntaxes matched
     (never none: an SCP that accepts no syntax at all would refuse every association)."""
     return preferred_first(list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3]))
-
-
-def _meta_element(group_elem: bytes, vr: bytes, value: bytes) -> bytes:
-    """One explicit VR little endian element of the file meta group (short or long form)."""
-    if vr in (b"OB", b"UN", b"SQ", b"UT"):
-        return group_elem + vr + b"\0\0" + struct.pack("<I", len(value)) + value
-    return group_elem + vr + struct.pack("<H", len(value)) + value
-
-
-def _padded(text: str, pad: bytes) -> bytes:
-    raw = text.encode("ascii")
-    return raw + pad if len(raw) % 2 else raw
-
-
-def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
-    """Preamble, "DICM" and the File Meta Information of a received instance, as Orthanc writes
-    them (PS3.10 7.1). Written by hand: pydicom takes ~170 us per instance for these 200 bytes."""
-    body = b"".join(
-        (
-            _meta_element(b"\x02\x00\x01\x00", b"OB", b"\x00\x01"),
-            _meta_element(b"\x02\x00\x02\x00", b"UI", _padded(sop_class, b"\0")),
-            _meta_element(b"\x02\x00\x03\x00", b"UI", _padded(sop_instance, b"\0")),
-            _meta_element(b"\x02\x00\x10\x00", b"UI", _padded(transfer_syntax, b"\0")),
-            _meta_element(b"\x02\x00\x12\x00", b"UI", _padded(IMPLEMENTATION_CLASS_UID, b"\0")),
-            _meta_element(b"\x02\x00\x13\x00", b"SH", _padded(IMPLEMENTATION_VERSION_NAME, b" ")),
-        )
-    )
-    length = _meta_element(b"\x02\x00\x00\x00", b"UL", struct.pack("<I", len(body)))
-    return b"\0" * 128 + b"DICM" + length + body
 
 
 _QR_LEVEL_NAMES = {
