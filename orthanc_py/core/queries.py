@@ -21,6 +21,8 @@ MODEL_STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 MODEL_PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 MODEL_STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 MODEL_PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+MODEL_STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+MODEL_PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
 QUERY_RETRIEVE_LEVEL = mt.tag(0x0008, 0x0052)
 # The keys Orthanc adds (empty, "universal") to every C-FIND it sends, by level.
 IDENTIFIER_KEYS = {
@@ -276,3 +278,31 @@ async def retrieve(
     model = MODEL_PATIENT_ROOT_MOVE if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_MOVE
     for identifier in identifiers:
         await ctx.run(ctx.scu.move, modality, identifier, model, target_aet)
+
+
+async def retrieve_get(
+    ctx: ServerContext, modality: Modality, level: ResourceType, identifiers: list[Any]
+) -> list[list[str]]:
+    """C-GET each identifier from the modality: the instances come back on our association and
+    are stored here as if received by C-STORE. The public IDs received, per identifier."""
+    import asyncio
+
+    from . import ingest
+
+    loop = asyncio.get_running_loop()
+    model = MODEL_PATIENT_ROOT_GET if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_GET
+    origin = ingest.Origin(
+        "DicomProtocol",
+        remote_ip=modality.host,
+        remote_aet=modality.aet,
+        called_aet=modality.local_aet or ctx.settings.dicom_aet,
+    )
+
+    def store(data: bytes, _aet: str) -> str | None:
+        return ingest.store_blocking(ctx, data, origin, loop).ids.instance
+
+    out = []
+    for identifier in identifiers:
+        _status, received = await ctx.run(ctx.scu.get, modality, identifier, model, store)
+        out.append(received)
+    return out

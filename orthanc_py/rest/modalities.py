@@ -36,6 +36,7 @@ async def get_modality(request: web.Request) -> web.StreamResponse:
             "find-series",
             "find-study",
             "find-worklist",
+            "get",
             "move",
             "query",
             "storage-commitment",

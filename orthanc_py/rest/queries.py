@@ -139,6 +139,41 @@ async def move(request: web.Request) -> web.StreamResponse:
     return await _run_retrieve(request, modality, level, identifiers, target, body, direct=True)
 
 
+async def get(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/get (C-GET SCU, Orthanc 1.12.6): {"Level", "Resources": [{keys}]};
+    the instances are stored here. Answers, per resource, the IDs received ("Details")."""
+    ctx = ctx_of(request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list) or "Level" not in body:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON body containing fields Resources and Level")
+    level = _level(body)
+    items = []
+    for keys in body["Resources"]:
+        tags = core_q.parse_query(keys, "Resources elements")
+        tags[core_q.QUERY_RETRIEVE_LEVEL] = level.qr_level
+        items.append(tags)
+    modality = ctx.modalities.get(request.match_info["id"])
+
+    async def run(job: Job | None = None) -> dict[str, Any]:
+        identifiers = [core_q.strings_dataset(i) for i in items]
+        received = await core_q.retrieve_get(ctx, modality, level, identifiers)
+        return {
+            "Description": "REST API",
+            "Details": [
+                {"DimseErrorStatus": 0, "Query": _strings_json(i, "short"), "ReceivedInstancesIds": ids}
+                for i, ids in zip(items, received, strict=True)
+            ],
+            "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
+            "Query": [_strings_json(i, "short") for i in items],
+            "RemoteAet": modality.aet,
+        }
+
+    if body.get("Asynchronous") is True or body.get("Synchronous") is False:
+        job = ctx.jobs.submit("DicomGetScu", run, int(body.get("Priority", 0) or 0))
+        return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
+    return json_response(await run())
+
+
 async def list_queries(request: web.Request) -> web.StreamResponse:
     return json_response(ctx_of(request).queries.ids())
 
@@ -305,6 +340,7 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/modalities/{id}/find-series", _find_route(ResourceType.SERIES))
     router.add_post("/modalities/{id}/find-instance", _find_route(ResourceType.INSTANCE))
     router.add_post("/modalities/{id}/move", move)
+    router.add_post("/modalities/{id}/get", get)
     router.add_get("/queries", list_queries)
     router.add_get("/queries/{qid}", get_query)
     router.add_delete("/queries/{qid}", delete_query)

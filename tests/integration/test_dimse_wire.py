@@ -317,3 +317,27 @@ def test_synchronous_move_transcodes_what_the_destination_cannot_take(make_serve
     sent = pydicom.dcmread(io.BytesIO(scp.received[dicomgen.uid("sop", 3, 0, 0, 0)]))
     assert sent.file_meta.TransferSyntaxUID in (EXPLICIT_LE, IMPLICIT_LE)
     assert sent.SOPInstanceUID == dicomgen.uid("sop", 3, 0, 0, 0) and len(sent.PixelData) == 16 * 16 * 2
+
+
+def test_c_get_scu_stores_what_comes_back(make_server):
+    pacs = make_server({"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "PACS", "DicomAlwaysAllowGet": True})
+    viewer = make_server(
+        {
+            "DicomServerEnabled": True,
+            "DicomPort": 0,
+            "DicomAet": "VIEWER",
+            "DicomModalities": {"pacs": ["PACS", "127.0.0.1", pacs.ctx.dicom_port]},
+        }
+    )
+    for i in range(2):
+        pacs.client().upload(dicomgen.make(patient=4, instance=i, rows=8, columns=8))
+    v = viewer.client()
+    assert "get" in v.get("/modalities/pacs").json()
+    study = dicomgen.uid("study", 4, 0)
+    r = v.post("/modalities/pacs/get", {"Level": "Study", "Resources": [{"StudyInstanceUID": study}]})
+    assert r.status == 200, r.body
+    (detail,) = r.json()["Details"]
+    assert sorted(detail["ReceivedInstancesIds"]) == sorted(v.get("/instances").json())
+    assert len(detail["ReceivedInstancesIds"]) == 2 and detail["Query"]["0020,000d"] == study
+    meta = v.get(f"/instances/{detail['ReceivedInstancesIds'][0]}/metadata?expand").json()
+    assert meta["Origin"] == "DicomProtocol" and meta["RemoteAET"] == "PACS"
