@@ -33,15 +33,15 @@ def _run_as_one_batch(index: SqliteIndex, fns) -> list[object]:
         except Exception as exc:  # the outcome under test
             outcomes[i] = exc
 
-    index._write_lock.acquire()
+    index._writer._write_lock.acquire()
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(fns))]
     for n, t in enumerate(threads, start=1):
         t.start()
         deadline = time.monotonic() + 5
-        while len(index._pending) < n and time.monotonic() < deadline:  # queued in list order
+        while len(index._writer._pending) < n and time.monotonic() < deadline:  # queued in list order
             time.sleep(0.001)
-        assert len(index._pending) == n
-    index._lead(None)  # what a lock holder does when done: run the queue, then release
+        assert len(index._writer._pending) == n
+    index._writer._lead(None)  # what a lock holder does when done: run the queue, then release
     for t in threads:
         t.join(5)
     return outcomes
@@ -297,13 +297,13 @@ def test_close_commits_what_worker_threads_queued(tmp_path):
     async def main():
         loop = asyncio.get_running_loop()
         futs = [loop.create_future() for _ in range(3)]
-        index._write_lock.acquire()  # a leader is busy
+        index._writer._write_lock.acquire()  # a leader is busy
         for i, fut in enumerate(futs):
             await asyncio.to_thread(index.write_soon, _log(f"q{i}"), fut)
-        assert len(index._pending) == 3
+        assert len(index._writer._pending) == 3
         closing = asyncio.ensure_future(index.close())
         await asyncio.sleep(0.1)
-        index._write_lock.release()  # it lets go without looking at the queue again
+        index._writer._write_lock.release()  # it lets go without looking at the queue again
         await asyncio.wait_for(closing, 5)
         return await asyncio.wait_for(asyncio.gather(*futs), 5)
 
@@ -313,15 +313,15 @@ def test_close_commits_what_worker_threads_queued(tmp_path):
 
 def test_a_large_batch_stays_within_sqlite_bound_value_limit(index, monkeypatch):
     """Rows per INSERT follow SQLite's limit on bound values (999 in builds before 3.32)."""
-    from orthanc_py.index import sqlite as sq
+    from orthanc_py.index import transaction as sq
 
     monkeypatch.setattr(sq, "_max_variables", lambda: 999)
     executed: list[int] = []
     real = sq._values_sql
 
-    def counting(prefix: str, width: int, count: int) -> str:
+    def counting(prefix: str, width: int, count: int, suffix: str = "") -> str:
         executed.append(width * count)
-        return real(prefix, width, count)
+        return real(prefix, width, count, suffix)
 
     monkeypatch.setattr(sq, "_values_sql", counting)
     from orthanc_py.index.base import Attachment

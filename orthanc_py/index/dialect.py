@@ -1,0 +1,62 @@
+"""The SQL dialect: the few spellings that differ between database engines.
+
+Every statement of the index is written once, in the SQL that SQLite and PostgreSQL share,
+with `?` parameters (a driver with another parameter style adapts them in its connection).
+What the engines spell differently comes from here: upserts, wildcard matching, string
+aggregation, the last number handed out by a sequence, the opening of a write transaction.
+A new backend is a `Dialect`, its numbered migrations and a driver; not a rewrite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one engine spells what standard SQL leaves open."""
+
+    name: str
+    """Also the folder of the engine's migrations (index/migrations/<name>/NNNN_*.sql)."""
+    begin_write: str
+    """Opens a write transaction that holds the write lock from the start."""
+    no_limit: int | None = -1
+    """The LIMIT argument that means "no limit" (with an OFFSET)."""
+
+    def upsert(self, table: str, columns: str, keys: str) -> tuple[str, str]:
+        """(prefix, suffix) around `VALUES (...)` of an insert replacing the row of same `keys`."""
+        if self.name == "sqlite":
+            return f"INSERT OR REPLACE INTO {table}({columns})", ""
+        updates = ", ".join(
+            f"{c} = EXCLUDED.{c}" for c in (c.strip() for c in columns.split(",")) if c not in keys.split(", ")
+        )
+        return f"INSERT INTO {table}({columns})", f" ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+
+    def insert_ignore(self, table: str, columns: str) -> tuple[str, str]:
+        """(prefix, suffix) of an insert that keeps an existing row of the same key."""
+        if self.name == "sqlite":
+            return f"INSERT OR IGNORE INTO {table}({columns})", ""
+        return f"INSERT INTO {table}({columns})", " ON CONFLICT DO NOTHING"
+
+    def wildcard(self, column: str, pattern: str) -> tuple[str, str]:
+        """SQL (one `?`) and argument matching a DICOM wildcard pattern (`*` any run, `?` one
+        character), case-sensitively, able to use an index on `column` for a literal prefix."""
+        if self.name == "sqlite":
+            return f"{column} GLOB ?", pattern.replace("[", "[[]")  # only '[' is special to GLOB
+        escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f"{column} LIKE ? ESCAPE '\\'", escaped.replace("*", "%").replace("?", "_")
+
+    def group_concat(self, expr: str) -> str:
+        """Comma-joined values of `expr` over a group."""
+        return f"group_concat({expr})" if self.name == "sqlite" else f"string_agg({expr}, ',')"
+
+    def last_sequence(self, table: str) -> str:
+        """A query of the last number handed out to `table`'s autoincrement key (0 when none):
+        numbers of deleted rows are not reused, so MAX() would not do."""
+        if self.name == "sqlite":
+            return f"SELECT seq FROM sqlite_sequence WHERE name='{table}'"
+        return f"SELECT last_value FROM {table}_seq_seq WHERE is_called"
+
+
+SQLITE = Dialect("sqlite", begin_write="BEGIN IMMEDIATE")
+POSTGRESQL = Dialect("postgresql", begin_write="BEGIN", no_limit=None)

@@ -1,0 +1,68 @@
+"""The schema: numbered migrations, one `.sql` file each, applied in order on opening.
+
+A database records the last migration it has (SQLite: `PRAGMA user_version`); opening runs the
+ones after it, each in its own transaction, so a database of any earlier version keeps working.
+Files live in index/migrations/<dialect>/NNNN_what.sql (package data, see setup.cfg); a
+migration is never edited once released, a change is a new file.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sqlite3
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+log = logging.getLogger("orthanc_py.index")
+
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@functools.cache
+def migrations(dialect: str) -> tuple[str, ...]:
+    """The migration scripts of a dialect, first to last (their numbers run 1, 2, 3... without
+    gaps: a missing or misnamed file fails here, not half-way through a database upgrade)."""
+    folder = resources.files(__package__).joinpath("migrations", dialect)
+    found: dict[int, str] = {}
+    for entry in folder.iterdir():
+        m = _NAME.match(entry.name)
+        if m:
+            found[int(m.group(1))] = entry.read_text(encoding="utf-8")
+    numbers = sorted(found)
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"index migrations of {dialect}: numbers {numbers} are not 1..n")
+    return tuple(found[n] for n in numbers)
+
+
+def statements(script: str) -> list[str]:
+    """The statements of a migration script (`--` comment lines dropped; `;` ends a statement)."""
+    text = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def migrate_sqlite(conn: sqlite3.Connection, functions: dict[str, tuple[int, Callable[..., Any]]]) -> int:
+    """Bring a SQLite index to the last version; `functions` are the SQL functions migrations
+    may call (registered on `conn` first). Returns the version reached."""
+    for name, (nargs, fn) in functions.items():
+        conn.create_function(name, nargs, fn, deterministic=True)
+    scripts = migrations("sqlite")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(scripts):
+        log.warning("index: schema version %d is newer than this program's (%d)", version, len(scripts))
+    for number, script in enumerate(scripts, start=1):
+        if number <= version:
+            continue
+        log.info("index: applying migration %d", number)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for stmt in statements(script):
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return len(scripts)

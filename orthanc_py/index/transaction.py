@@ -1,0 +1,694 @@
+"""`SqlTransaction`: the `Transaction` protocol in SQL, over one DB-API connection.
+
+Statements are written once for every engine (see index.dialect): what differs comes from
+`self.d`. The find compiler is index.findsql; the writer's batching transaction is index.batch.
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from ..model.enums import ResourceType
+from ..model.lookup import TEXT_VRS, TagConstraint, normalize, vr_of
+from .base import (
+    Attachment,
+    Change,
+    Deletion,
+    ExportedResource,
+    ExtTagRow,
+    Ids,
+    OrderBy,
+    ResourceRow,
+    WholeLevel,
+)
+from .dialect import SQLITE, Dialect
+from .findsql import compile_find
+
+_CHUNK = 500
+
+
+def _feed_time() -> str:
+    """ISO 8601 UTC with microseconds, as the Azure change feed reports its Timestamp."""
+    import datetime
+
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+_LEVELS = {int(lv): lv for lv in ResourceType}
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _lookup_rows(conn: sqlite3.Connection, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]:
+    sql = f"SELECT public_id, id, level FROM resources WHERE public_id IN ({_marks(len(public_ids))})"
+    return {pub: (rid, _LEVELS[lv]) for pub, rid, lv in conn.execute(sql, tuple(public_ids))}
+
+
+@functools.lru_cache(maxsize=512)
+def _values_sql(prefix: str, width: int, count: int, suffix: str = "") -> str:
+    row = "(" + ",".join("?" * width) + ")"
+    return prefix + " VALUES " + ",".join([row] * count) + suffix
+
+
+Insert = tuple[str, str]
+"""(prefix, suffix) of a multi-row INSERT: the rows' VALUES go between them."""
+
+
+def _insert_rows(conn: Any, stmt: Insert, width: int, rows: Sequence[Sequence[Any]]) -> None:
+    """One INSERT of many rows. executemany steps SQLite once per row, and each step
+    releases and retakes the GIL: under concurrent ingest that meant a thread switch per
+    row while the index's write lock was held. Rows per statement stay within SQLite's
+    limit on bound values (999 before SQLite 3.32)."""
+    per = max(1, min(200, _max_variables() // width))
+    for start in range(0, len(rows), per):
+        chunk = rows[start : start + per]
+        conn.execute(_values_sql(stmt[0], width, len(chunk), stmt[1]), [v for r in chunk for v in r])
+
+
+@functools.cache
+def _max_variables() -> int:
+    """Bound values SQLite allows in one statement (a build setting: the same for every
+    connection of the process)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        return int(conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    finally:
+        conn.close()
+
+
+_ATTACHMENT_COLUMNS = (
+    "resource_id, content_type, uuid, compressed_size, uncompressed_size, compression, "
+    "uncompressed_md5, compressed_md5, revision"
+)
+
+
+@functools.cache
+def inserts(d: Dialect) -> dict[str, Insert]:
+    """The multi-row INSERTs of the index in dialect `d`, by table."""
+    return {
+        "resources": ("INSERT INTO resources(id, level, public_id, parent_id, main_tags)", ""),
+        "tags": ("INSERT INTO tags(resource_id, tag, value, norm)", ""),
+        "attachments": d.upsert("attachments", _ATTACHMENT_COLUMNS, "resource_id, content_type"),
+        "metadata": d.upsert("metadata", "resource_id, type, value", "resource_id, type"),
+        "metadata_revision": d.upsert("metadata", "resource_id, type, value, revision", "resource_id, type"),
+        "changes": ("INSERT INTO changes(change_type, level, public_id, date)", ""),
+        "changefeed": (
+            "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp)",
+            "",
+        ),
+        "ext_errors": d.upsert(
+            "ext_errors", "key, instance_id, study_uid, series_uid, sop_uid, created, message", "key, instance_id"
+        ),
+        "properties": d.upsert("properties", "key, value", "key"),
+        "labels": d.insert_ignore("labels", "resource_id, label"),
+        "protected": d.insert_ignore("protected", "resource_id"),
+    }
+
+
+def _norm_of(tag: int, value: str) -> str | None:
+    """The folded form kept beside a text value for case-insensitive finds, only when it differs
+    from the value (most DICOM text is upper-case ASCII already); a query compares both columns."""
+    if tag < 0 or vr_of(tag) not in TEXT_VRS:  # negative: a private extended query tag
+        return None
+    folded = normalize(value)
+    return None if folded == value else folded
+
+
+def _tag_rows(rid: int, main_tags: dict[int, str]) -> list[tuple[int, int, str, str | None]]:
+    return [(rid, t, v, _norm_of(t, v)) for t, v in main_tags.items()]
+
+
+def _feed_row(action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> tuple[str, ...]:
+    """A new change-feed entry: current, or already "deleted" for a deletion."""
+    state = "deleted" if action == "delete" else "current"
+    return (action, state, study, series, sop, instance_id, timestamp)
+
+
+def _attachment_row(resource_id: int, a: Attachment) -> tuple[Any, ...]:
+    return (
+        resource_id,
+        a.content_type,
+        a.uuid,
+        a.compressed_size,
+        a.uncompressed_size,
+        a.compression,
+        a.uncompressed_md5,
+        a.compressed_md5,
+        a.revision,
+    )
+
+
+class SqlTransaction:
+    """`Transaction` over one sqlite3 connection (see index.base for the contract)."""
+
+    def __init__(self, conn: Any, dialect: Dialect = SQLITE) -> None:
+        self._conn = conn
+        self.d = dialect
+        self._ins = inserts(dialect)
+
+    @property
+    def c(self) -> Any:
+        """The connection every statement goes through."""
+        return self._conn
+
+    def _insert(self, table: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
+        _insert_rows(self.c, self._ins[table], width, rows)
+
+    # ------------------------------------------------------------------ queries
+    def lookup(self, public_id: str) -> tuple[int, ResourceType] | None:
+        row = self.c.execute("SELECT id, level FROM resources WHERE public_id=?", (public_id,)).fetchone()
+        return (row[0], ResourceType(row[1])) if row else None
+
+    def _filters(self, ids: Ids, column: str, level_column: str | None = None) -> Iterable[tuple[str, tuple[Any, ...]]]:
+        """SQL conditions (and arguments) selecting `ids`: one for a whole level, else chunks.
+        `level_column` names a level column of the same row (no subquery needed then)."""
+        if isinstance(ids, WholeLevel):
+            if level_column is not None:
+                yield f"{level_column} = ?", (int(ids.level),)
+            else:
+                yield f"{column} IN (SELECT id FROM resources WHERE level = ?)", (int(ids.level),)
+            return
+        for chunk in _chunks(ids):
+            yield f"{column} IN ({_marks(len(chunk))})", tuple(chunk)
+
+    def _keys(self, ids: Ids) -> list[int]:
+        if isinstance(ids, WholeLevel):
+            return [
+                r[0] for r in self.c.execute("SELECT id FROM resources WHERE level=? ORDER BY id", (int(ids.level),))
+            ]
+        return list(ids)
+
+    def lookup_many(self, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]:
+        return _lookup_rows(self.c, public_ids)
+
+    def resources(self, ids: Ids) -> list[ResourceRow]:
+        out: dict[int, ResourceRow] = {}
+        levels = _LEVELS
+        loads = orjson.loads
+        for cond, args in self._filters(ids, "r.id", "r.level"):
+            sql = (
+                "SELECT r.id, r.level, r.public_id, r.parent_id, p.public_id, r.main_tags FROM resources r "
+                f"LEFT JOIN resources p ON p.id = r.parent_id WHERE {cond}"
+            )
+            for rid, level, pub, parent, ppub, tags in self.c.execute(sql, args):
+                out[rid] = ResourceRow(rid, levels[level], pub, parent, ppub, dict(loads(tags)))
+        if isinstance(ids, WholeLevel):
+            return [out[k] for k in sorted(out)]
+        return [out[i] for i in ids if i in out]
+
+    def list_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[int]:
+        sql = "SELECT id FROM resources WHERE level=? ORDER BY id"
+        args: tuple[Any, ...] = (int(level),)
+        if limit > 0 or since > 0:
+            sql += " LIMIT ? OFFSET ?"
+            args += (limit if limit > 0 else self.d.no_limit, since)
+        return [r[0] for r in self.c.execute(sql, args)]
+
+    def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]:
+        out: dict[int, list[tuple[int, str]]] = {i: [] for i in self._keys(ids)}
+        if isinstance(ids, WholeLevel):  # every resource of the level below has its parent there
+            if ids.level is ResourceType.INSTANCE:
+                return out
+            sql = "SELECT parent_id, id, public_id FROM resources WHERE level = ? ORDER BY parent_id, id"
+            for parent, rid, pub in self.c.execute(sql, (int(ids.level) + 1,)):
+                out[parent].append((rid, pub))
+            return out
+        for cond, args in self._filters(ids, "parent_id"):
+            # (parent_id, id) is the order of the parent_id index: no sort step
+            sql = f"SELECT parent_id, id, public_id FROM resources WHERE {cond} ORDER BY parent_id, id"
+            for parent, rid, pub in self.c.execute(sql, args):
+                out[parent].append((rid, pub))
+        return out
+
+    def descendants(self, resource_id: int, level: ResourceType) -> list[int]:
+        row = self.c.execute("SELECT level FROM resources WHERE id=?", (resource_id,)).fetchone()
+        if row is None:
+            return []
+        current = [resource_id]
+        for _ in range(int(level) - row[0]):
+            kids = self.children(current)
+            # Orthanc walks the tree splicing each parent's children in front of the previous
+            # ones: parents come out in reverse order, children in index order.
+            nxt: list[int] = []
+            for parent in reversed(current):
+                nxt.extend(rid for rid, _pub in kids[parent])
+            current = nxt
+        return current
+
+    def ancestor(self, resource_id: int, level: ResourceType) -> int | None:
+        rid: int | None = resource_id
+        while rid is not None:
+            row = self.c.execute("SELECT level, parent_id FROM resources WHERE id=?", (rid,)).fetchone()
+            if row is None:
+                return None
+            if row[0] == level:
+                return rid
+            if row[0] < level:
+                return None
+            rid = row[1]
+        return None
+
+    def metadata(self, ids: Ids, types: Iterable[int] | None = None) -> dict[int, dict[int, str]]:
+        out: dict[int, dict[int, str]] = {i: {} for i in self._keys(ids)}
+        type_list = tuple(types) if types is not None else None
+        for cond, args in self._filters(ids, "resource_id"):
+            sql = f"SELECT resource_id, type, value FROM metadata WHERE {cond}"
+            if type_list is not None:
+                sql += f" AND type IN ({_marks(len(type_list))})"
+                args += type_list
+            for rid, t, v in self.c.execute(sql, args):
+                out[rid][t] = v
+        return out
+
+    def metadata_entry(self, resource_id: int, metadata_type: int) -> tuple[str, int] | None:
+        row = self.c.execute(
+            "SELECT value, revision FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type)
+        ).fetchone()
+        return (row[0], int(row[1])) if row else None
+
+    def any_compressed(self) -> bool:
+        return self.c.execute("SELECT 1 FROM attachments WHERE compression <> 1 LIMIT 1").fetchone() is not None
+
+    def labels(self, ids: Ids) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {i: [] for i in self._keys(ids)}
+        for cond, args in self._filters(ids, "resource_id"):
+            for rid, label in self.c.execute(
+                f"SELECT resource_id, label FROM labels WHERE {cond} ORDER BY label", args
+            ):
+                out[rid].append(label)
+        return out
+
+    def level_summary(
+        self, level: ResourceType, metadata_type: int
+    ) -> list[tuple[int, str, str | None, dict[int, str], list[str], str | None]]:
+        """Every resource of `level`: (id, public id, parent's public id, main tags, children's
+        public ids in index order, one metadata value), in one query (GET /studies?expand)."""
+        sql = (
+            "SELECT r.id, r.public_id, p.public_id, r.main_tags, "
+            f"(SELECT {self.d.group_concat('c.public_id')} FROM resources c WHERE c.parent_id = r.id), "
+            "(SELECT value FROM metadata m WHERE m.resource_id = r.id AND m.type = ?) "
+            "FROM resources r LEFT JOIN resources p ON p.id = r.parent_id WHERE r.level = ? ORDER BY r.id"
+        )
+        loads = orjson.loads
+        return [
+            (rid, pub, ppub, dict(loads(tags)), kids.split(",") if kids else [], value)
+            for rid, pub, ppub, tags, kids, value in self.c.execute(sql, (metadata_type, int(level)))
+        ]
+
+    def all_labels(self) -> list[str]:
+        return [r[0] for r in self.c.execute("SELECT DISTINCT label FROM labels ORDER BY label")]
+
+    def attachments(self, ids: Ids) -> dict[int, list[Attachment]]:
+        out: dict[int, list[Attachment]] = {i: [] for i in self._keys(ids)}
+        for cond, args in self._filters(ids, "resource_id"):
+            sql = (
+                "SELECT resource_id, content_type, uuid, compressed_size, uncompressed_size, compression, "
+                f"uncompressed_md5, compressed_md5, revision FROM attachments WHERE {cond} ORDER BY content_type"
+            )
+            for row in self.c.execute(sql, args):
+                out[row[0]].append(Attachment(*row[1:]))
+        return out
+
+    def find(
+        self,
+        level: ResourceType,
+        constraints: Sequence[TagConstraint],
+        *,
+        parent: int | None = None,
+        labels: Sequence[str] = (),
+        labels_mode: str = "All",
+        metadata_constraints: Sequence[tuple[int, TagConstraint]] = (),
+        order_by: Sequence[OrderBy] = (),
+        since: int = 0,
+        limit: int = 0,
+    ) -> list[int]:
+        """One SELECT compiled by index.findsql (the parent's level is read first)."""
+        parent_ref: tuple[int, int] | None = None
+        if parent is not None:
+            row = self.c.execute("SELECT level FROM resources WHERE id=?", (parent,)).fetchone()
+            if row is None:
+                return []
+            parent_ref = (parent, int(row[0]))
+        sql, args = compile_find(
+            level,
+            constraints,
+            parent=parent_ref,
+            labels=labels,
+            labels_mode=labels_mode,
+            metadata_constraints=metadata_constraints,
+            order_by=order_by,
+            since=since,
+            limit=limit,
+            dialect=self.d,
+        )
+        return [r[0] for r in self.c.execute(sql, args)]
+
+    def count(self, level: ResourceType) -> int:
+        return int(self.c.execute("SELECT COUNT(*) FROM resources WHERE level=?", (int(level),)).fetchone()[0])
+
+    def total_sizes(self) -> tuple[int, int]:
+        row = self.c.execute(
+            "SELECT COALESCE(SUM(compressed_size),0), COALESCE(SUM(uncompressed_size),0) FROM attachments"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def resource_statistics(self, resource_id: int, level: ResourceType) -> dict[str, int]:
+        """Counts of descendants; sizes of the attachments of the resource and of every
+        resource under it (user attachments of a patient or study count, as in Orthanc)."""
+        counts: dict[str, int] = {}
+        current = [resource_id]
+        subtree = [resource_id]
+        for lv in range(int(level) + 1, int(ResourceType.INSTANCE) + 1):
+            nxt: list[int] = []
+            for chunk in _chunks(current):
+                sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))})"
+                nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
+            current = nxt
+            subtree.extend(nxt)
+            counts[ResourceType(lv).label] = len(current)
+        disk = unc = dicom_disk = dicom_unc = 0
+        for chunk in _chunks(subtree):
+            sql = (
+                "SELECT content_type, SUM(compressed_size), SUM(uncompressed_size) FROM attachments "
+                f"WHERE resource_id IN ({_marks(len(chunk))}) GROUP BY content_type"
+            )
+            for ctype, cs, us in self.c.execute(sql, tuple(chunk)):
+                disk += cs
+                unc += us
+                if ctype == 1:
+                    dicom_disk += cs
+                    dicom_unc += us
+        counts.update(disk=disk, uncompressed=unc, dicom_disk=dicom_disk, dicom_uncompressed=dicom_unc)
+        return counts
+
+    def changes(self, since: int, limit: int) -> list[Change]:
+        rows = self.c.execute(
+            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (since, limit),
+        )
+        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in rows]
+
+    def changes_before(self, before: int, limit: int) -> list[Change]:
+        rows = self.c.execute(
+            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            (before, limit),
+        )
+        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
+
+    def last_change(self) -> int:
+        """The last sequence number handed out (Orthanc's GetLastChangeIndex): changes of
+        deleted resources are gone, their numbers are not reused."""
+        row = self.c.execute(self.d.last_sequence("changes")).fetchone()
+        return int(row[0]) if row else 0
+
+    def exports(self, since: int, limit: int) -> list[ExportedResource]:
+        rows = self.c.execute(
+            "SELECT seq, level, public_id, remote_modality, patient_id, study_uid, series_uid, sop_uid, date "
+            "FROM exports WHERE seq > ? ORDER BY seq LIMIT ?",
+            (since, limit),
+        )
+        return [ExportedResource(r[0], ResourceType(r[1]), *r[2:]) for r in rows]
+
+    def last_export(self) -> int:
+        row = self.c.execute("SELECT MAX(seq) FROM exports").fetchone()
+        return int(row[0] or 0)
+
+    def property(self, key: str) -> str | None:
+        row = self.c.execute("SELECT value FROM properties WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def protected_among(self, patient_ids: Sequence[int]) -> set[int]:
+        out: set[int] = set()
+        for chunk in _chunks(patient_ids):
+            sql = f"SELECT resource_id FROM protected WHERE resource_id IN ({_marks(len(chunk))})"
+            out.update(r[0] for r in self.c.execute(sql, tuple(chunk)))
+        return out
+
+    def is_protected(self, patient_id: int) -> bool:
+        return self.c.execute("SELECT 1 FROM protected WHERE resource_id=?", (patient_id,)).fetchone() is not None
+
+    # ------------------------------------------------------------------ writes
+    def create_resource(
+        self, public_id: str, level: ResourceType, parent_id: int | None, main_tags: dict[int, str]
+    ) -> int:
+        rid = int(
+            self.c.execute(
+                "INSERT INTO resources(level, public_id, parent_id, main_tags) VALUES (?,?,?,?) RETURNING id",
+                (int(level), public_id, parent_id, orjson.dumps(list(main_tags.items()))),
+            ).fetchone()[0]
+        )
+        if main_tags:
+            self._insert("tags", 4, _tag_rows(rid, main_tags))
+        return rid
+
+    def set_main_tags(self, resource_id: int, main_tags: dict[int, str]) -> None:
+        row = self.c.execute("SELECT main_tags FROM resources WHERE id=?", (resource_id,)).fetchone()
+        if row is None:
+            return
+        old = [int(tag) for tag, _ in orjson.loads(row[0])]
+        self.c.executemany("DELETE FROM tags WHERE resource_id=? AND tag=?", [(resource_id, t) for t in old])
+        self.c.execute(
+            "UPDATE resources SET main_tags=? WHERE id=?", (orjson.dumps(list(main_tags.items())), resource_id)
+        )
+        if main_tags:
+            self._insert("tags", 4, _tag_rows(resource_id, main_tags))
+
+    def set_metadata(self, resource_id: int, metadata_type: int, value: str, revision: int = 0) -> None:
+        self._insert("metadata_revision", 4, [(resource_id, metadata_type, value, revision)])
+
+    def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        if rows:
+            self._insert("metadata", 3, rows)
+
+    def delete_metadata(self, resource_id: int, metadata_type: int) -> bool:
+        cur = self.c.execute("DELETE FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type))
+        return cur.rowcount > 0
+
+    def add_attachment(self, resource_id: int, a: Attachment) -> None:
+        self._insert("attachments", 9, [_attachment_row(resource_id, a)])
+
+    def set_attachment_md5(self, resource_id: int, content_type: int, uuid: str, md5: str, compressed_md5: str) -> None:
+        self.c.execute(
+            "UPDATE attachments SET uncompressed_md5=?, compressed_md5=? "
+            "WHERE resource_id=? AND content_type=? AND uuid=?",
+            (md5, compressed_md5, resource_id, content_type, uuid),
+        )
+
+    def delete_attachment(self, resource_id: int, content_type: int) -> Attachment | None:
+        found = self.attachments([resource_id])[resource_id]
+        for a in found:
+            if a.content_type == content_type:
+                self.c.execute(
+                    "DELETE FROM attachments WHERE resource_id=? AND content_type=?",
+                    (resource_id, content_type),
+                )
+                return a
+        return None
+
+    def log_change(self, change_type: int, level: ResourceType, public_id: str, date: str) -> None:
+        self.c.execute(
+            "INSERT INTO changes(change_type, level, public_id, date) VALUES (?,?,?,?)",
+            (change_type, int(level), public_id, date),
+        )
+
+    def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
+        if rows:
+            self._insert("changes", 4, [(t, int(lv), pub, d) for t, lv, pub, d in rows])
+
+    def log_export(self, e: ExportedResource) -> None:
+        self.c.execute(
+            "INSERT INTO exports(level, public_id, remote_modality, patient_id, study_uid, series_uid, sop_uid, "
+            "date) VALUES (?,?,?,?,?,?,?,?)",
+            (
+                int(e.level),
+                e.public_id,
+                e.remote_modality,
+                e.patient_id,
+                e.study_uid,
+                e.series_uid,
+                e.sop_uid,
+                e.date,
+            ),
+        )
+
+    def delete_resource(self, resource_id: int) -> Deletion:
+        """Delete a resource, its descendants, and the ancestors it leaves empty."""
+        row = self.c.execute("SELECT level, public_id, parent_id FROM resources WHERE id=?", (resource_id,)).fetchone()
+        if row is None:
+            return Deletion([], [], None)
+        level, _pub, parent = row
+        doomed = [resource_id]
+        layer = [resource_id]
+        for _ in range(int(ResourceType.INSTANCE) - level):
+            nxt: list[int] = []
+            for chunk in _chunks(layer):
+                sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))})"
+                nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
+            doomed.extend(nxt)
+            layer = nxt
+        # Walk up: an ancestor left without children goes too.
+        remaining: tuple[ResourceType, str] | None = None
+        child = resource_id
+        while parent is not None:
+            siblings = self.c.execute(
+                "SELECT COUNT(*) FROM resources WHERE parent_id=? AND id<>?", (parent, child)
+            ).fetchone()[0]
+            prow = self.c.execute("SELECT level, public_id, parent_id FROM resources WHERE id=?", (parent,)).fetchone()
+            if siblings > 0:
+                remaining = (ResourceType(prow[0]), prow[1])
+                break
+            doomed.append(parent)
+            child = parent
+            parent = prow[2]
+        attachments: list[Attachment] = []
+        deleted: list[tuple[ResourceType, str]] = []
+        for chunk in _chunks(doomed):
+            marks = _marks(len(chunk))
+            args = tuple(chunk)
+            for row2 in self.c.execute(
+                "SELECT content_type, uuid, compressed_size, uncompressed_size, compression, uncompressed_md5, "
+                f"compressed_md5, revision FROM attachments WHERE resource_id IN ({marks})",
+                args,
+            ):
+                attachments.append(Attachment(*row2))
+            for lv, pub in self.c.execute(f"SELECT level, public_id FROM resources WHERE id IN ({marks})", args):
+                deleted.append((ResourceType(lv), pub))
+            for table in ("attachments", "metadata", "tags", "labels", "protected"):
+                self.c.execute(f"DELETE FROM {table} WHERE resource_id IN ({marks})", args)
+            self.c.execute(f"DELETE FROM resources WHERE id IN ({marks})", args)
+        # The DICOMweb change feed keeps a "delete" entry for every deleted instance.
+        now = _feed_time()
+        for lv, pub in deleted:
+            if lv is ResourceType.INSTANCE:
+                row = self.c.execute(
+                    "SELECT study_uid, series_uid, sop_uid FROM changefeed WHERE instance_id=? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (pub,),
+                ).fetchone()
+                if row is not None:
+                    self.log_feed("delete", row[0], row[1], row[2], pub, now)
+        # Orthanc's change log rows cascade with their resource: they disappear too.
+        pubs = [pub for _lv, pub in deleted]
+        for i in range(0, len(pubs), _CHUNK):
+            part = pubs[i : i + _CHUNK]
+            self.c.execute(f"DELETE FROM changes WHERE public_id IN ({_marks(len(part))})", tuple(part))
+        return Deletion(attachments, deleted, remaining)
+
+    def log_feed(
+        self,
+        action: str,
+        study: str,
+        series: str,
+        sop: str,
+        instance_id: str,
+        timestamp: str,
+        replaces: bool = True,
+    ) -> None:
+        """A change-feed entry; earlier entries of the instance become "replaced" or "deleted"
+        (`replaces=False`: the caller knows there is no current one)."""
+        if replaces:
+            self.c.execute(
+                "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
+                ("deleted" if action == "delete" else "replaced", instance_id),
+            )
+        self._insert("changefeed", 7, [_feed_row(action, study, series, sop, instance_id, timestamp)])
+
+    def feed(self, offset: int, limit: int) -> list[tuple[Any, ...]]:
+        return self.c.execute(
+            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (offset, limit),
+        ).fetchall()
+
+    def feed_latest(self) -> tuple[Any, ...] | None:
+        row = self.c.execute(
+            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return tuple(row) if row else None
+
+    def clear_changes(self) -> None:
+        self.c.execute("DELETE FROM changes")
+
+    # --- extended query tags
+    _EXT_COLUMNS = "key, tag, private_creator, vr, level, status, query_status, operation, error_count"
+
+    def ext_tags(self) -> list[ExtTagRow]:
+        return [ExtTagRow(*row) for row in self.c.execute(f"SELECT {self._EXT_COLUMNS} FROM ext_tags ORDER BY key")]
+
+    def add_ext_tag(self, tag: int, private_creator: str, vr: str, level: int, operation: str) -> int:
+        row = self.c.execute(
+            "INSERT INTO ext_tags(tag, private_creator, vr, level, status, query_status, operation) "
+            "VALUES (?,?,?,?,'Adding','Enabled',?) RETURNING key",
+            (tag, private_creator, vr, level, operation),
+        ).fetchone()
+        return int(row[0])
+
+    def update_ext_tag(self, key: int, **fields: Any) -> None:
+        allowed = {"status", "query_status", "operation"}
+        assert set(fields) <= allowed
+        assignments = ", ".join(f"{name}=?" for name in fields)
+        self.c.execute(f"UPDATE ext_tags SET {assignments} WHERE key=?", (*fields.values(), key))
+
+    def delete_ext_tag(self, key: int, storage_tag: int | None) -> None:
+        """The tag, its indexed values (unless `storage_tag` is None) and its errors."""
+        if storage_tag is not None:
+            self.c.execute("DELETE FROM tags WHERE tag=?", (storage_tag,))
+        self.c.execute("DELETE FROM ext_errors WHERE key=?", (key,))
+        self.c.execute("DELETE FROM ext_tags WHERE key=?", (key,))
+
+    def add_tag_values(self, rows: Sequence[tuple[int, int, str, str | None]]) -> None:
+        """Searchable values (resource, tag, value, normalized) unless the resource has the tag already."""
+        self.c.executemany(
+            "INSERT INTO tags(resource_id, tag, value, norm) SELECT ?, ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM tags WHERE resource_id=? AND tag=?)",
+            [(r, t, v, n, r, t) for r, t, v, n in rows],
+        )
+
+    def add_ext_errors(self, key: int, rows: Sequence[tuple[str, str, str, str, str, str]]) -> None:
+        """Errors (instance, study, series, sop, created, message) of a re-index; the tag's count follows."""
+        if rows:
+            self._insert("ext_errors", 7, [(key, *r) for r in rows])
+        self.c.execute(
+            "UPDATE ext_tags SET error_count=(SELECT COUNT(*) FROM ext_errors WHERE key=?) WHERE key=?", (key, key)
+        )
+
+    def ext_errors(self, key: int, offset: int, limit: int) -> list[tuple[str, str, str, str, str]]:
+        return [
+            tuple(r)
+            for r in self.c.execute(
+                "SELECT study_uid, series_uid, sop_uid, created, message FROM ext_errors WHERE key=? "
+                "ORDER BY created, instance_id LIMIT ? OFFSET ?",
+                (key, limit, offset),
+            )
+        ]
+
+    def clear_exports(self) -> None:
+        self.c.execute("DELETE FROM exports")
+
+    def add_label(self, resource_id: int, label: str) -> None:
+        self._insert("labels", 2, [(resource_id, label)])
+
+    def remove_label(self, resource_id: int, label: str) -> None:
+        self.c.execute("DELETE FROM labels WHERE resource_id=? AND label=?", (resource_id, label))
+
+    def set_property(self, key: str, value: str) -> None:
+        self._insert("properties", 2, [(key, value)])
+
+    def set_protected(self, patient_id: int, protected: bool) -> None:
+        if protected:
+            self._insert("protected", 1, [(patient_id,)])
+        else:
+            self.c.execute("DELETE FROM protected WHERE resource_id=?", (patient_id,))
