@@ -9,7 +9,6 @@ import logging
 import signal
 import socket
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,26 +17,21 @@ from aiohttp.typedefs import Middleware
 from . import dicomweb, rest
 from .config import Settings
 from .core.context import ServerContext
-from .index.sqlite import SqliteIndex
-from .storage.filesystem import FilesystemStorage
+from .index.registry import open_index
+from .storage.registry import open_storage
 from .web.forms import form_middleware
 from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
 from .web.responses import BIG_READ
 
 log = logging.getLogger("orthanc_py")
 
-INDEX_FILENAME = "orthanc_py-index.sqlite"
 MAX_BODY = 1 << 34
 
 
 def build_context(settings: Settings) -> ServerContext:
-    """Open the storage area and the index named by the settings."""
-    storage = FilesystemStorage(settings.storage_directory, sync=settings.sync_storage_area)
-    # Files are fsynced before their index rows commit (SyncStorageArea); the index itself runs
-    # WAL with synchronous=NORMAL: a commit survives a process crash or kill -9, and a power loss
-    # can only forget the newest rows (leaving unreferenced files), never point at a missing file.
-    index = SqliteIndex(Path(settings.index_directory) / INDEX_FILENAME, durable=False)
-    return ServerContext(settings, index, storage)
+    """Open the storage area and the index the settings ask for (index/registry.py and
+    storage/registry.py map configuration sections to backends)."""
+    return ServerContext(settings, open_index(settings), open_storage(settings))
 
 
 def build_app(ctx: ServerContext) -> web.Application:

@@ -1,0 +1,29 @@
+"""Backends picked from configuration sections (index/registry.py, storage/registry.py)."""
+
+from __future__ import annotations
+
+from orthanc_py.config import from_raw
+from orthanc_py.index import registry as index_registry
+from orthanc_py.storage import registry as storage_registry
+
+
+def test_the_default_backends_without_a_section(tmp_path):
+    settings = from_raw({"StorageDirectory": str(tmp_path)})
+    assert index_registry.select(settings).name == "sqlite"
+    assert storage_registry.select(settings).name == "filesystem"
+
+
+def test_a_section_enabling_a_registered_backend_selects_it(tmp_path):
+    fake_index = index_registry.IndexBackend("pg", "PostgreSQL", lambda s: None)  # type: ignore[arg-type,return-value]
+    fake_storage = storage_registry.StorageBackend("pg", "PostgreSQL", lambda s: None)  # type: ignore[arg-type,return-value]
+    on = from_raw({"StorageDirectory": str(tmp_path), "PostgreSQL": {"EnableIndex": True, "EnableStorage": False}})
+    assert index_registry.select(on, (*index_registry.BACKENDS, fake_index)).name == "pg"
+    assert storage_registry.select(on, (*storage_registry.BACKENDS, fake_storage)).name == "filesystem"
+    off = from_raw({"StorageDirectory": str(tmp_path), "PostgreSQL": {"EnableIndex": False}})
+    assert index_registry.select(off, (*index_registry.BACKENDS, fake_index)).name == "sqlite"
+
+
+def test_a_section_of_no_registered_backend_is_ignored(tmp_path):
+    """As Orthanc ignores the section of a plugin it did not load."""
+    settings = from_raw({"StorageDirectory": str(tmp_path), "PostgreSQL": {"EnableIndex": True}})
+    assert index_registry.select(settings).name == "sqlite"
