@@ -28,15 +28,9 @@ from .base import (
 )
 from .dialect import SQLITE, Dialect
 from .findsql import compile_find
+from .rules import delete_cascade, feed_state
 
 _CHUNK = 500
-
-
-def _feed_time() -> str:
-    """ISO 8601 UTC with microseconds, as the Azure change feed reports its Timestamp."""
-    import datetime
-
-    return datetime.datetime.now(datetime.UTC).isoformat()
 
 
 _LEVELS = {int(lv): lv for lv in ResourceType}
@@ -132,7 +126,7 @@ def _tag_rows(rid: int, main_tags: dict[int, str]) -> list[tuple[int, int, str, 
 
 def _feed_row(action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> tuple[str, ...]:
     """A new change-feed entry: current, or already "deleted" for a deletion."""
-    state = "deleted" if action == "delete" else "current"
+    state = feed_state(action)[0]
     return (action, state, study, series, sop, instance_id, timestamp)
 
 
@@ -524,67 +518,30 @@ class SqlTransaction:
         )
 
     def delete_resource(self, resource_id: int) -> Deletion:
-        """Delete a resource, its descendants, and the ancestors it leaves empty."""
-        row = self.c.execute("SELECT level, public_id, parent_id FROM resources WHERE id=?", (resource_id,)).fetchone()
-        if row is None:
-            return Deletion([], [], None)
-        level, _pub, parent = row
-        doomed = [resource_id]
-        layer = [resource_id]
-        for _ in range(int(ResourceType.INSTANCE) - level):
-            nxt: list[int] = []
-            for chunk in _chunks(layer):
-                sql = f"SELECT id FROM resources WHERE parent_id IN ({_marks(len(chunk))})"
-                nxt.extend(r[0] for r in self.c.execute(sql, tuple(chunk)))
-            doomed.extend(nxt)
-            layer = nxt
-        # Walk up: an ancestor left without children goes too.
-        remaining: tuple[ResourceType, str] | None = None
-        child = resource_id
-        while parent is not None:
-            siblings = self.c.execute(
-                "SELECT COUNT(*) FROM resources WHERE parent_id=? AND id<>?", (parent, child)
-            ).fetchone()[0]
-            prow = self.c.execute("SELECT level, public_id, parent_id FROM resources WHERE id=?", (parent,)).fetchone()
-            if siblings > 0:
-                remaining = (ResourceType(prow[0]), prow[1])
-                break
-            doomed.append(parent)
-            child = parent
-            parent = prow[2]
-        attachments: list[Attachment] = []
-        deleted: list[tuple[ResourceType, str]] = []
-        for chunk in _chunks(doomed):
-            marks = _marks(len(chunk))
-            args = tuple(chunk)
-            for row2 in self.c.execute(
-                "SELECT content_type, uuid, compressed_size, uncompressed_size, compression, uncompressed_md5, "
-                f"compressed_md5, revision FROM attachments WHERE resource_id IN ({marks})",
-                args,
-            ):
-                attachments.append(Attachment(*row2))
-            for lv, pub in self.c.execute(f"SELECT level, public_id FROM resources WHERE id IN ({marks})", args):
-                deleted.append((ResourceType(lv), pub))
+        """Delete a resource, its descendants, and the ancestors it leaves empty (index.rules)."""
+        return delete_cascade(self, resource_id)
+
+    def remove_resources(self, ids: Sequence[int]) -> None:
+        """Delete the rows of these resources from every table (no cascade: index.rules decides)."""
+        for chunk in _chunks(ids):
+            marks, args = _marks(len(chunk)), tuple(chunk)
             for table in ("attachments", "metadata", "tags", "labels", "protected"):
                 self.c.execute(f"DELETE FROM {table} WHERE resource_id IN ({marks})", args)
             self.c.execute(f"DELETE FROM resources WHERE id IN ({marks})", args)
-        # The DICOMweb change feed keeps a "delete" entry for every deleted instance.
-        now = _feed_time()
-        for lv, pub in deleted:
-            if lv is ResourceType.INSTANCE:
-                row = self.c.execute(
-                    "SELECT study_uid, series_uid, sop_uid FROM changefeed WHERE instance_id=? "
-                    "ORDER BY seq DESC LIMIT 1",
-                    (pub,),
-                ).fetchone()
-                if row is not None:
-                    self.log_feed("delete", row[0], row[1], row[2], pub, now)
-        # Orthanc's change log rows cascade with their resource: they disappear too.
-        pubs = [pub for _lv, pub in deleted]
-        for i in range(0, len(pubs), _CHUNK):
-            part = pubs[i : i + _CHUNK]
-            self.c.execute(f"DELETE FROM changes WHERE public_id IN ({_marks(len(part))})", tuple(part))
-        return Deletion(attachments, deleted, remaining)
+
+    def forget_changes(self, public_ids: Sequence[str]) -> None:
+        """Remove the change-log rows of these resources."""
+        for i in range(0, len(public_ids), _CHUNK):
+            part = tuple(public_ids[i : i + _CHUNK])
+            self.c.execute(f"DELETE FROM changes WHERE public_id IN ({_marks(len(part))})", part)
+
+    def last_feed_entry(self, instance_id: str) -> tuple[str, str, str] | None:
+        """(study, series, SOP instance UID) of the newest change-feed entry of an instance."""
+        row = self.c.execute(
+            "SELECT study_uid, series_uid, sop_uid FROM changefeed WHERE instance_id=? ORDER BY seq DESC LIMIT 1",
+            (instance_id,),
+        ).fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     def log_feed(
         self,
@@ -601,7 +558,7 @@ class SqlTransaction:
         if replaces:
             self.c.execute(
                 "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
-                ("deleted" if action == "delete" else "replaced", instance_id),
+                (feed_state(action)[1], instance_id),
             )
         self._insert("changefeed", 7, [_feed_row(action, study, series, sop, instance_id, timestamp)])
 
