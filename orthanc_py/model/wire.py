@@ -1,0 +1,134 @@
+"""What a stored DICOM file becomes on the wire: the one reading used by every sender (C-STORE
+SCU, the C-STORE sub-operations of C-MOVE and C-GET).
+
+Ingest accepts files the way DCMTK does: with or without the 128-byte preamble and "DICM", with
+no, partial or disagreeing File Meta Information. A sender must read them the same way, and send
+the dataset as it was received: `stored_dataset` returns a pydicom dataset whose identity
+(SOP class and instance) comes from the dataset itself, whose transfer syntax is the encoding
+the bytes really use, and which carries those bytes (`encoded_body`) so that the network layer
+can send them untouched when the peer accepted that syntax. Anything that changes the dataset
+(`for_peer` transcoding) drops the bytes, so that pydicom encodes what was changed.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Collection
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import UID
+
+from ..imaging.transcode import CannotTranscode, recode
+from .parsing import EXPLICIT_VR_BE, IMPLICIT_VR_LE
+
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+_ENCODED = "_orthanc_encoded_body"
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+
+
+def body_offset(data: bytes) -> int:
+    """Offset of the dataset in a stored file: after the preamble and "DICM" when present, and
+    after the leading group 0002 elements (File Meta Information, possibly without preamble)."""
+    pos = 132 if len(data) >= 132 and data[128:132] == b"DICM" else 0
+    n = len(data)
+    while pos + 8 <= n:
+        (group,) = struct.unpack_from("<H", data, pos)
+        if group != 0x0002:
+            break
+        vr = data[pos + 4 : pos + 6]
+        if vr.isalpha() and vr.isupper():
+            if vr in _LONG_VRS:
+                if pos + 12 > n:
+                    break
+                (length,) = struct.unpack_from("<I", data, pos + 8)
+                head = 12
+            else:
+                (length,) = struct.unpack_from("<H", data, pos + 6)
+                head = 8
+        else:  # implicit VR meta (seen in old files)
+            (length,) = struct.unpack_from("<I", data, pos + 4)
+            head = 8
+        if length == 0xFFFFFFFF or pos + head + length > n:
+            break
+        pos += head + length
+    return pos
+
+
+def _syntax_of(implicit: bool | None, little: bool | None) -> str:
+    if implicit:
+        return IMPLICIT_VR_LE
+    return EXPLICIT_VR_LE if little is not False else EXPLICIT_VR_BE
+
+
+def stored_dataset(data: bytes) -> Dataset:
+    """The stored file `data` as the dataset to send (see the module docstring)."""
+    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    implicit, little = ds.original_encoding
+    meta = getattr(ds, "file_meta", None)
+    if meta is None:
+        meta = ds.file_meta = FileMetaDataset()
+    declared = str(getattr(meta, "TransferSyntaxUID", "") or "")
+    try:
+        uid = UID(declared)
+        agrees = (
+            bool(declared)
+            and uid.is_transfer_syntax
+            and (uid.is_implicit_VR, uid.is_little_endian)
+            == (
+                implicit,
+                little,
+            )
+        )
+    except (ValueError, AttributeError):
+        agrees = False
+    ts = declared if agrees else _syntax_of(implicit, little)
+    meta.TransferSyntaxUID = UID(ts)
+    # the identity the peer needs is the dataset's, whatever the meta says
+    for meta_kw, kw in (("MediaStorageSOPClassUID", "SOPClassUID"), ("MediaStorageSOPInstanceUID", "SOPInstanceUID")):
+        value = ds.get(kw)
+        if value is not None:
+            setattr(meta, meta_kw, value)
+    object.__setattr__(ds, _ENCODED, (ts, data[body_offset(data) :]))
+    return ds
+
+
+def encoded_body(ds: Any, implicit: bool, little: bool, deflated: bool) -> bytes | None:
+    """The bytes the dataset was stored with, when they are its encoding in the syntax asked for
+    (the dataset was not transcoded since `stored_dataset`); None otherwise."""
+    held = getattr(ds, _ENCODED, None) if isinstance(ds, Dataset) else None
+    if held is None:
+        return None
+    ts, body = held
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or str(getattr(meta, "TransferSyntaxUID", "")) != ts:
+        return None
+    uid = UID(ts)
+    if (uid.is_implicit_VR, uid.is_little_endian, uid.is_deflated) != (implicit, little, deflated):
+        return None
+    return bytes(body)
+
+
+def wire_syntax(ds: Dataset) -> str:
+    """The transfer syntax the dataset is (to be) encoded in."""
+    return str(ds.file_meta.TransferSyntaxUID)
+
+
+def for_peer(ds: Dataset, accepted: Collection[str]) -> bool:
+    """Make `ds` go in one of the `accepted` transfer syntaxes: unchanged when its own is
+    accepted, else transcoded to Explicit, then Implicit VR Little Endian, as Orthanc does.
+    False when no accepted syntax can be reached."""
+    ts = wire_syntax(ds)
+    if ts in accepted:
+        return True
+    for target in (EXPLICIT_VR_LE, IMPLICIT_VR_LE):
+        if target in accepted:
+            try:
+                recode(ds, target)
+            except CannotTranscode:
+                return False
+            object.__setattr__(ds, _ENCODED, None)
+            return True
+    return False
