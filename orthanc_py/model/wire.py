@@ -13,7 +13,7 @@ can send them untouched when the peer accepted that syntax. Anything that change
 from __future__ import annotations
 
 import io
-import struct
+import warnings
 from collections.abc import Collection
 from typing import Any
 
@@ -22,39 +22,15 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
 from ..imaging.transcode import CannotTranscode, recode
-from .parsing import EXPLICIT_VR_BE, IMPLICIT_VR_LE
+from .parsing import EXPLICIT_VR_BE, IMPLICIT_VR_LE, dataset_offset
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 _ENCODED = "_orthanc_encoded_body"
-_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
 
 
 def body_offset(data: bytes) -> int:
-    """Offset of the dataset in a stored file: after the preamble and "DICM" when present, and
-    after the leading group 0002 elements (File Meta Information, possibly without preamble)."""
-    pos = 132 if len(data) >= 132 and data[128:132] == b"DICM" else 0
-    n = len(data)
-    while pos + 8 <= n:
-        (group,) = struct.unpack_from("<H", data, pos)
-        if group != 0x0002:
-            break
-        vr = data[pos + 4 : pos + 6]
-        if vr.isalpha() and vr.isupper():
-            if vr in _LONG_VRS:
-                if pos + 12 > n:
-                    break
-                (length,) = struct.unpack_from("<I", data, pos + 8)
-                head = 12
-            else:
-                (length,) = struct.unpack_from("<H", data, pos + 6)
-                head = 8
-        else:  # implicit VR meta (seen in old files)
-            (length,) = struct.unpack_from("<I", data, pos + 4)
-            head = 8
-        if length == 0xFFFFFFFF or pos + head + length > n:
-            break
-        pos += head + length
-    return pos
+    """Offset of the dataset in a stored file, found as ingest found it."""
+    return dataset_offset(data)
 
 
 def _syntax_of(implicit: bool | None, little: bool | None) -> str:
@@ -65,7 +41,9 @@ def _syntax_of(implicit: bool | None, little: bool | None) -> str:
 
 def stored_dataset(data: bytes) -> Dataset:
     """The stored file `data` as the dataset to send (see the module docstring)."""
-    ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    with warnings.catch_warnings():  # pydicom warns about what ingest tolerates
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
     implicit, little = ds.original_encoding
     meta = getattr(ds, "file_meta", None)
     if meta is None:
@@ -108,6 +86,8 @@ def encoded_body(ds: Any, implicit: bool, little: bool, deflated: bool) -> bytes
     uid = UID(ts)
     if (uid.is_implicit_VR, uid.is_little_endian, uid.is_deflated) != (implicit, little, deflated):
         return None
+    if deflated and len(body) % 2:
+        return bytes(body) + b"\x00"  # the deflate stream padded to even length, as PS3.5 wants
     return bytes(body)
 
 
