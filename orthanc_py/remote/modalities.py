@@ -41,6 +41,7 @@ class _Pooled:
     contexts: frozenset[tuple[str, str]]
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
+    sock: Any = None
 
 
 def _network_error(modality: Modality, details: str) -> OrthancError:
@@ -247,7 +248,7 @@ class DicomScu:
         for sop, ts in sorted(contexts):
             ae.add_requested_context(sop, [ts])
         assoc = self._associate(ae, modality)
-        fresh = _Pooled(assoc, contexts)
+        fresh = _Pooled(assoc, contexts, sock=getattr(getattr(assoc.dul, "socket", None), "socket", None))
         fresh.lock.acquire()
         with self._lock:
             if key not in self._pool or not self._pool[key].lock.locked():
@@ -271,6 +272,12 @@ class DicomScu:
                 pooled.assoc.release()
         except Exception:
             log.debug("release failed", exc_info=True)
+        # a peer that went away makes pynetdicom drop its socket without closing it
+        if pooled.sock is not None:
+            try:
+                pooled.sock.close()
+            except OSError:
+                log.debug("closing the socket failed", exc_info=True)
 
     def _reap(self) -> None:
         while not self._stop.wait(0.5):
