@@ -54,6 +54,7 @@ KEYS: tuple[Key, ...] = (
     Key("DicomAlwaysAllowFind", False, "Answer C-FIND from peers not in DicomModalities"),
     Key("DicomAlwaysAllowMove", False, "Answer C-MOVE from peers not in DicomModalities"),
     Key("DicomAlwaysAllowGet", False, "Answer C-GET from peers not in DicomModalities"),
+    Key("DicomEchoChecksFind", False, "C-ECHO SCU also checks that the peer answers a C-FIND"),
     Key("SynchronousCMove", True, "An incoming C-MOVE sends the instances before answering (else: as a job)"),
     Key("DicomCheckModalityHost", False, "A peer is known only if its IP matches the Host of its modality"),
     Key("DicomScpTimeout", 30, "Seconds of inactivity before an incoming association is closed"),
@@ -109,6 +110,7 @@ class Settings:
     dicom_always_allow_move: bool = False
     dicom_always_allow_get: bool = False
     synchronous_cmove: bool = True
+    dicom_echo_checks_find: bool = False
     dicom_check_modality_host: bool = False
     dicom_scp_timeout: float = 30.0
     unknown_sop_class_accepted: bool = False
@@ -334,6 +336,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_move=_bool(merged["DicomAlwaysAllowMove"], "DicomAlwaysAllowMove"),
         dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
         synchronous_cmove=_bool(merged["SynchronousCMove"], "SynchronousCMove"),
+        dicom_echo_checks_find=_bool(merged["DicomEchoChecksFind"], "DicomEchoChecksFind"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),
         dicom_scp_timeout=float(merged["DicomScpTimeout"]),
         unknown_sop_class_accepted=_bool(merged["UnknownSopClassAccepted"], "UnknownSopClassAccepted"),

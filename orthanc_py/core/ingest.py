@@ -80,6 +80,7 @@ def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tup
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
     if data[128:132] != b"DICM":  # Orthanc finds the pixel data offset only after a preamble
         parsed.pixel_data_offset = None
+        parsed.pixel_data_vr = None
     if check is not None:
         check(parsed)
     storage = ctx.storage

@@ -13,7 +13,7 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import ExportedResource, Transaction
 from ..model import maintags as mt
 from ..model.enums import FileContentType, MetadataType, ResourceType
-from ..model.modality import Modality, UnknownManufacturer, parse_modality
+from ..model.modality import BadField, Modality, OutOfRange, parse_modality
 from ..remote.modalities import DicomScu, StoreItem
 from .context import ServerContext, now_iso
 from .resources import lookup_in
@@ -39,20 +39,26 @@ class ModalityRegistry:
         try:
             return self._items[name]
         except KeyError:
-            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"No modality with symbolic name: {name}") from None
+            raise OrthancError(
+                ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}"
+            ) from None
 
     def put(self, name: str, value: Any) -> Modality:
         try:
             modality = parse_modality(value)
-        except UnknownManufacturer as exc:
+        except OutOfRange as exc:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
-        except ValueError as exc:
+        except BadField as exc:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
+        except ValueError as exc:  # Orthanc gives no details for the other malformed entries
+            log.info("PUT /modalities/%s: %s", name, exc)
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from exc
         self._items[name] = modality
         return modality
 
     def delete(self, name: str) -> None:
-        self.get(name)
+        if name not in self._items:
+            raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}")
         del self._items[name]
 
     def by_aet(self, aet: str) -> list[tuple[str, Modality]]:
@@ -145,8 +151,6 @@ async def store(
     """C-STORE every instance under the given resources to the modality. Fails (OrthancError,
     as Orthanc's job) at the first instance the peer does not store, unless `permissive`.
     `on_progress(done, total)` is called once before the first instance, then after each."""
-    if not public_ids:
-        raise OrthancError(ErrorCode.BAD_REQUEST, "No resource to send")
     plan, resources = await ctx.index.read(lambda txn: _instances_to_send(txn, public_ids))
     storage = ctx.storage
     items = [
@@ -159,6 +163,8 @@ async def store(
     progress = (lambda done: on_progress(done, total)) if on_progress is not None else None
     if on_progress is not None:
         on_progress(0, total)
+    if not items:
+        return StoreReport(0, 0, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
     _sent, failed = await ctx.run(
         scu.store, modality, items, move_originator_aet, move_originator_id, progress, permissive
     )

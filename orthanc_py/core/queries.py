@@ -14,12 +14,15 @@ from ..model.enums import ResourceType
 from ..model.lookup import parse_tag, vr_of
 from ..model.maintags import format_tag
 from ..model.modality import Modality
+from ..model.modules import MODULE_TAGS
 from .context import ServerContext
 
 MODEL_STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 MODEL_PATIENT_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.1.1"
 MODEL_STUDY_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 MODEL_PATIENT_ROOT_MOVE = "1.2.840.10008.5.1.4.1.2.1.2"
+MODEL_STUDY_ROOT_GET = "1.2.840.10008.5.1.4.1.2.2.3"
+MODEL_PATIENT_ROOT_GET = "1.2.840.10008.5.1.4.1.2.1.3"
 QUERY_RETRIEVE_LEVEL = mt.tag(0x0008, 0x0052)
 # The keys Orthanc adds (empty, "universal") to every C-FIND it sends, by level.
 IDENTIFIER_KEYS = {
@@ -96,48 +99,10 @@ class QueryRegistry:
         del self._items[qid]
 
 
-def _tags(*pairs: tuple[int, int]) -> frozenset[int]:
-    return frozenset(mt.tag(g, e) for g, e in pairs)
-
-
-# The attributes of the DICOM module of each level that a normalized query may keep (PS3.3:
-# Patient C.7-1 with the Issuer of Patient ID macro, General Study C.7-3, General Series C.7-5
-# with the Performed Procedure Step Summary macro, SOP Common C.12-1 with Digital Signatures).
-MODULE_TAGS = {
-    ResourceType.PATIENT: _tags(
-        (0x0010, 0x0010), (0x0010, 0x0020), (0x0010, 0x0030), (0x0010, 0x0040), (0x0008, 0x1120),
-        (0x0010, 0x0032), (0x0010, 0x1000), (0x0010, 0x1002), (0x0010, 0x1001), (0x0010, 0x2160),
-        (0x0010, 0x4000), (0x0010, 0x2201), (0x0010, 0x2202), (0x0010, 0x2292), (0x0010, 0x2293),
-        (0x0010, 0x2294), (0x0010, 0x2297), (0x0010, 0x2298), (0x0010, 0x2299), (0x0012, 0x0062),
-        (0x0012, 0x0063), (0x0012, 0x0064), (0x0010, 0x0021), (0x0010, 0x0024),
-    ),
-    ResourceType.STUDY: _tags(
-        (0x0020, 0x000D), (0x0008, 0x0020), (0x0008, 0x0030), (0x0008, 0x0090), (0x0008, 0x0096),
-        (0x0020, 0x0010), (0x0008, 0x0050), (0x0008, 0x0051), (0x0008, 0x1030), (0x0008, 0x1048),
-        (0x0008, 0x1049), (0x0008, 0x1060), (0x0008, 0x1062), (0x0032, 0x1034), (0x0008, 0x1110),
-        (0x0008, 0x1032), (0x0040, 0x1012),
-    ),
-    ResourceType.SERIES: _tags(
-        (0x0008, 0x0060), (0x0020, 0x000E), (0x0020, 0x0011), (0x0020, 0x0060), (0x0008, 0x0021),
-        (0x0008, 0x0031), (0x0008, 0x1050), (0x0008, 0x1052), (0x0018, 0x1030), (0x0008, 0x103E),
-        (0x0008, 0x103F), (0x0008, 0x1070), (0x0008, 0x1072), (0x0008, 0x1111), (0x0008, 0x1250),
-        (0x0018, 0x0015), (0x0018, 0x5100), (0x0028, 0x0108), (0x0029, 0x0109), (0x0040, 0x0275),
-        (0x0010, 0x2210), (0x0040, 0x0253), (0x0040, 0x0244), (0x0040, 0x0245), (0x0040, 0x0254),
-        (0x0040, 0x0260), (0x0040, 0x0280),
-    ),
-    ResourceType.INSTANCE: _tags(
-        (0x0008, 0x0016), (0x0008, 0x0018), (0x0008, 0x0005), (0x0008, 0x0012), (0x0008, 0x0013),
-        (0x0008, 0x0014), (0x0008, 0x001A), (0x0008, 0x001B), (0x0008, 0x0110), (0x0008, 0x0201),
-        (0x0018, 0xA001), (0x0020, 0x0013), (0x0100, 0x0410), (0x0100, 0x0420), (0x0100, 0x0424),
-        (0x0100, 0x0426), (0x0400, 0x0500), (0x0400, 0x0561), (0x0040, 0xA390), (0x0028, 0x0303),
-        (0x4FFE, 0x0001), (0xFFFA, 0xFFFA),
-    ),
-}  # fmt: skip
-
-
 def allowed_tags(level: ResourceType) -> set[int]:
     """The keys a normalized query keeps (Orthanc's NormalizeFindQuery): the attributes of the
-    level's module and of the modules above, the level's computed counters, SpecificCharacterSet."""
+    level's DICOM module and of the modules above (model.modules, the tables behind /module),
+    the level's computed counters, SpecificCharacterSet."""
     out = {mt.SPECIFIC_CHARACTER_SET, *_COUNTERS[level]}
     lv: ResourceType | None = level
     while lv is not None:
@@ -222,16 +187,22 @@ def _element_value(tag: int, vr: str, value: str) -> Any:
     return value
 
 
-def parse_query(query: dict[str, Any]) -> dict[int, str]:
-    """The body's "Query" as tags; Orthanc's errors for a bad key or a non-string value."""
+def parse_query(query: Any, field: str = "Query") -> dict[int, str]:
+    """A JSON object of DICOM tags (names or "gggg,eeee") to strings, as tags; Orthanc's
+    BadFileFormat naming the field otherwise."""
+    wrong = OrthancError(
+        ErrorCode.BAD_FILE_FORMAT, f"Associative array of DICOM tags to strings expected in field: {field}"
+    )
+    if not isinstance(query, dict):
+        raise wrong
     out: dict[int, str] = {}
     for key, value in query.items():
         try:
             tag = parse_tag(key)
-        except ValueError as exc:
-            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}") from exc
+        except ValueError:
+            raise wrong from None
         if not isinstance(value, str):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'Tag "{key}" should be associated with a string')
+            raise wrong
         out[tag] = value
     return out
 
@@ -307,3 +278,31 @@ async def retrieve(
     model = MODEL_PATIENT_ROOT_MOVE if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_MOVE
     for identifier in identifiers:
         await ctx.run(ctx.scu.move, modality, identifier, model, target_aet)
+
+
+async def retrieve_get(
+    ctx: ServerContext, modality: Modality, level: ResourceType, identifiers: list[Any]
+) -> list[list[str]]:
+    """C-GET each identifier from the modality: the instances come back on our association and
+    are stored here as if received by C-STORE. The public IDs received, per identifier."""
+    import asyncio
+
+    from . import ingest
+
+    loop = asyncio.get_running_loop()
+    model = MODEL_PATIENT_ROOT_GET if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_GET
+    origin = ingest.Origin(
+        "DicomProtocol",
+        remote_ip=modality.host,
+        remote_aet=modality.aet,
+        called_aet=modality.local_aet or ctx.settings.dicom_aet,
+    )
+
+    def store(data: bytes, _aet: str) -> str | None:
+        return ingest.store_blocking(ctx, data, origin, loop).ids.instance
+
+    out = []
+    for identifier in identifiers:
+        _status, received = await ctx.run(ctx.scu.get, modality, identifier, model, store)
+        out.append(received)
+    return out

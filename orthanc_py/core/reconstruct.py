@@ -6,12 +6,23 @@ tags": reconstruction after changing the main DICOM tags or after a modification
 
 from __future__ import annotations
 
-from ..index.base import Transaction
+import functools
+from dataclasses import dataclass
+
+from ..index.base import Attachment, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.parsing import ParsedInstance, parse
+from .content import change_compression
 from .context import ServerContext
 from .ingest import SIGNATURES
-from .resources import instance_ids_of
+from .resources import lookup_in
+
+
+@dataclass(frozen=True, slots=True)
+class _Instance:
+    id: int
+    public_id: str
+    attachment: Attachment
 
 
 def _rewrite(txn: Transaction, iid: int, p: ParsedInstance) -> str | None:
@@ -45,21 +56,62 @@ def _rewrite(txn: Transaction, iid: int, p: ParsedInstance) -> str | None:
     return p.ids.series
 
 
-def _all_instances(txn: Transaction) -> list[tuple[int, str]]:
-    ids = txn.list_ids(ResourceType.INSTANCE)
-    attachments = txn.attachments(ids)
-    return [(i, a.uuid) for i in ids for a in attachments.get(i, ()) if a.content_type == FileContentType.DICOM]
-
-
-async def reconstruct(ctx: ServerContext, public_id: str | None, level: ResourceType | None) -> None:
-    """Reconstruct one resource (all its instances), or every instance when `public_id` is None."""
+def _instances(txn: Transaction, public_id: str | None, level: ResourceType | None) -> list[_Instance]:
+    """The instances of a resource (all of them when `public_id` is None), with their file."""
     if public_id is None or level is None:
-        instances = await ctx.index.read(_all_instances)
+        ids = txn.list_ids(ResourceType.INSTANCE)
     else:
-        instances = await instance_ids_of(ctx, public_id, level)
-    for iid, uuid in instances:
-        data = await ctx.run(ctx.storage.read, uuid, int(FileContentType.DICOM))
+        rid, _ = lookup_in(txn, public_id, level)
+        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
+    rows = {r.id: r.public_id for r in txn.resources(ids)} if ids else {}
+    attachments = txn.attachments(ids) if ids else {}
+    return [
+        _Instance(i, rows[i], a)
+        for i in ids
+        if i in rows
+        for a in attachments.get(i, ())
+        if a.content_type == FileContentType.DICOM
+    ]
+
+
+def _rewrite_level(txn: Transaction, iid: int, p: ParsedInstance, level: ResourceType) -> str | None:
+    """Only the main tags of the instance's ancestor at `level` (LimitToThisLevelMainDicomTags)."""
+    rid = iid if level is ResourceType.INSTANCE else txn.ancestor(iid, level)
+    if rid is None:
+        return None
+    tags = p.main_tags[level]
+    if level is ResourceType.STUDY:
+        tags = {**p.main_tags[ResourceType.PATIENT], **tags}
+    txn.set_main_tags(rid, tags)
+    txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level])
+    return p.ids.series
+
+
+async def reconstruct(
+    ctx: ServerContext,
+    public_id: str | None,
+    level: ResourceType | None,
+    this_level_only: bool = False,
+    files: bool = False,
+) -> None:
+    """Reconstruct one resource (all its instances), or every instance when `public_id` is None.
+    `this_level_only` (Orthanc 1.12.4's LimitToThisLevelMainDicomTags): only the resource's own
+    main tags, read from one of its instances. `files` (ReconstructFiles): the files are stored
+    again as StorageCompression says now."""
+    instances = await ctx.index.read(functools.partial(_instances, public_id=public_id, level=level))
+    if this_level_only and level is not None:
+        instances = instances[:1]
+    for inst in instances:
+        a = inst.attachment
+        data = await ctx.run(ctx.storage.read_file, a.uuid, a.content_type, a.compression)
         parsed = await ctx.run(parse, data)
-        series = await ctx.index.write(lambda txn, i=iid, p=parsed: _rewrite(txn, i, p))  # type: ignore[misc]
+        if this_level_only and level is not None:
+            write = functools.partial(_rewrite_level, iid=inst.id, p=parsed, level=level)
+        else:
+            write = functools.partial(_rewrite, iid=inst.id, p=parsed)
+        series = await ctx.index.write(write)
         if series is not None:
             ctx.series_cache.invalidate(series)
+        if files and not this_level_only:
+            compressed = ctx.storage.compression
+            await change_compression(ctx, inst.public_id, ResourceType.INSTANCE, a.content_type, compressed)

@@ -530,7 +530,10 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     if content_type not in ("image/jpeg", "image/png"):
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Unsupported contentType {content_type}", http_status=406)
     fmt = "PNG" if content_type == "image/png" else "JPEG"
-    image = await ctx.run(render.render_image, data, 0, fmt, False)
+    try:
+        image = await ctx.run(render.render_image, data, 0, fmt, False)
+    except (IndexError, ValueError) as exc:
+        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render this instance: {exc}") from exc
     return web.Response(body=image, content_type=content_type)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -35,6 +35,7 @@ from ..index.base import Transaction
 from ..model import maintags as mt
 from ..model.charsets import ENCODINGS, python_codec
 from ..model.enums import ResourceType
+from ..model.filemeta import file_meta_bytes
 from ..model.lookup import parse_constraint, vr_of
 from ..model.parsing import element_text
 from ..model.wire import for_peer, stored_dataset, wire_syntax
@@ -67,10 +68,6 @@ IMPLICIT_LE = "1.2.840.10008.1.2"
 # The order Orthanc prefers when a requestor proposes several syntaxes in one context
 # (pynetdicom accepts the first of the acceptor's list that the requestor proposed).
 PREFERRED = (EXPLICIT_LE, EXPLICIT_BE, IMPLICIT_LE)
-# Orthanc writes the File Meta Information of a received instance with the identifiers of the
-# DCMTK it is built with (the header's size shows in PixelDataOffset).
-IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.7"
-IMPLEMENTATION_VERSION_NAME = "OFFIS_DCMTK_367"
 
 
 def preferred_first(syntaxes: list[str] | tuple[str, ...]) -> list[str]:
@@ -82,26 +79,6 @@ def storage_syntaxes(accepted: tuple[str, ...]) -> list[str]:
     """The transfer syntaxes offered to C-STORE requestors: what AcceptedTransferSyntaxes matched
     (never none: an SCP that accepts no syntax at all would refuse every association)."""
     return preferred_first(list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3]))
-
-
-def file_meta_bytes(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
-    """Preamble, "DICM" and the File Meta Information of a received instance, as Orthanc writes them."""
-    import io
-
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.uid import UID
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class)
-    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
-    meta.TransferSyntaxUID = UID(transfer_syntax)
-    meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    out = io.BytesIO()
-    out.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(out, meta, enforce_standard=True)  # type: ignore[arg-type]
-    return out.getvalue()
 
 
 _QR_LEVEL_NAMES = {
@@ -261,7 +238,9 @@ class DicomServer:
             self.ctx.settings, permission, str(requestor.ae_title).strip(), str(requestor.address)
         )
         if not ok:
+            # Orthanc aborts the association of a request it does not allow
             log.warning("%s refused for AET %s (not allowed by DicomModalities)", permission, requestor.ae_title)
+            event.assoc.abort()
         return ok
 
     def _on_echo(self, event: Any) -> int:
@@ -377,13 +356,15 @@ class DicomServer:
         storage = self.ctx.storage
         return [(u, storage.path(u, 1), sop, ts) for u, sop, ts in self.ctx.index.read_blocking(run)]
 
-    def _datasets(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Dataset]:
+    def _datasets(
+        self, accepted_contexts: list[Any], files: list[tuple[str, str | None, str, str]]
+    ) -> Iterator[Dataset]:
         """The files as datasets, one at a time (a large study never sits in memory whole), read
         as ingest accepted them (`model.wire`, the same reading as the C-STORE SCU): sent as
         stored when the association accepted their transfer syntax, else transcoded to one it
         has (Explicit VR Little Endian first), as Orthanc does."""
         accepted: dict[str, list[str]] = {}
-        for cx in event.assoc.accepted_contexts:
+        for cx in accepted_contexts:
             accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
         for uuid, _path, sop, _ts in files:
             ds = stored_dataset(self.ctx.storage.read(uuid, 1))
@@ -392,10 +373,18 @@ class DicomServer:
                 log.warning("cannot transcode %s to any of %s", wire_syntax(ds), syntaxes)
             yield ds
 
-    def _sub_operations(self, event: Any, files: list[tuple[str, str | None, str, str]]) -> Iterator[Any]:
-        """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each."""
+    def _sub_operations(
+        self,
+        event: Any,
+        files: list[tuple[str, str | None, str, str]],
+        accepted: Callable[[], list[Any]] | None = None,
+    ) -> Iterator[Any]:
+        """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each.
+        `accepted`: the contexts of the association they go on (C-GET: the requestor's own), known
+        once pynetdicom has opened it, that is after the count."""
         yield len(files)
-        for ds in self._datasets(event, files):
+        contexts = accepted() if accepted is not None else event.assoc.accepted_contexts
+        for ds in self._datasets(list(contexts), files):
             if event.is_cancelled:
                 yield status.CANCEL, None
                 return
@@ -408,9 +397,10 @@ class DicomServer:
         return self.ctx.index.read_blocking(run)
 
     def _on_move(self, event: Any) -> Iterator[Any]:
-        """C-MOVE SCP, as Orthanc with SynchronousCMove off: the destination must be a known
-        modality (by AET); the matches are sent by a DicomModalityStore job on an association of
-        its own, and the C-MOVE answers at once. Nothing matched: no job."""
+        """C-MOVE SCP: the destination must be a known modality (by AET). SynchronousCMove (the
+        default): the instances are sent before the C-MOVE answers. Off: a DicomModalityStore
+        job sends them on an association of its own and the C-MOVE answers at once. Nothing
+        matched: 0xC000 and no job, as Orthanc."""
         if not self._allowed(event, "AllowMove"):
             yield None, None
             return
@@ -430,40 +420,57 @@ class DicomServer:
         if self.ctx.settings.synchronous_cmove:
             yield from self._move_now(event, modality, req, error)
             return
-        yield modality.host, modality.port
+        public_ids = self._matched_public_ids(req) if req is not None and error is None else []
+        # a failure is reported as a sub-operation's, on an association pynetdicom opens first
+        yield modality.host, modality.port, {"contexts": [_verification_context()], "ae_title": modality.aet}
         if error is not None:
             yield 1
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
-        public_ids = self._matched_public_ids(req) if req is not None else []
-        if public_ids:
-            originator = str(event.assoc.requestor.ae_title).strip()
-            message_id = int(getattr(event.request, "MessageID", 0) or 0)
-            future = asyncio.run_coroutine_threadsafe(
-                core_modalities.submit_move_job(
-                    self.ctx, self.ctx.scu, name, modality, public_ids, originator, message_id
-                ),
-                self.loop,
-            )
-            future.result()
+        if not public_ids:
+            yield from _nothing_to_move()
+            return
+        originator = str(event.assoc.requestor.ae_title).strip()
+        message_id = int(getattr(event.request, "MessageID", 0) or 0)
+        future = asyncio.run_coroutine_threadsafe(
+            core_modalities.submit_move_job(self.ctx, self.ctx.scu, name, modality, public_ids, originator, message_id),
+            self.loop,
+        )
+        future.result()
         yield 0
 
     def _move_now(self, event: Any, modality: Any, req: FindRequest | None, error: Exception | None) -> Iterator[Any]:
         """SynchronousCMove: pynetdicom runs the C-STORE sub-operations on an association of its
-        own, proposing the instances' classes, before the C-MOVE answers."""
+        own before the C-MOVE answers. Each class is proposed in its stored syntax and, apart,
+        uncompressed, so that a file the destination cannot take as stored is transcoded."""
         from pynetdicom.presentation import build_context
 
         files = self._instance_files(req) if req is not None and error is None else []
-        pairs = sorted({(sop, ts or EXPLICIT_LE) for _u, _p, sop, ts in files if sop})
         contexts = [build_context(Verification)]
-        for sop, ts in pairs[:120]:
-            contexts.append(build_context(sop, list(dict.fromkeys([ts, EXPLICIT_LE, IMPLICIT_LE]))))
-        yield modality.host, modality.port, {"contexts": contexts, "ae_title": modality.aet}
+        stored: dict[str, set[str]] = {}
+        for _u, _p, sop, ts in files:
+            if sop:
+                stored.setdefault(sop, set()).update({ts} if ts and ts not in (EXPLICIT_LE, IMPLICIT_LE) else ())
+        for sop, syntaxes in sorted(stored.items()):
+            contexts.extend(build_context(sop, [ts]) for ts in sorted(syntaxes))
+            contexts.append(build_context(sop, [EXPLICIT_LE, IMPLICIT_LE]))
+        if len(contexts) > 128:  # the most a requestor may propose (PS3.8 9.3.2.2)
+            contexts = contexts[:128]
+        store_assoc: list[Any] = []
+        handlers = [(evt.EVT_ESTABLISHED, lambda e: store_assoc.append(e.assoc))]
+        yield (
+            modality.host,
+            modality.port,
+            {"contexts": contexts, "ae_title": modality.aet, "evt_handlers": handlers},
+        )
         if error is not None:
             yield 1
             yield status.MOVE_IDENTIFIER_MISMATCH, None
             return
-        yield from self._sub_operations(event, files)
+        if not files:
+            yield from _nothing_to_move()
+            return
+        yield from self._sub_operations(event, files, lambda: store_assoc[0].accepted_contexts if store_assoc else [])
 
     def _on_get(self, event: Any) -> Iterator[Any]:
         """C-GET SCP: the instances go back on the requestor's own association."""
@@ -494,16 +501,13 @@ class DicomServer:
         s = self.ctx.settings
         try:
             level_text, req, requested = self._parse_query(identifier)
-        except KeyError:
-            yield status.FIND_IDENTIFIER_MISMATCH, None
-            return
         except Exception as exc:
             log.warning("C-FIND with an invalid identifier: %s", exc)
             yield status.FIND_UNABLE_TO_PROCESS, None
             return
         level = req.level
         limit = s.limit_find_instances if level is ResourceType.INSTANCE else s.limit_find_results
-        req.limit = limit
+        req.limit = limit + 1 if limit else 0  # one more tells whether the answers were cut
 
         def run(txn: Transaction) -> list[dict[int, str | None]]:
             return answers(self.ctx, txn, level, find_ids(self.ctx, txn, req), requested)
@@ -514,6 +518,9 @@ class DicomServer:
             log.warning("C-FIND failed: %s", exc)
             yield status.FIND_UNABLE_TO_PROCESS, None
             return
+        truncated = bool(limit) and len(matches) > limit
+        if truncated:
+            matches = matches[:limit]
         charset = ENCODINGS.get(self.ctx.default_encoding) or "ISO_IR 100"
         codec = python_codec(charset)
         for values in matches:
@@ -524,11 +531,19 @@ class DicomServer:
             ds.SpecificCharacterSet = charset
             ds.QueryRetrieveLevel = level_text
             for t in requested:
-                vr = identifier[t].VR if identifier[t].VR not in ("UN", None) else vr_of(t)
+                asked = identifier[t].VR
+                if asked == "SQ":
+                    # an empty sequence, as Orthanc 1.10.1 answers for a resource without it
+                    ds.add_new(t, "SQ", [])
+                    continue
                 value = values.get(t)
                 if value is None or value == "":
-                    ds.add_new(t, vr, None if vr != "SQ" else [])
+                    # echoed with the VR it was asked with (Orthanc: UN for a private tag)
+                    ds.add_new(t, "UN" if (t >> 16) & 1 else asked or vr_of(t), None)
                     continue
+                vr = asked if asked not in ("UN", None) else vr_of(t)
+                if vr in ("UN", "SQ"):
+                    vr = "LO"
                 if vr in _TEXT_VRS:
                     # encoded here: what the character set cannot hold is dropped, as Orthanc does
                     ds.add_new(t, vr, value.encode(codec, "ignore"))
@@ -536,6 +551,24 @@ class DicomServer:
                 ds.add_new(t, vr, _typed(vr, value))
             ds.add_new(RETRIEVE_AE_TITLE, "AE", s.dicom_aet)
             yield status.PENDING, ds
+        if truncated:
+            # Orthanc ends a query cut at LimitFindResults/LimitFindInstances with "matching
+            # terminated due to cancel" rather than success
+            yield status.CANCEL, None
+
+
+def _verification_context() -> Any:
+    """A fresh context (pynetdicom numbers the contexts it is given)."""
+    from pynetdicom.presentation import build_context
+
+    return build_context(Verification)
+
+
+def _nothing_to_move() -> Iterator[Any]:
+    """Orthanc fails a C-MOVE that matches nothing with 0xC000 (unable to process). pynetdicom
+    sends a failure status only as a sub-operation's, so one is announced."""
+    yield 1
+    yield status.MOVE_UNABLE_TO_PROCESS, None
 
 
 _WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "UN"})

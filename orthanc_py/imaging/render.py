@@ -10,11 +10,18 @@ from PIL import Image
 
 
 def decode_frame(data: bytes, frame: int) -> np.ndarray:
-    """The pixels of one frame (IndexError when out of range, ValueError when undecodable)."""
+    """The pixels of one frame (IndexError when out of range, ValueError when undecodable).
+
+    A missing Pixel Representation is read as unsigned, as DCMTK (hence Orthanc) reads it."""
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     if "PixelData" not in ds:
         raise ValueError("no pixel data")
-    arr = ds.pixel_array
+    if "PixelRepresentation" not in ds:
+        ds.PixelRepresentation = 0
+    try:
+        arr = ds.pixel_array
+    except (AttributeError, KeyError, NotImplementedError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"cannot decode the pixel data: {exc}") from exc
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frames > 1:
         if frame >= arr.shape[0]:

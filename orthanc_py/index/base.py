@@ -99,6 +99,8 @@ class OrderBy:
     tag: int | None
     metadata: int | None
     ascending: bool
+    cast: str = ""
+    """"" compares the text; "int" or "float" the number it holds (DicomTagAsInt, MetadataAsFloat...)."""
 
 
 @dataclass(frozen=True, slots=True)

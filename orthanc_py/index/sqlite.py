@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 import orjson
 
 from ..model.enums import ResourceType
-from ..model.lookup import MatchKind, TagConstraint, normalize, vr_of
+from ..model.lookup import TEXT_VRS, MatchKind, TagConstraint, normalize, vr_of
 from ..model.maintags import LEVEL_OF_TAG
 from .base import (
     Attachment,
@@ -123,12 +123,6 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX changefeed_instance ON changefeed(instance_id);
     """,
-    # 4: revisions of metadata (ETag / If-Match, as Orthanc 1.9.2+); compressed attachments are
-    # found at once (a partial index: rows of uncompressed files, the default, never enter it)
-    """
-    ALTER TABLE metadata ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX attachments_compressed ON attachments(compression) WHERE compression <> 1;
-    """,
     # 3: extended query tags (Azure DICOM); their values live in `tags` like main tags
     """
     CREATE TABLE ext_tags (
@@ -153,6 +147,17 @@ MIGRATIONS: tuple[str, ...] = (
         message TEXT NOT NULL,
         PRIMARY KEY (key, instance_id)
     ) WITHOUT ROWID;
+    """,
+    # 4: revisions of metadata (ETag / If-Match, as Orthanc 1.9.2+); compressed attachments are
+    # found at once (a partial index: rows of uncompressed files, the default, never enter it)
+    """
+    ALTER TABLE metadata ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX attachments_compressed ON attachments(compression) WHERE compression <> 1;
+    """,
+    # 5: case-insensitive /tools/find on every text VR (not only PN): the folded value of text
+    # main tags, where it differs from the value (orthanc_fold is registered by _migrate)
+    """
+    UPDATE tags SET norm = orthanc_fold(tag, value) WHERE norm IS NULL AND orthanc_fold(tag, value) IS NOT NULL;
     """,
 )
 
@@ -182,10 +187,6 @@ def _marks(n: int) -> str:
 def _glob(pattern: str) -> str:
     """DICOM wildcard -> SQLite GLOB (only '[' is special to GLOB and not to DICOM)."""
     return pattern.replace("[", "[[]")
-
-
-def _is_pn(tag: int) -> bool:
-    return vr_of(tag) == "PN"
 
 
 def _lookup_rows(conn: sqlite3.Connection, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]:
@@ -229,8 +230,17 @@ _CHANGES = "INSERT INTO changes(change_type, level, public_id, date)"
 _FEED = "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp)"
 
 
+def _norm_of(tag: int, value: str) -> str | None:
+    """The folded form kept beside a text value for case-insensitive finds, only when it differs
+    from the value (most DICOM text is upper-case ASCII already); a query compares both columns."""
+    if tag < 0 or vr_of(tag) not in TEXT_VRS:  # negative: a private extended query tag
+        return None
+    folded = normalize(value)
+    return None if folded == value else folded
+
+
 def _tag_rows(rid: int, main_tags: dict[int, str]) -> list[tuple[int, int, str, str | None]]:
-    return [(rid, t, v, normalize(v) if _is_pn(t) else None) for t, v in main_tags.items()]
+    return [(rid, t, v, _norm_of(t, v)) for t, v in main_tags.items()]
 
 
 def _feed_row(action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> tuple[str, ...]:
@@ -422,34 +432,45 @@ class SqlTransaction:
                 out[row[0]].append(Attachment(*row[1:]))
         return out
 
-    def _tag_condition(self, c: TagConstraint, args: list[Any]) -> str:
-        """SQL over the `tags` table (columns value/norm) for one constraint."""
-        insensitive = not c.case_sensitive and _is_pn(c.tag)
-        col = "norm" if insensitive else "value"
-
-        def prep(v: str) -> str:
-            return normalize(v) if insensitive else v
+    @staticmethod
+    def _tag_condition(c: TagConstraint, args: list[Any], col: str = "value") -> str:
+        """SQL on one column (`value`, or `norm` for folded values) for one constraint, its
+        values taken as they are."""
 
         def single(v: str) -> str:
             if "*" in v or "?" in v:
-                args.append(_glob(prep(v)))
+                args.append(_glob(v))
                 return f"{col} GLOB ?"
-            args.append(prep(v))
+            args.append(v)
             return f"{col} = ?"
 
         if c.kind is MatchKind.RANGE:
             low, high = c.values
             parts = []
             if low:
-                parts.append("value >= ?")
+                parts.append(f"{col} >= ?")
                 args.append(low)
             if high:
-                parts.append("value <= ?")
+                parts.append(f"{col} <= ?")
                 args.append(high)
             return " AND ".join(parts) or "1"
         if c.kind is MatchKind.LIST:
             return "(" + " OR ".join(single(v) for v in c.values) + ")"
         return single(c.values[0])
+
+    def _tag_subquery(self, c: TagConstraint, args: list[Any]) -> str:
+        """Ids of the resources whose `tags` rows match one constraint. A case-insensitive one
+        compares the folded query with both columns (`norm` holds the folded value only where it
+        differs from `value`), as two indexed searches rather than one OR that SQLite may scan."""
+        if c.case_sensitive or c.kind is MatchKind.RANGE:
+            args.append(c.tag)
+            return f"SELECT resource_id FROM tags WHERE tag = ? AND {self._tag_condition(c, args)}"
+        folded = TagConstraint(c.tag, c.level, c.kind, tuple(normalize(v) for v in c.values), True)
+        args.append(c.tag)
+        first = f"SELECT resource_id FROM tags WHERE tag = ? AND {self._tag_condition(folded, args)}"
+        args.append(c.tag)
+        second = f"SELECT resource_id FROM tags WHERE tag = ? AND {self._tag_condition(folded, args, 'norm')}"
+        return f"{first} UNION ALL {second}"
 
     def find(
         self,
@@ -484,10 +505,9 @@ class SqlTransaction:
             return alias
 
         for c in constraints:
-            tag_level = int(c.level) if c.level is not None else int(level)
-            sub_args: list[Any] = [c.tag]
-            cond = self._tag_condition(c, sub_args)
-            subquery = f"SELECT resource_id FROM tags WHERE tag = ? AND {cond}"
+            tag_level = self._stored_level(c.level, level)
+            sub_args: list[Any] = []
+            subquery = self._tag_subquery(c, sub_args)
             if tag_level <= int(level):
                 where.append(f"{alias_for(tag_level)}.id IN ({subquery})")
                 args.extend(sub_args)
@@ -527,13 +547,20 @@ class SqlTransaction:
         for i, o in enumerate(order_by):
             direction = "ASC" if o.ascending else "DESC"
             if o.tag is not None:
-                tl = LEVEL_OF_TAG.get(o.tag, level)
-                target = alias_for(int(tl)) if int(tl) <= int(level) else "r"
+                tl = self._stored_level(LEVEL_OF_TAG.get(o.tag, level), level)
+                target = alias_for(tl) if tl <= int(level) else "r"
                 joins.append(f"LEFT JOIN tags o{i} ON o{i}.resource_id = {target}.id AND o{i}.tag = ?")
-                order_sql.append((f"o{i}.value {direction}", o.tag))
+                key = o.tag
             elif o.metadata is not None:
                 joins.append(f"LEFT JOIN metadata o{i} ON o{i}.resource_id = r.id AND o{i}.type = ?")
-                order_sql.append((f"o{i}.value {direction}", o.metadata))
+                key = o.metadata
+            else:
+                continue
+            value = {"int": f"CAST(o{i}.value AS INTEGER)", "float": f"CAST(o{i}.value AS REAL)"}.get(
+                o.cast, f"o{i}.value"
+            )
+            # Resources without the key come last whatever the direction (as Orthanc's SQL does).
+            order_sql.append((f"o{i}.value IS NULL, {value} {direction}", key))
         join_args = [v for _, v in order_sql]
         sql = "SELECT r.id FROM resources r " + " ".join(joins) + " WHERE " + " AND ".join(where)
         sql += " ORDER BY " + ", ".join([s for s, _ in order_sql] + ["r.public_id"])
@@ -543,6 +570,17 @@ class SqlTransaction:
         # Join arguments come before WHERE arguments in the SQL text.
         ordered_args = self._order_args(joins, join_args, args)
         return [r[0] for r in self.c.execute(sql, ordered_args)]
+
+    @staticmethod
+    def _stored_level(tag_level: ResourceType | None, level: ResourceType) -> int:
+        """The level whose rows hold a main tag for a find at `level`: each study keeps its own
+        copy of the patient tags, so below the patient level they are matched on the study (two
+        studies of one PatientID may name the patient differently)."""
+        if tag_level is None:
+            return int(level)
+        if tag_level is ResourceType.PATIENT and level is not ResourceType.PATIENT:
+            return int(ResourceType.STUDY)
+        return int(tag_level)
 
     @staticmethod
     def _order_args(joins: list[str], join_args: list[Any], args: list[Any]) -> list[Any]:
@@ -1031,6 +1069,7 @@ class SqliteIndex:
 
     def _migrate(self) -> None:
         conn = self._writer_conn
+        conn.create_function("orthanc_fold", 2, _norm_of, deterministic=True)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for number, script in enumerate(MIGRATIONS, start=1):
             if number <= version:

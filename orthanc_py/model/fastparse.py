@@ -129,7 +129,12 @@ def _header(data: bytes, pos: int, implicit: bool) -> tuple[int, bytes, int, int
     return (group << 16) | elem, vr, length, 8
 
 
-def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool) -> int:
+MAX_DEPTH = 64
+"""Nesting the fast path reads itself; real files stay far below (pydicom's recursive reader
+gives up near 190 levels)."""
+
+
+def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool, depth: int = 0) -> int:
     """End of an undefined-length value that pydicom parses as a sequence, even before pixel data.
 
     Only the shape pydicom reads exactly like `parsing._walk_items` passes: items with exact
@@ -139,14 +144,18 @@ def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool) -> in
         entry = DicomDictionary.get(tag)
         if not (entry[0] == "SQ" if entry else tag >> 16 & 1 and data[pos : pos + 4] == b"\xfe\xff\x00\xe0"):
             raise _Fallback
-        return _items(data, pos, True, True)
+        return _items(data, pos, True, True, depth)
     if vr not in (b"SQ", b"UN"):
         raise _Fallback
-    return _items(data, pos, vr == b"UN", False)
+    return _items(data, pos, vr == b"UN", False, depth)
 
 
-def _items(data: bytes, pos: int, implicit: bool, assumed: bool) -> int:
-    """Items up to the sequence delimiter; `assumed`: pydicom's VR mode before its per-item check."""
+def _items(data: bytes, pos: int, implicit: bool, assumed: bool, depth: int = 0) -> int:
+    """Items up to the sequence delimiter; `assumed`: pydicom's VR mode before its per-item check.
+    Sequences nested deeper than `MAX_DEPTH` fall back: pydicom, which reads the file for every
+    later request, decides whether it can be read at all."""
+    if depth >= MAX_DEPTH:
+        raise _Fallback
     n = len(data)
     while True:
         if pos + 8 > n:
@@ -175,7 +184,7 @@ def _items(data: bytes, pos: int, implicit: bool, assumed: bool) -> int:
                 raise _Fallback
             pos += head
             if length == _UNDEFINED:
-                pos = _undefined(data, pos, tag, vr, implicit)
+                pos = _undefined(data, pos, tag, vr, implicit, depth + 1)
             else:
                 pos += length
         if pos > (n if end is None else end):
@@ -245,9 +254,9 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
     if vr in _SINGLE:
         return _decode(raw, codec).rstrip(" \x00")
     if vr == b"PN":
+        # Kept as written, with every component group: pydicom's PersonName drops trailing empty
+        # groups (`Wang^XiaoDong=王^小东=`), Orthanc does not, and DICOMweb answers count them.
         parts = _decode(raw.rstrip(b"\x00 "), codec).split("\\")
-        if any("=" in p for p in parts):
-            raise _Fallback  # PersonName drops empty trailing component groups
         return "\\".join(p.rstrip(" \x00") for p in parts)
     if vr == b"IS" or vr == b"DS":
         text = raw.decode("latin-1")

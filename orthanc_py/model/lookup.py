@@ -20,6 +20,8 @@ from .enums import ResourceType
 from .maintags import LEVEL_OF_TAG
 
 RANGE_VRS = frozenset({"DA", "DT", "TM"})
+TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+"""The VRs on which wildcards are defined (PS3.4 C.2.2.2.4) and where case can matter."""
 
 
 class MatchKind(enum.Enum):
@@ -61,7 +63,8 @@ def parse_tag(text: str) -> int:
     m = _TAG_RE.match(text.strip())
     if m:
         return (int(m.group(1), 16) << 16) | int(m.group(2), 16)
-    t = tag_for_keyword(text.strip())
+    # pydicom's dictionary has entries without a keyword: "" must not name one of them
+    t = tag_for_keyword(text.strip()) if text.strip() else None
     if t is None:
         raise ValueError(f"Unknown DICOM tag: {text}")
     return int(t)
@@ -84,16 +87,22 @@ def keyword_of(tag: int) -> str | None:
 
 
 def parse_constraint(
-    tag: int, text: str, case_sensitive_pn: bool = True, star_is_universal: bool = True
+    tag: int,
+    text: str,
+    case_sensitive_pn: bool = True,
+    star_is_universal: bool = True,
+    any_text_vr: bool = False,
 ) -> TagConstraint | None:
     """Turn a query value into a constraint; None means universal matching.
 
     An empty value is universal. "*" is universal in DICOM; Orthanc's /tools/find treats it as
     "the tag is present" (`star_is_universal=False`). PN values match case-insensitively unless
-    `case_sensitive_pn`; ranges apply to DA/DT/TM.
+    `case_sensitive_pn`; with `any_text_vr` (Orthanc's /tools/find "CaseSensitive") that choice
+    applies to every text VR. Ranges apply to DA/DT/TM.
     """
     vr = vr_of(tag)
-    case_sensitive = not (vr == "PN" and not case_sensitive_pn)
+    folds = vr in TEXT_VRS if any_text_vr else vr == "PN"
+    case_sensitive = not (folds and not case_sensitive_pn)
     level = LEVEL_OF_TAG.get(tag)
     if text == "" or (text == "*" and star_is_universal):
         return None

@@ -3,7 +3,7 @@ or the object form with AET/Host/Port and the Allow* permissions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 PERMISSIONS = (
@@ -31,8 +31,13 @@ _OBSOLETE_MANUFACTURERS = {
 }
 
 
-class UnknownManufacturer(ValueError):
-    """A manufacturer name Orthanc does not know (its ParameterOutOfRange)."""
+class OutOfRange(ValueError):
+    """A value Orthanc refuses as ParameterOutOfRange (unknown manufacturer, port outside
+    1..65534); other malformed entries are its BadFileFormat."""
+
+
+class BadField(ValueError):
+    """A field of the wrong JSON type; Orthanc names it in its BadFileFormat details."""
 
 
 def parse_manufacturer(value: Any) -> str:
@@ -42,7 +47,7 @@ def parse_manufacturer(value: Any) -> str:
         return text
     if text in _OBSOLETE_MANUFACTURERS:
         return _OBSOLETE_MANUFACTURERS[text]
-    raise UnknownManufacturer(f'Unknown modality manufacturer: "{text}"')
+    raise OutOfRange(f'Unknown modality manufacturer: "{text}"')
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class Modality:
     manufacturer: str = "Generic"
     local_aet: str = ""
     timeout: int = 0
+    use_dicom_tls: bool = False
     permissions: tuple[tuple[str, bool], ...] = tuple((p, True) for p in PERMISSIONS)
 
     def allows(self, permission: str) -> bool:
@@ -71,14 +77,15 @@ class Modality:
                 "Manufacturer": self.manufacturer,
                 "Port": self.port,
                 "Timeout": self.timeout,
-                "UseDicomTls": False,
+                "UseDicomTls": self.use_dicom_tls,
             }
         )
         return out
 
 
 def parse_modality(value: Any) -> Modality:
-    """Read one configuration entry; ValueError with a readable message when malformed."""
+    """Read one configuration entry; ValueError (OutOfRange for what Orthanc calls out of range)
+    with Orthanc's message when malformed."""
     if isinstance(value, list):
         if len(value) not in (3, 4) or not isinstance(value[0], str) or not isinstance(value[1], str):
             raise ValueError("a modality must be [AET, host, port] or [AET, host, port, manufacturer]")
@@ -91,21 +98,25 @@ def parse_modality(value: Any) -> Modality:
             raise ValueError(f"a modality needs AET, Host and Port (missing {exc.args[0]})") from None
         if not isinstance(aet, str) or not isinstance(host, str):
             raise ValueError("AET and Host must be strings")
-        base = Modality(
+        timeout = value.get("Timeout", 0)
+        if not isinstance(timeout, int) or isinstance(timeout, bool):
+            raise BadField("Integer value expected in field: Timeout")
+        flags = {}
+        for p in (*PERMISSIONS, "UseDicomTls"):
+            v = value.get(p, p != "UseDicomTls")
+            if not isinstance(v, bool):
+                raise BadField(f"Boolean value expected in field: {p}")
+            flags[p] = v
+        return Modality(
             aet,
             host,
             port,
             parse_manufacturer(value.get("Manufacturer", "Generic")),
             str(value.get("LocalAet", "")),
-            int(value.get("Timeout", 0) or 0),
+            timeout,
+            flags["UseDicomTls"],
+            tuple((p, flags[p]) for p in PERMISSIONS),
         )
-        perms = []
-        for p in PERMISSIONS:
-            v = value.get(p, True)
-            if not isinstance(v, bool):
-                raise ValueError(f"{p} must be a Boolean")
-            perms.append((p, v))
-        return replace(base, permissions=tuple(perms))
     raise ValueError("a modality must be an array or an object")
 
 
@@ -114,6 +125,6 @@ def _port(value: Any) -> int:
         port = int(value)
     except (TypeError, ValueError):
         raise ValueError(f"bad port: {value!r}") from None
-    if not 0 < port < 65536:
-        raise ValueError(f"bad port: {value!r}")
+    if not 0 < port < 65535:
+        raise OutOfRange(f"A TCP port number must be in range [1..65534], but found: {port}")
     return port

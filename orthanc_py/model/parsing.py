@@ -80,6 +80,16 @@ def un_text(ds: Dataset, tag: int, value: bytes) -> str | None:
         return decode_bytes(value.split(b"\0", 1)[0], encodings, set())
 
 
+def _keep_empty_groups(text: str, raw: bytes) -> str:
+    """A person name with the trailing empty component groups it was written with
+    (`Wang^XiaoDong=王^小东=`): pydicom's PersonName drops them, Orthanc keeps the value as
+    written, and DICOMweb answers count the groups."""
+    raw = raw.rstrip(b" \x00")
+    written = len(raw) - len(raw.rstrip(b"="))
+    kept = len(text) - len(text.rstrip("="))
+    return text + "=" * (written - kept) if written > kept else text
+
+
 def element_text(value: Any) -> str | None:
     """A DICOM value as Orthanc shows it in main tags; None for binary values.
 
@@ -317,6 +327,8 @@ def parse(data: bytes, default_encoding: str = "Latin1") -> ParsedInstance:
                         values[t] = "\\".join(p.rstrip(" \x00") for p in raw.split("\\")).rstrip(" \x00")
                         continue
                 text = element_text(ds[t].value)
+                if text is not None and isinstance(item, RawDataElement) and item.VR == "PN":
+                    text = _keep_empty_groups(text, bytes(item.value or b""))
                 if text is not None:
                     values[t] = text
             main[level] = values

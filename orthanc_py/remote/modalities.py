@@ -17,12 +17,30 @@ from typing import Any
 
 from ..errors import ErrorCode, OrthancError
 from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE
+from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
 from ..model.wire import for_peer, stored_dataset, wire_syntax
 
 log = logging.getLogger("orthanc_py.scu")
 
 VERIFICATION = "1.2.840.10008.1.1"
+# What a C-GET SCU accepts the instances in: uncompressed first, then the usual compressions
+# (an instance is kept as the peer sends it).
+GET_SYNTAXES = [
+    EXPLICIT_LE,
+    IMPLICIT_LE,
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.4.91",
+    "1.2.840.10008.1.2.5",
+]
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
 @dataclass(frozen=True)
@@ -69,14 +87,20 @@ class DicomScu:
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = t
         return ae
 
-    def _associate(self, ae: Any, modality: Modality) -> Any:
-        # Probe the TCP port first: a clear, quick error for an unreachable peer (and pynetdicom
-        # leaks the socket of a refused connection).
+    @staticmethod
+    def _probe(modality: Modality, timeout: float | None) -> None:
+        """Probe the TCP port first: a clear, quick error for an unreachable peer (and pynetdicom
+        leaks the socket of a refused connection)."""
         try:
-            with socket.create_connection((modality.host, modality.port), timeout=ae.connection_timeout or 10):
+            with socket.create_connection((modality.host, modality.port), timeout=timeout or 10):
                 pass
+        except ConnectionRefusedError as exc:  # DCMTK's words, as Orthanc reports them
+            raise _network_error(modality, "TCP Initialization Error: Connection refused") from exc
         except OSError as exc:
             raise _network_error(modality, f"cannot connect to {modality.host}:{modality.port} ({exc})") from exc
+
+    def _associate(self, ae: Any, modality: Modality) -> Any:
+        self._probe(modality, ae.connection_timeout)
         assoc = ae.associate(modality.host, modality.port, ae_title=modality.aet)
         if not assoc.is_established:
             reason = "association rejected" if assoc.is_rejected else "cannot connect"
@@ -93,17 +117,35 @@ class DicomScu:
                 pass
         return assoc
 
-    def echo(self, modality: Modality, timeout: float | None = None) -> None:
-        """C-ECHO; raises OrthancError(NETWORK_PROTOCOL) when the peer is unreachable or refuses."""
+    def echo(self, modality: Modality, timeout: float | None = None, check_find: bool = False) -> None:
+        """C-ECHO; raises OrthancError(NETWORK_PROTOCOL) when the peer is unreachable or refuses.
+        `check_find`: also a study-level C-FIND (Orthanc's CheckFind / DicomEchoChecksFind), so
+        that a peer that answers echoes but not queries fails here."""
         ae = self._ae(modality, timeout)
         ae.add_requested_context(VERIFICATION)
+        if check_find:
+            ae.add_requested_context(STUDY_ROOT_FIND)
         assoc = self._associate(ae, modality)
         try:
             status = assoc.send_c_echo()
             if not status or getattr(status, "Status", None) != 0x0000:
                 raise _network_error(modality, "C-ECHO failed")
+            if check_find:
+                from pydicom.dataset import Dataset
+
+                if not any(str(cx.abstract_syntax) == STUDY_ROOT_FIND for cx in assoc.accepted_contexts):
+                    raise _network_error(modality, "the modality does not accept C-FIND")
+
+                query = Dataset()
+                query.QueryRetrieveLevel = "STUDY"
+                query.StudyInstanceUID = ""
+                for st, _ident in assoc.send_c_find(query, STUDY_ROOT_FIND):
+                    code = getattr(st, "Status", None)
+                    if code is None or code not in (0x0000, 0xFF00, 0xFF01):
+                        raise _network_error(modality, "C-FIND failed while checking the modality")
         finally:
-            assoc.release()
+            if assoc.is_established:
+                assoc.release()
 
     def find(self, modality: Modality, identifier: Any, model: str) -> list[Any]:
         """C-FIND SCU: the answers (pydicom Datasets); OrthancError when the peer fails."""
@@ -124,7 +166,7 @@ class DicomScu:
                         ErrorCode.NETWORK_PROTOCOL,
                         f'C-FIND SCU to AET "{modality.aet}" has failed with DIMSE status 0x{code:04X}'
                         + (" (unable to process - invalid query ?)" if code == 0xC000 else ""),
-                        http_status=422,
+                        http_status=422 if code == 0xC000 else None,
                     )
         finally:
             assoc.release()
@@ -145,8 +187,72 @@ class DicomScu:
         finally:
             assoc.release()
         if final not in (0x0000, 0xB000):
-            raise _network_error(modality, f"C-MOVE failed with status 0x{final:04X}")
+            raise OrthancError(
+                ErrorCode.NETWORK_PROTOCOL,
+                f'C-MOVE SCU to AET "{modality.aet}" has failed with DIMSE status 0x{final:04X}'
+                + (" (unable to process - resource not found ?)" if final == 0xC000 else ""),
+                http_status=422 if final == 0xC000 else None,
+            )
         return final
+
+    def get(
+        self, modality: Modality, identifier: Any, model: str, on_instance: Callable[[bytes, str], str | None]
+    ) -> tuple[int, list[str]]:
+        """C-GET SCU: the matches come back on our association as C-STORE sub-operations;
+        `on_instance(file bytes, calling AET)` stores each one and gives its public ID (None: refused).
+        Returns the final status and the IDs received."""
+        from pynetdicom import StoragePresentationContexts, build_role, evt
+
+        received: list[str] = []
+
+        def on_store(event: Any) -> int:
+            req = event.request
+            data = file_meta_bytes(
+                str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax)
+            )
+            try:
+                public_id = on_instance(data + req.DataSet.getvalue(), modality.aet)
+            except Exception as exc:
+                log.warning("C-GET: an instance from %s was not stored: %s", modality.aet, exc)
+                public_id = None
+            if public_id is None:
+                return 0xA700
+            received.append(public_id)
+            return 0x0000
+
+        ae = self._ae(modality, None)
+        ae.add_requested_context(model)
+        roles = []
+        for cx in StoragePresentationContexts[:126]:  # 128 contexts at most, the model included
+            if cx.abstract_syntax is not None:
+                ae.add_requested_context(cx.abstract_syntax, GET_SYNTAXES)
+                roles.append(build_role(cx.abstract_syntax, scp_role=True))
+        self._probe(modality, ae.connection_timeout)
+        assoc = ae.associate(
+            modality.host,
+            modality.port,
+            ae_title=modality.aet,
+            ext_neg=roles,
+            evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        )
+        if not assoc.is_established:
+            raise _network_error(modality, "association rejected" if assoc.is_rejected else "cannot connect")
+        final = 0xC000
+        try:
+            for st, _ident in assoc.send_c_get(identifier, model):
+                code = getattr(st, "Status", None)
+                if code is None:
+                    raise _network_error(modality, "no answer to C-GET")
+                final = code
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if final not in (0x0000, 0xB000):
+            raise OrthancError(
+                ErrorCode.NETWORK_PROTOCOL,
+                f'C-GET SCU to AET "{modality.aet}" has failed with DIMSE status 0x{final:04X}',
+            )
+        return final, received
 
     def store(
         self,

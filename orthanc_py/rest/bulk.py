@@ -11,7 +11,7 @@ from aiohttp import web
 from ..core import bulk, reconstruct
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
-from ..web.responses import json_response, read_body, read_json, text_response
+from ..web.responses import json_response, read_json, text_response
 from .common import ctx_of
 from .render import metadata_json, resource_json
 
@@ -67,24 +67,25 @@ async def bulk_delete(request: web.Request) -> web.StreamResponse:
     return text_response("")
 
 
-async def _reconstruct_options(request: web.Request) -> None:
-    """The body may be empty or a JSON object ("ReconstructFiles": files are stored as received
-    here, never recompressed, so rewriting them changes nothing)."""
-    if (await read_body(request)).strip():
-        body = await _body(request)
-        _flag(body, "ReconstructFiles", False)
+async def _reconstruct_flags(request: web.Request) -> tuple[bool, bool]:
+    """("ReconstructFiles", "LimitToThisLevelMainDicomTags") of the body. As in Orthanc, a body
+    that is empty or not JSON means the defaults; a field present must be a Boolean."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        return False, False
+    return _flag(body, "ReconstructFiles", False), _flag(body, "LimitToThisLevelMainDicomTags", False)
 
 
 async def reconstruct_all(request: web.Request) -> web.StreamResponse:
-    await _reconstruct_options(request)
-    await reconstruct.reconstruct(ctx_of(request), None, None)
+    files, _this_level_only = await _reconstruct_flags(request)
+    await reconstruct.reconstruct(ctx_of(request), None, None, files=files)
     return text_response("")
 
 
 def _reconstruct_one(level: ResourceType) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        await _reconstruct_options(request)
-        await reconstruct.reconstruct(ctx_of(request), request.match_info["id"], level)
+        files, this_level_only = await _reconstruct_flags(request)
+        await reconstruct.reconstruct(ctx_of(request), request.match_info["id"], level, this_level_only, files)
         return text_response("")
 
     return handler

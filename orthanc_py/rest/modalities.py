@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -10,7 +11,7 @@ from ..core import modalities as core_mod
 from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
-from ..web.responses import bool_arg, json_response, read_body, read_json
+from ..web.responses import bool_arg, json_response, read_body, read_json, text_response
 from .common import ctx_of
 
 
@@ -23,7 +24,8 @@ async def list_modalities(request: web.Request) -> web.StreamResponse:
 
 async def get_modality(request: web.Request) -> web.StreamResponse:
     name = request.match_info["id"]
-    ctx_of(request).modalities.get(name)
+    if name not in ctx_of(request).modalities.names():
+        return web.Response(status=404)  # Orthanc: an empty 404, as for an unknown route
     return json_response(
         [
             "configuration",
@@ -34,6 +36,7 @@ async def get_modality(request: web.Request) -> web.StreamResponse:
             "find-series",
             "find-study",
             "find-worklist",
+            "get",
             "move",
             "query",
             "storage-commitment",
@@ -52,20 +55,34 @@ async def put_modality(request: web.Request) -> web.StreamResponse:
     if body is None:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The body must be a JSON array or object")
     ctx_of(request).modalities.put(request.match_info["id"], body)
-    return json_response({})
+    return text_response("")  # Orthanc answers an empty text/plain body
 
 
 async def delete_modality(request: web.Request) -> web.StreamResponse:
     ctx_of(request).modalities.delete(request.match_info["id"])
-    return json_response({})
+    return text_response("")
+
+
+def _echo_options(ctx: Any, body: Any) -> tuple[float | None, bool]:
+    """The body's Timeout (seconds, an integer) and CheckFind (default: DicomEchoChecksFind)."""
+    if not isinstance(body, dict):
+        return None, ctx.settings.dicom_echo_checks_find
+    timeout = body.get("Timeout", 0)
+    if not isinstance(timeout, int) or isinstance(timeout, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Integer value expected in field: Timeout")
+    check_find = body.get("CheckFind", ctx.settings.dicom_echo_checks_find)
+    if not isinstance(check_find, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected in field: CheckFind")
+    return float(timeout) or None, check_find
 
 
 async def echo(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/echo: C-ECHO, and a C-FIND with CheckFind (Orthanc 1.8.1)."""
     ctx = ctx_of(request)
     modality = ctx.modalities.get(request.match_info["id"])
     body = await read_json(request) if request.can_read_body else None
-    timeout = float(body.get("Timeout", 0)) if isinstance(body, dict) else 0.0
-    await ctx.run(ctx.scu.echo, modality, timeout or None)
+    timeout, check_find = _echo_options(ctx, body)
+    await ctx.run(ctx.scu.echo, modality, timeout, check_find)
     return json_response({})
 
 
@@ -77,18 +94,19 @@ async def tools_echo(request: web.Request) -> web.StreamResponse:
         modality = parse_modality(body)
     except ValueError as exc:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, str(exc)) from exc
-    timeout = float(body.get("Timeout", 0) or 0) if isinstance(body, dict) else 0.0
-    await ctx.run(ctx.scu.echo, modality, timeout or None)
+    timeout, check_find = _echo_options(ctx, body)
+    await ctx.run(ctx.scu.echo, modality, timeout, check_find)
     return json_response({})
+
+
+# Orthanc's public identifiers: five groups of eight hexadecimal digits (a SHA-1)
+_ORTHANC_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{8}){4}$")
 
 
 def _resources(body: Any, raw: bytes) -> tuple[list[str], dict[str, Any]]:
     """Orthanc accepts a bare ID (text), a JSON string, a JSON list, or {"Resources": [...], ...}."""
     if body is None:
-        text = raw.decode("utf-8", "replace").strip()
-        if not text:
-            raise OrthancError(ErrorCode.BAD_REQUEST, "No resource to send")
-        return [text], {}
+        return [raw.decode("utf-8", "replace").strip()], {}
     if isinstance(body, str):
         return [body], {}
     if isinstance(body, list) and all(isinstance(x, str) for x in body):
@@ -111,6 +129,9 @@ async def store(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     body = await read_json(request)
     resources, options = _resources(body, raw)
+    for rid in resources:
+        if not _ORTHANC_ID.match(rid):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"This string is not a valid Orthanc identifier: {rid}")
     for key in ("CalledAet", "Host", "Port", "LocalAet", "Timeout"):
         if key in options:
             override = {
@@ -137,6 +158,8 @@ async def store(request: web.Request) -> web.StreamResponse:
         "ParentResources": sorted(set(resources)),
         "RemoteAet": modality.aet,
     }
+    if not resources:
+        del content["ParentResources"]
 
     async def run(job: Job | None = None) -> dict[str, Any]:
         def progress(done: int, total: int) -> None:
@@ -162,6 +185,8 @@ async def store(request: web.Request) -> web.StreamResponse:
             ParentResources=report.parents,
             RemoteAet=report.remote_aet,
         )
+        if not report.parents:
+            content.pop("ParentResources", None)  # Orthanc leaves it out when nothing was asked for
         return content
 
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:

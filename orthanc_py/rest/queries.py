@@ -10,6 +10,7 @@ from ..core import queries as core_q
 from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
 from ..model import dicomjson
+from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import keyword_of
 from ..model.maintags import format_tag
@@ -20,12 +21,12 @@ from .resources import dicom_format
 
 
 def _level(body: dict[str, Any]) -> ResourceType:
+    if "Level" not in body:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The JSON body must contain field Level")
     try:
-        return ResourceType.parse(str(body.get("Level", "")))
+        return ResourceType.parse(str(body["Level"]))
     except ValueError as exc:
-        raise OrthancError(
-            ErrorCode.PARAMETER_OUT_OF_RANGE, 'Field "Level" must be Patient, Study, Series or Instance'
-        ) from exc
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
 
 
 def _normalize(body: dict[str, Any]) -> bool:
@@ -40,13 +41,33 @@ async def query(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     body = await read_json(request)
     if not isinstance(body, dict):
-        raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON object")
+    level = _level(body)
     q = body.get("Query", {})
     if not isinstance(q, dict):
-        raise OrthancError(ErrorCode.BAD_REQUEST, 'Field "Query" must be a JSON object')
-    result = await core_q.run_query(ctx, request.match_info["id"], _level(body), q, _normalize(body))
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field Query must contain a JSON object")
+    core_q.parse_query(q)
+    result = await core_q.run_query(ctx, request.match_info["id"], level, q, _normalize(body))
     qid = ctx.queries.add(result)
     return json_response({"ID": qid, "Path": f"/queries/{qid}"})
+
+
+def _template_query(level: ResourceType, body: dict[str, Any], above: dict[int, str] | None = None) -> dict[str, str]:
+    """The level's template of return keys with the body's values for them (other keys of the
+    body are ignored), the identifiers of a parent answer over both (Orthanc's
+    SetupFind*Template + MergeQueryAndTemplate + CopyTagIfExists)."""
+    tags = {t: "" for t in core_q.find_template(level)}
+    tags.update((t, v) for t, v in core_q.parse_query(body).items() if t in tags)  # others are ignored
+    tags.update(above or {})
+    return {format_tag(t): v for t, v in tags.items()}
+
+
+async def _find_body(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
+    core_q.parse_query(body)
+    return body
 
 
 def _find_route(level: ResourceType) -> Any:
@@ -54,17 +75,37 @@ def _find_route(level: ResourceType) -> Any:
         """POST /modalities/{id}/find-{level} (Orthanc's older API): the level's template of return
         keys merged with the body, the identifiers above the level required; answers simplified."""
         ctx = ctx_of(request)
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST, "The body must contain a JSON object")
-        query = {**{format_tag(t): "" for t in core_q.find_template(level)}, **body}
-        values = {t: v for t, v in core_q.parse_query(query).items()}
-        if not core_q.has_identifiers(level, values):
+        query = _template_query(level, await _find_body(request))
+        if not core_q.has_identifiers(level, core_q.parse_query(query)):
             return web.Response(status=400)  # Orthanc answers nothing (an empty 400)
         result = await core_q.run_query(ctx, request.match_info["id"], level, query)
         return json_response([dicomjson.orthanc_tags(a, "simplify") for a in result.answers])
 
     return handler
+
+
+async def find_hierarchy(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/find (Orthanc's older API): the patients the body matches, each with
+    its "Studies", each with its "Series" (one C-FIND per parent, the body applied at each level)."""
+    ctx = ctx_of(request)
+    name = request.match_info["id"]
+    body = await _find_body(request)
+
+    async def level_answers(level: ResourceType, above: dict[int, str]) -> list[tuple[dict[str, Any], dict[int, str]]]:
+        result = await core_q.run_query(ctx, name, level, _template_query(level, body, above))
+        return [(dicomjson.orthanc_tags(a, "simplify"), core_q.answer_values(a)) for a in result.answers]
+
+    patients = []
+    for patient, p_values in await level_answers(ResourceType.PATIENT, {}):
+        studies = []
+        p_keys = {t: p_values[t] for t in (mt.PATIENT_ID,) if t in p_values}
+        for study, s_values in await level_answers(ResourceType.STUDY, p_keys):
+            s_keys = {**p_keys, **{t: s_values[t] for t in (mt.STUDY_INSTANCE_UID,) if t in s_values}}
+            study["Series"] = [series for series, _v in await level_answers(ResourceType.SERIES, s_keys)]
+            studies.append(study)
+        patient["Studies"] = studies
+        patients.append(patient)
+    return json_response(patients)
 
 
 def _strings_json(tags: dict[int, str], fmt: str) -> dict[str, Any]:
@@ -85,19 +126,52 @@ async def move(request: web.Request) -> web.StreamResponse:
     """POST /modalities/{id}/move: C-MOVE of {"Level", "Resources": [{keys}], "TargetAet"}."""
     ctx = ctx_of(request)
     body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list):
-        raise OrthancError(ErrorCode.BAD_REQUEST, 'The body must contain "Level" and a "Resources" list')
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list) or "Level" not in body:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON body containing fields Resources and Level")
     level = _level(body)
     target = str(body.get("TargetAet") or ctx.settings.dicom_aet)
     identifiers = []
     for keys in body["Resources"]:
-        if not isinstance(keys, dict):
-            raise OrthancError(ErrorCode.BAD_REQUEST, "Each resource must be a JSON object of DICOM tags")
-        tags = core_q.parse_query(keys)
+        tags = core_q.parse_query(keys, "Resources elements")
         tags[core_q.QUERY_RETRIEVE_LEVEL] = level.qr_level
         identifiers.append(tags)
     modality = ctx.modalities.get(request.match_info["id"])
     return await _run_retrieve(request, modality, level, identifiers, target, body, direct=True)
+
+
+async def get(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/get (C-GET SCU, Orthanc 1.12.6): {"Level", "Resources": [{keys}]};
+    the instances are stored here. Answers, per resource, the IDs received ("Details")."""
+    ctx = ctx_of(request)
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list) or "Level" not in body:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON body containing fields Resources and Level")
+    level = _level(body)
+    items = []
+    for keys in body["Resources"]:
+        tags = core_q.parse_query(keys, "Resources elements")
+        tags[core_q.QUERY_RETRIEVE_LEVEL] = level.qr_level
+        items.append(tags)
+    modality = ctx.modalities.get(request.match_info["id"])
+
+    async def run(job: Job | None = None) -> dict[str, Any]:
+        identifiers = [core_q.strings_dataset(i) for i in items]
+        received = await core_q.retrieve_get(ctx, modality, level, identifiers)
+        return {
+            "Description": "REST API",
+            "Details": [
+                {"DimseErrorStatus": 0, "Query": _strings_json(i, "short"), "ReceivedInstancesIds": ids}
+                for i, ids in zip(items, received, strict=True)
+            ],
+            "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
+            "Query": [_strings_json(i, "short") for i in items],
+            "RemoteAet": modality.aet,
+        }
+
+    if body.get("Asynchronous") is True or body.get("Synchronous") is False:
+        job = ctx.jobs.submit("DicomGetScu", run, int(body.get("Priority", 0) or 0))
+        return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
+    return json_response(await run())
 
 
 async def list_queries(request: web.Request) -> web.StreamResponse:
@@ -184,13 +258,18 @@ async def _run_retrieve(
         identifiers = [core_q.move_identifier(level, i) for i in items]
 
     async def run(job: Job | None = None) -> dict[str, Any]:
-        await core_q.retrieve(ctx, modality, level, identifiers, target)
+        try:
+            await core_q.retrieve(ctx, modality, level, identifiers, target)
+        except OrthancError as err:
+            if direct:
+                raise
+            # /queries/.../retrieve runs as a job even when it waits for it: its failure is a 500
+            raise OrthancError(err.code, err.details, http_status=err.code.http_status) from err
         return {
             "Description": "REST API",
             "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
             "Query": [_strings_json(r, fmt) for r in reported],
             "RemoteAet": modality.aet,
-            "TargetAet": target,
         }
 
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:
@@ -255,11 +334,13 @@ def _child_query(child: ResourceType) -> Any:
 
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/modalities/{id}/query", query)
+    router.add_post("/modalities/{id}/find", find_hierarchy)
     router.add_post("/modalities/{id}/find-patient", _find_route(ResourceType.PATIENT))
     router.add_post("/modalities/{id}/find-study", _find_route(ResourceType.STUDY))
     router.add_post("/modalities/{id}/find-series", _find_route(ResourceType.SERIES))
     router.add_post("/modalities/{id}/find-instance", _find_route(ResourceType.INSTANCE))
     router.add_post("/modalities/{id}/move", move)
+    router.add_post("/modalities/{id}/get", get)
     router.add_get("/queries", list_queries)
     router.add_get("/queries/{qid}", get_query)
     router.add_delete("/queries/{qid}", delete_query)

@@ -7,12 +7,23 @@ from typing import Any
 from aiohttp import web
 
 from ..core import query
+from ..core.content import metadata_type
+from ..core.context import ServerContext
 from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..index.base import OrderBy, Transaction
 from ..model import maintags as mt
-from ..model.enums import METADATA_BY_NAME, ResourceType
-from ..model.lookup import MatchKind, TagConstraint, parse_constraint, parse_tag, vr_of
+from ..model.enums import ResourceType
+from ..model.lookup import (
+    RANGE_VRS,
+    TEXT_VRS,
+    MatchKind,
+    TagConstraint,
+    normalize,
+    parse_constraint,
+    parse_tag,
+    vr_of,
+)
 from ..model.maintags import format_tag
 from ..web.responses import json_response, read_json, read_text
 from .common import ctx_of
@@ -32,6 +43,7 @@ RESPONSE_CONTENT = frozenset(
         "IsStable",
         "IsProtected",
         "Attachments",
+        "RequestedTags",  # accepted: requested tags are answered whenever they are asked for
     }
 )
 
@@ -49,9 +61,11 @@ def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
 
 def _int(body: dict[str, Any], key: str) -> int:
     value = body.get(key, 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f'Field "{key}" should be an integer')
+    if value < 0:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f'Field "{key}" should be a positive integer')
-    return int(value)
+    return value
 
 
 def _strings(body: dict[str, Any], key: str) -> list[str]:
@@ -61,7 +75,35 @@ def _strings(body: dict[str, Any], key: str) -> list[str]:
     return value
 
 
-def parse_find(body: Any, case_sensitive_default: bool) -> tuple[FindRequest, dict[str, Any]]:
+_ORDER_TYPES = {
+    "DicomTag": (False, ""),
+    "DicomTagAsInt": (False, "int"),
+    "DicomTagAsFloat": (False, "float"),
+    "Metadata": (True, ""),
+    "MetadataAsInt": (True, "int"),
+    "MetadataAsFloat": (True, "float"),
+}
+
+
+def _query_constraint(key: str, value: Any, case_sensitive: bool) -> TagConstraint | None:
+    """One entry of "Query", with Orthanc's rules (DatabaseLookup): ranges on dates and times,
+    lists, wildcards only on text VRs (elsewhere they are refused), case folding on text VRs."""
+    if not isinstance(value, str):
+        raise bad(f'Tag "{key}" should be associated with a string')
+    try:
+        tag = parse_tag(key)
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}", http_status=400) from exc
+    if tag == MODALITIES_IN_STUDY:
+        tag = MODALITY
+    vr = vr_of(tag)
+    is_range = vr in RANGE_VRS and "-" in value
+    if not is_range and "\\" not in value and vr not in TEXT_VRS and ("*" in value or "?" in value):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {format_tag(tag)}")
+    return parse_constraint(tag, value, case_sensitive, star_is_universal=False, any_text_vr=True)
+
+
+def parse_find(body: Any, ctx: ServerContext) -> tuple[FindRequest, dict[str, Any]]:
     """Validate a /tools/find body into a FindRequest plus rendering options."""
     if not isinstance(body, dict):
         raise bad("The body must contain a JSON object")
@@ -74,20 +116,11 @@ def parse_find(body: Any, case_sensitive_default: bool) -> tuple[FindRequest, di
     q = body.get("Query")
     if not isinstance(q, dict):
         raise bad('Field "Query" is missing, or should be a JSON object')
-    case_sensitive = _bool(body, "CaseSensitive", case_sensitive_default)
+    # Orthanc's default is false whatever CaseSensitivePN (which is for DICOM queries only).
+    case_sensitive = _bool(body, "CaseSensitive", False)
     req = FindRequest(level=level)
     for key, value in q.items():
-        if not isinstance(value, str):
-            raise bad(f'Tag "{key}" should be associated with a string')
-        try:
-            tag = parse_tag(key)
-        except ValueError as exc:
-            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG) from exc
-        if tag == MODALITIES_IN_STUDY:
-            tag = MODALITY
-        if vr_of(tag) in ("DA", "DT", "TM") and ("*" in value or "?" in value):
-            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {format_tag(tag)}")
-        c = parse_constraint(tag, value, case_sensitive, star_is_universal=False)
+        c = _query_constraint(key, value, case_sensitive)
         if c is not None:
             req.constraints.append(c)
     req.limit = _int(body, "Limit")
@@ -105,36 +138,40 @@ def parse_find(body: Any, case_sensitive_default: bool) -> tuple[FindRequest, di
             if not isinstance(body[key], str):
                 raise bad(f"Field '{key}' must be a string")
             req.parent, req.parent_level = body[key], parent_level
-    for item in body.get("OrderBy", []) or []:
-        if not isinstance(item, dict) or "Key" not in item:
+    order_by = body.get("OrderBy", [])
+    if not isinstance(order_by, list):
+        raise bad("Field 'OrderBy' must be an array")
+    for item in order_by:
+        if not isinstance(item, dict) or not isinstance(item.get("Key"), str):
             raise bad("Items of 'OrderBy' must be objects with Type, Key and Direction")
         direction = str(item.get("Direction", "ASC")).upper()
         if direction not in ("ASC", "DESC"):
             raise bad("Direction must be ASC or DESC")
-        kind = item.get("Type", "DicomTag")
-        if kind == "DicomTag":
-            try:
-                req.order_by.append(OrderBy(parse_tag(str(item["Key"])), None, direction == "ASC"))
-            except ValueError as exc:
-                raise bad(f"Unknown DICOM tag: {item['Key']}") from exc
-        elif kind == "Metadata":
-            name = str(item["Key"])
-            mtype = METADATA_BY_NAME.get(name) or (int(name) if name.isdigit() else None)
-            if mtype is None:
-                raise bad(f"Unknown metadata: {name}")
-            req.order_by.append(OrderBy(None, mtype, direction == "ASC"))
+        kind = _ORDER_TYPES.get(item.get("Type", "DicomTag"))
+        if kind is None:
+            raise bad(f"OrderBy Type must be one of {', '.join(_ORDER_TYPES)}")
+        is_metadata, cast = kind
+        if is_metadata:
+            mtype = metadata_type(ctx, item["Key"])
+            req.order_by.append(OrderBy(None, mtype, direction == "ASC", cast))
         else:
-            raise bad("OrderBy Type must be DicomTag or Metadata")
+            try:
+                tag = parse_tag(item["Key"])
+            except ValueError as exc:
+                raise OrthancError(
+                    ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {item['Key']}", http_status=400
+                ) from exc
+            req.order_by.append(OrderBy(tag, None, direction == "ASC", cast))
     mq = body.get("MetadataQuery", {})
     if not isinstance(mq, dict):
         raise bad("Field 'MetadataQuery' must be a JSON object")
     for name, value in mq.items():
-        mtype = METADATA_BY_NAME.get(name) or (int(name) if name.isdigit() else None)
-        if mtype is None or not isinstance(value, str):
-            raise bad(f"Bad metadata constraint: {name}")
-        if value not in ("", "*"):
-            kind2 = MatchKind.WILDCARD if ("*" in value or "?" in value) else MatchKind.EQUAL
-            req.metadata_constraints.append((mtype, TagConstraint(0, None, kind2, (value,), True)))
+        mtype = metadata_type(ctx, name)
+        if not isinstance(value, str):
+            raise bad(f'Metadata "{name}" should be associated with a string')
+        c = parse_constraint(0, value, True, star_is_universal=False)
+        if c is not None:
+            req.metadata_constraints.append((mtype, c))
     content = body.get("ResponseContent")
     if content is not None:
         if not isinstance(content, list) or not all(c in RESPONSE_CONTENT for c in content):
@@ -144,37 +181,76 @@ def parse_find(body: Any, case_sensitive_default: bool) -> tuple[FindRequest, di
         try:
             requested.append(parse_tag(name))
         except ValueError as exc:
-            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {name}") from exc
+            raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {name}", http_status=400) from exc
     fmt = "full" if _bool(body, "Full", False) else "short" if _bool(body, "Short", False) else "human"
     opts = {
         "expand": _bool(body, "Expand", False) or content is not None,
-        "content": content,
+        "content": [c for c in content if c != "RequestedTags"] if content is not None else None,
         "requested": requested or None,
         "format": fmt,
+        "case_sensitive_explicit": body.get("CaseSensitive") is True,
     }
     return req, opts
 
 
+_IDENTIFIERS = frozenset(
+    (mt.PATIENT_ID, mt.ACCESSION_NUMBER, mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID)
+)
+
+
+def _folded_in_index(c: TagConstraint) -> bool:
+    """Orthanc's index matches wildcards without case (SQL LIKE) and keeps identifiers
+    upper-cased: a case-sensitive match there needs a second pass, which a "Since" offset
+    cannot go through, so Orthanc refuses the combination."""
+    if c.level is None:
+        return False
+    if c.tag in _IDENTIFIERS:
+        return True
+    return vr_of(c.tag) in TEXT_VRS and any("*" in v or "?" in v for v in c.values)
+
+
+def _capped(limit: int, configured: int) -> int:
+    """`Limit` within LimitFindResults/LimitFindInstances (0 means none), as Orthanc 1.12.5."""
+    if configured and (not limit or limit > configured):
+        return configured
+    return limit
+
+
 async def find(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
-    req, opts = parse_find(await read_json(request), ctx.settings.case_sensitive_pn)
+    settings = ctx.settings
+    req, opts = parse_find(await read_json(request), ctx)
+    if req.since and opts["case_sensitive_explicit"] and any(_folded_in_index(c) for c in req.constraints):
+        raise bad('"CaseSensitive" cannot be combined with "Since" on text values (the index matches them folded)')
+    if req.since and any(c.level is None for c in req.constraints):
+        raise bad('"Since" cannot be used when filtering on tags that are not main DICOM tags')
+    req.limit = _capped(
+        req.limit,
+        settings.limit_find_instances if req.level is ResourceType.INSTANCE else settings.limit_find_results,
+    )
     content = opts["content"]
     expanded = opts["expand"]
     with_meta = content is not None and "Metadata" in content
     with_att = content is not None and "Attachments" in content
-    result = await query.find(ctx, req, expanded, with_metadata=with_meta, with_attachments=with_att)
     if not expanded:
-        return json_response(result)
+        return json_response(await query.find(ctx, req, False))
+    result = await query.find(ctx, req, True, with_metadata=with_meta, with_attachments=with_att)
     infos: list[Any] = list(result)
-    if opts["requested"]:
-        values = await requested_values(request, infos, opts["requested"], opts["format"])
-        return json_response([resource_json(i, opts["format"], v, content) for i, v in zip(infos, values, strict=True)])
-    return json_response([resource_json(i, opts["format"], None, content) for i in infos])
+    fmt = opts["format"]
+    if not opts["requested"]:
+        return json_response([resource_json(i, fmt, None, content) for i in infos])
+    values = await requested_values(request, infos, opts["requested"], fmt)
+    return json_response([resource_json(i, fmt, v, content) for i, v in zip(infos, values, strict=True)])
 
 
 async def count_resources(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
-    req, _ = parse_find(await read_json(request), ctx.settings.case_sensitive_pn)
+    req, opts = parse_find(await read_json(request), ctx)
+    if opts["case_sensitive_explicit"]:
+        raise bad('"CaseSensitive" is not supported by /tools/count-resources')
+    if any(c.level is None for c in req.constraints):  # Orthanc 1.12.5 counts in its index only
+        raise bad("/tools/count-resources only filters on main DICOM tags")
+    req.since = req.limit = 0  # a count is of every match
     return json_response({"Count": await query.count(ctx, req)})
 
 
@@ -188,16 +264,17 @@ _LOOKUP_TAGS = (
 
 
 async def lookup(request: web.Request) -> web.StreamResponse:
-    """POST /tools/lookup: which resources have this PatientID, UID or AccessionNumber."""
+    """POST /tools/lookup: which resources have this PatientID, UID or AccessionNumber. Orthanc
+    looks in its table of normalized identifiers: case, accents and surrounding spaces ignored."""
     ctx = ctx_of(request)
-    text = await read_text(request)
+    text = normalize((await read_text(request)).strip())
 
     def run(txn: Transaction) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
         seen: set[int] = set()
         for tag in _LOOKUP_TAGS:
             level = mt.LEVEL_OF_TAG[tag]
-            c = TagConstraint(tag, level, MatchKind.EQUAL, (text,), True)
+            c = TagConstraint(tag, level, MatchKind.EQUAL, (text,), False)
             for rid in txn.find(level, [c]):
                 if rid not in seen:
                     seen.add(rid)

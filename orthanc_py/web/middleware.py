@@ -182,18 +182,13 @@ def access_middleware(
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if not remote_access_allowed and not _is_loopback(request.remote):
-            return web.Response(status=403, text="Remote access is disabled", content_type="text/plain")
+            return web.Response(status=403)  # Orthanc answers both refusals without a body
         if authentication_enabled:
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
             user = credentials.get(token.strip()) if scheme.lower() == "basic" else None
             if user is None:
-                return web.Response(
-                    status=401,
-                    headers={"WWW-Authenticate": f'Basic realm="{REALM}"'},
-                    text="Unauthorized",
-                    content_type="text/plain",
-                )
+                return web.Response(status=401, headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
             request[USERNAME] = user
         return await handler(request)
 

@@ -54,6 +54,12 @@ def test_reconstruct_takes_the_tags_of_the_last_instance(client):
     assert client.post("/tools/reconstruct", {"ReconstructFiles": False}).status == 200
     assert client.post(f"/instances/{first[3]}/reconstruct").status == 200
     assert client.get(f"/series/{series}").json()["MainDicomTags"]["SeriesDescription"] == "first"
+    client.post(f"/series/{series}/reconstruct")
+    assert client.get(f"/series/{series}").json()["MainDicomTags"]["SeriesDescription"] == "second"
+    # LimitToThisLevelMainDicomTags (1.12.4): this level only, from one instance (the first here)
+    assert client.post(f"/series/{series}/reconstruct", {"LimitToThisLevelMainDicomTags": True}).status == 200
+    assert client.get(f"/series/{series}").json()["MainDicomTags"]["SeriesDescription"] == "first"
+    assert client.post(f"/series/{series}/reconstruct", "not json").status == 200  # Orthanc ignores it
     assert client.post("/studies/nope/reconstruct", {}).status == 404
     assert client.post(f"/series/{series}/reconstruct", {"ReconstructFiles": "yes"}).status == 400
 
@@ -74,3 +80,18 @@ def test_completed_series_change(client):
     client.upload(dicomgen.make(rows=0, instance=1, sop_uid="1.2.3.4.5.6.7", extra=extra))
     assert client.get(f"/series/{series}").json()["Status"] == "Inconsistent"
     assert _completed(client) == []
+
+
+def test_reconstruct_files_applies_storage_compression(make_server):
+    c = make_server({"StorageCompression": True}).client()
+    iid = c.upload(dicomgen.make(rows=16, columns=16))["ID"]
+    data = c.get(f"/instances/{iid}/file").body
+    compressed = f"/instances/{iid}/attachments/dicom/is-compressed"
+    assert c.get(compressed).body == b"1"
+    assert c.post(f"/instances/{iid}/attachments/dicom/uncompress").status == 200
+    assert c.get(compressed).body == b"0"
+    assert c.post(f"/studies/{c.get(f'/instances/{iid}/study').json()['ID']}/reconstruct", {}).status == 200
+    assert c.get(compressed).body == b"0"  # tags only, by default
+    assert c.post("/tools/reconstruct", {"ReconstructFiles": True}).status == 200
+    assert c.get(compressed).body == b"1"
+    assert c.get(f"/instances/{iid}/file").body == data

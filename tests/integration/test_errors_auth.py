@@ -43,7 +43,8 @@ def test_basic_auth(make_server):
     srv = make_server({"AuthenticationEnabled": True, "RegisteredUsers": {"alice": "secret"}})
     anon = srv.client()
     r = anon.get("/system")
-    assert r.status == 401 and r.headers["www-authenticate"].startswith("Basic realm=")
+    assert r.status == 401 and r.headers["www-authenticate"] == 'Basic realm="Orthanc Secure Area"'
+    assert r.body == b"" and "content-type" not in r.headers  # as Orthanc: no body
     assert srv.client(("alice", "wrong")).get("/system").status == 401
     alice = srv.client(("alice", "secret"))
     assert alice.get("/system").status == 200

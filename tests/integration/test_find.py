@@ -37,9 +37,15 @@ def test_wildcards_case_and_accents(client, data):
     assert find(client, {"Level": "Study", "Query": {"PatientName": "MULLER*"}}) == studies(data, 2)
     assert find(client, {"Level": "Study", "Query": {"AccessionNumber": "A[1]"}}) == studies(data, 3)
     assert find(client, {"Level": "Study", "Query": {"AccessionNumber": "A[*"}}) == studies(data, 3)
-    # Non-PN VRs are case-sensitive (Orthanc 1.12)
-    assert find(client, {"Level": "Series", "Query": {"Modality": "ct"}}) == []
-    assert len(find(client, {"Level": "Series", "Query": {"Modality": "CT"}})) == 2
+    # "CaseSensitive" (default false) covers every text VR, as Orthanc's REST lookups
+    assert len(find(client, {"Level": "Series", "Query": {"Modality": "ct"}})) == 2
+    assert find(client, {"Level": "Series", "Query": {"Modality": "ct"}, "CaseSensitive": True}) == []
+    assert len(find(client, {"Level": "Series", "Query": {"Modality": "CT"}, "CaseSensitive": True})) == 2
+    assert find(client, {"Level": "Study", "Query": {"AccessionNumber": "a[1]"}}) == studies(data, 3)
+    # UIDs, dates and numbers take no wildcards (Orthanc refuses them)
+    for key, value in (("StudyInstanceUID", "1.2*"), ("StudyDate", "2019*"), ("SeriesNumber", "1?")):
+        r = client.post("/tools/find", {"Level": "Series", "Query": {key: value}})
+        assert r.status == 400 and r.json()["OrthancError"] == "Parameter out of range", (key, r.body)
 
 
 def test_ranges_lists_and_universal(client, data):
@@ -108,9 +114,16 @@ def test_lookup(client, data):
         ({"Level": "Foo", "Query": {}}, 400, 3),
         ({"Level": "Study"}, 400, 8),
         ({"Level": "Study", "Query": {"StudyDate": 2020}}, 400, 8),
-        ({"Level": "Study", "Query": {"NoSuchTag": "x"}}, 500, 27),
+        ({"Level": "Study", "Query": {"NoSuchTag": "x"}}, 400, 27),  # 500 in Orthanc; a 400 here (issue 13)
+        ({"Level": "Study", "Query": {"": "x"}}, 400, 27),
+        ({"Level": "Study", "Query": {}, "RequestedTags": ["NoSuchTag"], "Expand": True}, 400, 27),
+        ({"Level": "Study", "Query": {}, "OrderBy": [{"Type": "Nope", "Key": "PatientName"}]}, 400, 8),
+        ({"Level": "Study", "Query": {}, "OrderBy": {}}, 400, 8),
+        ({"Level": "Study", "Query": {}, "MetadataQuery": {"1234": 5}}, 400, 8),
         ({"Level": "Study", "Query": {"StudyDate": "2020*"}}, 400, 3),
         ({"Level": "Study", "Query": {}, "Limit": -1}, 400, 3),
+        ({"Level": "Study", "Query": {}, "Limit": 2.5}, 400, 8),
+        ({"Level": "Study", "Query": {}, "Since": "2"}, 400, 8),
         ({"Level": "Study", "Query": {}, "CaseSensitive": "no"}, 400, 8),
     ],
 )

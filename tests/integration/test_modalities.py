@@ -88,7 +88,8 @@ def test_store_study_and_exports(server_with_peer, scp):
     assert c.post("/modalities/peer/store", ups[0]["ID"]).status == 200
     assert c.post("/modalities/peer/store", [ups[1]["ID"]]).status == 200
     assert c.post("/modalities/nope/store", [ups[1]["ID"]]).status == 404
-    assert c.post("/modalities/peer/store", ["unknown"]).status == 404
+    assert c.post("/modalities/peer/store", ["unknown"]).status == 400  # not an Orthanc identifier
+    assert c.post("/modalities/peer/store", ["0" * 8 + "-00000000" * 4]).status == 404  # no such resource
 
 
 def test_auto_routing_reuses_one_association(server_with_peer, scp):

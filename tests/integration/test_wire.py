@@ -79,3 +79,38 @@ def test_peers_registry(make_server):
     assert c.request("DELETE", "/peers/toto").status == 200
     assert c.get("/peers").json() == ["peer"]
     assert c.get("/peers/toto/configuration").status == 404
+
+
+def test_person_name_keeps_empty_component_groups(client):
+    """`Wang^XiaoDong=王^小東=` is stored as written (pydicom would drop the last, empty group)
+    and QIDO-RS splits it into three groups, as Orthanc and its plugin answer."""
+    placeholder = "N" * 26
+    data = dicomgen.make(rows=0, patient_name=placeholder)
+    name = "Wang^XiaoDong=王^小東=".encode() + b" "
+    assert len(name) == 26
+    data = data.replace(placeholder.encode(), name).replace(b"ISO_IR 100", b"ISO_IR 192")
+    iid = client.upload(data)["ID"]
+    assert client.get(f"/instances/{iid}/simplified-tags").json()["PatientName"] == "Wang^XiaoDong=王^小東="
+    study = client.get(f"/instances/{iid}/study").json()
+    assert study["PatientMainDicomTags"]["PatientName"] == "Wang^XiaoDong=王^小東="
+    uid = study["MainDicomTags"]["StudyInstanceUID"]
+    qido = client.get(f"/dicom-web/studies?0020000D={uid}").json()
+    assert qido[0]["00100010"]["Value"][0] == {"Alphabetic": "Wang^XiaoDong", "Ideographic": "王^小東", "Phonetic": ""}
+
+
+def test_rendered_without_pixel_representation(client):
+    """A file without Pixel Representation renders (read as unsigned, as DCMTK does) instead of a
+    500; WADO-RS rendered and the REST preview agree."""
+    import io
+
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(rows=8)))
+    del ds.PixelRepresentation
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    iid = client.upload(out.getvalue())["ID"]
+    assert client.get(f"/instances/{iid}/preview").status == 200
+    study, series, sop = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    r = client.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/frames/1/rendered")
+    assert r.status == 200 and r.headers["content-type"] == "image/jpeg"

@@ -212,6 +212,7 @@ def test_private_tags_and_encapsulated_pixels() -> None:
 
 
 VALUES: dict[str, tuple[int, str, bytes]] = {
+    "pn_empty_groups": (0x00100010, "PN", b"A^B=="),  # trailing empty groups kept, both paths
     "pn_odd": (0x00100010, "PN", b"Doe^Joe"),
     "pn_multi_empty": (0x00100010, "PN", b"A\\\\B \\"),
     "pn_lead_space": (0x00100010, "PN", b" Lead^X \0"),
@@ -257,7 +258,6 @@ def test_values(name: str) -> None:
 
 
 FALLBACK_VALUES: dict[str, tuple[int, str, bytes]] = {
-    "pn_components": (0x00100010, "PN", b"A^B=="),
     "is_float": (0x00200013, "IS", b"1.5"),
     "is_garbage": (0x00200013, "IS", b"12a"),
     "is_huge": (0x00200013, "IS", b"99999999999999999999"),

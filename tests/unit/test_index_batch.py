@@ -126,7 +126,8 @@ def test_a_batch_sees_the_resources_it_created_before_they_are_written(index):
         (study, "study"),
     ]
     tags = _table(index.path, "SELECT resource_id, tag, value, norm FROM tags ORDER BY resource_id")
-    assert tags == [(patient, 0x00100010, "DOE^JOHN", "DOE^JOHN"), (study, 0x00100010, "DOE^JOHN", "DOE^JOHN")]
+    # `norm` only where folding changes the value (a case-insensitive find compares both columns)
+    assert tags == [(patient, 0x00100010, "DOE^JOHN", None), (study, 0x00100010, "DOE^JOHN", None)]
     # changes keep the order of the calls
     assert _table(index.path, "SELECT public_id FROM changes ORDER BY seq") == [("patient",), ("study",)]
 
