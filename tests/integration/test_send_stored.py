@@ -228,6 +228,7 @@ class Peers:
                     "dcmtk": ["DCMTKSCP", "127.0.0.1", self.storescp_port],
                     "b": ["ORTHANCB", "127.0.0.1", self.b_dicom],
                     "getter": ["GETSCU", "127.0.0.1", 1],
+                    "mover": ["MOVESCU", "127.0.0.1", 1],
                 },
                 "DicomAssociationCloseDelay": 0,
             },
@@ -393,6 +394,41 @@ def test_orthanc_tests_files_go_out_element_equal(peers: Peers, path: str) -> No
         ["git", "--git-dir", str(ORTHANC_TESTS), "show", f"HEAD:{path}"], capture_output=True, check=True
     ).stdout
     check_round_trips(peers, data)
+
+
+def test_c_move_sends_a_file_without_preamble_as_stored(peers: Peers) -> None:
+    """The C-STORE sub-operations of a C-MOVE read the file as ingest accepted it."""
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
+
+    data = _user_mr(generate_uid(), generate_uid(), 1)
+    original = read(data)
+    iid = peers.a_client.upload(data)["ID"]
+    try:
+        ae = AE(ae_title="MOVESCU")
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.0.1", peers.a_dicom)
+        assert assoc.is_established
+        query = Dataset()
+        query.QueryRetrieveLevel = "STUDY"
+        query.StudyInstanceUID = original.StudyInstanceUID
+        statuses = [
+            s.Status for s, _ in assoc.send_c_move(query, "DCMTKSCP", StudyRootQueryRetrieveInformationModelMove)
+        ]
+        assoc.release()
+        assert statuses[-1] == 0x0000, [hex(s) for s in statuses]
+        deadline = time.monotonic() + 10
+        while not list(peers.received.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (received,) = list(peers.received.iterdir())
+        got = received.read_bytes()
+        assert_same(read(got), original, "C-MOVE")
+        # the C-STORE named the instance by the dataset's UID, not by the stored meta's
+        assert read(got).file_meta.MediaStorageSOPInstanceUID == original.SOPInstanceUID
+        assert _without_meta(got) == _without_meta(data)
+    finally:
+        peers.a_client.delete(f"/instances/{iid}")
+        for f in peers.received.iterdir():
+            f.unlink()
 
 
 # --- jobs report the truth -------------------------------------------------------------------
