@@ -22,7 +22,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID
 
 from ..imaging.transcode import CannotTranscode, recode
-from .parsing import EXPLICIT_VR_BE, IMPLICIT_VR_LE, dataset_offset
+from .parsing import DEFLATED, EXPLICIT_VR_BE, IMPLICIT_VR_LE, dataset_offset
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 _ENCODED = "_orthanc_encoded_body"
@@ -49,17 +49,18 @@ def stored_dataset(data: bytes) -> Dataset:
     if meta is None:
         meta = ds.file_meta = FileMetaDataset()
     declared = str(getattr(meta, "TransferSyntaxUID", "") or "")
+    start = body_offset(data)
+    first_vr = data[start + 4 : start + 6]
+    if len(first_vr) == 2 and little is not False and declared != DEFLATED:
+        # what the bytes say (pydicom reads a dataset whose meta lies, but keeps the lie)
+        looks_implicit = not (first_vr.isalpha() and first_vr.isupper())
+        if looks_implicit != bool(implicit):
+            implicit = looks_implicit
+            ds.set_original_encoding(implicit, True)
     try:
         uid = UID(declared)
-        agrees = (
-            bool(declared)
-            and uid.is_transfer_syntax
-            and (uid.is_implicit_VR, uid.is_little_endian)
-            == (
-                implicit,
-                little,
-            )
-        )
+        encoding = (uid.is_implicit_VR, uid.is_little_endian)
+        agrees = bool(declared) and uid.is_transfer_syntax and encoding == (implicit, little)
     except (ValueError, AttributeError):
         agrees = False
     ts = declared if agrees else _syntax_of(implicit, little)
@@ -69,7 +70,7 @@ def stored_dataset(data: bytes) -> Dataset:
         value = ds.get(kw)
         if value is not None:
             setattr(meta, meta_kw, value)
-    object.__setattr__(ds, _ENCODED, (ts, data[body_offset(data) :]))
+    object.__setattr__(ds, _ENCODED, (ts, data[start:]))
     return ds
 
 
