@@ -36,8 +36,9 @@ MIGRATIONS: tuple[str, ...] = schema.migrations("sqlite")
 SQL_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {"orthanc_fold": (2, _norm_of)}
 """Python functions the migrations call (the folded form of a text value)."""
 
-_IDLE_READERS = 8
-"""Reader connections kept open when idle (each has its own page cache)."""
+_IDLE_READERS = 16
+"""Reader connections kept open when idle (each has its own page cache): more than the threads
+that read at once (the server's worker pool and the index's readers), so none is reopened."""
 
 
 def _connect(path: str, readonly: bool) -> sqlite3.Connection:
