@@ -333,3 +333,15 @@ def test_a_large_batch_stays_within_sqlite_bound_value_limit(index, monkeypatch)
     index.write_blocking(attach)
     assert executed and max(executed) <= 999
     assert _table(index.path, "SELECT count(*) FROM attachments") == [(150,)]
+
+
+def test_reads_from_short_lived_threads_reuse_pooled_connections(index):
+    """A DICOM association is a thread of its own: its reads borrow an idle connection (no
+    cold connection per association, and no dependence on the thread's name)."""
+    for n in range(20):
+        t = threading.Thread(
+            target=index.read_blocking, args=(lambda txn: txn.count(ResourceType.STUDY),), name=f"a{n}"
+        )
+        t.start()
+        t.join(5)
+    assert len(index._reader_conns) == 1
