@@ -4,9 +4,8 @@ Orthanc names tags (and guesses the VR of implicit ones) from DCMTK's dictionary
 from pydicom's (private names such as `FullFidelity`, names of tags newer than DCMTK 3.6.7).  The
 server must work without DCMTK installed, so the facts it needs (tag, VR, name) are extracted here
 once and committed, as compressed package data (a 7,800-line table is data, not code) read on
-first use by `orthanc_py.model.dictionary`.  Orthanc loads dicom.dic then private.dic; diconde.dic does
-not rename public
-tags in Orthanc's answers (checked against Orthanc 1.10.1), so it is left out.
+first use by `orthanc_py.model.dictionary`.  Orthanc loads dicom.dic then private.dic; diconde.dic
+does not rename public tags in Orthanc's answers (checked against Orthanc 1.10.1), so it is left out.
 
     python scripts/gen_dcmtk_dictionary.py [/usr/share/libdcmtk17]
 """
