@@ -146,8 +146,11 @@ async def store(
     move_originator_aet: str = "",
     move_originator_id: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    permissive: bool = False,
 ) -> StoreReport:
-    """C-STORE every instance under the given resources to the modality."""
+    """C-STORE every instance under the given resources to the modality. Fails (OrthancError,
+    as Orthanc's job) at the first instance the peer does not store, unless `permissive`.
+    `on_progress(done, total)` is called once before the first instance, then after each."""
     plan, resources = await ctx.index.read(lambda txn: _instances_to_send(txn, public_ids))
     storage = ctx.storage
     items = [
@@ -158,11 +161,13 @@ async def store(
     ]
     total = len(items)
     progress = (lambda done: on_progress(done, total)) if on_progress is not None else None
+    if on_progress is not None:
+        on_progress(0, total)
     if not items:
-        return StoreReport(0, 0, list(public_ids), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
-    sent, failed = await ctx.run(scu.store, modality, items, move_originator_aet, move_originator_id, progress)
-    if failed and not sent:
-        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, f"C-STORE to {modality.aet} failed for every instance")
+        return StoreReport(0, 0, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
+    _sent, failed = await ctx.run(
+        scu.store, modality, items, move_originator_aet, move_originator_id, progress, permissive
+    )
     if ctx.settings.log_exported_resources:
         date = now_iso()
 
@@ -183,7 +188,9 @@ async def store(
                 )
 
         await ctx.index.write(log_exports)
-    return StoreReport(len(items), failed, list(public_ids), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
+    return StoreReport(
+        len(items), failed, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet
+    )
 
 
 async def submit_move_job(
@@ -230,7 +237,5 @@ async def store_straight(ctx: ServerContext, scu: DicomScu, modality: Modality, 
     parsed = await ctx.run(parse, data)
     sop_instance = parsed.main_tags[ResourceType.INSTANCE].get(mt.SOP_INSTANCE_UID, "")
     item = StoreItem(parsed.sop_class_uid, parsed.transfer_syntax, None, lambda: data)
-    sent, _failed = await ctx.run(scu.store, modality, [item])
-    if not sent:
-        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, f"C-STORE to {modality.aet} failed")
+    await ctx.run(scu.store, modality, [item])
     return {"SOPClassUID": parsed.sop_class_uid, "SOPInstanceUID": sop_instance}

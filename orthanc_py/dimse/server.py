@@ -38,6 +38,7 @@ from ..model.enums import ResourceType
 from ..model.filemeta import file_meta_bytes
 from ..model.lookup import parse_constraint, vr_of
 from ..model.parsing import element_text
+from ..model.wire import for_peer, stored_dataset, wire_syntax
 from . import status
 
 QUERY_RETRIEVE_LEVEL = mt.tag(0x0008, 0x0052)
@@ -358,31 +359,18 @@ class DicomServer:
     def _datasets(
         self, accepted_contexts: list[Any], files: list[tuple[str, str | None, str, str]]
     ) -> Iterator[Dataset]:
-        """The files as datasets, one at a time (a large study never sits in memory whole); one
-        whose transfer syntax the association has not accepted for its class is transcoded to
-        one it has (Explicit VR Little Endian first), as Orthanc does."""
-        import io
-
-        import pydicom
-
-        from ..imaging.transcode import recode
-
+        """The files as datasets, one at a time (a large study never sits in memory whole), read
+        as ingest accepted them (`model.wire`, the same reading as the C-STORE SCU): sent as
+        stored when the association accepted their transfer syntax, else transcoded to one it
+        has (Explicit VR Little Endian first), as Orthanc does."""
         accepted: dict[str, list[str]] = {}
         for cx in accepted_contexts:
             accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
-        for uuid, path, sop, ts in files:
-            if path is not None:
-                ds = pydicom.dcmread(path, force=True)
-            else:
-                ds = pydicom.dcmread(io.BytesIO(self.ctx.storage.read(uuid, 1)), force=True)
-            syntaxes = accepted.get(sop, [])
-            if ts and syntaxes and ts not in syntaxes:
-                target = next((t for t in (EXPLICIT_LE, IMPLICIT_LE) if t in syntaxes), None)
-                if target is not None:
-                    try:
-                        recode(ds, target)
-                    except Exception as exc:
-                        log.warning("cannot transcode %s to %s: %s", ts, target, exc)
+        for uuid, _path, sop, _ts in files:
+            ds = stored_dataset(self.ctx.storage.read(uuid, 1))
+            syntaxes = accepted.get(str(ds.get("SOPClassUID", "") or sop), [])
+            if syntaxes and not for_peer(ds, syntaxes):
+                log.warning("cannot transcode %s to any of %s", wire_syntax(ds), syntaxes)
             yield ds
 
     def _sub_operations(

@@ -106,6 +106,11 @@ def recode(ds: Any, target: str) -> None:
             ds.decompress(generate_instance_uid=False)
         except Exception as exc:  # pydicom raises many kinds for a missing or failing decoder
             raise CannotTranscode(f"Cannot decode {source}: {exc}") from exc
+    if ds.original_encoding[0] is not None and ds.original_encoding[0] != (target == IMPLICIT_LE):
+        # elements still raw were read with the source's VR mode (no VR when implicit): decode
+        # them, or pydicom would write them as if they were in the target's
+        for _elem in ds.iterall():
+            pass
     ds.file_meta.TransferSyntaxUID = UID(target)
     ds.set_original_encoding(target == IMPLICIT_LE, True)  # the character set is unchanged
 

@@ -175,29 +175,40 @@ def _walk_items(data: bytes, pos: int, little: bool, implicit: bool) -> int:
 
 
 def _dataset_start(data: bytes) -> tuple[int, str | None]:
-    """Offset of the dataset after the preamble and file meta, and the meta's transfer syntax."""
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        pos = 132
-        ts: str | None = None
-        n = len(data)
-        while pos + 8 <= n:
-            group, elem = struct.unpack_from("<HH", data, pos)
-            if group != 0x0002:
-                break
-            vr = data[pos + 4 : pos + 6]
-            if vr in _LONG_VRS:
-                (length,) = struct.unpack_from("<I", data, pos + 8)
-                head = 12
-            else:
-                (length,) = struct.unpack_from("<H", data, pos + 6)
-                head = 8
-            if elem == 0x0010:
-                ts = data[pos + head : pos + head + length].decode("ascii", "replace").rstrip(" \x00")
-            pos += head + length
-        if pos > n:
-            raise ValueError("truncated file meta information")
-        return pos, ts
-    return 0, None
+    """Offset of the dataset after the preamble and file meta, and the meta's transfer syntax.
+    A File Meta Information without the preamble and "DICM" (pydicom writes such files) is read
+    too, as DCMTK and pydicom do."""
+    headerless = not (len(data) >= 132 and data[128:132] == b"DICM")
+    if headerless and not (data[:2] == b"\x02\x00" and data[4:6].isalpha() and data[4:6].isupper()):
+        return 0, None
+    pos = 0 if headerless else 132
+    ts: str | None = None
+    n = len(data)
+    while pos + 8 <= n:
+        group, elem = struct.unpack_from("<HH", data, pos)
+        if group != 0x0002:
+            break
+        vr = data[pos + 4 : pos + 6]
+        if headerless and not (vr.isalpha() and vr.isupper()):
+            break
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", data, pos + 8)
+            head = 12
+        else:
+            (length,) = struct.unpack_from("<H", data, pos + 6)
+            head = 8
+        if elem == 0x0010:
+            ts = data[pos + head : pos + head + length].decode("ascii", "replace").rstrip(" \x00")
+        pos += head + length
+    if pos > n:
+        raise ValueError("truncated file meta information")
+    return pos, ts
+
+
+def dataset_offset(data: bytes) -> int:
+    """Where the dataset starts in a file ingest accepted (after preamble and File Meta
+    Information, whichever are present)."""
+    return _dataset_start(data)[0]
 
 
 def check_structure(data: bytes) -> tuple[int | None, str]:

@@ -9,7 +9,10 @@ and re-arming TCP_QUICKACK after each read removes both costs.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
+
+from ..model.wire import encoded_body
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _applied = False
@@ -37,12 +40,25 @@ def _recv(self: Any, nr_bytes: int) -> bytearray:
     return buf
 
 
+def _encoder(original: Callable[..., bytes | None]) -> Callable[..., bytes | None]:
+    def encode(ds: Any, is_implicit_vr: bool, is_little_endian: bool, deflated: bool = False) -> bytes | None:
+        """pynetdicom's `encode`, answering the stored bytes of a dataset that has them."""
+        body = encoded_body(ds, is_implicit_vr, is_little_endian, deflated)
+        if body is not None:
+            return body
+        return original(ds, is_implicit_vr, is_little_endian, deflated)
+
+    return encode
+
+
 def tune_pynetdicom() -> None:
-    """Install the faster `recv` on pynetdicom's association sockets (idempotent)."""
+    """Install the faster `recv` on pynetdicom's association sockets and the encoder that sends
+    stored bytes as they are (idempotent)."""
     global _applied
     if _applied:
         return
-    from pynetdicom import transport
+    from pynetdicom import association, transport
 
     transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    association.encode = _encoder(association.encode)
     _applied = True

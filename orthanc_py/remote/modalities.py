@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorCode, OrthancError
-from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE, recode
+from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE
 from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
+from ..model.wire import for_peer, stored_dataset, wire_syntax
 
 log = logging.getLogger("orthanc_py.scu")
 
@@ -58,6 +59,7 @@ class _Pooled:
     contexts: frozenset[tuple[str, str]]
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
+    sock: Any = None
 
 
 def _network_error(modality: Modality, details: str) -> OrthancError:
@@ -259,19 +261,26 @@ class DicomScu:
         move_originator_aet: str = "",
         move_originator_id: int | None = None,
         on_progress: Callable[[int], None] | None = None,
+        permissive: bool = False,
     ) -> tuple[int, int]:
         """Send the instances; returns (sent, failed). Raises OrthancError when no association can
-        be made. Files go as stored (no decode) when the peer accepts their transfer syntax."""
+        be made and, unless `permissive`, at the first instance the peer does not store (as
+        Orthanc's DicomModalityStore job). Files go as stored (no decode) when the peer accepts
+        their transfer syntax."""
         items = list(items)
         wanted = frozenset((i.sop_class_uid, ts) for i in items for ts in (i.transfer_syntax, EXPLICIT_LE, IMPLICIT_LE))
         pooled = self._checkout(modality, wanted)
         sent = failed = 0
         try:
             for n, item in enumerate(items):
-                if self._send(pooled, item, move_originator_aet, move_originator_id):
+                problem = self._send(pooled, item, move_originator_aet, move_originator_id)
+                if problem is None:
                     sent += 1
-                else:
+                elif permissive:
+                    log.warning("C-STORE to %s: %s", modality.aet, problem)
                     failed += 1
+                else:
+                    raise OrthancError(ErrorCode.NETWORK_PROTOCOL, problem.replace("{aet}", modality.aet))
                 if on_progress is not None:
                     on_progress(n + 1)
         except OrthancError:
@@ -291,33 +300,39 @@ class DicomScu:
                 self._close(pooled)
         return sent, failed
 
-    def _send(self, pooled: _Pooled, item: StoreItem, originator: str, originator_id: int | None) -> bool:
-        import io
-
-        import pydicom
-
+    def _send(self, pooled: _Pooled, item: StoreItem, originator: str, originator_id: int | None) -> str | None:
+        """One C-STORE: the file read as ingest accepted it (`model.wire`), its stored bytes sent
+        as they are when the peer accepted their transfer syntax, else transcoded. None when the
+        peer stored it, else why not (Orthanc's words; "{aet}" stands for the peer's AET)."""
         assoc = pooled.assoc
-        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts if cx.transfer_syntax}
         kwargs: dict[str, Any] = {}
         if originator:
             kwargs["originator_aet"] = originator
             kwargs["originator_id"] = originator_id or 0
-        if (item.sop_class_uid, item.transfer_syntax) in accepted and item.path is not None:
-            status = assoc.send_c_store(item.path, **kwargs)
-        else:
-            ds = pydicom.dcmread(io.BytesIO(item.load()), force=True)
-            target = next(
-                (ts for ts in (item.transfer_syntax, EXPLICIT_LE, IMPLICIT_LE) if (item.sop_class_uid, ts) in accepted),
-                None,
-            )
-            if target is None:
-                return False
-            if target != item.transfer_syntax:
-                recode(ds, target)
+        try:
+            ds = stored_dataset(item.load())
+            sop = str(ds.get("SOPClassUID", "") or item.sop_class_uid)
+            accepted = [
+                str(ts) for cx in assoc.accepted_contexts if cx.abstract_syntax == sop for ts in cx.transfer_syntax
+            ]
+            if not for_peer(ds, accepted):
+                return (
+                    'DicomAssociation - C-STORE to AET "{aet}": No accepted presentation context for '
+                    f"SOP class {sop} with transfer syntax {wire_syntax(ds)}"
+                )
             status = assoc.send_c_store(ds, **kwargs)
+        except (AttributeError, ValueError, KeyError, OSError) as exc:  # a dataset pynetdicom cannot send
+            if not assoc.is_established:
+                raise OrthancError(ErrorCode.NETWORK_PROTOCOL, "The association was aborted") from exc
+            return f'C-STORE SCU to AET "{{aet}}" cannot send the instance: {exc}'
         if not assoc.is_established:
             raise OrthancError(ErrorCode.NETWORK_PROTOCOL, "The association was aborted")
-        return bool(status) and getattr(status, "Status", 0xFFFF) in (0x0000, 0xB000, 0xB007, 0xB006)
+        code = getattr(status, "Status", None) if status else None
+        if code is None:
+            return 'C-STORE SCU to AET "{aet}" has received no answer'
+        if code in (0x0000, 0xB000, 0xB007, 0xB006):
+            return None
+        return f'C-STORE SCU to AET "{{aet}}" has failed with DIMSE status 0x{code:04X}'
 
     def _checkout(self, modality: Modality, wanted: frozenset[tuple[str, str]]) -> _Pooled:
         key = (modality.aet, modality.host, modality.port, modality.local_aet)
@@ -339,7 +354,7 @@ class DicomScu:
         for sop, ts in sorted(contexts):
             ae.add_requested_context(sop, [ts])
         assoc = self._associate(ae, modality)
-        fresh = _Pooled(assoc, contexts)
+        fresh = _Pooled(assoc, contexts, sock=getattr(getattr(assoc.dul, "socket", None), "socket", None))
         fresh.lock.acquire()
         with self._lock:
             if key not in self._pool or not self._pool[key].lock.locked():
@@ -363,6 +378,12 @@ class DicomScu:
                 pooled.assoc.release()
         except Exception:
             log.debug("release failed", exc_info=True)
+        # a peer that went away makes pynetdicom drop its socket without closing it
+        if pooled.sock is not None:
+            try:
+                pooled.sock.close()
+            except OSError:
+                log.debug("closing the socket failed", exc_info=True)
 
     def _reap(self) -> None:
         while not self._stop.wait(0.5):

@@ -148,8 +148,22 @@ async def store(request: web.Request) -> web.StreamResponse:
             modality = parse_modality(override)
             break
 
+    local_aet = modality.local_aet or ctx.settings.dicom_aet
+    # what Orthanc's DicomModalityStore job shows from its start, kept when it fails
+    content: dict[str, Any] = {
+        "Description": "REST API",
+        "FailedInstancesCount": 0,
+        "InstancesCount": 0,
+        "LocalAet": local_aet,
+        "ParentResources": sorted(set(resources)),
+        "RemoteAet": modality.aet,
+    }
+    if not resources:
+        del content["ParentResources"]
+
     async def run(job: Job | None = None) -> dict[str, Any]:
         def progress(done: int, total: int) -> None:
+            content["InstancesCount"] = total
             if job is not None and total:
                 job.progress = min(99, done * 100 // total)
 
@@ -162,21 +176,22 @@ async def store(request: web.Request) -> web.StreamResponse:
             str(options.get("MoveOriginatorAet", "")),
             options.get("MoveOriginatorID"),
             progress,
+            options.get("Permissive") is True,
         )
-        out: dict[str, Any] = {
-            "Description": "REST API",
-            "FailedInstancesCount": report.failed,
-            "InstancesCount": report.instances,
-            "LocalAet": report.local_aet,
-            "ParentResources": report.parents,
-            "RemoteAet": report.remote_aet,
-        }
+        content.update(
+            FailedInstancesCount=report.failed,
+            InstancesCount=report.instances,
+            LocalAet=report.local_aet,
+            ParentResources=report.parents,
+            RemoteAet=report.remote_aet,
+        )
         if not report.parents:
-            del out["ParentResources"]  # Orthanc leaves it out when nothing was asked for
-        return out
+            content.pop("ParentResources", None)  # Orthanc leaves it out when nothing was asked for
+        return content
 
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:
         job = ctx.jobs.submit("DicomModalityStore", run, int(options.get("Priority", 0) or 0))
+        job.content = content
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     return json_response(await run())
 
