@@ -128,3 +128,15 @@ def representative_dataset(
                 return None
             return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
     return None
+
+
+def representative_dataset_blocking(ctx: ServerContext, rid: int, level: ResourceType) -> pydicom.Dataset | None:
+    """Worker thread: the header of one instance of a resource (None when it has no file)."""
+    return ctx.index.read_blocking(lambda txn: representative_dataset(ctx, txn, rid, level))
+
+
+async def known_values(
+    ctx: ServerContext, level: ResourceType, ids: Sequence[int], requested: Sequence[int]
+) -> list[tuple[int, dict[int, str | None], list[int]]]:
+    """`index_values` in a read transaction of its own."""
+    return await ctx.index.read(lambda txn: index_values(txn, level, ids, requested))

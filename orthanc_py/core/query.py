@@ -104,3 +104,6 @@ async def count(ctx: ServerContext, req: FindRequest) -> int:
         return len(find_ids(ctx, txn, req))
 
     return await ctx.index.read(run)
+
+
+__all__ = ["FindRequest", "OrderBy", "count", "find", "find_ids"]

@@ -9,6 +9,7 @@ from typing import Any
 import pydicom
 from aiohttp import web
 
+from ..core import files as core_files
 from ..core import ingest
 from ..core import resources as core_res
 from ..core.ingest import Origin, StoreResult
@@ -77,7 +78,7 @@ async def export_file(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     if not ctx.settings.rest_api_write_to_file_system:
         return web.Response(status=403)
-    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
     target = (await read_body(request)).decode("utf-8", "replace")
     if not target:
         raise OrthancError(ErrorCode.CANNOT_WRITE_FILE)
@@ -93,19 +94,19 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(dicomjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
-    att, data = await ctx.run(core_res.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
+    att, data = await ctx.run(core_files.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
-        path = ctx.storage.path(att.uuid, att.content_type)
+        path = core_files.attachment_path(ctx, att)
         if path is not None:
             return web.FileResponse(path, headers=headers)
-        data = await ctx.run(ctx.storage.read, att.uuid, att.content_type)
+        data = await ctx.run(core_files.read_attachment_blocking, ctx, att)
     return web.Response(body=data, headers=headers)
 
 
 async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.Dataset:
     ctx = ctx_of(request)
-    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
 
     def parse() -> pydicom.Dataset:
         return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not with_pixels, force=True)
@@ -170,7 +171,7 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
 async def preview(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame."""
     ctx = ctx_of(request)
-    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
     try:
         frame = int(request.match_info.get("frame", "0"))
     except ValueError as exc:

@@ -3,20 +3,19 @@ statistics, shared tags and modules (metadata and labels: metadata.py). The leve
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pydicom
 from aiohttp import web
 
+from ..core import content as core_content
 from ..core import dicomfind as core_dicomfind
+from ..core import files as core_files
 from ..core import resources as core_res
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
-from ..index.base import Transaction
 from ..model import dicomjson
 from ..model.dictionary import TagDictionary
 from ..model.enums import ResourceType
@@ -58,7 +57,7 @@ def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = No
 def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
     """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
     requested tags that are not main tags)."""
-    ds = ctx.index.read_blocking(lambda txn: core_dicomfind.representative_dataset(ctx, txn, info.id, info.level))
+    ds = core_dicomfind.representative_dataset_blocking(ctx, info.id, info.level)
     options = dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
     return dicomjson.orthanc_tags(ds, "full", options) if ds is not None else {}
 
@@ -75,12 +74,8 @@ async def requested_values(
     missing: dict[int, list[int]] = {}
     for level in {i.level for i in infos}:
         ids = [i.id for i in infos if i.level is level]
-
-        def read(txn: Transaction, lv: ResourceType = level, ids: list[int] = ids) -> Any:
-            return core_dicomfind.index_values(txn, lv, ids, tags)
-
-        for rid, values, absent in await ctx.index.read(read):
-            known[rid], missing[rid] = values, absent
+        for rid, found, absent in await core_dicomfind.known_values(ctx, level, ids, tags):
+            known[rid], missing[rid] = found, absent
     out = []
     for info in infos:
         values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
@@ -194,33 +189,12 @@ async def _datasets(
     request: web.Request, level: ResourceType, first_only: bool, with_pixels: bool = False
 ) -> list[tuple[str, Any]]:
     ctx = ctx_of(request)
-    pid = request.match_info["id"]
+    found = await core_files.instance_files(ctx, request.match_info["id"], level, first_only=first_only)
 
-    def run(txn: Transaction) -> list[tuple[str, str]]:
-        rid, _ = core_res.lookup_in(txn, pid, level)
-        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
-        if first_only:
-            ids = ids[:1]
-        rows = txn.resources(ids)
-        atts = txn.attachments(ids)
-        out = []
-        for r in rows:
-            for a in atts[r.id]:
-                if a.content_type == 1:
-                    out.append((r.public_id, a.uuid))
-        return out
+    def load() -> list[tuple[str, Any]]:
+        return [(f.public_id, core_files.dataset(ctx, f, with_pixels)) for f in found]
 
-    pairs = await ctx.index.read(run)
-
-    def load(pairs: list[tuple[str, str]]) -> list[tuple[str, Any]]:
-        result = []
-        for pub, uuid in pairs:
-            data = ctx.storage.read(uuid, 1)
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not with_pixels, force=True)
-            result.append((pub, ds))
-        return result
-
-    return await ctx.run(load, pairs)
+    return await ctx.run(load)
 
 
 def _shared_tags_handler(level: ResourceType) -> Handler:
@@ -280,28 +254,15 @@ def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
 
 
 async def patient_protected(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    pid = request.match_info["id"]
-
-    def run(txn: Transaction) -> bool:
-        rid, _ = core_res.lookup_in(txn, pid, ResourceType.PATIENT)
-        return txn.is_protected(rid)
-
-    return text_response("1" if await ctx.index.read(run) else "0")
+    protected = await core_content.is_protected(ctx_of(request), request.match_info["id"])
+    return text_response("1" if protected else "0")
 
 
 async def set_patient_protected(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    pid = request.match_info["id"]
     body = await read_text(request)
     if body not in ("0", "1"):
         raise OrthancError(ErrorCode.BAD_REQUEST, "Expected 0 or 1")
-
-    def run(txn: Transaction) -> None:
-        rid, _ = core_res.lookup_in(txn, pid, ResourceType.PATIENT)
-        txn.set_protected(rid, body == "1")
-
-    await ctx.index.write(run)
+    await core_content.set_protected(ctx_of(request), request.match_info["id"], body == "1")
     return text_response("")
 
 

@@ -7,19 +7,18 @@ from typing import Any
 from aiohttp import web
 
 from ..core import query
+from ..core import resources as core_res
+from ..core.content import all_labels as all_labels_of
 from ..core.content import metadata_type
 from ..core.context import ServerContext
-from ..core.query import FindRequest
+from ..core.query import FindRequest, OrderBy
 from ..errors import ErrorCode, OrthancError
-from ..index.base import OrderBy, Transaction
 from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import (
     RANGE_VRS,
     TEXT_VRS,
-    MatchKind,
     TagConstraint,
-    normalize,
     parse_constraint,
     parse_tag,
     vr_of,
@@ -254,46 +253,14 @@ async def count_resources(request: web.Request) -> web.StreamResponse:
     return json_response({"Count": await query.count(ctx, req)})
 
 
-_LOOKUP_TAGS = (
-    mt.PATIENT_ID,
-    mt.STUDY_INSTANCE_UID,
-    mt.ACCESSION_NUMBER,
-    mt.SERIES_INSTANCE_UID,
-    mt.SOP_INSTANCE_UID,
-)
-
-
 async def lookup(request: web.Request) -> web.StreamResponse:
-    """POST /tools/lookup: which resources have this PatientID, UID or AccessionNumber. Orthanc
-    looks in its table of normalized identifiers: case, accents and surrounding spaces ignored."""
-    ctx = ctx_of(request)
-    text = normalize((await read_text(request)).strip())
-
-    def run(txn: Transaction) -> list[dict[str, str]]:
-        out: list[dict[str, str]] = []
-        seen: set[int] = set()
-        for tag in _LOOKUP_TAGS:
-            level = mt.LEVEL_OF_TAG[tag]
-            c = TagConstraint(tag, level, MatchKind.EQUAL, (text,), False)
-            for rid in txn.find(level, [c]):
-                if rid not in seen:
-                    seen.add(rid)
-                    for row in txn.resources([rid]):
-                        out.append(
-                            {
-                                "ID": row.public_id,
-                                "Path": f"/{row.level.plural}/{row.public_id}",
-                                "Type": row.level.label,
-                            }
-                        )
-        return out
-
-    return json_response(await ctx.index.read(run))
+    """POST /tools/lookup: which resources have this PatientID, UID or AccessionNumber."""
+    found = await core_res.lookup_identifier(ctx_of(request), (await read_text(request)).strip())
+    return json_response([{"ID": pid, "Path": f"/{lv.plural}/{pid}", "Type": lv.label} for lv, pid in found])
 
 
 async def all_labels(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    return json_response(await ctx.index.read(lambda txn: txn.all_labels()))
+    return json_response(await all_labels_of(ctx_of(request)))
 
 
 def setup(router: web.UrlDispatcher) -> None:
