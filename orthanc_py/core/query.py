@@ -17,7 +17,7 @@ from ..model.enums import ResourceType
 from ..model.lookup import TagConstraint, matches
 from ..model.parsing import element_text
 from .context import ServerContext
-from .dicomfind import representative_dataset
+from .dicomfind import answers, representative_dataset
 from .resources import ResourceInfo, expand, lookup_in
 
 
@@ -106,4 +106,36 @@ async def count(ctx: ServerContext, req: FindRequest) -> int:
     return await ctx.index.read(run)
 
 
-__all__ = ["FindRequest", "OrderBy", "count", "find", "find_ids"]
+def _answers_in(
+    ctx: ServerContext, txn: Transaction, req: FindRequest, requested: Sequence[int], file_vr_tags: Sequence[int]
+) -> list[tuple[dict[int, str | None], dict[int, str]]]:
+    ids = find_ids(ctx, txn, req)
+    rows = answers(ctx, txn, req.level, ids, requested)
+    out = []
+    for rid, values in zip(ids, rows, strict=False):
+        vrs: dict[int, str] = {}
+        if any(values.get(t) is not None for t in file_vr_tags):
+            # the VR of a private or unknown tag as the file has it (Orthanc reads the answers
+            # from an instance of each resource)
+            ds = representative_dataset(ctx, txn, rid, req.level)
+            vrs = {t: str(ds[t].VR) for t in file_vr_tags if ds is not None and t in ds}
+        out.append((values, vrs))
+    return out
+
+
+async def find_answers(
+    ctx: ServerContext, req: FindRequest, requested: Sequence[int], file_vr_tags: Sequence[int] = ()
+) -> list[tuple[dict[int, str | None], dict[int, str]]]:
+    """A DICOM query (QIDO-RS, C-FIND): per match, the value of each requested tag (None: none),
+    and the VR the file gives each tag of `file_vr_tags` that has a value."""
+    return await ctx.index.read(lambda txn: _answers_in(ctx, txn, req, requested, file_vr_tags))
+
+
+def find_answers_blocking(
+    ctx: ServerContext, req: FindRequest, requested: Sequence[int]
+) -> list[dict[int, str | None]]:
+    """`find_answers` from a worker thread (the DIMSE server's), values only."""
+    return [values for values, _vrs in ctx.index.read_blocking(lambda txn: _answers_in(ctx, txn, req, requested, ()))]
+
+
+__all__ = ["FindRequest", "OrderBy", "count", "find", "find_answers", "find_answers_blocking", "find_ids"]

@@ -354,3 +354,21 @@ async def lookup_identifier(ctx: ServerContext, text: str) -> list[tuple[Resourc
         return out
 
     return await ctx.index.read(run)
+
+
+async def ancestors_at(ctx: ServerContext, public_ids: list[str], level: ResourceType) -> list[str]:
+    """The distinct resources at `level` that hold the given resources (themselves at their own
+    level), in order; vanished resources are skipped."""
+
+    def run(txn: Transaction) -> list[str]:
+        out: list[str] = []
+        for pid in public_ids:
+            hit = txn.lookup(pid)
+            if hit is None:
+                continue
+            rid = hit[0] if hit[1] is level else txn.ancestor(hit[0], level)
+            if rid is not None:
+                out += [r.public_id for r in txn.resources([rid])]
+        return list(dict.fromkeys(out))
+
+    return await ctx.index.read(run)

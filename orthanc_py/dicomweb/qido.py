@@ -8,10 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from ..core import extquery
-from ..core.dicomfind import answers, representative_dataset
-from ..core.query import FindRequest, find_ids
+from ..core.query import FindRequest, find_answers
 from ..errors import ErrorCode, OrthancError
-from ..index.base import Transaction
 from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
@@ -179,21 +177,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
 
         unknown = [t for t in wanted if vr_of(t) == "UN"]
 
-        def run(txn: Transaction) -> list[tuple[dict[int, str | None], dict[int, str]]]:
-            ids = find_ids(ctx, txn, req)
-            rows = answers(ctx, txn, level, ids, wanted)
-            out = []
-            for rid, values in zip(ids, rows, strict=False):
-                vrs: dict[int, str] = {}
-                if any(values.get(t) is not None for t in unknown):
-                    # a private or unknown tag asked for: its VR as the file has it (Orthanc
-                    # reads the answers from an instance of each resource)
-                    ds = representative_dataset(ctx, txn, rid, level)
-                    vrs = {t: str(ds[t].VR) for t in unknown if ds is not None and t in ds}
-                out.append((values, vrs))
-            return out
-
-        rows = await ctx.index.read(run)
+        rows = await find_answers(ctx, req, wanted, unknown)
         base = public_base(request, prefix)
         out = []
         for values, file_vrs in rows:

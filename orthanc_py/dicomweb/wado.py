@@ -11,14 +11,15 @@ import orjson
 import pydicom
 from aiohttp import web
 
-from ..core.query import FindRequest, find_ids
+from ..core import files as core_files
+from ..core import resources as core_res
+from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..imaging import jpeg_encode
 from ..imaging import transcode as ts
-from ..index.base import Transaction
 from ..model import maintags as mt
 from ..model import webjson
-from ..model.enums import FileContentType, MetadataType, ResourceType
+from ..model.enums import ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
@@ -78,11 +79,11 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     transcoded to the uncompressed syntax the Accept header names."""
     ctx = ctx_of(request)
     multipart, target, strict = _retrieve_plan(request, "instance" in request.match_info)
-    found = await _instance_ids(request)
-    plan = [(u, _target_for(syntax, target, strict)) for _pid, u, syntax in found]
+    found = await _instance_files(request)
+    plan = [(f, _target_for(_syntax(f), target, strict)) for f in found]
 
-    def load(file_uuid: str, to: str | None) -> bytes:
-        data = ctx.storage.read(file_uuid, FileContentType.DICOM)
+    def load(f: core_files.InstanceFile, to: str | None) -> bytes:
+        data = core_files.read(ctx, f)
         if to is None:
             return data
         try:
@@ -107,9 +108,9 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
     )
     await response.prepare(request)
-    for i, (file_uuid, to) in enumerate(plan):
+    for i, (f, to) in enumerate(plan):
         try:
-            data = first if i == 0 else await ctx.run(load, file_uuid, to)
+            data = first if i == 0 else await ctx.run(load, f, to)
         except ts.CannotTranscode:  # headers are gone: end the stream short
             break
         await response.write(_part_head(boundary, "application/dicom", len(data)))
@@ -141,15 +142,14 @@ def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[st
 _LONG_VRS = frozenset(("OB", "OW", "OF", "OD", "OL", "OV", "UN", "SQ", "UT", "UC", "UR"))
 
 
-def _instance_metadata(
-    ctx: Any, file_uuid: str, pixel_offset: int | None, syntax: str, base: str, size: int
-) -> dict[str, Any]:
+def _instance_metadata(ctx: Any, f: core_files.InstanceFile, base: str) -> dict[str, Any]:
     """Metadata of one stored instance, reading its header only when the index knows where the
     pixel data starts and nothing follows it (elements after the pixel data, such as private
     groups 7FE1, make the whole file read: Orthanc lists them too)."""
+    pixel_offset, syntax, size = f.pixel_offset, _syntax(f), f.size
     if pixel_offset is None or syntax in (ts.DEFLATED_LE, ts.EXPLICIT_BE):  # offsets not usable as is
-        return _metadata_of(ctx.storage.read(file_uuid, FileContentType.DICOM), base)
-    head = ctx.storage.read_range(file_uuid, FileContentType.DICOM, 0, pixel_offset + 12)
+        return _metadata_of(core_files.read(ctx, f), base)
+    head = core_files.read_head(ctx, f, pixel_offset + 12)
     # Implicit VR: pixel data is OW (PS3.5 A.1); explicit: the VR written in the element header
     written = head[pixel_offset + 4 : pixel_offset + 6].decode("ascii", "replace")
     if syntax == ts.IMPLICIT_LE:
@@ -159,7 +159,7 @@ def _instance_metadata(
     else:
         header, length = 8, int.from_bytes(head[pixel_offset + 6 : pixel_offset + 8], "little")
     if length != 0xFFFFFFFF and pixel_offset + header + length < size:
-        return _metadata_of(ctx.storage.read(file_uuid, FileContentType.DICOM), base)
+        return _metadata_of(core_files.read(ctx, f), base)
     pixel_vr = "OW" if syntax == ts.IMPLICIT_LE else written
     return _metadata_of(head[:pixel_offset], base, pixel_vr)
 
@@ -173,10 +173,10 @@ def _metadata(prefix: str) -> Any:
         ctx = ctx_of(request)
         base = public_base(request, prefix)
         if "instance" in request.match_info:
-            uuids = [u for _pid, u, _syntax in await _instance_ids(request)]
+            found = await _instance_files(request)
 
             def render() -> bytes:
-                return json_bytes([_metadata_of(ctx.storage.read(u, FileContentType.DICOM), base) for u in uuids])
+                return json_bytes([_metadata_of(core_files.read(ctx, f), base) for f in found])
 
             if xml:
                 return _xml_parts(orjson.loads(await ctx.run(render)))
@@ -187,35 +187,13 @@ def _metadata(prefix: str) -> Any:
             if uid is not None:
                 req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
 
-        def plan(txn: Transaction) -> list[tuple[str, list[tuple[str, int | None, str, int]]]]:
-            """Per series: its public id and (file uuid, pixel data offset, syntax) per instance."""
-            out = []
-            for sid in find_ids(ctx, txn, req):
-                pub = txn.resources([sid])[0].public_id
-                ids = txn.descendants(sid, ResourceType.INSTANCE)
-                atts = txn.attachments(ids)
-                meta = txn.metadata(ids, (MetadataType.PIXEL_DATA_OFFSET, MetadataType.TRANSFER_SYNTAX))
-                files = []
-                for i in ids:
-                    m = meta.get(i, {})
-                    offset = m.get(MetadataType.PIXEL_DATA_OFFSET)
-                    syntax = m.get(MetadataType.TRANSFER_SYNTAX, ts.EXPLICIT_LE)
-                    for a in atts[i]:
-                        if a.content_type == FileContentType.DICOM:
-                            position = int(offset) if offset and offset.isdigit() else None
-                            files.append((a.uuid, position, syntax, a.uncompressed_size))
-                out.append((pub, files))
-            return out
-
-        series = await ctx.index.read(plan)
+        series = await core_files.series_files(ctx, req)
         if not series:
             raise _not_found(request)
         variant = ("dicomweb-metadata", base)
 
-        def render_series(files: list[tuple[str, int | None, str, int]]) -> bytes:
-            return b",".join(
-                orjson.dumps(_instance_metadata(ctx, u, off, syntax, base, size)) for u, off, syntax, size in files
-            )
+        def render_series(files: list[core_files.InstanceFile]) -> bytes:
+            return b",".join(orjson.dumps(_instance_metadata(ctx, f, base)) for f in files)
 
         blobs = []
         for pub, files in series:
@@ -266,25 +244,14 @@ def setup(router: web.UrlDispatcher, prefix: str) -> None:
         router.add_get(path + "/metadata", _metadata(prefix))
 
 
-async def _instance_ids(request: web.Request, req: FindRequest | None = None) -> list[tuple[str, str, str]]:
-    """(public id, file uuid, stored transfer syntax) of the instances named by the URL (or
-    `req`); 404 when there is none."""
-    ctx = ctx_of(request)
-    find = req or _url_request(request)
+def _syntax(f: core_files.InstanceFile) -> str:
+    """The transfer syntax a file is stored in (Explicit VR Little Endian when not recorded)."""
+    return f.transfer_syntax or ts.EXPLICIT_LE
 
-    def run(txn: Transaction) -> list[tuple[str, str, str]]:
-        ids = find_ids(ctx, txn, find)
-        rows = {r.id: r.public_id for r in txn.resources(ids)}
-        atts = txn.attachments(ids)
-        syntaxes = txn.metadata(ids, [MetadataType.TRANSFER_SYNTAX])
-        return [
-            (rows[i], a.uuid, syntaxes.get(i, {}).get(MetadataType.TRANSFER_SYNTAX, ts.EXPLICIT_LE))
-            for i in ids
-            for a in atts[i]
-            if a.content_type == FileContentType.DICOM
-        ]
 
-    found = await ctx.index.read(run)
+async def _instance_files(request: web.Request, req: FindRequest | None = None) -> list[core_files.InstanceFile]:
+    """The files of the instances named by the URL (or `req`); 404 when there is none."""
+    found = await core_files.matched_files(ctx_of(request), req or _url_request(request), meta=True)
     if not found:
         if req is None:
             raise _not_found(request)
@@ -310,8 +277,8 @@ async def rendered(request: web.Request) -> web.StreamResponse:
         raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render as {accept}: image/jpeg or image/png")
     fmt = formats[accept]
     frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
-    (_pid, uuid_, _syntax), *_ = await _instance_ids(request)
-    data = await ctx.run(ctx.storage.read, uuid_, FileContentType.DICOM)
+    first, *_ = await _instance_files(request)
+    data = await ctx.run(core_files.read, ctx, first)
     try:
         image = await ctx.run(render.render_image, data, frame, fmt, "thumbnail" in request.path)
     except (IndexError, ValueError) as exc:
@@ -370,12 +337,13 @@ async def frames(request: web.Request) -> web.StreamResponse:
     """/frames/{list}: uncompressed (decoded when needed), as stored when the client takes it,
     or encoded in the JPEG syntax it names; multipart/related, or a single part for one frame."""
     ctx = ctx_of(request)
-    (_pid, uuid_, stored), *_ = await _instance_ids(request)
+    first, *_ = await _instance_files(request)
+    stored = _syntax(first)
     numbers = _frame_numbers(request.match_info["frames"])
     multipart, target = _frames_plan(request.headers.get("Accept"), stored, len(numbers))
 
     def extract() -> tuple[list[bytes], str]:
-        data = ctx.storage.read(uuid_, FileContentType.DICOM)
+        data = core_files.read(ctx, first)
         return ts.frames_in(data, numbers, target)
 
     try:
@@ -454,10 +422,10 @@ async def bulk(request: web.Request) -> web.StreamResponse:
     if multipart is None:
         raise not_acceptable(header, "bulk data is application/octet-stream")
     tag, path = _bulk_path(request.match_info["tail"])
-    (_pid, uuid_, _stored), *_ = await _instance_ids(request)
+    first, *_ = await _instance_files(request)
 
     def value() -> tuple[list[bytes], str]:
-        data = ctx.storage.read(uuid_, FileContentType.DICOM)
+        data = core_files.read(ctx, first)
         if tag == 0x7FE00010 and not path:
             try:
                 return ts.frames(data, None, False)
@@ -479,8 +447,6 @@ async def bulk(request: web.Request) -> web.StreamResponse:
 
 async def delete(request: web.Request) -> web.StreamResponse:
     """DELETE a study, series or instance by UID (the Azure DICOM service's extension): 204."""
-    from ..core import resources as core_res
-
     ctx = ctx_of(request)
     level = (
         ResourceType.INSTANCE
@@ -489,20 +455,8 @@ async def delete(request: web.Request) -> web.StreamResponse:
         if "series" in request.match_info
         else ResourceType.STUDY
     )
-    found = await _instance_ids(request)
-
-    def targets(txn: Transaction) -> list[str]:
-        out: list[str] = []
-        for pid, _u, _s in found:
-            hit = txn.lookup(pid)
-            if hit is None:
-                continue
-            rid = hit[0] if level is ResourceType.INSTANCE else txn.ancestor(hit[0], level)
-            if rid is not None:
-                out += [r.public_id for r in txn.resources([rid])]
-        return list(dict.fromkeys(out))
-
-    for pid in await ctx.index.read(targets):
+    found = await _instance_files(request)
+    for pid in await core_res.ancestors_at(ctx, [f.public_id for f in found], level):
         try:
             await core_res.delete(ctx, pid, level)
         except OrthancError as err:
@@ -520,8 +474,8 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     if q.get("requestType") != "WADO" or not q.get("objectUID"):
         raise OrthancError(ErrorCode.BAD_REQUEST, "WADO-URI needs requestType=WADO and objectUID")
     req = _request_for(q.get("studyUID"), q.get("seriesUID"), q.get("objectUID"))
-    (_pid, file_uuid, _syntax), *_ = await _instance_ids(request, req)
-    data = await ctx.run(ctx.storage.read, file_uuid, FileContentType.DICOM)
+    first, *_ = await _instance_files(request, req)
+    data = await ctx.run(core_files.read, ctx, first)
     content_type = q.get("contentType", "image/jpeg")
     if content_type == "application/dicom":
         return web.Response(body=data, content_type="application/dicom")
