@@ -99,6 +99,11 @@ async def find(
     return await ctx.index.read(run)
 
 
+def find_public_ids_blocking(ctx: ServerContext, req: FindRequest) -> list[str]:
+    """The public ids a find matches, from a worker thread (the DIMSE server's)."""
+    return ctx.index.read_blocking(lambda txn: [r.public_id for r in txn.resources(find_ids(ctx, txn, req))])
+
+
 async def count(ctx: ServerContext, req: FindRequest) -> int:
     def run(txn: Transaction) -> int:
         return len(find_ids(ctx, txn, req))
@@ -138,4 +143,13 @@ def find_answers_blocking(
     return [values for values, _vrs in ctx.index.read_blocking(lambda txn: _answers_in(ctx, txn, req, requested, ()))]
 
 
-__all__ = ["FindRequest", "OrderBy", "count", "find", "find_answers", "find_answers_blocking", "find_ids"]
+__all__ = [
+    "FindRequest",
+    "OrderBy",
+    "count",
+    "find",
+    "find_answers",
+    "find_answers_blocking",
+    "find_ids",
+    "find_public_ids_blocking",
+]

@@ -25,13 +25,13 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from ..core import files as core_files
 from ..core import ingest
 from ..core import modalities as core_modalities
 from ..core.context import ServerContext
-from ..core.dicomfind import MODALITIES_IN_STUDY, answers
+from ..core.dicomfind import MODALITIES_IN_STUDY
 from ..core.ingest import Origin
-from ..core.query import FindRequest, find_ids
-from ..index.base import Transaction
+from ..core.query import FindRequest, find_answers_blocking, find_public_ids_blocking
 from ..model import maintags as mt
 from ..model.charsets import ENCODINGS, python_codec
 from ..model.enums import ResourceType
@@ -335,30 +335,12 @@ class DicomServer:
         req.constraints.append(constraint)
         return req
 
-    def _instance_files(self, req: FindRequest) -> list[tuple[str, str | None, str, str]]:
-        """(uuid, path, SOP class, transfer syntax) of every instance under the matched resources,
-        from the index: nothing is read from the files until each one is sent."""
+    def _instance_files(self, req: FindRequest) -> list[core_files.InstanceFile]:
+        """The files of every instance under the matched resources, from the index: nothing is
+        read from the files until each one is sent."""
+        return core_files.matched_files_blocking(self.ctx, req, meta=True)
 
-        def run(txn: Transaction) -> list[tuple[str, str, str]]:
-            out = []
-            for rid in find_ids(self.ctx, txn, req):
-                ids = [rid] if req.level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
-                atts = txn.attachments(ids)
-                meta = txn.metadata(ids, (10, 9))  # SopClassUid, TransferSyntax
-                out += [
-                    (a.uuid, meta[i].get(10, ""), meta[i].get(9, ""))
-                    for i in ids
-                    for a in atts[i]
-                    if a.content_type == 1
-                ]
-            return out
-
-        storage = self.ctx.storage
-        return [(u, storage.path(u, 1), sop, ts) for u, sop, ts in self.ctx.index.read_blocking(run)]
-
-    def _datasets(
-        self, accepted_contexts: list[Any], files: list[tuple[str, str | None, str, str]]
-    ) -> Iterator[Dataset]:
+    def _datasets(self, accepted_contexts: list[Any], files: list[core_files.InstanceFile]) -> Iterator[Dataset]:
         """The files as datasets, one at a time (a large study never sits in memory whole), read
         as ingest accepted them (`model.wire`, the same reading as the C-STORE SCU): sent as
         stored when the association accepted their transfer syntax, else transcoded to one it
@@ -366,9 +348,9 @@ class DicomServer:
         accepted: dict[str, list[str]] = {}
         for cx in accepted_contexts:
             accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
-        for uuid, _path, sop, _ts in files:
-            ds = stored_dataset(self.ctx.storage.read(uuid, 1))
-            syntaxes = accepted.get(str(ds.get("SOPClassUID", "") or sop), [])
+        for f in files:
+            ds = stored_dataset(core_files.read(self.ctx, f))
+            syntaxes = accepted.get(str(ds.get("SOPClassUID", "") or f.sop_class), [])
             if syntaxes and not for_peer(ds, syntaxes):
                 log.warning("cannot transcode %s to any of %s", wire_syntax(ds), syntaxes)
             yield ds
@@ -376,7 +358,7 @@ class DicomServer:
     def _sub_operations(
         self,
         event: Any,
-        files: list[tuple[str, str | None, str, str]],
+        files: list[core_files.InstanceFile],
         accepted: Callable[[], list[Any]] | None = None,
     ) -> Iterator[Any]:
         """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each.
@@ -391,10 +373,7 @@ class DicomServer:
             yield status.PENDING, ds
 
     def _matched_public_ids(self, req: FindRequest) -> list[str]:
-        def run(txn: Transaction) -> list[str]:
-            return [r.public_id for r in txn.resources(find_ids(self.ctx, txn, req))]
-
-        return self.ctx.index.read_blocking(run)
+        return find_public_ids_blocking(self.ctx, req)
 
     def _on_move(self, event: Any) -> Iterator[Any]:
         """C-MOVE SCP: the destination must be a known modality (by AET). SynchronousCMove (the
@@ -448,7 +427,8 @@ class DicomServer:
         files = self._instance_files(req) if req is not None and error is None else []
         contexts = [build_context(Verification)]
         stored: dict[str, set[str]] = {}
-        for _u, _p, sop, ts in files:
+        for f in files:
+            sop, ts = f.sop_class, f.transfer_syntax
             if sop:
                 stored.setdefault(sop, set()).update({ts} if ts and ts not in (EXPLICIT_LE, IMPLICIT_LE) else ())
         for sop, syntaxes in sorted(stored.items()):
@@ -509,11 +489,8 @@ class DicomServer:
         limit = s.limit_find_instances if level is ResourceType.INSTANCE else s.limit_find_results
         req.limit = limit + 1 if limit else 0  # one more tells whether the answers were cut
 
-        def run(txn: Transaction) -> list[dict[int, str | None]]:
-            return answers(self.ctx, txn, level, find_ids(self.ctx, txn, req), requested)
-
         try:
-            matches = self.ctx.index.read_blocking(run)
+            matches = find_answers_blocking(self.ctx, req, requested)
         except Exception as exc:
             log.warning("C-FIND failed: %s", exc)
             yield status.FIND_UNABLE_TO_PROCESS, None
