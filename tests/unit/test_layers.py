@@ -11,8 +11,9 @@
 
 Both `import a.b` and `from a import b` count, at module level or inside a function (a lazy
 import is still a dependency); imports under `if TYPE_CHECKING:` are annotations, not
-dependencies, and are left out of the cycle check (the layer rule still applies to them). No import cycle between modules, and each module imports alone
-in an interpreter where no module of the package was loaded yet. `test_checker_catches_*` plant
+dependencies, and are left out of the cycle check (the layer rule still applies to them).
+No import cycle between modules, and each module imports alone in an interpreter where no
+module of the package was loaded yet. `test_checker_catches_*` plant
 violations in a throw-away package to show each rule fails when broken.
 """
 
@@ -247,9 +248,7 @@ sys.exit(1 if failed else 0)
 def test_each_module_imports_alone():
     """Each module in an interpreter where no other module of ours is loaded (forked from one
     that has only the third-party libraries, to stay fast)."""
-    names = sorted(
-        module_name(p, PKG) for p in PKG.rglob("*.py") if p.name != "__main__.py" and p.suffix == ".py"
-    )
+    names = sorted(module_name(p, PKG) for p in PKG.rglob("*.py") if p.name != "__main__.py" and p.suffix == ".py")
     run = subprocess.run(
         [sys.executable, "-c", _IMPORT_EACH, *names],
         cwd=PKG.parent,
