@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core import extquery
+from ..core import extquery, findspec
 from ..core.query import FindRequest, find_answers
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
@@ -122,6 +122,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
             else None
         )
         fuzzy = request.query.get("fuzzymatching", "false").lower() == "true"
+        rules = findspec.qido_rules(fuzzy)
         for key, value in request.query.items():
             if key in _CONTROL:
                 if key == "includefield":
@@ -149,11 +150,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
                 if erroneous:
                     flagged.append(key)
                 continue
-            if fuzzy and vr_of(tag) == "PN" and value and not value.endswith("*"):
-                value += "*"
-            c = parse_constraint(mt.tag(0x0008, 0x0060) if tag == 0x00080061 else tag, value, False)
-            if c is not None:
-                req.constraints.append(c)
+            findspec.add_constraint(req, tag, value, rules)
         for route_key, tag in (("study", mt.STUDY_INSTANCE_UID), ("series", mt.SERIES_INSTANCE_UID)):
             uid = request.match_info.get(route_key)
             if uid is not None:

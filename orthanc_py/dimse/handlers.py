@@ -15,10 +15,9 @@ from pynetdicom import evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..core import files as core_files
-from ..core import ingest
+from ..core import findspec, ingest
 from ..core import modalities as core_modalities
 from ..core.context import ServerContext
-from ..core.dicomfind import MODALITIES_IN_STUDY
 from ..core.ingest import Origin
 from ..core.query import FindRequest, find_answers_blocking, find_public_ids_blocking
 from ..model import maintags as mt
@@ -114,6 +113,7 @@ class DicomHandlers:
         level_text = str(identifier.get("QueryRetrieveLevel", "")).strip()
         level = qr_level(level_text)
         req = FindRequest(level=level)
+        rules = findspec.c_find_rules(self.ctx.settings.case_sensitive_pn)
         requested: list[int] = []
         for tag in list(identifier.keys()):
             t = int(tag)
@@ -124,14 +124,9 @@ class DicomHandlers:
             if elem.VR == "SQ":
                 continue
             text = element_text(elem.value)
-            if text and ("*" in text or "?" in text) and "\\" not in text and vr_of(t) not in _WILDCARD_VRS:
-                # PS3.4 C.2.2.2.4; Orthanc: "Wildcards are not allowed on tag 0008,0020" (C-FIND fails)
-                raise ValueError(f"wildcards are not allowed on tag {mt.format_tag(t)}")
             if text:
-                key = mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t
-                c = parse_constraint(key, text, self.ctx.settings.case_sensitive_pn, star_is_universal=False)
-                if c is not None:
-                    req.constraints.append(c)
+                # a wildcard where PS3.4 C.2.2.2.4 allows none fails the C-FIND (as Orthanc)
+                findspec.add_constraint(req, t, text, rules)
         return level_text, req, requested
 
     def _retrieve_request(self, identifier: Dataset) -> FindRequest | None:
@@ -387,7 +382,6 @@ def _nothing_to_move() -> Iterator[Any]:
     yield status.MOVE_UNABLE_TO_PROCESS, None
 
 
-_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "UN"})
 _TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
 _INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
 

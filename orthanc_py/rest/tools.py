@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core import query
+from ..core import findspec, query
 from ..core import resources as core_res
 from ..core.content import all_labels as all_labels_of
 from ..core.content import metadata_type
@@ -16,21 +16,17 @@ from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import (
-    RANGE_VRS,
     TEXT_VRS,
     TagConstraint,
     parse_constraint,
     parse_tag,
     vr_of,
 )
-from ..model.maintags import format_tag
 from ..web.responses import json_response, read_json, read_text
 from .common import ctx_of
 from .render import resource_json
 from .resources import requested_values
 
-MODALITIES_IN_STUDY = mt.tag(0x0008, 0x0061)
-MODALITY = mt.tag(0x0008, 0x0060)
 RESPONSE_CONTENT = frozenset(
     {
         "MainDicomTags",
@@ -84,22 +80,19 @@ _ORDER_TYPES = {
 }
 
 
-def _query_constraint(key: str, value: Any, case_sensitive: bool) -> TagConstraint | None:
-    """One entry of "Query", with Orthanc's rules (DatabaseLookup): ranges on dates and times,
-    lists, wildcards only on text VRs (elsewhere they are refused), case folding on text VRs."""
+def _query_constraint(req: FindRequest, key: str, value: Any, rules: findspec.QueryRules) -> None:
+    """One entry of "Query", with Orthanc's rules (core.findspec: ranges on dates and times,
+    lists, wildcards only on text VRs, case folding on text VRs)."""
     if not isinstance(value, str):
         raise bad(f'Tag "{key}" should be associated with a string')
     try:
         tag = parse_tag(key)
     except ValueError as exc:
         raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}", http_status=400) from exc
-    if tag == MODALITIES_IN_STUDY:
-        tag = MODALITY
-    vr = vr_of(tag)
-    is_range = vr in RANGE_VRS and "-" in value
-    if not is_range and "\\" not in value and vr not in TEXT_VRS and ("*" in value or "?" in value):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {format_tag(tag)}")
-    return parse_constraint(tag, value, case_sensitive, star_is_universal=False, any_text_vr=True)
+    try:
+        findspec.add_constraint(req, tag, value, rules)
+    except findspec.WildcardNotAllowed as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
 
 
 def parse_find(body: Any, ctx: ServerContext) -> tuple[FindRequest, dict[str, Any]]:
@@ -118,10 +111,9 @@ def parse_find(body: Any, ctx: ServerContext) -> tuple[FindRequest, dict[str, An
     # Orthanc's default is false whatever CaseSensitivePN (which is for DICOM queries only).
     case_sensitive = _bool(body, "CaseSensitive", False)
     req = FindRequest(level=level)
+    rules = findspec.tools_find_rules(case_sensitive)
     for key, value in q.items():
-        c = _query_constraint(key, value, case_sensitive)
-        if c is not None:
-            req.constraints.append(c)
+        _query_constraint(req, key, value, rules)
     req.limit = _int(body, "Limit")
     req.since = _int(body, "Since")
     req.labels = _strings(body, "Labels")
