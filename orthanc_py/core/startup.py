@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .context import ServerContext
-from .extquery import resume
+from .extquery_admin import resume
 
 
 async def start(ctx: ServerContext) -> None:
