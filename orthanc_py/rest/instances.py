@@ -20,7 +20,7 @@ from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
 from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404
-from .resources import dicom_format, tags_options
+from .tags import dicom_format, tags_options
 
 
 def store_json(result: StoreResult) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from ..model.maintags import format_tag
 from ..model.modality import Modality
 from ..web.responses import bool_arg, json_response, read_json, read_text, text_response
 from .common import ctx_of
-from .resources import dicom_format
+from .tags import dicom_format
 
 
 def _level(body: dict[str, Any]) -> ResourceType:

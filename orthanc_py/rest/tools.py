@@ -25,7 +25,7 @@ from ..model.lookup import (
 from ..web.responses import json_response, read_json, read_text
 from .common import ctx_of
 from .render import resource_json
-from .resources import requested_values
+from .tags import requested_values
 
 RESPONSE_CONTENT = frozenset(
     {
