@@ -15,7 +15,7 @@ from ..core import resources as core_res
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
 from ..imaging import render
-from ..model import dicomjson
+from ..model import orthancjson, webjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
 from ..web.responses import json_bytes, json_response, read_body
@@ -92,7 +92,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
         ds = await _dataset(request, with_pixels=True)
-        body = json_bytes(await ctx.run(dicomjson.dicomweb_json, ds, tags_options(request)))
+        body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await ctx.run(core_files.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
@@ -117,19 +117,19 @@ async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.D
 async def get_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     fmt = dicom_format(request)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt, tags_options(request)))
+    return json_response(await ctx_of(request).run(orthancjson.orthanc_tags, ds, fmt, tags_options(request)))
 
 
 async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     options = tags_options(request)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify", options))
+    return json_response(await ctx_of(request).run(orthancjson.orthanc_tags, ds, "simplify", options))
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request)
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
-    return json_response(dicomjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
+    return json_response(orthancjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
 
 
 async def get_content(request: web.Request) -> web.StreamResponse:
@@ -137,7 +137,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
-        result = dicomjson.content_walk(ds, parts, ctx_of(request).dictionary)
+        result = orthancjson.content_walk(ds, parts, ctx_of(request).dictionary)
     except LookupError:
         return empty_404()
     except ValueError as exc:  # Orthanc 1.10.1 answers 500 for an unparsable tag

@@ -13,7 +13,7 @@ from ..core import dicomfind as core_dicomfind
 from ..core import files as core_files
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
-from ..model import dicomjson
+from ..model import orthancjson
 from ..model.dictionary import TagDictionary
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
@@ -42,7 +42,7 @@ def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = No
     for part in text.split(";"):
         if part.strip():
             try:
-                out.append(dicomjson.parse_tag(part.strip(), dictionary))
+                out.append(orthancjson.parse_tag(part.strip(), dictionary))
             except ValueError:
                 try:
                     out.append(parse_tag(part))
@@ -55,8 +55,8 @@ def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
     """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
     requested tags that are not main tags)."""
     ds = core_dicomfind.representative_dataset_blocking(ctx, info.id, info.level)
-    options = dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
-    return dicomjson.orthanc_tags(ds, "full", options) if ds is not None else {}
+    options = orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
+    return orthancjson.orthanc_tags(ds, "full", options) if ds is not None else {}
 
 
 async def requested_values(
@@ -81,12 +81,12 @@ async def requested_values(
         if absent:
             rendered = await ctx.run(_file_tags, ctx, info)
             picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
-            result.update(dicomjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
+            result.update(orthancjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
         out.append(result)
     return out
 
 
-def tags_options(request: web.Request) -> dicomjson.TagsOptions:
+def tags_options(request: web.Request) -> orthancjson.TagsOptions:
     """How this request wants DICOM tags rendered: the server's dictionary and current
     `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
     ctx = ctx_of(request)
@@ -94,10 +94,10 @@ def tags_options(request: web.Request) -> dicomjson.TagsOptions:
     for part in request.query.get("ignore-length", "").split(","):
         if part.strip():
             try:
-                ignored.add(dicomjson.parse_tag(part.strip(), ctx.dictionary))
+                ignored.add(orthancjson.parse_tag(part.strip(), ctx.dictionary))
             except ValueError as exc:
                 raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
-    return dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
+    return orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
 
 
 def dicom_format(request: web.Request) -> str:
@@ -131,7 +131,7 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
         def compute() -> dict[str, Any]:
             shared: dict[str, Any] | None = None
             for _pub, ds in datasets:
-                tags = dicomjson.orthanc_tags(ds, "full", options)
+                tags = orthancjson.orthanc_tags(ds, "full", options)
                 if shared is None:
                     shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
                 else:
@@ -145,7 +145,7 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
 
 def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
     """Convert Orthanc's full tag JSON into ?simplify / ?short."""
-    return dicomjson.simplify_full(full, fmt)
+    return orthancjson.simplify_full(full, fmt)
 
 
 def _instances_tags_handler(level: ResourceType) -> Handler:
@@ -156,7 +156,7 @@ def _instances_tags_handler(level: ResourceType) -> Handler:
         ctx = ctx_of(request)
 
         def compute() -> dict[str, Any]:
-            return {pub: dicomjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
+            return {pub: orthancjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
 
         return json_response(await ctx.run(compute))
 
@@ -169,7 +169,7 @@ def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
         datasets = await _datasets(request, level, first_only=True)
         if not datasets:
             return json_response({})
-        tags = dicomjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
+        tags = orthancjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
         wanted = MODULE_TAGS[module]
         picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
         return json_response(_reformat(picked, fmt) if fmt != "full" else picked)
