@@ -11,6 +11,7 @@ from ..core import extquery, findspec
 from ..core.query import FindRequest, find_answers
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
+from ..model import webjson
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
@@ -62,36 +63,6 @@ RETRIEVE_URL = 0x00081190
 INSTANCE_AVAILABILITY = 0x00080056
 SPECIFIC_CHARACTER_SET = 0x00080005
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
-_NUMBER_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
-
-
-def _value(tag: int, text: str, vr: str | None = None) -> dict[str, Any]:
-    """One attribute in DICOM JSON (PS3.18 F.2): PN as objects, numbers as numbers; `vr`
-    when the file tells it (a private tag), else the dictionary's."""
-    vr = vr or vr_of(tag)
-    if vr in ("US or SS", "OB or OW", "US or OW"):
-        vr = vr.split()[0]
-    if text == "":
-        return {"vr": vr}
-    parts = text.split("\\")
-    if vr == "PN":
-        return {"vr": vr, "Value": [_person_name(p) for p in parts]}
-    if vr in _NUMBER_VRS:
-        values: list[Any] = []
-        for p in parts:
-            try:
-                n = float(p)
-                values.append(int(n) if n.is_integer() and vr not in ("DS", "FL", "FD") else n)
-            except ValueError:
-                values.append(p)
-        return {"vr": vr, "Value": values}
-    return {"vr": vr, "Value": parts}
-
-
-def _person_name(text: str) -> dict[str, str]:
-    """A PN value's component groups (Alphabetic=Ideographic=Phonetic), as DICOM JSON names them."""
-    groups = text.split("=")
-    return {k: v for k, v in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)}
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -183,7 +154,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
             for t in sorted(wanted):
                 v = values.get(t)
                 if v is not None:
-                    item[f"{t:08X}"] = _value(t, v, file_vrs.get(t))
+                    item[f"{t:08X}"] = webjson.from_text(t, v, file_vrs.get(t))
             study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
             url = f"{base}/studies/{study_uid}"
             if level is not ResourceType.STUDY:
