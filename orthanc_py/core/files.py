@@ -1,4 +1,5 @@
-"""The DICOM files of instances: which files lie under a resource or a find, and their bytes.
+"""The DICOM files of instances: which files lie under a resource, and their bytes (the files
+under the matches of a find: core.query).
 
 One reading for every interface (REST, DICOMweb, C-MOVE/C-GET, the change feed): the index is
 read first, in one transaction that returns `InstanceFile` records; the files are read after it,
@@ -17,7 +18,6 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from .context import ServerContext
-from .query import FindRequest, find_ids
 from .resources import lookup_in
 
 _META = (MetadataType.TRANSFER_SYNTAX, MetadataType.SOP_CLASS_UID, MetadataType.PIXEL_DATA_OFFSET)
@@ -78,36 +78,6 @@ async def instance_files(
         rid, lv = lookup_in(txn, public_id, level)
         ids = instances_under(txn, rid, lv)
         return files_in(txn, ids[:1] if first_only else ids, meta)
-
-    return await ctx.index.read(run)
-
-
-def _matched_in(ctx: ServerContext, txn: Transaction, req: FindRequest, meta: bool) -> list[InstanceFile]:
-    ids: list[int] = []
-    for rid in find_ids(ctx, txn, req):
-        ids += instances_under(txn, rid, req.level)
-    return files_in(txn, ids, meta)
-
-
-async def matched_files(ctx: ServerContext, req: FindRequest, meta: bool = False) -> list[InstanceFile]:
-    """The files of every instance under the resources a find matches."""
-    return await ctx.index.read(lambda txn: _matched_in(ctx, txn, req, meta))
-
-
-def matched_files_blocking(ctx: ServerContext, req: FindRequest, meta: bool = False) -> list[InstanceFile]:
-    """`matched_files` from a worker thread (the DIMSE server's)."""
-    return ctx.index.read_blocking(lambda txn: _matched_in(ctx, txn, req, meta))
-
-
-async def series_files(ctx: ServerContext, req: FindRequest) -> list[tuple[str, list[InstanceFile]]]:
-    """Per series a find matches: its public id and the files of its instances (with metadata)."""
-
-    def run(txn: Transaction) -> list[tuple[str, list[InstanceFile]]]:
-        out = []
-        for sid in find_ids(ctx, txn, req):
-            pub = txn.resources([sid])[0].public_id
-            out.append((pub, files_in(txn, txn.descendants(sid, ResourceType.INSTANCE), meta=True)))
-        return out
 
     return await ctx.index.read(run)
 

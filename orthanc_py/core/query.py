@@ -17,7 +17,8 @@ from ..model.enums import ResourceType
 from ..model.lookup import TagConstraint, matches
 from ..model.parsing import element_text
 from .context import ServerContext
-from .dicomfind import answers, representative_dataset
+from .dicomfind import header_of, index_values, representative_dataset, representative_file_in
+from .files import InstanceFile, files_in, instances_under
 from .resources import ResourceInfo, expand, lookup_in
 
 
@@ -111,18 +112,33 @@ async def count(ctx: ServerContext, req: FindRequest) -> int:
     return await ctx.index.read(run)
 
 
-def _answers_in(
+def _answers_plan(
     ctx: ServerContext, txn: Transaction, req: FindRequest, requested: Sequence[int], file_vr_tags: Sequence[int]
+) -> list[tuple[dict[int, str | None], list[int], InstanceFile | None]]:
+    """Inside the transaction: per match, what the index knows, what must come from a file, and
+    the file to read (one instance of the resource) when there is something to read."""
+    plan = []
+    for rid, values, missing in index_values(txn, req.level, find_ids(ctx, txn, req), requested):
+        need_file = missing or any(values.get(t) is not None for t in file_vr_tags)
+        plan.append((values, missing, representative_file_in(txn, rid, req.level) if need_file else None))
+    return plan
+
+
+def _complete(
+    ctx: ServerContext,
+    plan: list[tuple[dict[int, str | None], list[int], InstanceFile | None]],
+    file_vr_tags: Sequence[int],
 ) -> list[tuple[dict[int, str | None], dict[int, str]]]:
-    ids = find_ids(ctx, txn, req)
-    rows = answers(ctx, txn, req.level, ids, requested)
+    """After the transaction: the values and VRs read from the files (Orthanc's
+    StorageAccessOnFind; the VR of a private or unknown tag as the file has it)."""
     out = []
-    for rid, values in zip(ids, rows, strict=False):
+    for values, missing, f in plan:
+        ds = header_of(ctx, f) if f is not None else None
+        for t in missing:
+            elem = ds.get(t) if ds is not None else None
+            values[t] = element_text(elem.value) if elem is not None else None
         vrs: dict[int, str] = {}
         if any(values.get(t) is not None for t in file_vr_tags):
-            # the VR of a private or unknown tag as the file has it (Orthanc reads the answers
-            # from an instance of each resource)
-            ds = representative_dataset(ctx, txn, rid, req.level)
             vrs = {t: str(ds[t].VR) for t in file_vr_tags if ds is not None and t in ds}
         out.append((values, vrs))
     return out
@@ -132,15 +148,50 @@ async def find_answers(
     ctx: ServerContext, req: FindRequest, requested: Sequence[int], file_vr_tags: Sequence[int] = ()
 ) -> list[tuple[dict[int, str | None], dict[int, str]]]:
     """A DICOM query (QIDO-RS, C-FIND): per match, the value of each requested tag (None: none),
-    and the VR the file gives each tag of `file_vr_tags` that has a value."""
-    return await ctx.index.read(lambda txn: _answers_in(ctx, txn, req, requested, file_vr_tags))
+    and the VR the file gives each tag of `file_vr_tags` that has a value. The index is read
+    first; files, when needed, after the transaction."""
+    plan = await ctx.index.read(lambda txn: _answers_plan(ctx, txn, req, requested, file_vr_tags))
+    if any(f is not None for _v, _m, f in plan):
+        return await ctx.run(_complete, ctx, plan, file_vr_tags)
+    return _complete(ctx, plan, file_vr_tags)
 
 
 def find_answers_blocking(
     ctx: ServerContext, req: FindRequest, requested: Sequence[int]
 ) -> list[dict[int, str | None]]:
     """`find_answers` from a worker thread (the DIMSE server's), values only."""
-    return [values for values, _vrs in ctx.index.read_blocking(lambda txn: _answers_in(ctx, txn, req, requested, ()))]
+    plan = ctx.index.read_blocking(lambda txn: _answers_plan(ctx, txn, req, requested, ()))
+    return [values for values, _vrs in _complete(ctx, plan, ())]
+
+
+def _matched_in(ctx: ServerContext, txn: Transaction, req: FindRequest, meta: bool) -> list[InstanceFile]:
+    ids: list[int] = []
+    for rid in find_ids(ctx, txn, req):
+        ids += instances_under(txn, rid, req.level)
+    return files_in(txn, ids, meta)
+
+
+async def matched_files(ctx: ServerContext, req: FindRequest, meta: bool = False) -> list[InstanceFile]:
+    """The files of every instance under the resources a find matches."""
+    return await ctx.index.read(lambda txn: _matched_in(ctx, txn, req, meta))
+
+
+def matched_files_blocking(ctx: ServerContext, req: FindRequest, meta: bool = False) -> list[InstanceFile]:
+    """`matched_files` from a worker thread (the DIMSE server's)."""
+    return ctx.index.read_blocking(lambda txn: _matched_in(ctx, txn, req, meta))
+
+
+async def series_files(ctx: ServerContext, req: FindRequest) -> list[tuple[str, list[InstanceFile]]]:
+    """Per series a find matches: its public id and the files of its instances (with metadata)."""
+
+    def run(txn: Transaction) -> list[tuple[str, list[InstanceFile]]]:
+        out = []
+        for sid in find_ids(ctx, txn, req):
+            pub = txn.resources([sid])[0].public_id
+            out.append((pub, files_in(txn, txn.descendants(sid, ResourceType.INSTANCE), meta=True)))
+        return out
+
+    return await ctx.index.read(run)
 
 
 __all__ = [
@@ -152,4 +203,7 @@ __all__ = [
     "find_answers_blocking",
     "find_ids",
     "find_public_ids_blocking",
+    "matched_files",
+    "matched_files_blocking",
+    "series_files",
 ]

@@ -11,6 +11,7 @@ import pydicom
 from aiohttp import web
 
 from ..core import files as core_files
+from ..core import query as core_query
 from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode as ts
@@ -90,7 +91,7 @@ def metadata_handler(prefix: str) -> Any:
             if uid is not None:
                 req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
 
-        series = await core_files.series_files(ctx, req)
+        series = await core_query.series_files(ctx, req)
         if not series:
             raise not_found(request)
         variant = ("dicomweb-metadata", base)

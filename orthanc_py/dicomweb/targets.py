@@ -8,6 +8,7 @@ import uuid
 from aiohttp import web
 
 from ..core import files as core_files
+from ..core import query as core_query
 from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode as ts
@@ -38,7 +39,7 @@ def stored_syntax(f: core_files.InstanceFile) -> str:
 
 async def url_files(request: web.Request, req: FindRequest | None = None) -> list[core_files.InstanceFile]:
     """The files of the instances named by the URL (or `req`); 404 when there is none."""
-    found = await core_files.matched_files(ctx_of(request), req or url_request(request), meta=True)
+    found = await core_query.matched_files(ctx_of(request), req or url_request(request), meta=True)
     if not found:
         if req is None:
             raise not_found(request)

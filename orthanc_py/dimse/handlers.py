@@ -19,7 +19,7 @@ from ..core import findspec, ingest
 from ..core import modalities as core_modalities
 from ..core.context import ServerContext
 from ..core.ingest import Origin
-from ..core.query import FindRequest, find_answers_blocking, find_public_ids_blocking
+from ..core.query import FindRequest, find_answers_blocking, find_public_ids_blocking, matched_files_blocking
 from ..model import maintags as mt
 from ..model.charsets import ENCODINGS, python_codec
 from ..model.enums import ResourceType
@@ -172,7 +172,7 @@ class DicomHandlers:
     def _instance_files(self, req: FindRequest) -> list[core_files.InstanceFile]:
         """The files of every instance under the matched resources, from the index: nothing is
         read from the files until each one is sent."""
-        return core_files.matched_files_blocking(self.ctx, req, meta=True)
+        return matched_files_blocking(self.ctx, req, meta=True)
 
     def _datasets(self, accepted_contexts: list[Any], files: list[core_files.InstanceFile]) -> Iterator[Dataset]:
         """The files as datasets, one at a time (a large study never sits in memory whole), read
