@@ -115,14 +115,6 @@ def header_of(ctx: ServerContext, f: InstanceFile | None) -> pydicom.Dataset | N
     return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
 
 
-def representative_dataset(
-    ctx: ServerContext, txn: Transaction, rid: int, level: ResourceType
-) -> pydicom.Dataset | None:
-    """The header of one instance of a resource, read inside the transaction (the find engine's
-    filter on tags the index does not hold)."""
-    return header_of(ctx, representative_file_in(txn, rid, level))
-
-
 def representative_dataset_blocking(ctx: ServerContext, rid: int, level: ResourceType) -> pydicom.Dataset | None:
     """Worker thread: the header of one instance of a resource, the file read after the index."""
     return header_of(ctx, ctx.index.read_blocking(lambda txn: representative_file_in(txn, rid, level)))
