@@ -124,8 +124,8 @@ async def serve(
     if settings.unknown_keys:
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
     loop = asyncio.get_running_loop()
-    configure_libraries()
     ctx = await loop.run_in_executor(None, build_context, settings)  # opens files: off the loop
+    configure_libraries()  # after the context: what it built (dictionary, tables) is frozen out of GC scans
     await startup.start(ctx)
     stop = stop or asyncio.Event()
     ctx.shutdown_requested = stop.set
