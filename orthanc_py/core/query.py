@@ -1,8 +1,12 @@
-"""The one find engine: /tools/find, C-FIND and QIDO-RS parse their input into a `FindRequest`.
+"""The one find engine: /tools/find, C-FIND and QIDO-RS parse their input into a `FindRequest`
+(core.findspec) and ask here: ids, expanded resources, counts, DICOM answers, the files under
+the matches.
 
-Constraints on main DICOM tags run in the index (one SQL query); constraints on other tags are
-checked by reading the DICOM file of one instance of each candidate, as Orthanc does
-(StorageAccessOnFind), so they are correct but slow.
+Constraints on main DICOM tags run in the index (one SQL query, one transaction); constraints
+on other tags are checked by reading the DICOM file of one instance of each candidate, as
+Orthanc does (StorageAccessOnFind): a first transaction lists the candidates and their files,
+the files are read after it, and the answer's transaction takes the matches. Files are never
+read inside a transaction.
 """
 
 from __future__ import annotations
