@@ -306,8 +306,9 @@ def check_round_trips(peers: Peers, data: bytes) -> None:
     a, b = peers.a_client, peers.b_client
     original = read(data)
     r = a.post("/instances", data)
-    if r.status != 200:
-        pytest.skip(f"not accepted by ingest: {r.body[:120]!r}")
+    if r.status != 200:  # a file ingest refuses: refused cleanly (4xx), with Orthanc's error body
+        assert r.status in (400, 404) and r.json()["HttpStatus"] == r.status, r.body[:200]
+        return
     iid = r.json()["ID"]
     try:
         assert_same(read(a.get(f"/instances/{iid}/file").body), original, "/file")
@@ -317,7 +318,7 @@ def check_round_trips(peers: Peers, data: bytes) -> None:
             "WADO-RS",
         )
         if "SOPClassUID" not in original:
-            pytest.skip("no SOP class: no C-STORE can carry it (Orthanc cannot send it either)")
+            return  # no C-STORE can carry a dataset without SOP class (Orthanc cannot send it either)
         if isinstance(uid_to_service_class(original.SOPClassUID), StorageServiceClass):
             # storescp takes the standard storage classes only
             r = a.post("/modalities/dcmtk/store", iid)
