@@ -16,7 +16,14 @@ from aiohttp.typedefs import Middleware
 
 from . import dicomweb, rest
 from .config import Settings
+from .core import startup
 from .core.context import ServerContext
+from .core.extquery import ExtQueryTags
+from .core.jobs import JobsEngine
+from .core.modalities import ModalityRegistry
+from .core.peers import PeerRegistry
+from .core.queries import QueryRegistry
+from .core.seriescache import SeriesCache
 from .index.registry import open_index
 from .storage.registry import open_storage
 from .web.forms import form_middleware
@@ -30,8 +37,19 @@ MAX_BODY = 1 << 34
 
 def build_context(settings: Settings) -> ServerContext:
     """Open the storage area and the index the settings ask for (index/registry.py and
-    storage/registry.py map configuration sections to backends)."""
-    return ServerContext(settings, open_index(settings), open_storage(settings))
+    storage/registry.py map configuration sections to backends), and wire the services (blocking
+    I/O: run it off the event loop)."""
+    return ServerContext(
+        settings,
+        open_index(settings),
+        open_storage(settings),
+        jobs=JobsEngine(),
+        series_cache=SeriesCache(),
+        modalities=ModalityRegistry(dict(settings.dicom_modalities)),
+        queries=QueryRegistry(),
+        peers=PeerRegistry(dict(settings.orthanc_peers)),
+        ext_tags=ExtQueryTags(),
+    )
 
 
 def build_app(ctx: ServerContext) -> web.Application:
@@ -57,20 +75,30 @@ def build_app(ctx: ServerContext) -> web.Application:
 
 
 def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
-    from .dimse.server import DicomServer  # pynetdicom loads only when DICOM is on
-    from .remote.dicomnet import tune_pynetdicom
+    from .dimse.server import DicomServer
 
-    tune_pynetdicom()
     server = DicomServer(ctx, loop)
     server.start()
     return server
 
 
-def _tune_gc() -> None:
-    """Fewer cyclic-GC passes: answers like GET /studies?expand build tens of thousands of
-    containers, and with the default threshold (700) collections cost 10-15% of such a request
-    and made its latency bimodal. Our objects are freed by reference counting; cycles are rare.
-    What exists at start (modules, dictionaries) is frozen out of the collector's scans."""
+def configure_libraries() -> None:
+    """Every library-wide setting, in one place (called at start-up; idempotent).
+
+    - pydicom reads what it is given without validating values (Orthanc stores files with
+      invalid values too; `reading_validation_mode` would warn or raise on each).
+    - pynetdicom: the faster socket `recv` and the encoder that sends stored bytes as they are
+      (remote.dicomnet).
+    - Fewer cyclic-GC passes: answers like GET /studies?expand build tens of thousands of
+      containers, and with the default threshold (700) collections cost 10-15% of such a request
+      and made its latency bimodal. Our objects are freed by reference counting; cycles are rare.
+      What exists at start (modules, dictionaries) is frozen out of the collector's scans."""
+    import pydicom.config
+
+    from .remote.dicomnet import tune_pynetdicom
+
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    tune_pynetdicom()
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
@@ -89,15 +117,15 @@ async def serve(
     """
     if settings.unknown_keys:
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
-    ctx = build_context(settings)
-    _tune_gc()
-    await ctx.start()
+    loop = asyncio.get_running_loop()
+    ctx = await loop.run_in_executor(None, build_context, settings)  # opens files: off the loop
+    configure_libraries()  # after the context: what it built (dictionary, tables) is frozen out of GC scans
+    await startup.start(ctx)
     stop = stop or asyncio.Event()
     ctx.shutdown_requested = stop.set
     app = build_app(ctx)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=settings.http_timeout)
     await runner.setup()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)

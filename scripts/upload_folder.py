@@ -186,14 +186,14 @@ def classify(status: int, body: bytes) -> tuple[list[str], str]:
 
 
 async def post_instance(
-    session: aiohttp.ClientSession, url: str, data: bytes | IO[bytes], timeout: float = 600.0
+    session: aiohttp.ClientSession, url: str, data: bytes | IO[bytes], request_timeout: float = 600.0
 ) -> tuple[list[str], str]:
     """POST one file (bytes or an open binary file, streamed) to `url`/instances."""
     async with session.post(
         f"{url}/instances",
         data=data,
         headers={"Content-Type": "application/dicom"},
-        timeout=aiohttp.ClientTimeout(total=timeout),
+        timeout=aiohttp.ClientTimeout(total=request_timeout),
     ) as resp:
         body = await resp.read()
         return classify(resp.status, body)
@@ -243,7 +243,7 @@ async def upload_files(
     user: str | None = None,
     password: str | None = None,
     retries: int = 2,
-    timeout: float = 600.0,
+    request_timeout: float = 600.0,
     give_up: int = 20,
     progress: Progress | None = None,
 ) -> Tally:
@@ -273,7 +273,7 @@ async def upload_files(
                 try:
                     size = path.stat().st_size
                     with path.open("rb") as fh:
-                        outcomes, reason = await post_instance(session, url, fh, timeout)
+                        outcomes, reason = await post_instance(session, url, fh, request_timeout)
                     answered = True
                     break
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 user=args.user,
                 password=args.password,
                 retries=args.retries,
-                timeout=args.timeout,
+                request_timeout=args.timeout,
                 progress=progress,
             )
         )

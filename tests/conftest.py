@@ -23,9 +23,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from orthanc_py.app import serve  # noqa: E402
+from orthanc_py.app import configure_libraries, serve  # noqa: E402
 from orthanc_py.config import from_raw  # noqa: E402
 from orthanc_py.core.context import ServerContext  # noqa: E402
+
+configure_libraries()  # as the server does at start: unit tests parse files the same way
 
 
 def free_port() -> int:

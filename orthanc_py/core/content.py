@@ -1,4 +1,4 @@
-"""Metadata, attachments and labels of resources, at every level (Orthanc's semantics).
+"""Metadata, attachments, labels and protection of resources, at every level (Orthanc's semantics).
 
 Names: system metadata and attachments have Orthanc's names; user ones are named by the
 `UserMetadata` / `UserContentType` configuration, or given by number (1024-65535).
@@ -465,5 +465,29 @@ async def modify_label(ctx: ServerContext, public_id: str, level: ResourceType, 
             txn.add_label(rid, label)
         else:
             txn.remove_label(rid, label)
+
+    await ctx.index.write(run)
+
+
+async def all_labels(ctx: ServerContext) -> list[str]:
+    """Every label in use (GET /tools/labels)."""
+    return await ctx.index.read(lambda txn: txn.all_labels())
+
+
+# ---------------------------------------------------------------- protection
+async def is_protected(ctx: ServerContext, patient_id: str) -> bool:
+    """Whether a patient is protected from recycling."""
+
+    def run(txn: Transaction) -> bool:
+        rid, _ = lookup_in(txn, patient_id, ResourceType.PATIENT)
+        return txn.is_protected(rid)
+
+    return await ctx.index.read(run)
+
+
+async def set_protected(ctx: ServerContext, patient_id: str, protected: bool) -> None:
+    def run(txn: Transaction) -> None:
+        rid, _ = lookup_in(txn, patient_id, ResourceType.PATIENT)
+        txn.set_protected(rid, protected)
 
     await ctx.index.write(run)

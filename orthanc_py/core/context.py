@@ -1,4 +1,7 @@
-"""The server context: settings, backends and the shared services every interface calls."""
+"""The server context: settings, backends and the shared services every interface calls.
+
+It holds references only: app.py builds the index, the storage and the services and hands them
+in, so this module imports none of the services that take a context (no import cycle)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import Settings
 from ..index.base import Index
@@ -18,6 +21,14 @@ from ..model.dictionary import dcmtk
 from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
 from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
+
+if TYPE_CHECKING:  # the services are built by the composition root (app.py) and handed in
+    from .extquery import ExtQueryTags
+    from .jobs import JobsEngine
+    from .modalities import ModalityRegistry
+    from .peers import PeerRegistry
+    from .queries import QueryRegistry
+    from .seriescache import SeriesCache
 
 log = logging.getLogger("orthanc_py")
 T = TypeVar("T")
@@ -89,7 +100,19 @@ _STABLE_CHANGE = {
 class ServerContext:
     """What core services share: built once by the composition root, passed to every interface."""
 
-    def __init__(self, settings: Settings, index: Index, storage: StorageArea) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        index: Index,
+        storage: StorageArea,
+        *,
+        jobs: JobsEngine,
+        series_cache: SeriesCache,
+        modalities: ModalityRegistry,
+        queries: QueryRegistry,
+        peers: PeerRegistry,
+        ext_tags: ExtQueryTags,
+    ) -> None:
         self.settings = settings
         self.index = index
         self.storage = (
@@ -102,14 +125,13 @@ class ServerContext:
         self.stable = StableTracker(settings.stable_age)
         self.started = time.time()
         self._tasks: list[asyncio.Task[Any]] = []
-        from .jobs import JobsEngine
-        from .seriescache import SeriesCache
-
-        self.series_cache = SeriesCache()
-        from .modalities import ModalityRegistry  # (module builds on this one)
-        from .queries import QueryRegistry
-
-        self.jobs = JobsEngine()
+        self.jobs = jobs
+        self.series_cache = series_cache
+        self.modalities = modalities
+        self.queries = queries
+        self.peers = peers
+        self.ext_tags = ext_tags
+        """Extended query tags (DICOMweb), loaded by `core.startup.start`."""
         self.metrics_enabled = settings.metrics_enabled
         # Settings Orthanc lets clients change at run time (/tools/default-encoding, ...)
         self.default_encoding = settings.default_encoding
@@ -118,15 +140,6 @@ class ServerContext:
         """Tag names and VRs as Orthanc knows them: DCMTK's dictionary + `Dictionary`."""
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
         self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
-        from .extquery import ExtQueryTags
-
-        self.ext_tags = ExtQueryTags()
-        """Extended query tags (DICOMweb), loaded by `start`."""
-        self.modalities = ModalityRegistry(dict(settings.dicom_modalities))
-        self.queries = QueryRegistry()
-        from .peers import PeerRegistry
-
-        self.peers = PeerRegistry(dict(settings.orthanc_peers))
         self._scu: Any = None
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""
@@ -137,10 +150,8 @@ class ServerContext:
     def scu(self) -> Any:
         """The DICOM SCU (created on first use: pynetdicom loads only when needed)."""
         if self._scu is None:
-            from ..remote.dicomnet import tune_pynetdicom
-            from ..remote.modalities import DicomScu
+            from ..remote.modalities import DicomScu  # (pynetdicom tuned by app.configure_libraries)
 
-            tune_pynetdicom()
             self._scu = DicomScu(
                 self.settings.dicom_aet, self.settings.dicom_scu_timeout, self.settings.dicom_association_close_delay
             )
@@ -150,14 +161,8 @@ class ServerContext:
         """Run blocking work (files, parsing, pixels) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
 
-    async def start(self) -> None:
-        """Load what ingest needs from the index (extended query tags) and start the periodic
-        tasks; awaited before the server accepts requests."""
-        from .extquery import resume
-
-        await resume(self)
-        if await self.index.read(lambda txn: txn.any_compressed()):
-            self.storage.maybe_compressed = True
+    def start_tasks(self) -> None:
+        """Start the periodic tasks (stable resources); see `core.startup.start`."""
         self._tasks.append(asyncio.create_task(self._stability_loop(), name="stability"))
 
     async def _stability_loop(self) -> None:

@@ -11,9 +11,9 @@ import pydicom
 
 from ..index.base import Transaction
 from ..model import maintags as mt
-from ..model.enums import FileContentType, ResourceType
-from ..model.parsing import element_text
+from ..model.enums import ResourceType
 from .context import ServerContext
+from .files import InstanceFile, files_in, instances_under, read
 
 NUMBER_OF_PATIENT_RELATED_STUDIES = mt.tag(0x0020, 0x1200)
 NUMBER_OF_PATIENT_RELATED_SERIES = mt.tag(0x0020, 0x1202)
@@ -34,22 +34,6 @@ _COUNTS: dict[int, tuple[ResourceType, ResourceType]] = {
 }
 INSTANCE_AVAILABILITY = mt.tag(0x0008, 0x0056)
 COMPUTED_TAGS = frozenset({*_COUNTS, MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY, INSTANCE_AVAILABILITY})
-
-
-def answers(
-    ctx: ServerContext, txn: Transaction, level: ResourceType, ids: Sequence[int], requested: Sequence[int]
-) -> list[dict[int, str | None]]:
-    """For each matched resource, the value of each requested tag (None when it has none).
-    Main tags of the resources and of their ancestors are read in bulk, one query per level."""
-    out: list[dict[int, str | None]] = []
-    for rid, values, missing in index_values(txn, level, ids, requested):
-        if missing:
-            ds = representative_dataset(ctx, txn, rid, level)
-            for t in missing:
-                elem = ds.get(t) if ds is not None else None
-                values[t] = element_text(elem.value) if elem is not None else None
-        out.append(values)
-    return out
 
 
 def index_values(
@@ -114,17 +98,30 @@ def _study_set(txn: Transaction, study: int, tag: int) -> str:
     return "\\".join(sorted(v for v in found if v))
 
 
-def representative_dataset(
-    ctx: ServerContext, txn: Transaction, rid: int, level: ResourceType
-) -> pydicom.Dataset | None:
-    ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)[:1]
-    if not ids:
+def representative_file_in(txn: Transaction, rid: int, level: ResourceType) -> InstanceFile | None:
+    """Inside a transaction: the file of one instance of a resource (None when it has none)."""
+    found = files_in(txn, instances_under(txn, rid, level)[:1])
+    return found[0] if found else None
+
+
+def header_of(ctx: ServerContext, f: InstanceFile | None) -> pydicom.Dataset | None:
+    """The header of a file, up to its pixel data (None when there is no file, or it is gone)."""
+    if f is None:
         return None
-    for a in txn.attachments(ids)[ids[0]]:
-        if a.content_type == FileContentType.DICOM:
-            try:
-                data = ctx.storage.read(a.uuid, a.content_type)
-            except FileNotFoundError:
-                return None
-            return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-    return None
+    try:
+        data = read(ctx, f)
+    except FileNotFoundError:
+        return None
+    return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+
+
+def representative_dataset_blocking(ctx: ServerContext, rid: int, level: ResourceType) -> pydicom.Dataset | None:
+    """Worker thread: the header of one instance of a resource, the file read after the index."""
+    return header_of(ctx, ctx.index.read_blocking(lambda txn: representative_file_in(txn, rid, level)))
+
+
+async def known_values(
+    ctx: ServerContext, level: ResourceType, ids: Sequence[int], requested: Sequence[int]
+) -> list[tuple[int, dict[int, str | None], list[int]]]:
+    """`index_values` in a read transaction of its own."""
+    return await ctx.index.read(lambda txn: index_values(txn, level, ids, requested))

@@ -24,9 +24,9 @@ import pydicom
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
 from ..model import maintags as mt
-from ..model.dicomjson import orthanc_tags
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
 from ..model.ids import PublicIds
+from ..model.orthancjson import orthanc_tags
 from ..model.parsing import ParsedInstance, as_int, parse
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest

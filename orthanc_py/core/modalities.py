@@ -12,10 +12,11 @@ from typing import Any
 from ..errors import ErrorCode, OrthancError
 from ..index.base import ExportedResource, Transaction
 from ..model import maintags as mt
-from ..model.enums import FileContentType, MetadataType, ResourceType
+from ..model.enums import FileContentType, ResourceType
 from ..model.modality import BadField, Modality, OutOfRange, parse_modality
 from ..remote.modalities import DicomScu, StoreItem
 from .context import ServerContext, now_iso
+from .files import files_in, instances_under
 from .resources import lookup_in
 
 log = logging.getLogger("orthanc_py.modalities")
@@ -102,25 +103,8 @@ def _instances_to_send(
     resources = []
     for pid in public_ids:
         rid, level = lookup_in(txn, pid, None)
-        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
-        rows = {r.id: r for r in txn.resources(ids)}
-        atts = txn.attachments(ids)
-        meta = txn.metadata(ids, (int(MetadataType.SOP_CLASS_UID), int(MetadataType.TRANSFER_SYNTAX)))
-        for i in ids:
-            dicom = next((a for a in atts[i] if a.content_type == FileContentType.DICOM), None)
-            if dicom is None:
-                continue
-            m = meta[i]
-            out.append(
-                (
-                    rows[i].public_id,
-                    m.get(int(MetadataType.SOP_CLASS_UID), ""),
-                    m.get(int(MetadataType.TRANSFER_SYNTAX), ""),
-                    dicom.uuid,
-                    pid,
-                    "",
-                )
-            )
+        for f in files_in(txn, instances_under(txn, rid, level), meta=True):
+            out.append((f.public_id, f.sop_class, f.transfer_syntax, f.uuid, pid, ""))
         resources.append((level, pid, _identifiers(txn, rid, level)))
     return out, resources
 

@@ -24,7 +24,7 @@ from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag, vr_of
 from .context import ServerContext
-from .resources import read_dicom
+from .files import read_dicom
 
 _IDENTIFIERS = (mt.PATIENT_ID, mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID)
 _UID_OF_LEVEL = {

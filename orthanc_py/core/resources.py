@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Deletion, Ids, Transaction, WholeLevel
-from ..model.enums import FileContentType, MetadataType, ResourceType
+from ..model import maintags as mt
+from ..model.enums import MetadataType, ResourceType
 from ..model.ids import is_public_id
+from ..model.lookup import MatchKind, TagConstraint, normalize
 from ..model.maintags import MAIN_TAGS
 from ..model.parsing import as_int
 from .context import ServerContext, now_iso
@@ -267,57 +269,6 @@ async def relatives(
     return await ctx.index.read(run)
 
 
-async def instance_ids_of(ctx: ServerContext, public_id: str, level: ResourceType) -> list[tuple[int, str]]:
-    """(internal id, attachment uuid) of every instance under a resource, in index order."""
-
-    def run(txn: Transaction) -> list[tuple[int, str]]:
-        rid, _ = lookup_in(txn, public_id, level)
-        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
-        atts = txn.attachments(ids)
-        out = []
-        for i in ids:
-            for a in atts[i]:
-                if a.content_type == FileContentType.DICOM:
-                    out.append((i, a.uuid))
-        return out
-
-    return await ctx.index.read(run)
-
-
-def _dicom_attachment_in(txn: Transaction, public_id: str) -> Attachment:
-    rid, _ = lookup_in(txn, public_id, ResourceType.INSTANCE)
-    for a in txn.attachments([rid])[rid]:
-        if a.content_type == FileContentType.DICOM:
-            return a
-    raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
-
-
-async def dicom_attachment(ctx: ServerContext, public_id: str) -> Attachment:
-    """The DICOM file of an instance."""
-    return await ctx.index.read(lambda txn: _dicom_attachment_in(txn, public_id))
-
-
-def dicom_file_blocking(
-    ctx: ServerContext, public_id: str, max_size: int | None = None
-) -> tuple[Attachment, bytes | None]:
-    """Look up and read an instance's DICOM file in the calling worker thread (one hop for the
-    hot GET /file path); the bytes are None when the file is larger than `max_size`."""
-    att = ctx.index.read_blocking(lambda txn: _dicom_attachment_in(txn, public_id))
-    if max_size is not None and att.uncompressed_size > max_size:
-        return att, None
-    try:
-        return att, ctx.storage.read_file(att.uuid, att.content_type, att.compression)
-    except FileNotFoundError as exc:
-        raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
-
-
-async def read_dicom(ctx: ServerContext, public_id: str) -> bytes:
-    """The bytes of an instance's DICOM file (looked up and read in one worker-thread hop)."""
-    _att, data = await ctx.run(dicom_file_blocking, ctx, public_id, None)
-    assert data is not None
-    return data
-
-
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:
     """Delete a resource with its descendants and emptied ancestors; files go after commit."""
 
@@ -372,5 +323,52 @@ async def global_statistics(ctx: ServerContext) -> dict[str, int]:
             "disk": disk,
             "uncompressed": unc,
         }
+
+    return await ctx.index.read(run)
+
+
+_LOOKUP_TAGS = (
+    mt.PATIENT_ID,
+    mt.STUDY_INSTANCE_UID,
+    mt.ACCESSION_NUMBER,
+    mt.SERIES_INSTANCE_UID,
+    mt.SOP_INSTANCE_UID,
+)
+
+
+async def lookup_identifier(ctx: ServerContext, text: str) -> list[tuple[ResourceType, str]]:
+    """(level, public id) of the resources with this PatientID, UID or AccessionNumber. Orthanc
+    looks in its table of normalized identifiers: case, accents and surrounding spaces ignored."""
+    value = normalize(text)
+
+    def run(txn: Transaction) -> list[tuple[ResourceType, str]]:
+        out: list[tuple[ResourceType, str]] = []
+        seen: set[int] = set()
+        for tag in _LOOKUP_TAGS:
+            level = mt.LEVEL_OF_TAG[tag]
+            c = TagConstraint(tag, level, MatchKind.EQUAL, (value,), False)
+            for rid in txn.find(level, [c]):
+                if rid not in seen:
+                    seen.add(rid)
+                    out += [(row.level, row.public_id) for row in txn.resources([rid])]
+        return out
+
+    return await ctx.index.read(run)
+
+
+async def ancestors_at(ctx: ServerContext, public_ids: list[str], level: ResourceType) -> list[str]:
+    """The distinct resources at `level` that hold the given resources (themselves at their own
+    level), in order; vanished resources are skipped."""
+
+    def run(txn: Transaction) -> list[str]:
+        out: list[str] = []
+        for pid in public_ids:
+            hit = txn.lookup(pid)
+            if hit is None:
+                continue
+            rid = hit[0] if hit[1] is level else txn.ancestor(hit[0], level)
+            if rid is not None:
+                out += [r.public_id for r in txn.resources([rid])]
+        return list(dict.fromkeys(out))
 
     return await ctx.index.read(run)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import pydicom
 from aiohttp import web
 
+from ..core import changefeed as core_feed
+from ..core import files as core_files
 from ..errors import ErrorCode, OrthancError
-from ..index.base import Transaction
 from ..model import webjson
-from ..model.enums import FileContentType
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
 
@@ -47,23 +45,12 @@ async def _with_metadata(request: web.Request, rows: list[tuple[Any, ...]], incl
     if not include:
         return out
     current = [(i, r[6]) for i, r in enumerate(rows) if r[2] == "current"]
-
-    def uuids(txn: Transaction) -> dict[str, str]:
-        found: dict[str, str] = {}
-        for _i, pid in current:
-            hit = txn.lookup(pid)
-            if hit is not None:
-                for a in txn.attachments([hit[0]])[hit[0]]:
-                    if a.content_type == FileContentType.DICOM:
-                        found[pid] = a.uuid
-        return found
-
-    files = await ctx.index.read(uuids)
+    files = await core_files.files_by_public_id(ctx, [pid for _i, pid in current])
 
     def metadata() -> None:
         for i, pid in current:
             if pid in files:
-                ds = pydicom.dcmread(io.BytesIO(ctx.storage.read(files[pid], 1)), stop_before_pixels=True, force=True)
+                ds = core_files.dataset(ctx, files[pid], with_pixels=False)
                 out[i]["Metadata"] = webjson.to_json_dict(ds, lambda _e, _p: "", 1024)
 
     await ctx.run(metadata)
@@ -76,14 +63,14 @@ async def changefeed(request: web.Request) -> web.StreamResponse:
     offset = _param(request, "offset", 0)
     limit = min(_param(request, "limit", 10), MAX_LIMIT)
     include = request.query.get("includeMetadata", "true").lower() != "false"
-    rows = await ctx.index.read(lambda txn: txn.feed(offset, limit))
+    rows = await core_feed.page(ctx, offset, limit)
     return web.Response(body=json_bytes(await _with_metadata(request, rows, include)), content_type="application/json")
 
 
 async def latest(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     include = request.query.get("includeMetadata", "true").lower() != "false"
-    row = await ctx.index.read(lambda txn: txn.feed_latest())
+    row = await core_feed.latest(ctx)
     if row is None:
         return web.Response(body=json_bytes({}), content_type="application/json")
     return web.Response(

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..core import extquery
+from ..core import extquery, extquery_admin
 from ..errors import ErrorCode, OrthancError
 from ..web.appkeys import ctx_of
 from ..web.responses import json_response
@@ -49,7 +49,7 @@ def _routes(prefix: str) -> list[web.RouteDef]:
 
     async def add(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
-        job = await extquery.add(ctx, await _body(request))
+        job = await extquery_admin.add(ctx, await _body(request))
         ref, href = operation_ref(request, job.id)
         return json_response(ref, status=202, headers={"Location": href})
 
@@ -64,16 +64,16 @@ def _routes(prefix: str) -> list[web.RouteDef]:
         return json_response(extquery.entry_json(row, base(request)))
 
     async def delete_tag(request: web.Request) -> web.StreamResponse:
-        await extquery.delete(ctx_of(request), request.match_info["path"])
+        await extquery_admin.delete(ctx_of(request), request.match_info["path"])
         return web.Response(status=204)
 
     async def patch_tag(request: web.Request) -> web.StreamResponse:
-        row = await extquery.update(ctx_of(request), request.match_info["path"], await _body(request))
+        row = await extquery_admin.update(ctx_of(request), request.match_info["path"], await _body(request))
         return json_response(extquery.entry_json(row, base(request)))
 
     async def tag_errors(request: web.Request) -> web.StreamResponse:
         limit, offset = _paging(request)
-        return json_response(await extquery.errors(ctx_of(request), request.match_info["path"], offset, limit))
+        return json_response(await extquery_admin.errors(ctx_of(request), request.match_info["path"], offset, limit))
 
     async def operation(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)

@@ -7,12 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core import extquery
-from ..core.dicomfind import answers, representative_dataset
-from ..core.query import FindRequest, find_ids
+from ..core import extquery, findspec
+from ..core.query import FindRequest, find_answers
 from ..errors import ErrorCode, OrthancError
-from ..index.base import Transaction
 from ..model import maintags as mt
+from ..model import webjson
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
@@ -64,36 +63,6 @@ RETRIEVE_URL = 0x00081190
 INSTANCE_AVAILABILITY = 0x00080056
 SPECIFIC_CHARACTER_SET = 0x00080005
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
-_NUMBER_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
-
-
-def _value(tag: int, text: str, vr: str | None = None) -> dict[str, Any]:
-    """One attribute in DICOM JSON (PS3.18 F.2): PN as objects, numbers as numbers; `vr`
-    when the file tells it (a private tag), else the dictionary's."""
-    vr = vr or vr_of(tag)
-    if vr in ("US or SS", "OB or OW", "US or OW"):
-        vr = vr.split()[0]
-    if text == "":
-        return {"vr": vr}
-    parts = text.split("\\")
-    if vr == "PN":
-        return {"vr": vr, "Value": [_person_name(p) for p in parts]}
-    if vr in _NUMBER_VRS:
-        values: list[Any] = []
-        for p in parts:
-            try:
-                n = float(p)
-                values.append(int(n) if n.is_integer() and vr not in ("DS", "FL", "FD") else n)
-            except ValueError:
-                values.append(p)
-        return {"vr": vr, "Value": values}
-    return {"vr": vr, "Value": parts}
-
-
-def _person_name(text: str) -> dict[str, str]:
-    """A PN value's component groups (Alphabetic=Ideographic=Phonetic), as DICOM JSON names them."""
-    groups = text.split("=")
-    return {k: v for k, v in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)}
 
 
 def _int_param(request: web.Request, name: str) -> int:
@@ -124,6 +93,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
             else None
         )
         fuzzy = request.query.get("fuzzymatching", "false").lower() == "true"
+        rules = findspec.qido_rules(fuzzy)
         for key, value in request.query.items():
             if key in _CONTROL:
                 if key == "includefield":
@@ -151,11 +121,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
                 if erroneous:
                     flagged.append(key)
                 continue
-            if fuzzy and vr_of(tag) == "PN" and value and not value.endswith("*"):
-                value += "*"
-            c = parse_constraint(mt.tag(0x0008, 0x0060) if tag == 0x00080061 else tag, value, False)
-            if c is not None:
-                req.constraints.append(c)
+            findspec.add_constraint(req, tag, value, rules)
         for route_key, tag in (("study", mt.STUDY_INSTANCE_UID), ("series", mt.SERIES_INSTANCE_UID)):
             uid = request.match_info.get(route_key)
             if uid is not None:
@@ -179,21 +145,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
 
         unknown = [t for t in wanted if vr_of(t) == "UN"]
 
-        def run(txn: Transaction) -> list[tuple[dict[int, str | None], dict[int, str]]]:
-            ids = find_ids(ctx, txn, req)
-            rows = answers(ctx, txn, level, ids, wanted)
-            out = []
-            for rid, values in zip(ids, rows, strict=False):
-                vrs: dict[int, str] = {}
-                if any(values.get(t) is not None for t in unknown):
-                    # a private or unknown tag asked for: its VR as the file has it (Orthanc
-                    # reads the answers from an instance of each resource)
-                    ds = representative_dataset(ctx, txn, rid, level)
-                    vrs = {t: str(ds[t].VR) for t in unknown if ds is not None and t in ds}
-                out.append((values, vrs))
-            return out
-
-        rows = await ctx.index.read(run)
+        rows = await find_answers(ctx, req, wanted, unknown)
         base = public_base(request, prefix)
         out = []
         for values, file_vrs in rows:
@@ -202,7 +154,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
             for t in sorted(wanted):
                 v = values.get(t)
                 if v is not None:
-                    item[f"{t:08X}"] = _value(t, v, file_vrs.get(t))
+                    item[f"{t:08X}"] = webjson.from_text(t, v, file_vrs.get(t))
             study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
             url = f"{base}/studies/{study_uid}"
             if level is not ResourceType.STUDY:

@@ -26,13 +26,9 @@ from ..model.enums import ResourceType
 from ..model.parsing import ParsedInstance
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes, read_body
+from . import status as stow_status
 from .headers import AZURE_PREFIXES, public_base
 
-PROCESSING_FAILURE = 0xC000  # 49152 (Orthanc's plugin: "cannot understand", a UID is missing)
-ORTHANC_PROCESSING_FAILURE = 0x0110  # Orthanc's plugin: the study of the URL, or the store failed
-OUT_OF_RESOURCES = 0xA700  # 42752: the storage is full or cannot be written
-STUDY_MISMATCH = 43265  # the instance is not part of the study in the URL
-ALREADY_EXISTS = 45070
 log = logging.getLogger("orthanc_py.stow")
 
 
@@ -290,31 +286,29 @@ def _stow(prefix: str) -> Any:
                 result = await ingest.store(ctx, data, origin, check)
             except _StudyMismatch as err:
                 p = err.parsed
-                reason = ORTHANC_PROCESSING_FAILURE if orthanc else STUDY_MISMATCH
+                reason = stow_status.study_mismatch_reason(orthanc)
                 return _Outcome("conflict", _ref(p.sop_class_uid, _uid(p, ResourceType.INSTANCE), reason=reason))
             except _MissingTags:  # no SOP class UID: Orthanc lists no failed item
                 return _Outcome("bad", None)
             except OrthancError as err:
-                storage = err.code in (ErrorCode.FULL_STORAGE, ErrorCode.FILE_STORAGE_CANNOT_WRITE)
+                reason = stow_status.failure_reason(err, orthanc)
                 if orthanc:
                     sop_class, sop = await ctx.run(_sop_uids, data)
-                    if storage:
-                        return _Outcome("failed", _ref(sop_class, sop, reason=ORTHANC_PROCESSING_FAILURE))
+                    if stow_status.storage_failed(err):
+                        return _Outcome("failed", _ref(sop_class, sop, reason=reason))
                     # not DICOM, or a required UID is missing: an item only when both SOP UIDs are known
-                    return _Outcome(
-                        "bad", _ref(sop_class, sop, reason=PROCESSING_FAILURE) if sop_class and sop else None
-                    )
-                return _Outcome("failed", _ref("", "", reason=OUT_OF_RESOURCES if storage else PROCESSING_FAILURE))
-            except Exception:  # never lose the answer for the other parts
+                    return _Outcome("bad", _ref(sop_class, sop, reason=reason) if sop_class and sop else None)
+                return _Outcome("failed", _ref("", "", reason=reason))
+            except Exception as exc:  # never lose the answer for the other parts
                 log.exception("STOW-RS: cannot store a part")
-                return _Outcome("failed", _ref("", "", reason=PROCESSING_FAILURE))
+                return _Outcome("failed", _ref("", "", reason=stow_status.failure_reason(exc, orthanc)))
             finally:
                 limit.release()
             p = result.parsed
             study_uid = _uid(p, ResourceType.STUDY)
             sop_uid = _uid(p, ResourceType.INSTANCE)
             if result.status is StoreStatus.ALREADY_STORED and not orthanc:
-                return _Outcome("failed", _ref(p.sop_class_uid, sop_uid, reason=ALREADY_EXISTS))
+                return _Outcome("failed", _ref(p.sop_class_uid, sop_uid, reason=stow_status.ALREADY_EXISTS))
             url = f"{base}/studies/{study_uid}/series/{_uid(p, ResourceType.SERIES)}/instances/{sop_uid}"
             return _Outcome("stored", _ref(p.sop_class_uid, sop_uid, url), study_uid)
 

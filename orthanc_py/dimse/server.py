@@ -1,6 +1,7 @@
-"""The DICOM SCP: pynetdicom's server threads bridged to core.
+"""The DICOM SCP: pynetdicom's server (AE, presentation contexts, negotiation) bridged to core.
 
-pynetdicom runs each association in its own thread. C-STORE runs the whole ingest in that thread
+The services themselves are in dimse/handlers.py. pynetdicom runs each association in its own
+thread. C-STORE runs the whole ingest in that thread
 (`ingest.store_blocking`: parse, file, index), taking the received bytes as they are (no decode
 and re-encode); only the bookkeeping that belongs to the event loop hops to it.
 """
@@ -10,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Iterator
 from typing import Any
 
-from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -25,25 +24,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from ..core import ingest
-from ..core import modalities as core_modalities
 from ..core.context import ServerContext
-from ..core.dicomfind import MODALITIES_IN_STUDY, answers
-from ..core.ingest import Origin
-from ..core.query import FindRequest, find_ids
-from ..index.base import Transaction
-from ..model import maintags as mt
-from ..model.charsets import ENCODINGS, python_codec
-from ..model.enums import ResourceType
-from ..model.filemeta import file_meta_bytes
-from ..model.lookup import parse_constraint, vr_of
-from ..model.parsing import element_text
-from ..model.wire import for_peer, stored_dataset, wire_syntax
-from . import status
-
-QUERY_RETRIEVE_LEVEL = mt.tag(0x0008, 0x0052)
-RETRIEVE_AE_TITLE = mt.tag(0x0008, 0x0054)
-_NOT_KEYS = frozenset({QUERY_RETRIEVE_LEVEL, mt.SPECIFIC_CHARACTER_SET})
+from .handlers import DicomHandlers
 
 log = logging.getLogger("orthanc_py.dimse")
 
@@ -81,31 +63,6 @@ def storage_syntaxes(accepted: tuple[str, ...]) -> list[str]:
     return preferred_first(list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3]))
 
 
-_QR_LEVEL_NAMES = {
-    "PATIENT": ResourceType.PATIENT,
-    "PATIENTS": ResourceType.PATIENT,
-    "STUDY": ResourceType.STUDY,
-    "STUDIES": ResourceType.STUDY,
-    "SERIES": ResourceType.SERIES,
-    "IMAGE": ResourceType.INSTANCE,
-    "IMAGES": ResourceType.INSTANCE,
-    "INSTANCE": ResourceType.INSTANCE,
-    "INSTANCES": ResourceType.INSTANCE,
-}
-
-
-def qr_level(text: str) -> ResourceType:
-    """The level a QueryRetrieveLevel names, with the spellings Orthanc accepts (KeyError else)."""
-    return _QR_LEVEL_NAMES[text.strip().upper()]
-
-
-def _called_aet(assoc: Any) -> str:
-    """The AET the requestor called (Orthanc records it as CalledAET, whatever its own AET)."""
-    primitive = getattr(assoc.requestor, "primitive", None)
-    called = getattr(primitive, "called_ae_title", None)
-    return str(called if called else assoc.acceptor.ae_title).strip()
-
-
 _STORAGE_UIDS = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 
 
@@ -122,6 +79,7 @@ class DicomServer:
     def __init__(self, ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> None:
         self.ctx = ctx
         self.loop = loop
+        self.handlers = DicomHandlers(ctx, loop)
         s = ctx.settings
         ae = AE(ae_title=s.dicom_aet)
         ae.maximum_pdu_size = 0  # accept PDUs of any size: large PDUs mean fewer round trips
@@ -156,11 +114,11 @@ class DicomServer:
         handlers: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_C_STORE, self._on_store),
-            (evt.EVT_C_FIND, self._on_find),
-            (evt.EVT_C_MOVE, self._on_move),
-            (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_C_ECHO, self.handlers.on_echo),
+            (evt.EVT_C_STORE, self.handlers.on_store),
+            (evt.EVT_C_FIND, self.handlers.on_find),
+            (evt.EVT_C_MOVE, self.handlers.on_move),
+            (evt.EVT_C_GET, self.handlers.on_get),
         ]
         self._server = self.ae.start_server(
             (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers
@@ -231,358 +189,3 @@ class DicomServer:
                 extra.append(new)
         if extra:
             acceptor.supported_contexts = list(acceptor.supported_contexts) + extra
-
-    def _allowed(self, event: Any, permission: str) -> bool:
-        requestor = event.assoc.requestor
-        ok = self.ctx.modalities.is_allowed(
-            self.ctx.settings, permission, str(requestor.ae_title).strip(), str(requestor.address)
-        )
-        if not ok:
-            # Orthanc aborts the association of a request it does not allow
-            log.warning("%s refused for AET %s (not allowed by DicomModalities)", permission, requestor.ae_title)
-            event.assoc.abort()
-        return ok
-
-    def _on_echo(self, event: Any) -> int:
-        return status.SUCCESS if self._allowed(event, "AllowEcho") else status.REFUSED_NOT_AUTHORIZED
-
-    def _on_store(self, event: Any) -> int:
-        if not self._allowed(event, "AllowStore"):
-            return status.REFUSED_NOT_AUTHORIZED
-        assoc = event.assoc
-        origin = Origin(
-            "DicomProtocol",
-            remote_ip=str(assoc.requestor.address),
-            remote_aet=str(assoc.requestor.ae_title).strip(),
-            called_aet=_called_aet(assoc),
-        )
-        try:
-            req = event.request
-            meta = file_meta_bytes(
-                str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax)
-            )
-            data = meta + req.DataSet.getvalue()
-            ingest.store_blocking(self.ctx, data, origin, self.loop)
-        except Exception as exc:
-            log.warning("C-STORE from %s refused: %s", origin.remote_aet, exc)
-            return status.store_failure(exc)
-        return status.SUCCESS
-
-    def _parse_query(self, identifier: Dataset) -> tuple[str, FindRequest, list[int]]:
-        """QueryRetrieveLevel, the find request and the requested keys of an identifier
-        (KeyError/ValueError when it is not a valid query). As in Orthanc, "*" asks for the
-        tag to be present (PS3.4 would make it universal): C-FIND and /tools/find agree."""
-        level_text = str(identifier.get("QueryRetrieveLevel", "")).strip()
-        level = qr_level(level_text)
-        req = FindRequest(level=level)
-        requested: list[int] = []
-        for tag in list(identifier.keys()):
-            t = int(tag)
-            if t in _NOT_KEYS or (t >> 16) == 0x0002 or (t & 0xFFFF) == 0:
-                continue
-            requested.append(t)
-            elem = identifier[t]
-            if elem.VR == "SQ":
-                continue
-            text = element_text(elem.value)
-            if text and ("*" in text or "?" in text) and "\\" not in text and vr_of(t) not in _WILDCARD_VRS:
-                # PS3.4 C.2.2.2.4; Orthanc: "Wildcards are not allowed on tag 0008,0020" (C-FIND fails)
-                raise ValueError(f"wildcards are not allowed on tag {mt.format_tag(t)}")
-            if text:
-                key = mt.tag(0x0008, 0x0060) if t == MODALITIES_IN_STUDY else t
-                c = parse_constraint(key, text, self.ctx.settings.case_sensitive_pn, star_is_universal=False)
-                if c is not None:
-                    req.constraints.append(c)
-        return level_text, req, requested
-
-    def _retrieve_request(self, identifier: Dataset) -> FindRequest | None:
-        """What a C-MOVE or C-GET asks for (Orthanc's LookupIdentifiers): the level's unique key
-        matched exactly, a list of values allowed; at the study level the AccessionNumber when it
-        has a value, else the StudyInstanceUID. Other keys are ignored. Without
-        QueryRetrieveLevel, the lowest level whose key has a value. None: nothing to retrieve."""
-        keys = {
-            ResourceType.PATIENT: (mt.PATIENT_ID,),
-            ResourceType.STUDY: (mt.ACCESSION_NUMBER, mt.STUDY_INSTANCE_UID),
-            ResourceType.SERIES: (mt.SERIES_INSTANCE_UID,),
-            ResourceType.INSTANCE: (mt.SOP_INSTANCE_UID,),
-        }
-
-        def value(tag: int) -> str:
-            elem = identifier.get(tag)
-            return (element_text(elem.value) or "").strip() if elem is not None and elem.VR != "SQ" else ""
-
-        level_text = str(identifier.get("QueryRetrieveLevel", "") or "").strip()
-        if level_text:
-            level = qr_level(level_text)
-        else:
-            found = [lv for lv in reversed(ResourceType) if any(value(t) for t in keys[lv])]
-            if not found:
-                return None
-            level = found[0]
-        tags = keys[level]
-        if level is ResourceType.STUDY and mt.ACCESSION_NUMBER in identifier and value(mt.ACCESSION_NUMBER):
-            tag = mt.ACCESSION_NUMBER
-        else:
-            tag = tags[-1]
-        text = value(tag)
-        if not text:
-            return None
-        values = [v.strip() for v in text.split("\\") if v.strip()]
-        constraint = parse_constraint(tag, "\\".join(values), True, True) if values else None
-        if constraint is None:
-            return None
-        req = FindRequest(level=level)
-        req.constraints.append(constraint)
-        return req
-
-    def _instance_files(self, req: FindRequest) -> list[tuple[str, str | None, str, str]]:
-        """(uuid, path, SOP class, transfer syntax) of every instance under the matched resources,
-        from the index: nothing is read from the files until each one is sent."""
-
-        def run(txn: Transaction) -> list[tuple[str, str, str]]:
-            out = []
-            for rid in find_ids(self.ctx, txn, req):
-                ids = [rid] if req.level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
-                atts = txn.attachments(ids)
-                meta = txn.metadata(ids, (10, 9))  # SopClassUid, TransferSyntax
-                out += [
-                    (a.uuid, meta[i].get(10, ""), meta[i].get(9, ""))
-                    for i in ids
-                    for a in atts[i]
-                    if a.content_type == 1
-                ]
-            return out
-
-        storage = self.ctx.storage
-        return [(u, storage.path(u, 1), sop, ts) for u, sop, ts in self.ctx.index.read_blocking(run)]
-
-    def _datasets(
-        self, accepted_contexts: list[Any], files: list[tuple[str, str | None, str, str]]
-    ) -> Iterator[Dataset]:
-        """The files as datasets, one at a time (a large study never sits in memory whole), read
-        as ingest accepted them (`model.wire`, the same reading as the C-STORE SCU): sent as
-        stored when the association accepted their transfer syntax, else transcoded to one it
-        has (Explicit VR Little Endian first), as Orthanc does."""
-        accepted: dict[str, list[str]] = {}
-        for cx in accepted_contexts:
-            accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
-        for uuid, _path, sop, _ts in files:
-            ds = stored_dataset(self.ctx.storage.read(uuid, 1))
-            syntaxes = accepted.get(str(ds.get("SOPClassUID", "") or sop), [])
-            if syntaxes and not for_peer(ds, syntaxes):
-                log.warning("cannot transcode %s to any of %s", wire_syntax(ds), syntaxes)
-            yield ds
-
-    def _sub_operations(
-        self,
-        event: Any,
-        files: list[tuple[str, str | None, str, str]],
-        accepted: Callable[[], list[Any]] | None = None,
-    ) -> Iterator[Any]:
-        """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each.
-        `accepted`: the contexts of the association they go on (C-GET: the requestor's own), known
-        once pynetdicom has opened it, that is after the count."""
-        yield len(files)
-        contexts = accepted() if accepted is not None else event.assoc.accepted_contexts
-        for ds in self._datasets(list(contexts), files):
-            if event.is_cancelled:
-                yield status.CANCEL, None
-                return
-            yield status.PENDING, ds
-
-    def _matched_public_ids(self, req: FindRequest) -> list[str]:
-        def run(txn: Transaction) -> list[str]:
-            return [r.public_id for r in txn.resources(find_ids(self.ctx, txn, req))]
-
-        return self.ctx.index.read_blocking(run)
-
-    def _on_move(self, event: Any) -> Iterator[Any]:
-        """C-MOVE SCP: the destination must be a known modality (by AET). SynchronousCMove (the
-        default): the instances are sent before the C-MOVE answers. Off: a DicomModalityStore
-        job sends them on an association of its own and the C-MOVE answers at once. Nothing
-        matched: 0xC000 and no job, as Orthanc."""
-        if not self._allowed(event, "AllowMove"):
-            yield None, None
-            return
-        destination = str(event.move_destination).strip()
-        known = self.ctx.modalities.by_aet(destination)
-        if not known:
-            log.warning("C-MOVE to unknown destination %s", destination)
-            yield None, None
-            return
-        name, modality = known[0]
-        try:
-            req = self._retrieve_request(event.identifier)
-            error = None
-        except Exception as exc:
-            log.warning("C-MOVE with an invalid identifier: %s", exc)
-            req, error = None, exc
-        if self.ctx.settings.synchronous_cmove:
-            yield from self._move_now(event, modality, req, error)
-            return
-        public_ids = self._matched_public_ids(req) if req is not None and error is None else []
-        # a failure is reported as a sub-operation's, on an association pynetdicom opens first
-        yield modality.host, modality.port, {"contexts": [_verification_context()], "ae_title": modality.aet}
-        if error is not None:
-            yield 1
-            yield status.MOVE_IDENTIFIER_MISMATCH, None
-            return
-        if not public_ids:
-            yield from _nothing_to_move()
-            return
-        originator = str(event.assoc.requestor.ae_title).strip()
-        message_id = int(getattr(event.request, "MessageID", 0) or 0)
-        future = asyncio.run_coroutine_threadsafe(
-            core_modalities.submit_move_job(self.ctx, self.ctx.scu, name, modality, public_ids, originator, message_id),
-            self.loop,
-        )
-        future.result()
-        yield 0
-
-    def _move_now(self, event: Any, modality: Any, req: FindRequest | None, error: Exception | None) -> Iterator[Any]:
-        """SynchronousCMove: pynetdicom runs the C-STORE sub-operations on an association of its
-        own before the C-MOVE answers. Each class is proposed in its stored syntax and, apart,
-        uncompressed, so that a file the destination cannot take as stored is transcoded."""
-        from pynetdicom.presentation import build_context
-
-        files = self._instance_files(req) if req is not None and error is None else []
-        contexts = [build_context(Verification)]
-        stored: dict[str, set[str]] = {}
-        for _u, _p, sop, ts in files:
-            if sop:
-                stored.setdefault(sop, set()).update({ts} if ts and ts not in (EXPLICIT_LE, IMPLICIT_LE) else ())
-        for sop, syntaxes in sorted(stored.items()):
-            contexts.extend(build_context(sop, [ts]) for ts in sorted(syntaxes))
-            contexts.append(build_context(sop, [EXPLICIT_LE, IMPLICIT_LE]))
-        if len(contexts) > 128:  # the most a requestor may propose (PS3.8 9.3.2.2)
-            contexts = contexts[:128]
-        store_assoc: list[Any] = []
-        handlers = [(evt.EVT_ESTABLISHED, lambda e: store_assoc.append(e.assoc))]
-        yield (
-            modality.host,
-            modality.port,
-            {"contexts": contexts, "ae_title": modality.aet, "evt_handlers": handlers},
-        )
-        if error is not None:
-            yield 1
-            yield status.MOVE_IDENTIFIER_MISMATCH, None
-            return
-        if not files:
-            yield from _nothing_to_move()
-            return
-        yield from self._sub_operations(event, files, lambda: store_assoc[0].accepted_contexts if store_assoc else [])
-
-    def _on_get(self, event: Any) -> Iterator[Any]:
-        """C-GET SCP: the instances go back on the requestor's own association."""
-        # pynetdicom wants the number of sub-operations first (0 would mean Success): a refusal
-        # is announced as one sub-operation, then its status
-        if not self._allowed(event, "AllowGet"):
-            yield 1
-            yield status.REFUSED_NOT_AUTHORIZED, None
-            return
-        try:
-            req = self._retrieve_request(event.identifier)
-            files = self._instance_files(req) if req is not None else []
-        except Exception as exc:
-            log.warning("C-GET with an invalid identifier: %s", exc)
-            yield 1
-            yield status.MOVE_IDENTIFIER_MISMATCH, None
-            return
-        yield from self._sub_operations(event, files)
-
-    def _on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
-        """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
-        requested keys plus RetrieveAETitle, in the DefaultEncoding in force (characters it
-        cannot encode are dropped, as Orthanc does)."""
-        if not self._allowed(event, "AllowFind"):
-            yield status.REFUSED_NOT_AUTHORIZED, None
-            return
-        identifier = event.identifier
-        s = self.ctx.settings
-        try:
-            level_text, req, requested = self._parse_query(identifier)
-        except Exception as exc:
-            log.warning("C-FIND with an invalid identifier: %s", exc)
-            yield status.FIND_UNABLE_TO_PROCESS, None
-            return
-        level = req.level
-        limit = s.limit_find_instances if level is ResourceType.INSTANCE else s.limit_find_results
-        req.limit = limit + 1 if limit else 0  # one more tells whether the answers were cut
-
-        def run(txn: Transaction) -> list[dict[int, str | None]]:
-            return answers(self.ctx, txn, level, find_ids(self.ctx, txn, req), requested)
-
-        try:
-            matches = self.ctx.index.read_blocking(run)
-        except Exception as exc:
-            log.warning("C-FIND failed: %s", exc)
-            yield status.FIND_UNABLE_TO_PROCESS, None
-            return
-        truncated = bool(limit) and len(matches) > limit
-        if truncated:
-            matches = matches[:limit]
-        charset = ENCODINGS.get(self.ctx.default_encoding) or "ISO_IR 100"
-        codec = python_codec(charset)
-        for values in matches:
-            if event.is_cancelled:
-                yield status.CANCEL, None
-                return
-            ds = Dataset()
-            ds.SpecificCharacterSet = charset
-            ds.QueryRetrieveLevel = level_text
-            for t in requested:
-                asked = identifier[t].VR
-                if asked == "SQ":
-                    # an empty sequence, as Orthanc 1.10.1 answers for a resource without it
-                    ds.add_new(t, "SQ", [])
-                    continue
-                value = values.get(t)
-                if value is None or value == "":
-                    # echoed with the VR it was asked with (Orthanc: UN for a private tag)
-                    ds.add_new(t, "UN" if (t >> 16) & 1 else asked or vr_of(t), None)
-                    continue
-                vr = asked if asked not in ("UN", None) else vr_of(t)
-                if vr in ("UN", "SQ"):
-                    vr = "LO"
-                if vr in _TEXT_VRS:
-                    # encoded here: what the character set cannot hold is dropped, as Orthanc does
-                    ds.add_new(t, vr, value.encode(codec, "ignore"))
-                    continue
-                ds.add_new(t, vr, _typed(vr, value))
-            ds.add_new(RETRIEVE_AE_TITLE, "AE", s.dicom_aet)
-            yield status.PENDING, ds
-        if truncated:
-            # Orthanc ends a query cut at LimitFindResults/LimitFindInstances with "matching
-            # terminated due to cancel" rather than success
-            yield status.CANCEL, None
-
-
-def _verification_context() -> Any:
-    """A fresh context (pynetdicom numbers the contexts it is given)."""
-    from pynetdicom.presentation import build_context
-
-    return build_context(Verification)
-
-
-def _nothing_to_move() -> Iterator[Any]:
-    """Orthanc fails a C-MOVE that matches nothing with 0xC000 (unable to process). pynetdicom
-    sends a failure status only as a sub-operation's, so one is announced."""
-    yield 1
-    yield status.MOVE_UNABLE_TO_PROCESS, None
-
-
-_WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT", "UN"})
-_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC"})
-_INT_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV"})
-
-
-def _typed(vr: str, value: str) -> Any:
-    """A value as pydicom wants it for the VR (numbers for binary VRs, a list for several)."""
-    if vr in _INT_VRS or vr in ("FL", "FD"):
-        parts = [p for p in value.split("\\") if p.strip()]
-        try:
-            nums = [int(p) if vr in _INT_VRS else float(p) for p in parts]
-        except ValueError:
-            return None
-        return nums[0] if len(nums) == 1 else nums
-    return value

@@ -3,8 +3,8 @@
 Orthanc names tags and guesses the VR of implicit-VR elements through DCMTK's dictionary
 (`DcmTag::getTagName`), so `/tags` answers `FullFidelity` (DCMTK) where pydicom would say
 `Fullfidelity`, and `Unknown Tag & Data` for tags DCMTK 3.6.7 does not know.  The DCMTK facts are
-shipped in `dictionary_dcmtk` (generated); they are parsed on first use only, as names are needed
-when rendering answers, never on ingest.
+shipped as package data, `dcmtk_dictionary.txt.gz` (generated); they are parsed on first use only,
+as names are needed when rendering answers, never on ingest.
 
 Lookups follow DCMTK's `DcmDataDictionary::findEntry`: an exact entry first (a private one must
 have the same private creator; a private entry registered with an element below 0x100 matches
@@ -13,12 +13,12 @@ that low byte in any block), then the repeating ranges, the narrowest first.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import resources
 from typing import Any
-
-from . import dictionary_dcmtk
 
 UNKNOWN_TAG_NAME = "Unknown Tag & Data"  # DCMTK's DcmTag_ERROR_TagName
 
@@ -174,12 +174,26 @@ _ORTHANC_PATCHES = {
 }
 
 
+def _dcmtk_sections() -> dict[str, list[str]]:
+    """The lines of each section ([PUBLIC], [REPEATING], [PRIVATE]) of the shipped table."""
+    raw = (resources.files(__package__) / "dcmtk_dictionary.txt.gz").read_bytes()
+    sections: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in gzip.decompress(raw).decode("utf-8").splitlines():
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), [])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    return sections
+
+
 @cache
 def dcmtk() -> TagDictionary:
     """DCMTK's own dictionary (dicom.dic + private.dic) with Orthanc's patched names, parsed once."""
+    sections = _dcmtk_sections()
     public: dict[int, Entry] = {}
     by_name: dict[str, int] = {}
-    for line in dictionary_dcmtk.PUBLIC.splitlines():
+    for line in sections["PUBLIC"]:
         tag_text, vr, name = line.split("\t")
         tag = int(tag_text, 16)
         public[tag] = Entry(vr, name)
@@ -188,14 +202,14 @@ def dcmtk() -> TagDictionary:
         public[tag] = Entry(public[tag].vr, name)
         by_name.setdefault(name, tag)
     ranges: list[_Range] = []
-    for line in dictionary_dcmtk.REPEATING.splitlines():
+    for line in sections["REPEATING"]:
         glo, ghi, gp, elo, ehi, ep, vr, name = line.split("\t")
         ranges.append(_Range(int(glo, 16), int(ghi, 16), gp, int(elo, 16), int(ehi, 16), ep, Entry(vr, name)))
         by_name.setdefault(name, (int(glo, 16) << 16) | int(elo, 16))
     ranges.sort(key=lambda r: r.span)  # DCMTK puts a subset before its superset
     private: dict[tuple[int, str, int], Entry] = {}
     private_ranges: list[tuple[int, int, str, str, int, Entry]] = []
-    for line in dictionary_dcmtk.PRIVATE.splitlines():
+    for line in sections["PRIVATE"]:
         glo, ghi, gp, creator, elem, vr, name = line.split("\t")
         entry = Entry(vr, name)
         if glo == ghi:

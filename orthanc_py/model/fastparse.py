@@ -19,12 +19,12 @@ from pydicom.uid import PrivateTransferSyntaxes
 from pydicom.values import converters
 
 from ..errors import ErrorCode, OrthancError
+from . import dicomfile as ps
 from . import ids as idmod
 from . import maintags as mt
-from . import parsing as ps
 from .charsets import codec_of_encoding
+from .dicomfile import ParsedInstance, bad_file, expected_instances
 from .enums import ResourceType
-from .parsing import ParsedInstance, bad_file, expected_instances
 
 _LONG_VRS = ps._LONG_VRS
 _UNDEFINED = ps._UNDEFINED

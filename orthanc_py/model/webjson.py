@@ -1,4 +1,12 @@
-"""DICOM JSON (PS3.18 F.2) of a dataset, as pydicom's `Dataset.to_json_dict` gives it, faster.
+"""DICOM JSON (PS3.18 F.2), the two renderings Orthanc gives:
+
+- `to_json_dict`: as Orthanc's DICOMweb plugin (WADO-RS metadata, the change feed), binary
+  values by BulkDataURI; the same answer as pydicom's `Dataset.to_json_dict`, faster.
+- `from_text`: one attribute from the text the index keeps (QIDO-RS answers).
+- `dicomweb_json`: as Orthanc's REST API (GET /instances/{id}/file with Accept:
+  application/dicom+json), binary values inline, values read as DCMTK reads them (dcmtkvalues).
+
+About `to_json_dict`:
 
 A first WADO-RS /metadata of a study renders every instance: pydicom's own conversion costs
 ~0.45 ms per instance (a DataElement per element), most of the cold request. Here the raw
@@ -18,7 +26,25 @@ from collections.abc import Callable
 from typing import Any
 
 from pydicom.datadict import dictionary_VR
+from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from .dcmtkvalues import (
+    NUMERIC,
+    STRING_VRS,
+    Charset,
+    Raw,
+    TagsOptions,
+    charset_value,
+    content_bytes,
+    creator_of,
+    machine_string,
+    private_creators,
+    raw_element,
+)
+from .dictionary import TagDictionary
+from .lookup import vr_of
 
 _SPLIT = frozenset(("AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"))
 _SINGLE = frozenset(("LT", "ST", "UT", "UR"))
@@ -176,3 +202,135 @@ def to_json_dict(
     if charset_json is not None and "Value" in charset_json:  # Orthanc lists the character sets only
         charset_json["Value"] = [v for v in charset_json["Value"] if v]
     return out
+
+
+# --- DICOM JSON as Orthanc's REST API writes it (GET /instances/{id}/file, Accept: application/dicom+json)
+
+
+def _web_number(text: str, integer: bool) -> Any:
+    """IS/DS/FL/FD values as Orthanc's DicomWebJsonVisitor writes them: integral numbers as
+    integers, others as floats; a value that is not a number stays a string."""
+    try:
+        if integer:
+            return int(text)
+        value = float(text)
+    except ValueError:
+        return text
+    if value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return value
+
+
+def _web_strings(vr: str, text: str) -> list[Any]:
+    parts = [text] if vr in ("LT", "ST", "UT", "UR") else text.split("\\")
+    out: list[Any] = []
+    for part in parts:
+        if not part:
+            out.append(None)
+        elif vr == "PN":
+            groups = part.split("=")
+            out.append({key: g for key, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False) if g})
+        elif vr in ("IS", "DS"):
+            out.append(_web_number(part.strip(), vr == "IS"))
+        else:
+            out.append(part)
+    return out
+
+
+def _web_leaf(raw: Raw, charset: Charset, dictionary_vr: str | None) -> dict[str, Any] | None:
+    vr = raw.vr
+    if vr in STRING_VRS:
+        text = charset.decode(machine_string(raw).split(b"\0", 1)[0])
+        return {"vr": vr, "Value": _web_strings(vr, text)} if text else {"vr": vr}
+    if vr in NUMERIC:
+        code, size = NUMERIC[vr]
+        count = len(raw.value) // size
+        if not count:
+            return {"vr": vr}
+        values = struct.unpack(("<" if raw.little else ">") + code * count, raw.value[: count * size])
+        if vr in ("FL", "FD"):
+            return {"vr": vr, "Value": [_web_number(repr(v), False) for v in values]}
+        return {"vr": vr, "Value": list(values)}
+    if vr == "AT":
+        count = len(raw.value) // 4
+        fmt = ("<" if raw.little else ">") + "HH" * count
+        words = struct.unpack(fmt, raw.value[: count * 4])
+        tags = [f"{words[i]:04X}{words[i + 1]:04X}" for i in range(0, len(words), 2)]
+        return {"vr": vr, "Value": tags} if tags else {"vr": vr}
+    if raw.undefined_length:
+        # encapsulated pixel data: Orthanc 1.12.5 answers an empty inline value; UN sequences: nothing
+        return {"vr": "OB", "InlineBinary": ""} if vr in ("OB", "OW") else None
+    if vr == "UN" and dictionary_vr is not None:
+        return None  # a UN element of a known tag whose VR is not a string: not rendered
+    if vr not in ("OB", "OD", "OF", "OL", "OV", "OW", "UN"):
+        vr = "UN"
+    data = content_bytes(raw)
+    if len(data) % 2:
+        data += b"\0"  # DCMTK completes an odd length when it loads the file
+    return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")} if data else {"vr": vr}
+
+
+def _web_json(
+    ds: Dataset, charset: Charset, terms: str | list[str] | None, dictionary: TagDictionary
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    creators = private_creators(ds)
+    for key in sorted(ds.keys()):
+        tag = int(key)
+        if tag & 0xFFFF == 0:
+            continue  # group lengths
+        creator = creator_of(tag, creators)
+        raw = raw_element(ds, tag, creator, terms, dictionary)
+        if isinstance(raw, Sequence):
+            items = [_web_json(item, charset, terms, dictionary) for item in raw]
+            out[f"{tag:08X}"] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
+            continue
+        node = _web_leaf(raw, charset, dictionary.vr(tag, creator))
+        if node is not None:
+            out[f"{tag:08X}"] = node
+    return out
+
+
+def dicomweb_json(ds: Dataset, options: TagsOptions | None = None) -> dict[str, Any]:
+    """The whole dataset in DICOM JSON (PS3.18 F.2) as Orthanc's REST API answers it without the
+    DICOMweb plugin: binary values inline, UN elements of a known string VR rendered with that VR
+    (padding kept), no group lengths, an empty sequence without "Value"."""
+    options = options or TagsOptions()
+    value = charset_value(ds)
+    charset = Charset(value, options.default_encoding)
+    terms = [t.strip() for t in value.split("\\")] if value is not None else None
+    return _web_json(ds, charset, terms, options.dictionary)
+
+
+# --- DICOM JSON of values the index keeps as text (QIDO-RS)
+
+_NUMBER_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
+
+
+def from_text(tag: int, text: str, vr: str | None = None) -> dict[str, Any]:
+    """One attribute in DICOM JSON from its text as the index keeps it (QIDO-RS answers): PN as
+    objects, numbers as numbers; `vr` when the file tells it (a private tag), else the dictionary's."""
+    vr = vr or vr_of(tag)
+    if vr in ("US or SS", "OB or OW", "US or OW"):
+        vr = vr.split()[0]
+    if text == "":
+        return {"vr": vr}
+    parts = text.split("\\")
+    if vr == "PN":
+        return {"vr": vr, "Value": [_person_name(p) for p in parts]}
+    if vr in _NUMBER_VRS:
+        values: list[Any] = []
+        for p in parts:
+            try:
+                n = float(p)
+                values.append(int(n) if n.is_integer() and vr not in ("DS", "FL", "FD") else n)
+            except ValueError:
+                values.append(p)
+        return {"vr": vr, "Value": values}
+    return {"vr": vr, "Value": parts}
+
+
+def _person_name(text: str) -> dict[str, str]:
+    """A PN value's component groups (Alphabetic=Ideographic=Phonetic), as DICOM JSON names them."""
+    groups = text.split("=")
+    return {k: v for k, v in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)}

@@ -9,17 +9,18 @@ from typing import Any
 import pydicom
 from aiohttp import web
 
+from ..core import files as core_files
 from ..core import ingest
 from ..core import resources as core_res
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
 from ..imaging import render
-from ..model import dicomjson
+from ..model import orthancjson, webjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
 from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404
-from .resources import dicom_format, tags_options
+from .tags import dicom_format, tags_options
 
 
 def store_json(result: StoreResult) -> dict[str, Any]:
@@ -77,7 +78,7 @@ async def export_file(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     if not ctx.settings.rest_api_write_to_file_system:
         return web.Response(status=403)
-    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
     target = (await read_body(request)).decode("utf-8", "replace")
     if not target:
         raise OrthancError(ErrorCode.CANNOT_WRITE_FILE)
@@ -91,21 +92,21 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     ctx = ctx_of(request)
     if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
         ds = await _dataset(request, with_pixels=True)
-        body = json_bytes(await ctx.run(dicomjson.dicomweb_json, ds, tags_options(request)))
+        body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
-    att, data = await ctx.run(core_res.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
+    att, data = await ctx.run(core_files.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
-        path = ctx.storage.path(att.uuid, att.content_type)
+        path = core_files.attachment_path(ctx, att)
         if path is not None:
             return web.FileResponse(path, headers=headers)
-        data = await ctx.run(ctx.storage.read, att.uuid, att.content_type)
+        data = await ctx.run(core_files.read_attachment_blocking, ctx, att)
     return web.Response(body=data, headers=headers)
 
 
 async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.Dataset:
     ctx = ctx_of(request)
-    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
 
     def parse() -> pydicom.Dataset:
         return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not with_pixels, force=True)
@@ -116,19 +117,19 @@ async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.D
 async def get_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     fmt = dicom_format(request)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, fmt, tags_options(request)))
+    return json_response(await ctx_of(request).run(orthancjson.orthanc_tags, ds, fmt, tags_options(request)))
 
 
 async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     options = tags_options(request)
-    return json_response(await ctx_of(request).run(dicomjson.orthanc_tags, ds, "simplify", options))
+    return json_response(await ctx_of(request).run(orthancjson.orthanc_tags, ds, "simplify", options))
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request)
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
-    return json_response(dicomjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
+    return json_response(orthancjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
 
 
 async def get_content(request: web.Request) -> web.StreamResponse:
@@ -136,7 +137,7 @@ async def get_content(request: web.Request) -> web.StreamResponse:
     ds = await _dataset(request, with_pixels=True)
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
-        result = dicomjson.content_walk(ds, parts, ctx_of(request).dictionary)
+        result = orthancjson.content_walk(ds, parts, ctx_of(request).dictionary)
     except LookupError:
         return empty_404()
     except ValueError as exc:  # Orthanc 1.10.1 answers 500 for an unparsable tag
@@ -170,7 +171,7 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
 async def preview(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame."""
     ctx = ctx_of(request)
-    data = await core_res.read_dicom(ctx, request.match_info["id"])
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
     try:
         frame = int(request.match_info.get("frame", "0"))
     except ValueError as exc:

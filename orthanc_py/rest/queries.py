@@ -9,15 +9,15 @@ from aiohttp import web
 from ..core import queries as core_q
 from ..core.jobs import Job
 from ..errors import ErrorCode, OrthancError
-from ..model import dicomjson
 from ..model import maintags as mt
+from ..model import orthancjson
 from ..model.enums import ResourceType
 from ..model.lookup import keyword_of
 from ..model.maintags import format_tag
 from ..model.modality import Modality
 from ..web.responses import bool_arg, json_response, read_json, read_text, text_response
 from .common import ctx_of
-from .resources import dicom_format
+from .tags import dicom_format
 
 
 def _level(body: dict[str, Any]) -> ResourceType:
@@ -79,7 +79,7 @@ def _find_route(level: ResourceType) -> Any:
         if not core_q.has_identifiers(level, core_q.parse_query(query)):
             return web.Response(status=400)  # Orthanc answers nothing (an empty 400)
         result = await core_q.run_query(ctx, request.match_info["id"], level, query)
-        return json_response([dicomjson.orthanc_tags(a, "simplify") for a in result.answers])
+        return json_response([orthancjson.orthanc_tags(a, "simplify") for a in result.answers])
 
     return handler
 
@@ -93,7 +93,7 @@ async def find_hierarchy(request: web.Request) -> web.StreamResponse:
 
     async def level_answers(level: ResourceType, above: dict[int, str]) -> list[tuple[dict[str, Any], dict[int, str]]]:
         result = await core_q.run_query(ctx, name, level, _template_query(level, body, above))
-        return [(dicomjson.orthanc_tags(a, "simplify"), core_q.answer_values(a)) for a in result.answers]
+        return [(orthancjson.orthanc_tags(a, "simplify"), core_q.answer_values(a)) for a in result.answers]
 
     patients = []
     for patient, p_values in await level_answers(ResourceType.PATIENT, {}):
@@ -192,7 +192,7 @@ async def answers(request: web.Request) -> web.StreamResponse:
     q = ctx_of(request).queries.get(request.match_info["qid"])
     if bool_arg(request, "expand"):
         fmt = dicom_format(request)
-        return json_response([dicomjson.orthanc_tags(a, fmt) for a in q.answers])
+        return json_response([orthancjson.orthanc_tags(a, fmt) for a in q.answers])
     return json_response([str(i) for i in range(len(q.answers))])
 
 
@@ -223,7 +223,7 @@ async def answer(request: web.Request) -> web.StreamResponse:
 
 async def answer_content(request: web.Request) -> web.StreamResponse:
     _q, a = _answer(request)
-    return json_response(dicomjson.orthanc_tags(a, dicom_format(request)))
+    return json_response(orthancjson.orthanc_tags(a, dicom_format(request)))
 
 
 async def _target(request: web.Request) -> str:

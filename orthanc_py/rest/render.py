@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..core.content import Attachment
+from ..core.logs import Change, ExportedResource
 from ..core.resources import ResourceInfo
-from ..index.base import Attachment, Change, ExportedResource
 from ..model.dictionary import UNKNOWN_TAG_NAME, dcmtk
 from ..model.enums import METADATA_NAMES, ChangeType, ResourceType
 from ..model.maintags import MAIN_TAGS, format_tag

@@ -1,97 +1,28 @@
-"""Routes shared by the four levels: /patients, /studies, /series, /instances and their children,
-statistics, shared tags and modules (metadata and labels: metadata.py). The level is a parameter, not a copy."""
+"""Routes shared by the four levels: /patients, /studies, /series, /instances, their relatives,
+statistics, protection, ordered slices (tags read from files: tags.py; metadata and labels:
+metadata.py). The level is a parameter, not a copy."""
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pydicom
 from aiohttp import web
 
-from ..core import dicomfind as core_dicomfind
+from ..core import content as core_content
 from ..core import resources as core_res
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
-from ..index.base import Transaction
-from ..model import dicomjson
-from ..model.dictionary import TagDictionary
 from ..model.enums import ResourceType
-from ..model.lookup import parse_tag
-from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
-from .render import resource_json, resource_statistics_json, resources_json, tags_json
+from .render import resource_json, resource_statistics_json, resources_json
+from .tags import requested_tags_arg, requested_values
+from .tags import setup as setup_tags
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def requested_tags_arg(request: web.Request) -> list[int] | None:
-    """`?requested-tags=0010,0010;PatientBirthDate` (or `requestedTags`, its pre-1.12 spelling)."""
-    text = request.query.get("requested-tags")
-    if text is None:
-        text = request.query.get("requestedTags")
-    return parse_requested_tags(text, ctx_of(request).dictionary)
-
-
-def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = None) -> list[int] | None:
-    """`requested-tags=0010,0010;PatientBirthDate` -> tags, names as Orthanc knows them (DCMTK's
-    dictionary and the `Dictionary` key); BAD_REQUEST on an unknown name."""
-    if not text:
-        return None
-    out = []
-    for part in text.split(";"):
-        if part.strip():
-            try:
-                out.append(dicomjson.parse_tag(part.strip(), dictionary))
-            except ValueError:
-                try:
-                    out.append(parse_tag(part))
-                except ValueError as exc:
-                    raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
-    return out
-
-
-def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
-    """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
-    requested tags that are not main tags)."""
-    ds = ctx.index.read_blocking(lambda txn: core_dicomfind.representative_dataset(ctx, txn, info.id, info.level))
-    options = dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
-    return dicomjson.orthanc_tags(ds, "full", options) if ds is not None else {}
-
-
-async def requested_values(
-    request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
-) -> list[dict[str, Any]]:
-    """`RequestedTags` of each resource (lists, single resources, /tools/find), rendered in the
-    answer's format: main tags of the resource and its ancestors and the tags Orthanc computes
-    come from the index (`core.dicomfind.index_values`), the others from the DICOM file of one of
-    its instances.  A tag with no value anywhere is left out."""
-    ctx = ctx_of(request)
-    known: dict[int, dict[int, str | None]] = {}
-    missing: dict[int, list[int]] = {}
-    for level in {i.level for i in infos}:
-        ids = [i.id for i in infos if i.level is level]
-
-        def read(txn: Transaction, lv: ResourceType = level, ids: list[int] = ids) -> Any:
-            return core_dicomfind.index_values(txn, lv, ids, tags)
-
-        for rid, values, absent in await ctx.index.read(read):
-            known[rid], missing[rid] = values, absent
-    out = []
-    for info in infos:
-        values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
-        result = tags_json(values, None, fmt)
-        absent = missing.get(info.id, [t for t in tags if t not in values])
-        if absent:
-            rendered = await ctx.run(_file_tags, ctx, info)
-            picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
-            result.update(dicomjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
-        out.append(result)
-    return out
 
 
 async def render_infos(
@@ -167,141 +98,16 @@ def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:
     return handler
 
 
-def tags_options(request: web.Request) -> dicomjson.TagsOptions:
-    """How this request wants DICOM tags rendered: the server's dictionary and current
-    `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
-    ctx = ctx_of(request)
-    ignored: set[int] = set()
-    for part in request.query.get("ignore-length", "").split(","):
-        if part.strip():
-            try:
-                ignored.add(dicomjson.parse_tag(part.strip(), ctx.dictionary))
-            except ValueError as exc:
-                raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
-    return dicomjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
-
-
-def dicom_format(request: web.Request) -> str:
-    """`?simplify` / `?short` / default full, for the DICOM-tag routes."""
-    if bool_arg(request, "simplify"):
-        return "simplify"
-    if bool_arg(request, "short"):
-        return "short"
-    return "full"
-
-
-async def _datasets(
-    request: web.Request, level: ResourceType, first_only: bool, with_pixels: bool = False
-) -> list[tuple[str, Any]]:
-    ctx = ctx_of(request)
-    pid = request.match_info["id"]
-
-    def run(txn: Transaction) -> list[tuple[str, str]]:
-        rid, _ = core_res.lookup_in(txn, pid, level)
-        ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
-        if first_only:
-            ids = ids[:1]
-        rows = txn.resources(ids)
-        atts = txn.attachments(ids)
-        out = []
-        for r in rows:
-            for a in atts[r.id]:
-                if a.content_type == 1:
-                    out.append((r.public_id, a.uuid))
-        return out
-
-    pairs = await ctx.index.read(run)
-
-    def load(pairs: list[tuple[str, str]]) -> list[tuple[str, Any]]:
-        result = []
-        for pub, uuid in pairs:
-            data = ctx.storage.read(uuid, 1)
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not with_pixels, force=True)
-            result.append((pub, ds))
-        return result
-
-    return await ctx.run(load, pairs)
-
-
-def _shared_tags_handler(level: ResourceType) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        fmt = dicom_format(request)
-        options = tags_options(request)
-        datasets = await _datasets(request, level, first_only=False)
-        ctx = ctx_of(request)
-
-        def compute() -> dict[str, Any]:
-            shared: dict[str, Any] | None = None
-            for _pub, ds in datasets:
-                tags = dicomjson.orthanc_tags(ds, "full", options)
-                if shared is None:
-                    shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
-                else:
-                    shared = {k: v for k, v in shared.items() if tags.get(k) == v}
-            return _reformat(shared or {}, fmt)
-
-        return json_response(await ctx.run(compute))
-
-    return handler
-
-
-def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """Convert Orthanc's full tag JSON into ?simplify / ?short."""
-    return dicomjson.simplify_full(full, fmt)
-
-
-def _instances_tags_handler(level: ResourceType) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        fmt = dicom_format(request)
-        options = tags_options(request)
-        datasets = await _datasets(request, level, first_only=False, with_pixels=True)
-        ctx = ctx_of(request)
-
-        def compute() -> dict[str, Any]:
-            return {pub: dicomjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
-
-        return json_response(await ctx.run(compute))
-
-    return handler
-
-
-def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        fmt = dicom_format(request)
-        datasets = await _datasets(request, level, first_only=True)
-        if not datasets:
-            return json_response({})
-        tags = dicomjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
-        wanted = MODULE_TAGS[module]
-        picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
-        return json_response(_reformat(picked, fmt) if fmt != "full" else picked)
-
-    return handler
-
-
 async def patient_protected(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    pid = request.match_info["id"]
-
-    def run(txn: Transaction) -> bool:
-        rid, _ = core_res.lookup_in(txn, pid, ResourceType.PATIENT)
-        return txn.is_protected(rid)
-
-    return text_response("1" if await ctx.index.read(run) else "0")
+    protected = await core_content.is_protected(ctx_of(request), request.match_info["id"])
+    return text_response("1" if protected else "0")
 
 
 async def set_patient_protected(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    pid = request.match_info["id"]
     body = await read_text(request)
     if body not in ("0", "1"):
         raise OrthancError(ErrorCode.BAD_REQUEST, "Expected 0 or 1")
-
-    def run(txn: Transaction) -> None:
-        rid, _ = core_res.lookup_in(txn, pid, ResourceType.PATIENT)
-        txn.set_protected(rid, body == "1")
-
-    await ctx.index.write(run)
+    await core_content.set_protected(ctx_of(request), request.match_info["id"], body == "1")
     return text_response("")
 
 
@@ -403,11 +209,6 @@ def setup(router: web.UrlDispatcher) -> None:
                 continue
             name = _RELATIVE_NAMES[target] if target < level else _CHILD_NAMES[target]
             router.add_get(f"{base}/{{id}}/{name}", _relative_handler(level, target))
-        if level is not ResourceType.INSTANCE:
-            router.add_get(base + "/{id}/shared-tags", _shared_tags_handler(level))
-            router.add_get(base + "/{id}/instances-tags", _instances_tags_handler(level))
-        router.add_get(base + "/{id}/module", _module_handler(level, level))
-        if level in (ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE):
-            router.add_get(base + "/{id}/module-patient", _module_handler(level, ResourceType.PATIENT))
     router.add_get("/patients/{id}/protected", patient_protected)
     router.add_put("/patients/{id}/protected", set_patient_protected)
+    setup_tags(router)

@@ -12,8 +12,8 @@ from aiohttp import web
 from pydicom.uid import generate_uid
 
 from .. import DATABASE_VERSION, ORTHANC_API_VERSION, ORTHANC_VERSION
+from ..core import logs as core_logs
 from ..core import resources as core_res
-from ..index.base import Transaction
 from ..model.enums import ResourceType
 from ..model.maintags import MAIN_TAGS, format_tag
 from ..web.responses import json_response, text_response
@@ -105,68 +105,35 @@ async def statistics(request: web.Request) -> web.StreamResponse:
 
 
 async def _log_page(
-    request: web.Request,
-    key: str,
-    fetch: Callable[[Transaction, int, int], Sequence[Any]],
-    last: Callable[[Transaction], int],
-    render: Callable[[Any], dict[str, Any]],
-    newest_entry: Callable[[Transaction], Sequence[Any]] | None = None,
+    request: web.Request, log: str, key: str, render: Callable[[Any], dict[str, Any]]
 ) -> web.StreamResponse:
     """Orthanc's paged logs (/changes, /exports): `since`/`limit` give a page with `Done` and
-    `Last` (the newest seq when the page is empty, as Orthanc 1.10.1 reports it); `?last` gives
-    the newest entry only."""
+    `Last`; `?last` gives the newest entry only."""
     ctx = ctx_of(request)
     if "last" in request.query:
-
-        def newest(txn: Transaction) -> web.StreamResponse:
-            seq = last(txn)
-            if newest_entry is not None:  # the newest entry left (Last: the sequence when none)
-                items = newest_entry(txn)
-                seq = items[-1].seq if items else seq
-            else:
-                items = fetch(txn, seq - 1, 1) if seq else []
-            return json_response({key: [render(c) for c in items], "Done": True, "Last": seq})
-
-        return await ctx.index.read(newest)
-    since = int_arg(request, "since")
-    limit = min(int_arg(request, "limit", DEFAULT_CHANGES), MAX_CHANGES)
-
-    def page(txn: Transaction) -> web.StreamResponse:
-        items = fetch(txn, since, limit + 1)
-        done = len(items) <= limit
-        items = items[:limit]
-        last_seq = items[-1].seq if items else last(txn)
-        return json_response({key: [render(c) for c in items], "Done": done, "Last": last_seq})
-
-    return await ctx.index.read(page)
+        found = await core_logs.newest(ctx, log)
+    else:
+        since = int_arg(request, "since")
+        limit = min(int_arg(request, "limit", DEFAULT_CHANGES), MAX_CHANGES)
+        found = await core_logs.page(ctx, log, since, limit)
+    return json_response({key: [render(c) for c in found.items], "Done": found.done, "Last": found.last})
 
 
 async def get_changes(request: web.Request) -> web.StreamResponse:
-    return await _log_page(
-        request,
-        "Changes",
-        lambda t, since, n: t.changes(since, n),
-        lambda t: t.last_change(),
-        change_json,
-        lambda t: t.changes_before(1 << 62, 1),
-    )
+    return await _log_page(request, "changes", "Changes", change_json)
 
 
 async def get_exports(request: web.Request) -> web.StreamResponse:
-    return await _log_page(
-        request, "Exports", lambda t, since, n: t.exports(since, n), lambda t: t.last_export(), export_json
-    )
+    return await _log_page(request, "exports", "Exports", export_json)
 
 
 async def delete_changes(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    await ctx.index.write(lambda txn: txn.clear_changes())
+    await core_logs.clear(ctx_of(request), "changes")
     return json_response({})
 
 
 async def delete_exports(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    await ctx.index.write(lambda txn: txn.clear_exports())
+    await core_logs.clear(ctx_of(request), "exports")
     return json_response({})
 
 

@@ -6,32 +6,27 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core import query
+from ..core import findspec, query
+from ..core import resources as core_res
+from ..core.content import all_labels as all_labels_of
 from ..core.content import metadata_type
 from ..core.context import ServerContext
-from ..core.query import FindRequest
+from ..core.query import FindRequest, OrderBy
 from ..errors import ErrorCode, OrthancError
-from ..index.base import OrderBy, Transaction
 from ..model import maintags as mt
 from ..model.enums import ResourceType
 from ..model.lookup import (
-    RANGE_VRS,
     TEXT_VRS,
-    MatchKind,
     TagConstraint,
-    normalize,
     parse_constraint,
     parse_tag,
     vr_of,
 )
-from ..model.maintags import format_tag
 from ..web.responses import json_response, read_json, read_text
 from .common import ctx_of
 from .render import resource_json
-from .resources import requested_values
+from .tags import requested_values
 
-MODALITIES_IN_STUDY = mt.tag(0x0008, 0x0061)
-MODALITY = mt.tag(0x0008, 0x0060)
 RESPONSE_CONTENT = frozenset(
     {
         "MainDicomTags",
@@ -85,22 +80,19 @@ _ORDER_TYPES = {
 }
 
 
-def _query_constraint(key: str, value: Any, case_sensitive: bool) -> TagConstraint | None:
-    """One entry of "Query", with Orthanc's rules (DatabaseLookup): ranges on dates and times,
-    lists, wildcards only on text VRs (elsewhere they are refused), case folding on text VRs."""
+def _query_constraint(req: FindRequest, key: str, value: Any, rules: findspec.QueryRules) -> None:
+    """One entry of "Query", with Orthanc's rules (core.findspec: ranges on dates and times,
+    lists, wildcards only on text VRs, case folding on text VRs)."""
     if not isinstance(value, str):
         raise bad(f'Tag "{key}" should be associated with a string')
     try:
         tag = parse_tag(key)
     except ValueError as exc:
         raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}", http_status=400) from exc
-    if tag == MODALITIES_IN_STUDY:
-        tag = MODALITY
-    vr = vr_of(tag)
-    is_range = vr in RANGE_VRS and "-" in value
-    if not is_range and "\\" not in value and vr not in TEXT_VRS and ("*" in value or "?" in value):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Wildcards are not allowed on tag {format_tag(tag)}")
-    return parse_constraint(tag, value, case_sensitive, star_is_universal=False, any_text_vr=True)
+    try:
+        findspec.add_constraint(req, tag, value, rules)
+    except findspec.WildcardNotAllowed as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
 
 
 def parse_find(body: Any, ctx: ServerContext) -> tuple[FindRequest, dict[str, Any]]:
@@ -119,10 +111,9 @@ def parse_find(body: Any, ctx: ServerContext) -> tuple[FindRequest, dict[str, An
     # Orthanc's default is false whatever CaseSensitivePN (which is for DICOM queries only).
     case_sensitive = _bool(body, "CaseSensitive", False)
     req = FindRequest(level=level)
+    rules = findspec.tools_find_rules(case_sensitive)
     for key, value in q.items():
-        c = _query_constraint(key, value, case_sensitive)
-        if c is not None:
-            req.constraints.append(c)
+        _query_constraint(req, key, value, rules)
     req.limit = _int(body, "Limit")
     req.since = _int(body, "Since")
     req.labels = _strings(body, "Labels")
@@ -254,46 +245,14 @@ async def count_resources(request: web.Request) -> web.StreamResponse:
     return json_response({"Count": await query.count(ctx, req)})
 
 
-_LOOKUP_TAGS = (
-    mt.PATIENT_ID,
-    mt.STUDY_INSTANCE_UID,
-    mt.ACCESSION_NUMBER,
-    mt.SERIES_INSTANCE_UID,
-    mt.SOP_INSTANCE_UID,
-)
-
-
 async def lookup(request: web.Request) -> web.StreamResponse:
-    """POST /tools/lookup: which resources have this PatientID, UID or AccessionNumber. Orthanc
-    looks in its table of normalized identifiers: case, accents and surrounding spaces ignored."""
-    ctx = ctx_of(request)
-    text = normalize((await read_text(request)).strip())
-
-    def run(txn: Transaction) -> list[dict[str, str]]:
-        out: list[dict[str, str]] = []
-        seen: set[int] = set()
-        for tag in _LOOKUP_TAGS:
-            level = mt.LEVEL_OF_TAG[tag]
-            c = TagConstraint(tag, level, MatchKind.EQUAL, (text,), False)
-            for rid in txn.find(level, [c]):
-                if rid not in seen:
-                    seen.add(rid)
-                    for row in txn.resources([rid]):
-                        out.append(
-                            {
-                                "ID": row.public_id,
-                                "Path": f"/{row.level.plural}/{row.public_id}",
-                                "Type": row.level.label,
-                            }
-                        )
-        return out
-
-    return json_response(await ctx.index.read(run))
+    """POST /tools/lookup: which resources have this PatientID, UID or AccessionNumber."""
+    found = await core_res.lookup_identifier(ctx_of(request), (await read_text(request)).strip())
+    return json_response([{"ID": pid, "Path": f"/{lv.plural}/{pid}", "Type": lv.label} for lv, pid in found])
 
 
 async def all_labels(request: web.Request) -> web.StreamResponse:
-    ctx = ctx_of(request)
-    return json_response(await ctx.index.read(lambda txn: txn.all_labels()))
+    return json_response(await all_labels_of(ctx_of(request)))
 
 
 def setup(router: web.UrlDispatcher) -> None:

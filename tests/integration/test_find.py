@@ -64,6 +64,12 @@ def test_ranges_lists_and_universal(client, data):
         find(client, {"Level": "Instance", "Query": {"Manufacturer": "orthanc_py", "InstitutionName": "Nowhere"}}) == []
     )
     assert len(find(client, {"Level": "Instance", "Query": {"SOPClassUID": dicomgen.CT_IMAGE_STORAGE}})) == 4
+    # paging applies to what the files matched (read after the index transaction)
+    by_file = {"Level": "Instance", "Query": {"Manufacturer": "orthanc_py"}}
+    every = find(client, by_file)
+    assert len(every) >= 3
+    assert find(client, {**by_file, "Limit": 2}) == every[:2]
+    assert find(client, {**by_file, "Since": 1, "Limit": 2}) == every[1:3]
 
 
 def test_expand_limit_since_order(client, data):

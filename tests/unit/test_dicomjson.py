@@ -37,7 +37,7 @@ ORACLE = Path(__file__).with_name("data") / "dicomjson_oracle.json"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from orthanc_py.model.dicomjson import (  # noqa: E402
+from orthanc_py.model.orthancjson import (  # noqa: E402
     ContentResult,
     content_walk,
     orthanc_header,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import gzip
 import importlib.util
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orthanc_py.config import from_raw
-from orthanc_py.model import dictionary_dcmtk
+from orthanc_py.model import dictionary as dictionary_module
 from orthanc_py.model.dictionary import UNKNOWN_TAG_NAME, dcmtk
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +68,8 @@ def test_shipped_table_is_what_the_generator_writes(tmp_path, monkeypatch):
     gen = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("gen_dcmtk_dictionary", gen)
     spec.loader.exec_module(gen)
-    out = tmp_path / "dictionary_dcmtk.py"
+    out = tmp_path / "dcmtk_dictionary.txt.gz"
     monkeypatch.setattr(gen, "OUT", out)
     gen.main(sorted(glob.glob("/usr/share/libdcmtk*"))[-1])
-    assert out.read_text(encoding="utf-8") == Path(dictionary_dcmtk.__file__).read_text(encoding="utf-8")
+    shipped = Path(dictionary_module.__file__).with_name("dcmtk_dictionary.txt.gz")
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(shipped.read_bytes())

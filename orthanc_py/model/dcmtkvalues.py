@@ -1,0 +1,323 @@
+"""Element values as DCMTK reads them, for Orthanc's JSON renderings (orthancjson: /tags,
+/header, /content) and for DICOM JSON (webjson): raw bytes pydicom kept (pixel data is never
+decoded), the character set chosen as Orthanc's DetectEncoding(), trailing padding dropped, odd
+lengths completed with a NUL, numbers printed like `boost::lexical_cast`.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from dataclasses import dataclass, field
+
+from pydicom.charset import convert_encodings, decode_bytes
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag
+
+from .charsets import codec_of_encoding
+from .dictionary import TagDictionary, dcmtk
+
+PIXEL_DATA = 0x7FE00010
+
+STRING_VRS = frozenset(
+    {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
+)
+# Binary VRs Orthanc skips without DicomToJsonFlags_IncludeBinary (IsBinaryTag) and renders as null.
+BINARY_VRS = frozenset({"OB", "OW", "UN", "OB or OW", "OW or OB", "ox"})
+# VRs with no JSON rendering in Orthanc's ConvertLeafElement switch: always null.
+_NULL_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SV", "UV", "ox"})
+# (struct code, item size) of numeric VRs; SV/UV/OV/OD/OL only matter for byte-swapping /content.
+NUMERIC: dict[str, tuple[str, int]] = {
+    "US": ("H", 2),
+    "SS": ("h", 2),
+    "UL": ("I", 4),
+    "SL": ("i", 4),
+    "FL": ("f", 4),
+    "FD": ("d", 8),
+}
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+_SWAP_SIZE: dict[str, int] = {
+    "US": 2, "SS": 2, "OW": 2, "AT": 2,
+    "UL": 4, "SL": 4, "FL": 4, "OF": 4, "OL": 4,
+    "FD": 8, "OD": 8, "SV": 8, "UV": 8, "OV": 8,
+}  # fmt: skip
+
+# DCMTK's internal VRs for context-dependent elements, read from implicit-VR files as DCMTK does.
+_IMPLICIT_OF_DCMTK_VR = {"xs": "US", "ox": "OW", "px": "OW", "lt": "OW", "up": "UL", "na": "UN"}
+
+
+# --- character sets ------------------------------------------------------------------------------
+
+# Orthanc's GetDicomEncoding(), as Python codecs ("ISO_IR 6" is treated as UTF-8 by Orthanc).
+_CODECS: dict[str, str] = {
+    "ISO_IR 6": "utf-8",
+    "ISO 2022 IR 6": "utf-8",
+    "ISO_IR 192": "utf-8",
+    "ISO_IR 100": "latin-1",
+    "ISO 2022 IR 100": "latin-1",
+    "ISO_IR 101": "iso8859_2",
+    "ISO 2022 IR 101": "iso8859_2",
+    "ISO_IR 109": "iso8859_3",
+    "ISO 2022 IR 109": "iso8859_3",
+    "ISO_IR 110": "iso8859_4",
+    "ISO 2022 IR 110": "iso8859_4",
+    "ISO_IR 148": "iso8859_9",
+    "ISO 2022 IR 148": "iso8859_9",
+    "ISO_IR 144": "iso8859_5",
+    "ISO 2022 IR 144": "iso8859_5",
+    "ISO_IR 127": "iso8859_6",
+    "ISO 2022 IR 127": "iso8859_6",
+    "ISO_IR 126": "iso8859_7",
+    "ISO 2022 IR 126": "iso8859_7",
+    "ISO_IR 138": "iso8859_8",
+    "ISO 2022 IR 138": "iso8859_8",
+    "ISO_IR 166": "tis_620",
+    "ISO 2022 IR 166": "tis_620",
+    "ISO_IR 13": "shift_jis",
+    "ISO 2022 IR 13": "shift_jis",
+    "ISO 2022 IR 87": "iso2022_jp",
+    "ISO 2022 IR 159": "iso2022_jp_2",
+    "ISO 2022 IR 149": "euc_kr",
+    "ISO 2022 IR 58": "iso_ir_58",
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+}
+
+
+_DELIMITERS = {ord(c) for c in "\\\r\n\t\f^="}
+
+
+class Charset:
+    """Decoder for one dataset, chosen the way Orthanc's DetectEncoding() does."""
+
+    __slots__ = ("codec", "terms")
+
+    def __init__(self, value: str | None, default_encoding: str = "Latin1") -> None:
+        self.codec: str | None = codec_of_encoding(default_encoding)  # None: unsupported, ASCII only
+        self.terms: list[str] = []  # several terms: ISO 2022 code extensions, decoded by pydicom
+        if value is None:
+            return
+        tokens = [t.strip() for t in value.split("\\")]
+        for token in tokens:
+            if token:
+                self.codec = _CODECS.get(token.upper())
+                break
+        if len(tokens) > 1 and self.codec is not None:
+            self.terms = tokens
+
+    def decode(self, data: bytes) -> str:
+        if self.codec is None:
+            return "".join(chr(b) for b in data if 32 <= b < 127)
+        if self.terms:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return decode_bytes(data, convert_encodings(self.terms), _DELIMITERS)
+        if self.codec == "latin-1" or data.isascii():
+            return data.decode("latin-1")
+        return data.decode(self.codec, errors="ignore")  # Orthanc drops what does not decode
+
+
+ASCII = Charset("ISO_IR 999")
+
+
+# --- raw access to elements ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Raw:
+    """One element as DCMTK sees it: VR, value bytes as stored, byte order."""
+
+    vr: str
+    value: bytes
+    little: bool
+    undefined_length: bool = False
+    padded: bool = False  # a UN element read as a string: DCMTK removed no padding
+
+
+def _implicit_vr(tag: int, creator: str | None, dictionary: TagDictionary) -> str:
+    """The VR DCMTK assigns to an element read with implicit VR (dictionary or UN)."""
+    vr = dictionary.vr(tag, creator)
+    if vr is None:
+        return "UN"
+    return _IMPLICIT_OF_DCMTK_VR.get(vr, vr)
+
+
+def raw_element(
+    ds: Dataset, tag: int, creator: str | None, charset: str | list[str] | None, dictionary: TagDictionary
+) -> Raw | Sequence:
+    """Raw bytes of a leaf, or the pydicom Sequence of an SQ element.
+
+    A UN element whose dictionary VR is a string VR is read as that VR, its padding kept
+    (Orthanc 1.10.1 answers "100851.980000 " for a UN StudyTime); other UN elements stay UN.
+    """
+    elem = ds.get_item(BaseTag(tag))
+    if isinstance(elem, RawDataElement):
+        vr = elem.VR or _implicit_vr(tag, creator, dictionary)
+        if vr == "US" and not elem.VR and dictionary.vr(tag, creator) == "xs" and _signed_pixels(ds):
+            vr = "SS"  # DCMTK resolves "US or SS" with PixelRepresentation
+        if vr == "SQ":
+            value = ds[tag].value  # pydicom parses the items
+            if isinstance(value, Sequence):
+                return value
+            # a sequence only the dictionary in force knows (implicit VR, private): parse it as one
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    value = convert_raw_data_element(elem._replace(VR="SQ"), ds=ds).value
+            except Exception:  # not a sequence after all: its bytes are shown as UN
+                value = None
+            if isinstance(value, Sequence):
+                return value
+            vr = "UN"
+        value = bytes(elem.value or b"")
+        if vr == "UN" and elem.length != 0xFFFFFFFF:
+            known = dictionary.vr(tag, creator)
+            if known in STRING_VRS:
+                return Raw(known, value, True, False, padded=True)
+        return Raw(vr, value, elem.is_little_endian, elem.length == 0xFFFFFFFF)
+    assert isinstance(elem, DataElement)
+    if elem.VR == "SQ":
+        return elem.value
+    return Raw(elem.VR, _encode(elem, charset), True, elem.is_undefined_length)
+
+
+def _signed_pixels(ds: Dataset) -> bool:
+    elem = ds.get_item(BaseTag(0x00280103))
+    if elem is None:
+        return False
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        return len(value) >= 2 and value[0] == 1 and value[1] == 0
+    return value == 1
+
+
+def _encode(elem: DataElement, charset: str | list[str] | None) -> bytes:
+    """Value bytes of an element pydicom already converted (explicit VR little endian)."""
+    if elem.value is None or elem.value == "" or elem.value == []:
+        return b""
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_data_element(fp, elem, charset)
+    data = fp.getvalue()
+    body = data[12 if elem.VR in _LONG_VRS else 8 :]
+    if elem.is_undefined_length:
+        return body[:-8] if body.endswith(b"\xfe\xff\xdd\xe0\x00\x00\x00\x00") else body
+    return body
+
+
+def charset_value(ds: Dataset) -> str | None:
+    if 0x00080005 not in ds:
+        return None
+    elem = ds.get_item(BaseTag(0x00080005))
+    if isinstance(elem, RawDataElement):
+        return bytes(elem.value or b"").decode("latin-1")
+    value = elem.value
+    if value is None or isinstance(value, str):
+        return value
+    return "\\".join(str(v) for v in value)  # MultiValue
+
+
+def private_creators(ds: Dataset) -> dict[tuple[int, int], str]:
+    """Private creators declared in this item, keyed by (group, block)."""
+    found: dict[tuple[int, int], str] = {}
+    for tag in ds.keys():  # iterating a Dataset itself would convert every element
+        group, elem = tag >> 16, tag & 0xFFFF
+        if group % 2 == 1 and 0x10 <= elem <= 0xFF:
+            item = ds.get_item(tag)
+            value = item.value
+            if isinstance(value, bytes | bytearray):
+                text = bytes(value).rstrip(b" \0").split(b"\0")[0].decode("latin-1")
+            else:
+                text = "" if value is None else str(value).rstrip(" \0")
+            found[(group, elem)] = text
+    return found
+
+
+def creator_of(tag: int, creators: dict[tuple[int, int], str]) -> str | None:
+    group, elem = tag >> 16, tag & 0xFFFF
+    if group % 2 == 0 or elem < 0x1000:
+        return None
+    return creators.get((group, elem >> 8))
+
+
+# --- names ---------------------------------------------------------------------------------------------
+
+
+def tag_name(tag: int, creator: str | None = None, dictionary: TagDictionary | None = None) -> str:
+    """The name Orthanc gives to a tag (DCMTK's dictionary + `Dictionary`), "Unknown Tag & Data" if none."""
+    return (dictionary or dcmtk()).name(tag, creator)
+
+
+# --- values ----------------------------------------------------------------------------------------------
+
+
+def machine_string(raw: Raw) -> bytes:
+    """A string value after DCMTK loads it: odd length completed by a NUL, trailing padding removed."""
+    value = raw.value
+    if raw.padded:
+        return value
+    if len(value) % 2:
+        value += b"\0"
+    return value.rstrip(b"\0" if raw.vr == "UI" else b" ")
+
+
+def _number(raw: Raw) -> str | None:
+    code, size = NUMERIC[raw.vr]
+    data = raw.value
+    count = len(data) // size
+    if count == 0:
+        return None
+    if not (len(data) > size and len(data) % size == 0):
+        count = 1
+    values = struct.unpack(("<" if raw.little else ">") + code * count, data[: count * size])
+    if raw.vr in ("FL", "FD"):
+        return "\\".join(format(v, ".17g") for v in values)
+    return "\\".join(str(v) for v in values)
+
+
+def leaf_value(raw: Raw, charset: Charset, dictionary_vr: str | None) -> str | None:
+    """Orthanc's ConvertLeafElement with DicomToJsonFlags_ConvertBinaryToNull; None means null."""
+    vr = raw.vr
+    if vr in STRING_VRS:
+        return charset.decode(machine_string(raw).split(b"\0", 1)[0])
+    if dictionary_vr == "up":  # DCMTK's offset pointers (DICOMDIR): no JSON rendering
+        return None
+    if vr in NUMERIC:
+        return _number(raw)
+    if vr == "AT" and len(raw.value) >= 4:
+        group, elem = struct.unpack("<HH" if raw.little else ">HH", raw.value[:4])
+        return f"{group:04x},{elem:04x}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class TagsOptions:
+    """How /tags renders a dataset: the dictionary in force, `DefaultEncoding` (files without
+    SpecificCharacterSet), `?whole` (tags after the pixel data too, Orthanc 1.12.4) and
+    `?ignore-length` (tags rendered whatever their length)."""
+
+    dictionary: TagDictionary = field(default_factory=dcmtk)
+    default_encoding: str = "Latin1"
+    whole: bool = False
+    ignore_length: frozenset[int] = frozenset()
+
+
+def content_bytes(raw: Raw) -> bytes:
+    """What DCMTK's getPartialValue() streams: machine strings, little-endian numbers."""
+    if raw.vr in STRING_VRS:
+        value = machine_string(raw)
+        if len(value) % 2:
+            value += b"\0" if raw.vr == "UI" else b" "
+        return value
+    size = _SWAP_SIZE.get(raw.vr)
+    if raw.little or size is None:
+        return raw.value
+    data = raw.value[: len(raw.value) - len(raw.value) % size]
+    return b"".join(data[i : i + size][::-1] for i in range(0, len(data), size))

@@ -1,0 +1,188 @@
+"""DICOM tags of resources as their files hold them: /shared-tags, /instances-tags, /module,
+/module-patient, the `?requested-tags` of answers, and the options of tag renderings
+(`?simplify`, `?short`, `?ignore-length`...)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..core import dicomfind as core_dicomfind
+from ..core import files as core_files
+from ..core.resources import ResourceInfo
+from ..errors import ErrorCode, OrthancError
+from ..model import orthancjson
+from ..model.dictionary import TagDictionary
+from ..model.enums import ResourceType
+from ..model.lookup import parse_tag
+from ..model.modules import MODULE_TAGS
+from ..web.responses import bool_arg, json_response
+from .common import ctx_of
+from .render import tags_json
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def requested_tags_arg(request: web.Request) -> list[int] | None:
+    """`?requested-tags=0010,0010;PatientBirthDate` (or `requestedTags`, its pre-1.12 spelling)."""
+    text = request.query.get("requested-tags")
+    if text is None:
+        text = request.query.get("requestedTags")
+    return parse_requested_tags(text, ctx_of(request).dictionary)
+
+
+def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = None) -> list[int] | None:
+    """`requested-tags=0010,0010;PatientBirthDate` -> tags, names as Orthanc knows them (DCMTK's
+    dictionary and the `Dictionary` key); BAD_REQUEST on an unknown name."""
+    if not text:
+        return None
+    out = []
+    for part in text.split(";"):
+        if part.strip():
+            try:
+                out.append(orthancjson.parse_tag(part.strip(), dictionary))
+            except ValueError:
+                try:
+                    out.append(parse_tag(part))
+                except ValueError as exc:
+                    raise OrthancError(ErrorCode.BAD_REQUEST, f"Unknown DICOM tag: {part}") from exc
+    return out
+
+
+def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
+    """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
+    requested tags that are not main tags)."""
+    ds = core_dicomfind.representative_dataset_blocking(ctx, info.id, info.level)
+    options = orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
+    return orthancjson.orthanc_tags(ds, "full", options) if ds is not None else {}
+
+
+async def requested_values(
+    request: web.Request, infos: list[ResourceInfo], tags: list[int], fmt: str
+) -> list[dict[str, Any]]:
+    """`RequestedTags` of each resource (lists, single resources, /tools/find), rendered in the
+    answer's format: main tags of the resource and its ancestors and the tags Orthanc computes
+    come from the index (`core.dicomfind.index_values`), the others from the DICOM file of one of
+    its instances.  A tag with no value anywhere is left out."""
+    ctx = ctx_of(request)
+    known: dict[int, dict[int, str | None]] = {}
+    missing: dict[int, list[int]] = {}
+    for level in {i.level for i in infos}:
+        ids = [i.id for i in infos if i.level is level]
+        for rid, found, absent in await core_dicomfind.known_values(ctx, level, ids, tags):
+            known[rid], missing[rid] = found, absent
+    out = []
+    for info in infos:
+        values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
+        result = tags_json(values, None, fmt)
+        absent = missing.get(info.id, [t for t in tags if t not in values])
+        if absent:
+            rendered = await ctx.run(_file_tags, ctx, info)
+            picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
+            result.update(orthancjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
+        out.append(result)
+    return out
+
+
+def tags_options(request: web.Request) -> orthancjson.TagsOptions:
+    """How this request wants DICOM tags rendered: the server's dictionary and current
+    `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
+    ctx = ctx_of(request)
+    ignored: set[int] = set()
+    for part in request.query.get("ignore-length", "").split(","):
+        if part.strip():
+            try:
+                ignored.add(orthancjson.parse_tag(part.strip(), ctx.dictionary))
+            except ValueError as exc:
+                raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
+    return orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
+
+
+def dicom_format(request: web.Request) -> str:
+    """`?simplify` / `?short` / default full, for the DICOM-tag routes."""
+    if bool_arg(request, "simplify"):
+        return "simplify"
+    if bool_arg(request, "short"):
+        return "short"
+    return "full"
+
+
+async def _datasets(
+    request: web.Request, level: ResourceType, first_only: bool, with_pixels: bool = False
+) -> list[tuple[str, Any]]:
+    ctx = ctx_of(request)
+    found = await core_files.instance_files(ctx, request.match_info["id"], level, first_only=first_only)
+
+    def load() -> list[tuple[str, Any]]:
+        return [(f.public_id, core_files.dataset(ctx, f, with_pixels)) for f in found]
+
+    return await ctx.run(load)
+
+
+def _shared_tags_handler(level: ResourceType) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fmt = dicom_format(request)
+        options = tags_options(request)
+        datasets = await _datasets(request, level, first_only=False)
+        ctx = ctx_of(request)
+
+        def compute() -> dict[str, Any]:
+            shared: dict[str, Any] | None = None
+            for _pub, ds in datasets:
+                tags = orthancjson.orthanc_tags(ds, "full", options)
+                if shared is None:
+                    shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
+                else:
+                    shared = {k: v for k, v in shared.items() if tags.get(k) == v}
+            return _reformat(shared or {}, fmt)
+
+        return json_response(await ctx.run(compute))
+
+    return handler
+
+
+def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """Convert Orthanc's full tag JSON into ?simplify / ?short."""
+    return orthancjson.simplify_full(full, fmt)
+
+
+def _instances_tags_handler(level: ResourceType) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fmt = dicom_format(request)
+        options = tags_options(request)
+        datasets = await _datasets(request, level, first_only=False, with_pixels=True)
+        ctx = ctx_of(request)
+
+        def compute() -> dict[str, Any]:
+            return {pub: orthancjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
+
+        return json_response(await ctx.run(compute))
+
+    return handler
+
+
+def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        fmt = dicom_format(request)
+        datasets = await _datasets(request, level, first_only=True)
+        if not datasets:
+            return json_response({})
+        tags = orthancjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
+        wanted = MODULE_TAGS[module]
+        picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
+        return json_response(_reformat(picked, fmt) if fmt != "full" else picked)
+
+    return handler
+
+
+def setup(router: web.UrlDispatcher) -> None:
+    for level in ResourceType:
+        base = f"/{level.plural}"
+        if level is not ResourceType.INSTANCE:
+            router.add_get(base + "/{id}/shared-tags", _shared_tags_handler(level))
+            router.add_get(base + "/{id}/instances-tags", _instances_tags_handler(level))
+        router.add_get(base + "/{id}/module", _module_handler(level, level))
+        if level in (ResourceType.STUDY, ResourceType.SERIES, ResourceType.INSTANCE):
+            router.add_get(base + "/{id}/module-patient", _module_handler(level, ResourceType.PATIENT))
