@@ -32,9 +32,21 @@ configure_libraries()  # as the server does at start: unit tests parse files the
 
 def free_port() -> int:
     """A TCP port nobody listens on right now (for servers started as subprocesses)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports: all are held until each is picked (two calls of
+    `free_port` in a row may give the same port, and a server asked to listen twice on it
+    fails, or answers HTTP on its DICOM port)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload_datasets
-from tests.conftest import free_port
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.skipif(not os.path.exists(ORTHANC), reason="the real Orthanc is not installed")
 
@@ -30,10 +30,10 @@ def servers(tmp_path_factory):
     from tests.conftest import RunningServer
 
     base = tmp_path_factory.mktemp("cfind")
-    dicom = free_port()
+    http, dicom = free_ports(2)
     config = {
         "Name": "Oracle",
-        "HttpPort": free_port(),
+        "HttpPort": http,
         "DicomPort": dicom,
         "DicomAet": "ORTHANC",
         "Plugins": [],

@@ -17,7 +17,7 @@ import pytest
 from tests.conformance import oracle_data
 from tests.conformance.real_orthanc import DICOMWEB_PLUGIN as PLUGIN
 from tests.conformance.real_orthanc import ORTHANC, real_orthanc, upload_datasets
-from tests.conftest import free_port
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.skipif(
     not (os.path.exists(ORTHANC) and os.path.exists(PLUGIN)), reason="Orthanc and its DICOMweb plugin not installed"
@@ -30,10 +30,11 @@ def servers(tmp_path_factory):
     from tests.conftest import RunningServer
 
     base = tmp_path_factory.mktemp("qido")
+    http, dicom = free_ports(2)
     config = {
         "Name": "Plugin",
-        "HttpPort": free_port(),
-        "DicomPort": free_port(),
+        "HttpPort": http,
+        "DicomPort": dicom,
         "Plugins": [PLUGIN],
         "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
     }

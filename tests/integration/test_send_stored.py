@@ -31,7 +31,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelGet, Veri
 
 from orthanc_py.model.wire import body_offset
 from tests.conformance.real_orthanc import ORTHANC, real_orthanc
-from tests.conftest import RunningServer, free_port
+from tests.conftest import RunningServer, free_ports
 
 STORESCP = "/usr/bin/storescp"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -204,13 +204,12 @@ class Peers:
     def __init__(self, base: Path) -> None:
         self.received = base / "storescp"
         self.received.mkdir()
-        self.storescp_port = free_port()
+        self.storescp_port, self.b_dicom, self.a_dicom = free_ports(3)
         self.storescp = subprocess.Popen(
             [STORESCP, "+xa", "+B", "-aet", "DCMTKSCP", "-od", str(self.received), str(self.storescp_port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.b_dicom = free_port()
         self.b = RunningServer(
             {
                 "DicomServerEnabled": True,
@@ -219,7 +218,6 @@ class Peers:
             },
             base / "b",
         )
-        self.a_dicom = free_port()
         self.a = RunningServer(
             {
                 "DicomServerEnabled": True,
@@ -509,7 +507,7 @@ def _user_mr(study: str, series: str, number: int) -> bytes:
 def test_a_new_user_sends_a_study_to_a_real_orthanc(make_server: Any, tmp_path: Path) -> None:
     import urllib.request
 
-    http, dicom = free_port(), free_port()
+    http, dicom = free_ports(2)
     config = {
         "HttpPort": http,
         "DicomPort": dicom,
