@@ -165,24 +165,14 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
         ctype = content.content_type(ctx, request.match_info["name"])
         expected = Revision.parse(request.headers.get("If-Match"), "if-match")
         body = await read_body(request)
-        try:
-            revision = await content.put_attachment(ctx, request.match_info["id"], level, ctype, body, expected)
-        except OrthancError as err:
-            if err.code is ErrorCode.FORBIDDEN_ACCESS:
-                return web.Response(status=403)  # Orthanc answers a bare 403
-            raise
+        revision = await content.put_attachment(ctx, request.match_info["id"], level, ctype, body, expected)
         return _empty_json({"ETag": content.body_etag(revision, body)})
 
     async def delete(request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
         ctype = content.content_type(ctx, request.match_info["name"])
         expected = Revision.parse(request.headers.get("If-Match"), "if-match")
-        try:
-            found = await content.delete_attachment(ctx, request.match_info["id"], level, ctype, expected)
-        except OrthancError as err:
-            if err.code is ErrorCode.FORBIDDEN_ACCESS:
-                return web.Response(status=403)
-            raise
+        found = await content.delete_attachment(ctx, request.match_info["id"], level, ctype, expected)
         if not found:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return text_response("")

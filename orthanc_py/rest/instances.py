@@ -77,7 +77,7 @@ async def export_file(request: web.Request) -> web.StreamResponse:
     RestApiWriteToFileSystemEnabled; otherwise Orthanc 1.12 answers a bare 403."""
     ctx = ctx_of(request)
     if not ctx.settings.rest_api_write_to_file_system:
-        return web.Response(status=403)
+        raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, "RestApiWriteToFileSystemEnabled is off")
     data = await core_files.read_dicom(ctx, request.match_info["id"])
     target = (await read_body(request)).decode("utf-8", "replace")
     if not target:

@@ -61,12 +61,7 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
         mtype = content.metadata_type(ctx, request.match_info["name"])
         expected = Revision.parse(request.headers.get("If-Match"), "if-match")
         value = (await read_body(request)).decode("utf-8", "replace")
-        try:
-            revision = await content.set_metadata(ctx, request.match_info["id"], level, mtype, value, expected)
-        except OrthancError as err:
-            if err.code is ErrorCode.FORBIDDEN_ACCESS:
-                return web.Response(status=403)
-            raise
+        revision = await content.set_metadata(ctx, request.match_info["id"], level, mtype, value, expected)
         response = text_response("")
         response.headers["ETag"] = content.body_etag(revision, value)
         return response
@@ -75,12 +70,7 @@ def _metadata_handlers(level: ResourceType) -> dict[str, Handler]:
         ctx = ctx_of(request)
         mtype = content.metadata_type(ctx, request.match_info["name"])
         expected = Revision.parse(request.headers.get("If-Match"), "if-match")
-        try:
-            found = await content.delete_metadata(ctx, request.match_info["id"], level, mtype, expected)
-        except OrthancError as err:
-            if err.code is ErrorCode.FORBIDDEN_ACCESS:
-                return web.Response(status=403)
-            raise
+        found = await content.delete_metadata(ctx, request.match_info["id"], level, mtype, expected)
         if not found:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
         return text_response("")

@@ -68,6 +68,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except OrthancError as err:
+        if err.code is ErrorCode.FORBIDDEN_ACCESS:
+            return web.Response(status=403)  # Orthanc signals these refusals with a bare status
         response = error_response(request, err)
         if request.content.exception() is not None:
             response.force_close()  # the body was unreadable: the connection cannot be reused
