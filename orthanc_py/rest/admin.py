@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..core import resources as core_res
 from ..errors import ErrorCode, OrthancError
-from ..web.responses import json_response, read_text, text_response
+from ..web.responses import json_response, read_bool, read_text, text_response
 from .common import ctx_of
 
 # Orthanc's log categories -> our loggers (the first one answers GET)
@@ -90,10 +90,7 @@ async def get_metrics_enabled(request: web.Request) -> web.StreamResponse:
 
 
 async def put_metrics_enabled(request: web.Request) -> web.StreamResponse:
-    text = (await read_text(request)).lower()
-    if text not in ("1", "0", "true", "false"):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
-    ctx_of(request).metrics_enabled = text in ("1", "true")
+    ctx_of(request).metrics_enabled = await read_bool(request)
     return text_response("")
 
 

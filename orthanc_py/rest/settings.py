@@ -14,7 +14,7 @@ from aiohttp import web
 from ..core.context import match_transfer_syntaxes
 from ..errors import ErrorCode, OrthancError
 from ..model.charsets import parse_encoding
-from ..web.responses import json_response, read_body, read_text, text_response
+from ..web.responses import json_response, read_body, read_bool, read_text, text_response
 from .common import ctx_of
 
 
@@ -61,10 +61,7 @@ async def get_unknown_sop_class(request: web.Request) -> web.StreamResponse:
 
 
 async def put_unknown_sop_class(request: web.Request) -> web.StreamResponse:
-    text = (await read_text(request)).strip().lower()
-    if text not in ("1", "0", "true", "false"):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
-    ctx_of(request).unknown_sop_class_accepted = text in ("1", "true")
+    ctx_of(request).unknown_sop_class_accepted = await read_bool(request)
     return text_response("")
 
 

@@ -108,6 +108,15 @@ async def read_text(request: web.Request) -> str:
     return (await read_body(request)).decode("utf-8", "replace").strip()
 
 
+async def read_bool(request: web.Request) -> bool:
+    """A Boolean sent as text, as Orthanc's settings routes read it (`1`/`0`/`true`/`false`);
+    anything else is Orthanc's BadFileFormat "Boolean value expected"."""
+    text = (await read_text(request)).lower()
+    if text not in ("1", "0", "true", "false"):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Boolean value expected")
+    return text in ("1", "true")
+
+
 async def read_json(request: web.Request) -> Any:
     """Parse the body as JSON; None when it is not JSON (callers answer Orthanc's BadRequest
     "The body must contain a JSON object")."""
