@@ -122,19 +122,26 @@ def _strings_json(tags: dict[int, str], fmt: str) -> dict[str, Any]:
     return out
 
 
-async def move(request: web.Request) -> web.StreamResponse:
-    """POST /modalities/{id}/move: C-MOVE of {"Level", "Resources": [{keys}], "TargetAet"}."""
-    ctx = ctx_of(request)
+async def _retrieve_body(request: web.Request) -> tuple[dict[str, Any], ResourceType, list[dict[int, str]]]:
+    """The body of /modalities/{id}/move and /get: {"Level", "Resources": [{keys}], ...}; the
+    identifiers carry the level's QueryRetrieveLevel."""
     body = await read_json(request)
     if not isinstance(body, dict) or not isinstance(body.get("Resources"), list) or "Level" not in body:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON body containing fields Resources and Level")
     level = _level(body)
-    target = str(body.get("TargetAet") or ctx.settings.dicom_aet)
     identifiers = []
     for keys in body["Resources"]:
         tags = core_q.parse_query(keys, "Resources elements")
         tags[core_q.QUERY_RETRIEVE_LEVEL] = level.qr_level
         identifiers.append(tags)
+    return body, level, identifiers
+
+
+async def move(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/move: C-MOVE of {"Level", "Resources": [{keys}], "TargetAet"}."""
+    ctx = ctx_of(request)
+    body, level, identifiers = await _retrieve_body(request)
+    target = str(body.get("TargetAet") or ctx.settings.dicom_aet)
     modality = ctx.modalities.get(request.match_info["id"])
     return await _run_retrieve(request, modality, level, identifiers, target, body, direct=True)
 
@@ -143,15 +150,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     """POST /modalities/{id}/get (C-GET SCU, Orthanc 1.12.6): {"Level", "Resources": [{keys}]};
     the instances are stored here. Answers, per resource, the IDs received ("Details")."""
     ctx = ctx_of(request)
-    body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("Resources"), list) or "Level" not in body:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON body containing fields Resources and Level")
-    level = _level(body)
-    items = []
-    for keys in body["Resources"]:
-        tags = core_q.parse_query(keys, "Resources elements")
-        tags[core_q.QUERY_RETRIEVE_LEVEL] = level.qr_level
-        items.append(tags)
+    body, level, items = await _retrieve_body(request)
     modality = ctx.modalities.get(request.match_info["id"])
 
     async def run(job: Job | None = None) -> dict[str, Any]:
