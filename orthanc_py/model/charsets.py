@@ -49,6 +49,43 @@ _CODECS: dict[str, str] = {
 }
 
 
+# Specific Character Set terms as Orthanc reads them (its GetDicomEncoding()), as Python codecs
+# ("ISO_IR 6" is read as UTF-8 by Orthanc; `python_codec` writes it as ASCII).
+DICOM_CODECS: dict[str, str] = {
+    "ISO_IR 6": "utf-8",
+    "ISO 2022 IR 6": "utf-8",
+    "ISO_IR 192": "utf-8",
+    "ISO_IR 100": "latin-1",
+    "ISO 2022 IR 100": "latin-1",
+    "ISO_IR 101": "iso8859_2",
+    "ISO 2022 IR 101": "iso8859_2",
+    "ISO_IR 109": "iso8859_3",
+    "ISO 2022 IR 109": "iso8859_3",
+    "ISO_IR 110": "iso8859_4",
+    "ISO 2022 IR 110": "iso8859_4",
+    "ISO_IR 148": "iso8859_9",
+    "ISO 2022 IR 148": "iso8859_9",
+    "ISO_IR 144": "iso8859_5",
+    "ISO 2022 IR 144": "iso8859_5",
+    "ISO_IR 127": "iso8859_6",
+    "ISO 2022 IR 127": "iso8859_6",
+    "ISO_IR 126": "iso8859_7",
+    "ISO 2022 IR 126": "iso8859_7",
+    "ISO_IR 138": "iso8859_8",
+    "ISO 2022 IR 138": "iso8859_8",
+    "ISO_IR 166": "tis_620",
+    "ISO 2022 IR 166": "tis_620",
+    "ISO_IR 13": "shift_jis",
+    "ISO 2022 IR 13": "shift_jis",
+    "ISO 2022 IR 87": "iso2022_jp",
+    "ISO 2022 IR 159": "iso2022_jp_2",
+    "ISO 2022 IR 149": "euc_kr",
+    "ISO 2022 IR 58": "iso_ir_58",
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+}
+
+
 def codec_of_encoding(encoding: str) -> str:
     """The Python codec of one of Orthanc's encoding names (`DefaultEncoding`): values of files
     without SpecificCharacterSet are decoded with it.  Unknown names: Latin1, Orthanc's default."""
@@ -67,6 +104,4 @@ def python_codec(term: str | None) -> str:
     ASCII: Orthanc's "Ascii" drops every other character)."""
     if term in (None, "", "ISO_IR 6"):
         return "ascii"
-    from pydicom.charset import python_encoding
-
-    return python_encoding.get(term, "latin_1")
+    return DICOM_CODECS.get(term, "latin-1")

@@ -18,7 +18,7 @@ from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
 
-from .charsets import codec_of_encoding
+from .charsets import DICOM_CODECS, codec_of_encoding
 from .dictionary import TagDictionary, dcmtk
 
 PIXEL_DATA = 0x7FE00010
@@ -52,41 +52,6 @@ _IMPLICIT_OF_DCMTK_VR = {"xs": "US", "ox": "OW", "px": "OW", "lt": "OW", "up": "
 
 # --- character sets ------------------------------------------------------------------------------
 
-# Orthanc's GetDicomEncoding(), as Python codecs ("ISO_IR 6" is treated as UTF-8 by Orthanc).
-_CODECS: dict[str, str] = {
-    "ISO_IR 6": "utf-8",
-    "ISO 2022 IR 6": "utf-8",
-    "ISO_IR 192": "utf-8",
-    "ISO_IR 100": "latin-1",
-    "ISO 2022 IR 100": "latin-1",
-    "ISO_IR 101": "iso8859_2",
-    "ISO 2022 IR 101": "iso8859_2",
-    "ISO_IR 109": "iso8859_3",
-    "ISO 2022 IR 109": "iso8859_3",
-    "ISO_IR 110": "iso8859_4",
-    "ISO 2022 IR 110": "iso8859_4",
-    "ISO_IR 148": "iso8859_9",
-    "ISO 2022 IR 148": "iso8859_9",
-    "ISO_IR 144": "iso8859_5",
-    "ISO 2022 IR 144": "iso8859_5",
-    "ISO_IR 127": "iso8859_6",
-    "ISO 2022 IR 127": "iso8859_6",
-    "ISO_IR 126": "iso8859_7",
-    "ISO 2022 IR 126": "iso8859_7",
-    "ISO_IR 138": "iso8859_8",
-    "ISO 2022 IR 138": "iso8859_8",
-    "ISO_IR 166": "tis_620",
-    "ISO 2022 IR 166": "tis_620",
-    "ISO_IR 13": "shift_jis",
-    "ISO 2022 IR 13": "shift_jis",
-    "ISO 2022 IR 87": "iso2022_jp",
-    "ISO 2022 IR 159": "iso2022_jp_2",
-    "ISO 2022 IR 149": "euc_kr",
-    "ISO 2022 IR 58": "iso_ir_58",
-    "GB18030": "gb18030",
-    "GBK": "gbk",
-}
-
 
 _DELIMITERS = {ord(c) for c in "\\\r\n\t\f^="}
 
@@ -104,7 +69,7 @@ class Charset:
         tokens = [t.strip() for t in value.split("\\")]
         for token in tokens:
             if token:
-                self.codec = _CODECS.get(token.upper())
+                self.codec = DICOM_CODECS.get(token.upper())
                 break
         if len(tokens) > 1 and self.codec is not None:
             self.terms = tokens
