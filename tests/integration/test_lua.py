@@ -3,17 +3,13 @@ and filters, with real uploads, C-STOREs and HTTP requests (core/lua)."""
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import dicomgen
-import pydicom
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 LUA = {"ExecuteLuaEnabled": True}
 
