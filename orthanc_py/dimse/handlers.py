@@ -304,6 +304,17 @@ class DicomHandlers:
             return
         yield from self._sub_operations(event, files)
 
+    @staticmethod
+    def _find_origin(event: Any) -> dict[str, str]:
+        """The origin IncomingFindRequestFilter receives (Orthanc's FormatOrigin)."""
+        requestor = event.assoc.requestor
+        return {
+            "CalledAet": _called_aet(event.assoc),
+            "Manufacturer": "Generic",
+            "RemoteAet": str(requestor.ae_title).strip(),
+            "RemoteIp": str(requestor.address),
+        }
+
     def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
         requested keys plus RetrieveAETitle, in the DefaultEncoding in force (characters it
@@ -314,6 +325,9 @@ class DicomHandlers:
         identifier = event.identifier
         s = self.ctx.settings
         try:
+            lua = self.ctx.lua
+            if lua is not None and "IncomingFindRequestFilter" in lua.events.defined:
+                identifier = lua.filter_identifier("IncomingFindRequestFilter", identifier, self._find_origin(event))
             level_text, req, requested = self._parse_query(identifier)
         except Exception as exc:
             log.warning("C-FIND with an invalid identifier: %s", exc)

@@ -3,13 +3,17 @@ and filters, with real uploads, C-STOREs and HTTP requests (core/lua)."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import dicomgen
+import pydicom
 import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 
 LUA = {"ExecuteLuaEnabled": True}
 
@@ -169,3 +173,287 @@ def test_http_functions(make_server: Any) -> None:
     out = run(c, f"print(HttpPut('{url}/tools/default-encoding', 'Utf8', {{['Content-Type'] = 'text/plain'}}))")
     assert out == "Utf8\n"
     assert target.client(auth=("bob", "secret")).get("/tools/default-encoding").body == b"Utf8"
+
+
+# --- filters -------------------------------------------------------------------------------
+
+FILTERS = """
+function ReceivedInstanceFilter(tags, origin, info)
+   if tags.PatientID == 'REFUSE' then return false end
+   if tags.PatientID == 'ERROR' then error('filter failed') end
+   return true
+end
+function ReceivedCStoreInstanceFilter(tags, origin, info)
+   if tags.PatientID == 'CS0' then return 0 end
+   if tags.PatientID == 'CSERR' then error('cstore filter failed') end
+   return 1
+end
+"""
+
+
+@pytest.fixture
+def filtering(make_server: Any, tmp_path: Path) -> Any:
+    script = tmp_path / "filters.lua"
+    script.write_text(FILTERS)
+    return make_server(
+        {**LUA, "LuaScripts": [str(script)], "DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY"}
+    )
+
+
+def c_store(port: int, data: bytes) -> int:
+    ae = AE(ae_title="LUASCU")
+    ae.add_requested_context(CTImageStorage)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    assoc = ae.associate("127.0.0.1", port, ae_title="ORTHANCPY")
+    assert assoc.is_established
+    try:
+        return int(assoc.send_c_store(pydicom.dcmread(io.BytesIO(data))).Status)
+    finally:
+        assoc.release()
+
+
+def test_received_instance_filter_on_rest_uploads(filtering: Any) -> None:
+    c = filtering.client()
+    assert c.upload(dicomgen.make(patient=1, patient_id="KEEP"))["Status"] == "Success"
+    refused = c.post("/instances", dicomgen.make(patient=2, patient_id="REFUSE"))
+    assert refused.status == 200 and refused.json()["Status"] == "FilteredOut"
+    failed = c.post("/instances", dicomgen.make(patient=3, patient_id="ERROR"))
+    assert failed.status == 500
+    assert failed.json()["OrthancStatus"] == 2031 and "filter failed" in failed.json()["Details"]
+    ids = [p["MainDicomTags"]["PatientID"] for p in c.get("/patients?expand").json()]
+    assert ids == ["KEEP"]
+    # the filters live in their own state (as in Orthanc): execute-script does not reach them
+    run(c, "function ReceivedInstanceFilter() return false end")
+    assert c.upload(dicomgen.make(patient=4, patient_id="OTHER"))["Status"] == "Success"
+
+
+def test_received_cstore_instance_filter(filtering: Any) -> None:
+    port = filtering.ctx.dicom_port
+    assert c_store(port, dicomgen.make(patient=1, patient_id="KEEP")) == 0
+    # Orthanc 1.10.1: 0 refuses the instance, the C-STORE still succeeds
+    assert c_store(port, dicomgen.make(patient=2, patient_id="CS0")) == 0
+    assert c_store(port, dicomgen.make(patient=3, patient_id="REFUSE")) == 0
+    assert c_store(port, dicomgen.make(patient=4, patient_id="CSERR")) == 0xA700
+    ids = [p["MainDicomTags"]["PatientID"] for p in filtering.client().get("/patients?expand").json()]
+    assert ids == ["KEEP"]
+
+
+def test_filter_arguments(make_server: Any, tmp_path: Path) -> None:
+    script = tmp_path / "args.lua"
+    script.write_text(
+        "function ReceivedInstanceFilter(tags, origin, info)\n"
+        "  local f = io.open('" + str(tmp_path / "seen.json") + "', 'a')\n"
+        "  f:write(DumpJson({tags.PatientID, origin, info, tags.Rows}), '\\n') f:close() return true\nend\n"
+    )
+    srv = make_server({"LuaScripts": [str(script)]})
+    srv.client().upload(dicomgen.make(patient=1, patient_id="P1", rows=4, columns=4))
+    line = json.loads((tmp_path / "seen.json").read_text().splitlines()[0])
+    assert line[0] == "P1" and line[3] == 4  # DumpJson turns numeric strings into numbers
+    assert line[1] == {"RemoteIp": "127.0.0.1", "RequestOrigin": "RestApi", "Username": ""}
+    assert line[2] == {"HasPixelData": True, "TransferSyntaxUID": "1.2.840.10008.1.2.1"}
+
+
+def test_incoming_http_request_filter(make_server: Any) -> None:
+    srv = make_server({**LUA, "AuthenticationEnabled": True, "RegisteredUsers": {"alice": "pw"}})
+    c = srv.client(auth=("alice", "pw"))
+    run(
+        c,
+        """
+        calls = {}
+        function IncomingHttpRequestFilter(method, uri, ip, username, headers)
+           table.insert(calls, method .. ' ' .. uri .. ' ' .. ip .. ' ' .. username .. ' ' .. tostring(headers['x-probe']))
+           if uri == '/tools/execute-script' then return true end
+           return method ~= 'DELETE' and uri ~= '/statistics'
+        end
+        """,
+    )
+    assert c.get("/system", headers={"X-Probe": "p1"}).status == 200
+    assert c.get("/statistics").status == 403
+    r = c.delete("/patients/whatever")
+    assert (r.status, r.body) == (403, b"")
+    # the REST calls of Lua are not filtered (Orthanc calls its API in-process)
+    assert run(c, "print(RestApiGet('/statistics') ~= nil)") == "true\n"
+    calls = printed(c, "calls")
+    assert calls[:3] == [
+        "GET /system 127.0.0.1 alice p1",
+        "GET /statistics 127.0.0.1 alice nil",
+        "DELETE /patients/whatever 127.0.0.1 alice nil",
+    ]
+    # a filter that fails refuses nothing silently: an error answer, and the server stays up
+    run(c, "function IncomingHttpRequestFilter(method, uri) if uri == '/system' then error('oops') end return true end")
+    assert c.get("/system").status == 500
+    assert c.get("/statistics").status == 200
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+
+def test_on_stored_instance_arguments_and_errors(lua: Any) -> None:
+    run(
+        lua,
+        """
+        seen = {}
+        function OnStoredInstance(instanceId, tags, metadata, origin)
+           table.insert(seen, DumpJson({instanceId, tags.PatientID, metadata.Origin, metadata.RemoteIP,
+                                        metadata.TransferSyntax, metadata.HttpUsername, origin.RequestOrigin}))
+           if tags.PatientID == 'BOOM' then error('callback failed') end
+        end
+        """,
+    )
+    a = lua.upload(dicomgen.make(patient=1, patient_id="P1"))
+    again = lua.upload(dicomgen.make(patient=1, patient_id="P1"))
+    assert again["Status"] == "AlreadyStored"
+    boom = lua.upload(dicomgen.make(patient=2, patient_id="BOOM"))
+    assert boom["Status"] == "Success"  # a failing callback loses nothing
+    seen = wait_for(lambda: (lambda s: s if len(s) == 3 else None)(printed(lua)))
+    first = json.loads(seen[0])
+    assert first == [a["ID"], "P1", "RestApi", "127.0.0.1", "1.2.840.10008.1.2.1", "", "RestApi"]
+    assert json.loads(seen[1])[0] == a["ID"]  # Orthanc calls it for AlreadyStored too
+    assert lua.get(f"/instances/{boom['ID']}").status == 200
+    assert run(lua, "print('alive')") == "alive\n"
+
+
+def test_autorouting_send_then_delete(make_server: Any, scp: Any) -> None:
+    srv = make_server({**LUA, "DicomModalities": {"target": ["STORESCP", "127.0.0.1", scp.port]}})
+    c = srv.client()
+    run(
+        c,
+        """
+        jobs = {}
+        function OnStoredInstance(instanceId, tags, metadata, origin)
+           Delete(SendToModality(instanceId, 'target'))
+        end
+        function OnJobSubmitted(id) table.insert(jobs, 'submitted') end
+        function OnJobSuccess(id) table.insert(jobs, 'success ' .. ParseJson(RestApiGet('/jobs/' .. id)).State) end
+        function OnJobFailure(id) table.insert(jobs, 'failure') end
+        """,
+    )
+    for i in range(3):
+        c.upload(dicomgen.make(patient=1, instance=i))
+    wait_for(lambda: len(scp.received) == 3 and c.get("/instances").json() == [])
+    jobs = wait_for(lambda: (lambda j: j if j.count("success Success") == 3 else None)(printed(c, "jobs")))
+    assert jobs.count("submitted") == 3 and "failure" not in jobs
+
+
+def test_modify_send_and_delete_chain(make_server: Any, scp: Any) -> None:
+    srv = make_server({**LUA, "DicomModalities": {"target": ["STORESCP", "127.0.0.1", scp.port]}})
+    c = srv.client()
+    run(
+        c,
+        """
+        function OnStoredInstance(instanceId, tags, metadata, origin)
+           if metadata.ModifiedFrom == nil then
+              local replace = { StationName = 'Lua Station' }
+              Delete(SendToModality(ModifyInstance(instanceId, replace, { 'InstitutionName' }, true), 'target'))
+              Delete(instanceId)
+           end
+        end
+        """,
+    )
+    original = c.upload(dicomgen.make(patient=1))
+    wait_for(lambda: len(scp.received) == 1 and c.get("/instances").json() == [])
+    sent = pydicom.dcmread(io.BytesIO(next(iter(scp.received.values()))), force=True)
+    assert sent.StationName == "Lua Station" and "InstitutionName" not in sent
+    assert original["ID"] not in c.get("/instances").json()
+
+
+def test_on_stable_and_on_deleted(make_server: Any) -> None:
+    c = make_server({**LUA, "StableAge": 0.5}).client()
+    run(
+        c,
+        """
+        seen = {}
+        function OnStableSeries(id, tags, metadata) table.insert(seen, 'series ' .. tags.Modality .. ' ' .. metadata.LastUpdate:sub(1, 2)) end
+        function OnStableStudy(id, tags, metadata) table.insert(seen, 'study ' .. tostring(tags.PatientID) .. ' ' .. tags.StudyDescription) end
+        function OnStablePatient(id, tags, metadata) table.insert(seen, 'patient ' .. tags.PatientID) end
+        function OnDeletedInstance(id) table.insert(seen, 'deleted instance') end
+        function OnDeletedSeries(id) table.insert(seen, 'deleted series') end
+        function OnDeletedStudy(id) table.insert(seen, 'deleted study') end
+        function OnDeletedPatient(id) table.insert(seen, 'deleted patient ' .. id) end
+        """,
+    )
+    a = c.upload(dicomgen.make(patient=1, modality="MR", study_description="Brain"))
+    stable = wait_for(lambda: (lambda s: s if len(s) == 3 else None)(printed(c)))
+    # the study's tags are its own (no PatientID), as Orthanc gives them
+    assert stable == ["series MR 20", "study nil Brain", "patient PID00001"]
+    assert c.delete(f"/patients/{a['ParentPatient']}").status == 200
+    done = wait_for(lambda: (lambda s: s if len(s) == 7 else None)(printed(c)))
+    assert done[3:] == ["deleted instance", "deleted series", "deleted study", f"deleted patient {a['ParentPatient']}"]
+
+
+def test_heartbeat_and_finalize(make_server: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "finalized.txt"
+    script = tmp_path / "beat.lua"
+    script.write_text(
+        "beats = 0\nfunction OnHeartBeat() beats = beats + 1 end\n"
+        f"function Finalize() local f = io.open('{marker}', 'w') f:write('bye ' .. beats) f:close() end\n"
+    )
+    srv = make_server({**LUA, "LuaScripts": [str(script)], "LuaHeartBeatPeriod": 0.2})
+    c = srv.client()
+    wait_for(lambda: int(run(c, "print(beats)")) >= 2)
+    srv.stop()
+    assert marker.read_text().startswith("bye ")
+
+
+def test_incoming_find_request_filter(make_server: Any) -> None:
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind  # type: ignore[attr-defined]
+
+    srv = make_server(
+        {
+            **LUA,
+            "DicomServerEnabled": True,
+            "DicomPort": 0,
+            "DicomAet": "ORTHANCPY",
+            "DicomAlwaysAllowFind": True,
+        }
+    )
+    c = srv.client()
+    c.upload(dicomgen.make(patient=1, patient_id="REAL", study_description="Real"))
+    c.upload(dicomgen.make(patient=2, patient_id="OTHER", study_description="Other"))
+    run(
+        c,
+        """
+        function IncomingFindRequestFilter(query, origin)
+           seen = DumpJson({query['0010,0020'], origin.RemoteAet, origin.CalledAet, origin.Manufacturer})
+           query['0010,0020'] = 'REAL'
+           query['StudyDescription'] = ''
+           return query
+        end
+        """,
+    )
+    ae = AE(ae_title="FINDSCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    assoc = ae.associate("127.0.0.1", srv.ctx.dicom_port, ae_title="ORTHANCPY")
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.PatientID = "OTHER"
+    answers = [ds for st, ds in assoc.send_c_find(query, StudyRootQueryRetrieveInformationModelFind) if ds]
+    assoc.release()
+    assert [(a.PatientID, a.StudyDescription) for a in answers] == [("REAL", "Real")]
+    assert json.loads(run(c, "print(seen)")) == ["OTHER", "FINDSCU", "ORTHANCPY", "Generic"]
+
+
+def test_outgoing_find_request_filter(make_server: Any) -> None:
+    remote = make_server(
+        {"DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "REMOTE", "DicomAlwaysAllowFind": True}
+    )
+    remote.client().upload(dicomgen.make(patient=1, patient_id="WANTED"))
+    remote.client().upload(dicomgen.make(patient=2, patient_id="NOTWANTED"))
+    c = make_server({**LUA, "DicomModalities": {"remote": ["REMOTE", "127.0.0.1", remote.ctx.dicom_port]}}).client()
+    run(
+        c,
+        """
+        function OutgoingFindRequestFilter(query, aet)
+           called = aet
+           query['0010,0020'] = 'WANTED'
+           return query
+        end
+        """,
+    )
+    r = c.post("/modalities/remote/query", {"Level": "Study", "Query": {"PatientID": "*"}})
+    assert r.status == 200, r.body
+    answers = c.get(f"{r.json()['Path']}/answers?expand").json()
+    assert [a["0010,0020"]["Value"] for a in answers] == ["WANTED"]
+    assert run(c, "print(called)") == "REMOTE\n"

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydicom.dataset import Dataset
 
 from ...errors import ErrorCode, OrthancError
 from ...model.enums import ResourceType
@@ -302,22 +303,58 @@ class LuaScripting:
 
         return bool(await asyncio.wrap_future(self.events.run(run)))
 
-    def rewrite_query(self, name: str, query: dict[str, str], origin: dict[str, str]) -> dict[str, Any]:
-        """Blocking: Incoming/OutgoingFindRequestFilter(query, origin) -> the query to run
-        (tags named as Orthanc names them; a value is a string)."""
+    def rewrite_query(self, name: str, query: dict[str, str], second: Any) -> dict[str, str]:
+        """Blocking: Incoming/OutgoingFindRequestFilter(query, second) -> the query to run
+        (Orthanc's PushDicom / ExecuteToDicom: {"gggg,eeee": string} in; a table of tag names
+        or "gggg,eeee" to strings out, an empty table being an empty query)."""
         st = self.events.state
 
-        def run() -> dict[str, Any]:
+        def run() -> dict[str, str]:
             if not st.is_function(name):
                 return query
-            out = st.to_json(st.call(name, st.push(query), st.push(origin)), True)
+            out = st.to_json(st.call(name, st.push(query), st.push(second)), True)
+            if out == []:
+                return {}
             if not isinstance(out, dict):
-                if out == [] or out is None:
-                    return {}
-                raise OrthancError(ErrorCode.LUA_BAD_OUTPUT)
+                raise OrthancError(ErrorCode.LUA_BAD_OUTPUT, "Lua: The script must return a table")
+            if not all(isinstance(v, str) for v in out.values()):
+                raise OrthancError(
+                    ErrorCode.LUA_BAD_OUTPUT,
+                    "Lua: The script must return a table mapping names of DICOM tags to strings",
+                )
             return out
 
         return self.events.run(run).result()
+
+    def filter_identifier(self, name: str, identifier: Dataset, second: Any) -> Dataset:
+        """A C-FIND identifier through IncomingFindRequestFilter (second: the origin) or
+        OutgoingFindRequestFilter (second: the called AET). Sequences are kept as they were
+        (Orthanc hands the filter the query's plain elements only)."""
+        from ...model.lookup import vr_of
+        from ...model.orthancjson import parse_tag
+        from ...model.parsing import element_text
+
+        query = {}
+        for elem in identifier:
+            if elem.VR != "SQ":
+                binary = elem.VR in ("OB", "OW", "OF", "OD", "OL", "UN")
+                value = "" if binary else (element_text(elem.value) or "")
+                query[f"{elem.tag.group:04x},{elem.tag.element:04x}"] = value
+        out = self.rewrite_query(name, query, second)
+        ds = Dataset()
+        for elem in identifier:
+            if elem.VR == "SQ":
+                ds.add(elem)
+        for key, value in out.items():
+            try:
+                tag = parse_tag(key, self.ctx.dictionary)
+            except ValueError:
+                raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {key}") from None
+            vr = identifier[tag].VR if tag in identifier else vr_of(tag)
+            ds.add_new(tag, vr if vr not in ("SQ", None) else "LO", value)
+        if "SpecificCharacterSet" in identifier and "SpecificCharacterSet" not in ds:
+            ds.SpecificCharacterSet = identifier.SpecificCharacterSet
+        return ds
 
     # --- helpers run on the Lua threads ----------------------------------------------------
 
