@@ -261,7 +261,8 @@ def test_incoming_http_request_filter(make_server: Any) -> None:
         """
         calls = {}
         function IncomingHttpRequestFilter(method, uri, ip, username, headers)
-           table.insert(calls, method .. ' ' .. uri .. ' ' .. ip .. ' ' .. username .. ' ' .. tostring(headers['x-probe']))
+           local probe = tostring(headers['x-probe'])
+           table.insert(calls, method .. ' ' .. uri .. ' ' .. ip .. ' ' .. username .. ' ' .. probe)
            if uri == '/tools/execute-script' then return true end
            return method ~= 'DELETE' and uri ~= '/statistics'
         end
@@ -363,8 +364,12 @@ def test_on_stable_and_on_deleted(make_server: Any) -> None:
         c,
         """
         seen = {}
-        function OnStableSeries(id, tags, metadata) table.insert(seen, 'series ' .. tags.Modality .. ' ' .. metadata.LastUpdate:sub(1, 2)) end
-        function OnStableStudy(id, tags, metadata) table.insert(seen, 'study ' .. tostring(tags.PatientID) .. ' ' .. tags.StudyDescription) end
+        function OnStableSeries(id, tags, metadata)
+           table.insert(seen, 'series ' .. tags.Modality .. ' ' .. metadata.LastUpdate:sub(1, 2))
+        end
+        function OnStableStudy(id, tags, metadata)
+           table.insert(seen, 'study ' .. tostring(tags.PatientID) .. ' ' .. tags.StudyDescription)
+        end
         function OnStablePatient(id, tags, metadata) table.insert(seen, 'patient ' .. tags.PatientID) end
         function OnDeletedInstance(id) table.insert(seen, 'deleted instance') end
         function OnDeletedSeries(id) table.insert(seen, 'deleted series') end
