@@ -462,3 +462,22 @@ def test_outgoing_find_request_filter(make_server: Any) -> None:
     answers = c.get(f"{r.json()['Path']}/answers?expand").json()
     assert [a["0010,0020"]["Value"] for a in answers] == ["WANTED"]
     assert run(c, "print(called)") == "REMOTE\n"
+
+
+def test_on_stored_instance_tags_read_every_way(lua: Any) -> None:
+    """The tags are filled when first read (core/lua/state.LuaState.lazy): pairs, DumpJson and
+    PrintRecursive see them all, like indexing."""
+    run(
+        lua,
+        """
+        function OnStoredInstance(instanceId, tags)
+           local n = 0
+           for k, v in pairs(tags) do n = n + 1 end
+           local copy = tags
+           seen = { n, ParseJson(DumpJson(copy)).PatientID, tags.Modality }
+        end
+        """,
+    )
+    lua.upload(dicomgen.make(patient=7, patient_id="P7", modality="MR"))
+    seen = wait_for(lambda: (lambda s: s if s else None)(printed(lua)))
+    assert seen[0] > 20 and seen[1:] == ["P7", "MR"]

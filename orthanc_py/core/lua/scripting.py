@@ -194,16 +194,15 @@ class LuaScripting:
 
     def stored_instance(self, data: bytes, parsed: ParsedInstance, origin: Origin) -> None:
         """After an instance was stored (or was already): `OnStoredInstance(id, tags, metadata,
-        origin)`, queued. The tags are read from the file on the Lua thread, and only when the
-        callback declares that parameter."""
+        origin)`, queued. The tags are read from the file on the Lua thread, when the script
+        first reads them."""
         st = self.events.state
         metadata = instance_metadata(parsed, origin)
         origin_json = origin_to_json(origin)
         public_id = parsed.ids.instance
 
         def args() -> tuple[Any, ...]:
-            n = st.param_count("OnStoredInstance")
-            tags = st.push(self.simplified_tags(data)) if n >= 2 else None
+            tags = st.lazy(lambda: st.push(self.simplified_tags(data)))
             return (public_id.encode(), tags, st.push(metadata), st.push(origin_json))
 
         self.events.run(lambda: self._call_logged("OnStoredInstance", args, job=True))

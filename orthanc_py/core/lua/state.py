@@ -31,6 +31,23 @@ CHUNK_NAME = "line"
 """Orthanc loads every script under this chunk name: its errors read `[string "line"]:3: ...`."""
 
 _INT_MAX = 2**31 - 1
+_LAZY_TABLE = b"""
+function(load)
+   local t = {}
+   local function fill()
+      if getmetatable(t) ~= nil then
+         setmetatable(t, nil)
+         for k, v in pairs(load()) do rawset(t, k, v) end
+      end
+   end
+   return setmetatable(t, {
+      __index = function(_, k) fill() return rawget(t, k) end,
+      __pairs = function(_) fill() return next, t, nil end,
+      __len = function(_) fill() return rawlen(t) end,
+      __orthanc_fill = fill,
+   })
+end
+"""
 _STOP = object()
 
 
@@ -50,9 +67,8 @@ class LuaState:
         self._tostring = self.globals.tostring
         self._tonumber = self.globals.tonumber
         self._wrap = self.runtime.eval(b"function(f) return function(...) return f(...) end end")
-        self._params = self.runtime.eval(
-            b"function(f) local i = debug.getinfo(f, 'u') return i.nparams, i.isvararg end"
-        )
+        self._getmetatable = self.globals.getmetatable
+        self._lazy = self.runtime.eval(_LAZY_TABLE)
         self._log: list[bytes] = []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=f"lua-{name}", daemon=True)
@@ -132,11 +148,11 @@ class LuaState:
         as for Orthanc's C functions)."""
         self.globals[name.encode()] = self._wrap(fn)
 
-    def param_count(self, name: str) -> int:
-        """How many named parameters a global function declares (a vararg function: 99).
-        Arguments it cannot see need not be computed."""
-        nparams, vararg = self._params(self.globals[name.encode()])
-        return 99 if vararg else int(nparams)
+    def lazy(self, load: Callable[[], Any]) -> Any:
+        """A table filled by `load()` (a Lua table) the first time a script reads it: OnStoredInstance's
+        tags cost a parse of the whole file, and most callbacks never read them. Indexing,
+        `pairs`, `#` and DumpJson see the full table; once filled it is a plain table."""
+        return self._lazy(load)
 
     # --- JSON <-> Lua -----------------------------------------------------------------------
 
@@ -170,6 +186,9 @@ class LuaState:
     def to_json(self, value: Any, keep_strings: bool = False) -> Any:
         """A Lua value as JSON (Orthanc's GetJson)."""
         if lua53.lua_type(value) == "table":
+            meta = self._getmetatable(value)
+            if meta is not None and lua53.lua_type(meta) == "table" and meta[b"__orthanc_fill"] is not None:
+                meta[b"__orthanc_fill"]()
             tmp: dict[str, Any] = {}
             is_array = True
             size = 0
