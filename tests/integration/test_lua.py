@@ -481,3 +481,78 @@ def test_on_stored_instance_tags_read_every_way(lua: Any) -> None:
     lua.upload(dicomgen.make(patient=7, patient_id="P7", modality="MR"))
     seen = wait_for(lambda: (lambda s: s if s else None)(printed(lua)))
     assert seen[0] > 20 and seen[1:] == ["P7", "MR"]
+
+
+# --- what Orthanc's sample scripts do, with scripts of our own -----------------------------
+
+
+def test_routing_on_tags_and_system_calls(make_server: Any, scp: Any, tmp_path: Path) -> None:
+    """Route by a tag, delete the rest; CallSystem runs a command on a copy of the file."""
+    srv = make_server({**LUA, "DicomModalities": {"target": ["STORESCP", "127.0.0.1", scp.port]}})
+    c = srv.client()
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    run(
+        c,
+        f"""
+        function OnStoredInstance(instanceId, tags, metadata, origin)
+           if string.find(string.lower(tags.PatientName), 'route') then
+              Delete(SendToModality(instanceId, 'target'))
+           else
+              Delete(CallSystem(instanceId, 'sh', {{ '-c', 'cp "$0" {copies}/' .. tags.PatientID .. '.dcm' }}))
+           end
+        end
+        """,
+    )
+    c.upload(dicomgen.make(patient=1, patient_name="Route^Me"))
+    c.upload(dicomgen.make(patient=2, patient_id="KEPT", patient_name="Other^One"))
+    wait_for(lambda: len(scp.received) == 1 and c.get("/instances").json() == [])
+    copy = wait_for(lambda: list(copies.glob("*.dcm")))
+    assert [p.name for p in copy] == ["KEPT.dcm"]
+    assert pydicom.dcmread(copy[0]).PatientName == "Other^One"
+
+
+def test_rest_modify_reupload_and_metadata_from_sequences(lua: Any) -> None:
+    """A modified copy made through RestApiPost, uploaded again (origin Lua, so the callback
+    leaves it alone), the original deleted; a value found deep in the sequences becomes
+    metadata."""
+    run(
+        lua,
+        """
+        function Find(t, name)
+           for k, v in pairs(t) do
+              if k == name then return v end
+              if type(v) == 'table' then local found = Find(v, name) if found then return found end end
+           end
+        end
+        function OnStoredInstance(instanceId, tags, metadata, origin)
+           if origin.RequestOrigin ~= 'Lua' then
+              local request = { Replace = { OtherPatientIDsSequence = { { PatientID = 'A' }, { PatientID = 'B' } } } }
+              local modified = RestApiPost('/instances/' .. instanceId .. '/modify', DumpJson(request, true))
+              local copy = ParseJson(RestApiPost('/instances/', modified)).ID
+              RestApiPut('/instances/' .. copy .. '/metadata/2000', Find(tags, 'CodeValue'))
+              RestApiDelete('/instances/' .. instanceId)
+           end
+        end
+        """,
+    )
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=3)))
+    code = pydicom.Dataset()
+    code.CodeValue = "113838"
+    code.CodingSchemeDesignator = "DCM"
+    outer = pydicom.Dataset()
+    outer.ConceptNameCodeSequence = [code]
+    ds.ContentSequence = [outer]
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    original = lua.upload(buf.getvalue())["ID"]
+
+    def copied() -> Any:
+        ids = lua.get("/instances").json()
+        return ids if len(ids) == 1 and ids[0] != original else None
+
+    (copy,) = wait_for(copied)
+    tags = lua.get(f"/instances/{copy}/tags?simplify").json()
+    assert [x["PatientID"] for x in tags["OtherPatientIDsSequence"]] == ["A", "B"]
+    assert lua.get(f"/instances/{copy}/metadata/Origin").body == b"Lua"
+    assert wait_for(lambda: lua.get(f"/instances/{copy}/metadata/2000").body == b"113838")
