@@ -66,9 +66,9 @@ def build_app(ctx: ServerContext) -> web.Application:
         middlewares.insert(0, lua_filter_middleware(ctx.lua))
     if s.authentication_enabled or not s.remote_access_allowed:
         middlewares.insert(0, access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users))
+    middlewares.insert(0, paths_middleware)
     if ctx.lua is not None:  # the REST calls of Lua scripts: no authentication, origin "Lua"
         middlewares.insert(0, lua_origin_middleware(ctx.lua.token))
-    middlewares.insert(0, paths_middleware)
     # Each request's body buffer may hold 1-2 MiB before aiohttp pauses the socket. With its
     # 64 KiB default every upload paused and resumed reading once (two epoll_ctl calls, each
     # giving up the GIL on the event loop, which then waited to win it back from the ingest

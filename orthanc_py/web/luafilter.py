@@ -8,6 +8,8 @@ ip, username, headers)` when a script defines it; false is a bare 403."""
 from __future__ import annotations
 
 import logging
+import re
+from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -20,13 +22,19 @@ from .middleware import FROM_LUA, USERNAME, Handler, error_response
 log = logging.getLogger("orthanc_py.http")
 
 
+_URI: web.RequestKey[str] = web.RequestKey("orthanc_lua_uri", str)
+
+
 def lua_origin_middleware(token: str) -> Middleware:
-    """Outside access control: marks the requests that come from a Lua script."""
+    """Outermost: marks the requests that come from a Lua script, and keeps the path as the
+    client sent it for the filter (a request whose path is normalized is dispatched again)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.headers.get(LUA_HEADER) == token:
             request[FROM_LUA] = True
+        elif _URI not in request:
+            request[_URI] = request.raw_path
         return await handler(request)
 
     return middleware
@@ -42,9 +50,11 @@ def lua_filter_middleware(lua: LuaScripting) -> Middleware:
         if request.method not in ("GET", "POST", "PUT", "DELETE"):
             return await handler(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
+        # Orthanc 1.10.1 gives the decoded path with repeated slashes merged (a trailing one kept)
+        uri = re.sub(r"/{2,}", "/", unquote(request.get(_URI, request.raw_path).partition("?")[0]))
         try:
             allowed = await lua.http_allowed(
-                request.method, request.path, request.remote or "", request.get(USERNAME, ""), headers
+                request.method, uri, request.remote or "", request.get(USERNAME, ""), headers
             )
         except OrthancError as err:
             return error_response(request, err)

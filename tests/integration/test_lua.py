@@ -268,15 +268,17 @@ def test_incoming_http_request_filter(make_server: Any) -> None:
         end
         """,
     )
-    assert c.get("/system", headers={"X-Probe": "p1"}).status == 200
+    assert c.get("/system?x=1", headers={"X-Probe": "p1"}).status == 200
+    assert c.get("//patients/").status == 200
     assert c.get("/statistics").status == 403
     r = c.delete("/patients/whatever")
     assert (r.status, r.body) == (403, b"")
     # the REST calls of Lua are not filtered (Orthanc calls its API in-process)
     assert run(c, "print(RestApiGet('/statistics') ~= nil)") == "true\n"
     calls = printed(c, "calls")
-    assert calls[:3] == [
+    assert calls[:4] == [
         "GET /system 127.0.0.1 alice p1",
+        "GET /patients/ 127.0.0.1 alice nil",
         "GET /statistics 127.0.0.1 alice nil",
         "DELETE /patients/whatever 127.0.0.1 alice nil",
     ]
@@ -556,3 +558,21 @@ def test_rest_modify_reupload_and_metadata_from_sequences(lua: Any) -> None:
     assert [x["PatientID"] for x in tags["OtherPatientIDsSequence"]] == ["A", "B"]
     assert lua.get(f"/instances/{copy}/metadata/Origin").body == b"Lua"
     assert wait_for(lambda: lua.get(f"/instances/{copy}/metadata/2000").body == b"113838")
+
+
+def test_on_updated_callbacks(lua: Any) -> None:
+    """Orthanc 1.10.1's OnUpdated{Patient,Study,Series,Instance}: a metadata or an attachment
+    changed."""
+    run(
+        lua,
+        """
+        seen = {}
+        function OnUpdatedInstance(id) table.insert(seen, 'instance') end
+        function OnUpdatedStudy(id) table.insert(seen, 'study') end
+        """,
+    )
+    a = lua.upload(dicomgen.make(patient=1))
+    assert lua.put(f"/instances/{a['ID']}/metadata/1024", "x").status == 200
+    assert lua.put(f"/studies/{a['ParentStudy']}/attachments/1025", "y").status == 200
+    assert lua.delete(f"/instances/{a['ID']}/metadata/1024").status == 200
+    assert wait_for(lambda: printed(lua) == ["instance", "study", "instance"])
