@@ -12,6 +12,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..core import files as core_files
@@ -80,6 +81,13 @@ class DicomHandlers:
             log.warning("%s refused for AET %s (not allowed by DicomModalities)", permission, requestor.ae_title)
             event.assoc.abort()
         return ok
+
+    def on_acse_recv(self, event: Any) -> None:
+        """A peer asks to release its association: first the Lua callbacks of the instances it
+        stored run (bounded; core/lua LuaScripting.settle_stored_events)."""
+        lua = self.ctx.lua
+        if lua is not None and isinstance(event.primitive, A_RELEASE) and event.primitive.result is None:
+            lua.settle_stored_events()
 
     def on_echo(self, event: Any) -> int:
         return status.SUCCESS if self.allowed(event, "AllowEcho") else status.REFUSED_NOT_AUTHORIZED

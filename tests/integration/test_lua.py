@@ -576,3 +576,31 @@ def test_on_updated_callbacks(lua: Any) -> None:
     assert lua.put(f"/studies/{a['ParentStudy']}/attachments/1025", "y").status == 200
     assert lua.delete(f"/instances/{a['ID']}/metadata/1024").status == 200
     assert wait_for(lambda: printed(lua) == ["instance", "study", "instance"])
+
+
+def test_association_release_waits_for_the_callbacks_of_its_instances(make_server: Any) -> None:
+    """When a C-STORE peer is told its association is released, the OnStoredInstance calls of
+    what it sent have run (Orthanc's test_lua_deadlock reads their result right after storescu
+    returns); a callback that takes too long holds the release RELEASE_WAIT seconds at most."""
+    from orthanc_py.core.lua.scripting import RELEASE_WAIT
+
+    srv = make_server({**LUA, "DicomServerEnabled": True, "DicomPort": 0, "DicomAet": "ORTHANCPY"})
+    c = srv.client()
+    run(
+        c,
+        """
+        function OnStoredInstance(instanceId, tags)
+           if tags.PatientID == 'SLOW' then os.execute('sleep 3') end
+           os.execute('sleep 0.3')
+           RestApiPut('/instances/' .. instanceId .. '/metadata/1024', 'done')
+        end
+        """,
+    )
+    port = srv.ctx.dicom_port
+    a = c_store(port, dicomgen.make(patient=1))
+    assert a == 0
+    iid = c.get("/instances").json()[0]
+    assert c.get(f"/instances/{iid}/metadata/1024").body == b"done"
+    start = time.monotonic()
+    assert c_store(port, dicomgen.make(patient=2, patient_id="SLOW")) == 0
+    assert RELEASE_WAIT - 0.5 < time.monotonic() - start < RELEASE_WAIT + 1.5

@@ -26,6 +26,7 @@ import os
 import secrets
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,9 @@ EVENT_CALLBACKS = (
     "OutgoingFindRequestFilter",
 )
 FILTER_CALLBACKS = ("ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter")
+
+RELEASE_WAIT = 2.0
+"""Seconds an association release waits at most for the OnStoredInstance calls of its instances."""
 
 _LEVEL_NAME = {
     ResourceType.PATIENT: "Patient",
@@ -115,6 +119,7 @@ class LuaScripting:
         self.events = _Side("events", EVENT_CALLBACKS, raw, self.token, s.http_timeout)
         self.filters = _Side("filters", FILTER_CALLBACKS, raw, self.token, s.http_timeout)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._local = threading.local()
         self._heartbeat: asyncio.Task[None] | None = None
         self.scripts = list(s.lua_scripts)
 
@@ -205,7 +210,27 @@ class LuaScripting:
             tags = st.lazy(lambda: st.push(self.simplified_tags(data)))
             return (public_id.encode(), tags, st.push(metadata), st.push(origin_json))
 
-        self.events.run(lambda: self._call_logged("OnStoredInstance", args, job=True))
+        self._local.last_stored = self.events.run(lambda: self._call_logged("OnStoredInstance", args, job=True))
+
+    def settle_stored_events(self, timeout: float = RELEASE_WAIT) -> None:
+        """Wait (at most `timeout` seconds) until the OnStoredInstance calls of the instances this
+        thread stored have run. The DICOM server calls it when a peer asks to release its
+        association: the callbacks of what it sent have run by the time it is told the
+        association is over. Orthanc's C-STORE SCP is slow enough for its scripts to be done by
+        then too, and scripts and Orthanc's own tests count on it (its test_lua_deadlock reads
+        the result of the conversions right after storescu returns). The bound keeps a script
+        that would wait for this very association (a synchronous C-STORE to ourselves) from
+        holding the release longer than that."""
+        fut = getattr(self._local, "last_stored", None)
+        if fut is None:
+            return
+        self._local.last_stored = None
+        try:
+            fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            log.warning("Lua callbacks still running after %.0f s: the association is released", timeout)
+        except Exception:  # the callback's errors are logged where they happen
+            pass
 
     def stable(self, level: ResourceType, public_id: str) -> None:
         name = f"OnStable{_LEVEL_NAME[level]}"
