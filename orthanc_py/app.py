@@ -29,6 +29,7 @@ from .storage.registry import open_storage
 from .web.forms import form_middleware
 from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
 from .web.responses import BIG_READ
+from .web.router import application
 
 log = logging.getLogger("orthanc_py")
 
@@ -67,7 +68,7 @@ def build_app(ctx: ServerContext) -> web.Application:
     # 64 KiB default every upload paused and resumed reading once (two epoll_ctl calls, each
     # giving up the GIL on the event loop, which then waited to win it back from the ingest
     # threads).
-    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": BIG_READ})
+    app = application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": BIG_READ})
     app.on_response_prepare.append(security_headers)
     rest.setup(app, ctx)
     dicomweb.setup(app)
