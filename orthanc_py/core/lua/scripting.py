@@ -71,6 +71,8 @@ EVENT_CALLBACKS = (
 )
 FILTER_CALLBACKS = ("ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter")
 
+STOP_WAIT = 30.0
+"""Seconds the server waits at stop for the queued Lua events and Finalize."""
 RELEASE_WAIT = 2.0
 """Seconds an association release waits at most for the OnStoredInstance calls of its instances."""
 
@@ -161,7 +163,11 @@ class LuaScripting:
         """`Finalize`, then the threads stop (the queued events run first)."""
         if self._heartbeat is not None:
             self._heartbeat.cancel()
-        await asyncio.wrap_future(self.signal("Finalize"))
+        try:  # a callback that never returns must not keep the server from stopping
+            await asyncio.wait_for(asyncio.wrap_future(self.signal("Finalize")), STOP_WAIT)
+        except TimeoutError:
+            log.error("Lua callbacks still running after %.0f s: stopping without them", STOP_WAIT)
+            return
         for side in (self.events, self.filters):
             await asyncio.get_running_loop().run_in_executor(None, side.state.stop)
             side.rest.close()
