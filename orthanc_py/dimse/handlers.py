@@ -87,7 +87,8 @@ class DicomHandlers:
         stored run (bounded; core/lua LuaScripting.settle_stored_events)."""
         lua = self.ctx.lua
         if lua is not None and isinstance(event.primitive, A_RELEASE) and event.primitive.result is None:
-            lua.settle_stored_events()
+            requestor = event.assoc.requestor
+            lua.settle_stored_events(str(requestor.address), str(requestor.ae_title).strip())
 
     def on_echo(self, event: Any) -> int:
         return status.SUCCESS if self.allowed(event, "AllowEcho") else status.REFUSED_NOT_AUTHORIZED

@@ -26,7 +26,6 @@ import os
 import secrets
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +120,8 @@ class LuaScripting:
         self.events = _Side("events", EVENT_CALLBACKS, raw, self.token, s.http_timeout)
         self.filters = _Side("filters", FILTER_CALLBACKS, raw, self.token, s.http_timeout)
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._local = threading.local()
+        self._last_stored: dict[tuple[str, str], concurrent.futures.Future[Any]] = {}
+        """The last OnStoredInstance call queued for each C-STORE peer (IP, AET)."""
         self._heartbeat: asyncio.Task[None] | None = None
         self.scripts = list(s.lua_scripts)
 
@@ -216,21 +216,22 @@ class LuaScripting:
             tags = st.lazy(lambda: st.push(self.simplified_tags(data)))
             return (public_id.encode(), tags, st.push(metadata), st.push(origin_json))
 
-        self._local.last_stored = self.events.run(lambda: self._call_logged("OnStoredInstance", args, job=True))
+        fut = self.events.run(lambda: self._call_logged("OnStoredInstance", args, job=True))
+        if origin.kind == "DicomProtocol":
+            self._last_stored[(origin.remote_ip, origin.remote_aet)] = fut
 
-    def settle_stored_events(self, timeout: float = RELEASE_WAIT) -> None:
-        """Wait (at most `timeout` seconds) until the OnStoredInstance calls of the instances this
-        thread stored have run. The DICOM server calls it when a peer asks to release its
+    def settle_stored_events(self, remote_ip: str, remote_aet: str, timeout: float = RELEASE_WAIT) -> None:
+        """Wait (at most `timeout` seconds) until the OnStoredInstance calls of the instances a
+        DICOM peer stored have run. The DICOM server calls it when a peer asks to release its
         association: the callbacks of what it sent have run by the time it is told the
         association is over. Orthanc's C-STORE SCP is slow enough for its scripts to be done by
         then too, and scripts and Orthanc's own tests count on it (its test_lua_deadlock reads
         the result of the conversions right after storescu returns). The bound keeps a script
         that would wait for this very association (a synchronous C-STORE to ourselves) from
         holding the release longer than that."""
-        fut = getattr(self._local, "last_stored", None)
+        fut = self._last_stored.pop((remote_ip, remote_aet), None)
         if fut is None:
             return
-        self._local.last_stored = None
         try:
             fut.result(timeout)
         except concurrent.futures.TimeoutError:
