@@ -604,3 +604,21 @@ def test_association_release_waits_for_the_callbacks_of_its_instances(make_serve
     start = time.monotonic()
     assert c_store(port, dicomgen.make(patient=2, patient_id="SLOW")) == 0
     assert RELEASE_WAIT - 0.5 < time.monotonic() - start < RELEASE_WAIT + 1.5
+
+
+def test_requests_do_not_wait_for_queued_events(lua: Any) -> None:
+    """A filter or /tools/execute-script waits for the callback running now, not for the events
+    queued behind it (Orthanc's callers take its Lua lock, they do not join its event queue)."""
+    run(
+        lua,
+        """
+        function OnStoredInstance(instanceId) os.execute('sleep 0.4') end
+        function IncomingHttpRequestFilter(method, uri) return true end
+        """,
+    )
+    for i in range(6):
+        lua.upload(dicomgen.make(patient=1, instance=i))  # about 2.4 s of queued callbacks
+    start = time.monotonic()
+    assert lua.get("/system").status == 200
+    assert run(lua, "print('now')") == "now\n"
+    assert time.monotonic() - start < 1.5

@@ -97,14 +97,14 @@ class _Side:
         """On the state's thread: which callbacks exist now."""
         self.defined = frozenset(n for n in self.names if self.state.is_function(n))
 
-    def run(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
+    def run(self, fn: Callable[[], Any], urgent: bool = False) -> concurrent.futures.Future[Any]:
         def task() -> Any:
             try:
                 return fn()
             finally:
                 self.refresh()
 
-        return self.state.submit(task)
+        return self.state.submit(task, urgent)
 
 
 class LuaScripting:
@@ -179,7 +179,7 @@ class LuaScripting:
         if not self.execute_enabled:
             log.error("The URI /tools/execute-script is disallowed for security, check your configuration file")
             raise OrthancError(ErrorCode.FORBIDDEN_ACCESS, "ExecuteLuaEnabled is off")
-        return await asyncio.wrap_future(self.events.run(lambda: self.events.state.execute(script)))
+        return await asyncio.wrap_future(self.events.run(lambda: self.events.state.execute(script), urgent=True))
 
     # --- events (queued, never awaited by the code path that signals them) -----------------
 
@@ -311,7 +311,7 @@ class LuaScripting:
                     return 0
             return None
 
-        return self.filters.run(run).result()
+        return self.filters.run(run, urgent=True).result()
 
     async def http_allowed(self, method: str, uri: str, ip: str, username: str, headers: Mapping[str, str]) -> bool:
         """IncomingHttpRequestFilter(method, uri, ip, username, headers): false means 403."""
@@ -332,7 +332,7 @@ class LuaScripting:
                 raise OrthancError(ErrorCode.NOT_LUA_PREDICATE)
             return verdict
 
-        return bool(await asyncio.wrap_future(self.events.run(run)))
+        return bool(await asyncio.wrap_future(self.events.run(run, urgent=True)))
 
     def rewrite_query(self, name: str, query: dict[str, str], second: Any) -> dict[str, str]:
         """Blocking: Incoming/OutgoingFindRequestFilter(query, second) -> the query to run
@@ -355,7 +355,7 @@ class LuaScripting:
                 )
             return out
 
-        return self.events.run(run).result()
+        return self.events.run(run, urgent=True).result()
 
     def filter_identifier(self, name: str, identifier: Dataset, second: Any) -> Dataset:
         """A C-FIND identifier through IncomingFindRequestFilter (second: the origin) or

@@ -12,6 +12,7 @@ are kept.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import logging
 import math
 import queue
@@ -70,7 +71,8 @@ class LuaState:
         self._getmetatable = self.globals.getmetatable
         self._lazy = self.runtime.eval(_LAZY_TABLE)
         self._log: list[bytes] = []
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
+        self._order = itertools.count()
         self._thread = threading.Thread(target=self._serve, name=f"lua-{name}", daemon=True)
         self.register("print", self._print)
         self._thread.start()
@@ -79,7 +81,7 @@ class LuaState:
 
     def _serve(self) -> None:
         while True:
-            item = self._queue.get()
+            _, _, item = self._queue.get()
             if item is _STOP:
                 return
             fn, fut = item
@@ -90,10 +92,12 @@ class LuaState:
             except BaseException as exc:  # reported to the caller, never kills the thread
                 fut.set_exception(exc)
 
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        """Run `fn` on the Lua thread (the only thread that may use `runtime`)."""
+    def submit(self, fn: Callable[[], T], urgent: bool = False) -> concurrent.futures.Future[T]:
+        """Run `fn` on the Lua thread (the only thread that may use `runtime`). An urgent call
+        (a request waiting: a filter, /tools/execute-script) runs as soon as the current one is
+        over, before the queued events, as a call that takes Orthanc's Lua lock does."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((fn, fut))
+        self._queue.put((0 if urgent else 1, next(self._order), (fn, fut)))
         return fut
 
     def in_thread(self) -> bool:
@@ -106,7 +110,7 @@ class LuaState:
         return self.submit(fn).result()
 
     def stop(self) -> None:
-        self._queue.put(_STOP)
+        self._queue.put((2, next(self._order), _STOP))
         self._thread.join(10)
 
     # --- what runs on the thread ------------------------------------------------------------
