@@ -11,11 +11,10 @@ are kept.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
-import itertools
 import logging
 import math
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -49,7 +48,8 @@ function(load)
    })
 end
 """
-_STOP = object()
+BATCH_DELAY = 0.005
+"""Seconds the thread waits after an event woke it, so that a burst of events costs one wake-up."""
 
 
 def error_text(exc: BaseException) -> str:
@@ -71,8 +71,10 @@ class LuaState:
         self._getmetatable = self.globals.getmetatable
         self._lazy = self.runtime.eval(_LAZY_TABLE)
         self._log: list[bytes] = []
-        self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
-        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._urgent: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = collections.deque()
+        self._events: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = collections.deque()
+        self._stopping = False
         self._thread = threading.Thread(target=self._serve, name=f"lua-{name}", daemon=True)
         self.register("print", self._print)
         self._thread.start()
@@ -81,10 +83,19 @@ class LuaState:
 
     def _serve(self) -> None:
         while True:
-            _, _, item = self._queue.get()
-            if item is _STOP:
-                return
-            fn, fut = item
+            with self._cond:
+                while not self._urgent and not self._events and not self._stopping:
+                    self._cond.wait()
+                if not self._urgent and self._events and len(self._events) == 1 and not self._stopping:
+                    # An event woke the thread: let a few more arrive and run them in one go
+                    # (one wake-up per batch, not per stored instance); a request cuts it short.
+                    self._cond.wait(BATCH_DELAY)
+                if self._urgent:
+                    fn, fut = self._urgent.popleft()
+                elif self._events:
+                    fn, fut = self._events.popleft()
+                else:
+                    return  # stopping, nothing left
             if not fut.set_running_or_notify_cancel():
                 continue
             try:
@@ -97,7 +108,14 @@ class LuaState:
         (a request waiting: a filter, /tools/execute-script) runs as soon as the current one is
         over, before the queued events, as a call that takes Orthanc's Lua lock does."""
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((0 if urgent else 1, next(self._order), (fn, fut)))
+        with self._cond:
+            if urgent:
+                self._urgent.append((fn, fut))
+                self._cond.notify()
+            else:
+                self._events.append((fn, fut))
+                if len(self._events) == 1:  # else the thread is busy with the queue and will see it
+                    self._cond.notify()
         return fut
 
     def in_thread(self) -> bool:
@@ -110,7 +128,10 @@ class LuaState:
         return self.submit(fn).result()
 
     def stop(self) -> None:
-        self._queue.put((2, next(self._order), _STOP))
+        """The thread ends once the queued calls have run."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
         self._thread.join(10)
 
     # --- what runs on the thread ------------------------------------------------------------
