@@ -255,10 +255,11 @@ class LuaApi:
         return self._post_put("PUT", args)
 
     def _answer(self, what: str, method: str, url: str, body: bytes | None, headers: Any) -> Any:
-        """Orthanc answers the body whatever the HTTP status, nil when no answer came."""
+        """The body of a 2xx answer; an empty string for another status (Orthanc 1.10.1 drops
+        the body of an HTTP error); nil when no answer came."""
         try:
-            _status, data = self._http(method, url, body, self._headers(headers, False))
-            return data
+            status, data = self._http(method, url, body, self._headers(headers, False))
+            return data if 200 <= status < 300 else b""
         except Exception as exc:
             log.error("Lua: Error in %s() for URL %s: %s", what, url, exc)
             return None
