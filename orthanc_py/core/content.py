@@ -232,18 +232,31 @@ class Found:
     attachment: Attachment
 
 
+def _attachment_in(txn: Transaction, public_id: str, level: ResourceType, ctype: int) -> Found:
+    rid, _ = lookup_in(txn, public_id, level)
+    for a in txn.attachments([rid])[rid]:
+        if a.content_type == ctype:
+            return Found(rid, a)
+    raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+
+
+def find_and_read_blocking(
+    ctx: ServerContext, public_id: str, level: ResourceType, ctype: int, raw: bool
+) -> tuple[Found, bytes | None]:
+    """Worker thread: the attachment and its content (the bytes as stored when `raw`) in one
+    hop; the bytes are None while its MD5s are still to be computed (`find_attachment` does it)."""
+    found = ctx.index.read_blocking(lambda txn: _attachment_in(txn, public_id, level, ctype))
+    a = found.attachment
+    if not a.uncompressed_md5 and ctx.storage.store_md5:
+        return found, None
+    return found, read_attachment_raw(ctx, a) if raw else read_attachment(ctx, a)
+
+
 async def find_attachment(ctx: ServerContext, public_id: str, level: ResourceType, ctype: int) -> Found:
     """The attachment, with its MD5s filled in when `StoreMD5ForAttachments` asks for them
     (ingest leaves them to the first client that needs them; they are kept then)."""
 
-    def run(txn: Transaction) -> Found:
-        rid, _ = lookup_in(txn, public_id, level)
-        for a in txn.attachments([rid])[rid]:
-            if a.content_type == ctype:
-                return Found(rid, a)
-        raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-
-    found = await ctx.index.read(run)
+    found = await ctx.index.read(lambda txn: _attachment_in(txn, public_id, level, ctype))
     a = found.attachment
     if a.uncompressed_md5 or not ctx.storage.store_md5:
         return found

@@ -26,9 +26,13 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     fmt = formats[accept]
     frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
     first, *_ = await url_files(request)
-    data = await ctx.run(core_files.read, ctx, first)
+    thumbnail = "thumbnail" in request.path
+
+    def read_and_render() -> bytes:  # one worker-thread hop for both
+        return render.render_image(core_files.read(ctx, first), frame, fmt, thumbnail)
+
     try:
-        image = await ctx.run(render.render_image, data, frame, fmt, "thumbnail" in request.path)
+        image = await ctx.run(read_and_render)
     except (IndexError, ValueError) as exc:
         raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render this frame: {exc}") from exc
     return web.Response(body=image, content_type="image/jpeg" if fmt == "JPEG" else "image/png")

@@ -93,7 +93,16 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
 
     async def send(request: web.Request, raw: bool) -> web.StreamResponse:
         ctx = ctx_of(request)
-        found = await find(request)
+        body: bytes | None = None
+        if "Range" in request.headers or "If-None-Match" in request.headers:
+            found = await find(request)
+        else:  # the usual plain GET: looked up and read in one worker-thread hop
+            ctype = content.content_type(ctx, request.match_info["name"])
+            found, body = await ctx.run(
+                content.find_and_read_blocking, ctx, request.match_info["id"], level, ctype, raw
+            )
+            if body is None:  # MD5s to compute first
+                found = await find(request)
         if (answer := _not_modified(request, found)) is not None:
             return answer
         a = found.attachment
@@ -110,9 +119,11 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
             )
             return _with_etag(response, found)
         if raw:
-            body = await ctx.run(content.read_attachment_raw, ctx, a)
+            if body is None:
+                body = await ctx.run(content.read_attachment_raw, ctx, a)
             return _with_etag(web.Response(body=body, headers={"Content-Type": "application/octet-stream"}), found)
-        body = await ctx.run(content.read_attachment, ctx, a)
+        if body is None:
+            body = await ctx.run(content.read_attachment, ctx, a)
         headers = {
             "Content-Type": content.content_mime(ctx, a.content_type),
             "Content-Disposition": f'filename="{a.uuid}{_FILE_EXTENSIONS.get(a.content_type, "")}"',
