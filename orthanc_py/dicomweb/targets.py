@@ -47,6 +47,14 @@ async def url_files(request: web.Request, req: FindRequest | None = None) -> lis
     return found
 
 
+def url_files_blocking(request: web.Request) -> list[core_files.InstanceFile]:
+    """`url_files` from a worker thread (for a route that goes on to read the files there)."""
+    found = core_query.matched_files_blocking(ctx_of(request), url_request(request), meta=True)
+    if not found:
+        raise not_found(request)
+    return found
+
+
 def not_found(request: web.Request) -> OrthancError:
     """Orthanc's plugin's 404: the deepest level the URL names."""
     m = request.match_info

@@ -18,7 +18,7 @@ from ..web.appkeys import ctx_of
 from . import frames as frame_routes
 from .headers import not_acceptable, parse_accept
 from .metadata import metadata_handler
-from .targets import part_head, request_for, stored_syntax, url_files
+from .targets import part_head, request_for, stored_syntax, url_files, url_files_blocking
 
 
 def _retrieve_plan(request: web.Request, single: bool) -> tuple[bool, str | None, bool]:
@@ -82,8 +82,7 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
     transcoded to the uncompressed syntax the Accept header names."""
     ctx = ctx_of(request)
     multipart, target, strict = _retrieve_plan(request, "instance" in request.match_info)
-    found = await url_files(request)
-    plan = [(f, _target_for(stored_syntax(f), target, strict)) for f in found]
+    boundary = uuid.uuid4().hex
 
     def load(f: core_files.InstanceFile, to: str | None) -> bytes:
         data = core_files.read(ctx, f)
@@ -95,14 +94,6 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
             if strict:
                 raise
             return data
-
-    if not multipart:
-        try:
-            data = await ctx.run(load, *plan[0])
-        except ts.CannotTranscode as exc:
-            raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
-        return web.Response(body=data, content_type="application/dicom")
-    boundary = uuid.uuid4().hex
 
     def chunk(batch: list[tuple[core_files.InstanceFile, str | None]]) -> tuple[bytes, bool]:
         """Worker thread: the parts of `batch` as one buffer, and whether every file could be
@@ -118,11 +109,21 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
             pieces += (part_head(boundary, "application/dicom", len(data)), data, b"\r\n")
         return b"".join(pieces), True
 
-    batches = _batches(plan)
-    try:  # the first batch before the headers: a syntax its first file cannot be given in is a 406
-        first, complete = await ctx.run(chunk, batches[0]) if batches else (b"", True)
+    def start() -> tuple[list[list[tuple[core_files.InstanceFile, str | None]]], bytes, bool]:
+        """Worker thread: the files (404 when none), then the single part, or the first batch of
+        parts (a syntax the first file cannot be given in is a 406 before any header is sent)."""
+        plan = [(f, _target_for(stored_syntax(f), target, strict)) for f in url_files_blocking(request)]
+        if not multipart:
+            return [plan[:1]], load(*plan[0]), True
+        batches = _batches(plan)
+        return (batches, *chunk(batches[0]))
+
+    try:  # index, files and the first batch in one worker-thread hop
+        batches, first, complete = await ctx.run(start)
     except ts.CannotTranscode as exc:
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
+    if not multipart:
+        return web.Response(body=first, content_type="application/dicom")
     content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
     closing = f"--{boundary}--\r\n".encode()
     if len(batches) <= 1 or not complete:  # all in memory already: one answer with its length
