@@ -133,3 +133,23 @@ def test_other_layouts_take_the_pydicom_path() -> None:
     for data in (ybr, palette, short, rgb16):
         assert render._native_frame(data, 0) is None
     assert native_pixels(b"\0" * 128 + b"DICM") is None
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (64, 64),
+        (1, 1),
+        (1, 17),
+        (17, 1),
+        (5, 7, 3),
+        (6, 4, 4),
+        (3, 3, 2),
+    ],  # the last through PIL, ids=lambda s: "x".join(map(str, s))
+)
+def test_png_bytes_decode_to_the_same_pixels(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(len(shape) * 100 + shape[0])
+    for arr in (rng.integers(0, 256, size=shape, dtype=np.uint8), np.full(shape, 200, np.uint8)):
+        png = render.png_bytes(arr)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), arr)
