@@ -116,3 +116,24 @@ def test_previews_are_the_pydicom_rendering(client, monkeypatch):
     assert client.get(f"/instances/{iid}/frames/1/preview").status == 400
     assert client.get(f"/instances/{iid}/frames/x/preview").status == 400
     assert client.get("/instances/nope/frames/x/preview").status == 404
+
+
+def test_wado_rs_parts_come_in_instance_order_whatever_the_level_of_the_url(client):
+    """A study UID shared by two patients is two Orthanc studies: both are retrieved; parts come
+    ordered by instance public ID, as an instance-level find orders them."""
+    uid = "1.2.826.0.1.3680043.10.9999.1"
+    files = [
+        dicomgen.make(patient=p, study=0, series=s, instance=i, rows=8, columns=8, study_uid=uid)
+        for p in (1, 2)
+        for s in (0, 1)
+        for i in (0, 1)
+    ]
+    ids = {client.upload(data)["ID"]: data for data in files}
+    star = {"Accept": DICOM_MP + "; transfer-syntax=*"}
+    got = [body for _h, body in parts(client.get(f"/dicom-web/studies/{uid}", headers=star))]
+    assert got == [ids[i] for i in sorted(ids)]
+    first = sorted(ids)[0]
+    series_uid = client.get(f"/instances/{first}/series").json()["MainDicomTags"]["SeriesInstanceUID"]
+    series = [body for _h, body in parts(client.get(f"/dicom-web/studies/{uid}/series/{series_uid}", headers=star))]
+    assert series == [d for i, d in sorted(ids.items()) if series_uid.encode() in d] and len(series) == 2
+    assert client.get("/dicom-web/studies/1.2.3.4.5.6").status == 404
