@@ -240,23 +240,11 @@ def _attachment_in(txn: Transaction, public_id: str, level: ResourceType, ctype:
     raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
 
 
-def find_and_read_blocking(
-    ctx: ServerContext, public_id: str, level: ResourceType, ctype: int, raw: bool
-) -> tuple[Found, bytes | None]:
-    """Worker thread: the attachment and its content (the bytes as stored when `raw`) in one
-    hop; the bytes are None while its MD5s are still to be computed (`find_attachment` does it)."""
-    found = ctx.index.read_blocking(lambda txn: _attachment_in(txn, public_id, level, ctype))
-    a = found.attachment
-    if not a.uncompressed_md5 and ctx.storage.store_md5:
-        return found, None
-    return found, read_attachment_raw(ctx, a) if raw else read_attachment(ctx, a)
-
-
 async def find_attachment(ctx: ServerContext, public_id: str, level: ResourceType, ctype: int) -> Found:
     """The attachment, with its MD5s filled in when `StoreMD5ForAttachments` asks for them
     (ingest leaves them to the first client that needs them; they are kept then)."""
 
-    found = await ctx.index.read(lambda txn: _attachment_in(txn, public_id, level, ctype))
+    found = await ctx.index.read(lambda txn: _attachment_in(txn, public_id, level, ctype), short=True)
     a = found.attachment
     if a.uncompressed_md5 or not ctx.storage.store_md5:
         return found
@@ -303,6 +291,12 @@ def read_attachment(ctx: ServerContext, a: Attachment) -> bytes:
     """Worker thread: the content of an attachment (inflated when stored compressed)."""
     blob = _read_raw(ctx, a)
     return blob if a.compression == NONE else _inflate(blob)
+
+
+def read_attachment_cached(ctx: ServerContext, a: Attachment) -> bytes | None:
+    """On the event loop: the content of a small uncompressed attachment already in the page
+    cache (never waits for a disk; None otherwise: read it in a worker thread)."""
+    return ctx.storage.read_file_cached(a.uuid, a.content_type, a.compression, a.uncompressed_size)
 
 
 def read_attachment_raw(ctx: ServerContext, a: Attachment) -> bytes:

@@ -93,16 +93,7 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
 
     async def send(request: web.Request, raw: bool) -> web.StreamResponse:
         ctx = ctx_of(request)
-        body: bytes | None = None
-        if "Range" in request.headers or "If-None-Match" in request.headers:
-            found = await find(request)
-        else:  # the usual plain GET: looked up and read in one worker-thread hop
-            ctype = content.content_type(ctx, request.match_info["name"])
-            found, body = await ctx.run(
-                content.find_and_read_blocking, ctx, request.match_info["id"], level, ctype, raw
-            )
-            if body is None:  # MD5s to compute first
-                found = await find(request)
+        found = await find(request)
         if (answer := _not_modified(request, found)) is not None:
             return answer
         a = found.attachment
@@ -111,13 +102,14 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
         range_header = request.headers.get("Range")
         if range_header is not None:
             start, end = parse_range(range_header, size)
-            body = await ctx.run(content.read_attachment_range, ctx, a, start, end + 1, raw)
+            part = await ctx.run(content.read_attachment_range, ctx, a, start, end + 1, raw)
             response = web.Response(
                 status=206,
-                body=body,
+                body=part,
                 headers={"Content-Type": "application/octet-stream", "Content-Range": f"bytes {start}-{end}/{size}"},
             )
             return _with_etag(response, found)
+        body = content.read_attachment_cached(ctx, a)  # a small file in the page cache: no thread hop
         if raw:
             if body is None:
                 body = await ctx.run(content.read_attachment_raw, ctx, a)

@@ -95,7 +95,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
-    att, data = await ctx.run(core_files.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
+    att, data = await core_files.dicom_file(ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
         path = core_files.attachment_path(ctx, att)

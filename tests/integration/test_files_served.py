@@ -14,6 +14,7 @@ from PIL import Image
 
 from orthanc_py.dicomweb import wado
 from orthanc_py.imaging import render
+from orthanc_py.storage.filesystem import FilesystemStorage
 
 from .test_wado_syntax import DICOM_MP, parts, rle_instance
 
@@ -27,7 +28,10 @@ def _study(client, count: int, rows: int = 16) -> tuple[str, list[bytes]]:
     return info["MainDicomTags"]["StudyInstanceUID"], files
 
 
-def test_file_ignores_range_as_orthanc_does(client):
+@pytest.mark.parametrize("cached", [True, False], ids=["read on the loop", "read in a worker"])
+def test_file_ignores_range_as_orthanc_does(client, monkeypatch, cached):
+    if not cached:  # the page cache does not hold the file (or no RWF_NOWAIT): the worker reads it
+        monkeypatch.setattr(FilesystemStorage, "read_cached", lambda *_a: None)
     data = dicomgen.make(patient=1, rows=8, columns=8)
     iid = client.upload(data)["ID"]
     uuid = client.get(f"/instances/{iid}/attachments/dicom/uuid").body.decode()
@@ -37,6 +41,8 @@ def test_file_ignores_range_as_orthanc_does(client):
         assert r.headers["content-type"] == "application/dicom"
         assert r.headers["content-disposition"] == f'filename="{uuid}.dcm"'
         assert "content-range" not in r.headers
+    assert client.get(f"/instances/{iid}/attachments/dicom/data").body == data
+    assert client.get(f"/instances/{iid}/attachments/dicom/compressed-data").body == data
     assert client.get("/instances/nope/file").status == 404
 
 
