@@ -245,6 +245,14 @@ class SqlTransaction:
             args += (limit if limit > 0 else self.d.no_limit, since)
         return [r[0] for r in self.c.execute(sql, args)]
 
+    def list_public_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[str]:
+        sql = "SELECT public_id FROM resources WHERE level=? ORDER BY id"
+        args: tuple[Any, ...] = (int(level),)
+        if limit > 0 or since > 0:
+            sql += " LIMIT ? OFFSET ?"
+            args += (limit if limit > 0 else self.d.no_limit, since)
+        return [r[0] for r in self.c.execute(sql, args)]
+
     def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]:
         out: dict[int, list[tuple[int, str]]] = {i: [] for i in self._keys(ids)}
         if isinstance(ids, WholeLevel):  # every resource of the level below has its parent there
