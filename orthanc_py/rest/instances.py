@@ -12,6 +12,7 @@ from aiohttp import web
 from ..core import files as core_files
 from ..core import ingest
 from ..core import resources as core_res
+from ..core.context import ServerContext
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
 from ..imaging import render
@@ -94,7 +95,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
-    att, data = await ctx.run(core_files.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
+    att, data = await core_files.dicom_file(ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
         path = core_files.attachment_path(ctx, att)
@@ -168,20 +169,27 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
     return json_response(RENDERINGS)
 
 
-async def preview(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame."""
-    ctx = ctx_of(request)
-    data = await core_files.read_dicom(ctx, request.match_info["id"])
+def _preview_blocking(ctx: ServerContext, public_id: str, frame_text: str) -> bytes:
+    """Worker thread: look the file up, read it and render it (one hop for the whole preview;
+    an unknown instance is a 404 before a bad frame number is a 400)."""
+    _att, data = core_files.dicom_file_blocking(ctx, public_id)
+    assert data is not None
     try:
-        frame = int(request.match_info.get("frame", "0"))
+        frame = int(frame_text)
     except ValueError as exc:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
     try:
-        png = await ctx.run(render.preview_png, data, frame)
+        return render.preview_png(data, frame)
     except IndexError as exc:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Frame out of range") from exc
     except Exception as exc:
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Cannot decode this image") from exc
+
+
+async def preview(request: web.Request) -> web.StreamResponse:
+    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame."""
+    ctx = ctx_of(request)
+    png = await ctx.run(_preview_blocking, ctx, request.match_info["id"], request.match_info.get("frame", "0"))
     return web.Response(body=png, content_type="image/png")
 
 
