@@ -17,8 +17,9 @@ import pydicom
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
+from ..model.ids import is_public_id
 from .context import ServerContext
-from .resources import lookup_in
+from .resources import lookup_in, unknown
 
 _META = (MetadataType.TRANSFER_SYNTAX, MetadataType.SOP_CLASS_UID, MetadataType.PIXEL_DATA_OFFSET)
 
@@ -118,11 +119,12 @@ def dataset(ctx: ServerContext, f: InstanceFile, with_pixels: bool = True) -> py
 
 
 def _dicom_attachment_in(txn: Transaction, public_id: str) -> Attachment:
-    rid, _ = lookup_in(txn, public_id, ResourceType.INSTANCE)
-    for a in txn.attachments([rid])[rid]:
-        if a.content_type == FileContentType.DICOM:
-            return a
-    raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
+    hit = txn.attachment_of(public_id, FileContentType.DICOM) if is_public_id(public_id) else None
+    if hit is None or hit[1] is not ResourceType.INSTANCE:
+        raise unknown(public_id)
+    if hit[2] is None:
+        raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
+    return hit[2]
 
 
 async def dicom_attachment(ctx: ServerContext, public_id: str) -> Attachment:
