@@ -12,7 +12,6 @@ from aiohttp import web
 from ..core import files as core_files
 from ..core import ingest
 from ..core import resources as core_res
-from ..core.context import ServerContext
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
 from ..imaging import render
@@ -169,17 +168,18 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
     return json_response(RENDERINGS)
 
 
-def _preview_blocking(ctx: ServerContext, public_id: str, frame_text: str) -> bytes:
-    """Worker thread: look the file up, read it and render it (one hop for the whole preview;
-    an unknown instance is a 404 before a bad frame number is a 400)."""
-    _att, data = core_files.dicom_file_blocking(ctx, public_id)
-    assert data is not None
+def _frame_number(text: str) -> int:
     try:
-        frame = int(frame_text)
+        return int(text)
     except ValueError as exc:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
+
+
+def _render_preview(data: bytes, frame: int, small_only: bool) -> bytes | None:
+    """The PNG of a frame (None when `small_only` and the file is not a small native one), with
+    Orthanc's errors for a frame out of range and for an image it cannot decode."""
     try:
-        return render.preview_png(data, frame)
+        return render.small_preview_png(data, frame) if small_only else render.preview_png(data, frame)
     except IndexError as exc:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Frame out of range") from exc
     except Exception as exc:
@@ -187,9 +187,18 @@ def _preview_blocking(ctx: ServerContext, public_id: str, frame_text: str) -> by
 
 
 async def preview(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame."""
+    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame. A small
+    native image already in the page cache is looked up, read and drawn on the event loop (no
+    worker hop: ~0.1 ms of work); any other in one worker hop. An unknown instance is a 404
+    before a bad frame number is a 400."""
     ctx = ctx_of(request)
-    png = await ctx.run(_preview_blocking, ctx, request.match_info["id"], request.match_info.get("frame", "0"))
+    _att, data = await core_files.dicom_file(ctx, request.match_info["id"])
+    assert data is not None
+    frame = _frame_number(request.match_info.get("frame", "0"))
+    png = _render_preview(data, frame, small_only=True)
+    if png is None:
+        png = await ctx.run(_render_preview, data, frame, False)
+    assert png is not None
     return web.Response(body=png, content_type="image/png")
 
 
