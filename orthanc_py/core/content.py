@@ -303,6 +303,12 @@ def read_attachment(ctx: ServerContext, a: Attachment) -> bytes:
     return blob if a.compression == NONE else _inflate(blob)
 
 
+def read_attachment_cached(ctx: ServerContext, a: Attachment) -> bytes | None:
+    """On the event loop: the content of a small uncompressed attachment already in the page
+    cache (never waits for a disk; None otherwise: read it in a worker thread)."""
+    return ctx.storage.read_file_cached(a.uuid, a.content_type, a.compression, a.uncompressed_size)
+
+
 def read_attachment_raw(ctx: ServerContext, a: Attachment) -> bytes:
     """Worker thread: the bytes as stored (`compressed-data`)."""
     return _read_raw(ctx, a)
