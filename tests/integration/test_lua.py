@@ -338,6 +338,41 @@ def test_autorouting_send_then_delete(make_server: Any, scp: Any) -> None:
     assert jobs.count("submitted") == 3 and "failure" not in jobs
 
 
+@pytest.mark.skipif(not Path("/usr/bin/storescp").exists(), reason="DCMTK's storescp is not installed")
+def test_autorouting_to_dcmtk_storescp(make_server: Any, tmp_path: Path) -> None:
+    """Orthanc's classic auto-routing script, to DCMTK's storescp: each stored instance arrives
+    there byte for byte in its data set."""
+    import subprocess
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    received = tmp_path / "received"
+    received.mkdir()
+    storescp = subprocess.Popen(
+        ["/usr/bin/storescp", "-aet", "DCMTK", "-od", str(received), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        srv = make_server({**LUA, "DicomModalities": {"dcmtk": ["DCMTK", "127.0.0.1", port]}})
+        c = srv.client()
+        run(c, "function OnStoredInstance(instanceId) SendToModality(instanceId, 'dcmtk') end")
+        sent = [dicomgen.make(patient=7, instance=i, rows=8, columns=8) for i in range(3)]
+        for data in sent:
+            c.upload(data)
+        wait_for(lambda: len(list(received.iterdir())) == 3, timeout=20)
+        time.sleep(0.2)  # storescp writes each file as it receives it
+        got = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in received.iterdir()}
+        for data in sent:
+            ds = pydicom.dcmread(io.BytesIO(data))
+            assert got[ds.SOPInstanceUID].PixelData == ds.PixelData
+            assert got[ds.SOPInstanceUID].PatientName == ds.PatientName
+    finally:
+        storescp.terminate()
+        storescp.wait(10)
+
+
 def test_modify_send_and_delete_chain(make_server: Any, scp: Any) -> None:
     srv = make_server({**LUA, "DicomModalities": {"target": ["STORESCP", "127.0.0.1", scp.port]}})
     c = srv.client()
