@@ -169,8 +169,8 @@ def run_load(
         nbytes, errors = 0, []
         try:
             try:
-                for path in list(paths[:warmup]):
-                    conn.get(path, headers)
+                for first in paths[:warmup]:
+                    conn.get(first, headers)
             finally:
                 ready.wait()
             while (path := take()) is not None:
