@@ -10,7 +10,10 @@ algorithm: otherwise each small C-STORE response waits for the sender's delayed 
 and both servers measure ~20 inst/s, the receiver's stall and not their own speed. The servers
 keep their own environment (no TCP_NODELAY): Orthanc's DCMTK behaves as it does by default. Both the receiver
 (STORE_SCP_AET) and the move SCU (MOVE_SCU_AET) are declared in every managed server's
-DicomModalities (bench_servers.launch takes them as extra configuration).
+DicomModalities (bench_servers.launch takes them as extra configuration). Each target gets its
+own storescp: storescp serves one association at a time, and a server may keep its association
+to the destination open for a while after a move (ours pools them), which would stall or fail
+the other server's next move to a shared receiver.
 """
 
 from __future__ import annotations
@@ -109,33 +112,40 @@ class StoreScp:
 
 
 class CMoveScenarios:
-    """Mixed into Bench: uses its args, dataset, errors, metric(), scp_port and workdir."""
+    """Mixed into Bench: uses its args, dataset, errors, metric(), scp_ports and workdir."""
 
     args: Any
     dataset: Any
     errors: list[str]
-    scp_port: int
+    scp_ports: dict[str, int]  # target name -> the port of its storescp
     workdir: Path
-    store_scp: StoreScp | None
+    store_scps: dict[str, StoreScp]
 
     def metric(self, *args: Any, **kwargs: Any) -> Any:  # provided by Bench
         raise NotImplementedError
 
-    async def ensure_store_scp(self) -> StoreScp:
-        """The receiver, started on first use (and again if it died)."""
-        if self.store_scp is None or not self.store_scp.alive():
-            if self.store_scp is not None:
-                await self.store_scp.stop()
-            self.store_scp = StoreScp(self.scp_port, self.workdir / "storescp")
-            await self.store_scp.start()
-            log(f"  storescp --ignore listening on {self.scp_port} as {STORE_SCP_AET}")
-        return self.store_scp
+    async def ensure_store_scp(self, t: Target) -> StoreScp:
+        """The receiver of target `t`, started on first use (and again if it died)."""
+        scp = self.store_scps.get(t.name)
+        if scp is None or not scp.alive():
+            if scp is not None:
+                await scp.stop()
+            port = self.scp_ports[t.name]
+            scp = self.store_scps[t.name] = StoreScp(port, self.workdir / f"storescp-{t.name}")
+            await scp.start()
+            log(f"  storescp --ignore of {t.name} listening on {port} as {STORE_SCP_AET}")
+        return scp
+
+    async def stop_store_scps(self) -> None:
+        """Stop every storescp started here."""
+        for scp in self.store_scps.values():
+            await scp.stop()
 
     async def sc_cmove_scp(self, t: Target, rep: int) -> None:
         """C-MOVE (study root, STUDY level) of one dataset study to storescp: instances/s."""
         if t.server is None:
             raise RuntimeError(f"{t.name}: its DICOM port is unknown (not a server started here)")
-        await self.ensure_store_scp()
+        await self.ensure_store_scp(t)
         ds = self.dataset
         p, s = ds.studies[rep % len(ds.studies)]
         n = ds.series_per_study * ds.instances_per_series
