@@ -76,7 +76,9 @@ def build_app(ctx: ServerContext) -> web.Application:
 
 def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
     from .dimse.server import DicomServer
+    from .remote.dicomnet import tune_pynetdicom
 
+    tune_pynetdicom()  # before the first association
     server = DicomServer(ctx, loop)
     server.start()
     return server
@@ -87,21 +89,24 @@ def configure_libraries() -> None:
 
     - pydicom reads what it is given without validating values (Orthanc stores files with
       invalid values too; `reading_validation_mode` would warn or raise on each).
-    - pynetdicom: the faster socket `recv` and the encoder that sends stored bytes as they are
-      (remote.dicomnet).
     - Fewer cyclic-GC passes: answers like GET /studies?expand build tens of thousands of
       containers, and with the default threshold (700) collections cost 10-15% of such a request
       and made its latency bimodal. Our objects are freed by reference counting; cycles are rare.
-      What exists at start (modules, dictionaries) is frozen out of the collector's scans."""
+      `freeze_startup_objects` then takes what start-up built out of the collector's scans.
+    - pynetdicom's sockets are tuned by `remote.dicomnet.tune_pynetdicom`, called before the
+      first association (the DICOM server's start, the SCU): pynetdicom loads after HTTP listens."""
     import pydicom.config
 
-    from .remote.dicomnet import tune_pynetdicom
-
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-    tune_pynetdicom()
+    gc.set_threshold(20_000, 20, 20)
+
+
+def freeze_startup_objects() -> None:
+    """Move what exists once the server is up (modules, dictionaries, tables) out of the cyclic
+    collector's scans. Called after the HTTP and DICOM servers started (the collection takes
+    30-50 ms: not between the process start and the first HTTP answer)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 async def serve(
@@ -119,7 +124,7 @@ async def serve(
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
     loop = asyncio.get_running_loop()
     ctx = await loop.run_in_executor(None, build_context, settings)  # opens files: off the loop
-    configure_libraries()  # after the context: what it built (dictionary, tables) is frozen out of GC scans
+    configure_libraries()
     await startup.start(ctx)
     stop = stop or asyncio.Event()
     ctx.shutdown_requested = stop.set
@@ -144,6 +149,7 @@ async def serve(
             # Imported and started in a worker thread: the REST API answers meanwhile.
             dicom = await loop.run_in_executor(None, _start_dicom, ctx, loop)
             ctx.dicom_port = dicom.port
+        freeze_startup_objects()
         if ready is not None:
             ready(ctx)
         await stop.wait()
