@@ -297,7 +297,7 @@ async def relatives(
             return expand(txn, ctx, ids)
         return [r.public_id for r in txn.resources(ids)]
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=target < level)  # one ancestor: a point read
 
 
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:

@@ -358,6 +358,18 @@ class SqlTransaction:
                 out[row[0]].append(Attachment(*row[1:]))
         return out
 
+    def attachment_of(self, public_id: str, content_type: int) -> tuple[int, ResourceType, Attachment | None] | None:
+        row = self.c.execute(
+            "SELECT r.id, r.level, a.uuid, a.compressed_size, a.uncompressed_size, a.compression, "
+            "a.uncompressed_md5, a.compressed_md5, a.revision FROM resources r "
+            "LEFT JOIN attachments a ON a.resource_id = r.id AND a.content_type = ? WHERE r.public_id = ?",
+            (content_type, public_id),
+        ).fetchone()
+        if row is None:
+            return None
+        att = Attachment(content_type, *row[2:]) if row[2] is not None else None
+        return row[0], _LEVELS[row[1]], att
+
     def find(
         self,
         level: ResourceType,

@@ -149,6 +149,8 @@ def test_metadata_attachments_labels_properties_protection(index):
         instance = txn.summary("i0", (1024,))
         assert instance.dicom == ("uuid-0", 200) and instance.children == []
         assert txn.summary("nope", ()) is None
+        assert txn.attachment_of("i0", 1) == (ids["i0"], IN, txn.attachments([ids["i0"]])[ids["i0"]][0])
+        assert txn.attachment_of("s0", 1) == (s0, ST, None) and txn.attachment_of("nope", 1) is None
 
     index.read_blocking(check)
 
