@@ -79,13 +79,16 @@ class BatchTransaction(SqlTransaction):
         return rid
 
     def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
-        self._rows["metadata"].extend(rows)
+        self._rows["metadata"].extend(self._encode_metadata(rows))
 
     def add_attachment(self, resource_id: int, a: Attachment) -> None:
         self._rows["attachments"].append(_attachment_row(resource_id, a))
 
     def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
-        self._rows["changes"].extend((t, int(lv), pub, d) for t, lv, pub, d in rows)
+        """Kept with the resource's internal id (created in this batch or read from the table);
+        a resource that does not exist logs nothing, as in SqlTransaction.log_change."""
+        found = self.lookup_many([pub for _t, _lv, pub, _d in rows])
+        self._rows["changes"].extend((t, int(lv), found[pub][0], d) for t, lv, pub, d in rows if pub in found)
 
     def log_feed(
         self,

@@ -150,7 +150,10 @@ def test_metadata_attachments_labels_properties_protection(index):
 
 def test_changes_and_exports_logs(index):
     def write(txn):
+        for pub, level in (("p", P), ("s", ST), ("i", IN)):  # a change names an existing resource
+            txn.create_resource(pub, level, None, {})
         txn.log_change(1, P, "p", "20260101T000000")
+        txn.log_change(1, P, "gone", "20260101T000000")  # not logged, as in Orthanc
         txn.log_changes([(2, ST, "s", "20260101T000001"), (3, IN, "i", "20260101T000002")])
         txn.log_export(ExportedResource(0, IN, "i", "MOD", "PID", "1", "2", "3", "20260101T000003"))
 
@@ -223,6 +226,7 @@ def test_the_three_ways_to_write_and_failures_stay_their_own(index):
 
     def log(name: str, fail: bool = False):
         def fn(txn):
+            txn.create_resource(name, IN, None, {})
             txn.log_changes([(1, IN, name, "d")])
             if fail:
                 raise KeyError(name)
