@@ -13,7 +13,6 @@ import pytest
 from orthanc_py.index.sqlite import SqliteIndex
 from orthanc_py.model.enums import ResourceType
 
-
 _CHANGED = "SELECT r.public_id FROM changes c JOIN resources r ON r.id = c.resource_id ORDER BY c.seq"
 """The public ids of the changes (the log names resources by internal id)."""
 
