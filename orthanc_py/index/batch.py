@@ -103,4 +103,6 @@ class BatchTransaction(SqlTransaction):
         if replaces:  # an update of earlier entries: through `c`, after the kept rows
             super().log_feed(action, study, series, sop, instance_id, timestamp, replaces)
             return
-        self._rows["changefeed"].append(_feed_row(action, study, series, sop, instance_id, timestamp))
+        found = self.lookup_many((instance_id,)).get(instance_id)
+        rid = found[0] if found is not None and found[1] is ResourceType.INSTANCE else None
+        self._rows["changefeed"].append(_feed_row(action, study, series, sop, instance_id, timestamp, rid))

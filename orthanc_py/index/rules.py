@@ -25,6 +25,7 @@ class CascadeRows(Protocol):
     def attachments(self, ids: Ids) -> dict[int, list[Attachment]]: ...
     def remove_resources(self, ids: Sequence[int]) -> None: ...
     def forget_changes(self, ids: Sequence[int]) -> None: ...
+    def detach_feed(self, ids: Sequence[int]) -> None: ...
     def last_feed_entry(self, instance_id: str) -> tuple[str, str, str] | None: ...
     def log_feed(
         self, action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str, replaces: bool = True
@@ -66,7 +67,9 @@ def delete_cascade(txn: CascadeRows, resource_id: int) -> Deletion:
         child, parent = parent, prow.parent_id
     doomed.sort()
     attachments = [a for files in txn.attachments(doomed).values() for a in files]
-    deleted = [(r.level, r.public_id) for r in txn.resources(doomed)]
+    rows = txn.resources(doomed)
+    deleted = [(r.level, r.public_id) for r in rows]
+    txn.detach_feed([r.id for r in rows if r.level is ResourceType.INSTANCE])
     txn.remove_resources(doomed)
     now = feed_time()
     for level, pub in deleted:

@@ -15,6 +15,7 @@ import orjson
 
 from ..model.enums import MetadataType, ResourceType
 from ..model.lookup import TEXT_VRS, TagConstraint, normalize, vr_of
+from ..model.maintags import SERIES_INSTANCE_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID
 from .base import (
     Attachment,
     Change,
@@ -102,7 +103,8 @@ def inserts(d: Dialect) -> dict[str, Insert]:
         "metadata_revision": d.upsert("metadata", "resource_id, type, value, revision", "resource_id, type"),
         "changes": ("INSERT INTO changes(change_type, level, resource_id, date)", ""),
         "changefeed": (
-            "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp)",
+            "INSERT INTO changefeed(action, state, resource_id, study_uid, series_uid, sop_uid, instance_id, "
+            "timestamp)",
             "",
         ),
         "ext_errors": d.upsert(
@@ -127,10 +129,48 @@ def _tag_rows(rid: int, main_tags: dict[int, str]) -> list[tuple[int, int, str, 
     return [(rid, t, v, _norm_of(t, v)) for t, v in main_tags.items()]
 
 
-def _feed_row(action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> tuple[str, ...]:
-    """A new change-feed entry: current, or already "deleted" for a deletion."""
+def _feed_row(
+    action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str, resource_id: int | None
+) -> tuple[Any, ...]:
+    """A new change-feed entry: current, or already "deleted" for a deletion. The creation of
+    an instance that is stored names it by internal id (`resource_id`): its UIDs and public id
+    are read from its rows (migration 6), copied into the entry when it is deleted."""
     state = feed_state(action)[0]
-    return (action, state, study, series, sop, instance_id, timestamp)
+    if resource_id is not None and action == "create":
+        return (action, state, resource_id, None, None, None, None, timestamp)
+    return (action, state, None, study, series, sop, instance_id, timestamp)
+
+
+def _feed_uids(ref: str) -> tuple[str, str, str, str]:
+    """SQL of (study UID, series UID, SOP instance UID, public id) of the instance `ref` (the
+    SQL of an internal id) as its rows give them: a UID it lacks is '' (as ingest logs it)."""
+    study = (
+        "COALESCE((SELECT t.value FROM resources i JOIN resources s ON s.id = i.parent_id "
+        f"JOIN tags t ON t.resource_id = s.parent_id AND t.tag = {STUDY_INSTANCE_UID} WHERE i.id = {ref}), '')"
+    )
+    series = (
+        "COALESCE((SELECT t.value FROM resources i JOIN tags t ON t.resource_id = i.parent_id "
+        f"AND t.tag = {SERIES_INSTANCE_UID} WHERE i.id = {ref}), '')"
+    )
+    sop = f"COALESCE((SELECT t.value FROM tags t WHERE t.resource_id = {ref} AND t.tag = {SOP_INSTANCE_UID}), '')"
+    public_id = f"(SELECT i.public_id FROM resources i WHERE i.id = {ref})"
+    return study, series, sop, public_id
+
+
+_FEED_COPIES = ("study_uid", "series_uid", "sop_uid", "instance_id")
+"""The columns of a feed entry that are copies of its instance's rows once it is deleted."""
+
+_FEED_SELECT = (
+    "SELECT f.seq, f.action, f.state, "
+    + ", ".join(
+        f"CASE WHEN f.resource_id IS NULL THEN f.{column} ELSE {expr} END"
+        for column, expr in zip(
+            ("study_uid", "series_uid", "sop_uid", "instance_id"), _feed_uids("f.resource_id"), strict=True
+        )
+    )
+    + ", f.timestamp FROM changefeed f "
+)
+"""The change feed's columns (seq, action, state, study, series, SOP, instance id, time)."""
 
 
 def ensure_signatures(conn: Any, values: Iterable[str], begin: str = SQLITE.begin_write) -> None:
@@ -583,10 +623,23 @@ class SqlTransaction:
     def last_feed_entry(self, instance_id: str) -> tuple[str, str, str] | None:
         """(study, series, SOP instance UID) of the newest change-feed entry of an instance."""
         row = self.c.execute(
-            "SELECT study_uid, series_uid, sop_uid FROM changefeed WHERE instance_id=? ORDER BY seq DESC LIMIT 1",
-            (instance_id,),
+            _FEED_SELECT + "WHERE f.seq = (SELECT MAX(seq) FROM (SELECT seq FROM changefeed WHERE instance_id = ? "
+            "UNION ALL SELECT seq FROM changefeed WHERE resource_id IN "
+            "(SELECT id FROM resources WHERE public_id = ?)))",
+            (instance_id, instance_id),
         ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        return (row[3], row[4], row[5]) if row else None
+
+    def detach_feed(self, ids: Sequence[int]) -> None:
+        """Copy into their change-feed entries the UIDs and public id of these instances, which
+        are about to be deleted (the entries outlive them)."""
+        study, series, sop, public_id = _feed_uids("changefeed.resource_id")
+        for chunk in _chunks(ids):
+            self.c.execute(
+                f"UPDATE changefeed SET study_uid = {study}, series_uid = {series}, sop_uid = {sop}, "
+                f"instance_id = {public_id}, resource_id = NULL WHERE resource_id IN ({_marks(len(chunk))})",
+                tuple(chunk),
+            )
 
     def log_feed(
         self,
@@ -600,25 +653,24 @@ class SqlTransaction:
     ) -> None:
         """A change-feed entry; earlier entries of the instance become "replaced" or "deleted"
         (`replaces=False`: the caller knows there is no current one)."""
+        found = self.lookup(instance_id)
         if replaces:
+            later = feed_state(action)[1]
             self.c.execute(
-                "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
-                (feed_state(action)[1], instance_id),
+                "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'", (later, instance_id)
             )
-        self._insert("changefeed", 7, [_feed_row(action, study, series, sop, instance_id, timestamp)])
+            if found is not None:
+                self.c.execute(
+                    "UPDATE changefeed SET state=? WHERE resource_id=? AND state='current'", (later, found[0])
+                )
+        rid = found[0] if found is not None and found[1] is ResourceType.INSTANCE else None
+        self._insert("changefeed", 8, [_feed_row(action, study, series, sop, instance_id, timestamp, rid)])
 
     def feed(self, offset: int, limit: int) -> list[tuple[Any, ...]]:
-        return self.c.execute(
-            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
-            "WHERE seq > ? ORDER BY seq LIMIT ?",
-            (offset, limit),
-        ).fetchall()
+        return self.c.execute(_FEED_SELECT + "WHERE f.seq > ? ORDER BY f.seq LIMIT ?", (offset, limit)).fetchall()
 
     def feed_latest(self) -> tuple[Any, ...] | None:
-        row = self.c.execute(
-            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
-            "ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        row = self.c.execute(_FEED_SELECT + "ORDER BY f.seq DESC LIMIT 1").fetchone()
         return tuple(row) if row else None
 
     def clear_changes(self) -> None:

@@ -176,10 +176,12 @@ def test_a_cascade_delete(index):
     ids = index.write_blocking(_tree)
     index.write_blocking(
         lambda txn: [
-            txn.log_feed("create", "1.1", "x", "9.3", "i3", "t0", replaces=False),
+            txn.log_feed("create", "1.1", "", "9.3", "i3", "t0", replaces=False),  # (e2 has no series UID)
             txn.log_changes([(1, IN, "i3", "d"), (1, IN, "i0", "d")]),
         ]
     )
+    entry = [1, "create", "current", "1.1", "", "9.3", "i3", "t0"]
+    assert index.read_blocking(lambda txn: [list(r) for r in txn.feed(0, 10)]) == [entry]
     deletion = index.write_blocking(lambda txn: txn.delete_resource(ids["i3"]))
     # i3 was the only instance of e2, the only series of s1: both go; the patient stays
     assert sorted(pub for _lv, pub in deletion.deleted) == ["e2", "i3", "s1"]
@@ -193,6 +195,8 @@ def test_a_cascade_delete(index):
             ("create", "deleted", "i3"),
             ("delete", "deleted", "i3"),
         ]
+        # the entries outlive the instance: its UIDs were copied into them before its rows went
+        assert [list(r[3:6]) for r in txn.feed(0, 10)] == [["1.1", "", "9.3"]] * 2
         assert txn.feed_latest()[1] == "delete"
 
     index.read_blocking(check)
