@@ -307,7 +307,9 @@ class SqlTransaction:
         return ResourceSummary(
             ResourceRow(rid, _LEVELS[level], pub, parent, ppub, dict(loads(tags))),
             kids.split(",") if kids else [],
-            {int(k): v for k, v in loads(meta).items()} if meta else {},
+            {int(k): v if int(k) != SIGNATURE else self._signature_text(v) for k, v in loads(meta).items()}
+            if meta
+            else {},
             sorted(loads(labels)) if labels else [],
             (uuid, size) if uuid is not None else None,
             bool(protected),

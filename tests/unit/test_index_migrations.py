@@ -166,6 +166,9 @@ def test_an_index_written_by_the_schema_5_server_reads_the_same_after_migration_
             got = json.loads(json.dumps(await index.read(_snapshot)))
             assert got == expected
             instance = expected["resources/INSTANCE"][0]
+            signature = expected["metadata/INSTANCE"][str(instance[0])]["15"]
+            summary = await index.read(lambda txn: txn.summary(instance[2], (15, 1)), short=True)
+            assert summary is not None and summary.metadata[15] == signature  # its text, not its number
             await index.write(lambda txn: txn.delete_resource(instance[0]))
             after = await index.read(_snapshot)
             assert instance[3] not in [c[3] for c in after["changes"]] and after["last_change"] == 17
