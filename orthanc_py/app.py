@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from .storage.registry import open_storage
 from .web.forms import form_middleware
 from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
 from .web.responses import BIG_READ
+from .web.router import application
 
 log = logging.getLogger("orthanc_py")
 
@@ -67,7 +69,7 @@ def build_app(ctx: ServerContext) -> web.Application:
     # 64 KiB default every upload paused and resumed reading once (two epoll_ctl calls, each
     # giving up the GIL on the event loop, which then waited to win it back from the ingest
     # threads).
-    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": BIG_READ})
+    app = application(client_max_size=MAX_BODY, middlewares=middlewares, handler_args={"read_bufsize": BIG_READ})
     app.on_response_prepare.append(security_headers)
     rest.setup(app, ctx)
     dicomweb.setup(app)
@@ -87,7 +89,10 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
     Every HTTP request crosses the loop several times (read, dispatch, write): with uvloop a
     minimal aiohttp answer costs ~35 us less on this class of machine (0.18 -> 0.14 ms at p50),
-    which is most of what separated our simple reads from Orthanc's."""
+    which is most of what separated our simple reads from Orthanc's. ORTHANC_PY_EVENT_LOOP=asyncio
+    in the environment selects asyncio's loop (to rule the loop out when chasing a problem)."""
+    if os.environ.get("ORTHANC_PY_EVENT_LOOP", "").lower() == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
