@@ -158,18 +158,17 @@ def _feed_uids(ref: str) -> tuple[str, str, str, str]:
     return study, series, sop, public_id
 
 
-_FEED_COPIES = ("study_uid", "series_uid", "sop_uid", "instance_id")
-"""The columns of a feed entry that are copies of its instance's rows once it is deleted."""
-
 _FEED_SELECT = (
     "SELECT f.seq, f.action, f.state, "
-    + ", ".join(
-        f"CASE WHEN f.resource_id IS NULL THEN f.{column} ELSE {expr} END"
-        for column, expr in zip(
-            ("study_uid", "series_uid", "sop_uid", "instance_id"), _feed_uids("f.resource_id"), strict=True
-        )
-    )
-    + ", f.timestamp FROM changefeed f "
+    "CASE WHEN f.resource_id IS NULL THEN f.study_uid ELSE COALESCE(ts.value, '') END, "
+    "CASE WHEN f.resource_id IS NULL THEN f.series_uid ELSE COALESCE(te.value, '') END, "
+    "CASE WHEN f.resource_id IS NULL THEN f.sop_uid ELSE COALESCE(tp.value, '') END, "
+    "CASE WHEN f.resource_id IS NULL THEN f.instance_id ELSE i.public_id END, "
+    "f.timestamp FROM changefeed f "
+    "LEFT JOIN resources i ON i.id = f.resource_id LEFT JOIN resources s ON s.id = i.parent_id "
+    f"LEFT JOIN tags ts ON ts.resource_id = s.parent_id AND ts.tag = {STUDY_INSTANCE_UID} "
+    f"LEFT JOIN tags te ON te.resource_id = i.parent_id AND te.tag = {SERIES_INSTANCE_UID} "
+    f"LEFT JOIN tags tp ON tp.resource_id = i.id AND tp.tag = {SOP_INSTANCE_UID} "
 )
 """The change feed's columns (seq, action, state, study, series, SOP, instance id, time)."""
 
@@ -531,7 +530,8 @@ class SqlTransaction:
             "JOIN resources r ON r.id = c.resource_id WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
             (since, limit),
         )
-        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in rows]
+        levels = _LEVELS  # (a dict look-up: the enum's constructor costs more than the join)
+        return [Change(s, t, levels[lv], p, d) for s, t, lv, p, d in rows]
 
     def changes_before(self, before: int, limit: int) -> list[Change]:
         rows = self.c.execute(
@@ -539,7 +539,8 @@ class SqlTransaction:
             "JOIN resources r ON r.id = c.resource_id WHERE c.seq < ? ORDER BY c.seq DESC LIMIT ?",
             (before, limit),
         )
-        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
+        levels = _LEVELS
+        return [Change(s, t, levels[lv], p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
 
     def last_change(self) -> int:
         """The last sequence number handed out (Orthanc's GetLastChangeIndex): changes of
