@@ -8,11 +8,16 @@ and re-arming TCP_QUICKACK after each read removes both costs.
 
 from __future__ import annotations
 
+import io
+import logging
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..model.wire import encoded_body
+
+log = logging.getLogger("orthanc_py.dicomnet")
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _applied = False
@@ -51,6 +56,19 @@ def _encoder(original: Callable[..., bytes | None]) -> Callable[..., bytes | Non
     return encode
 
 
+def _no_delay(original: Callable[..., Any]) -> Callable[..., Any]:
+    def create_socket(self: Any, address: Any) -> Any:
+        """pynetdicom's socket for an association we request, without Nagle's delay."""
+        sock = original(self, address)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        return sock
+
+    return create_socket
+
+
 def tune_pynetdicom() -> None:
     """Install the faster `recv` on pynetdicom's association sockets and the encoder that sends
     stored bytes as they are (idempotent)."""
@@ -60,5 +78,149 @@ def tune_pynetdicom() -> None:
     from pynetdicom import association, transport
 
     transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    transport.AssociationSocket._create_socket = _no_delay(  # type: ignore[method-assign]
+        transport.AssociationSocket._create_socket
+    )
     association.encode = _encoder(association.encode)
     _applied = True
+
+
+# --------------------------------------------------------------------------- sub-operations
+#
+# pynetdicom sends each DIMSE message as P-DATA primitives through a queue to its DUL thread,
+# which turns each into a PDU (a copy), runs the state machine and writes it (another copy):
+# for a 512x512 CT at 16 KiB PDUs, ~34 hops per instance, and the DUL thread sleeps 1 ms
+# whenever its queue is empty. Its `send_c_store` also pauses the association's reactor around
+# each request, and a response that arrives while the reactor resumes is taken by the reactor
+# (lost: the sub-operation then times out). For the C-STORE sub-operations of a C-MOVE or C-GET
+# (a run of messages on an association in the "established" state, nothing else sending on it),
+# the messages are written here, whole, by the thread that produces them.
+
+
+def _pdv_pdus(context_id: int, data: bytes, command: bool, max_pdu: int) -> list[bytes]:
+    """The P-DATA-TF PDUs (PS3.8 9.3.5) carrying one command or data set, each of at most the
+    peer's maximum length (0: unlimited), as pynetdicom fragments them."""
+    size = len(data)
+    step = max_pdu - 6 if max_pdu > 6 else max(size, 1)
+    more, last = (0x01, 0x03) if command else (0x00, 0x02)
+    out = []
+    view = memoryview(data)
+    offset = 0
+    while True:
+        chunk = view[offset : offset + step]
+        offset += step
+        control = last if offset >= size else more
+        n = len(chunk)
+        out.append(b"\x04\x00" + (n + 6).to_bytes(4, "big") + (n + 2).to_bytes(4, "big") + bytes((context_id, control)))
+        out.append(chunk)  # type: ignore[arg-type]
+        if offset >= size:
+            return out
+
+
+class DirectSender:
+    """Writes the DIMSE messages of one association straight to its socket (see above), and
+    sends C-STOREs of stored bytes on it without pausing its reactor. Installed with
+    `install()` (as the association's `dimse.send_msg` and `send_c_store`, the methods
+    pynetdicom's C-MOVE and C-GET services call), removed with `remove()`. Whatever cannot go
+    this way (the association left the established state, the socket failed) goes through
+    pynetdicom's own path."""
+
+    def __init__(self, assoc: Any) -> None:
+        self.assoc = assoc
+        self._contexts: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._broken = False
+
+    def install(self) -> None:
+        self.assoc.dimse.send_msg = self.send_msg
+        self.assoc.send_c_store = self.send_c_store
+
+    def remove(self) -> None:
+        for owner, name in ((self.assoc.dimse, "send_msg"), (self.assoc, "send_c_store")):
+            if name in vars(owner):
+                delattr(owner, name)
+
+    def _socket(self) -> Any:
+        dul = self.assoc.dul
+        if self._broken or dul.state_machine.current_state != "Sta6":
+            return None
+        return getattr(dul.socket, "socket", None)
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        """pynetdicom's `DIMSEServiceProvider.send_msg`, written by the calling thread."""
+        from pynetdicom.dimse import _RQ_TO_MESSAGE, _RSP_TO_MESSAGE, DIMSEServiceProvider
+        from pynetdicom.dsutils import encode
+
+        sock = self._socket()
+        if sock is None:
+            DIMSEServiceProvider.send_msg(self.assoc.dimse, primitive, context_id)
+            return
+        if primitive.MessageIDBeingRespondedTo is None:
+            msg = _RQ_TO_MESSAGE[primitive.__class__]()
+        else:
+            msg = _RSP_TO_MESSAGE[primitive.__class__]()
+        msg.primitive_to_message(primitive)
+        msg.context_id = context_id
+        max_pdu = int(self.assoc.dimse.maximum_pdu_size or 0)
+        parts = _pdv_pdus(context_id, encode(msg.command_set, True, True) or b"", True, max_pdu)
+        data = msg.data_set.getvalue() if msg.data_set is not None else b""
+        if data:
+            parts += _pdv_pdus(context_id, data, False, max_pdu)
+        try:
+            with self._lock:
+                sock.sendall(b"".join(parts))
+        except OSError:
+            # the peer went away: pynetdicom's DUL sees it and ends the association
+            self._broken = True
+            log.debug("DIMSE message not sent", exc_info=True)
+
+    def send_c_store(
+        self,
+        dataset: Any,
+        msg_id: int = 1,
+        priority: int = 2,
+        originator_aet: str | None = None,
+        originator_id: int | None = None,
+    ) -> Any:
+        """pynetdicom's `Association.send_c_store` for a dataset (the stored bytes as they are,
+        `model.wire`), without pausing the reactor: the caller is the association's own
+        reactor (C-GET) or the reactor was held from the start (`hold_reactor`)."""
+        from pydicom.dataset import Dataset
+        from pynetdicom.association import encode
+        from pynetdicom.dimse_primitives import C_STORE
+
+        assoc = self.assoc
+        if not assoc.is_established:
+            raise RuntimeError("The association is not established")
+        sop_class = str(dataset.SOPClassUID)
+        syntax = str(dataset.file_meta.TransferSyntaxUID)
+        key = (sop_class, syntax)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = assoc._get_valid_context(sop_class, syntax, "scu")
+        ts = context.transfer_syntax[0]
+        body = encode(dataset, ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated)
+        if body is None:
+            raise ValueError("Failed to encode the supplied dataset")
+        req = C_STORE()
+        req.MessageID = msg_id
+        req.Priority = priority
+        req.MoveOriginatorApplicationEntityTitle = originator_aet
+        req.MoveOriginatorMessageID = originator_id
+        req.AffectedSOPClassUID = sop_class
+        req.AffectedSOPInstanceUID = str(dataset.SOPInstanceUID)
+        req.DataSet = io.BytesIO(body)
+        self.send_msg(req, int(context.context_id))
+        _cx, rsp = assoc.dimse.get_msg(block=True)
+        if rsp is None:
+            assoc._handle_no_response()
+            return Dataset()
+        return assoc._check_received_status(rsp)
+
+
+def hold_reactor(assoc: Any) -> None:
+    """Keep the reactor of an association we requested from ever taking a message off its
+    queue (called from EVT_ESTABLISHED, before the reactor starts): its DIMSE responses are
+    read by `DirectSender.send_c_store`. Release and abort still work (pynetdicom resumes the
+    reactor for them)."""
+    assoc._reactor_checkpoint.clear()
