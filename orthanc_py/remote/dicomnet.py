@@ -69,6 +69,19 @@ def _no_delay(original: Callable[..., Any]) -> Callable[..., Any]:
     return create_socket
 
 
+def _shutdown_socket(self: Any) -> None:
+    """pynetdicom's, closing the socket even when it was never connected (pynetdicom's own
+    skips the close when `shutdown` fails, which leaked the socket of every refused connection)."""
+    sock = self.socket
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 def tune_pynetdicom() -> None:
     """Install the faster `recv` on pynetdicom's association sockets and the encoder that sends
     stored bytes as they are (idempotent)."""
@@ -78,6 +91,7 @@ def tune_pynetdicom() -> None:
     from pynetdicom import association, transport
 
     transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
+    transport.AssociationSocket._shutdown_socket = _shutdown_socket  # type: ignore[method-assign]
     transport.AssociationSocket._create_socket = _no_delay(  # type: ignore[method-assign]
         transport.AssociationSocket._create_socket
     )
