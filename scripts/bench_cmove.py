@@ -4,15 +4,17 @@ with DCMTK's movescu/getscu as the requestor and DCMTK's storescp as the move de
 
 Usage:
   scripts/bench_cmove.py --data DIR [--target ours:/work/wt/x] [--target ours:/work/wt/y]
-                         [--target orthanc] [--runs 5] [--get] [--profile OUT.prof]
+                         [--target orthanc] [--target orthanc:TCP_NODELAY=1] [--runs 5] [--get]
 
 DIR holds the files of ONE study (e.g. `scripts/populate --out DIR ...`). Each target is started
 on a temporary storage with free ports, the study is sent to it with storescu, then the runs
 alternate between targets (A B, B A, ...) so machine noise hits all alike. Each run times one
 `movescu` (study level, to a storescp started with --ignore, default 16 KiB PDUs) and, with
 --get, one `getscu` (files written to a tmpfs folder, counted and removed). Reports the median
-instances/s and MB/s per target. `--profile` runs our first target under cProfile (slower; for
-finding where the time goes, not for figures). Only processes this script starts are stopped.
+instances/s and MB/s per target. "orthanc:NAME=VALUE" starts Orthanc with that environment
+variable (DCMTK's TCP_NODELAY=1 turns Nagle's algorithm off on its sockets; by default it stays
+on, and each C-STORE to a DCMTK peer then waits for a delayed ACK). Only processes this script
+starts are stopped.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Target:
     label: str
     kind: str  # "ours" or "orthanc"
     repo: str = ""
+    env: dict[str, str] = field(default_factory=dict)
     http: int = 0
     dicom: int = 0
     proc: subprocess.Popen[bytes] | None = None
@@ -80,7 +83,7 @@ def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise RuntimeError("server did not start")
 
 
-def start(t: Target, dest_port: int, profile: str | None) -> None:
+def start(t: Target, dest_port: int) -> None:
     t.workdir = Path(tempfile.mkdtemp(prefix=f"bench-cmove-{t.kind}-"))
     t.http, t.dicom = free_ports(2)
     config = {
@@ -101,14 +104,11 @@ def start(t: Target, dest_port: int, profile: str | None) -> None:
     }
     cfg = t.workdir / "config.json"
     cfg.write_text(json.dumps(config))
-    env = dict(os.environ)
+    env = {**os.environ, **t.env}
     log = (t.workdir / "server.log").open("ab")
     if t.kind == "ours":
         env["PYTHONPATH"] = t.repo
-        cmd = [sys.executable]
-        if profile:
-            cmd += ["-m", "cProfile", "-o", profile]
-        cmd += ["-m", "orthanc_py", str(cfg)]
+        cmd = [sys.executable, "-m", "orthanc_py", str(cfg)]
         cwd = t.repo
     else:
         cmd, cwd = [ORTHANC_BIN, str(cfg)], str(t.workdir)
@@ -181,16 +181,18 @@ def main() -> int:
     ap.add_argument("--target", action="append", default=[], help="ours:REPO or orthanc")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--get", action="store_true", help="also time C-GET (getscu)")
-    ap.add_argument("--profile", help="run the first 'ours' target under cProfile, written here")
     args = ap.parse_args()
     files = [p for p in args.data.rglob("*") if p.is_file()]
     count, size_mb = len(files), sum(p.stat().st_size for p in files) / 1e6
     uid = study_uid(args.data)
     targets = []
     for spec in args.target or ["ours:" + str(Path(__file__).resolve().parent.parent)]:
-        kind, _, repo = spec.partition(":")
-        label = f"{kind}:{Path(repo).name}" if repo else kind
-        targets.append(Target(label, kind, repo))
+        kind, _, rest = spec.partition(":")
+        if kind == "orthanc":
+            env = dict(kv.split("=", 1) for kv in rest.split(",") if "=" in kv)
+            targets.append(Target(spec, kind, env=env))
+        else:
+            targets.append(Target(f"{kind}:{Path(rest).name}", kind, rest))
     (dest_port,) = free_ports(1)
     storescp = subprocess.Popen(
         ["storescp", "--ignore", "-aet", "STORESCP", str(dest_port)],
@@ -199,11 +201,8 @@ def main() -> int:
         start_new_session=True,
     )
     try:
-        profiled = False
         for t in targets:
-            prof = args.profile if (args.profile and t.kind == "ours" and not profiled) else None
-            profiled = profiled or bool(prof)
-            start(t, dest_port, prof)
+            start(t, dest_port)
             upload(t, args.data)
         for t in targets:  # warm-up (first association, imports)
             run_move(t, uid)
