@@ -4,17 +4,19 @@ with DCMTK's movescu/getscu as the requestor and DCMTK's storescp as the move de
 
 Usage:
   scripts/bench_cmove.py --data DIR [--target ours:/work/wt/x] [--target ours:/work/wt/y]
-                         [--target orthanc] [--target orthanc:TCP_NODELAY=1] [--runs 5] [--get]
+                         [--target orthanc] [--target orthanc:TCP_NODELAY=1] [--runs 5]
+                         [--get] [--store]
 
 DIR holds the files of ONE study (e.g. `scripts/populate --out DIR ...`). Each target is started
 on a temporary storage with free ports, the study is sent to it with storescu, then the runs
 alternate between targets (A B, B A, ...) so machine noise hits all alike. Each run times one
-`movescu` (study level, to a storescp started with --ignore, default 16 KiB PDUs) and, with
---get, one `getscu` (files written to a tmpfs folder, counted and removed). Reports the median
-instances/s and MB/s per target. "orthanc:NAME=VALUE" starts Orthanc with that environment
-variable (DCMTK's TCP_NODELAY=1 turns Nagle's algorithm off on its sockets; by default it stays
-on, and each C-STORE to a DCMTK peer then waits for a delayed ACK). Only processes this script
-starts are stopped.
+`movescu` (study level, to the target's own storescp started with --ignore, default 16 KiB
+PDUs) and, with --get, one `getscu` (files written to a tmpfs folder, counted and removed);
+then, with --store, runs of POST /modalities/dest/store of the study (the server's C-STORE SCU,
+to the same storescp). Reports the median instances/s and MB/s per target.
+"orthanc:NAME=VALUE" starts Orthanc with that environment variable (DCMTK's TCP_NODELAY=1 turns
+Nagle's algorithm off on its sockets; by default it stays on, and each C-STORE to a DCMTK peer
+then waits for a delayed ACK). Only processes this script starts are stopped.
 """
 
 from __future__ import annotations
@@ -64,8 +66,10 @@ class Target:
     dicom: int = 0
     proc: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
+    storescp: subprocess.Popen[bytes] | None = None
     move_rates: list[float] = field(default_factory=list)
     get_rates: list[float] = field(default_factory=list)
+    store_rates: list[float] = field(default_factory=list)
 
 
 def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -83,9 +87,17 @@ def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> 
     raise RuntimeError("server did not start")
 
 
-def start(t: Target, dest_port: int) -> None:
+def start(t: Target) -> None:
+    """The server and its own storescp (which takes one association at a time: a destination
+    shared by the targets would make each wait for the others' pooled associations)."""
     t.workdir = Path(tempfile.mkdtemp(prefix=f"bench-cmove-{t.kind}-"))
-    t.http, t.dicom = free_ports(2)
+    t.http, t.dicom, dest_port = free_ports(3)
+    t.storescp = subprocess.Popen(
+        ["storescp", "--ignore", "-aet", "STORESCP", str(dest_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     config = {
         "Name": f"bench-cmove-{t.label}",
         "StorageDirectory": str(t.workdir / "storage"),
@@ -116,7 +128,7 @@ def start(t: Target, dest_port: int) -> None:
     wait_http(t.http, t.proc)
 
 
-def stop(t: Target) -> None:
+def stop(t: Target, keep: bool = False) -> None:
     if t.proc is not None and t.proc.poll() is None:
         t.proc.send_signal(signal.SIGINT if t.kind == "ours" else signal.SIGTERM)
         try:
@@ -124,7 +136,10 @@ def stop(t: Target) -> None:
         except subprocess.TimeoutExpired:
             t.proc.kill()
             t.proc.wait(10)
-    if t.workdir is not None and not os.environ.get("BENCH_KEEP"):
+    if t.storescp is not None:
+        t.storescp.terminate()
+        t.storescp.wait(10)
+    if t.workdir is not None and not keep:
         shutil.rmtree(t.workdir, ignore_errors=True)
 
 
@@ -154,7 +169,7 @@ def run_move(t: Target, uid: str) -> float:
     )
     dt = time.perf_counter() - t0
     if out.returncode != 0:
-        raise RuntimeError(f"movescu failed: {out.stderr[-500:]}")
+        raise RuntimeError(f"{t.label}: movescu failed (log in {t.workdir}): {out.stderr[-500:]}")
     return dt
 
 
@@ -175,12 +190,27 @@ def run_get(t: Target, uid: str) -> tuple[float, int]:
         shutil.rmtree(dest, ignore_errors=True)
 
 
+def run_store(t: Target) -> float:
+    """POST /modalities/dest/store of the (only) study: our C-STORE SCU to the same storescp."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{t.http}/studies", timeout=30) as r:
+        (study,) = json.loads(r.read())
+    req = urllib.request.Request(f"http://127.0.0.1:{t.http}/modalities/dest/store", data=study.encode(), method="POST")
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=600) as r:
+        answer = json.loads(r.read())
+    dt = time.perf_counter() - t0
+    if answer.get("FailedInstancesCount"):
+        raise RuntimeError(f"store failed: {answer}")
+    return dt
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--target", action="append", default=[], help="ours:REPO or orthanc")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--get", action="store_true", help="also time C-GET (getscu)")
+    ap.add_argument("--store", action="store_true", help="also time POST /modalities/dest/store (C-STORE SCU)")
     args = ap.parse_args()
     files = [p for p in args.data.rglob("*") if p.is_file()]
     count, size_mb = len(files), sum(p.stat().st_size for p in files) / 1e6
@@ -193,16 +223,10 @@ def main() -> int:
             targets.append(Target(spec, kind, env=env))
         else:
             targets.append(Target(f"{kind}:{Path(rest).name}", kind, rest))
-    (dest_port,) = free_ports(1)
-    storescp = subprocess.Popen(
-        ["storescp", "--ignore", "-aet", "STORESCP", str(dest_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    failed = False
     try:
         for t in targets:
-            start(t, dest_port)
+            start(t)
             upload(t, args.data)
         for t in targets:  # warm-up (first association, imports)
             run_move(t, uid)
@@ -215,6 +239,9 @@ def main() -> int:
                     if got != count:
                         print(f"{t.label}: C-GET received {got} of {count}", file=sys.stderr)
                     t.get_rates.append(count / dt)
+        for r in range(args.runs if args.store else 0):  # apart: the pool keeps an association 5 s
+            for t in targets if r % 2 == 0 else list(reversed(targets)):
+                t.store_rates.append(count / run_store(t))
         print(f"{count} instances, {size_mb:.1f} MB, {args.runs} runs each, medians")
         for t in targets:
             m = statistics.median(t.move_rates)
@@ -224,13 +251,18 @@ def main() -> int:
                 g = statistics.median(t.get_rates)
                 line += f" | C-GET {g:7.1f} inst/s {g * size_mb / count:6.1f} MB/s"
                 line += "  runs " + " ".join(f"{x:.0f}" for x in t.get_rates)
+            if t.store_rates:
+                st = statistics.median(t.store_rates)
+                line += f" | store SCU {st:7.1f} inst/s {st * size_mb / count:6.1f} MB/s"
+                line += "  runs " + " ".join(f"{x:.0f}" for x in t.store_rates)
             print(line, flush=True)
+    except BaseException:
+        failed = True
+        raise
     finally:
         for t in targets:
             with contextlib.suppress(Exception):
-                stop(t)
-        storescp.terminate()
-        storescp.wait(10)
+                stop(t, keep=failed)
     return 0
 
 

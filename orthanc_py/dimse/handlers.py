@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -193,7 +191,7 @@ class DicomHandlers:
                 log.warning("cannot transcode %s to any of %s", wire_syntax(ds), syntaxes)
             return ds
 
-        return _read_ahead(load, files)
+        return core_modalities.read_ahead(load, files)
 
     def _sub_operations(
         self,
@@ -393,47 +391,6 @@ class DicomHandlers:
             # Orthanc ends a query cut at LimitFindResults/LimitFindInstances with "matching
             # terminated due to cancel" rather than success
             yield status.CANCEL, None
-
-
-def _read_ahead(load: Callable[[Any], Dataset], items: list[Any], depth: int = 4) -> Iterator[Dataset]:
-    """`load(item)` for each item, in order, computed by a helper thread at most `depth` items
-    ahead (file reads and parsing overlap the network exchange of the current item). An
-    exception of `load` is raised here, at its item; closing the iterator stops the thread."""
-    results: queue.Queue[tuple[Dataset | None, BaseException | None]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work() -> None:
-        for item in items:
-            try:
-                value: tuple[Dataset | None, BaseException | None] = (load(item), None)
-            except Exception as exc:
-                value = (None, exc)
-            while not stop.is_set():
-                try:
-                    results.put(value, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-            if stop.is_set() or value[1] is not None:
-                return
-
-    worker = threading.Thread(target=work, name="dimse-read-ahead", daemon=True)
-    worker.start()
-    try:
-        for _ in items:
-            while True:
-                try:
-                    ds, exc = results.get(timeout=0.2)
-                    break
-                except queue.Empty:
-                    if not worker.is_alive() and results.empty():
-                        raise RuntimeError("the file reader stopped") from None
-            if exc is not None:
-                raise exc
-            assert ds is not None
-            yield ds
-    finally:
-        stop.set()
 
 
 def _verification_context() -> Any:

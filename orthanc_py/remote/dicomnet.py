@@ -1,23 +1,30 @@
-"""Network tuning of pynetdicom's sockets, applied once by the composition root.
+"""Network tuning of pynetdicom, applied once by the composition root, and the fast path of
+runs of C-STOREs (the sub-operations of C-MOVE and C-GET).
 
 pynetdicom reads a PDU 4 KiB at a time (128 `recv` calls and copies for a 512x512 CT) and lets
 the kernel delay its ACKs. Against DCMTK peers (which leave Nagle's algorithm on) a delayed ACK
 stalls every C-STORE for 40 ms: 20 instances/s whatever the machine. Reading into one buffer
-and re-arming TCP_QUICKACK after each read removes both costs.
+and re-arming TCP_QUICKACK after each read removes both costs. On the sending side, a socket
+with Nagle's algorithm on holds back each PDU shorter than a segment until the previous one is
+acknowledged: every association we request has it off (those we accept: dimse/server.py).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import queue
 import socket
 import threading
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 from ..model.wire import encoded_body
 
 log = logging.getLogger("orthanc_py.dicomnet")
+T = TypeVar("T")
+R = TypeVar("R")
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _applied = False
@@ -238,3 +245,56 @@ def hold_reactor(assoc: Any) -> None:
     read by `DirectSender.send_c_store`. Release and abort still work (pynetdicom resumes the
     reactor for them)."""
     assoc._reactor_checkpoint.clear()
+
+
+def pause_reactor(assoc: Any) -> None:
+    """Stop the reactor of an established association we requested from taking messages off
+    its queue until `assoc._reactor_checkpoint.set()`, so that `DirectSender.send_c_store`
+    reads the responses. Call it before sending anything: a reactor caught between its
+    checkpoint and its read finds the queue empty."""
+    assoc._reactor_checkpoint.clear()
+    for _ in range(10000):  # the reactor checks every millisecond; 1 s at most
+        if assoc._is_paused or not assoc.is_established:
+            return
+        time.sleep(0.0001)
+
+
+def read_ahead(load: Callable[[T], R], items: Sequence[T], depth: int = 4) -> Generator[R, None, None]:
+    """`load(item)` for each item, in order, computed by a helper thread at most `depth` items
+    ahead of the consumer, so that reading and parsing the next files overlaps the network
+    exchange of the current one. An exception of `load` is raised here, at its item (nothing
+    after it is loaded); closing the iterator stops the thread."""
+    results: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        for item in items:
+            try:
+                value: tuple[bool, Any] = (True, load(item))
+            except Exception as exc:
+                value = (False, exc)
+            while not stop.is_set():
+                try:
+                    results.put(value, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set() or not value[0]:
+                return
+
+    worker = threading.Thread(target=work, name="read-ahead", daemon=True)
+    worker.start()
+    try:
+        for _ in items:
+            while True:
+                try:
+                    ok, value = results.get(timeout=0.2)
+                    break
+                except queue.Empty:
+                    if not worker.is_alive() and results.empty():
+                        raise RuntimeError("the file reader stopped") from None
+            if not ok:
+                raise value
+            yield value
+    finally:
+        stop.set()
