@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import queue
+import select
 import socket
 import threading
 import time
@@ -138,6 +139,24 @@ def _pdv_pdus(context_id: int, data: bytes, command: bool, max_pdu: int) -> list
             return out
 
 
+def _send_all(sock: socket.socket, data: bytes, timeout: float | None) -> None:
+    """`sock.sendall(data)`, failing (TimeoutError) when the peer accepts nothing for `timeout`
+    seconds: pynetdicom leaves the sockets it connects blocking, and a peer that stops reading
+    would hold the sender forever."""
+    if timeout is None:
+        sock.sendall(data)
+        return
+    view = memoryview(data)
+    while view:
+        try:
+            n = sock.send(view, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            if not select.select([], [sock], [], timeout)[1]:
+                raise TimeoutError(f"the peer accepted no data for {timeout} s") from None
+            continue
+        view = view[n:]
+
+
 class DirectSender:
     """Writes the DIMSE messages of one association straight to its socket (see above), and
     sends C-STOREs of stored bytes on it without pausing its reactor. Installed with
@@ -187,13 +206,19 @@ class DirectSender:
         data = msg.data_set.getvalue() if msg.data_set is not None else b""
         if data:
             parts += _pdv_pdus(context_id, data, False, max_pdu)
+        timeout = self.assoc.dimse_timeout
         try:
             with self._lock:
-                sock.sendall(b"".join(parts))
-        except OSError:
-            # the peer went away: pynetdicom's DUL sees it and ends the association
+                _send_all(sock, b"".join(parts), timeout)
+        except OSError as exc:
+            # the peer went away, or stopped reading: the connection is shut down, so that
+            # pynetdicom's DUL ends the association and the response wait returns at once
             self._broken = True
-            log.debug("DIMSE message not sent", exc_info=True)
+            log.warning("DIMSE message not sent: %s", exc)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def send_c_store(
         self,
@@ -249,7 +274,7 @@ def hold_reactor(assoc: Any) -> None:
 
 def pause_reactor(assoc: Any) -> None:
     """Stop the reactor of an established association we requested from taking messages off
-    its queue until `assoc._reactor_checkpoint.set()`, so that `DirectSender.send_c_store`
+    its queue until `resume_reactor`, so that `DirectSender.send_c_store`
     reads the responses. Call it before sending anything: a reactor caught between its
     checkpoint and its read finds the queue empty."""
     assoc._reactor_checkpoint.clear()
@@ -259,11 +284,19 @@ def pause_reactor(assoc: Any) -> None:
         time.sleep(0.0001)
 
 
-def read_ahead(load: Callable[[T], R], items: Sequence[T], depth: int = 4) -> Generator[R, None, None]:
+def resume_reactor(assoc: Any) -> None:
+    """Let the reactor paused by `pause_reactor` (or held by `hold_reactor`) run again: an idle
+    pooled association notices the peer's release or abort."""
+    assoc._reactor_checkpoint.set()
+
+
+def read_ahead(load: Callable[[T], R], items: Sequence[T], depth: int = 1) -> Generator[R, None, None]:
     """`load(item)` for each item, in order, computed by a helper thread at most `depth` items
-    ahead of the consumer, so that reading and parsing the next files overlaps the network
-    exchange of the current one. An exception of `load` is raised here, at its item (nothing
-    after it is loaded); closing the iterator stops the thread."""
+    ahead of the consumer, so that reading and parsing the next file overlaps the network
+    exchange of the current one (one ahead is enough when parsing is faster than sending, and
+    keeps at most three files in memory: the one sent, the one ready, the one being read). An
+    exception of `load` is raised here, at its item (nothing after it is loaded); closing the
+    iterator stops the thread."""
     results: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

@@ -20,7 +20,7 @@ from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE
 from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
 from ..model.wire import for_peer, stored_dataset, wire_syntax
-from .dicomnet import DirectSender, pause_reactor, read_ahead
+from .dicomnet import DirectSender, pause_reactor, read_ahead, resume_reactor
 
 log = logging.getLogger("orthanc_py.scu")
 
@@ -307,7 +307,7 @@ class DicomScu:
         finally:
             loaded.close()
             sender.remove()
-            pooled.assoc._reactor_checkpoint.set()
+            resume_reactor(pooled.assoc)
             pooled.last_used = time.monotonic()
             key = (modality.aet, modality.host, modality.port, modality.local_aet)
             with self._lock:
@@ -322,9 +322,9 @@ class DicomScu:
         self, pooled: _Pooled, item: StoreItem, ds: Any, originator: str, originator_id: int | None
     ) -> str | None:
         """One C-STORE of `ds` (`_load`: the file read as ingest accepted it, or why it could not
-        be read), its stored bytes sent
-        as they are when the peer accepted their transfer syntax, else transcoded. None when the
-        peer stored it, else why not (Orthanc's words; "{aet}" stands for the peer's AET)."""
+        be read), its stored bytes sent as they are when the peer accepted their transfer
+        syntax, else transcoded. None when the peer stored it, else why not (Orthanc's words;
+        "{aet}" stands for the peer's AET)."""
         assoc = pooled.assoc
         kwargs: dict[str, Any] = {}
         if originator:
