@@ -211,7 +211,14 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--get", action="store_true", help="also time C-GET (getscu)")
     ap.add_argument("--store", action="store_true", help="also time POST /modalities/dest/store (C-STORE SCU)")
+    ap.add_argument(
+        "--dcmtk-nodelay",
+        action="store_true",
+        help="run storescp/storescu/movescu/getscu with TCP_NODELAY=1 (DCMTK then turns Nagle's algorithm off)",
+    )
     args = ap.parse_args()
+    if args.dcmtk_nodelay:
+        os.environ["TCP_NODELAY"] = "1"  # inherited by the DCMTK tools (and by Orthanc, DCMTK too)
     files = [p for p in args.data.rglob("*") if p.is_file()]
     count, size_mb = len(files), sum(p.stat().st_size for p in files) / 1e6
     uid = study_uid(args.data)
