@@ -126,6 +126,11 @@ def start(t: Target) -> None:
         cmd, cwd = [ORTHANC_BIN, str(cfg)], str(t.workdir)
     t.proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_http(t.http, t.proc)
+    for _ in range(200):  # the DICOM port may open after the HTTP one
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", t.dicom)) == 0:
+                break
+        time.sleep(0.05)
 
 
 def stop(t: Target, keep: bool = False) -> None:
