@@ -70,6 +70,7 @@ class Target:
     move_rates: list[float] = field(default_factory=list)
     get_rates: list[float] = field(default_factory=list)
     store_rates: list[float] = field(default_factory=list)
+    store_errors: list[str] = field(default_factory=list)
 
 
 def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -253,7 +254,10 @@ def main() -> int:
                     t.get_rates.append(count / dt)
         for r in range(args.runs if args.store else 0):  # apart: the pool keeps an association 5 s
             for t in targets if r % 2 == 0 else list(reversed(targets)):
-                t.store_rates.append(count / run_store(t))
+                try:
+                    t.store_rates.append(count / run_store(t))
+                except OSError as exc:  # reported, not fatal: a store that fails is a finding
+                    t.store_errors.append(str(exc))
         print(f"{count} instances, {size_mb:.1f} MB, {args.runs} runs each, medians")
         for t in targets:
             m = statistics.median(t.move_rates)
@@ -263,6 +267,8 @@ def main() -> int:
                 g = statistics.median(t.get_rates)
                 line += f" | C-GET {g:7.1f} inst/s {g * size_mb / count:6.1f} MB/s"
                 line += "  runs " + " ".join(f"{x:.0f}" for x in t.get_rates)
+            if t.store_errors:
+                line += f" | store SCU FAILED {len(t.store_errors)}x ({t.store_errors[0]})"
             if t.store_rates:
                 st = statistics.median(t.store_rates)
                 line += f" | store SCU {st:7.1f} inst/s {st * size_mb / count:6.1f} MB/s"
