@@ -71,6 +71,7 @@ class Target:
     get_rates: list[float] = field(default_factory=list)
     store_rates: list[float] = field(default_factory=list)
     store_errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
@@ -242,11 +243,15 @@ def main() -> int:
             start(t)
             upload(t, args.data)
         for t in targets:  # warm-up (first association, imports)
-            run_move(t, uid)
+            with contextlib.suppress(RuntimeError):
+                run_move(t, uid)
         for r in range(args.runs):
             order = targets if r % 2 == 0 else list(reversed(targets))
             for t in order:
-                t.move_rates.append(count / run_move(t, uid))
+                try:
+                    t.move_rates.append(count / run_move(t, uid))
+                except RuntimeError as exc:  # reported, not fatal: a failing move is a finding
+                    t.errors.append(str(exc).splitlines()[0])
                 if args.get:
                     dt, got = run_get(t, uid)
                     if got != count:
@@ -260,13 +265,15 @@ def main() -> int:
                     t.store_errors.append(str(exc))
         print(f"{count} instances, {size_mb:.1f} MB, {args.runs} runs each, medians")
         for t in targets:
-            m = statistics.median(t.move_rates)
+            m = statistics.median(t.move_rates) if t.move_rates else 0.0
             line = f"{t.label:28s} C-MOVE {m:7.1f} inst/s {m * size_mb / count:6.1f} MB/s"
             line += "  runs " + " ".join(f"{x:.0f}" for x in t.move_rates)
             if t.get_rates:
                 g = statistics.median(t.get_rates)
                 line += f" | C-GET {g:7.1f} inst/s {g * size_mb / count:6.1f} MB/s"
                 line += "  runs " + " ".join(f"{x:.0f}" for x in t.get_rates)
+            if t.errors:
+                line += f" | C-MOVE FAILED {len(t.errors)}x ({t.errors[0]})"
             if t.store_errors:
                 line += f" | store SCU FAILED {len(t.store_errors)}x ({t.store_errors[0]})"
             if t.store_rates:
