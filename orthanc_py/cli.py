@@ -50,11 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"orthanc-py: {exc}", file=sys.stderr)
         return 2
-    from .app import serve
+    from .app import event_loop_factory, serve
 
     tune_malloc()
     try:
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(settings))
     except OSError as exc:
         print(f"orthanc-py: {exc}", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from orthanc_py.app import configure_libraries, serve  # noqa: E402
+from orthanc_py.app import configure_libraries, event_loop_factory, serve  # noqa: E402
 from orthanc_py.config import from_raw  # noqa: E402
 from orthanc_py.core.context import ServerContext  # noqa: E402
 
@@ -162,7 +162,8 @@ class RunningServer:
             await serve(self.settings, self._stop, sock=self.sock, ready=ready)
 
         try:
-            asyncio.run(main())
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:  # the loop the server runs on
+                runner.run(main())
         except BaseException as exc:  # surfaced to the test
             self._error = exc
             self._ready.set()

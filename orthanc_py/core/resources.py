@@ -136,12 +136,7 @@ def expand(
     out: list[ResourceInfo] = []
     pending = ctx.stable.pending  # IsStable: not waiting for its quiet period
     last_key, expected_key, index_key = _LAST_UPDATE, _EXPECTED, _INDEX
-    study, series, instance, patient = (
-        ResourceType.STUDY,
-        ResourceType.SERIES,
-        ResourceType.INSTANCE,
-        ResourceType.PATIENT,
-    )
+    series, instance, patient = ResourceType.SERIES, ResourceType.INSTANCE, ResourceType.PATIENT
     protected = (
         txn.protected_among([r.id for r in rows if r.level is patient])
         if any(r.level is patient for r in rows)
@@ -167,27 +162,68 @@ def expand(
             attachments=all_atts.get(rid, []),
             metadata_names=user_names,
         )
-        if level is study:
-            _split_study_tags(info, r.main_tags)
-        elif level is series:
-            expected = as_int(m.get(expected_key))
-            info.expected_instances = expected
-            indexes = (
-                [as_int(child_index.get(cid, no_meta).get(index_key)) for cid, _ in kids.get(rid, ())]
-                if expected is not None
-                else []
-            )
-            info.series_status = series_status(expected, indexes)
-        elif level is instance:
+        dicom = None
+        if level is instance:
             for a in atts.get(rid, ()):
                 if a.content_type == 1:  # FileContentType.DICOM
-                    info.file_size = a.uncompressed_size
-                    info.file_uuid = a.uuid
-            info.index_in_series = as_int(m.get(index_key))
-        elif level is patient:
-            info.is_protected = rid in protected
+                    dicom = (a.uuid, a.uncompressed_size)
+        indexes = (
+            [as_int(child_index.get(cid, no_meta).get(index_key)) for cid, _ in kids.get(rid, ())]
+            if level is series and expected_key in m
+            else []
+        )
+        _complete(info, r.main_tags, dicom, indexes, rid in protected)
         out.append(info)
     return out
+
+
+def _complete(
+    info: ResourceInfo,
+    tags: dict[int, str],
+    dicom: tuple[str, int] | None,
+    child_indexes: list[int | None],
+    is_protected: bool,
+) -> None:
+    """The fields of `info` that depend on its level (from its metadata and the facts given)."""
+    level = info.level
+    if level is ResourceType.STUDY:
+        _split_study_tags(info, tags)
+    elif level is ResourceType.SERIES:
+        expected = as_int(info.metadata.get(_EXPECTED))
+        info.expected_instances = expected
+        info.series_status = series_status(expected, child_indexes if expected is not None else [])
+    elif level is ResourceType.INSTANCE:
+        if dicom is not None:
+            info.file_uuid, info.file_size = dicom
+        info.index_in_series = as_int(info.metadata.get(_INDEX))
+    else:
+        info.is_protected = is_protected
+
+
+_GET_METADATA = (_LAST_UPDATE, _EXPECTED, _INDEX)
+
+
+def _get_in(txn: Transaction, ctx: ServerContext, public_id: str, level: ResourceType | None) -> ResourceInfo:
+    s = txn.summary(public_id, _GET_METADATA) if is_public_id(public_id) else None
+    if s is None or (level is not None and s.row.level is not level):
+        raise unknown(public_id)
+    r = s.row
+    if r.level is ResourceType.SERIES and _EXPECTED in s.metadata:
+        return expand(txn, ctx, [r.id])[0]  # the status needs each instance's IndexInSeries
+    info = ResourceInfo(
+        r.id,
+        r.level,
+        r.public_id,
+        r.main_tags,
+        r.parent_public_id,
+        s.children,
+        s.metadata.get(_LAST_UPDATE),
+        s.labels,
+        r.public_id not in ctx.stable.pending,
+        metadata=s.metadata,
+    )
+    _complete(info, r.main_tags, s.dicom, [], s.is_protected)
+    return info
 
 
 def _expand_whole(txn: Transaction, ctx: ServerContext, level: ResourceType) -> list[ResourceInfo]:
@@ -223,11 +259,7 @@ def _expand_whole(txn: Transaction, ctx: ServerContext, level: ResourceType) -> 
 async def get(ctx: ServerContext, public_id: str, level: ResourceType | None) -> ResourceInfo:
     """One resource, expanded; UNKNOWN_RESOURCE when absent or at another level."""
 
-    def run(txn: Transaction) -> ResourceInfo:
-        rid, _lv = lookup_in(txn, public_id, level)
-        return expand(txn, ctx, [rid])[0]
-
-    return await ctx.index.read(run)
+    return await ctx.index.read(lambda txn: _get_in(txn, ctx, public_id, level), short=True)
 
 
 async def list_level(
@@ -238,10 +270,9 @@ async def list_level(
     def run(txn: Transaction) -> list[ResourceInfo] | list[str]:
         if expanded and not since and not limit:
             return expand(txn, ctx, WholeLevel(level))
-        ids = txn.list_ids(level, since, limit)
-        if expanded:
-            return expand(txn, ctx, ids)
-        return [r.public_id for r in txn.resources(ids)]
+        if not expanded:
+            return txn.list_public_ids(level, since, limit)
+        return expand(txn, ctx, txn.list_ids(level, since, limit))
 
     return await ctx.index.read(run)
 
@@ -266,7 +297,7 @@ async def relatives(
             return expand(txn, ctx, ids)
         return [r.public_id for r in txn.resources(ids)]
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=target < level)  # one ancestor: a point read
 
 
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:
@@ -285,6 +316,8 @@ async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Del
     ctx.series_cache.clear()  # deletes are rare: forget every cached series summary
     for _lv, pid in deletion.deleted:
         ctx.stable.forget(pid)
+    if ctx.lua is not None:  # OnDeletedInstance first, up to OnDeletedPatient (as Orthanc)
+        ctx.lua.deleted(sorted(deletion.deleted, key=lambda d: -int(d[0])))
     await ctx.run(_remove_files, ctx, deletion.attachments)
     return deletion
 

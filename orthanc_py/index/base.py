@@ -32,6 +32,22 @@ class ResourceRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ResourceSummary:
+    """One resource and what its own GET answer shows besides its row (Transaction.summary)."""
+
+    row: ResourceRow
+    children: list[str]
+    """Public ids of its children, in creation order."""
+    metadata: dict[int, str]
+    """The metadata of the types asked for."""
+    labels: list[str]
+    """Sorted."""
+    dicom: tuple[str, int] | None
+    """(uuid, uncompressed size) of an instance's DICOM file."""
+    is_protected: bool
+
+
+@dataclass(frozen=True, slots=True)
 class WholeLevel:
     """Stands for "every resource of this level" where bulk methods take ids (listing all
     studies this way costs one query per kind of data, not one per 500 ids)."""
@@ -125,7 +141,16 @@ class Transaction(Protocol):
     def lookup(self, public_id: str) -> tuple[int, ResourceType] | None: ...
     def lookup_many(self, public_ids: Sequence[str]) -> dict[str, tuple[int, ResourceType]]: ...
     def resources(self, ids: Ids) -> list[ResourceRow]: ...
+    def summary(self, public_id: str, metadata_types: Sequence[int]) -> ResourceSummary | None:
+        """One resource by public id with its children, metadata of `metadata_types`, labels,
+        DICOM attachment and protection, in one round trip (GET /{level}/{id})."""
+        ...
+
     def list_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[int]: ...
+    def list_public_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[str]:
+        """`list_ids`' resources by public id (GET /patients etc., not expanded)."""
+        ...
+
     def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]: ...
     def descendants(self, resource_id: int, level: ResourceType) -> list[int]: ...
     def ancestor(self, resource_id: int, level: ResourceType) -> int | None: ...
@@ -144,6 +169,11 @@ class Transaction(Protocol):
     ) -> list[tuple[int, str, str | None, dict[int, str], list[str], str | None]]: ...
     def all_labels(self) -> list[str]: ...
     def attachments(self, ids: Ids) -> dict[int, list[Attachment]]: ...
+    def attachment_of(self, public_id: str, content_type: int) -> tuple[int, ResourceType, Attachment | None] | None:
+        """(internal id, level, the attachment of that type or None) of a resource by public id,
+        in one statement (the lookup of GET /instances/{id}/file); None for an unknown id."""
+        ...
+
     def find(
         self,
         level: ResourceType,
@@ -219,7 +249,11 @@ class Transaction(Protocol):
 class Index(Protocol):
     """A database backend: transactions as functions."""
 
-    async def read(self, fn: Callable[[Transaction], T]) -> T: ...
+    async def read(self, fn: Callable[[Transaction], T], short: bool = False) -> T:
+        """Run `fn` on a snapshot. `short`: the caller knows `fn` is a bounded point read
+        (one resource, one attachment): the backend may run it without a thread hop."""
+        ...
+
     async def write(self, fn: Callable[[Transaction], T]) -> T: ...
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`read` for code already running in a worker thread (blocks that thread)."""

@@ -50,6 +50,15 @@ class Dialect:
         """Comma-joined values of `expr` over a group."""
         return f"group_concat({expr})" if self.name == "sqlite" else f"string_agg({expr}, ',')"
 
+    def json_array_agg(self, expr: str) -> str:
+        """A JSON array of the values of `expr` over a group (NULL over no rows)."""
+        return f"json_group_array({expr})" if self.name == "sqlite" else f"json_agg({expr})"
+
+    def json_object_agg(self, key: str, value: str) -> str:
+        """A JSON object of `key`: `value` pairs over a group (NULL over no rows in PostgreSQL,
+        `{}` in SQLite)."""
+        return f"json_group_object({key}, {value})" if self.name == "sqlite" else f"json_object_agg({key}, {value})"
+
     def last_sequence(self, table: str) -> str:
         """A query of the last number handed out to `table`'s autoincrement key (0 when none):
         numbers of deleted rows are not reused, so MAX() would not do."""

@@ -24,6 +24,7 @@ from .base import (
     Ids,
     OrderBy,
     ResourceRow,
+    ResourceSummary,
     WholeLevel,
 )
 from .dialect import SQLITE, Dialect
@@ -144,6 +145,24 @@ def _attachment_row(resource_id: int, a: Attachment) -> tuple[Any, ...]:
     )
 
 
+@functools.lru_cache(maxsize=16)
+def _summary_sql(d: Dialect, metadata_types: tuple[int, ...]) -> str:
+    """The statement of SqlTransaction.summary."""
+    types = ",".join(str(int(t)) for t in metadata_types) or "NULL"
+    return (
+        "SELECT r.id, r.level, r.public_id, r.parent_id, p.public_id, r.main_tags, "
+        # children come in the order of the parent_id index: creation order
+        f"(SELECT {d.group_concat('c.public_id')} FROM resources c WHERE c.parent_id = r.id), "
+        f"(SELECT {d.json_object_agg('m.type', 'm.value')} FROM metadata m "
+        f"WHERE m.resource_id = r.id AND m.type IN ({types})), "
+        f"(SELECT {d.json_array_agg('l.label')} FROM labels l WHERE l.resource_id = r.id), "
+        "(SELECT a.uuid FROM attachments a WHERE a.resource_id = r.id AND a.content_type = 1), "
+        "(SELECT a.uncompressed_size FROM attachments a WHERE a.resource_id = r.id AND a.content_type = 1), "
+        "EXISTS (SELECT 1 FROM protected x WHERE x.resource_id = r.id) "
+        "FROM resources r LEFT JOIN resources p ON p.id = r.parent_id WHERE r.public_id = ?"
+    )
+
+
 class SqlTransaction:
     """`Transaction` over one sqlite3 connection (see index.base for the contract)."""
 
@@ -202,8 +221,32 @@ class SqlTransaction:
             return [out[k] for k in sorted(out)]
         return [out[i] for i in ids if i in out]
 
+    def summary(self, public_id: str, metadata_types: Sequence[int]) -> ResourceSummary | None:
+        """One statement instead of six (each costs ~5 us of the ~60 us of a GET /{level}/{id})."""
+        row = self.c.execute(_summary_sql(self.d, tuple(metadata_types)), (public_id,)).fetchone()
+        if row is None:
+            return None
+        rid, level, pub, parent, ppub, tags, kids, meta, labels, uuid, size, protected = row
+        loads = orjson.loads
+        return ResourceSummary(
+            ResourceRow(rid, _LEVELS[level], pub, parent, ppub, dict(loads(tags))),
+            kids.split(",") if kids else [],
+            {int(k): v for k, v in loads(meta).items()} if meta else {},
+            sorted(loads(labels)) if labels else [],
+            (uuid, size) if uuid is not None else None,
+            bool(protected),
+        )
+
     def list_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[int]:
         sql = "SELECT id FROM resources WHERE level=? ORDER BY id"
+        args: tuple[Any, ...] = (int(level),)
+        if limit > 0 or since > 0:
+            sql += " LIMIT ? OFFSET ?"
+            args += (limit if limit > 0 else self.d.no_limit, since)
+        return [r[0] for r in self.c.execute(sql, args)]
+
+    def list_public_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[str]:
+        sql = "SELECT public_id FROM resources WHERE level=? ORDER BY id"
         args: tuple[Any, ...] = (int(level),)
         if limit > 0 or since > 0:
             sql += " LIMIT ? OFFSET ?"
@@ -314,6 +357,18 @@ class SqlTransaction:
             for row in self.c.execute(sql, args):
                 out[row[0]].append(Attachment(*row[1:]))
         return out
+
+    def attachment_of(self, public_id: str, content_type: int) -> tuple[int, ResourceType, Attachment | None] | None:
+        row = self.c.execute(
+            "SELECT r.id, r.level, a.uuid, a.compressed_size, a.uncompressed_size, a.compression, "
+            "a.uncompressed_md5, a.compressed_md5, a.revision FROM resources r "
+            "LEFT JOIN attachments a ON a.resource_id = r.id AND a.content_type = ? WHERE r.public_id = ?",
+            (content_type, public_id),
+        ).fetchone()
+        if row is None:
+            return None
+        att = Attachment(content_type, *row[2:]) if row[2] is not None else None
+        return row[0], _LEVELS[row[1]], att
 
     def find(
         self,
