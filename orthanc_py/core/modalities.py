@@ -14,6 +14,9 @@ from ..index.base import ExportedResource, Transaction
 from ..model import maintags as mt
 from ..model.enums import FileContentType, ResourceType
 from ..model.modality import BadField, Modality, OutOfRange, parse_modality
+from ..remote.dicomnet import DirectSender as DirectSender  # for the DIMSE SCP (dimse/ sees remote/ through core)
+from ..remote.dicomnet import hold_reactor as hold_reactor
+from ..remote.dicomnet import read_ahead as read_ahead
 from ..remote.modalities import DicomScu, StoreItem
 from .context import ServerContext, now_iso
 from .files import files_in, instances_under

@@ -184,36 +184,51 @@ class DicomHandlers:
         return matched_files_blocking(self.ctx, req, meta=True)
 
     def _datasets(self, accepted_contexts: list[Any], files: list[core_files.InstanceFile]) -> Iterator[Dataset]:
-        """The files as datasets, one at a time (a large study never sits in memory whole), read
-        as ingest accepted them (`model.wire`, the same reading as the C-STORE SCU): sent as
-        stored when the association accepted their transfer syntax, else transcoded to one it
-        has (Explicit VR Little Endian first), as Orthanc does."""
+        """The files as datasets, in order, read and parsed by a helper thread a few files ahead
+        of the one being sent (a large study never sits in memory whole), as ingest accepted
+        them (`model.wire`, the same reading as the C-STORE SCU): sent as stored when the
+        association accepted their transfer syntax, else transcoded to one it has (Explicit VR
+        Little Endian first), as Orthanc does."""
         accepted: dict[str, list[str]] = {}
         for cx in accepted_contexts:
             accepted.setdefault(str(cx.abstract_syntax), []).extend(str(ts) for ts in cx.transfer_syntax)
-        for f in files:
+
+        def load(f: core_files.InstanceFile) -> Dataset:
             ds = stored_dataset(core_files.read(self.ctx, f))
             syntaxes = accepted.get(str(ds.get("SOPClassUID", "") or f.sop_class), [])
             if syntaxes and not for_peer(ds, syntaxes):
                 log.warning("cannot transcode %s to any of %s", wire_syntax(ds), syntaxes)
-            yield ds
+            return ds
+
+        return core_modalities.read_ahead(load, files)
 
     def _sub_operations(
         self,
         event: Any,
         files: list[core_files.InstanceFile],
         accepted: Callable[[], list[Any]] | None = None,
+        store_assoc: Callable[[], Any] | None = None,
     ) -> Iterator[Any]:
         """The C-STORE sub-operations of a C-MOVE or C-GET: their count, then one dataset each.
         `accepted`: the contexts of the association they go on (C-GET: the requestor's own), known
-        once pynetdicom has opened it, that is after the count."""
+        once pynetdicom has opened it, that is after the count; `store_assoc` that association
+        (C-MOVE). While they run, the DIMSE messages of both associations are written by this
+        thread (`DirectSender`): pynetdicom counts, answers and cancels as before."""
         yield len(files)
         contexts = accepted() if accepted is not None else event.assoc.accepted_contexts
-        for ds in self._datasets(list(contexts), files):
-            if event.is_cancelled:
-                yield status.CANCEL, None
-                return
-            yield status.PENDING, ds
+        targets = [event.assoc] + ([store_assoc()] if store_assoc is not None else [])
+        senders = [core_modalities.DirectSender(a) for a in targets if a is not None]
+        for sender in senders:
+            sender.install()
+        try:
+            for ds in self._datasets(list(contexts), files):
+                if event.is_cancelled:
+                    yield status.CANCEL, None
+                    return
+                yield status.PENDING, ds
+        finally:
+            for sender in senders:
+                sender.remove()
 
     def _matched_public_ids(self, req: FindRequest) -> list[str]:
         return find_public_ids_blocking(self.ctx, req)
@@ -280,7 +295,12 @@ class DicomHandlers:
         if len(contexts) > 128:  # the most a requestor may propose (PS3.8 9.3.2.2)
             contexts = contexts[:128]
         store_assoc: list[Any] = []
-        handlers = [(evt.EVT_ESTABLISHED, lambda e: store_assoc.append(e.assoc))]
+
+        def established(e: Any) -> None:
+            store_assoc.append(e.assoc)
+            core_modalities.hold_reactor(e.assoc)  # its responses are read by DirectSender
+
+        handlers = [(evt.EVT_ESTABLISHED, established)]
         yield (
             modality.host,
             modality.port,
@@ -293,7 +313,12 @@ class DicomHandlers:
         if not files:
             yield from _nothing_to_move()
             return
-        yield from self._sub_operations(event, files, lambda: store_assoc[0].accepted_contexts if store_assoc else [])
+        yield from self._sub_operations(
+            event,
+            files,
+            lambda: store_assoc[0].accepted_contexts if store_assoc else [],
+            lambda: store_assoc[0] if store_assoc else None,
+        )
 
     def on_get(self, event: Any) -> Iterator[Any]:
         """C-GET SCP: the instances go back on the requestor's own association."""

@@ -20,7 +20,7 @@ from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE
 from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
 from ..model.wire import for_peer, stored_dataset, wire_syntax
-from .dicomnet import tune_pynetdicom
+from .dicomnet import DirectSender, pause_reactor, read_ahead, resume_reactor, tune_pynetdicom
 
 log = logging.getLogger("orthanc_py.scu")
 
@@ -61,6 +61,15 @@ class _Pooled:
     lock: threading.Lock = field(default_factory=threading.Lock)
     last_used: float = field(default_factory=time.monotonic)
     sock: Any = None
+
+
+def _load(item: StoreItem) -> Any:
+    """The dataset to send for `item` (`model.wire`), or the error met reading it (a file that
+    cannot be sent fails its C-STORE, not the whole store)."""
+    try:
+        return stored_dataset(item.load())
+    except (AttributeError, ValueError, KeyError, OSError) as exc:
+        return exc
 
 
 def _network_error(modality: Modality, details: str) -> OrthancError:
@@ -273,9 +282,14 @@ class DicomScu:
         wanted = frozenset((i.sop_class_uid, ts) for i in items for ts in (i.transfer_syntax, EXPLICIT_LE, IMPLICIT_LE))
         pooled = self._checkout(modality, wanted)
         sent = failed = 0
+        # the C-STOREs written by this thread, the reactor held while they run (see dicomnet)
+        sender = DirectSender(pooled.assoc)
+        pause_reactor(pooled.assoc)
+        sender.install()
+        loaded = read_ahead(_load, items)
         try:
-            for n, item in enumerate(items):
-                problem = self._send(pooled, item, move_originator_aet, move_originator_id)
+            for n, (item, ds) in enumerate(zip(items, loaded, strict=True)):
+                problem = self._send(pooled, item, ds, move_originator_aet, move_originator_id)
                 if problem is None:
                     sent += 1
                 elif permissive:
@@ -292,6 +306,9 @@ class DicomScu:
             self._discard(modality, pooled)
             raise _network_error(modality, str(exc)) from exc
         finally:
+            loaded.close()
+            sender.remove()
+            resume_reactor(pooled.assoc)
             pooled.last_used = time.monotonic()
             key = (modality.aet, modality.host, modality.port, modality.local_aet)
             with self._lock:
@@ -302,17 +319,21 @@ class DicomScu:
                 self._close(pooled)
         return sent, failed
 
-    def _send(self, pooled: _Pooled, item: StoreItem, originator: str, originator_id: int | None) -> str | None:
-        """One C-STORE: the file read as ingest accepted it (`model.wire`), its stored bytes sent
-        as they are when the peer accepted their transfer syntax, else transcoded. None when the
-        peer stored it, else why not (Orthanc's words; "{aet}" stands for the peer's AET)."""
+    def _send(
+        self, pooled: _Pooled, item: StoreItem, ds: Any, originator: str, originator_id: int | None
+    ) -> str | None:
+        """One C-STORE of `ds` (`_load`: the file read as ingest accepted it, or why it could not
+        be read), its stored bytes sent as they are when the peer accepted their transfer
+        syntax, else transcoded. None when the peer stored it, else why not (Orthanc's words;
+        "{aet}" stands for the peer's AET)."""
         assoc = pooled.assoc
         kwargs: dict[str, Any] = {}
         if originator:
             kwargs["originator_aet"] = originator
             kwargs["originator_id"] = originator_id or 0
         try:
-            ds = stored_dataset(item.load())
+            if isinstance(ds, Exception):
+                raise ds
             sop = str(ds.get("SOPClassUID", "") or item.sop_class_uid)
             accepted = [
                 str(ts) for cx in assoc.accepted_contexts if cx.abstract_syntax == sop for ts in cx.transfer_syntax
