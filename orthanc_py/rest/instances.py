@@ -12,10 +12,11 @@ from aiohttp import web
 from ..core import files as core_files
 from ..core import ingest
 from ..core import resources as core_res
+from ..core.context import ServerContext
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
 from ..imaging import render
-from ..model import orthancjson, webjson
+from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
 from ..web.middleware import USERNAME
 from ..web.responses import json_bytes, json_response, read_body
@@ -114,16 +115,31 @@ async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.D
     return await ctx.run(parse)
 
 
+def _tags_blocking(ctx: ServerContext, public_id: str, fmt: str, options: orthancjson.TagsOptions) -> bytes:
+    """Worker thread: the file looked up, read, its tags rendered and written as JSON, in one hop."""
+    _att, data = core_files.dicom_file_blocking(ctx, public_id)
+    assert data is not None
+    return json_bytes(fasttags.file_tags(data, fmt, options))
+
+
+async def _tags(request: web.Request, fmt: str) -> web.StreamResponse:
+    ctx = ctx_of(request)
+    try:
+        options = tags_options(request)
+    except OrthancError:
+        await core_files.read_dicom(ctx, request.match_info["id"])  # an unknown instance is 404 first
+        raise
+    body = await ctx.run(_tags_blocking, ctx, request.match_info["id"], fmt, options)
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
 async def get_tags(request: web.Request) -> web.StreamResponse:
-    ds = await _dataset(request, with_pixels=True)
-    fmt = dicom_format(request)
-    return json_response(await ctx_of(request).run(orthancjson.orthanc_tags, ds, fmt, tags_options(request)))
+    """GET /instances/{id}/tags[?simplify|?short]."""
+    return await _tags(request, dicom_format(request))
 
 
 async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
-    ds = await _dataset(request, with_pixels=True)
-    options = tags_options(request)
-    return json_response(await ctx_of(request).run(orthancjson.orthanc_tags, ds, "simplify", options))
+    return await _tags(request, "simplify")
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
