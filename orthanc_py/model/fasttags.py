@@ -220,12 +220,19 @@ class _Walk:
                 creators[(tag >> 16, tag & 0xFFFF)] = creator_text(data[start : start + length])
         out: dict[str, Any] = {}
         signed: bool | None = None
+        last = PIXEL_DATA if depth == 0 and not options.whole else 0xFFFFFFFF  # StopAfterPixelData
+        public = dictionary.public.get
+        lookup = dictionary.lookup
+        charset = self.charset
+        simplify = fmt == "simplify"
         for tag, vr, start, length, items in elements:
-            if depth == 0 and tag > PIXEL_DATA and not options.whole:
+            if tag > last:
                 break
             elem = tag & 0xFFFF
             creator = creators.get((tag >> 16, elem >> 8)) if tag & 0x10000 and elem >= 0x1000 else None
-            entry = dictionary.lookup(tag, creator)
+            entry = public(tag) if creator is None else None  # lookup's first step, without the call
+            if entry is None:
+                entry = lookup(tag, creator)
             name = entry.name if entry is not None else UNKNOWN_TAG_NAME
             if not vr:
                 vr = implicit_vr(tag, creator, dictionary)
@@ -242,9 +249,9 @@ class _Walk:
                     items, _ = _sequence(data, start, start + length, self.implicit, depth + 1)
                 node = sequence_node(name, [self.render(item, depth + 1) for item in items], fmt)
             else:
-                value = leaf_text(vr, data[start : start + length], self.charset, entry.vr if entry else None)
+                value = leaf_text(vr, data[start : start + length], charset, entry.vr if entry else None)
                 node = leaf_node(tag, name, creator, value, fmt, options)
-            out[name if fmt == "simplify" else f"{tag >> 16:04x},{elem:04x}"] = node
+            out[name if simplify else f"{tag >> 16:04x},{elem:04x}"] = node
         return finish_object(out, fmt)
 
     def _signed(self, elements: list[Element]) -> bool:
