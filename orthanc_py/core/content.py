@@ -151,7 +151,7 @@ async def list_metadata(ctx: ServerContext, public_id: str, level: ResourceType)
         rid, _ = lookup_in(txn, public_id, level)
         return txn.metadata([rid])[rid]
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=True)
 
 
 async def get_metadata(ctx: ServerContext, public_id: str, level: ResourceType, mtype: int) -> tuple[str, int] | None:
@@ -161,7 +161,7 @@ async def get_metadata(ctx: ServerContext, public_id: str, level: ResourceType, 
         rid, _ = lookup_in(txn, public_id, level)
         return txn.metadata_entry(rid, mtype)
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=True)
 
 
 def _writable_metadata(mtype: int) -> bool:
@@ -221,7 +221,7 @@ async def list_attachments(ctx: ServerContext, public_id: str, level: ResourceTy
         rid, _ = lookup_in(txn, public_id, level)
         return [a.content_type for a in txn.attachments([rid])[rid]]
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +243,7 @@ async def find_attachment(ctx: ServerContext, public_id: str, level: ResourceTyp
                 return Found(rid, a)
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
 
-    found = await ctx.index.read(run)
+    found = await ctx.index.read(run, short=True)
     a = found.attachment
     if a.uncompressed_md5 or not ctx.storage.store_md5:
         return found
@@ -292,6 +292,12 @@ def read_attachment(ctx: ServerContext, a: Attachment) -> bytes:
     return blob if a.compression == NONE else _inflate(blob)
 
 
+def read_attachment_cached(ctx: ServerContext, a: Attachment) -> bytes | None:
+    """On the event loop: the content of a small uncompressed attachment already in the page
+    cache (never waits for a disk; None otherwise: read it in a worker thread)."""
+    return ctx.storage.read_file_cached(a.uuid, a.content_type, a.compression, a.uncompressed_size)
+
+
 def read_attachment_raw(ctx: ServerContext, a: Attachment) -> bytes:
     """Worker thread: the bytes as stored (`compressed-data`)."""
     return _read_raw(ctx, a)
@@ -333,7 +339,7 @@ async def put_attachment(
     def exists(txn: Transaction) -> None:
         lookup_in(txn, public_id, level)
 
-    await ctx.index.read(exists)  # an unknown resource stores no file (404, Orthanc 1.12.1+)
+    await ctx.index.read(exists, short=True)  # an unknown resource stores no file (404, Orthanc 1.12.1+)
     stored = await ctx.run(ctx.storage.write, data, ctype, None, ctx.storage.store_md5)
     date = now_iso()
 
@@ -453,7 +459,7 @@ async def list_labels(ctx: ServerContext, public_id: str, level: ResourceType) -
         rid, _ = lookup_in(txn, public_id, level)
         return txn.labels([rid])[rid]
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=True)
 
 
 async def modify_label(ctx: ServerContext, public_id: str, level: ResourceType, label: str, add: bool) -> None:
@@ -482,7 +488,7 @@ async def is_protected(ctx: ServerContext, patient_id: str) -> bool:
         rid, _ = lookup_in(txn, patient_id, ResourceType.PATIENT)
         return txn.is_protected(rid)
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=True)
 
 
 async def set_protected(ctx: ServerContext, patient_id: str, protected: bool) -> None:

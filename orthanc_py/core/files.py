@@ -17,8 +17,9 @@ import pydicom
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
+from ..model.ids import is_public_id
 from .context import ServerContext
-from .resources import lookup_in
+from .resources import lookup_in, unknown
 
 _META = (MetadataType.TRANSFER_SYNTAX, MetadataType.SOP_CLASS_UID, MetadataType.PIXEL_DATA_OFFSET)
 
@@ -118,11 +119,12 @@ def dataset(ctx: ServerContext, f: InstanceFile, with_pixels: bool = True) -> py
 
 
 def _dicom_attachment_in(txn: Transaction, public_id: str) -> Attachment:
-    rid, _ = lookup_in(txn, public_id, ResourceType.INSTANCE)
-    for a in txn.attachments([rid])[rid]:
-        if a.content_type == FileContentType.DICOM:
-            return a
-    raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
+    hit = txn.attachment_of(public_id, FileContentType.DICOM) if is_public_id(public_id) else None
+    if hit is None or hit[1] is not ResourceType.INSTANCE:
+        raise unknown(public_id)
+    if hit[2] is None:
+        raise OrthancError(ErrorCode.INEXISTENT_FILE, "No DICOM attachment")
+    return hit[2]
 
 
 async def dicom_attachment(ctx: ServerContext, public_id: str) -> Attachment:
@@ -138,10 +140,7 @@ def dicom_file_blocking(
     att = ctx.index.read_blocking(lambda txn: _dicom_attachment_in(txn, public_id))
     if max_size is not None and att.uncompressed_size > max_size:
         return att, None
-    try:
-        return att, ctx.storage.read_file(att.uuid, att.content_type, att.compression)
-    except FileNotFoundError as exc:
-        raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
+    return att, _read_dicom_attachment(ctx, att)
 
 
 def attachment_path(ctx: ServerContext, att: Attachment) -> str | None:
@@ -154,8 +153,31 @@ def read_attachment_blocking(ctx: ServerContext, att: Attachment) -> bytes:
     return ctx.storage.read(att.uuid, att.content_type)
 
 
+async def dicom_file(
+    ctx: ServerContext, public_id: str, max_size: int | None = None
+) -> tuple[Attachment, bytes | None]:
+    """An instance's DICOM file: the lookup is a short index read (on the event loop), and a
+    small file already in the page cache is read there too (`read_cached`); otherwise the file
+    is read in one worker-thread hop. The bytes are None when the file is larger than
+    `max_size` (the caller sends it from its path)."""
+    att = await ctx.index.read(lambda txn: _dicom_attachment_in(txn, public_id), short=True)
+    data = ctx.storage.read_file_cached(att.uuid, att.content_type, att.compression, att.uncompressed_size)
+    if data is not None:
+        return att, data
+    if max_size is not None and att.uncompressed_size > max_size:
+        return att, None
+    return att, await ctx.run(_read_dicom_attachment, ctx, att)
+
+
+def _read_dicom_attachment(ctx: ServerContext, att: Attachment) -> bytes:
+    try:
+        return ctx.storage.read_file(att.uuid, att.content_type, att.compression)
+    except FileNotFoundError as exc:
+        raise OrthancError(ErrorCode.INEXISTENT_FILE, "The DICOM file is missing from the storage area") from exc
+
+
 async def read_dicom(ctx: ServerContext, public_id: str) -> bytes:
-    """The bytes of an instance's DICOM file (looked up and read in one worker-thread hop)."""
-    _att, data = await ctx.run(dicom_file_blocking, ctx, public_id, None)
+    """The bytes of an instance's DICOM file (`dicom_file`)."""
+    _att, data = await dicom_file(ctx, public_id)
     assert data is not None
     return data

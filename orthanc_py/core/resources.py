@@ -270,10 +270,9 @@ async def list_level(
     def run(txn: Transaction) -> list[ResourceInfo] | list[str]:
         if expanded and not since and not limit:
             return expand(txn, ctx, WholeLevel(level))
-        ids = txn.list_ids(level, since, limit)
-        if expanded:
-            return expand(txn, ctx, ids)
-        return [r.public_id for r in txn.resources(ids)]
+        if not expanded:
+            return txn.list_public_ids(level, since, limit)
+        return expand(txn, ctx, txn.list_ids(level, since, limit))
 
     return await ctx.index.read(run)
 
@@ -298,7 +297,7 @@ async def relatives(
             return expand(txn, ctx, ids)
         return [r.public_id for r in txn.resources(ids)]
 
-    return await ctx.index.read(run)
+    return await ctx.index.read(run, short=target < level)  # one ancestor: a point read
 
 
 async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Deletion:

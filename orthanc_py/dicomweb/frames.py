@@ -11,7 +11,7 @@ from ..imaging import jpeg_encode
 from ..imaging import transcode as ts
 from ..web.appkeys import ctx_of
 from .headers import MediaRange, not_acceptable, parse_accept, public_base
-from .targets import multipart_response, stored_syntax, url_files
+from .targets import multipart_response, stored_syntax, url_files, url_files_blocking
 
 
 async def rendered(request: web.Request) -> web.StreamResponse:
@@ -25,10 +25,14 @@ async def rendered(request: web.Request) -> web.StreamResponse:
         raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render as {accept}: image/jpeg or image/png")
     fmt = formats[accept]
     frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
-    first, *_ = await url_files(request)
-    data = await ctx.run(core_files.read, ctx, first)
+    thumbnail = "thumbnail" in request.path
+
+    def read_and_render() -> bytes:  # lookup, file and drawing in one worker-thread hop
+        first, *_ = url_files_blocking(request)
+        return render.render_image(core_files.read(ctx, first), frame, fmt, thumbnail)
+
     try:
-        image = await ctx.run(render.render_image, data, frame, fmt, "thumbnail" in request.path)
+        image = await ctx.run(read_and_render)
     except (IndexError, ValueError) as exc:
         raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render this frame: {exc}") from exc
     return web.Response(body=image, content_type="image/jpeg" if fmt == "JPEG" else "image/png")

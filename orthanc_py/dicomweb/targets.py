@@ -19,8 +19,20 @@ from ..web.appkeys import ctx_of
 
 
 def request_for(study: str | None, series: str | None, instance: str | None) -> FindRequest:
-    """The instances named by UIDs (any of them may be omitted)."""
-    req = FindRequest(level=ResourceType.INSTANCE)
+    """The resources named by UIDs (any of them may be omitted), at the level of the deepest
+    one: their files are the instances under them (`core.query.matched_files`).
+
+    A study URL asked at the instance level had the index scan every instance for the one
+    study (8 ms with 20,000 instances stored, most of a WADO-RS study retrieve); at the
+    study level it is one lookup (0.6 ms)."""
+    level = (
+        ResourceType.INSTANCE
+        if instance or not (study or series)
+        else ResourceType.SERIES
+        if series
+        else ResourceType.STUDY
+    )
+    req = FindRequest(level=level)
     for uid, tag in ((study, mt.STUDY_INSTANCE_UID), (series, mt.SERIES_INSTANCE_UID), (instance, mt.SOP_INSTANCE_UID)):
         if uid:
             req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
@@ -44,7 +56,22 @@ async def url_files(request: web.Request, req: FindRequest | None = None) -> lis
         if req is None:
             raise not_found(request)
         raise OrthancError(ErrorCode.UNKNOWN_RESOURCE, "No such DICOM resource", http_status=404)
+    return _in_order(found)
+
+
+def _in_order(found: list[core_files.InstanceFile]) -> list[core_files.InstanceFile]:
+    """The instances by public ID, the order of an instance-level find (the order of parts
+    does not depend on the level the URL was looked up at)."""
+    found.sort(key=lambda f: f.public_id)
     return found
+
+
+def url_files_blocking(request: web.Request) -> list[core_files.InstanceFile]:
+    """`url_files` from a worker thread (for a route that goes on to read the files there)."""
+    found = core_query.matched_files_blocking(ctx_of(request), url_request(request), meta=True)
+    if not found:
+        raise not_found(request)
+    return _in_order(found)
 
 
 def not_found(request: web.Request) -> OrthancError:

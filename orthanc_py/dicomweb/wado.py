@@ -18,7 +18,7 @@ from ..web.appkeys import ctx_of
 from . import frames as frame_routes
 from .headers import not_acceptable, parse_accept
 from .metadata import metadata_handler
-from .targets import part_head, request_for, stored_syntax, url_files
+from .targets import part_head, request_for, stored_syntax, url_files, url_files_blocking
 
 
 def _retrieve_plan(request: web.Request, single: bool) -> tuple[bool, str | None, bool]:
@@ -55,13 +55,34 @@ def _target_for(stored: str, target: str | None, strict: bool) -> str | None:
     return None
 
 
+BATCH_BYTES = 4 << 20
+"""Files read per worker-thread hop (and written per socket write) of a multipart answer: a
+study of small files is read in one hop and sent in one write, instead of one hop and three
+writes per file (a third of the time of a 10-file study went to those round trips)."""
+
+
+def _batches(
+    plan: list[tuple[core_files.InstanceFile, str | None]],
+) -> list[list[tuple[core_files.InstanceFile, str | None]]]:
+    """`plan` cut into runs of at most BATCH_BYTES (by the sizes the index records), at least
+    one file each."""
+    out: list[list[tuple[core_files.InstanceFile, str | None]]] = []
+    size = BATCH_BYTES
+    for item in plan:
+        if size + item[0].size > BATCH_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += item[0].size
+    return out
+
+
 async def retrieve(request: web.Request) -> web.StreamResponse:
     """Instances (multipart/related, or application/dicom for a single instance), as stored or
     transcoded to the uncompressed syntax the Accept header names."""
     ctx = ctx_of(request)
     multipart, target, strict = _retrieve_plan(request, "instance" in request.match_info)
-    found = await url_files(request)
-    plan = [(f, _target_for(stored_syntax(f), target, strict)) for f in found]
+    boundary = uuid.uuid4().hex
 
     def load(f: core_files.InstanceFile, to: str | None) -> bytes:
         data = core_files.read(ctx, f)
@@ -74,30 +95,51 @@ async def retrieve(request: web.Request) -> web.StreamResponse:
                 raise
             return data
 
-    if not multipart:
-        try:
-            data = await ctx.run(load, *plan[0])
-        except ts.CannotTranscode as exc:
-            raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
-        return web.Response(body=data, content_type="application/dicom")
-    try:  # the first file before the headers: a syntax it cannot be given in is still a 406
-        first = await ctx.run(load, *plan[0]) if plan else b""
+    def chunk(batch: list[tuple[core_files.InstanceFile, str | None]]) -> tuple[bytes, bool]:
+        """Worker thread: the parts of `batch` as one buffer, and whether every file could be
+        given (a strict transcoding that fails ends the answer there)."""
+        pieces: list[bytes] = []
+        for f, to in batch:
+            try:
+                data = load(f, to)
+            except ts.CannotTranscode:
+                if not pieces:
+                    raise
+                return b"".join(pieces), False
+            pieces += (part_head(boundary, "application/dicom", len(data)), data, b"\r\n")
+        return b"".join(pieces), True
+
+    def start() -> tuple[list[list[tuple[core_files.InstanceFile, str | None]]], bytes, bool]:
+        """Worker thread: the files (404 when none), then the single part, or the first batch of
+        parts (a syntax the first file cannot be given in is a 406 before any header is sent)."""
+        plan = [(f, _target_for(stored_syntax(f), target, strict)) for f in url_files_blocking(request)]
+        if not multipart:
+            return [plan[:1]], load(*plan[0]), True
+        batches = _batches(plan)
+        return (batches, *chunk(batches[0]))
+
+    try:  # index, files and the first batch in one worker-thread hop
+        batches, first, complete = await ctx.run(start)
     except ts.CannotTranscode as exc:
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, str(exc), http_status=406) from exc
-    boundary = uuid.uuid4().hex
-    response = web.StreamResponse(
-        headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'}
-    )
+    if not multipart:
+        return web.Response(body=first, content_type="application/dicom")
+    content_type = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    closing = f"--{boundary}--\r\n".encode()
+    if len(batches) <= 1 or not complete:  # all in memory already: one answer with its length
+        return web.Response(body=first + closing, headers={"Content-Type": content_type})
+    response = web.StreamResponse(headers={"Content-Type": content_type})
     await response.prepare(request)
-    for i, (f, to) in enumerate(plan):
+    await response.write(first)
+    for batch in batches[1:]:
         try:
-            data = first if i == 0 else await ctx.run(load, f, to)
+            body, complete = await ctx.run(chunk, batch)
         except ts.CannotTranscode:  # headers are gone: end the stream short
             break
-        await response.write(part_head(boundary, "application/dicom", len(data)))
-        await response.write(data)
-        await response.write(b"\r\n")
-    await response.write(f"--{boundary}--\r\n".encode())
+        await response.write(body)
+        if not complete:
+            break
+    await response.write(closing)
     await response.write_eof()
     return response
 

@@ -245,6 +245,14 @@ class SqlTransaction:
             args += (limit if limit > 0 else self.d.no_limit, since)
         return [r[0] for r in self.c.execute(sql, args)]
 
+    def list_public_ids(self, level: ResourceType, since: int = 0, limit: int = 0) -> list[str]:
+        sql = "SELECT public_id FROM resources WHERE level=? ORDER BY id"
+        args: tuple[Any, ...] = (int(level),)
+        if limit > 0 or since > 0:
+            sql += " LIMIT ? OFFSET ?"
+            args += (limit if limit > 0 else self.d.no_limit, since)
+        return [r[0] for r in self.c.execute(sql, args)]
+
     def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]:
         out: dict[int, list[tuple[int, str]]] = {i: [] for i in self._keys(ids)}
         if isinstance(ids, WholeLevel):  # every resource of the level below has its parent there
@@ -349,6 +357,18 @@ class SqlTransaction:
             for row in self.c.execute(sql, args):
                 out[row[0]].append(Attachment(*row[1:]))
         return out
+
+    def attachment_of(self, public_id: str, content_type: int) -> tuple[int, ResourceType, Attachment | None] | None:
+        row = self.c.execute(
+            "SELECT r.id, r.level, a.uuid, a.compressed_size, a.uncompressed_size, a.compression, "
+            "a.uncompressed_md5, a.compressed_md5, a.revision FROM resources r "
+            "LEFT JOIN attachments a ON a.resource_id = r.id AND a.content_type = ? WHERE r.public_id = ?",
+            (content_type, public_id),
+        ).fetchone()
+        if row is None:
+            return None
+        att = Attachment(content_type, *row[2:]) if row[2] is not None else None
+        return row[0], _LEVELS[row[1]], att
 
     def find(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass
 
 from pydicom.charset import python_encoding
 from pydicom.datadict import DicomDictionary, dictionary_VR
@@ -329,3 +330,80 @@ def parse_fast(data: bytes, default_encoding: str = "Latin1") -> ParsedInstance 
         expected_instances=expected_instances(main[ResourceType.SERIES]),
         pixel_data_vr=ps.pixel_data_vr(data, pixel_offset, ts, texts.get(ps.BITS_ALLOCATED)),
     )
+
+
+# ---------------------------------------------------------------- native pixel data (previews)
+IMAGE_PIXEL_TAGS: dict[int, bytes] = {
+    0x00280002: b"US",  # Samples per Pixel
+    0x00280004: b"CS",  # Photometric Interpretation
+    0x00280006: b"US",  # Planar Configuration
+    0x00280008: b"IS",  # Number of Frames
+    0x00280010: b"US",  # Rows
+    0x00280011: b"US",  # Columns
+    0x00280100: b"US",  # Bits Allocated
+    0x00280101: b"US",  # Bits Stored
+    0x00280103: b"US",  # Pixel Representation
+}
+"""The Image Pixel module elements a native frame is laid out by, with their dictionary VRs."""
+_NATIVE_SYNTAXES = frozenset((ps.IMPLICIT_VR_LE, "1.2.840.10008.1.2.1"))
+
+
+@dataclass(frozen=True, slots=True)
+class NativePixels:
+    """Where a file's native pixel data lies, and the Image Pixel module values present."""
+
+    numbers: dict[int, int]
+    """The US and IS elements of `IMAGE_PIXEL_TAGS` found, by tag."""
+    photometric: str | None
+    offset: int
+    """Of the Pixel Data value in the file."""
+    length: int
+
+
+def native_pixels(data: bytes) -> NativePixels | None:
+    """The layout of the pixel data, when the file is little endian with native pixel data at
+    top level and reads exactly as pydicom reads it; None otherwise (the caller takes the pydicom
+    path: this never guesses)."""
+    try:
+        start, ts, implicit = _syntax(data)
+        if ts not in _NATIVE_SYNTAXES:
+            return None
+        n = len(data)
+        pos = start
+        values: dict[int, int] = {}
+        photometric: str | None = None
+        while pos + 8 <= n:
+            tag, vr, length, head = _header(data, pos, implicit)
+            if tag >> 16 == 0xFFFE or not (implicit or vr in _VALID_VRS):
+                return None
+            pos += head
+            if tag in _PIXEL_TAGS:
+                if tag != mt.PIXEL_DATA or length == _UNDEFINED or pos + length > n:
+                    return None
+                return NativePixels(values, photometric, pos, length)
+            if length == _UNDEFINED:
+                pos = _undefined(data, pos, tag, vr, implicit)
+                continue
+            if pos + length > n:
+                return None
+            expected = IMAGE_PIXEL_TAGS.get(tag)
+            if expected is not None:
+                if tag in values or (photometric is not None and tag == 0x00280004) or not (implicit or vr == expected):
+                    return None
+                raw = data[pos : pos + length]
+                if expected == b"US":
+                    if length != 2:
+                        return None
+                    values[tag] = raw[0] | raw[1] << 8
+                else:
+                    text = raw.decode("latin-1").strip(" \x00")
+                    if expected == b"IS":
+                        if not text.isdigit():
+                            return None
+                        values[tag] = int(text)
+                    else:
+                        photometric = text
+            pos += length
+    except (_Fallback, ValueError, struct.error):
+        return None
+    return None

@@ -102,17 +102,20 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
         range_header = request.headers.get("Range")
         if range_header is not None:
             start, end = parse_range(range_header, size)
-            body = await ctx.run(content.read_attachment_range, ctx, a, start, end + 1, raw)
+            part = await ctx.run(content.read_attachment_range, ctx, a, start, end + 1, raw)
             response = web.Response(
                 status=206,
-                body=body,
+                body=part,
                 headers={"Content-Type": "application/octet-stream", "Content-Range": f"bytes {start}-{end}/{size}"},
             )
             return _with_etag(response, found)
+        body = content.read_attachment_cached(ctx, a)  # a small file in the page cache: no thread hop
         if raw:
-            body = await ctx.run(content.read_attachment_raw, ctx, a)
+            if body is None:
+                body = await ctx.run(content.read_attachment_raw, ctx, a)
             return _with_etag(web.Response(body=body, headers={"Content-Type": "application/octet-stream"}), found)
-        body = await ctx.run(content.read_attachment, ctx, a)
+        if body is None:
+            body = await ctx.run(content.read_attachment, ctx, a)
         headers = {
             "Content-Type": content.content_mime(ctx, a.content_type),
             "Content-Disposition": f'filename="{a.uuid}{_FILE_EXTENSIONS.get(a.content_type, "")}"',

@@ -95,7 +95,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
-    att, data = await ctx.run(core_files.dicom_file_blocking, ctx, request.match_info["id"], SENDFILE_THRESHOLD)
+    att, data = await core_files.dicom_file(ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
     if data is None:
         path = core_files.attachment_path(ctx, att)
@@ -184,20 +184,37 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
     return json_response(RENDERINGS)
 
 
-async def preview(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame."""
-    ctx = ctx_of(request)
-    data = await core_files.read_dicom(ctx, request.match_info["id"])
+def _frame_number(text: str) -> int:
     try:
-        frame = int(request.match_info.get("frame", "0"))
+        return int(text)
     except ValueError as exc:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
+
+
+def _render_preview(data: bytes, frame: int, small_only: bool) -> bytes | None:
+    """The PNG of a frame (None when `small_only` and the file is not a small native one), with
+    Orthanc's errors for a frame out of range and for an image it cannot decode."""
     try:
-        png = await ctx.run(render.preview_png, data, frame)
+        return render.small_preview_png(data, frame) if small_only else render.preview_png(data, frame)
     except IndexError as exc:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Frame out of range") from exc
     except Exception as exc:
         raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Cannot decode this image") from exc
+
+
+async def preview(request: web.Request) -> web.StreamResponse:
+    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame. A small
+    native image already in the page cache is looked up, read and drawn on the event loop (no
+    worker hop: ~0.1 ms of work); any other in one worker hop. An unknown instance is a 404
+    before a bad frame number is a 400."""
+    ctx = ctx_of(request)
+    _att, data = await core_files.dicom_file(ctx, request.match_info["id"])
+    assert data is not None
+    frame = _frame_number(request.match_info.get("frame", "0"))
+    png = _render_preview(data, frame, small_only=True)
+    if png is None:
+        png = await ctx.run(_render_preview, data, frame, False)
+    assert png is not None
     return web.Response(body=png, content_type="image/png")
 
 

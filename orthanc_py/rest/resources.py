@@ -58,6 +58,8 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
             if err.code is ErrorCode.UNKNOWN_RESOURCE:
                 return empty_404()
             raise
+        if not request.query_string:  # the common case: no options to read
+            return json_response(resource_json(info))
         requested = requested_tags_arg(request)
         return json_response((await render_infos(request, [info], requested, tag_format(request)))[0])
 

@@ -148,6 +148,14 @@ class StorageAccessor:
             return self.area.read_range(uuid, content_type, start, end)
         return uncompress(self.area.read(uuid, content_type))[start:end]
 
+    def read_file_cached(self, uuid: str, content_type: int, compression: int, size: int) -> bytes | None:
+        """An uncompressed attachment's content when the area can give it without waiting for
+        a disk (`read_cached`, an optional capability: the filesystem has it); None otherwise."""
+        if compression != NONE:
+            return None
+        read_cached = getattr(self.area, "read_cached", None)
+        return None if read_cached is None else read_cached(uuid, content_type, size)
+
     def file_path(self, uuid: str, content_type: int, compression: int) -> str | None:
         """A path to send as it is, for an uncompressed attachment on a filesystem."""
         return self.area.path(uuid, content_type) if compression == NONE else None

@@ -37,6 +37,9 @@ except ImportError:
     _fastio = None  # type: ignore[assignment]
 
 DROP_CACHE_MIN = 64 * 1024  # smaller files (JSON attachments) are left in the cache
+CACHED_READ_MAX = 64 * 1024
+"""Largest blob `read_cached` reads (on the event loop: a copy this size costs a few us)."""
+_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+: fail instead of waiting for the disk
 RECENT_WINDOW = 256 * 1024 * 1024
 FILES_PER_FOLDER = 256
 
@@ -171,6 +174,26 @@ class FilesystemStorage:
             return _fastio.read_file(os.fsencode(self._path(uuid)))
         with open(self._path(uuid), "rb") as f:
             return f.read()
+
+    def read_cached(self, uuid: str, content_type: int, size: int) -> bytes | None:
+        """The blob, when it is `size` bytes (at most CACHED_READ_MAX) and all in the page cache;
+        None otherwise, and then nothing waited for the disk (preadv2 with RWF_NOWAIT). Lets the
+        event loop answer a small file itself: the hop to a worker thread and back cost more
+        than the read (GET /instances/{id}/file of a 10 KB file: 266 -> 221 us p50)."""
+        if _NOWAIT is None or size > CACHED_READ_MAX:
+            return None
+        try:
+            fd = os.open(self._path(uuid), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            buf = bytearray(size + 1)  # one more: a file longer than recorded is not served here
+            n = os.preadv(fd, [buf], 0, _NOWAIT)
+        except OSError:  # EAGAIN (not cached), EOPNOTSUPP (filesystem without RWF_NOWAIT)
+            return None
+        finally:
+            os.close(fd)
+        return bytes(memoryview(buf)[:n]) if n == size else None
 
     def read_range(self, uuid: str, content_type: int, start: int, end: int) -> bytes:
         with open(self._path(uuid), "rb") as f:

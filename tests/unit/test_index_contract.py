@@ -69,6 +69,9 @@ def test_resources_and_their_tree(index):
         assert txn.ancestor(ids["i3"], P) == ids["p"] and txn.ancestor(ids["p"], IN) is None
         assert txn.list_ids(IN) == [ids[f"i{k}"] for k in range(4)]
         assert txn.list_ids(IN, since=1, limit=2) == [ids["i1"], ids["i2"]]
+        assert txn.list_public_ids(SE) == ["e0", "e1", "e2"]
+        assert txn.list_public_ids(IN, since=1, limit=2) == ["i1", "i2"]
+        assert txn.list_public_ids(IN, since=3, limit=0) == ["i3"]
         assert (txn.count(P), txn.count(ST), txn.count(SE), txn.count(IN)) == (1, 2, 3, 4)
         summary = txn.level_summary(ST, 1)
         assert [(r[1], r[2], r[4]) for r in summary] == [("s0", "p", ["e0", "e1"]), ("s1", "p", ["e2"])]
@@ -135,6 +138,19 @@ def test_metadata_attachments_labels_properties_protection(index):
         assert txn.labels([s0]) == {s0: ["a", "z"]} and txn.all_labels() == ["a", "z"]
         assert txn.property("k") == "v" and txn.property("x") is None
         assert txn.is_protected(ids["p"]) and txn.protected_among([ids["p"], s0]) == {ids["p"]}
+        study = txn.summary("s0", (1024, 9))
+        assert study.row.id == s0 and study.row.level is ST and study.row.parent_public_id == "p"
+        assert study.row.main_tags[STUDY_UID] == "1.0"
+        assert (study.children, study.metadata, study.labels) == (["e0", "e1"], {1024: "one"}, ["a", "z"])
+        assert study.dicom is None and study.is_protected is False
+        patient = txn.summary("p", ())
+        assert patient.is_protected is True and patient.metadata == {} and patient.labels == []
+        assert patient.row.parent_public_id is None and patient.children == ["s0", "s1"]
+        instance = txn.summary("i0", (1024,))
+        assert instance.dicom == ("uuid-0", 200) and instance.children == []
+        assert txn.summary("nope", ()) is None
+        assert txn.attachment_of("i0", 1) == (ids["i0"], IN, txn.attachments([ids["i0"]])[ids["i0"]][0])
+        assert txn.attachment_of("s0", 1) == (s0, ST, None) and txn.attachment_of("nope", 1) is None
 
     index.read_blocking(check)
 

@@ -150,3 +150,26 @@ def test_new_uuids_are_random_version_4(tmp_path):
         assert parsed.version == 4 and parsed.variant == uuid_module.RFC_4122 and str(parsed) == u
     assert {u[19] for u in uuids} == set("89ab")  # every variant digit occurs
     assert len({u[9:13] for u in uuids}) > 3000  # the digits after the folder vary
+
+
+def test_read_cached_gives_small_cached_files_and_nothing_else(tmp_path, monkeypatch):
+    """`read_cached` (the event loop's read) answers a small file in the page cache, and None
+    whenever the worker-thread read must decide: too large, wrong size, missing, compressed."""
+    from orthanc_py.storage.accessor import NONE, ZLIB_WITH_SIZE, StorageAccessor
+
+    fs = FilesystemStorage(tmp_path, sync=False)
+    data = os.urandom(9000)
+    fs.create(UUID, data, 1)
+    fs.read(UUID, 1)  # in the page cache now
+    assert fs.read_cached(UUID, 1, len(data)) == data
+    assert fs.read_cached(UUID, 1, len(data) - 1) is None  # longer than the index says
+    assert fs.read_cached(UUID, 1, len(data) + 1) is None  # shorter
+    assert fs.read_cached("ffff" + UUID[4:], 1, 10) is None
+    big = os.urandom(filesystem.CACHED_READ_MAX + 1)
+    fs.create("abcd" + UUID[4:], big, 1)
+    assert fs.read_cached("abcd" + UUID[4:], 1, len(big)) is None
+    acc = StorageAccessor(fs)
+    assert acc.read_file_cached(UUID, 1, NONE, len(data)) == data
+    assert acc.read_file_cached(UUID, 1, ZLIB_WITH_SIZE, len(data)) is None
+    monkeypatch.setattr(filesystem, "_NOWAIT", None)  # no RWF_NOWAIT here: always the thread
+    assert fs.read_cached(UUID, 1, len(data)) is None

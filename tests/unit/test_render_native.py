@@ -1,0 +1,155 @@
+"""The native frame reader (imaging.render._native_frame) gives exactly pydicom's array, and
+previews are pixel-equal whichever path decoded them."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+
+from orthanc_py.imaging import render
+from orthanc_py.model.fastparse import native_pixels
+
+
+def _file(
+    pixels: bytes,
+    rows: int,
+    cols: int,
+    bits: int,
+    stored: int,
+    signed: int | None = 0,
+    photometric: str = "MONOCHROME2",
+    samples: int = 1,
+    planar: int | None = None,
+    frames: int | None = None,
+    syntax: str = ExplicitVRLittleEndian,
+    with_sequence: bool = False,
+) -> bytes:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+    if with_sequence:  # an undefined-length sequence before the pixel module
+        item = Dataset()
+        item.ReferencedSOPInstanceUID = generate_uid()
+        ds.ReferencedImageSequence = [item]
+        ds["ReferencedImageSequence"].is_undefined_length = True
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = photometric
+    if planar is not None:
+        ds.PlanarConfiguration = planar
+    if frames is not None:
+        ds.NumberOfFrames = frames
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, stored, stored - 1
+    if signed is not None:
+        ds.PixelRepresentation = signed
+    ds.PixelData = pixels
+    ds["PixelData"].VR = "OB" if bits == 8 else "OW"
+    out = io.BytesIO()
+    implicit = syntax == ImplicitVRLittleEndian
+    pydicom.dcmwrite(out, ds, enforce_file_format=True, little_endian=True, implicit_vr=implicit)
+    return out.getvalue()
+
+
+def _random(n: int, dtype: str, seed: int) -> bytes:
+    info = np.iinfo(dtype)
+    return np.random.default_rng(seed).integers(info.min, info.max, size=n, dtype=dtype, endpoint=True).tobytes()
+
+
+CASES = {
+    "u16 12 bits, garbage in the high bits": _file(_random(64 * 48, "<u2", 1), 64, 48, 16, 12),
+    "u16 full": _file(_random(64 * 64, "<u2", 2), 64, 64, 16, 16),
+    "s16 12 bits (sign extended)": _file(_random(32 * 32, "<u2", 3), 32, 32, 16, 12, signed=1),
+    "s16 full": _file(_random(32 * 32, "<i2", 4), 32, 32, 16, 16, signed=1),
+    "u8": _file(_random(40 * 30, "u1", 5), 40, 30, 8, 8),
+    "u8 odd length, padded": _file(_random(5 * 5, "u1", 6) + b"\0", 5, 5, 8, 8),
+    "s8": _file(_random(16 * 16, "i1", 7), 16, 16, 8, 8, signed=1),
+    "u8 6 bits": _file(_random(16 * 16, "u1", 8), 16, 16, 8, 6),
+    "MONOCHROME1 u16": _file(_random(32 * 32, "<u2", 9), 32, 32, 16, 10, photometric="MONOCHROME1"),
+    "MONOCHROME1 u8": _file(_random(32 * 32, "u1", 10), 32, 32, 8, 8, photometric="MONOCHROME1"),
+    "no Pixel Representation": _file(_random(16 * 16, "<u2", 11), 16, 16, 16, 12, signed=None),
+    "RGB interleaved": _file(_random(20 * 10 * 3, "u1", 12), 20, 10, 8, 8, photometric="RGB", samples=3, planar=0),
+    "RGB planar": _file(_random(20 * 10 * 3, "u1", 13), 20, 10, 8, 8, photometric="RGB", samples=3, planar=1),
+    "multiframe u16": _file(_random(3 * 16 * 16, "<u2", 14), 16, 16, 16, 12, frames=3),
+    "multiframe MONOCHROME1 u8": _file(_random(2 * 8 * 8, "u1", 15), 8, 8, 8, 8, photometric="MONOCHROME1", frames=2),
+    "implicit VR": _file(_random(24 * 24, "<u2", 16), 24, 24, 16, 12, syntax=ImplicitVRLittleEndian),
+    "sequence before the pixels": _file(_random(16 * 16, "<u2", 17), 16, 16, 16, 12, with_sequence=True),
+}
+
+
+def _pydicom_or_error(data: bytes, frame: int) -> np.ndarray | str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return render._pydicom_frame(data, frame)
+        except IndexError:
+            return "IndexError"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_native_frame_is_pydicom_frame(name: str) -> None:
+    data = CASES[name]
+    assert native_pixels(data) is not None, "this layout should take the native path"
+    for frame in range(4):
+        try:
+            ours: np.ndarray | str = render._native_frame(data, frame)  # type: ignore[assignment]
+        except IndexError:
+            ours = "IndexError"
+        theirs = _pydicom_or_error(data, frame)
+        if isinstance(theirs, str) or isinstance(ours, str):
+            assert ours == theirs
+            continue
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_preview_pixels_unchanged(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = CASES[name]
+    fast = np.asarray(Image.open(io.BytesIO(render.preview_png(data, 0))))
+    monkeypatch.setattr(render, "_native_frame", lambda _d, _f: None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        slow = np.asarray(Image.open(io.BytesIO(render.preview_png(data, 0))))
+    assert fast.shape == slow.shape and np.array_equal(fast, slow)
+
+
+def test_other_layouts_take_the_pydicom_path() -> None:
+    pixels = _random(8 * 8 * 3, "u1", 20)
+    ybr = _file(pixels, 8, 8, 8, 8, photometric="YBR_FULL", samples=3, planar=0)
+    palette = _file(_random(64, "u1", 21), 8, 8, 8, 8, photometric="PALETTE COLOR")
+    short = _file(_random(8 * 8, "<u2", 22)[:-8], 8, 8, 16, 12)
+    rgb16 = _file(_random(4 * 4 * 3, "<u2", 23), 4, 4, 16, 16, photometric="RGB", samples=3, planar=0)
+    for data in (ybr, palette, short, rgb16):
+        assert render._native_frame(data, 0) is None
+    assert native_pixels(b"\0" * 128 + b"DICM") is None
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (64, 64),
+        (1, 1),
+        (1, 17),
+        (17, 1),
+        (5, 7, 3),
+        (6, 4, 4),
+        (3, 3, 2),
+    ],  # the last through PIL, ids=lambda s: "x".join(map(str, s))
+)
+def test_png_bytes_decode_to_the_same_pixels(shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(len(shape) * 100 + shape[0])
+    for arr in (rng.integers(0, 256, size=shape, dtype=np.uint8), np.full(shape, 200, np.uint8)):
+        png = render.png_bytes(arr)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), arr)
