@@ -365,7 +365,7 @@ def native_pixels(data: bytes) -> NativePixels | None:
     top level and reads exactly as pydicom reads it; None otherwise (the caller takes the pydicom
     path: this never guesses)."""
     try:
-        start, ts, implicit = _syntax(data)
+        start, ts, implicit = dataset_syntax(data)
         if ts not in _NATIVE_SYNTAXES:
             return None
         n = len(data)
@@ -404,6 +404,6 @@ def native_pixels(data: bytes) -> NativePixels | None:
                     else:
                         photometric = text
             pos += length
-    except (_Fallback, ValueError, struct.error):
+    except (Fallback, ValueError, struct.error):
         return None
     return None
