@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 from typing import Any
 
 import pydicom
@@ -60,11 +61,18 @@ Element = tuple[int, str, int, int, "list[list[Any]] | None"]
 
 
 def _item_elements(
-    data: bytes, pos: int, end: int | None, implicit: bool, depth: int, stop: frozenset[int] = frozenset()
+    data: bytes,
+    pos: int,
+    end: int | None,
+    implicit: bool,
+    depth: int,
+    budget: list[int],
+    stop: frozenset[int] = frozenset(),
 ) -> tuple[list[Element], int]:
     """The elements of one dataset from `pos`: to `end` (a defined-length item), to the item
     delimiter (`end` None, undefined length), or to the end of the file (`depth` 0), or before
-    the first tag of `stop` (pydicom's stop_before_pixels).
+    the first tag of `stop` (pydicom's stop_before_pixels). `budget[0]`: how many elements the
+    whole walk may still read (then Fallback); the elements read are taken from it.
 
     Mirrors pydicom's `data_element_generator` for the shapes it reads unambiguously."""
     if depth > _MAX_DEPTH:
@@ -79,9 +87,8 @@ def _item_elements(
             raise Fallback  # pydicom reads an item that starts like implicit VR in implicit VR
     while True:
         if pos + 8 > limit:
-            if top and end is None and pos + 8 > n:
-                return out, pos  # pydicom ignores fewer than 8 trailing bytes
-            if end is not None and pos == end:
+            if (top and end is None and pos + 8 > n) or (end is not None and pos == end):
+                budget[0] -= len(out)  # (top level: pydicom ignores fewer than 8 trailing bytes)
                 return out, pos
             raise Fallback
         if implicit:
@@ -107,10 +114,14 @@ def _item_elements(
                     head = 8
         tag = (group << 16) | elem
         if tag in stop:
+            budget[0] -= len(out)
             return out, pos
         if group == 0xFFFE:
             if tag == _ITEM_END and end is None and not top and length == 0:
+                budget[0] -= len(out)
                 return out, pos + 8
+            raise Fallback
+        if len(out) >= budget[0]:
             raise Fallback
         if tag <= last:
             raise Fallback  # out of order or repeated: pydicom's dict keeps the last one, sorted
@@ -119,7 +130,7 @@ def _item_elements(
         items: list[list[Any]] | None = None
         if length == _UNDEFINED:
             if vr == "SQ" or (implicit and _pydicom_sequence(tag)):
-                items, pos = _sequence(data, start, None, implicit, depth + 1)
+                items, pos = _sequence(data, start, None, implicit, depth + 1, budget)
                 vr = "SQ"
                 length = 0
             elif vr in _ENCAPSULATED_VRS:
@@ -147,7 +158,9 @@ def _pydicom_sequence(tag: int) -> bool:
     return True
 
 
-def _sequence(data: bytes, pos: int, end: int | None, implicit: bool, depth: int) -> tuple[list[list[Any]], int]:
+def _sequence(
+    data: bytes, pos: int, end: int | None, implicit: bool, depth: int, budget: list[int]
+) -> tuple[list[list[Any]], int]:
     """Items of a sequence: to `end` (defined length) or to the sequence delimiter."""
     if depth > _MAX_DEPTH:
         raise Fallback
@@ -164,11 +177,11 @@ def _sequence(data: bytes, pos: int, end: int | None, implicit: bool, depth: int
         if tag != _ITEM:
             raise Fallback
         if length == _UNDEFINED:
-            elements, pos = _item_elements(data, pos, None, implicit, depth)
+            elements, pos = _item_elements(data, pos, None, implicit, depth, budget)
         else:
             if pos + length > (n if end is None else end):
                 raise Fallback
-            elements, pos = _item_elements(data, pos, pos + length, implicit, depth)
+            elements, pos = _item_elements(data, pos, pos + length, implicit, depth, budget)
         items.append(elements)
     if pos != end:
         raise Fallback
@@ -196,9 +209,12 @@ def _encapsulated(data: bytes, pos: int, limit: int) -> tuple[int, int]:
 class _Walk:
     """One rendering: the file, its VR mode and character set, the options."""
 
-    __slots__ = ("charset", "data", "dictionary", "fmt", "implicit", "options")
+    __slots__ = ("budget", "charset", "data", "dictionary", "fmt", "implicit", "options")
 
-    def __init__(self, data: bytes, implicit: bool, charset: Charset, fmt: str, options: TagsOptions) -> None:
+    def __init__(
+        self, data: bytes, implicit: bool, charset: Charset, fmt: str, options: TagsOptions, budget: list[int]
+    ) -> None:
+        self.budget = budget
         self.data = data
         self.implicit = implicit
         self.charset = charset
@@ -246,7 +262,7 @@ class _Walk:
                         vr = "SS"
             if vr == "SQ":
                 if items is None:
-                    items, _ = _sequence(data, start, start + length, self.implicit, depth + 1)
+                    items, _ = _sequence(data, start, start + length, self.implicit, depth + 1, self.budget)
                 node = sequence_node(name, [self.render(item, depth + 1) for item in items], fmt)
             else:
                 value = leaf_text(vr, data[start : start + length], charset, entry.vr if entry else None)
@@ -270,20 +286,25 @@ def _pydicom_vr(tag: int) -> str | None:
         return None
 
 
-def tags_fast(data: bytes, fmt: str, options: TagsOptions, with_pixels: bool = True) -> dict[str, Any] | None:
+def tags_fast(
+    data: bytes, fmt: str, options: TagsOptions, with_pixels: bool = True, max_elements: int | None = None
+) -> dict[str, Any] | None:
     """`orthanc_tags(dcmread(data, stop_before_pixels=not with_pixels, force=True), fmt, options)`
-    read from the bytes, or None when the file needs the pydicom path."""
+    read from the bytes, or None when the file needs the pydicom path (or holds more than
+    `max_elements` elements, sequence items included: a bound on the work of one call)."""
+    budget = [sys.maxsize if max_elements is None else max_elements]
     try:
         start, _ts, implicit = dataset_syntax(data)
-        elements = _top_level(data, start, implicit, with_pixels)
+        elements = _top_level(data, start, implicit, with_pixels, budget)
         charset = Charset(_charset_value(data, elements), options.default_encoding)
-        return _Walk(data, implicit, charset, fmt, options).render(elements, 0)
+        return _Walk(data, implicit, charset, fmt, options, budget).render(elements, 0)
     except (Fallback, ValueError, struct.error, IndexError):
         return None
 
 
-def _top_level(data: bytes, start: int, implicit: bool, with_pixels: bool) -> list[Element]:
-    return _item_elements(data, start, None, implicit, 0, frozenset() if with_pixels else _STOP_BEFORE_PIXELS)[0]
+def _top_level(data: bytes, start: int, implicit: bool, with_pixels: bool, budget: list[int]) -> list[Element]:
+    stop = frozenset() if with_pixels else _STOP_BEFORE_PIXELS
+    return _item_elements(data, start, None, implicit, 0, budget, stop)[0]
 
 
 def _charset_value(data: bytes, elements: list[Element]) -> str | None:

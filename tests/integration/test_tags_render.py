@@ -111,3 +111,21 @@ def test_tags_of_an_unknown_instance_is_404(client: Any) -> None:
         assert body["HttpStatus"] == 404 and body["OrthancStatus"] == 17, body  # UnknownResource
     iid = client.upload(_with_sequences(9))["ID"]
     assert client.get(f"/instances/{iid}/tags?ignore-length=NoSuchTag").status == 500
+
+
+def test_a_file_with_many_elements_is_rendered_in_a_worker_the_same(client: Any) -> None:
+    """More elements than the event loop renders itself (TAGS_ON_LOOP_ELEMENTS): same answer."""
+    ds = dicomgen.make_dataset(dicomgen.Spec(rows=4, columns=4))
+    items = []
+    for i in range(120):
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        item.ReferencedSOPInstanceUID = f"1.2.3.{i}"
+        items.append(item)
+    ds.ReferencedImageSequence = Sequence(items)
+    data = dicomgen.to_bytes(ds)
+    assert fasttags.tags_fast(data, "full", TagsOptions(), max_elements=150) is None
+    assert fasttags.tags_fast(data, "full", TagsOptions()) is not None
+    iid = client.upload(data)["ID"]
+    for path, fmt in (("tags", "full"), ("simplified-tags", "simplify")):
+        assert client.get(f"/instances/{iid}/{path}").json() == _expected(data, fmt)

@@ -193,3 +193,13 @@ def test_truncated_and_odd_files_fall_back() -> None:
         assert fasttags.tags_fast(data[:cut], "full", TagsOptions()) is None or check(data[:cut])
     for odd in (b"", b"not dicom at all", data[:128] + b"DICM"):
         check(odd)
+
+
+def test_max_elements_bounds_the_walk_and_the_rendering() -> None:
+    data = dicomgen.make(rows=4, columns=4)
+    count = len(fasttags.tags_fast(data, "short", TagsOptions(whole=True)) or {})
+    assert fasttags.tags_fast(data, "short", TagsOptions(whole=True), max_elements=count) is not None
+    assert fasttags.tags_fast(data, "short", TagsOptions(whole=True), max_elements=count - 1) is None
+    nested = dict(dicomgen_files())["sequences-explicit"]  # items count too
+    top = len(fasttags.tags_fast(nested, "short", TagsOptions(whole=True)) or {})
+    assert fasttags.tags_fast(nested, "short", TagsOptions(whole=True), max_elements=top) is None
