@@ -112,7 +112,6 @@ def dicom_format(request: web.Request) -> str:
 async def _rendered(
     request: web.Request,
     level: ResourceType,
-    first_only: bool,
     fmt: str,
     options: orthancjson.TagsOptions,
     with_pixels: bool,
@@ -121,7 +120,7 @@ async def _rendered(
     """The tags of the instances of a resource (`with_pixels` False: read as pydicom's
     stop_before_pixels reads them), combined and written as JSON in one worker-thread hop."""
     ctx = ctx_of(request)
-    found = await core_files.instance_files(ctx, request.match_info["id"], level, first_only=first_only)
+    found = await core_files.instance_files(ctx, request.match_info["id"], level)
 
     def render() -> bytes:
         tags = [(f.public_id, fasttags.file_tags(core_files.read(ctx, f), fmt, options, with_pixels)) for f in found]
@@ -147,7 +146,7 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
         options = tags_options(request)
-        return await _rendered(request, level, False, "full", options, False, _shared(fmt))
+        return await _rendered(request, level, "full", options, False, _shared(fmt))
 
     return handler
 
@@ -161,7 +160,7 @@ def _instances_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
         options = tags_options(request)
-        return await _rendered(request, level, False, fmt, options, True, dict)
+        return await _rendered(request, level, fmt, options, True, dict)
 
     return handler
 
