@@ -21,6 +21,7 @@ from .core import startup
 from .core.context import ServerContext
 from .core.extquery import ExtQueryTags
 from .core.jobs import JobsEngine
+from .core.lua import LuaScripting
 from .core.modalities import ModalityRegistry
 from .core.peers import PeerRegistry
 from .core.queries import QueryRegistry
@@ -28,6 +29,7 @@ from .core.seriescache import SeriesCache
 from .index.registry import open_index
 from .storage.registry import open_storage
 from .web.forms import form_middleware
+from .web.luafilter import lua_filter_middleware, lua_origin_middleware
 from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
 from .web.responses import BIG_READ
 from .web.router import application
@@ -62,9 +64,13 @@ def build_app(ctx: ServerContext) -> web.Application:
         errors_middleware,
         form_middleware(),
     ]
+    if ctx.lua is not None:  # the HTTP filter sees who was authenticated
+        middlewares.insert(0, lua_filter_middleware(ctx.lua))
     if s.authentication_enabled or not s.remote_access_allowed:
         middlewares.insert(0, access_middleware(s.remote_access_allowed, s.authentication_enabled, s.registered_users))
     middlewares.insert(0, paths_middleware)
+    if ctx.lua is not None:  # the REST calls of Lua scripts: no authentication, origin "Lua"
+        middlewares.insert(0, lua_origin_middleware(ctx.lua.token))
     # Each request's body buffer may hold 1-2 MiB before aiohttp pauses the socket. With its
     # 64 KiB default every upload paused and resumed reading once (two epoll_ctl calls, each
     # giving up the GIL on the event loop, which then waited to win it back from the ingest
@@ -74,6 +80,24 @@ def build_app(ctx: ServerContext) -> web.Application:
     rest.setup(app, ctx)
     dicomweb.setup(app)
     return app
+
+
+def _lua_port(settings: Settings, sock: socket.socket | None) -> int | None:
+    """Where the REST calls of Lua scripts go (None: the REST API is not served)."""
+    if sock is not None:
+        return int(sock.getsockname()[1])
+    return settings.http_port if settings.http_server_enabled else None
+
+
+async def _start_lua(ctx: ServerContext) -> None:
+    """The Lua engine, when scripts may run (LuaScripts, or ExecuteLuaEnabled)."""
+    s = ctx.settings
+    if not s.lua_scripts and not s.execute_lua_enabled:
+        return
+    lua = LuaScripting(ctx)
+    await asyncio.get_running_loop().run_in_executor(None, lua.load)
+    ctx.lua = lua
+    ctx.jobs.listener = lua.job_event
 
 
 def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
@@ -139,6 +163,7 @@ async def serve(
     ctx = await loop.run_in_executor(None, build_context, settings)  # opens files: off the loop
     configure_libraries()  # after the context: what it built (dictionary, tables) is frozen out of GC scans
     await startup.start(ctx)
+    await _start_lua(ctx)
     stop = stop or asyncio.Event()
     ctx.shutdown_requested = stop.set
     app = build_app(ctx)
@@ -158,6 +183,8 @@ async def serve(
             site = web.TCPSite(runner, host, settings.http_port, reuse_address=True)
             await site.start()
             log.info("HTTP server listening on port %d", settings.http_port)
+        if ctx.lua is not None:
+            ctx.lua.start(loop, _lua_port(settings, sock))
         if settings.dicom_server_enabled:
             # Imported and started in a worker thread: the REST API answers meanwhile.
             dicom = await loop.run_in_executor(None, _start_dicom, ctx, loop)
@@ -168,5 +195,7 @@ async def serve(
     finally:
         if dicom is not None:
             await loop.run_in_executor(None, dicom.stop)
+        if ctx.lua is not None:
+            await ctx.lua.stop()
         await runner.cleanup()
         await ctx.close()

@@ -84,6 +84,9 @@ KEYS: tuple[Key, ...] = (
     Key("OrthancPeers", {}, "Known Orthanc peers"),
     Key("ExtraMainDicomTags", {}, "Additional main DICOM tags per level (not supported yet)"),
     Key("Plugins", [], "Orthanc plugins (not applicable: ignored)"),
+    Key("ExecuteLuaEnabled", False, "Allow POST /tools/execute-script (runs any Lua sent to it)"),
+    Key("LuaScripts", [], "Lua scripts loaded at start, in order"),
+    Key("LuaHeartBeatPeriod", 0, "Seconds between two calls of the Lua callback OnHeartBeat (0: never)"),
 )
 
 _DEFAULTS = {k.name: k.default for k in KEYS}
@@ -143,6 +146,9 @@ class Settings:
     check_revisions: bool = False
     user_metadata: Mapping[str, int] = field(default_factory=dict)
     user_content_types: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    execute_lua_enabled: bool = False
+    lua_scripts: tuple[Path, ...] = ()
+    lua_heartbeat_period: float = 0.0
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -371,6 +377,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         check_revisions=_bool(merged["CheckRevisions"], "CheckRevisions"),
         user_metadata=_user_numbers(merged["UserMetadata"], "UserMetadata"),
         user_content_types=_user_content_types(merged["UserContentType"]),
+        execute_lua_enabled=_bool(merged["ExecuteLuaEnabled"], "ExecuteLuaEnabled"),
+        lua_scripts=tuple(path(p) for p in _strings(merged["LuaScripts"], "LuaScripts")),
+        lua_heartbeat_period=float(merged["LuaHeartBeatPeriod"] or 0),
         raw=dict(raw),
     )
 

@@ -189,7 +189,15 @@ async def set_metadata(
         txn.log_change(int(ChangeType.UPDATED_METADATA), level, public_id, date)
         return revision
 
-    return await ctx.index.write(run)
+    revision = await ctx.index.write(run)
+    _updated(ctx, level, public_id)
+    return revision
+
+
+def _updated(ctx: ServerContext, level: ResourceType, public_id: str) -> None:
+    """A metadata or an attachment changed: Lua's OnUpdated{Patient,Study,Series,Instance}."""
+    if ctx.lua is not None:
+        ctx.lua.updated(level, public_id)
 
 
 async def delete_metadata(
@@ -212,7 +220,10 @@ async def delete_metadata(
         txn.log_change(int(ChangeType.UPDATED_METADATA), level, public_id, date)
         return True
 
-    return await ctx.index.write(run)
+    deleted = await ctx.index.write(run)
+    if deleted:
+        _updated(ctx, level, public_id)
+    return deleted
 
 
 # ---------------------------------------------------------------- attachments
@@ -373,6 +384,7 @@ async def put_attachment(
         raise
     if old is not None:
         await ctx.run(ctx.storage.remove, old.uuid, old.content_type)
+    _updated(ctx, level, public_id)
     return revision
 
 
@@ -400,6 +412,7 @@ async def delete_attachment(
     if old is None:
         return False
     await ctx.run(ctx.storage.remove, old.uuid, old.content_type)
+    _updated(ctx, level, public_id)
     return True
 
 

@@ -25,6 +25,7 @@ from ..storage.base import StorageArea
 if TYPE_CHECKING:  # the services are built by the composition root (app.py) and handed in
     from .extquery import ExtQueryTags
     from .jobs import JobsEngine
+    from .lua import LuaScripting
     from .modalities import ModalityRegistry
     from .peers import PeerRegistry
     from .queries import QueryRegistry
@@ -144,6 +145,8 @@ class ServerContext:
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""
         self.shutdown_requested: Callable[[], None] = lambda: None
+        self.lua: LuaScripting | None = None
+        """The Lua engine (core/lua), set by the composition root when scripts may run."""
         """Set by the composition root: asks the server to stop (POST /tools/shutdown)."""
 
     @property
@@ -183,6 +186,9 @@ class ServerContext:
                 await self.index.write(log_stable)
             except Exception:  # never let the loop die; the next pass continues
                 log.exception("cannot log stable resources")
+            if self.lua is not None:
+                for level, pid in due:
+                    self.lua.stable(level, pid)
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -36,17 +36,20 @@ from .resources import series_status
 class StoreStatus(enum.Enum):
     SUCCESS = "Success"
     ALREADY_STORED = "AlreadyStored"
+    FILTERED_OUT = "FilteredOut"
 
 
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where an instance came from (recorded as Orthanc's instance metadata)."""
 
-    kind: str = "RestApi"  # RestApi | DicomProtocol | Plugins
+    kind: str = "RestApi"  # RestApi | DicomProtocol | Lua | Plugins
     remote_ip: str = ""
     remote_aet: str = ""
     called_aet: str = ""
     http_username: str = ""
+    modified_from: str = ""
+    """The instance this one is a modified copy of (metadata ModifiedFrom)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,16 @@ SIGNATURES = {level: _signature(level) for level in ResourceType}
 Check = Callable[[ParsedInstance], None]
 """Run on the parsed file before anything is written; raises to refuse the file (the rules
 of an interface, such as STOW-RS's required UIDs or the study of its URL)."""
+
+
+class FilteredOut(Exception):
+    """Raised by a check when a Lua filter refuses the file: nothing is stored, and the answer
+    is Orthanc's "FilteredOut" (`status`: the C-STORE status)."""
+
+    def __init__(self, parsed: ParsedInstance, status: int = 0) -> None:
+        super().__init__("filtered out")
+        self.parsed = parsed
+        self.status = status
 
 
 def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tuple[ParsedInstance, Attachment]:
@@ -213,6 +226,8 @@ def _store_txn(
         meta.append((iid, int(MetadataType.CALLED_AET), origin.called_aet))
     if origin.kind == "RestApi":
         meta.append((iid, int(MetadataType.HTTP_USERNAME), origin.http_username))
+    if origin.modified_from:
+        meta.append((iid, int(MetadataType.MODIFIED_FROM), origin.modified_from))
     if p.pixel_data_offset is not None:
         meta.append((iid, int(MetadataType.PIXEL_DATA_OFFSET), str(p.pixel_data_offset)))
     if p.pixel_data_vr is not None:
@@ -340,18 +355,33 @@ def _touch(ctx: ServerContext, ids: PublicIds) -> None:
 async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | None = None) -> StoreResult:
     """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept), or
     what `check` raises when it refuses the parsed file (nothing kept either)."""
+    lua = ctx.lua
+    if lua is not None and lua.filters.defined:
+        check = lua.instance_check(data, origin, check)
     fut: asyncio.Future[tuple[ParsedInstance, _TxnResult]] = asyncio.get_running_loop().create_future()
     ctx.io.submit(_store_soon, ctx, data, origin, ctx.settings.overwrite_instances, check, fut)
-    parsed, result = await fut
+    try:
+        parsed, result = await fut
+    except FilteredOut as out:
+        return StoreResult(StoreStatus.FILTERED_OUT, out.parsed.ids, out.parsed)
     if result.status is StoreStatus.SUCCESS:
         _touch(ctx, parsed.ids)
+    if lua is not None and "OnStoredInstance" in lua.events.defined:
+        lua.stored_instance(data, parsed, origin)
     return StoreResult(result.status, parsed.ids, parsed)
 
 
 def store_blocking(ctx: ServerContext, data: bytes, origin: Origin, loop: asyncio.AbstractEventLoop) -> StoreResult:
     """`store` for a thread that is not the event loop's (a DICOM association): the ingest runs
     right here, and only the stability bookkeeping is handed to the loop."""
-    parsed, result = _store_in_thread(ctx, data, origin, ctx.settings.overwrite_instances)
+    lua = ctx.lua
+    check = lua.instance_check(data, origin, None) if lua is not None and lua.filters.defined else None
+    try:
+        parsed, result = _store_in_thread(ctx, data, origin, ctx.settings.overwrite_instances, check)
+    except FilteredOut as out:
+        return StoreResult(StoreStatus.FILTERED_OUT, out.parsed.ids, out.parsed)
     if result.status is StoreStatus.SUCCESS:
         loop.call_soon_threadsafe(_touch, ctx, parsed.ids)
+    if lua is not None and "OnStoredInstance" in lua.events.defined:
+        lua.stored_instance(data, parsed, origin)
     return StoreResult(result.status, parsed.ids, parsed)

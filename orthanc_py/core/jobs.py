@@ -63,6 +63,8 @@ class JobsEngine:
 
     def __init__(self) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self.listener: Callable[[str, str], None] | None = None
+        """Told of each job event ("Submitted", "Success", "Failure") and the job's ID (Lua)."""
 
     def submit(self, job_type: str, run: Callable[[Job], Awaitable[dict[str, Any]]], priority: int = 0) -> Job:
         job = Job(str(uuid.uuid4()), job_type, priority)
@@ -73,6 +75,8 @@ class JobsEngine:
                 break
             self._jobs.popitem(last=False)
         job.task = asyncio.get_running_loop().create_task(self._run(job, run), name=f"job-{job.id}")
+        if self.listener is not None:
+            self.listener("Submitted", job.id)
         return job
 
     async def _run(self, job: Job, run: Callable[[Job], Awaitable[dict[str, Any]]]) -> None:
@@ -97,6 +101,8 @@ class JobsEngine:
         finally:
             job.runtime = time.monotonic() - job.started
             job.completion_time = now_iso()
+            if self.listener is not None:
+                self.listener("Success" if job.state == "Success" else "Failure", job.id)
 
     def get(self, job_id: str) -> Job:
         try:

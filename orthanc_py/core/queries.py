@@ -229,6 +229,9 @@ async def run_query(
     """C-FIND on the modality (patient root at the patient level, study root otherwise)."""
     modality = ctx.modalities.get(modality_name)
     identifier = build_identifier(level, query, normalize)
+    lua = ctx.lua
+    if lua is not None and "OutgoingFindRequestFilter" in lua.events.defined:
+        identifier = await ctx.run(lua.filter_identifier, "OutgoingFindRequestFilter", identifier, modality.aet)
     model = MODEL_PATIENT_ROOT_FIND if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_FIND
     answers = await ctx.run(ctx.scu.find, modality, identifier, model)
     for answer in answers:

@@ -316,6 +316,8 @@ async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Del
     ctx.series_cache.clear()  # deletes are rare: forget every cached series summary
     for _lv, pid in deletion.deleted:
         ctx.stable.forget(pid)
+    if ctx.lua is not None:  # OnDeletedInstance first, up to OnDeletedPatient (as Orthanc)
+        ctx.lua.deleted(sorted(deletion.deleted, key=lambda d: -int(d[0])))
     await ctx.run(_remove_files, ctx, deletion.attachments)
     return deletion
 

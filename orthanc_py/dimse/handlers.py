@@ -12,6 +12,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..core import files as core_files
@@ -80,6 +81,14 @@ class DicomHandlers:
             log.warning("%s refused for AET %s (not allowed by DicomModalities)", permission, requestor.ae_title)
             event.assoc.abort()
         return ok
+
+    def on_acse_recv(self, event: Any) -> None:
+        """A peer asks to release its association: first the Lua callbacks of the instances it
+        stored run (bounded; core/lua LuaScripting.settle_stored_events)."""
+        lua = self.ctx.lua
+        if lua is not None and isinstance(event.primitive, A_RELEASE) and event.primitive.result is None:
+            requestor = event.assoc.requestor
+            lua.settle_stored_events(str(requestor.address), str(requestor.ae_title).strip())
 
     def on_echo(self, event: Any) -> int:
         return status.SUCCESS if self.allowed(event, "AllowEcho") else status.REFUSED_NOT_AUTHORIZED
@@ -304,6 +313,17 @@ class DicomHandlers:
             return
         yield from self._sub_operations(event, files)
 
+    @staticmethod
+    def _find_origin(event: Any) -> dict[str, str]:
+        """The origin IncomingFindRequestFilter receives (Orthanc's FormatOrigin)."""
+        requestor = event.assoc.requestor
+        return {
+            "CalledAet": _called_aet(event.assoc),
+            "Manufacturer": "Generic",
+            "RemoteAet": str(requestor.ae_title).strip(),
+            "RemoteIp": str(requestor.address),
+        }
+
     def on_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
         requested keys plus RetrieveAETitle, in the DefaultEncoding in force (characters it
@@ -314,6 +334,9 @@ class DicomHandlers:
         identifier = event.identifier
         s = self.ctx.settings
         try:
+            lua = self.ctx.lua
+            if lua is not None and "IncomingFindRequestFilter" in lua.events.defined:
+                identifier = lua.filter_identifier("IncomingFindRequestFilter", identifier, self._find_origin(event))
             level_text, req, requested = self._parse_query(identifier)
         except Exception as exc:
             log.warning("C-FIND with an invalid identifier: %s", exc)

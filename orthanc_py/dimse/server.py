@@ -119,6 +119,7 @@ class DicomServer:
             (evt.EVT_C_FIND, self.handlers.on_find),
             (evt.EVT_C_MOVE, self.handlers.on_move),
             (evt.EVT_C_GET, self.handlers.on_get),
+            (evt.EVT_ACSE_RECV, self.handlers.on_acse_recv),
         ]
         self._server = self.ae.start_server(
             (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers

@@ -17,6 +17,7 @@ from . import (
     peers,
     queries,
     resources,
+    scripting,
     settings,
     system,
     tools,
@@ -42,5 +43,6 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         jobs,
         admin,
         bulk,
+        scripting,
     ):
         module.setup(app.router)

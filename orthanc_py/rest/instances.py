@@ -18,7 +18,7 @@ from ..errors import ErrorCode, OrthancError
 from ..imaging import render
 from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
-from ..web.middleware import USERNAME
+from ..web.middleware import FROM_LUA, USERNAME
 from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404
 from .tags import dicom_format, tags_options
@@ -48,7 +48,10 @@ async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
     ctx = ctx_of(request)
     data = await read_body(request)
-    origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))
+    if request.get(FROM_LUA):
+        origin = Origin("Lua")
+    else:
+        origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))
     if data[:4] == b"PK\x03\x04":
         members = await ctx.run(_zip_members, data)
         answers = []

@@ -26,6 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 REALM = "Orthanc Secure Area"
 USERNAME: web.RequestKey[str] = web.RequestKey("username", str)
 _DISPATCHED: web.RequestKey[bool] = web.RequestKey("orthanc_dispatched", bool)
+FROM_LUA: web.RequestKey[bool] = web.RequestKey("orthanc_from_lua", bool)
+"""Set on the REST calls of Lua scripts (web/luafilter.py)."""
 _ORTHANC_METHODS = ("GET", "POST", "DELETE", "PUT")
 
 
@@ -183,6 +185,8 @@ def access_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.get(FROM_LUA):  # Orthanc's Lua calls its REST API in-process, unauthenticated
+            return await handler(request)
         if not remote_access_allowed and not _is_loopback(request.remote):
             return web.Response(status=403)  # Orthanc answers both refusals without a body
         if authentication_enabled:
