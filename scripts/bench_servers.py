@@ -82,6 +82,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     url: str
     log_file: IO[bytes]
+    dicom_port: int = 0
     startup_s: float = 0.0
     system: dict[str, Any] = field(default_factory=dict)
 
@@ -101,10 +102,12 @@ async def launch(
     session: aiohttp.ClientSession,
     timeout: float,
     plugins: list[str] | None = None,
+    extra_config: dict[str, Any] | None = None,
 ) -> Server:
     """Start a server on `directory` (new free ports each time) and wait for GET /system = 200.
 
-    `plugins` goes to the config's "Plugins" (empty unless a DICOMweb scenario needs Orthanc's).
+    `plugins` goes to the config's "Plugins" (empty unless a DICOMweb scenario needs Orthanc's);
+    `extra_config` is merged into the config (the DicomModalities of the C-MOVE scenario).
 
     The startup time runs from just before the process is spawned until that first 200.
     The config's unique Name must come back in /system, which proves the answer came from
@@ -127,6 +130,7 @@ async def launch(
         "AuthenticationEnabled": False,
         "Plugins": list(plugins or []),
     }
+    config.update(extra_config or {})
     if plugins and DICOMWEB_PLUGIN in plugins:
         config["DicomWeb"] = {"Enable": True, "Root": "/dicom-web/"}
     cfg = directory / "config.json"
@@ -151,7 +155,7 @@ async def launch(
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    server = Server(kind, directory, name, proc, url, log_file)
+    server = Server(kind, directory, name, proc, url, log_file, dicom_port)
     try:
         while True:
             if proc.poll() is not None:
@@ -207,6 +211,8 @@ class Target:
     session: aiohttp.ClientSession | None = None
     version: str = "?"
     instance_ids: list[str] = field(default_factory=list)
+    study_ids: list[str] = field(default_factory=list)
+    extra_config: dict[str, Any] = field(default_factory=dict)  # merged into every launch's config
     plugins: list[str] = field(default_factory=list)  # the "Plugins" of every launch of this target
     skip: dict[str, str] = field(default_factory=dict)  # scenario -> why it is not run here
     stow_studies: dict[int, tuple[str, int]] = field(default_factory=dict)  # rep -> (StudyInstanceUID, stored)
@@ -230,7 +236,7 @@ class Target:
     async def start(self, timeout: float) -> float:
         """(Re)start a managed target on its own storage; returns the startup seconds."""
         assert self.directory is not None
-        self.server = await launch(self.kind, self.directory, self.http, timeout, self.plugins)
+        self.server = await launch(self.kind, self.directory, self.http, timeout, self.plugins, self.extra_config)
         self.url = self.server.url
         self.version = str(self.server.system.get("Version", "?"))
         return self.server.startup_s

@@ -70,6 +70,24 @@ EVENT_CALLBACKS = (
 )
 FILTER_CALLBACKS = ("ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter")
 
+MAX_OPERATIONS_PER_JOB = 1000
+TRAILING_TIMEOUT = 5.0
+"""Orthanc's Lua job manager: the operations that callbacks order go to one job while it runs
+(up to 1000), and the job waits this long after its last operation for more, so a burst of
+auto-routed instances travels in one job over one association (a single-threaded SCP such as
+DCMTK's storescp would otherwise refuse the jobs that run beside the first)."""
+
+
+class _Sequence:
+    """The open SequenceOfOperations job: chains of operations still to run (event loop only)."""
+
+    def __init__(self) -> None:
+        self.pending: list[list[dict[str, Any]]] = []
+        self.count = 0
+        self.done = False
+        self.added = asyncio.Event()
+
+
 STOP_WAIT = 30.0
 """Seconds the server waits at stop for the queued Lua events and Finalize."""
 RELEASE_WAIT = 2.0
@@ -123,6 +141,7 @@ class LuaScripting:
         self._last_stored: dict[tuple[str, str], concurrent.futures.Future[Any]] = {}
         """The last OnStoredInstance call queued for each C-STORE peer (IP, AET)."""
         self._heartbeat: asyncio.Task[None] | None = None
+        self._sequence: _Sequence | None = None
         self.scripts = list(s.lua_scripts)
 
     # --- life cycle ------------------------------------------------------------------------
@@ -426,9 +445,40 @@ class LuaScripting:
         if loop is None:
             return
         ops = [op for op in operations if isinstance(op, dict)]
-        loop.call_soon_threadsafe(
-            lambda: self.ctx.jobs.submit("SequenceOfOperations", lambda job: self._run_operations(ops))
-        )
+        loop.call_soon_threadsafe(self._enqueue, ops)
+
+    def _enqueue(self, ops: list[dict[str, Any]]) -> None:
+        """On the event loop: add a callback's operations to the open job, or open one."""
+        seq = self._sequence
+        if seq is None or seq.done or seq.count >= MAX_OPERATIONS_PER_JOB:
+            seq = self._sequence = _Sequence()
+            opened = seq
+
+            async def run(job: Any) -> dict[str, Any]:
+                return await self._run_sequence(opened)
+
+            self.ctx.jobs.submit("SequenceOfOperations", run)
+        seq.pending.append(ops)
+        seq.count += len(ops)
+        seq.added.set()
+
+    async def _run_sequence(self, seq: _Sequence) -> dict[str, Any]:
+        """Run the chains as they come; finish TRAILING_TIMEOUT after the last one (or at the
+        first failure, as Orthanc's job fails with its operation)."""
+        try:
+            while True:
+                while seq.pending:
+                    await self._run_operations(seq.pending.pop(0))
+                seq.added.clear()
+                try:
+                    await asyncio.wait_for(seq.added.wait(), TRAILING_TIMEOUT)
+                except TimeoutError:
+                    break
+        finally:
+            seq.done = True  # no await since the last check: nothing was added in between
+            if self._sequence is seq:
+                self._sequence = None
+        return {"CountOperations": seq.count}
 
     async def _run_operations(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
         """Each operation works on its own resource, or (Resource "") on what the previous one
