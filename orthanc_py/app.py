@@ -9,30 +9,19 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
-from . import dicomweb, rest
 from .config import Settings
-from .core import startup
-from .core.context import ServerContext
-from .core.extquery import ExtQueryTags
-from .core.jobs import JobsEngine
-from .core.lua import LuaScripting
-from .core.modalities import ModalityRegistry
-from .core.peers import PeerRegistry
-from .core.queries import QueryRegistry
-from .core.seriescache import SeriesCache
-from .index.registry import open_index
-from .storage.registry import open_storage
-from .web.forms import form_middleware
-from .web.luafilter import lua_filter_middleware, lua_origin_middleware
-from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
-from .web.responses import BIG_READ
-from .web.router import application
+
+if TYPE_CHECKING:
+    from .core.context import ServerContext
+
+# The services, backends and interfaces are imported by the functions that build them, after
+# `configure_libraries` (which decides how pydicom is loaded and makes the imports faster).
 
 log = logging.getLogger("orthanc_py")
 
@@ -43,6 +32,16 @@ def build_context(settings: Settings) -> ServerContext:
     """Open the storage area and the index the settings ask for (index/registry.py and
     storage/registry.py map configuration sections to backends), and wire the services (blocking
     I/O: run it off the event loop)."""
+    from .core.context import ServerContext
+    from .core.extquery import ExtQueryTags
+    from .core.jobs import JobsEngine
+    from .core.modalities import ModalityRegistry
+    from .core.peers import PeerRegistry
+    from .core.queries import QueryRegistry
+    from .core.seriescache import SeriesCache
+    from .index.registry import open_index
+    from .storage.registry import open_storage
+
     return ServerContext(
         settings,
         open_index(settings),
@@ -58,6 +57,15 @@ def build_context(settings: Settings) -> ServerContext:
 
 def build_app(ctx: ServerContext) -> web.Application:
     """The aiohttp application serving Orthanc's REST API."""
+    from aiohttp.typedefs import Middleware
+
+    from . import dicomweb, rest
+    from .web.forms import form_middleware
+    from .web.luafilter import lua_filter_middleware, lua_origin_middleware
+    from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
+    from .web.responses import BIG_READ
+    from .web.router import application
+
     s = ctx.settings
     middlewares: list[Middleware] = [
         xml_middleware((*dicomweb.PREFIXES, "/wado")),
@@ -94,6 +102,8 @@ async def _start_lua(ctx: ServerContext) -> None:
     s = ctx.settings
     if not s.lua_scripts and not s.execute_lua_enabled:
         return
+    from .core.lua import LuaScripting
+
     lua = LuaScripting(ctx)
     await asyncio.get_running_loop().run_in_executor(None, lua.load)
     ctx.lua = lua
@@ -102,7 +112,9 @@ async def _start_lua(ctx: ServerContext) -> None:
 
 def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
     from .dimse.server import DicomServer
+    from .remote.dicomnet import tune_pynetdicom
 
+    tune_pynetdicom()  # before the first association
     server = DicomServer(ctx, loop)
     server.start()
     return server
@@ -125,25 +137,45 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def configure_libraries() -> None:
-    """Every library-wide setting, in one place (called at start-up; idempotent).
+    """Every library-wide setting, in one place (called at start-up, before the services are
+    imported; idempotent).
 
-    - pydicom reads what it is given without validating values (Orthanc stores files with
-      invalid values too; `reading_validation_mode` would warn or raise on each).
-    - pynetdicom: the faster socket `recv` and the encoder that sends stored bytes as they are
-      (remote.dicomnet).
     - Fewer cyclic-GC passes: answers like GET /studies?expand build tens of thousands of
       containers, and with the default threshold (700) collections cost 10-15% of such a request
       and made its latency bimodal. Our objects are freed by reference counting; cycles are rare.
-      What exists at start (modules, dictionaries) is frozen out of the collector's scans."""
+      Set first, it also spares the start-up imports ~20 ms of collections;
+      `freeze_startup_objects` then takes what start-up built out of the collector's scans.
+    - pydicom is loaded without `requests` (`_import_pydicom`), and reads what it is given
+      without validating values (Orthanc stores files with invalid values too;
+      `reading_validation_mode` would warn or raise on each).
+    - pynetdicom's sockets are tuned by `remote.dicomnet.tune_pynetdicom`, called before the
+      first association (the DICOM server's start, the SCU): pynetdicom loads after HTTP listens."""
+    gc.set_threshold(20_000, 20, 20)
+    _import_pydicom()
     import pydicom.config
 
-    from .remote.dicomnet import tune_pynetdicom
-
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-    tune_pynetdicom()
+
+
+def _import_pydicom() -> None:
+    """Import pydicom with `requests` hidden: pydicom imports it only to download its own test
+    files (and then falls back to urllib), and `requests` with urllib3 and charset_normalizer cost
+    40-60 ms and 5 MB at every start. Later imports of `requests` work as usual."""
+    if "pydicom" in sys.modules or "requests" in sys.modules:
+        return
+    sys.modules["requests"] = None  # type: ignore[assignment]  # `import requests` raises ImportError
+    try:
+        import pydicom  # noqa: F401
+    finally:
+        del sys.modules["requests"]
+
+
+def freeze_startup_objects() -> None:
+    """Move what exists once the server is up (modules, dictionaries, tables) out of the cyclic
+    collector's scans. Called after the HTTP and DICOM servers started (the collection takes
+    30-50 ms: not between the process start and the first HTTP answer)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 async def serve(
@@ -160,8 +192,10 @@ async def serve(
     if settings.unknown_keys:
         log.warning("configuration keys not used by orthanc_py: %s", ", ".join(settings.unknown_keys))
     loop = asyncio.get_running_loop()
+    configure_libraries()
     ctx = await loop.run_in_executor(None, build_context, settings)  # opens files: off the loop
-    configure_libraries()  # after the context: what it built (dictionary, tables) is frozen out of GC scans
+    from .core import startup
+
     await startup.start(ctx)
     await _start_lua(ctx)
     stop = stop or asyncio.Event()
@@ -189,6 +223,7 @@ async def serve(
             # Imported and started in a worker thread: the REST API answers meanwhile.
             dicom = await loop.run_in_executor(None, _start_dicom, ctx, loop)
             ctx.dicom_port = dicom.port
+        freeze_startup_objects()
         if ready is not None:
             ready(ctx)
         await stop.wait()

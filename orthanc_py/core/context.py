@@ -9,6 +9,7 @@ import asyncio
 import datetime as _dt
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..config import Settings
 from ..index.base import Index
-from ..model.dictionary import dcmtk
+from ..model.dictionary import TagDictionary, dcmtk
 from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
 from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
@@ -136,9 +137,11 @@ class ServerContext:
         self.metrics_enabled = settings.metrics_enabled
         # Settings Orthanc lets clients change at run time (/tools/default-encoding, ...)
         self.default_encoding = settings.default_encoding
-        base = dcmtk() if settings.load_private_dictionary else dcmtk().without_private()
-        self.dictionary = base.with_entries(settings.dictionary, settings.default_private_creator)
-        """Tag names and VRs as Orthanc knows them: DCMTK's dictionary + `Dictionary`."""
+        # The `Dictionary` key is checked now (a bad entry stops the start, as in Orthanc); DCMTK's
+        # table (15 ms, 2 MB) is read on first use.
+        TagDictionary({}, {}, (), ()).with_entries(settings.dictionary, settings.default_private_creator)
+        self._dictionary: TagDictionary | None = None
+        self._dictionary_lock = threading.Lock()
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
         self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
         self._scu: Any = None
@@ -150,10 +153,23 @@ class ServerContext:
         """Set by the composition root: asks the server to stop (POST /tools/shutdown)."""
 
     @property
+    def dictionary(self) -> TagDictionary:
+        """Tag names and VRs as Orthanc knows them: DCMTK's dictionary + `Dictionary`."""
+        found = self._dictionary
+        if found is None:
+            with self._dictionary_lock:
+                found = self._dictionary
+                if found is None:
+                    s = self.settings
+                    base = dcmtk() if s.load_private_dictionary else dcmtk().without_private()
+                    found = self._dictionary = base.with_entries(s.dictionary, s.default_private_creator)
+        return found
+
+    @property
     def scu(self) -> Any:
         """The DICOM SCU (created on first use: pynetdicom loads only when needed)."""
         if self._scu is None:
-            from ..remote.modalities import DicomScu  # (pynetdicom tuned by app.configure_libraries)
+            from ..remote.modalities import DicomScu
 
             self._scu = DicomScu(
                 self.settings.dicom_aet, self.settings.dicom_scu_timeout, self.settings.dicom_association_close_delay

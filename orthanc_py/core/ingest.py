@@ -59,11 +59,7 @@ class StoreResult:
     parsed: ParsedInstance
 
 
-def _signature(level: ResourceType) -> str:
-    return ";".join(sorted(mt.format_tag(t) for t in mt.MAIN_TAGS[level]))
-
-
-SIGNATURES = {level: _signature(level) for level in ResourceType}
+SIGNATURES = mt.SIGNATURES
 
 
 Check = Callable[[ParsedInstance], None]

@@ -79,13 +79,16 @@ class BatchTransaction(SqlTransaction):
         return rid
 
     def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
-        self._rows["metadata"].extend(rows)
+        self._rows["metadata"].extend(self._encode_metadata(rows))
 
     def add_attachment(self, resource_id: int, a: Attachment) -> None:
         self._rows["attachments"].append(_attachment_row(resource_id, a))
 
     def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
-        self._rows["changes"].extend((t, int(lv), pub, d) for t, lv, pub, d in rows)
+        """Kept with the resource's internal id (created in this batch or read from the table);
+        a resource that does not exist logs nothing, as in SqlTransaction.log_change."""
+        found = self.lookup_many([pub for _t, _lv, pub, _d in rows])
+        self._rows["changes"].extend((t, int(lv), found[pub][0], d) for t, lv, pub, d in rows if pub in found)
 
     def log_feed(
         self,
@@ -100,4 +103,6 @@ class BatchTransaction(SqlTransaction):
         if replaces:  # an update of earlier entries: through `c`, after the kept rows
             super().log_feed(action, study, series, sop, instance_id, timestamp, replaces)
             return
-        self._rows["changefeed"].append(_feed_row(action, study, series, sop, instance_id, timestamp))
+        found = self.lookup_many((instance_id,)).get(instance_id)
+        rid = found[0] if found is not None and found[1] is ResourceType.INSTANCE else None
+        self._rows["changefeed"].append(_feed_row(action, study, series, sop, instance_id, timestamp, rid))

@@ -24,7 +24,8 @@ class CascadeRows(Protocol):
     def children(self, ids: Ids) -> dict[int, list[tuple[int, str]]]: ...
     def attachments(self, ids: Ids) -> dict[int, list[Attachment]]: ...
     def remove_resources(self, ids: Sequence[int]) -> None: ...
-    def forget_changes(self, public_ids: Sequence[str]) -> None: ...
+    def forget_changes(self, ids: Sequence[int]) -> None: ...
+    def detach_feed(self, ids: Sequence[int]) -> None: ...
     def last_feed_entry(self, instance_id: str) -> tuple[str, str, str] | None: ...
     def log_feed(
         self, action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str, replaces: bool = True
@@ -66,7 +67,9 @@ def delete_cascade(txn: CascadeRows, resource_id: int) -> Deletion:
         child, parent = parent, prow.parent_id
     doomed.sort()
     attachments = [a for files in txn.attachments(doomed).values() for a in files]
-    deleted = [(r.level, r.public_id) for r in txn.resources(doomed)]
+    rows = txn.resources(doomed)
+    deleted = [(r.level, r.public_id) for r in rows]
+    txn.detach_feed([r.id for r in rows if r.level is ResourceType.INSTANCE])
     txn.remove_resources(doomed)
     now = feed_time()
     for level, pub in deleted:
@@ -75,5 +78,5 @@ def delete_cascade(txn: CascadeRows, resource_id: int) -> Deletion:
             if entry is not None:
                 txn.log_feed("delete", *entry, pub, now)
     # Orthanc's change log rows cascade with their resource: they disappear too.
-    txn.forget_changes([pub for _lv, pub in deleted])
+    txn.forget_changes(doomed)
     return Deletion(attachments, deleted, remaining)

@@ -20,11 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..model.maintags import SIGNATURES
 from . import schema
 from .base import Transaction
 from .batch import BatchTransaction
 from .dialect import SQLITE
-from .transaction import SqlTransaction, _norm_of
+from .transaction import SqlTransaction, _norm_of, ensure_signatures
 from .writer import GroupCommitWriter
 
 log = logging.getLogger("orthanc_py.index")
@@ -35,6 +36,10 @@ MIGRATIONS: tuple[str, ...] = schema.migrations("sqlite")
 
 SQL_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {"orthanc_fold": (2, _norm_of)}
 """Python functions the migrations call (the folded form of a text value)."""
+
+WAL_SIZE_LIMIT = 4 << 20
+"""Bytes the WAL file keeps when it starts over (journal_size_limit): a burst of writes grows
+it, and it shrinks back at the next restart instead of holding its peak size on disk."""
 
 _IDLE_READERS = 16
 """Reader connections kept open when idle (each has its own page cache): more than the threads
@@ -67,7 +72,9 @@ class SqliteIndex:
         self._writer_conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         # Checkpoints run in their own thread: the writer never waits for one (ingest latency).
         self._writer_conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._writer_conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         schema.migrate_sqlite(self._writer_conn, SQL_FUNCTIONS)
+        ensure_signatures(self._writer_conn, SIGNATURES.values())
         self._stop_checkpoints = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="index-checkpoint", daemon=True)
         self._checkpointer.start()
@@ -86,14 +93,24 @@ class SqliteIndex:
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database every half second (PASSIVE: never blocks the writer);
-        restart the WAL from its beginning when readers allow, so it does not grow forever."""
+        restart the WAL from its beginning when readers allow, so it does not grow forever, and
+        empty the file once writes pause (a WAL fully copied is only disk space).
+
+        RESTART and TRUNCATE wait for readers through the busy handler, holding off writers
+        meanwhile: with no busy timeout here they are attempts that give up at once."""
         conn = _connect(self.path, readonly=False)
+        conn.execute("PRAGMA busy_timeout=0")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        previous = -1
         try:
             while not self._stop_checkpoints.wait(0.5):
                 try:
                     _busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    if log_pages > 20000 and done == log_pages:
+                    if log_pages > 0 and done == log_pages and log_pages == previous:  # nothing written since
+                        _busy, log_pages, done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    elif log_pages > 20000 and done == log_pages:
                         conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                    previous = log_pages
                 except sqlite3.Error:
                     log.debug("checkpoint skipped", exc_info=True)
         finally:

@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
-from ..model.enums import ResourceType
+from ..model.enums import MetadataType, ResourceType
 from ..model.lookup import TEXT_VRS, TagConstraint, normalize, vr_of
+from ..model.maintags import SERIES_INSTANCE_UID, SOP_INSTANCE_UID, STUDY_INSTANCE_UID
 from .base import (
     Attachment,
     Change,
@@ -35,6 +36,9 @@ _CHUNK = 500
 
 
 _LEVELS = {int(lv): lv for lv in ResourceType}
+
+SIGNATURE = int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE)
+"""Metadata stored by number: its rows hold the id of its text in `signatures` (migration 6)."""
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
@@ -94,13 +98,14 @@ def inserts(d: Dialect) -> dict[str, Insert]:
     """The multi-row INSERTs of the index in dialect `d`, by table."""
     return {
         "resources": ("INSERT INTO resources(id, level, public_id, parent_id, main_tags)", ""),
-        "tags": ("INSERT INTO tags(resource_id, tag, value, norm)", ""),
+        "tags": d.upsert("tags", "resource_id, tag, value, norm", "resource_id, tag"),
         "attachments": d.upsert("attachments", _ATTACHMENT_COLUMNS, "resource_id, content_type"),
         "metadata": d.upsert("metadata", "resource_id, type, value", "resource_id, type"),
         "metadata_revision": d.upsert("metadata", "resource_id, type, value, revision", "resource_id, type"),
-        "changes": ("INSERT INTO changes(change_type, level, public_id, date)", ""),
+        "changes": ("INSERT INTO changes(change_type, level, resource_id, date)", ""),
         "changefeed": (
-            "INSERT INTO changefeed(action, state, study_uid, series_uid, sop_uid, instance_id, timestamp)",
+            "INSERT INTO changefeed(action, state, resource_id, study_uid, series_uid, sop_uid, instance_id, "
+            "timestamp)",
             "",
         ),
         "ext_errors": d.upsert(
@@ -125,10 +130,59 @@ def _tag_rows(rid: int, main_tags: dict[int, str]) -> list[tuple[int, int, str, 
     return [(rid, t, v, _norm_of(t, v)) for t, v in main_tags.items()]
 
 
-def _feed_row(action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str) -> tuple[str, ...]:
-    """A new change-feed entry: current, or already "deleted" for a deletion."""
+def _feed_row(
+    action: str, study: str, series: str, sop: str, instance_id: str, timestamp: str, resource_id: int | None
+) -> tuple[Any, ...]:
+    """A new change-feed entry: current, or already "deleted" for a deletion. The creation of
+    an instance that is stored names it by internal id (`resource_id`): its UIDs and public id
+    are read from its rows (migration 6), copied into the entry when it is deleted."""
     state = feed_state(action)[0]
-    return (action, state, study, series, sop, instance_id, timestamp)
+    if resource_id is not None and action == "create":
+        return (action, state, resource_id, None, None, None, None, timestamp)
+    return (action, state, None, study, series, sop, instance_id, timestamp)
+
+
+def _feed_uids(ref: str) -> tuple[str, str, str, str]:
+    """SQL of (study UID, series UID, SOP instance UID, public id) of the instance `ref` (the
+    SQL of an internal id) as its rows give them: a UID it lacks is '' (as ingest logs it)."""
+    study = (
+        "COALESCE((SELECT t.value FROM resources i JOIN resources s ON s.id = i.parent_id "
+        f"JOIN tags t ON t.resource_id = s.parent_id AND t.tag = {STUDY_INSTANCE_UID} WHERE i.id = {ref}), '')"
+    )
+    series = (
+        "COALESCE((SELECT t.value FROM resources i JOIN tags t ON t.resource_id = i.parent_id "
+        f"AND t.tag = {SERIES_INSTANCE_UID} WHERE i.id = {ref}), '')"
+    )
+    sop = f"COALESCE((SELECT t.value FROM tags t WHERE t.resource_id = {ref} AND t.tag = {SOP_INSTANCE_UID}), '')"
+    public_id = f"(SELECT i.public_id FROM resources i WHERE i.id = {ref})"
+    return study, series, sop, public_id
+
+
+_FEED_SELECT = (
+    "SELECT f.seq, f.action, f.state, "
+    "CASE WHEN f.resource_id IS NULL THEN f.study_uid ELSE COALESCE(ts.value, '') END, "
+    "CASE WHEN f.resource_id IS NULL THEN f.series_uid ELSE COALESCE(te.value, '') END, "
+    "CASE WHEN f.resource_id IS NULL THEN f.sop_uid ELSE COALESCE(tp.value, '') END, "
+    "CASE WHEN f.resource_id IS NULL THEN f.instance_id ELSE i.public_id END, "
+    "f.timestamp FROM changefeed f "
+    "LEFT JOIN resources i ON i.id = f.resource_id LEFT JOIN resources s ON s.id = i.parent_id "
+    f"LEFT JOIN tags ts ON ts.resource_id = s.parent_id AND ts.tag = {STUDY_INSTANCE_UID} "
+    f"LEFT JOIN tags te ON te.resource_id = i.parent_id AND te.tag = {SERIES_INSTANCE_UID} "
+    f"LEFT JOIN tags tp ON tp.resource_id = i.id AND tp.tag = {SOP_INSTANCE_UID} "
+)
+"""The change feed's columns (seq, action, state, study, series, SOP, instance id, time)."""
+
+
+def ensure_signatures(conn: Any, values: Iterable[str], begin: str = SQLITE.begin_write) -> None:
+    """Give each MainDicomTagsSignature this program writes its `signatures` row (run when the
+    index opens, before any transaction reads the table: rows are only ever added)."""
+    conn.execute(begin)
+    try:
+        conn.executemany("INSERT OR IGNORE INTO signatures(value) VALUES (?)", [(v,) for v in values])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _attachment_row(resource_id: int, a: Attachment) -> tuple[Any, ...]:
@@ -170,6 +224,7 @@ class SqlTransaction:
         self._conn = conn
         self.d = dialect
         self._ins = inserts(dialect)
+        self._signatures: tuple[dict[str, str], dict[str, str]] | None = None
 
     @property
     def c(self) -> Any:
@@ -178,6 +233,26 @@ class SqlTransaction:
 
     def _insert(self, table: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
         _insert_rows(self.c, self._ins[table], width, rows)
+
+    def _signature_codes(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(number -> text, text -> number) of the signatures, read once per connection (rows
+        are added only when the index opens, see ensure_signatures)."""
+        if self._signatures is None:
+            rows = self._conn.execute("SELECT id, value FROM signatures").fetchall()
+            self._signatures = ({str(i): v for i, v in rows}, {v: str(i) for i, v in rows})
+        return self._signatures
+
+    def _signature_text(self, stored: str) -> str:
+        """A signature row's value as read: its number's text (a text without a number is
+        stored as it is)."""
+        return self._signature_codes()[0].get(stored, stored)
+
+    def _encode_metadata(self, rows: Sequence[tuple[Any, ...]]) -> Sequence[tuple[Any, ...]]:
+        """Metadata rows as stored: a signature by the number of its text."""
+        if not any(r[1] == SIGNATURE for r in rows):
+            return rows
+        codes = self._signature_codes()[1]
+        return [(r[0], r[1], codes.get(r[2], r[2]), *r[3:]) if r[1] == SIGNATURE else r for r in rows]
 
     # ------------------------------------------------------------------ queries
     def lookup(self, public_id: str) -> tuple[int, ResourceType] | None:
@@ -231,7 +306,9 @@ class SqlTransaction:
         return ResourceSummary(
             ResourceRow(rid, _LEVELS[level], pub, parent, ppub, dict(loads(tags))),
             kids.split(",") if kids else [],
-            {int(k): v for k, v in loads(meta).items()} if meta else {},
+            {int(k): v if int(k) != SIGNATURE else self._signature_text(v) for k, v in loads(meta).items()}
+            if meta
+            else {},
             sorted(loads(labels)) if labels else [],
             (uuid, size) if uuid is not None else None,
             bool(protected),
@@ -306,14 +383,16 @@ class SqlTransaction:
                 sql += f" AND type IN ({_marks(len(type_list))})"
                 args += type_list
             for rid, t, v in self.c.execute(sql, args):
-                out[rid][t] = v
+                out[rid][t] = v if t != SIGNATURE else self._signature_text(v)
         return out
 
     def metadata_entry(self, resource_id: int, metadata_type: int) -> tuple[str, int] | None:
         row = self.c.execute(
             "SELECT value, revision FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type)
         ).fetchone()
-        return (row[0], int(row[1])) if row else None
+        if row is None:
+            return None
+        return (row[0] if metadata_type != SIGNATURE else self._signature_text(row[0]), int(row[1]))
 
     def any_compressed(self) -> bool:
         return self.c.execute("SELECT 1 FROM attachments WHERE compression <> 1 LIMIT 1").fetchone() is not None
@@ -339,10 +418,13 @@ class SqlTransaction:
             "FROM resources r LEFT JOIN resources p ON p.id = r.parent_id WHERE r.level = ? ORDER BY r.id"
         )
         loads = orjson.loads
-        return [
+        rows = [
             (rid, pub, ppub, dict(loads(tags)), kids.split(",") if kids else [], value)
             for rid, pub, ppub, tags, kids, value in self.c.execute(sql, (metadata_type, int(level)))
         ]
+        if metadata_type == SIGNATURE:
+            rows = [(*r[:5], None if r[5] is None else self._signature_text(r[5])) for r in rows]
+        return rows
 
     def all_labels(self) -> list[str]:
         return [r[0] for r in self.c.execute("SELECT DISTINCT label FROM labels ORDER BY label")]
@@ -444,17 +526,21 @@ class SqlTransaction:
 
     def changes(self, since: int, limit: int) -> list[Change]:
         rows = self.c.execute(
-            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT c.seq, c.change_type, c.level, r.public_id, c.date FROM changes c "
+            "JOIN resources r ON r.id = c.resource_id WHERE c.seq > ? ORDER BY c.seq LIMIT ?",
             (since, limit),
         )
-        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in rows]
+        levels = _LEVELS  # (a dict look-up: the enum's constructor costs more than the join)
+        return [Change(s, t, levels[lv], p, d) for s, t, lv, p, d in rows]
 
     def changes_before(self, before: int, limit: int) -> list[Change]:
         rows = self.c.execute(
-            "SELECT seq, change_type, level, public_id, date FROM changes WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+            "SELECT c.seq, c.change_type, c.level, r.public_id, c.date FROM changes c "
+            "JOIN resources r ON r.id = c.resource_id WHERE c.seq < ? ORDER BY c.seq DESC LIMIT ?",
             (before, limit),
         )
-        return [Change(s, t, ResourceType(lv), p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
+        levels = _LEVELS
+        return [Change(s, t, levels[lv], p, d) for s, t, lv, p, d in reversed(rows.fetchall())]
 
     def last_change(self) -> int:
         """The last sequence number handed out (Orthanc's GetLastChangeIndex): changes of
@@ -515,11 +601,11 @@ class SqlTransaction:
             self._insert("tags", 4, _tag_rows(resource_id, main_tags))
 
     def set_metadata(self, resource_id: int, metadata_type: int, value: str, revision: int = 0) -> None:
-        self._insert("metadata_revision", 4, [(resource_id, metadata_type, value, revision)])
+        self._insert("metadata_revision", 4, self._encode_metadata([(resource_id, metadata_type, value, revision)]))
 
     def set_metadata_many(self, rows: Sequence[tuple[int, int, str]]) -> None:
         if rows:
-            self._insert("metadata", 3, rows)
+            self._insert("metadata", 3, self._encode_metadata(rows))
 
     def delete_metadata(self, resource_id: int, metadata_type: int) -> bool:
         cur = self.c.execute("DELETE FROM metadata WHERE resource_id=? AND type=?", (resource_id, metadata_type))
@@ -547,14 +633,17 @@ class SqlTransaction:
         return None
 
     def log_change(self, change_type: int, level: ResourceType, public_id: str, date: str) -> None:
+        """A change of an existing resource (the log names it by internal id: a change of a
+        resource deleted meanwhile is not logged, as its rows would be deleted with it)."""
         self.c.execute(
-            "INSERT INTO changes(change_type, level, public_id, date) VALUES (?,?,?,?)",
-            (change_type, int(level), public_id, date),
+            "INSERT INTO changes(change_type, level, resource_id, date) SELECT ?, ?, id, ? FROM resources "
+            "WHERE public_id = ?",
+            (change_type, int(level), date, public_id),
         )
 
     def log_changes(self, rows: Sequence[tuple[int, ResourceType, str, str]]) -> None:
-        if rows:
-            self._insert("changes", 4, [(t, int(lv), pub, d) for t, lv, pub, d in rows])
+        for t, lv, pub, d in rows:
+            self.log_change(t, lv, pub, d)
 
     def log_export(self, e: ExportedResource) -> None:
         self.c.execute(
@@ -584,19 +673,31 @@ class SqlTransaction:
                 self.c.execute(f"DELETE FROM {table} WHERE resource_id IN ({marks})", args)
             self.c.execute(f"DELETE FROM resources WHERE id IN ({marks})", args)
 
-    def forget_changes(self, public_ids: Sequence[str]) -> None:
-        """Remove the change-log rows of these resources."""
-        for i in range(0, len(public_ids), _CHUNK):
-            part = tuple(public_ids[i : i + _CHUNK])
-            self.c.execute(f"DELETE FROM changes WHERE public_id IN ({_marks(len(part))})", part)
+    def forget_changes(self, ids: Sequence[int]) -> None:
+        """Remove the change-log rows of these resources (internal ids)."""
+        for chunk in _chunks(ids):
+            self.c.execute(f"DELETE FROM changes WHERE resource_id IN ({_marks(len(chunk))})", tuple(chunk))
 
     def last_feed_entry(self, instance_id: str) -> tuple[str, str, str] | None:
         """(study, series, SOP instance UID) of the newest change-feed entry of an instance."""
         row = self.c.execute(
-            "SELECT study_uid, series_uid, sop_uid FROM changefeed WHERE instance_id=? ORDER BY seq DESC LIMIT 1",
-            (instance_id,),
+            _FEED_SELECT + "WHERE f.seq = (SELECT MAX(seq) FROM (SELECT seq FROM changefeed WHERE instance_id = ? "
+            "UNION ALL SELECT seq FROM changefeed WHERE resource_id IN "
+            "(SELECT id FROM resources WHERE public_id = ?)))",
+            (instance_id, instance_id),
         ).fetchone()
-        return (row[0], row[1], row[2]) if row else None
+        return (row[3], row[4], row[5]) if row else None
+
+    def detach_feed(self, ids: Sequence[int]) -> None:
+        """Copy into their change-feed entries the UIDs and public id of these instances, which
+        are about to be deleted (the entries outlive them)."""
+        study, series, sop, public_id = _feed_uids("changefeed.resource_id")
+        for chunk in _chunks(ids):
+            self.c.execute(
+                f"UPDATE changefeed SET study_uid = {study}, series_uid = {series}, sop_uid = {sop}, "
+                f"instance_id = {public_id}, resource_id = NULL WHERE resource_id IN ({_marks(len(chunk))})",
+                tuple(chunk),
+            )
 
     def log_feed(
         self,
@@ -610,25 +711,24 @@ class SqlTransaction:
     ) -> None:
         """A change-feed entry; earlier entries of the instance become "replaced" or "deleted"
         (`replaces=False`: the caller knows there is no current one)."""
+        found = self.lookup(instance_id)
         if replaces:
+            later = feed_state(action)[1]
             self.c.execute(
-                "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'",
-                (feed_state(action)[1], instance_id),
+                "UPDATE changefeed SET state=? WHERE instance_id=? AND state='current'", (later, instance_id)
             )
-        self._insert("changefeed", 7, [_feed_row(action, study, series, sop, instance_id, timestamp)])
+            if found is not None:
+                self.c.execute(
+                    "UPDATE changefeed SET state=? WHERE resource_id=? AND state='current'", (later, found[0])
+                )
+        rid = found[0] if found is not None and found[1] is ResourceType.INSTANCE else None
+        self._insert("changefeed", 8, [_feed_row(action, study, series, sop, instance_id, timestamp, rid)])
 
     def feed(self, offset: int, limit: int) -> list[tuple[Any, ...]]:
-        return self.c.execute(
-            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
-            "WHERE seq > ? ORDER BY seq LIMIT ?",
-            (offset, limit),
-        ).fetchall()
+        return self.c.execute(_FEED_SELECT + "WHERE f.seq > ? ORDER BY f.seq LIMIT ?", (offset, limit)).fetchall()
 
     def feed_latest(self) -> tuple[Any, ...] | None:
-        row = self.c.execute(
-            "SELECT seq, action, state, study_uid, series_uid, sop_uid, instance_id, timestamp FROM changefeed "
-            "ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        row = self.c.execute(_FEED_SELECT + "ORDER BY f.seq DESC LIMIT 1").fetchone()
         return tuple(row) if row else None
 
     def clear_changes(self) -> None:

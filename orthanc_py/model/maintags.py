@@ -108,3 +108,10 @@ KEYWORD_TO_MAIN_TAG: dict[str, int] = {name: t for level_tags in MAIN_TAGS.value
 def format_tag(t: int, sep: str = ",") -> str:
     """`0x00100010` -> `"0010,0010"` (Orthanc's lowercase hex)."""
     return f"{t >> 16:04x}{sep}{t & 0xFFFF:04x}"
+
+
+SIGNATURES: dict[ResourceType, str] = {
+    level: ";".join(sorted(format_tag(t) for t in MAIN_TAGS[level])) for level in ResourceType
+}
+"""The MainDicomTagsSignature metadata of each level: the main tags a resource was indexed with
+(the same text on every resource of a level, so the index stores it once)."""

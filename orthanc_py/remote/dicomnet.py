@@ -1,4 +1,5 @@
-"""Network tuning of pynetdicom's sockets, applied once by the composition root.
+"""Network tuning of pynetdicom's sockets, applied once, before the first association (the DICOM
+server's start and the SCU call `tune_pynetdicom`: pynetdicom is not loaded before).
 
 pynetdicom reads a PDU 4 KiB at a time (128 `recv` calls and copies for a 512x512 CT) and lets
 the kernel delay its ACKs. Against DCMTK peers (which leave Nagle's algorithm on) a delayed ACK
@@ -9,6 +10,7 @@ and re-arming TCP_QUICKACK after each read removes both costs.
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from ..model.wire import encoded_body
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 _applied = False
+_apply_lock = threading.Lock()
 
 
 def _recv(self: Any, nr_bytes: int) -> bytearray:
@@ -57,8 +60,11 @@ def tune_pynetdicom() -> None:
     global _applied
     if _applied:
         return
-    from pynetdicom import association, transport
+    with _apply_lock:  # the DICOM server's start and a first SCU request may race
+        if _applied:
+            return
+        from pynetdicom import association, transport
 
-    transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
-    association.encode = _encoder(association.encode)
-    _applied = True
+        transport.AssociationSocket.recv = _recv  # type: ignore[method-assign]
+        association.encode = _encoder(association.encode)
+        _applied = True

@@ -20,6 +20,7 @@ from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE
 from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
 from ..model.wire import for_peer, stored_dataset, wire_syntax
+from .dicomnet import tune_pynetdicom
 
 log = logging.getLogger("orthanc_py.scu")
 
@@ -70,6 +71,7 @@ class DicomScu:
     """C-ECHO / C-STORE SCU with an association pool (Orthanc's DicomAssociationCloseDelay)."""
 
     def __init__(self, local_aet: str, timeout: float, close_delay: float = 5.0) -> None:
+        tune_pynetdicom()
         self.local_aet = local_aet
         self.timeout = timeout
         self.close_delay = close_delay

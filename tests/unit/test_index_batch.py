@@ -13,11 +13,14 @@ import pytest
 from orthanc_py.index.sqlite import SqliteIndex
 from orthanc_py.model.enums import ResourceType
 
+_CHANGED = "SELECT r.public_id FROM changes c JOIN resources r ON r.id = c.resource_id ORDER BY c.seq"
+"""The public ids of the changes (the log names resources by internal id)."""
+
 
 def _public_ids(path) -> list[str]:
     conn = sqlite3.connect(path)
     try:
-        return sorted(r[0] for r in conn.execute("SELECT public_id FROM changes"))
+        return sorted(r[0] for r in conn.execute(_CHANGED))
     finally:
         conn.close()
 
@@ -49,6 +52,7 @@ def _run_as_one_batch(index: SqliteIndex, fns) -> list[object]:
 
 def _log(name: str, fail: bool = False):
     def fn(txn):
+        txn.create_resource(name, ResourceType.PATIENT, None, {})
         txn.log_changes([(1, ResourceType.INSTANCE, name, "20261123T000000")])
         if fail:
             raise ValueError(f"{name} failed")
@@ -129,7 +133,7 @@ def test_a_batch_sees_the_resources_it_created_before_they_are_written(index):
     # `norm` only where folding changes the value (a case-insensitive find compares both columns)
     assert tags == [(patient, 0x00100010, "DOE^JOHN", None), (study, 0x00100010, "DOE^JOHN", None)]
     # changes keep the order of the calls
-    assert _table(index.path, "SELECT public_id FROM changes ORDER BY seq") == [("patient",), ("study",)]
+    assert _table(index.path, _CHANGED) == [("patient",), ("study",)]
 
 
 def test_reads_in_a_batch_see_the_rows_kept_for_the_end(index):
@@ -159,7 +163,7 @@ def test_a_conflict_found_only_when_rows_are_written_fails_alone(index):
     )
     assert isinstance(outcomes[0], int) and outcomes[2] == "other"
     assert isinstance(outcomes[1], sqlite3.IntegrityError)
-    assert _table(index.path, "SELECT public_id FROM resources") == [("same",)]
+    assert _table(index.path, "SELECT public_id FROM resources ORDER BY id") == [("same",), ("other",)]
     assert _public_ids(index.path) == ["other", "same"]
 
 
@@ -182,7 +186,7 @@ def test_write_soon_settles_futures_after_the_commit(index):
 
     def after(result, error):
         assert error is None
-        committed = _table(index.path, "SELECT public_id FROM changes")
+        committed = _table(index.path, _CHANGED)
         return result, committed
 
     def failing_after(result, error):
@@ -214,6 +218,7 @@ def test_a_leader_hands_what_is_left_to_the_writer_thread(index):
             threads[name] = threading.current_thread().name
             if queue_next is not None:  # queued while this batch runs: the next round's batch
                 queue_next()
+            txn.create_resource(name, ResourceType.PATIENT, None, {})
             txn.log_changes([(1, ResourceType.INSTANCE, name, "20261123T000000")])
             return name
 
@@ -345,3 +350,21 @@ def test_reads_from_short_lived_threads_reuse_pooled_connections(index):
         t.start()
         t.join(5)
     assert len(index._reader_conns) == 1
+
+
+def test_the_wal_file_is_emptied_once_writes_pause(index):
+    """A burst of writes grows the WAL; when nothing is written for a moment, the checkpoint
+    thread copies it into the database and truncates it (it is only disk space then)."""
+    import os
+
+    for n in range(20):
+        index.write_blocking(
+            lambda txn, n=n: [txn.create_resource(f"w{n}-{i}", ResourceType.PATIENT, None, {}) for i in range(50)]
+        )
+    wal = index.path + "-wal"
+    assert os.path.getsize(wal) > 0
+    deadline = time.monotonic() + 10
+    while os.path.getsize(wal) > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.getsize(wal) == 0
+    assert _table(index.path, "SELECT count(*) FROM resources") == [(1000,)]

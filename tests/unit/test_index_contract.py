@@ -166,7 +166,10 @@ def test_metadata_attachments_labels_properties_protection(index):
 
 def test_changes_and_exports_logs(index):
     def write(txn):
+        for pub, level in (("p", P), ("s", ST), ("i", IN)):  # a change names an existing resource
+            txn.create_resource(pub, level, None, {})
         txn.log_change(1, P, "p", "20260101T000000")
+        txn.log_change(1, P, "gone", "20260101T000000")  # not logged, as in Orthanc
         txn.log_changes([(2, ST, "s", "20260101T000001"), (3, IN, "i", "20260101T000002")])
         txn.log_export(ExportedResource(0, IN, "i", "MOD", "PID", "1", "2", "3", "20260101T000003"))
 
@@ -189,10 +192,12 @@ def test_a_cascade_delete(index):
     ids = index.write_blocking(_tree)
     index.write_blocking(
         lambda txn: [
-            txn.log_feed("create", "1.1", "x", "9.3", "i3", "t0", replaces=False),
+            txn.log_feed("create", "1.1", "", "9.3", "i3", "t0", replaces=False),  # (e2 has no series UID)
             txn.log_changes([(1, IN, "i3", "d"), (1, IN, "i0", "d")]),
         ]
     )
+    entry = [1, "create", "current", "1.1", "", "9.3", "i3", "t0"]
+    assert index.read_blocking(lambda txn: [list(r) for r in txn.feed(0, 10)]) == [entry]
     deletion = index.write_blocking(lambda txn: txn.delete_resource(ids["i3"]))
     # i3 was the only instance of e2, the only series of s1: both go; the patient stays
     assert sorted(pub for _lv, pub in deletion.deleted) == ["e2", "i3", "s1"]
@@ -206,6 +211,8 @@ def test_a_cascade_delete(index):
             ("create", "deleted", "i3"),
             ("delete", "deleted", "i3"),
         ]
+        # the entries outlive the instance: its UIDs were copied into them before its rows went
+        assert [list(r[3:6]) for r in txn.feed(0, 10)] == [["1.1", "", "9.3"]] * 2
         assert txn.feed_latest()[1] == "delete"
 
     index.read_blocking(check)
@@ -239,6 +246,7 @@ def test_the_three_ways_to_write_and_failures_stay_their_own(index):
 
     def log(name: str, fail: bool = False):
         def fn(txn):
+            txn.create_resource(name, IN, None, {})
             txn.log_changes([(1, IN, name, "d")])
             if fail:
                 raise KeyError(name)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from orthanc_py.index import schema
 from orthanc_py.index import sqlite as sqlite_index
-from orthanc_py.index.base import Attachment
+from orthanc_py.index.base import Attachment, WholeLevel
 from orthanc_py.index.sqlite import SqliteIndex
 from orthanc_py.model.enums import ResourceType
+from orthanc_py.model.lookup import parse_constraint
 
 
 def test_a_version_3_database_gains_metadata_revisions(tmp_path):
@@ -75,7 +79,9 @@ def _database_at(path, version: int) -> None:
     conn.execute("INSERT INTO resources(id, level, public_id, parent_id, main_tags) VALUES (1, 1, 'p', NULL, '[]')")
     norm = sqlite_index._norm_of(0x00100010, "Doe^John") if version >= 5 else None  # as each version wrote it
     conn.execute("INSERT INTO tags(resource_id, tag, value, norm) VALUES (1, 1048592, 'Doe^John', ?)", (norm,))
-    conn.execute("INSERT INTO changes(change_type, level, public_id, date) VALUES (1, 1, 'p', '20260101T000000')")
+    key = "resource_id, 1" if version >= 6 else "public_id, 'p'"  # 6: changes name resources by internal id
+    column, value = key.split(", ")
+    conn.execute(f"INSERT INTO changes(change_type, level, {column}, date) VALUES (1, 1, {value}, '20260101T000000')")
     conn.close()
 
 
@@ -105,10 +111,83 @@ def test_a_database_of_every_schema_version_opens_and_keeps_its_rows(tmp_path, v
     conn.close()
 
 
+DATA = Path(__file__).parent / "data"
+
+
+def _snapshot(txn) -> dict:
+    """What the index answers, as JSON (the expected file holds main's answers before 6)."""
+    out: dict = {}
+    for level in ResourceType:
+        whole = WholeLevel(level)
+        out[f"resources/{level.name}"] = [
+            [
+                r.id,
+                int(r.level),
+                r.public_id,
+                r.parent_id,
+                r.parent_public_id,
+                sorted([t, v] for t, v in r.main_tags.items()),
+            ]
+            for r in txn.resources(whole)
+        ]
+        out[f"metadata/{level.name}"] = {
+            str(k): {str(t): v for t, v in sorted(m.items())} for k, m in txn.metadata(whole).items()
+        }
+        out[f"labels/{level.name}"] = {str(k): v for k, v in txn.labels(whole).items()}
+        out[f"attachments/{level.name}"] = {
+            str(k): [[a.content_type, a.uuid, a.compressed_size, a.uncompressed_size] for a in v]
+            for k, v in txn.attachments(whole).items()
+        }
+        out[f"summary/{level.name}"] = [
+            [r[0], r[1], r[2], sorted([t, v] for t, v in r[3].items()), r[4], r[5]]
+            for r in txn.level_summary(level, 15)
+        ]
+    out["changes"] = [[c.seq, c.change_type, int(c.level), c.public_id, c.date] for c in txn.changes(0, 100)]
+    out["last_change"] = txn.last_change()
+    out["feed"] = [list(r) for r in txn.feed(0, 100)]
+    name = parse_constraint(0x00100010, "smi*", case_sensitive_pn=False)
+    out["find/name"] = txn.find(ResourceType.STUDY, [name])
+    out["find/series"] = txn.find(ResourceType.SERIES, [], parent=1)
+    return out
+
+
+def test_an_index_written_by_the_schema_5_server_reads_the_same_after_migration_6(tmp_path):
+    """index-v5-main.sqlite was written by the server of schema 5 (8 uploads, a delete, a user
+    metadata, a label); its answers then are in the expected file. Migration 6 (tags without
+    rowid, changes by internal id, signatures stored once) must give the same answers, keep
+    the change numbering, and leave the database writable."""
+    path = tmp_path / "index.sqlite"
+    path.write_bytes(gzip.decompress((DATA / "index-v5-main.sqlite.gz").read_bytes()))
+    expected = json.loads((DATA / "index-v5-main.expected.json").read_text())
+
+    async def run() -> None:
+        index = SqliteIndex(path)
+        try:
+            got = json.loads(json.dumps(await index.read(_snapshot)))
+            assert got == expected
+            instance = expected["resources/INSTANCE"][0]
+            signature = expected["metadata/INSTANCE"][str(instance[0])]["15"]
+            summary = await index.read(lambda txn: txn.summary(instance[2], (15, 1)), short=True)
+            assert summary is not None and summary.metadata[15] == signature  # its text, not its number
+            await index.write(lambda txn: txn.delete_resource(instance[0]))
+            after = await index.read(_snapshot)
+            assert instance[3] not in [c[3] for c in after["changes"]] and after["last_change"] == 17
+            assert after["feed"][-1][1:3] == ["delete", "deleted"]
+            assert after["feed"][-1][6] == instance[2]
+        finally:
+            await index.close()
+
+    asyncio.run(run())
+    conn = sqlite3.connect(path)
+    stored = {v for (v,) in conn.execute("SELECT value FROM metadata WHERE type = 15")}
+    assert stored and all(v.isdigit() for v in stored)  # numbers of `signatures` rows
+    assert "WITHOUT ROWID" in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'tags'").fetchone()[0]
+    conn.close()
+
+
 def test_migrations_are_numbered_sql_files_shipped_as_package_data():
     """index/migrations/sqlite/NNNN_*.sql, numbered 1..n, declared in setup.cfg."""
     from importlib import resources
-    from pathlib import Path
 
     names = sorted(p.name for p in resources.files("orthanc_py.index").joinpath("migrations", "sqlite").iterdir())
     assert names[0].startswith("0001_") and len(schema.migrations("sqlite")) == len(names) >= 5

@@ -3,16 +3,71 @@
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pydicom.config
 
-from orthanc_py.app import configure_libraries
+from orthanc_py.app import configure_libraries, freeze_startup_objects
 from orthanc_py.remote import dicomnet
+from orthanc_py.remote.modalities import DicomScu
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_library_settings_in_one_place():
     configure_libraries()
     configure_libraries()  # idempotent: the test harness and every server start call it
     assert pydicom.config.settings.reading_validation_mode == pydicom.config.IGNORE
-    assert dicomnet._applied  # pynetdicom's faster recv and the stored-bytes encoder
     assert gc.get_threshold()[0] == 20_000
+    before = gc.get_freeze_count()
+    freeze_startup_objects()
+    assert gc.get_freeze_count() >= max(before, 1)
+
+
+def test_pynetdicom_tuned_before_the_first_association():
+    scu = DicomScu("ORTHANC", 5.0)
+    try:
+        from pynetdicom import transport
+
+        assert dicomnet._applied  # pynetdicom's faster recv and the stored-bytes encoder
+        assert transport.AssociationSocket.recv is dicomnet._recv
+        dicomnet.tune_pynetdicom()  # idempotent: the DICOM server's start calls it too
+        assert transport.AssociationSocket.recv is dicomnet._recv
+    finally:
+        scu.close()
+
+
+# A fresh interpreter builds the server the way `serve` does, up to the point where HTTP listens.
+_BUILD = """
+import json, sys, tempfile
+from orthanc_py import app, cli
+light = sorted(m for m in ("pydicom", "numpy", "PIL", "pynetdicom", "requests") if m in sys.modules)
+from orthanc_py.config import from_raw
+app.configure_libraries()
+ctx = app.build_context(from_raw({"StorageDirectory": tempfile.mkdtemp(), "DicomServerEnabled": False}))
+app.build_app(ctx)
+from orthanc_py.model.dictionary import dcmtk
+print(json.dumps({
+    "before_configure": light,
+    "pynetdicom": "pynetdicom" in sys.modules,
+    "requests": "requests" in sys.modules,
+    "dictionary_loaded": dcmtk.cache_info().currsize,
+}))
+import requests  # still importable once pydicom is loaded
+"""
+
+
+def test_serving_modules_leave_the_rest_for_first_use():
+    """What the HTTP server needs before it listens, and nothing more: pynetdicom (and its
+    status tables) loads when the DICOM server starts or the SCU is first used, DCMTK's
+    dictionary on its first use, `requests` never (pydicom imports it only to download its
+    test files); the composition root's own import loads none of the DICOM libraries."""
+    done = subprocess.run(
+        [sys.executable, "-c", _BUILD], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"before_configure": [], "pynetdicom": False, "requests": False, "dictionary_loaded": 0}
