@@ -22,6 +22,7 @@ from .charsets import DICOM_CODECS, codec_of_encoding
 from .dictionary import TagDictionary, dcmtk
 
 PIXEL_DATA = 0x7FE00010
+PIXEL_REPRESENTATION = 0x00280103
 
 STRING_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
@@ -103,7 +104,7 @@ class Raw:
     padded: bool = False  # a UN element read as a string: DCMTK removed no padding
 
 
-def _implicit_vr(tag: int, creator: str | None, dictionary: TagDictionary) -> str:
+def implicit_vr(tag: int, creator: str | None, dictionary: TagDictionary) -> str:
     """The VR DCMTK assigns to an element read with implicit VR (dictionary or UN)."""
     vr = dictionary.vr(tag, creator)
     if vr is None:
@@ -121,7 +122,7 @@ def raw_element(
     """
     elem = ds.get_item(BaseTag(tag))
     if isinstance(elem, RawDataElement):
-        vr = elem.VR or _implicit_vr(tag, creator, dictionary)
+        vr = elem.VR or implicit_vr(tag, creator, dictionary)
         if vr == "US" and not elem.VR and dictionary.vr(tag, creator) == "xs" and _signed_pixels(ds):
             vr = "SS"  # DCMTK resolves "US or SS" with PixelRepresentation
         if vr == "SQ":
@@ -151,10 +152,13 @@ def raw_element(
 
 
 def _signed_pixels(ds: Dataset) -> bool:
-    elem = ds.get_item(BaseTag(0x00280103))
-    if elem is None:
-        return False
-    value = elem.value
+    elem = ds.get_item(BaseTag(PIXEL_REPRESENTATION))
+    return elem is not None and signed_representation(elem.value)
+
+
+def signed_representation(value: object) -> bool:
+    """Whether a PixelRepresentation value (raw little-endian bytes, or a number pydicom
+    converted) says signed pixels: DCMTK then reads "US or SS" (xs) elements as SS."""
     if isinstance(value, bytes | bytearray):
         return len(value) >= 2 and value[0] == 1 and value[1] == 0
     return value == 1
@@ -198,11 +202,16 @@ def private_creators(ds: Dataset) -> dict[tuple[int, int], str]:
             item = ds.get_item(tag)
             value = item.value
             if isinstance(value, bytes | bytearray):
-                text = bytes(value).rstrip(b" \0").split(b"\0")[0].decode("latin-1")
+                text = creator_text(bytes(value))
             else:
                 text = "" if value is None else str(value).rstrip(" \0")
             found[(group, elem)] = text
     return found
+
+
+def creator_text(value: bytes) -> str:
+    """A private creator as its raw value bytes name it (padding and what follows a NUL dropped)."""
+    return value.rstrip(b" \0").split(b"\0")[0].decode("latin-1")
 
 
 def creator_of(tag: int, creators: dict[tuple[int, int], str]) -> str | None:
@@ -225,39 +234,48 @@ def tag_name(tag: int, creator: str | None = None, dictionary: TagDictionary | N
 
 def machine_string(raw: Raw) -> bytes:
     """A string value after DCMTK loads it: odd length completed by a NUL, trailing padding removed."""
-    value = raw.value
-    if raw.padded:
+    return _machine_string(raw.vr, raw.value, raw.padded)
+
+
+def _machine_string(vr: str, value: bytes, padded: bool = False) -> bytes:
+    if padded:
         return value
     if len(value) % 2:
         value += b"\0"
-    return value.rstrip(b"\0" if raw.vr == "UI" else b" ")
+    return value.rstrip(b"\0" if vr == "UI" else b" ")
 
 
-def _number(raw: Raw) -> str | None:
-    code, size = NUMERIC[raw.vr]
-    data = raw.value
+def _number(vr: str, data: bytes, little: bool) -> str | None:
+    code, size = NUMERIC[vr]
     count = len(data) // size
     if count == 0:
         return None
     if not (len(data) > size and len(data) % size == 0):
         count = 1
-    values = struct.unpack(("<" if raw.little else ">") + code * count, data[: count * size])
-    if raw.vr in ("FL", "FD"):
+    values = struct.unpack(("<" if little else ">") + code * count, data[: count * size])
+    if vr in ("FL", "FD"):
         return "\\".join(format(v, ".17g") for v in values)
     return "\\".join(str(v) for v in values)
 
 
 def leaf_value(raw: Raw, charset: Charset, dictionary_vr: str | None) -> str | None:
     """Orthanc's ConvertLeafElement with DicomToJsonFlags_ConvertBinaryToNull; None means null."""
-    vr = raw.vr
+    return leaf_text(raw.vr, raw.value, charset, dictionary_vr, raw.little, raw.padded)
+
+
+def leaf_text(
+    vr: str, value: bytes, charset: Charset, dictionary_vr: str | None, little: bool = True, padded: bool = False
+) -> str | None:
+    """`leaf_value` of an element given by its parts (the fast renderer reads them from the file
+    without building a `Raw`)."""
     if vr in STRING_VRS:
-        return charset.decode(machine_string(raw).split(b"\0", 1)[0])
+        return charset.decode(_machine_string(vr, value, padded).split(b"\0", 1)[0])
     if dictionary_vr == "up":  # DCMTK's offset pointers (DICOMDIR): no JSON rendering
         return None
     if vr in NUMERIC:
-        return _number(raw)
-    if vr == "AT" and len(raw.value) >= 4:
-        group, elem = struct.unpack("<HH" if raw.little else ">HH", raw.value[:4])
+        return _number(vr, value, little)
+    if vr == "AT" and len(value) >= 4:
+        group, elem = struct.unpack("<HH" if little else ">HH", value[:4])
         return f"{group:04x},{elem:04x}"
     return None
 

@@ -61,7 +61,7 @@ _IS_PART = re.compile(r" *(?:[+-]?[0-9]{1,15})? *")  # longer: pydicom may store
 _DS_PART = re.compile(r" *(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)? *")
 
 
-class _Fallback(Exception):
+class Fallback(Exception):
     """The file needs the pydicom path."""
 
 
@@ -75,7 +75,7 @@ def _meta(data: bytes) -> tuple[int, str | None]:
         if group != 0x0002:
             break
         if vr not in _VALID_VRS or length % _SIZES.get(vr, 1):
-            raise _Fallback  # pydicom converts some meta values, and fails on these
+            raise Fallback  # pydicom converts some meta values, and fails on these
         head = 8
         if vr in _LONG_VRS:
             if pos + 12 > n:
@@ -84,7 +84,7 @@ def _meta(data: bytes) -> tuple[int, str | None]:
             head = 12
         if elem == 0x0010:
             if vr != b"UI":
-                raise _Fallback
+                raise Fallback
             ts = data[pos + head : pos + head + length].decode("latin-1").rstrip(" \x00")
         pos += head + length
     if pos > n:
@@ -92,26 +92,26 @@ def _meta(data: bytes) -> tuple[int, str | None]:
     return pos, ts
 
 
-def _syntax(data: bytes) -> tuple[int, str, bool]:
+def dataset_syntax(data: bytes) -> tuple[int, str, bool]:
     """(dataset offset, transfer syntax, implicit VR), when pydicom would agree on the encoding."""
     start, ts = _meta(data)
     n = len(data)
     if ts is None:
         if start == 0 and data[:2] == b"\x02\x00":
-            raise _Fallback  # pydicom reads a header-less file meta; check_structure does not
+            raise Fallback  # pydicom reads a header-less file meta; check_structure does not
         ts = ps._guess_syntax(data, start)
         if start + 6 <= n:  # pydicom's own guess must match
             group = data[start] | data[start + 1] << 8
             pydicom_explicit = data[start + 4 : start + 6] in _VALID_VRS
             if pydicom_explicit != (ts != ps.IMPLICIT_VR_LE) or (pydicom_explicit and group >= 1024):
-                raise _Fallback
+                raise Fallback
     elif not _UID_CHARS.fullmatch(ts) or ts in _REFUSED_SYNTAXES or ts in PrivateTransferSyntaxes:
-        raise _Fallback
+        raise Fallback
     implicit = ts == ps.IMPLICIT_VR_LE
     if start + 6 <= n:  # pydicom switches VR mode (with a warning) when the first element disagrees
         b0, b1 = data[start + 4], data[start + 5]
         if (not (0x40 < b0 < 0x5B and 0x40 < b1 < 0x5B)) != implicit:
-            raise _Fallback
+            raise Fallback
     return start, ts, implicit
 
 
@@ -144,10 +144,10 @@ def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool, depth
     if implicit:  # pydicom: a sequence if the dictionary says so, or if a private value starts with an item
         entry = DicomDictionary.get(tag)
         if not (entry[0] == "SQ" if entry else tag >> 16 & 1 and data[pos : pos + 4] == b"\xfe\xff\x00\xe0"):
-            raise _Fallback
+            raise Fallback
         return _items(data, pos, True, True, depth)
     if vr not in (b"SQ", b"UN"):
-        raise _Fallback
+        raise Fallback
     return _items(data, pos, vr == b"UN", False, depth)
 
 
@@ -156,45 +156,45 @@ def _items(data: bytes, pos: int, implicit: bool, assumed: bool, depth: int = 0)
     Sequences nested deeper than `MAX_DEPTH` fall back: pydicom, which reads the file for every
     later request, decides whether it can be read at all."""
     if depth >= MAX_DEPTH:
-        raise _Fallback
+        raise Fallback
     n = len(data)
     while True:
         if pos + 8 > n:
-            raise _Fallback
+            raise Fallback
         group, elem, length = _IMPLICIT_HEAD.unpack_from(data, pos)
         pos += 8
         if (group, elem) == (0xFFFE, 0xE0DD) and not length:
             return pos
         if (group, elem) != (0xFFFE, 0xE000) or (length != _UNDEFINED and pos + length > n):
-            raise _Fallback
+            raise Fallback
         end = None if length == _UNDEFINED else pos + length
         first = not assumed
         while end is None or pos < end:
             if pos + 8 > n:
-                raise _Fallback
+                raise Fallback
             if end is None and data[pos : pos + 4] == b"\xfe\xff\x0d\xe0":
                 if data[pos + 4 : pos + 8] != b"\0\0\0\0":
-                    raise _Fallback
+                    raise Fallback
                 pos += 8
                 break
             if first and (0x40 < data[pos + 4] < 0x5B and 0x40 < data[pos + 5] < 0x5B) == implicit:
-                raise _Fallback  # pydicom would read this item in the other VR mode
+                raise Fallback  # pydicom would read this item in the other VR mode
             first = False
             tag, vr, length, head = _header(data, pos, implicit)
             if tag >> 16 == 0xFFFE or not (implicit or vr in _VALID_VRS):
-                raise _Fallback
+                raise Fallback
             pos += head
             if length == _UNDEFINED:
                 pos = _undefined(data, pos, tag, vr, implicit, depth + 1)
             else:
                 pos += length
         if pos > (n if end is None else end):
-            raise _Fallback
+            raise Fallback
 
 
 def _scan(data: bytes) -> tuple[int | None, str, dict[int, tuple[bytes, int, int]]]:
     """Walk the top level like `check_structure`; collect (VR, offset, length) of wanted tags."""
-    start, ts, implicit = _syntax(data)
+    start, ts, implicit = dataset_syntax(data)
     n = len(data)
     pos = start
     pixel: int | None = None
@@ -207,9 +207,9 @@ def _scan(data: bytes) -> tuple[int | None, str, dict[int, tuple[bytes, int, int
         if tag >> 16 == 0xFFFE:
             if tag in _DELIMITERS:
                 raise ValueError("unexpected delimiter")
-            raise _Fallback
+            raise Fallback
         if reading and not implicit and vr not in _VALID_VRS:
-            raise _Fallback
+            raise Fallback
         if tag == mt.PIXEL_DATA:
             pixel = pos
         if tag in _PIXEL_TAGS:
@@ -223,28 +223,28 @@ def _scan(data: bytes) -> tuple[int | None, str, dict[int, tuple[bytes, int, int
         elif not reading:
             pos = ps._walk_items(data, pos + head, True, implicit or vr == b"UN")
         elif tag in _WANTED:
-            raise _Fallback
+            raise Fallback
         else:
             try:
                 pos = _undefined(data, pos + head, tag, vr, implicit)
             except (ValueError, struct.error):
-                raise _Fallback from None
+                raise Fallback from None
     return pixel, ts, found
 
 
 def _decode(raw: bytes, codec: str) -> str:
     if b"\x1b" in raw:
-        raise _Fallback  # code extensions
+        raise Fallback  # code extensions
     try:
         return raw.decode(codec)
     except UnicodeDecodeError:
-        raise _Fallback from None  # pydicom warns and substitutes characters
+        raise Fallback from None  # pydicom warns and substitutes characters
 
 
 def _text(vr: bytes, raw: bytes, codec: str) -> str:
     """The main tag value as `element_text(pydicom value)` gives it."""
     if vr not in _HANDLED:
-        raise _Fallback  # UN (pydicom swaps in the dictionary VR), SQ, floats, binary
+        raise Fallback  # UN (pydicom swaps in the dictionary VR), SQ, floats, binary
     if not raw:
         return ""
     if vr in _PLAIN or vr == b"UI":  # pydicom's UID class also strips any whitespace
@@ -264,14 +264,14 @@ def _text(vr: bytes, raw: bytes, codec: str) -> str:
         parts = (text.strip() if vr == b"DS" else text).rstrip(" \x00").split("\\")
         pattern = _DS_PART if vr == b"DS" else _IS_PART
         if not all(pattern.fullmatch(p) for p in parts):
-            raise _Fallback  # pydicom would raise, or format the number itself
+            raise Fallback  # pydicom would raise, or format the number itself
         return "\\".join(p.strip(" ") for p in parts)
     if vr == b"AE":
         return "\\".join(p.strip().rstrip(" \x00") for p in raw.decode("latin-1").split("\\"))
     fmt = _INTS[vr]
     size = struct.calcsize(fmt)
     if len(raw) % size:
-        raise _Fallback  # pydicom raises with its own message
+        raise Fallback  # pydicom raises with its own message
     return "\\".join(str(v) for v in struct.unpack(f"<{len(raw) // size}{fmt[1]}", raw))
 
 
@@ -281,10 +281,10 @@ def _charset(data: bytes, found: dict[int, tuple[bytes, int, int]], default_enco
         return codec_of_encoding(default_encoding)
     vr, offset, length = entry
     if vr != b"CS":
-        raise _Fallback
+        raise Fallback
     codec = _CHARSETS.get(data[offset : offset + length].decode("latin-1").rstrip(" \x00"))
     if codec is None:
-        raise _Fallback  # multi-valued (code extensions), GB18030, misspelled, ...
+        raise Fallback  # multi-valued (code extensions), GB18030, misspelled, ...
     return codec
 
 
@@ -301,7 +301,7 @@ def parse_fast(data: bytes, default_encoding: str = "Latin1") -> ParsedInstance 
         pixel_offset, ts, found = _scan(data)
         codec = _charset(data, found, default_encoding)
         texts = {tag: _text(vr, data[off : off + length], codec) for tag, (vr, off, length) in found.items()}
-    except _Fallback:
+    except Fallback:
         return None
     except (ValueError, struct.error) as exc:
         raise bad_file(f"Cannot parse an invalid DICOM file (size: {len(data)} bytes)") from exc
@@ -365,7 +365,7 @@ def native_pixels(data: bytes) -> NativePixels | None:
     top level and reads exactly as pydicom reads it; None otherwise (the caller takes the pydicom
     path: this never guesses)."""
     try:
-        start, ts, implicit = _syntax(data)
+        start, ts, implicit = dataset_syntax(data)
         if ts not in _NATIVE_SYNTAXES:
             return None
         n = len(data)
@@ -404,6 +404,6 @@ def native_pixels(data: bytes) -> NativePixels | None:
                     else:
                         photometric = text
             pos += length
-    except (_Fallback, ValueError, struct.error):
+    except (Fallback, ValueError, struct.error):
         return None
     return None

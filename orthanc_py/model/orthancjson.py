@@ -57,45 +57,56 @@ def _to_json(
         tag = int(key)
         if depth == 0 and tag > PIXEL_DATA and not options.whole:
             break  # DicomToJsonFlags_StopAfterPixelData, even without pixel data
-        group, elem = tag >> 16, tag & 0xFFFF
         creator = creator_of(tag, creators)
         entry = dictionary.lookup(tag, creator)
-        name = entry.name if entry is not None else UNKNOWN_TAG_NAME
-        if header and (group % 2 == 1 or entry is None):
+        if header and (tag & 0x10000 or entry is None):
             continue  # DicomToJsonFlags_None: no private, no unknown tags
+        name = entry.name if entry is not None else UNKNOWN_TAG_NAME
         raw = raw_element(ds, tag, creator, charset_terms, dictionary)
         if isinstance(raw, Sequence):
             items = [_to_json(item, fmt, charset, charset_terms, header, options, depth + 1) for item in raw]
-            node: Any = {"Name": name, "Type": "Sequence", "Value": items} if fmt == "full" else items
+            node = sequence_node(name, items, fmt)
         else:
             if header and (raw.vr in BINARY_VRS or entry is None):
                 continue  # nor binary ones
             value = leaf_value(raw, charset, entry.vr if entry is not None else None)
-            if value is None:
-                kind = "Null"
-            elif (
-                len(value) > MAX_TAG_LENGTH // 4
-                and len(value.encode("utf-8")) > MAX_TAG_LENGTH
-                and tag not in options.ignore_length
-            ):
-                kind, value = "TooLong", None
-            else:
-                kind = "String"
-            if fmt == "full":
-                node = {"Name": name}
-                if creator is not None:
-                    node["PrivateCreator"] = creator
-                node["Type"] = kind
-                node["Value"] = value
-            else:
-                node = value
-        if fmt == "simplify":
-            out[name] = node  # duplicated names: the last one (in tag order) wins, as in Orthanc
-        else:
-            out[f"{group:04x},{elem:04x}"] = node
-    if fmt == "simplify":
-        return dict(sorted(out.items()))  # Orthanc's JSON objects are sorted by key
-    return out
+            node = leaf_node(tag, name, creator, value, fmt, options)
+        out[name if fmt == "simplify" else f"{tag >> 16:04x},{tag & 0xFFFF:04x}"] = node
+    return finish_object(out, fmt)
+
+
+def sequence_node(name: str, items: list[dict[str, Any]], fmt: str) -> Any:
+    """The JSON of a sequence element whose items are rendered."""
+    return {"Name": name, "Type": "Sequence", "Value": items} if fmt == "full" else items
+
+
+def leaf_node(tag: int, name: str, creator: str | None, value: str | None, fmt: str, options: TagsOptions) -> Any:
+    """The JSON of a leaf element of value `value` (None: null): values longer than
+    MAX_TAG_LENGTH bytes are "TooLong" unless `?ignore-length` names the tag."""
+    if value is None:
+        kind = "Null"
+    elif (
+        len(value) > MAX_TAG_LENGTH // 4
+        and len(value.encode("utf-8")) > MAX_TAG_LENGTH
+        and tag not in options.ignore_length
+    ):
+        kind, value = "TooLong", None
+    else:
+        kind = "String"
+    if fmt != "full":
+        return value
+    node: dict[str, Any] = {"Name": name}
+    if creator is not None:
+        node["PrivateCreator"] = creator
+    node["Type"] = kind
+    node["Value"] = value
+    return node
+
+
+def finish_object(out: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """The object of one dataset, its keys (tags, or names with ?simplify) in Orthanc's order;
+    duplicated names: the last one (in tag order) wins, as in Orthanc."""
+    return dict(sorted(out.items())) if fmt == "simplify" else out
 
 
 def simplify_full(full: dict[str, Any], fmt: str) -> dict[str, Any]:

@@ -13,12 +13,12 @@ from ..core import dicomfind as core_dicomfind
 from ..core import files as core_files
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
-from ..model import orthancjson
+from ..model import fasttags, orthancjson
 from ..model.dictionary import TagDictionary
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
-from ..web.responses import bool_arg, json_response
+from ..web.responses import bool_arg, json_bytes, json_response
 from .common import ctx_of
 from .render import tags_json
 
@@ -109,36 +109,44 @@ def dicom_format(request: web.Request) -> str:
     return "full"
 
 
-async def _datasets(
-    request: web.Request, level: ResourceType, first_only: bool, with_pixels: bool = False
-) -> list[tuple[str, Any]]:
+async def _rendered(
+    request: web.Request,
+    level: ResourceType,
+    fmt: str,
+    options: orthancjson.TagsOptions,
+    with_pixels: bool,
+    combine: Callable[[list[tuple[str, dict[str, Any]]]], Any],
+) -> web.StreamResponse:
+    """The tags of the instances of a resource (`with_pixels` False: read as pydicom's
+    stop_before_pixels reads them), combined and written as JSON in one worker-thread hop."""
     ctx = ctx_of(request)
-    found = await core_files.instance_files(ctx, request.match_info["id"], level, first_only=first_only)
+    found = await core_files.instance_files(ctx, request.match_info["id"], level)
 
-    def load() -> list[tuple[str, Any]]:
-        return [(f.public_id, core_files.dataset(ctx, f, with_pixels)) for f in found]
+    def render() -> bytes:
+        tags = [(f.public_id, fasttags.file_tags(core_files.read(ctx, f), fmt, options, with_pixels)) for f in found]
+        return json_bytes(combine(tags))
 
-    return await ctx.run(load)
+    return web.Response(body=await ctx.run(render), content_type="application/json", charset="utf-8")
+
+
+def _shared(fmt: str) -> Callable[[list[tuple[str, dict[str, Any]]]], dict[str, Any]]:
+    def combine(rendered: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        shared: dict[str, Any] | None = None
+        for _pub, tags in rendered:
+            if shared is None:
+                shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
+            else:
+                shared = {k: v for k, v in shared.items() if tags.get(k) == v}
+        return _reformat(shared or {}, fmt)
+
+    return combine
 
 
 def _shared_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
         options = tags_options(request)
-        datasets = await _datasets(request, level, first_only=False)
-        ctx = ctx_of(request)
-
-        def compute() -> dict[str, Any]:
-            shared: dict[str, Any] | None = None
-            for _pub, ds in datasets:
-                tags = orthancjson.orthanc_tags(ds, "full", options)
-                if shared is None:
-                    shared = {k: v for k, v in tags.items() if v.get("Type") == "String"}
-                else:
-                    shared = {k: v for k, v in shared.items() if tags.get(k) == v}
-            return _reformat(shared or {}, fmt)
-
-        return json_response(await ctx.run(compute))
+        return await _rendered(request, level, "full", options, False, _shared(fmt))
 
     return handler
 
@@ -152,13 +160,7 @@ def _instances_tags_handler(level: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
         options = tags_options(request)
-        datasets = await _datasets(request, level, first_only=False, with_pixels=True)
-        ctx = ctx_of(request)
-
-        def compute() -> dict[str, Any]:
-            return {pub: orthancjson.orthanc_tags(ds, fmt, options) for pub, ds in datasets}
-
-        return json_response(await ctx.run(compute))
+        return await _rendered(request, level, fmt, options, True, dict)
 
     return handler
 
@@ -166,13 +168,19 @@ def _instances_tags_handler(level: ResourceType) -> Handler:
 def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         fmt = dicom_format(request)
-        datasets = await _datasets(request, level, first_only=True)
-        if not datasets:
+        ctx = ctx_of(request)
+        found = await core_files.instance_files(ctx, request.match_info["id"], level, first_only=True)
+        if not found:
             return json_response({})
-        tags = orthancjson.orthanc_tags(datasets[0][1], "full", tags_options(request))
+        options = tags_options(request)
         wanted = MODULE_TAGS[module]
-        picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
-        return json_response(_reformat(picked, fmt) if fmt != "full" else picked)
+
+        def render() -> bytes:
+            tags = fasttags.file_tags(core_files.read(ctx, found[0]), "full", options, with_pixels=False)
+            picked = {k: v for k, v in tags.items() if parse_tag(k) in wanted}
+            return json_bytes(_reformat(picked, fmt) if fmt != "full" else picked)
+
+        return web.Response(body=await ctx.run(render), content_type="application/json", charset="utf-8")
 
     return handler
 
