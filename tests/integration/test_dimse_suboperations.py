@@ -254,3 +254,32 @@ def test_dcmtk_move_and_get_receive_the_stored_bytes(study, tmp_path: Path):
     bodies = sorted(_body(d) for d in files.values())
     assert sorted(_body(p.read_bytes()) for p in moved.iterdir()) == bodies
     assert sorted(_body(p.read_bytes()) for p in got.iterdir()) == bodies
+
+
+def test_c_move_longer_than_the_scu_timeout(make_server):
+    """DicomScuTimeout bounds a wait for the destination's answer, not the whole move: a C-MOVE
+    whose destination takes 0.2 s per instance runs well past a 1 s timeout and completes."""
+    dest = SlowSCP(delay=0.2)
+    try:
+        srv = make_server(
+            {
+                "DicomServerEnabled": True,
+                "DicomPort": 0,
+                "DicomAet": "ORTHANCPY",
+                "DicomScuTimeout": 1,
+                "DicomModalities": {
+                    "dest": ["STORESCP", "127.0.0.1", dest.port],
+                    "movescu": ["MOVESCU", "127.0.0.1", 1],
+                },
+            }
+        )
+        c = srv.client()
+        for i in range(N):
+            c.upload(dicomgen.make(patient=7, instance=i, rows=8, columns=8))
+        started = time.monotonic()
+        final = _move(srv.ctx.dicom_port)[-1]
+        assert time.monotonic() - started > 2
+    finally:
+        dest.server.shutdown()
+    assert final.Status == 0x0000 and _counts(final)[1:] == (N, 0, 0)
+    assert len(dest.received) == N
