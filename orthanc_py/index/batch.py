@@ -10,7 +10,8 @@ import orjson
 from ..model.enums import ResourceType
 from .base import Attachment
 from .dialect import SQLITE, Dialect
-from .transaction import SqlTransaction, _attachment_row, _feed_row, _insert_rows, _lookup_rows, _tag_rows
+from .inserts import insert_rows
+from .transaction import SqlTransaction, _attachment_row, _feed_row, _lookup_rows, _tag_rows
 
 
 class BatchTransaction(SqlTransaction):
@@ -49,7 +50,7 @@ class BatchTransaction(SqlTransaction):
         its rows, so change and feed sequence numbers follow the order of the calls)."""
         for table, rows in self._rows.items():
             if rows:
-                _insert_rows(self._conn, self._ins[table], len(rows[0]), rows)
+                insert_rows(self._conn, self._ins[table], len(rows[0]), rows)
                 rows.clear()
         self._created.clear()  # in the table now: looked up there
 

@@ -318,17 +318,17 @@ def test_close_commits_what_worker_threads_queued(tmp_path):
 
 def test_a_large_batch_stays_within_sqlite_bound_value_limit(index, monkeypatch):
     """Rows per INSERT follow SQLite's limit on bound values (999 in builds before 3.32)."""
-    from orthanc_py.index import transaction as sq
+    from orthanc_py.index import inserts as sq
 
-    monkeypatch.setattr(sq, "_max_variables", lambda: 999)
+    monkeypatch.setattr(sq, "max_variables", lambda: 999)
     executed: list[int] = []
-    real = sq._values_sql
+    real = sq.values_sql
 
     def counting(prefix: str, width: int, count: int, suffix: str = "") -> str:
         executed.append(width * count)
         return real(prefix, width, count, suffix)
 
-    monkeypatch.setattr(sq, "_values_sql", counting)
+    monkeypatch.setattr(sq, "values_sql", counting)
     from orthanc_py.index.base import Attachment
 
     def attach(txn):  # 150 attachments of 9 values: one batch, written together at its end
