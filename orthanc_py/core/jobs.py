@@ -35,6 +35,22 @@ class Job:
     started: float = 0.0
     runtime: float = 0.0
     task: asyncio.Task[Any] | None = field(default=None, repr=False)
+    spec: dict[str, Any] | None = None
+    """What a job of a registered type needs to run again (SaveJobs, resubmit); JSON-serialisable."""
+    user_data: Any = None
+    outputs: dict[str, tuple[bytes, str, str]] = field(default_factory=dict, repr=False)
+    """Downloadable results, /jobs/{id}/{key}: key -> (body, MIME type, file name)."""
+
+    async def checkpoint(self, progress: int | None = None) -> None:
+        """Called by a job between two units of work: records Progress, and is where a job
+        waits while paused and stops when cancelled (the engine fills in both)."""
+        if progress is not None:
+            self.progress = max(0, min(100, int(progress)))
+        await asyncio.sleep(0)
+
+    def set_output(self, key: str, body: bytes, mime: str, filename: str = "") -> None:
+        """Publish a result the client downloads from /jobs/{id}/{key} (archive, modified file)."""
+        self.outputs[key] = (body, mime, filename)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -63,11 +79,27 @@ class JobsEngine:
 
     def __init__(self) -> None:
         self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._factories: dict[str, Callable[[dict[str, Any]], Callable[[Job], Awaitable[dict[str, Any]]]]] = {}
         self.listener: Callable[[str, str], None] | None = None
         """Told of each job event ("Submitted", "Success", "Failure") and the job's ID (Lua)."""
 
-    def submit(self, job_type: str, run: Callable[[Job], Awaitable[dict[str, Any]]], priority: int = 0) -> Job:
-        job = Job(str(uuid.uuid4()), job_type, priority)
+    def register(
+        self, job_type: str, factory: Callable[[dict[str, Any]], Callable[[Job], Awaitable[dict[str, Any]]]]
+    ) -> None:
+        """Declare how to rebuild a job of `job_type` from its spec (SaveJobs after a restart,
+        resubmit of a failed job). The engine fills this in."""
+        self._factories[job_type] = factory
+
+    def submit(
+        self,
+        job_type: str,
+        run: Callable[[Job], Awaitable[dict[str, Any]]],
+        priority: int = 0,
+        *,
+        spec: dict[str, Any] | None = None,
+        user_data: Any = None,
+    ) -> Job:
+        job = Job(str(uuid.uuid4()), job_type, priority, spec=spec, user_data=user_data)
         self._jobs[job.id] = job
         while len(self._jobs) > MAX_JOBS:
             oldest = next(iter(self._jobs.values()))
