@@ -9,6 +9,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import ErrorCode, OrthancError
@@ -38,8 +39,9 @@ class Job:
     spec: dict[str, Any] | None = None
     """What a job of a registered type needs to run again (SaveJobs, resubmit); JSON-serialisable."""
     user_data: Any = None
-    outputs: dict[str, tuple[bytes, str, str]] = field(default_factory=dict, repr=False)
-    """Downloadable results, /jobs/{id}/{key}: key -> (body, MIME type, file name)."""
+    outputs: dict[str, tuple[bytes | Path, str, str]] = field(default_factory=dict, repr=False)
+    """Downloadable results, /jobs/{id}/{key}: key -> (body or temporary file, MIME type, file
+    name). A temporary file belongs to the engine from then on (deleted with the job)."""
 
     async def checkpoint(self, progress: int | None = None) -> None:
         """Called by a job between two units of work: records Progress, and is where a job
@@ -48,7 +50,7 @@ class Job:
             self.progress = max(0, min(100, int(progress)))
         await asyncio.sleep(0)
 
-    def set_output(self, key: str, body: bytes, mime: str, filename: str = "") -> None:
+    def set_output(self, key: str, body: bytes | Path, mime: str, filename: str = "") -> None:
         """Publish a result the client downloads from /jobs/{id}/{key} (archive, modified file)."""
         self.outputs[key] = (body, mime, filename)
 
