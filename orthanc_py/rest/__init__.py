@@ -21,6 +21,7 @@ from . import (
     settings,
     system,
     tools,
+    webdav,
 )
 from .common import CTX
 
@@ -44,5 +45,6 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         admin,
         bulk,
         scripting,
+        webdav,
     ):
         module.setup(app.router)

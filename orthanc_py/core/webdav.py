@@ -1,0 +1,762 @@
+"""Orthanc's WebDAV tree: the stored resources as virtual folders, and an uploads folder.
+
+Orthanc Book, "Accessing Orthanc from the file explorer using WebDAV"; Orthanc 1.10.1's
+OrthancWebDav.cpp and WebDavStorage.cpp. Under `/webdav/`:
+
+- `by-patients/{patient}/{study}/{series}/{instance public ID}.dcm`
+- `by-studies/{study}/{series}/{instance public ID}.dcm`
+- `by-dates/{YYYY}/{YYYY-MM}/{study}/{series}/{instance public ID}.dcm`
+- `by-uids/{StudyInstanceUID}/{SeriesInstanceUID}/{SOPInstanceUID}.dcm`, with the virtual files
+  `study.json` and `series.json` (the resource as GET /studies/{id} answers it)
+- `uploads/`: files written there are stored as instances (a ZIP archive: each DICOM file it
+  holds), then removed; folders may be created there, and empty ones go after 30 s without upload.
+
+Folder names come from main DICOM tags through Orthanc's templates (`{{PatientID}} -
+{{PatientName}}`...), kept to printable ASCII without slashes; equal names get " (1)", " (2)"...
+in the order of the resources' public IDs. Orthanc keeps those names in memory and refreshes
+them at each access; they are computed again at each access here (a name given once stays the
+same as long as no resource with the same name and a smaller public ID is added or removed).
+
+This module answers in folders (`Entry`) and files (`FileContent`); rest/webdav.py speaks HTTP
+and XML. The quirks of Orthanc 1.10.1 kept here are named where they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import io
+import logging
+import re
+import time
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pydicom.datadict import tag_for_keyword
+
+from ..errors import ErrorCode, OrthancError
+from ..index.base import ResourceRow, Transaction, WholeLevel
+from ..model.enums import FileContentType, MetadataType, ResourceType
+from ..model.lookup import MatchKind, TagConstraint, parse_constraint
+from . import ingest
+from .context import ServerContext
+from .files import dicom_attachment, read_dicom
+from .resources import ResourceInfo, delete, expand
+
+log = logging.getLogger("orthanc_py.webdav")
+
+BY_PATIENTS = "by-patients"
+BY_STUDIES = "by-studies"
+BY_DATES = "by-dates"
+BY_UIDS = "by-uids"
+UPLOADS = "uploads"
+STUDY_INFO = "study.json"
+SERIES_INFO = "series.json"
+
+MIME_BINARY = "application/octet-stream"
+MIME_DICOM = "application/dicom"
+MIME_JSON = "application/json"
+
+_PATIENT, _STUDY, _SERIES, _INSTANCE = (
+    ResourceType.PATIENT,
+    ResourceType.STUDY,
+    ResourceType.SERIES,
+    ResourceType.INSTANCE,
+)
+_BY_PATIENTS_NAMES: Mapping[ResourceType, str] = {
+    _PATIENT: "{{PatientID}} - {{PatientName}}",
+    _STUDY: "{{StudyDate}} - {{StudyDescription}}",
+    _SERIES: "{{Modality}} - {{SeriesDescription}}",
+}
+_BY_STUDIES_NAMES: Mapping[ResourceType, str] = {
+    _STUDY: "{{PatientID}} - {{PatientName}} - {{StudyDescription}}",
+    _SERIES: _BY_PATIENTS_NAMES[_SERIES],
+}
+_STUDY_DATE = 0x00080020
+_STUDY_UID, _SERIES_UID, _SOP_UID = 0x0020000D, 0x0020000E, 0x00080018
+_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+_EMPTY_FOLDERS_DELAY = 30.0
+"""Seconds without upload after which empty folders of `uploads/` go (as Orthanc's worker)."""
+
+_EXTENSION_MIME = {
+    ".txt": "text/plain",
+    ".html": "text/html",
+    ".xml": "application/xml",
+    ".css": "text/css",
+    ".js": "application/javascript",
+    ".json": MIME_JSON,
+    ".nmf": MIME_JSON,
+    ".pdf": "application/pdf",
+    ".wasm": "application/wasm",
+    ".nexe": "application/x-nacl",
+    ".pexe": "application/x-pnacl",
+    ".dcm": MIME_DICOM,
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".png": "image/png",
+    ".pam": "image/x-portable-arbitrarymap",
+    ".svg": "image/svg+xml",
+    ".woff": "application/x-font-woff",
+    ".woff2": "font/woff2",
+    ".ico": "image/x-icon",
+    ".gz": "application/gzip",
+    ".zip": "application/zip",
+}
+"""Orthanc's MIME types by file extension (the type a file of `uploads/` is served with)."""
+
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
+_ZIP_MEMBER_MIN_LIMIT = 64 << 20
+_ZIP_MEMBER_MAX_LIMIT = 2 << 30
+_ZIP_MEMBER_RATIO = 200
+"""A member of an uploaded ZIP is read only up to max(64 MiB, 200 x its compressed size), never
+past 2 GiB: a ZIP bomb cannot make the server hold more than that at once."""
+
+
+def iso_time(epoch: float) -> str:
+    """`YYYY-MM-DDTHH:MM:SS` in UTC (boost's extended ISO format, to the second)."""
+    return datetime.datetime.fromtimestamp(int(epoch), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _metadata_time(value: str | None) -> str | None:
+    """An Orthanc timestamp (`20231109T160739`) as `iso_time` writes it; None when absent or not
+    a date (Orthanc then uses the present time)."""
+    if not value:
+        return None
+    try:
+        return datetime.datetime.strptime(value[:15], "%Y%m%dT%H%M%S").strftime("%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return None
+
+
+def mime_of(name: str) -> str:
+    """Orthanc's `AutodetectMimeType`: by the extension, lowercased."""
+    dot = name.rfind(".")
+    return _EXTENSION_MIME.get(name[dot:].lower(), MIME_BINARY) if dot > 0 else MIME_BINARY
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One item of a folder listing. Times are `iso_time` strings; None stands for "now"."""
+
+    name: str
+    folder: bool
+    created: str | None = None
+    modified: str | None = None
+    """None: the same as `created`."""
+    size: int = 0
+    mime: str = MIME_BINARY
+
+
+@dataclass(slots=True)
+class FileContent:
+    """A file of the tree. `data` is None when only its size was asked for."""
+
+    mime: str
+    size: int
+    modified: str | None
+    """None: Orthanc 1.10.1 has no time for this file (its JSON files)."""
+    data: bytes | None = None
+
+
+# ---------------------------------------------------------------- names of resource folders
+
+
+def folder_name(template: str, tags: Mapping[int, str]) -> str:
+    """A resource's folder name as Orthanc builds it: the template's `{{Keyword}}` replaced by
+    main DICOM tags (blank when absent), then only printable ASCII (and newlines) kept, slashes
+    and backslashes dropped, spaces trimmed at both ends."""
+
+    def value(match: re.Match[str]) -> str:
+        tag = tag_for_keyword(match.group(1))
+        return tags.get(tag, "") if tag is not None else ""
+
+    name = _PLACEHOLDER.sub(value, template)
+    name = "".join(c for c in name if c == "\n" or " " <= c < "\x7f")
+    return name.replace("/", "").replace("\\", "").strip(" \t\n\v\f\r")
+
+
+def _named(rows: Sequence[ResourceRow], template: str) -> dict[str, ResourceRow]:
+    """Folder name -> resource; names given in the order of public IDs, duplicates numbered."""
+    out: dict[str, ResourceRow] = {}
+    for row in sorted(rows, key=lambda r: r.public_id):
+        base = folder_name(template, row.main_tags)
+        name, count = base, 0
+        while name in out:
+            count += 1
+            name = f"{base} ({count})"
+        out[name] = row
+    return out
+
+
+# ---------------------------------------------------------------- the nodes of the three trees
+
+
+@dataclass(frozen=True, slots=True)
+class _Resources:
+    """Folders for resources of one level: every one, the children of one, or the studies of a
+    month (`dates`: the StudyDate range)."""
+
+    level: ResourceType
+    names: Mapping[ResourceType, str]
+    parent: int | None = None
+    dates: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Instances:
+    """A series' folder: one `{public ID}.dcm` file per instance."""
+
+    series: int
+    series_public_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Years:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Months:
+    year: str
+
+
+_Node = _Resources | _Instances | _Years | _Months
+_ROOTS: Mapping[str, _Node] = {
+    BY_PATIENTS: _Resources(_PATIENT, _BY_PATIENTS_NAMES),
+    BY_STUDIES: _Resources(_STUDY, _BY_STUDIES_NAMES),
+    BY_DATES: _Years(),
+}
+
+
+def _date_constraint(low: str, high: str) -> TagConstraint:
+    return TagConstraint(_STUDY_DATE, _STUDY, MatchKind.RANGE, (low, high))
+
+
+def _rows_of(txn: Transaction, node: _Resources) -> list[ResourceRow]:
+    if node.dates is not None:
+        return txn.resources(txn.find(_STUDY, [_date_constraint(*node.dates)]))
+    if node.parent is not None:
+        return txn.resources([cid for cid, _pub in txn.children([node.parent]).get(node.parent, ())])
+    return txn.resources(WholeLevel(node.level))
+
+
+def _child(node: _Resources, row: ResourceRow) -> _Node:
+    if node.level is _SERIES:
+        return _Instances(row.id, row.public_id)
+    return _Resources(ResourceType(int(node.level) + 1), node.names, parent=row.id)
+
+
+def _studies_of_months(year: str) -> _Resources:
+    return _Resources(_STUDY, _BY_STUDIES_NAMES, dates=(year + "0101", year + "1231"))
+
+
+def _walk(txn: Transaction, node: _Node, path: Sequence[str]) -> tuple[_Node | None, list[str]]:
+    """Follow `path` from `node`: (the node reached, the rest of the path below a series' folder).
+    (None, []) when a resource folder of the path does not exist (Orthanc then lists it as an
+    empty folder, has no file there, and accepts its deletion)."""
+    for i, name in enumerate(path):
+        if isinstance(node, _Instances):
+            return node, list(path[i:])
+        if isinstance(node, _Resources):
+            row = _named(_rows_of(txn, node), node.names[node.level]).get(name)
+            if row is None:
+                return None, []
+            node = _child(node, row)
+        elif isinstance(node, _Years):
+            if len(name) != 4:  # Orthanc 1.10.1: "Parameter out of range" for any other name
+                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+            node = _Months(name)
+        else:
+            if len(name) != 7:  # Orthanc 1.10.1: an internal error for a name not like YYYY-MM
+                raise OrthancError(ErrorCode.INTERNAL_ERROR)
+            year, month = name[:4], name[5:7]  # Orthanc reads the year from this name, not the parent's
+            node = _Resources(_STUDY, _BY_STUDIES_NAMES, dates=(year + month + "01", year + month + "31"))
+    return node, []
+
+
+def _last_updates(txn: Transaction, rows: Sequence[ResourceRow]) -> dict[int, dict[int, str]]:
+    return txn.metadata([r.id for r in rows], (MetadataType.LAST_UPDATE,))
+
+
+def _instance_files(txn: Transaction, ids: Sequence[int], name: Callable[[ResourceRow], str]) -> list[Entry]:
+    """Files for instances with a DICOM attachment: size, reception date."""
+    rows = txn.resources(ids)
+    atts = txn.attachments([r.id for r in rows])
+    meta = txn.metadata([r.id for r in rows], (MetadataType.RECEPTION_DATE,))
+    out = []
+    for r in rows:
+        dicom = next((a for a in atts.get(r.id, ()) if a.content_type == FileContentType.DICOM), None)
+        if dicom is None:
+            continue
+        when = _metadata_time(meta.get(r.id, {}).get(MetadataType.RECEPTION_DATE))
+        out.append(Entry(name(r), False, when, size=dicom.uncompressed_size, mime=MIME_DICOM))
+    return out
+
+
+def _list_node(txn: Transaction, node: _Node) -> list[Entry]:
+    if isinstance(node, _Resources):
+        named = _named(_rows_of(txn, node), node.names[node.level])
+        meta = _last_updates(txn, list(named.values()))
+        return [
+            Entry(name, True, _metadata_time(meta.get(row.id, {}).get(MetadataType.LAST_UPDATE)))
+            for name, row in sorted(named.items())
+        ]
+    if isinstance(node, _Instances):
+        kids = [cid for cid, _pub in txn.children([node.series]).get(node.series, ())]
+        return _instance_files(txn, kids, lambda r: r.public_id + ".dcm")
+    if isinstance(node, _Years):
+        dates = (r.main_tags.get(_STUDY_DATE, "") for r in txn.resources(WholeLevel(_STUDY)))
+        return [Entry(y, True) for y in sorted({d[:4] for d in dates if len(d) == 8})]
+    rows = _rows_of(txn, _studies_of_months(node.year))
+    dates = (r.main_tags.get(_STUDY_DATE, "") for r in rows)
+    return [Entry(f"{node.year}-{m}", True) for m in sorted({d[4:6] for d in dates if len(d) == 8})]
+
+
+def _deletions(txn: Transaction, node: _Node) -> list[tuple[ResourceType, str]]:
+    """What deleting a whole folder deletes (Orthanc deletes every instance below it: the
+    resources of the folder go with them)."""
+    if isinstance(node, _Resources):
+        return [(node.level, r.public_id) for r in _rows_of(txn, node)]
+    if isinstance(node, _Instances):
+        return [(_SERIES, node.series_public_id)]
+    if isinstance(node, _Years):
+        return [d for e in _list_node(txn, node) for d in _deletions(txn, _Months(e.name))]
+    out = []
+    for e in _list_node(txn, node):
+        y, m = e.name[:4], e.name[5:7]
+        out.extend(_deletions(txn, _Resources(_STUDY, _BY_STUDIES_NAMES, dates=(y + m + "01", y + m + "31"))))
+    return out
+
+
+def _uid_constraints(path: Sequence[str]) -> list[TagConstraint]:
+    """`by-uids/{study}/{series}/{sop}`: the UIDs as Orthanc's lookups read them."""
+    out = []
+    for tag, text in zip((_STUDY_UID, _SERIES_UID, _SOP_UID), path, strict=False):
+        c = parse_constraint(tag, text, star_is_universal=False)
+        if c is not None:
+            out.append(c)
+    return out
+
+
+def _odd_last(ids: list[int]) -> int | None:
+    """Orthanc's visitors keep a match, drop it at the next, keep the third...: the answer is the
+    last match when their count is odd, none otherwise."""
+    return ids[-1] if len(ids) % 2 == 1 else None
+
+
+# ---------------------------------------------------------------- the uploads folder
+
+
+@dataclass(slots=True)
+class _UploadFile:
+    data: bytes
+    mime: str
+    time: float
+
+
+@dataclass(slots=True)
+class _UploadFolder:
+    time: float = field(default_factory=time.time)
+    files: dict[str, _UploadFile] = field(default_factory=dict)
+    folders: dict[str, _UploadFolder] = field(default_factory=dict)
+
+    def touch(self) -> None:
+        self.time = time.time()
+
+    def lookup(self, path: Sequence[str]) -> _UploadFolder | None:
+        folder: _UploadFolder | None = self
+        for name in path:
+            folder = folder.folders.get(name) if folder is not None else None
+        return folder
+
+    def remove_empty(self, before: float) -> None:
+        for name, sub in list(self.folders.items()):
+            sub.remove_empty(before)
+            if not sub.files and not sub.folders and sub.time < before:
+                del self.folders[name]
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "\\" in name or "\0" in name:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Bad resource name for WebDAV: " + name)
+
+
+class UploadsFolder:
+    """Files and folders written under `uploads/`, in memory until they are ingested (Orthanc's
+    WebDavStorage). Every method runs on the event loop."""
+
+    def __init__(self) -> None:
+        self.root = _UploadFolder()
+        self.last_upload = time.time()
+
+    def _parent(self, path: Sequence[str]) -> _UploadFolder | None:
+        if not path:
+            raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+        return self.root.lookup(path[:-1])
+
+    def clean(self) -> None:
+        """Empty folders go once no file was uploaded for 30 s (Orthanc's worker removes them
+        after 30 s without upload; a folder is also left alone for 30 s after it changed)."""
+        now = time.time()
+        if now - self.last_upload >= _EMPTY_FOLDERS_DELAY:
+            self.root.remove_empty(now - _EMPTY_FOLDERS_DELAY)
+
+    def is_folder(self, path: Sequence[str]) -> bool:
+        self.clean()
+        return self.root.lookup(path) is not None
+
+    def list(self, path: Sequence[str]) -> list[Entry] | None:
+        self.clean()
+        folder = self.root.lookup(path)
+        if folder is None:
+            return None
+        # Orthanc lists no MIME type for these files (its listing leaves the default)
+        files = [Entry(n, False, iso_time(f.time), size=len(f.data)) for n, f in sorted(folder.files.items())]
+        subs = [Entry(n, True, None, iso_time(f.time)) for n, f in sorted(folder.folders.items())]
+        return files + subs
+
+    def get(self, path: Sequence[str]) -> FileContent | None:
+        parent = self._parent(path)
+        f = parent.files.get(path[-1]) if parent is not None else None
+        if f is None:
+            return None
+        return FileContent(f.mime, len(f.data), iso_time(f.time), f.data)
+
+    def store(self, path: Sequence[str], data: bytes) -> _UploadFile | None:
+        parent = self._parent(path)
+        if parent is None:
+            log.warning("WebDAV: no such folder for an upload")
+            return None
+        name = path[-1]
+        _check_name(name)
+        if name in parent.folders:
+            return None
+        f = parent.files[name] = _UploadFile(data, mime_of(name), time.time())
+        parent.touch()
+        return f
+
+    def create_folder(self, path: Sequence[str]) -> bool:
+        parent = self._parent(path)
+        if parent is None:
+            return False
+        name = path[-1]
+        _check_name(name)
+        if name in parent.files or name in parent.folders:
+            return False
+        parent.folders[name] = _UploadFolder()
+        parent.touch()
+        return True
+
+    def delete(self, path: Sequence[str], only: _UploadFile | None = None) -> bool:
+        """Remove a file or a folder (`only`: that file, if it is still there)."""
+        if not path:
+            return False
+        parent = self.root.lookup(path[:-1])
+        if parent is None:
+            return False
+        name = path[-1]
+        if name in parent.files and (only is None or parent.files[name] is only):
+            del parent.files[name]
+        elif name in parent.folders and only is None:
+            del parent.folders[name]
+        else:
+            return False
+        for i in range(len(path) - 1):  # the folders on the way changed
+            folder = self.root.lookup(path[: i + 1])
+            if folder is not None:
+                folder.touch()
+        parent.touch()
+        return True
+
+
+def _zip_members(data: bytes) -> list[zipfile.ZipInfo] | None:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return [i for i in zf.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None
+
+
+def _zip_read(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
+    """One member, read up to its bound (None: past it, or unreadable)."""
+    limit = min(_ZIP_MEMBER_MAX_LIMIT, max(_ZIP_MEMBER_MIN_LIMIT, _ZIP_MEMBER_RATIO * info.compress_size))
+    if info.file_size > limit:
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf, zf.open(info) as member:
+            out = member.read(limit + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError):
+        return None
+    except Exception:  # zlib.error and the like: a corrupt stream
+        return None
+    return out if len(out) <= limit else None
+
+
+# ---------------------------------------------------------------- the whole tree
+
+
+JsonRenderer = Callable[[ResourceInfo], bytes]
+"""Turns a resource into the bytes of its `study.json` / `series.json` (rest/webdav.py)."""
+
+
+class WebDavTree:
+    """The `/webdav/` tree of one server (Orthanc's OrthancWebDav). Paths are lists of decoded
+    components below `/webdav`."""
+
+    def __init__(self, ctx: ServerContext, render_json: JsonRenderer, allow_delete: bool, allow_upload: bool) -> None:
+        self.ctx = ctx
+        self.render_json = render_json
+        self.allow_delete = allow_delete
+        self.allow_upload = allow_upload
+        self.uploads = UploadsFolder()
+
+    # -- reading
+
+    async def is_existing_folder(self, path: Sequence[str]) -> bool:
+        if not path:
+            return True
+        head = path[0]
+        if head == BY_UIDS:
+            return len(path) <= 3 and (len(path) != 3 or path[2] != STUDY_INFO)
+        if head in _ROOTS:
+            return await self.list_collection(path) is not None
+        if self.allow_upload and head == UPLOADS:
+            return self.uploads.is_folder(path[1:])
+        return False
+
+    async def list_collection(self, path: Sequence[str]) -> list[Entry] | None:
+        """The content of a folder; None when `path` is not one."""
+        if not path:
+            names = [BY_DATES, BY_PATIENTS, BY_STUDIES, BY_UIDS] + ([UPLOADS] if self.allow_upload else [])
+            return [Entry(n, True) for n in names]
+        head = path[0]
+        if head == BY_UIDS:
+            return await self._list_uids(path)
+        if head in _ROOTS:
+            root, rest = _ROOTS[head], path[1:]
+
+            def run(txn: Transaction) -> list[Entry] | None:
+                node, below = _walk(txn, root, rest)
+                if node is None:
+                    return []  # Orthanc: an unknown resource folder is an empty folder
+                if below:
+                    return None
+                return _list_node(txn, node)
+
+            return await self.ctx.index.read(run)
+        if self.allow_upload and head == UPLOADS:
+            return self.uploads.list(path[1:])
+        return None
+
+    async def _list_uids(self, path: Sequence[str]) -> list[Entry] | None:
+        if len(path) > 3:
+            return None
+        out: list[Entry] = []
+        if len(path) >= 2:
+            info = STUDY_INFO if len(path) == 2 else SERIES_INFO
+            virtual = await self.get_file([*path, info], with_data=False)
+            if virtual is not None:
+                out.append(Entry(info, False, size=virtual.size, mime=virtual.mime))
+        level = (_STUDY, _SERIES, _INSTANCE)[len(path) - 1]
+        constraints = _uid_constraints(path[1:])
+        uid_tag = (_STUDY_UID, _SERIES_UID, _SOP_UID)[len(path) - 1]
+
+        def run(txn: Transaction) -> list[Entry]:
+            ids = txn.find(level, constraints)
+            if level is _INSTANCE:
+
+                def sop(r: ResourceRow) -> str:
+                    return r.main_tags.get(_SOP_UID, "") + ".dcm"
+
+                rows_with_uid = [r.id for r in txn.resources(ids) if r.main_tags.get(_SOP_UID)]
+                return _instance_files(txn, rows_with_uid, sop)
+            rows = [r for r in txn.resources(ids) if r.main_tags.get(uid_tag)]
+            meta = _last_updates(txn, rows)
+            return [
+                Entry(r.main_tags[uid_tag], True, _metadata_time(meta.get(r.id, {}).get(MetadataType.LAST_UPDATE)))
+                for r in rows
+            ]
+
+        out.extend(await self.ctx.index.read(run))
+        return out
+
+    async def get_file(self, path: Sequence[str], with_data: bool = True) -> FileContent | None:
+        """A file of the tree (None: there is none at `path`)."""
+        if not path:
+            return None
+        head = path[0]
+        if head == BY_UIDS:
+            return await self._uid_file(path, with_data)
+        if head in _ROOTS:
+            root, rest = _ROOTS[head], path[1:]
+            found = await self.ctx.index.read(lambda txn: _walk(txn, root, rest))
+            node, below = found
+            if not isinstance(node, _Instances) or len(below) != 1 or not below[0].endswith(".dcm"):
+                return None
+            # Orthanc 1.10.1 serves any instance by its ID here, in whatever series folder
+            return await self._instance_file(below[0][:-4], with_data)
+        if self.allow_upload and head == UPLOADS:
+            return self.uploads.get(path[1:])
+        return None
+
+    async def _instance_file(self, public_id: str, with_data: bool) -> FileContent | None:
+        try:
+            att = await dicom_attachment(self.ctx, public_id)
+            data = await read_dicom(self.ctx, public_id) if with_data else None
+        except OrthancError:
+            return None
+        received = await self.ctx.index.read(lambda txn: _reception(txn, public_id))
+        return FileContent(MIME_DICOM, att.uncompressed_size, received, data)
+
+    async def _uid_file(self, path: Sequence[str], with_data: bool) -> FileContent | None:
+        if len(path) == 3 and path[2] == STUDY_INFO:
+            level = _STUDY
+        elif len(path) == 4 and path[3] == SERIES_INFO:
+            level = _SERIES
+        elif len(path) == 4 and path[3].endswith(".dcm"):
+            level = _INSTANCE
+        else:
+            return None
+        uids = [*path[1:3], path[3][:-4]] if level is _INSTANCE else list(path[1 : int(level)])
+        constraints = _uid_constraints(uids)
+        ctx = self.ctx
+
+        def run(txn: Transaction) -> ResourceInfo | str | None:
+            chosen = _odd_last(txn.find(level, constraints))
+            if chosen is None:
+                return None
+            if level is _INSTANCE:
+                return txn.resources([chosen])[0].public_id
+            return expand(txn, ctx, [chosen])[0]
+
+        found = await ctx.index.read(run)
+        if found is None:
+            return None
+        if isinstance(found, str):
+            return await self._instance_file(found, with_data)
+        body = self.render_json(found)
+        return FileContent(MIME_JSON, len(body), None, body)
+
+    # -- writing
+
+    async def store_file(self, path: Sequence[str], data: bytes) -> bool:
+        """PUT: only into `uploads/`; a non-empty file is then ingested, and removed."""
+        if not (self.allow_upload and path and path[0] == UPLOADS):
+            return False
+        sub = list(path[1:])
+        stored = self.uploads.store(sub, data)
+        if stored is None:
+            return False
+        if data:
+            self.uploads.last_upload = time.time()
+            try:
+                await self._ingest(data)
+            finally:
+                self.uploads.delete(sub, only=stored)
+                self.uploads.last_upload = time.time()
+        return True
+
+    async def _ingest(self, data: bytes) -> None:
+        """Store an uploaded file: one DICOM instance, or each DICOM file of a ZIP archive
+        (Orthanc 1.8.2+); files that are not DICOM are left out, with a warning."""
+        origin = ingest.Origin(kind="WebDav")
+        if data[:4] in _ZIP_MAGIC:
+            members = await self.ctx.run(_zip_members, data)
+            for info in members or ():
+                member = await self.ctx.run(_zip_read, data, info)
+                if member is None:
+                    log.warning("WebDAV: a member of an uploaded ZIP archive was left out (unreadable or too large)")
+                elif member:
+                    await self._store_one(member, origin)
+            return
+        await self._store_one(data, origin)
+
+    async def _store_one(self, data: bytes, origin: ingest.Origin) -> None:
+        try:
+            await ingest.store(self.ctx, data, origin)
+        except OrthancError as err:
+            log.warning("WebDAV: an uploaded file was not stored (%s)", err.code.message)
+
+    async def create_folder(self, path: Sequence[str]) -> bool:
+        """MKCOL: only below `uploads/`."""
+        if self.allow_upload and path and path[0] == UPLOADS:
+            return self.uploads.create_folder(path[1:])
+        return False
+
+    async def delete_item(self, path: Sequence[str]) -> bool:
+        """DELETE: resources when `WebDavDeleteAllowed` (a whole folder: all below it), files and
+        folders of `uploads/`."""
+        if not path:
+            return False
+        head = path[0]
+        if head == BY_UIDS and 2 <= len(path) <= 4:
+            return self.allow_delete and await self._delete_uids(path)
+        if head in _ROOTS:
+            return self.allow_delete and await self._delete_in_tree(_ROOTS[head], path[1:])
+        if self.allow_upload and head == UPLOADS:
+            return self.uploads.delete(path[1:])
+        return False
+
+    async def _delete_uids(self, path: Sequence[str]) -> bool:
+        level = _STUDY
+        uids = list(path[1:])
+        if len(path) >= 3:
+            if path[2] == STUDY_INFO:
+                return True  # a virtual file: accepted, so that deleting a folder goes on
+            level = _SERIES
+        if len(path) == 4:
+            if path[3] == SERIES_INFO:
+                return True
+            if not path[3].endswith(".dcm"):
+                return False
+            uids[2] = path[3][:-4]
+            level = _INSTANCE
+        constraints = _uid_constraints(uids)
+
+        def run(txn: Transaction) -> list[str]:
+            return [r.public_id for r in txn.resources(txn.find(level, constraints))]
+
+        await self._delete_all([(level, pid) for pid in await self.ctx.index.read(run)])
+        return True
+
+    async def _delete_in_tree(self, root: _Node, path: Sequence[str]) -> bool:
+        def run(txn: Transaction) -> list[tuple[ResourceType, str]] | str | bool:
+            node, below = _walk(txn, root, path)
+            if node is None:
+                return True  # Orthanc: nothing there, nothing to do
+            if not below:
+                return _deletions(txn, node)
+            if len(below) == 1 and below[0].endswith(".dcm"):
+                return below[0][:-4]  # an instance, by its public ID
+            return False
+
+        plan = await self.ctx.index.read(run)
+        if isinstance(plan, bool):
+            return plan
+        if isinstance(plan, str):
+            try:
+                await delete(self.ctx, plan, _INSTANCE)
+            except OrthancError:
+                return False  # Orthanc: no such instance
+            return True
+        await self._delete_all(plan)
+        return True
+
+    async def _delete_all(self, resources: Sequence[tuple[ResourceType, str]]) -> None:
+        for level, public_id in resources:
+            try:
+                await delete(self.ctx, public_id, level)
+            except OrthancError:
+                pass  # already gone with another one
+            await asyncio.sleep(0)
+
+
+def _reception(txn: Transaction, public_id: str) -> str | None:
+    hit = txn.lookup(public_id)
+    if hit is None:
+        return None
+    return _metadata_time(
+        txn.metadata([hit[0]], (MetadataType.RECEPTION_DATE,)).get(hit[0], {}).get(MetadataType.RECEPTION_DATE)
+    )
