@@ -28,15 +28,13 @@ from ..core.resources import ResourceInfo
 from ..core.webdav import Entry, WebDavTree, iso_time
 from ..errors import ErrorCode, OrthancError
 from ..model.styledjson import styled
-from ..web.middleware import error_response
+from ..web.middleware import WEBDAV_METHODS, error_response
 from ..web.responses import read_body
 from .common import ctx_of
 from .render import resource_json
 
 ROOT = "webdav"
 _METHODS = ("GET", "HEAD", "PUT", "DELETE", "POST", "OPTIONS", "PROPFIND", "PROPPATCH", "LOCK", "UNLOCK", "MKCOL")
-WEBDAV_ONLY_METHODS = frozenset({"OPTIONS", "PROPFIND", "HEAD", "PROPPATCH", "LOCK", "UNLOCK", "MKCOL"})
-"""Methods Orthanc serves for WebDAV only (it answers them with a bare 404 elsewhere)."""
 _ALLOW = "GET, PUT, DELETE, OPTIONS, PROPFIND, HEAD, LOCK, UNLOCK, PROPPATCH, MKCOL"
 _XML_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _DEPTH = re.compile(r"[+-]?[0-9]+")
@@ -244,7 +242,7 @@ class _Service:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = ctx_of(request)
-        webdav_only = request.method in WEBDAV_ONLY_METHODS
+        webdav_only = request.method in WEBDAV_METHODS
         if not ctx.settings.webdav_enabled:
             if webdav_only:
                 return web.Response(status=404)
