@@ -133,7 +133,7 @@ def _metadata_time(value: str | None) -> str | None:
 def mime_of(name: str) -> str:
     """Orthanc's `AutodetectMimeType`: by the extension, lowercased."""
     dot = name.rfind(".")
-    return _EXTENSION_MIME.get(name[dot:].lower(), MIME_BINARY) if dot > 0 else MIME_BINARY
+    return _EXTENSION_MIME.get(name[dot:].lower(), MIME_BINARY) if dot >= 0 else MIME_BINARY
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +282,7 @@ def _last_updates(txn: Transaction, rows: Sequence[ResourceRow]) -> dict[int, di
 
 def _instance_files(txn: Transaction, ids: Sequence[int], name: Callable[[ResourceRow], str]) -> list[Entry]:
     """Files for instances with a DICOM attachment: size, reception date."""
-    rows = txn.resources(ids)
+    rows = sorted(txn.resources(ids), key=lambda r: r.id)  # creation order, as Orthanc's lookups
     atts = txn.attachments([r.id for r in rows])
     meta = txn.metadata([r.id for r in rows], (MetadataType.RECEPTION_DATE,))
     out = []
@@ -564,7 +564,9 @@ class WebDavTree:
         uid_tag = (_STUDY_UID, _SERIES_UID, _SOP_UID)[len(path) - 1]
 
         def run(txn: Transaction) -> list[Entry]:
-            ids = txn.find(level, constraints)
+            # Orthanc 1.10.1 lists every study in the order of public IDs, and what a lookup
+            # matches in creation order
+            ids = sorted(txn.find(level, constraints))
             if level is _INSTANCE:
 
                 def sop(r: ResourceRow) -> str:
@@ -573,6 +575,7 @@ class WebDavTree:
                 rows_with_uid = [r.id for r in txn.resources(ids) if r.main_tags.get(_SOP_UID)]
                 return _instance_files(txn, rows_with_uid, sop)
             rows = [r for r in txn.resources(ids) if r.main_tags.get(uid_tag)]
+            rows.sort(key=(lambda r: r.public_id) if not constraints else (lambda r: r.id))
             meta = _last_updates(txn, rows)
             return [
                 Entry(r.main_tags[uid_tag], True, _metadata_time(meta.get(r.id, {}).get(MetadataType.LAST_UPDATE)))
@@ -624,7 +627,7 @@ class WebDavTree:
         ctx = self.ctx
 
         def run(txn: Transaction) -> ResourceInfo | str | None:
-            chosen = _odd_last(txn.find(level, constraints))
+            chosen = _odd_last(sorted(txn.find(level, constraints)))
             if chosen is None:
                 return None
             if level is _INSTANCE:
