@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import io
 import logging
 import re
@@ -163,17 +164,21 @@ class FileContent:
 # ---------------------------------------------------------------- names of resource folders
 
 
+@functools.lru_cache(maxsize=16)
+def _template(template: str) -> tuple[tuple[str, int | None], ...]:
+    """The `{{Keyword}}` placeholders of a template, with their tags."""
+    return tuple((m.group(0), tag_for_keyword(m.group(1))) for m in _PLACEHOLDER.finditer(template))
+
+
 def folder_name(template: str, tags: Mapping[int, str]) -> str:
     """A resource's folder name as Orthanc builds it: the template's `{{Keyword}}` replaced by
     main DICOM tags (blank when absent), then only printable ASCII (and newlines) kept, slashes
     and backslashes dropped, spaces trimmed at both ends."""
-
-    def value(match: re.Match[str]) -> str:
-        tag = tag_for_keyword(match.group(1))
-        return tags.get(tag, "") if tag is not None else ""
-
-    name = _PLACEHOLDER.sub(value, template)
-    name = "".join(c for c in name if c == "\n" or " " <= c < "\x7f")
+    name = template
+    for placeholder, tag in _template(template):
+        name = name.replace(placeholder, tags.get(tag, "") if tag is not None else "", 1)
+    if not name.isascii() or not name.isprintable():
+        name = "".join(c for c in name if c == "\n" or " " <= c < "\x7f")
     return name.replace("/", "").replace("\\", "").strip(" \t\n\v\f\r")
 
 

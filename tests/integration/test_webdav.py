@@ -330,3 +330,24 @@ def test_cadaver_end_to_end(make_server: Any, tmp_path: Path) -> None:
     instances = _instances(client)
     assert a["ID"] not in instances and len(instances) == 1  # deleted, and the upload stored
     assert client.get(f"/instances/{instances[0]}/metadata/Origin").body == b"WebDav"
+
+
+def test_zip_bomb_and_corrupt_zip_uploads(client: Any) -> None:
+    """A ZIP member far larger than its compressed size is left out without being inflated;
+    a corrupt archive stores nothing; both answers come at once."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("zeros.dcm", "w", force_zip64=True) as member:
+            chunk = bytes(1 << 20)
+            for _ in range(300):  # 300 MiB of zeros: ~300 KiB compressed
+                member.write(chunk)
+        z.writestr("real.dcm", study(7))
+    bomb = buf.getvalue()
+    assert len(bomb) < 2 << 20
+    started = time.monotonic()
+    assert client.put("/webdav/uploads/bomb.zip", bomb).status == 201
+    assert time.monotonic() - started < 10
+    assert len(_instances(client)) == 1
+    assert client.put("/webdav/uploads/corrupt.zip", b"PK\x03\x04" + bytes(range(256)) * 8).status == 201
+    assert len(_instances(client)) == 1
+    assert names(propfind(client, "/webdav/uploads")) == []
