@@ -531,6 +531,16 @@ class WebDavTree:
             return self.uploads.is_folder(path[1:])
         return False
 
+    async def folder(self, path: Sequence[str], depth: int) -> list[Entry] | None:
+        """PROPFIND of a folder: None when `path` is no folder, else its items (none at depth 0).
+        One walk of the index where Orthanc checks the folder, then lists it."""
+        if path and path[0] in _ROOTS:
+            entries = await self.list_collection(path)
+            return entries if entries is None or depth else []
+        if not await self.is_existing_folder(path):
+            return None
+        return await self.list_collection(path) if depth else []
+
     async def list_collection(self, path: Sequence[str]) -> list[Entry] | None:
         """The content of a folder; None when `path` is not one."""
         if not path:

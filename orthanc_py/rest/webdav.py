@@ -189,16 +189,12 @@ def _depth(request: web.Request) -> int:
 async def _propfind(request: web.Request, tree: WebDavTree, path: list[str]) -> web.Response:
     depth = _depth(request)
     components = [ROOT, *path]
-    if await tree.is_existing_folder(path):
-        entries: list[Entry] | None = []
-        if depth == 1:
-            entries = await tree.list_collection(path)
-            if entries is None:
-                return web.Response(status=404)
-        if entries is not None and len(entries) > _BIG_LISTING:
+    entries = await tree.folder(path, depth)
+    if entries is not None:
+        if len(entries) > _BIG_LISTING:
             body = await tree.ctx.run(multistatus, components, entries)
         else:
-            body = multistatus(components, entries or [])
+            body = multistatus(components, entries)
     elif path and (found := await tree.get_file(path, with_data=False)) is not None:
         now = iso_time(time.time())
         entry = Entry(path[-1], False, now, found.modified or now, found.size, found.mime)
