@@ -13,9 +13,8 @@ OrthancWebDav.cpp and WebDavStorage.cpp. Under `/webdav/`:
 
 Folder names come from main DICOM tags through Orthanc's templates (`{{PatientID}} -
 {{PatientName}}`...), kept to printable ASCII without slashes; equal names get " (1)", " (2)"...
-in the order of the resources' public IDs. Orthanc keeps those names in memory and refreshes
-them at each access; they are computed again at each access here (a name given once stays the
-same as long as no resource with the same name and a smaller public ID is added or removed).
+As in Orthanc, the names of each listing are kept while the server runs, so that a folder keeps
+its name when resources are added or removed beside it (`FolderNames`).
 
 This module answers in folders (`Entry`) and files (`FileContent`); rest/webdav.py speaks HTTP
 and XML. The quirks of Orthanc 1.10.1 kept here are named where they are.
@@ -29,9 +28,11 @@ import functools
 import io
 import logging
 import re
+import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydicom.datadict import tag_for_keyword
@@ -182,17 +183,41 @@ def folder_name(template: str, tags: Mapping[int, str]) -> str:
     return name.replace("/", "").replace("\\", "").strip(" \t\n\v\f\r")
 
 
-def _named(rows: Sequence[ResourceRow], template: str) -> dict[str, ResourceRow]:
-    """Folder name -> resource; names given in the order of public IDs, duplicates numbered."""
-    out: dict[str, ResourceRow] = {}
-    for row in sorted(rows, key=lambda r: r.public_id):
-        base = folder_name(template, row.main_tags)
-        name, count = base, 0
-        while name in out:
-            count += 1
-            name = f"{base} ({count})"
-        out[name] = row
-    return out
+class FolderNames:
+    """The names given to the resource folders of each listing, kept while the server runs (as
+    Orthanc keeps them): a folder keeps its name as resources come and go beside it. The
+    resources a listing shows for the first time are named in the order of their public IDs;
+    a name already taken gets " (1)", " (2)"... The least recently used listings are forgotten
+    past `capacity` (they are named again from scratch, as after a restart of Orthanc)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._listings: OrderedDict[Hashable, dict[str, str]] = OrderedDict()
+        self._lock = threading.Lock()  # index reads run in worker threads
+
+    def named(self, key: Hashable, template: str, rows: Sequence[ResourceRow]) -> dict[str, ResourceRow]:
+        """Folder name -> resource for the resources `rows` of the listing `key`."""
+        current = {r.public_id: r for r in rows}
+        with self._lock:
+            known = self._listings.pop(key, None)
+            if known is None:
+                known = {}
+            elif len(known) != len(current) or any(pid not in current for pid in known):
+                known = {pid: name for pid, name in known.items() if pid in current}
+            self._listings[key] = known
+            if len(self._listings) > self.capacity:
+                self._listings.popitem(last=False)
+            if len(known) != len(current):
+                taken = set(known.values())
+                for pid in sorted(pid for pid in current if pid not in known):
+                    base = folder_name(template, current[pid].main_tags)
+                    name, count = base, 0
+                    while name in taken:
+                        count += 1
+                        name = f"{base} ({count})"
+                    known[pid] = name
+                    taken.add(name)
+            return {name: current[pid] for pid, name in known.items()}
 
 
 # ---------------------------------------------------------------- the nodes of the three trees
@@ -205,6 +230,8 @@ class _Resources:
 
     level: ResourceType
     names: Mapping[ResourceType, str]
+    tree: str
+    """by-patients, by-studies or by-dates: each keeps its own folder names, as in Orthanc."""
     parent: int | None = None
     dates: tuple[str, str] | None = None
 
@@ -229,8 +256,8 @@ class _Months:
 
 _Node = _Resources | _Instances | _Years | _Months
 _ROOTS: Mapping[str, _Node] = {
-    BY_PATIENTS: _Resources(_PATIENT, _BY_PATIENTS_NAMES),
-    BY_STUDIES: _Resources(_STUDY, _BY_STUDIES_NAMES),
+    BY_PATIENTS: _Resources(_PATIENT, _BY_PATIENTS_NAMES, BY_PATIENTS),
+    BY_STUDIES: _Resources(_STUDY, _BY_STUDIES_NAMES, BY_STUDIES),
     BY_DATES: _Years(),
 }
 
@@ -247,17 +274,22 @@ def _rows_of(txn: Transaction, node: _Resources) -> list[ResourceRow]:
     return txn.resources(WholeLevel(node.level))
 
 
+def _named(txn: Transaction, names: FolderNames, node: _Resources) -> dict[str, ResourceRow]:
+    template = node.names[node.level]
+    return names.named((node.tree, template, node.parent, node.dates), template, _rows_of(txn, node))
+
+
 def _child(node: _Resources, row: ResourceRow) -> _Node:
     if node.level is _SERIES:
         return _Instances(row.id, row.public_id)
-    return _Resources(ResourceType(int(node.level) + 1), node.names, parent=row.id)
+    return _Resources(ResourceType(int(node.level) + 1), node.names, node.tree, parent=row.id)
 
 
 def _studies_of_months(year: str) -> _Resources:
-    return _Resources(_STUDY, _BY_STUDIES_NAMES, dates=(year + "0101", year + "1231"))
+    return _Resources(_STUDY, _BY_STUDIES_NAMES, BY_DATES, dates=(year + "0101", year + "1231"))
 
 
-def _walk(txn: Transaction, node: _Node, path: Sequence[str]) -> tuple[_Node | None, list[str]]:
+def _walk(txn: Transaction, names: FolderNames, node: _Node, path: Sequence[str]) -> tuple[_Node | None, list[str]]:
     """Follow `path` from `node`: (the node reached, the rest of the path below a series' folder).
     (None, []) when a resource folder of the path does not exist (Orthanc then lists it as an
     empty folder, has no file there, and accepts its deletion)."""
@@ -265,7 +297,7 @@ def _walk(txn: Transaction, node: _Node, path: Sequence[str]) -> tuple[_Node | N
         if isinstance(node, _Instances):
             return node, list(path[i:])
         if isinstance(node, _Resources):
-            row = _named(_rows_of(txn, node), node.names[node.level]).get(name)
+            row = _named(txn, names, node).get(name)
             if row is None:
                 return None, []
             node = _child(node, row)
@@ -277,7 +309,7 @@ def _walk(txn: Transaction, node: _Node, path: Sequence[str]) -> tuple[_Node | N
             if len(name) != 7:  # Orthanc 1.10.1: an internal error for a name not like YYYY-MM
                 raise OrthancError(ErrorCode.INTERNAL_ERROR)
             year, month = name[:4], name[5:7]  # Orthanc reads the year from this name, not the parent's
-            node = _Resources(_STUDY, _BY_STUDIES_NAMES, dates=(year + month + "01", year + month + "31"))
+            node = _Resources(_STUDY, _BY_STUDIES_NAMES, BY_DATES, dates=(year + month + "01", year + month + "31"))
     return node, []
 
 
@@ -300,9 +332,9 @@ def _instance_files(txn: Transaction, ids: Sequence[int], name: Callable[[Resour
     return out
 
 
-def _list_node(txn: Transaction, node: _Node) -> list[Entry]:
+def _list_node(txn: Transaction, names: FolderNames, node: _Node) -> list[Entry]:
     if isinstance(node, _Resources):
-        named = _named(_rows_of(txn, node), node.names[node.level])
+        named = _named(txn, names, node)
         meta = _last_updates(txn, list(named.values()))
         return [
             Entry(name, True, _metadata_time(meta.get(row.id, {}).get(MetadataType.LAST_UPDATE)))
@@ -319,7 +351,7 @@ def _list_node(txn: Transaction, node: _Node) -> list[Entry]:
     return [Entry(f"{node.year}-{m}", True) for m in sorted({d[4:6] for d in dates if len(d) == 8})]
 
 
-def _deletions(txn: Transaction, node: _Node) -> list[tuple[ResourceType, str]]:
+def _deletions(txn: Transaction, names: FolderNames, node: _Node) -> list[tuple[ResourceType, str]]:
     """What deleting a whole folder deletes (Orthanc deletes every instance below it: the
     resources of the folder go with them)."""
     if isinstance(node, _Resources):
@@ -327,11 +359,13 @@ def _deletions(txn: Transaction, node: _Node) -> list[tuple[ResourceType, str]]:
     if isinstance(node, _Instances):
         return [(_SERIES, node.series_public_id)]
     if isinstance(node, _Years):
-        return [d for e in _list_node(txn, node) for d in _deletions(txn, _Months(e.name))]
+        return [d for e in _list_node(txn, names, node) for d in _deletions(txn, names, _Months(e.name))]
     out = []
-    for e in _list_node(txn, node):
+    for e in _list_node(txn, names, node):
         y, m = e.name[:4], e.name[5:7]
-        out.extend(_deletions(txn, _Resources(_STUDY, _BY_STUDIES_NAMES, dates=(y + m + "01", y + m + "31"))))
+        out.extend(
+            _deletions(txn, names, _Resources(_STUDY, _BY_STUDIES_NAMES, BY_DATES, dates=(y + m + "01", y + m + "31")))
+        )
     return out
 
 
@@ -516,6 +550,7 @@ class WebDavTree:
         self.allow_delete = allow_delete
         self.allow_upload = allow_upload
         self.uploads = UploadsFolder()
+        self.names = FolderNames()
 
     # -- reading
 
@@ -553,12 +588,12 @@ class WebDavTree:
             root, rest = _ROOTS[head], path[1:]
 
             def run(txn: Transaction) -> list[Entry] | None:
-                node, below = _walk(txn, root, rest)
+                node, below = _walk(txn, self.names, root, rest)
                 if node is None:
                     return []  # Orthanc: an unknown resource folder is an empty folder
                 if below:
                     return None
-                return _list_node(txn, node)
+                return _list_node(txn, self.names, node)
 
             return await self.ctx.index.read(run)
         if self.allow_upload and head == UPLOADS:
@@ -609,7 +644,7 @@ class WebDavTree:
             return await self._uid_file(path, with_data)
         if head in _ROOTS:
             root, rest = _ROOTS[head], path[1:]
-            found = await self.ctx.index.read(lambda txn: _walk(txn, root, rest))
+            found = await self.ctx.index.read(lambda txn: _walk(txn, self.names, root, rest))
             node, below = found
             if not isinstance(node, _Instances) or len(below) != 1 or not below[0].endswith(".dcm"):
                 return None
@@ -741,11 +776,11 @@ class WebDavTree:
 
     async def _delete_in_tree(self, root: _Node, path: Sequence[str]) -> bool:
         def run(txn: Transaction) -> list[tuple[ResourceType, str]] | str | bool:
-            node, below = _walk(txn, root, path)
+            node, below = _walk(txn, self.names, root, path)
             if node is None:
                 return True  # Orthanc: nothing there, nothing to do
             if not below:
-                return _deletions(txn, node)
+                return _deletions(txn, self.names, node)
             if len(below) == 1 and below[0].endswith(".dcm"):
                 return below[0][:-4]  # an instance, by its public ID
             return False

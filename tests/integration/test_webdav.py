@@ -351,3 +351,28 @@ def test_zip_bomb_and_corrupt_zip_uploads(client: Any) -> None:
     assert client.put("/webdav/uploads/corrupt.zip", b"PK\x03\x04" + bytes(range(256)) * 8).status == 201
     assert len(_instances(client)) == 1
     assert names(propfind(client, "/webdav/uploads")) == []
+
+
+def test_folder_names_are_kept(client: Any) -> None:
+    """Two series with the same name: the first one listed keeps its name when the second comes,
+    whatever their public IDs (Orthanc keeps the names it gave while it runs)."""
+    from orthanc_py.model.ids import compute
+
+    def series_id(n: int) -> str:
+        ds = dicomgen.make_dataset(dicomgen.Spec(patient=1, series=n, rows=0))
+        return compute(ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID).series
+
+    first, later = sorted(range(1, 6), key=series_id)[-1], sorted(range(1, 6), key=series_id)[0]
+    assert series_id(later) < series_id(first)  # named first by public ID order if listed together
+    a = client.upload(study(1, series=first, series_description="Same"))
+    folder = "/webdav/by-patients/PID00001 - Patient^00001/20200101 - Synthetic study"
+    assert names(propfind(client, folder)) == ["CT - Same"]
+    b = client.upload(study(1, series=later, series_description="Same"))
+    assert names(propfind(client, folder)) == ["CT - Same", "CT - Same (1)"]
+    assert names(propfind(client, folder + "/CT - Same")) == [a["ID"] + ".dcm"]
+    assert names(propfind(client, folder + "/CT - Same (1)")) == [b["ID"] + ".dcm"]
+    # by-studies names its own folders: listed together for the first time, by public ID
+    top = "/webdav/by-studies/PID00001 - Patient^00001 - Synthetic study"
+    assert names(propfind(client, top + "/CT - Same")) == [b["ID"] + ".dcm"]
+    client.delete(f"/instances/{a['ID']}")
+    assert names(propfind(client, folder)) == ["CT - Same (1)"]
