@@ -43,7 +43,7 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.lookup import MatchKind, TagConstraint, parse_constraint
 from . import ingest
 from .context import ServerContext
-from .files import dicom_attachment, read_dicom
+from .files import attachment_path, dicom_attachment, dicom_file, read_dicom
 from .resources import ResourceInfo, delete, expand
 
 log = logging.getLogger("orthanc_py.webdav")
@@ -108,6 +108,8 @@ _EXTENSION_MIME = {
 }
 """Orthanc's MIME types by file extension (the type a file of `uploads/` is served with)."""
 
+_SEND_FROM_PATH_ABOVE = 16 << 20
+"""DICOM files larger than this are sent from their path (memory does not grow with them)."""
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _ZIP_MEMBER_MIN_LIMIT = 64 << 20
 _ZIP_MEMBER_MAX_LIMIT = 2 << 30
@@ -153,13 +155,15 @@ class Entry:
 
 @dataclass(slots=True)
 class FileContent:
-    """A file of the tree. `data` is None when only its size was asked for."""
+    """A file of the tree. `data` is None when only its size was asked for, or when the file is
+    large and to be sent from `path`."""
 
     mime: str
     size: int
     modified: str | None
     """None: Orthanc 1.10.1 has no time for this file (its JSON files)."""
     data: bytes | None = None
+    path: str | None = None
 
 
 # ---------------------------------------------------------------- names of resource folders
@@ -655,13 +659,20 @@ class WebDavTree:
         return None
 
     async def _instance_file(self, public_id: str, with_data: bool) -> FileContent | None:
+        path = None
         try:
-            att = await dicom_attachment(self.ctx, public_id)
-            data = await read_dicom(self.ctx, public_id) if with_data else None
+            if with_data:
+                att, data = await dicom_file(self.ctx, public_id, _SEND_FROM_PATH_ABOVE)
+                if data is None:
+                    path = attachment_path(self.ctx, att)
+                    if path is None:
+                        data = await read_dicom(self.ctx, public_id)
+            else:
+                att, data = await dicom_attachment(self.ctx, public_id), None
         except OrthancError:
             return None
         received = await self.ctx.index.read(lambda txn: _reception(txn, public_id))
-        return FileContent(MIME_DICOM, att.uncompressed_size, received, data)
+        return FileContent(MIME_DICOM, att.uncompressed_size, received, data, path)
 
     async def _uid_file(self, path: Sequence[str], with_data: bool) -> FileContent | None:
         if len(path) == 3 and path[2] == STUDY_INFO:

@@ -20,6 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Sequence
+from typing import BinaryIO
 from urllib.parse import quote
 
 from aiohttp import web
@@ -204,7 +205,7 @@ async def _propfind(request: web.Request, tree: WebDavTree, path: list[str]) -> 
     return web.Response(status=207, body=body, headers={"Content-Type": "application/xml; charset=UTF-8"})
 
 
-async def _get(request: web.Request, tree: WebDavTree, path: list[str]) -> web.Response:
+async def _get(request: web.Request, tree: WebDavTree, path: list[str]) -> web.StreamResponse:
     found = await tree.get_file(path, with_data=request.method == "GET")
     if found is None:
         return web.Response(status=404)
@@ -212,7 +213,31 @@ async def _get(request: web.Request, tree: WebDavTree, path: list[str]) -> web.R
     headers = {"Content-Type": found.mime, "Last-Modified": (found.modified or "not-a-date-time") + "Z"}
     if request.method == "HEAD":  # Orthanc 1.10.1 answers HEAD with an empty body, and says so
         return web.Response(status=200, headers={**headers, "Content-Length": "0"})
+    if found.path is not None:
+        return await _send_file(request, tree, found.path, found.size, headers)
     return web.Response(status=200, body=found.data or b"", headers=headers)
+
+
+def _open_binary(path: str) -> BinaryIO:
+    return open(path, "rb")
+
+
+async def _send_file(
+    request: web.Request, tree: WebDavTree, path: str, size: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A large file, read in chunks off the event loop (FileResponse would replace Orthanc's
+    Last-Modified with the file's own)."""
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_length = size
+    f = await tree.ctx.run(_open_binary, path)
+    try:
+        await response.prepare(request)
+        while chunk := await tree.ctx.run(f.read, 1 << 20):
+            await response.write(chunk)
+    finally:
+        f.close()
+    await response.write_eof()
+    return response
 
 
 async def _dispatch(request: web.Request, tree: WebDavTree, path: list[str]) -> web.StreamResponse:

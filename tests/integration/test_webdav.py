@@ -376,3 +376,14 @@ def test_folder_names_are_kept(client: Any) -> None:
     assert names(propfind(client, top + "/CT - Same")) == [b["ID"] + ".dcm"]
     client.delete(f"/instances/{a['ID']}")
     assert names(propfind(client, folder)) == ["CT - Same (1)"]
+
+
+def test_large_file_sent_in_chunks(client: Any) -> None:
+    """A file past 16 MiB is sent from the storage area in chunks, with Orthanc's headers."""
+    big = dicomgen.make(patient=8, rows=3000, columns=3000)  # 18 MB of pixels
+    iid = client.upload(big)["ID"]
+    folder = "/webdav/by-patients/PID00008 - Patient^00008/20200101 - Synthetic study/CT - Synthetic series"
+    r = client.get(quote(f"{folder}/{iid}.dcm"))
+    assert r.status == 200 and r.body == client.get(f"/instances/{iid}/file").body and len(r.body) > 16 << 20
+    assert r.headers["content-type"] == "application/dicom" and r.headers["last-modified"].endswith("Z")
+    assert "T" in r.headers["last-modified"] and r.headers["content-length"] == str(len(r.body))
