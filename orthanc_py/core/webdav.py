@@ -514,25 +514,22 @@ class UploadsFolder:
         return True
 
 
-def _zip_members(data: bytes) -> list[zipfile.ZipInfo] | None:
+def _open_zip(data: bytes) -> zipfile.ZipFile | None:
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return [i for i in zf.infolist() if not i.is_dir()]
+        return zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, EOFError, ValueError):
         return None
 
 
-def _zip_read(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
+def _zip_read(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | None:
     """One member, read up to its bound (None: past it, or unreadable)."""
     limit = min(_ZIP_MEMBER_MAX_LIMIT, max(_ZIP_MEMBER_MIN_LIMIT, _ZIP_MEMBER_RATIO * info.compress_size))
     if info.file_size > limit:
         return None
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf, zf.open(info) as member:
+        with zf.open(info) as member:
             out = member.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError, NotImplementedError):
-        return None
-    except Exception:  # zlib.error and the like: a corrupt stream
+    except Exception:  # BadZipFile, zlib.error, unsupported compression...: a member we cannot read
         return None
     return out if len(out) <= limit else None
 
@@ -727,21 +724,40 @@ class WebDavTree:
         (Orthanc 1.8.2+); files that are not DICOM are left out, with a warning."""
         origin = ingest.Origin(kind="WebDav")
         if data[:4] in _ZIP_MAGIC:
-            members = await self.ctx.run(_zip_members, data)
-            for info in members or ():
-                member = await self.ctx.run(_zip_read, data, info)
-                if member is None:
-                    log.warning("WebDAV: a member of an uploaded ZIP archive was left out (unreadable or too large)")
-                elif member:
-                    await self._store_one(member, origin)
+            zf = await self.ctx.run(_open_zip, data)
+            if zf is None:
+                log.warning("WebDAV: an uploaded ZIP archive cannot be read")
+                return
+            skipped = refused = 0
+            try:
+                for info in zf.infolist():
+                    if info.is_dir():
+                        continue
+                    member = await self.ctx.run(_zip_read, zf, info)
+                    if member is None:
+                        skipped += 1
+                    elif member and not await self._store_one(member, origin, quiet=True):
+                        refused += 1
+            finally:
+                zf.close()
+            if skipped or refused:
+                log.warning(
+                    "WebDAV: of an uploaded ZIP archive, %d files were not stored (not DICOM) and %d left"
+                    " out (unreadable, or far larger than compressed)",
+                    refused,
+                    skipped,
+                )
             return
         await self._store_one(data, origin)
 
-    async def _store_one(self, data: bytes, origin: ingest.Origin) -> None:
+    async def _store_one(self, data: bytes, origin: ingest.Origin, quiet: bool = False) -> bool:
         try:
             await ingest.store(self.ctx, data, origin)
         except OrthancError as err:
-            log.warning("WebDAV: an uploaded file was not stored (%s)", err.code.message)
+            if not quiet:
+                log.warning("WebDAV: an uploaded file was not stored (%s)", err.code.message)
+            return False
+        return True
 
     async def create_folder(self, path: Sequence[str]) -> bool:
         """MKCOL: only below `uploads/`."""
