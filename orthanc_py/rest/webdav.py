@@ -5,7 +5,8 @@ handling, IWebDavBucket.cpp; the tree itself is core/webdav.py).
 - PROPFIND with `Depth: 0` or `1` (anything else is an error, as in Orthanc): a `207` multistatus
   whose first response is the folder asked for (for a file: its folder) with the present time.
 - GET/HEAD of files (a folder has no content: 404), `Last-Modified` in ISO format with a "Z".
-- PUT into `uploads/` (201; the file is then stored as instances), MKCOL there, DELETE
+- PUT into `uploads/` (201 once the file, or each DICOM file of a ZIP, is stored as an instance:
+  Orthanc answers first and stores in the background), MKCOL there, DELETE
   (204, or 403 where it is not allowed), and LOCK/UNLOCK/PROPPATCH answered without effect
   (Orthanc fakes them for Windows and davfs2). Other methods: 400, POST: the REST API's 404.
 - `WebDavEnabled` false: no WebDAV (404); `WebDavDeleteAllowed` (default false) and
