@@ -50,3 +50,4 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         scripting,
     ):
         module.setup(app.router)
+    mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)

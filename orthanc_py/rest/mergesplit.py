@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import mergesplit
+from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
 from ..web.middleware import USERNAME
 from ..web.responses import json_response, read_json
@@ -38,6 +39,11 @@ async def merge(request: web.Request) -> web.StreamResponse:
     spec = await mergesplit.merge_spec(ctx, request.match_info["id"], body)
     spec.update(_origin(request))
     return json_response(await mergesplit.submit(ctx, mergesplit.MERGE_JOB, spec, body))
+
+
+def register_jobs(ctx: ServerContext) -> None:
+    """Declare the SplitStudy and MergeStudy job types to the jobs engine."""
+    mergesplit.register_jobs(ctx)
 
 
 def setup(router: web.UrlDispatcher) -> None:

@@ -67,6 +67,8 @@ def test_split_series_into_a_new_study(client):
     assert after.PixelData == before.PixelData
     # both new instances share one new series UID
     assert len({d.SeriesInstanceUID for d in copies.values()}) == 1
+    jobs = client.get("/jobs?expand").json()  # a synchronous request runs as a job too
+    assert [(j["Type"], j["State"], j["Content"]) for j in jobs] == [("SplitStudy", "Success", answer)]
     meta = client.get(f"/instances/{new_series['Instances'][0]}/metadata?expand").json()
     assert meta["Origin"] == "RestApi" and "ModifiedFrom" not in meta
 
@@ -189,3 +191,25 @@ def test_merge_errors(client):
     assert r.status == 404 and r.json()["Details"] == "Cannot merge into an unknown study: nope"
     assert post({"Resources": [b["ID"]], "Synchronous": "yes"}).status == 400
     assert len(client.get("/instances").json()) == 2
+
+
+def test_split_job_failure_is_reported(make_server):
+    server = make_server()
+    client = server.client()
+    ups = _upload_study(client, patient=11, study=1, series=1, instances=2)
+    study, series = ups[0]["ParentStudy"], ups[0]["ParentSeries"]
+    att = client.get(f"/instances/{ups[1]['ID']}/attachments/dicom/info").json()
+    path = server.settings.storage_directory / att["Uuid"][:2] / att["Uuid"][2:4] / att["Uuid"]
+    path.unlink()  # the file of one source instance is lost
+    r = client.post(f"/studies/{study}/split", {"Series": [series]})
+    assert r.status == 404
+    details = r.json()["Details"]
+    assert details == f"An instance was removed after the job was issued: {ups[1]['ID']}"
+    [job] = client.get("/jobs?expand").json()
+    assert (job["State"], job["ErrorCode"], job["ErrorDetails"]) == ("Failure", 17, details)
+    assert client.get(f"/studies/{study}/instances").status == 200  # the sources are kept on failure
+    assert len(client.get(f"/series/{series}").json()["Instances"]) == 2
+    # "Permissive": the lost instance is counted, the others are split
+    r = client.post(f"/studies/{study}/split", {"Series": [series], "Permissive": True, "KeepSource": True})
+    assert r.status == 200 and r.json()["FailedInstancesCount"] == 1
+    assert len(client.get(f"/studies/{r.json()['TargetStudy']}/instances").json()) == 1
