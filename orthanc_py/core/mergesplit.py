@@ -44,6 +44,8 @@ _MODULES = MODULE_TAGS[ResourceType.PATIENT] | MODULE_TAGS[ResourceType.STUDY]
 _SPLIT_ALLOWED = _MODULES - {mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID}
 _MAX_SUMMARY_LENGTH = 256  # Orthanc's DefaultExtractDicomSummary drops longer values
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "SQ", "AT"})
+PARALLEL = 4
+"""Instances copied at the same time (reads, rewrites and stores overlap; memory stays flat)."""
 
 
 def _format(tag: int) -> str:
@@ -332,6 +334,19 @@ def make_runner(ctx: ServerContext, job_type: str, spec: dict[str, Any]) -> Call
         replacements[mt.STUDY_INSTANCE_UID] = spec["TargetStudyUID"]
     origin = ingest.Origin("RestApi", remote_ip=spec.get("RemoteIP", ""), http_username=spec.get("Username", ""))
 
+    async def one(iid: str, series: str) -> ingest.StoreResult | None:
+        """Copy one instance; None when it has disappeared since the job was issued."""
+        try:
+            data = await read_dicom(ctx, iid)
+        except OrthancError:
+            return None
+        uids = {
+            mt.SERIES_INSTANCE_UID: spec["SeriesUIDMap"][series],
+            mt.SOP_INSTANCE_UID: generate_uid(prefix=_INSTANCE_ROOT),
+        }
+        modified = await ctx.run(_rewrite, data, removals, replacements, uids)
+        return await ingest.store(ctx, modified, origin)
+
     async def run(job: Job) -> dict[str, Any]:
         content = job.content
         if not content:
@@ -339,26 +354,22 @@ def make_runner(ctx: ServerContext, job_type: str, spec: dict[str, Any]) -> Call
         instances: list[list[str]] = spec["Instances"]
         steps = len(instances) + 1  # the trailing step deletes the sources
         failed = 0
-        for n, (iid, series) in enumerate(instances):
-            await job.checkpoint(n * 100 // steps)
-            try:
-                data = await read_dicom(ctx, iid)
-            except OrthancError:
-                failed += 1  # removed after the job was issued
-                content["FailedInstancesCount"] = failed
-                if not spec.get("Permissive"):
-                    raise OrthancError(
-                        ErrorCode.UNKNOWN_RESOURCE, f"An instance was removed after the job was issued: {iid}"
-                    ) from None
-                continue
-            uids = {
-                mt.SERIES_INSTANCE_UID: spec["SeriesUIDMap"][series],
-                mt.SOP_INSTANCE_UID: generate_uid(prefix=_INSTANCE_ROOT),
-            }
-            modified = await ctx.run(_rewrite, data, removals, replacements, uids)
-            result = await ingest.store(ctx, modified, origin)
-            if job_type == SPLIT_JOB and "TargetStudy" not in content:
-                content["TargetStudy"] = result.ids.study
+        for start in range(0, len(instances), PARALLEL):
+            await job.checkpoint(start * 100 // steps)
+            batch = instances[start : start + PARALLEL]
+            results = await asyncio.gather(*(one(i, s) for i, s in batch), return_exceptions=True)
+            for (iid, _series), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    raise result
+                if result is None:
+                    failed += 1
+                    content["FailedInstancesCount"] = failed
+                    if not spec.get("Permissive"):
+                        raise OrthancError(
+                            ErrorCode.UNKNOWN_RESOURCE, f"An instance was removed after the job was issued: {iid}"
+                        )
+                elif job_type == SPLIT_JOB and "TargetStudy" not in content:
+                    content["TargetStudy"] = result.ids.study
         await job.checkpoint(len(instances) * 100 // steps)
         if not spec.get("KeepSource"):
             for iid, _series in instances:
