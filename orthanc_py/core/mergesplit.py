@@ -342,7 +342,9 @@ def make_runner(ctx: ServerContext, job_type: str, spec: dict[str, Any]) -> Call
             return None
         uids = {
             mt.SERIES_INSTANCE_UID: spec["SeriesUIDMap"][series],
-            mt.SOP_INSTANCE_UID: generate_uid(prefix=_INSTANCE_ROOT),
+            # Derived from the job's new series UID and the source: a job run again (resumed
+            # after a restart, resubmitted) finds its copies already stored, and makes no duplicate.
+            mt.SOP_INSTANCE_UID: generate_uid(prefix=_INSTANCE_ROOT, entropy_srcs=[spec["SeriesUIDMap"][series], iid]),
         }
         modified = await ctx.run(_rewrite, data, removals, replacements, uids)
         return await ingest.store(ctx, modified, origin)

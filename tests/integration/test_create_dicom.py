@@ -27,27 +27,33 @@ def _png(array: np.ndarray, mode: str | None = None) -> bytes:
 
 
 def _png16_rgba(pixels: np.ndarray) -> bytes:
-    """A 16-bit RGBA PNG written by hand (Pillow cannot), rows filtered with Sub and Paeth."""
+    """A 16-bit RGBA PNG written by hand (Pillow cannot), each of the five row filters used."""
     height, width, _ = pixels.shape
     raw = bytearray()
-    be = np.frombuffer(pixels.astype(">u2").tobytes(), np.uint8).reshape(height, width * 8)
+    be = np.frombuffer(pixels.astype(">u2").tobytes(), np.uint8).reshape(height, width * 8).astype(np.int32)
     for y in range(height):
-        line = be[y].astype(np.int32)
-        if y % 2 == 0:  # Sub
-            left = np.concatenate([np.zeros(8, np.int32), line[:-8]])
-            raw += bytes([1]) + bytes(((line - left) & 0xFF).astype(np.uint8))
-        else:  # Paeth
-            up = be[y - 1].astype(np.int32)
-            out = []
-            for x in range(len(line)):
-                a = int(line[x - 8]) if x >= 8 else 0
-                b = int(up[x])
-                c = int(up[x - 8]) if x >= 8 else 0
+        kind = y % 5
+        line = be[y]
+        up = be[y - 1] if y else np.zeros_like(line)
+        out = []
+        for x in range(len(line)):
+            a = int(line[x - 8]) if x >= 8 else 0
+            b = int(up[x])
+            c = int(up[x - 8]) if x >= 8 else 0
+            if kind == 0:
+                pred = 0
+            elif kind == 1:
+                pred = a
+            elif kind == 2:
+                pred = b
+            elif kind == 3:
+                pred = (a + b) // 2
+            else:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 pred = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
-                out.append((int(line[x]) - pred) & 0xFF)
-            raw += bytes([4]) + bytes(out)
+            out.append((int(line[x]) - pred) & 0xFF)
+        raw += bytes([kind]) + bytes(out)
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

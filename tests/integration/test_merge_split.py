@@ -213,3 +213,29 @@ def test_split_job_failure_is_reported(make_server):
     r = client.post(f"/studies/{study}/split", {"Series": [series], "Permissive": True, "KeepSource": True})
     assert r.status == 200 and r.json()["FailedInstancesCount"] == 1
     assert len(client.get(f"/studies/{r.json()['TargetStudy']}/instances").json()) == 1
+
+
+def test_split_job_rebuilt_from_its_spec_makes_no_duplicate(make_server):
+    """What SaveJobs/resubmit do: a job run again from its spec finds its copies stored."""
+    import asyncio
+
+    from orthanc_py.core import mergesplit
+
+    server = make_server()
+    client = server.client()
+    ups = _upload_study(client, patient=12, study=1, series=1, instances=3)
+    r = client.post(f"/studies/{ups[0]['ParentStudy']}/split", {"Series": [ups[0]["ParentSeries"]], "KeepSource": True})
+    target = r.json()["TargetStudy"]
+    copies = sorted(i["ID"] for i in client.get(f"/studies/{target}/instances").json())
+    [job] = server.ctx.jobs.all()
+    assert job.spec is not None and job.spec["Type"] == "SplitStudy"
+
+    async def rerun() -> dict:
+        again = server.ctx.jobs.submit("SplitStudy", mergesplit.make_runner(server.ctx, "SplitStudy", job.spec))
+        await mergesplit.wait_job(again)
+        return again.to_json()
+
+    info = asyncio.run_coroutine_threadsafe(rerun(), server._loop).result(30)
+    assert info["State"] == "Success" and info["Content"]["TargetStudy"] == target
+    assert sorted(i["ID"] for i in client.get(f"/studies/{target}/instances").json()) == copies
+    assert len(client.get("/instances").json()) == 6
