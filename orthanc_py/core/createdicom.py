@@ -8,7 +8,7 @@ CreateDicom (OrthancRestAnonymizeModify.cpp) and ParsedDicomFile do it.
   "Parent") may only be overridden with "Force" (PatientID and the dates excepted).
 - "Parent": the tags of the parent's modules (patient, study, series) are copied from one of
   its instances, so the new instance joins that patient/study/series.
-- "Content": a data URI: PNG or JPEG (decoded into native pixel data; with "Encapsulate", a JPEG
+- "Content": a data URI: PNG, JPEG or PAM (decoded into native pixel data; with "Encapsulate", a JPEG
   is kept as is), PDF, STL/OBJ/MTL (encapsulated documents), octet-stream (raw pixel data). A
   list of contents makes a series (one instance each).
 - Without "Tags" (version 1): top-level members are tags, PixelData is the content.
@@ -39,7 +39,7 @@ from pydicom.uid import generate_uid
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
 from ..model import maintags as mt
-from ..model.charsets import ENCODINGS
+from ..model.charsets import DICOM_CODECS, ENCODINGS
 from ..model.enums import ResourceType
 from ..model.filemeta import file_meta_bytes
 from ..model.ids import is_public_id
@@ -291,6 +291,34 @@ def _png_16bit_color(data: bytes) -> np.ndarray | None:
     return pixels[:, :, :3].astype("<u2")
 
 
+def _decode_pam(data: bytes) -> np.ndarray:
+    """A PAM image (Netpbm "P7"): grayscale 8/16-bit, RGB 8-bit, RGBA 8/16-bit (alpha dropped)."""
+    if not data.startswith(b"P7\n"):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    end = data.find(b"ENDHDR\n")
+    if end < 0:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    fields: dict[str, str] = {}
+    for line in data[3:end].decode("ascii", "replace").splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key and not key.startswith("#"):
+            fields[key] = value.strip()
+    try:
+        width, height, depth, maxval = (int(fields[k]) for k in ("WIDTH", "HEIGHT", "DEPTH", "MAXVAL"))
+    except (KeyError, ValueError) as exc:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from exc
+    if (depth, maxval) not in ((1, 255), (1, 65535), (3, 255), (4, 255), (4, 65535)):
+        raise OrthancError(ErrorCode.NOT_IMPLEMENTED)
+    dtype = np.dtype(">u2") if maxval == 65535 else np.dtype(np.uint8)
+    count = width * height * depth
+    body = data[end + 7 : end + 7 + count * dtype.itemsize]
+    if len(body) < count * dtype.itemsize:
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
+    pixels = np.frombuffer(body, dtype).reshape(height, width, depth)
+    pixels = pixels[:, :, 0] if depth == 1 else pixels[:, :, :3]
+    return pixels.astype(np.uint16) if maxval == 65535 else pixels
+
+
 def _decode_image(mime: str, data: bytes) -> np.ndarray:
     """PNG/JPEG -> (H, W) uint8/uint16 or (H, W, 3) uint8/uint16 (alpha dropped, as Orthanc)."""
     from PIL import Image
@@ -407,6 +435,8 @@ def embed_content(new: NewInstance, uri: str, encapsulate_jpeg: bool = False) ->
         _encapsulate_jpeg(new, data)
     elif mime in ("image/png", "image/jpeg"):
         _embed_pixels(ds, _decode_image(mime, data))
+    elif mime == "image/x-portable-arbitrarymap":
+        _embed_pixels(ds, _decode_pam(data))
     elif mime == "application/octet-stream":
         ds[PIXEL_DATA] = DataElement(PIXEL_DATA, "OW", data + b"\0" if len(data) % 2 else data)
     elif mime == "application/pdf":
@@ -456,8 +486,20 @@ def _set_encoding(ds: Dataset, name: str) -> None:
         ds[0x00080005] = DataElement(0x00080005, "CS", term)
 
 
-def _charset_known(term: str) -> bool:
-    return term.strip() in ENCODINGS.values()
+def _canonical_charset(term: str) -> str | None:
+    """The Specific Character Set Orthanc writes for a term it reads (its GetDicomEncoding,
+    then SetEncoding): "ISO 2022 IR 100" is written "ISO_IR 100"; None for an unknown term."""
+    term = term.strip()
+    if term in ENCODINGS.values():
+        return term
+    if term not in DICOM_CODECS:
+        return None
+    if term == "GBK":
+        return "GB18030"
+    if term == "ISO 2022 IR 159":
+        return "ISO 2022 IR 87"
+    single = term.replace("ISO 2022 IR ", "ISO_IR ")
+    return single if single in ENCODINGS.values() else None
 
 
 def _inject_tags(ctx: ServerContext, ds: Dataset, tags: Any, opts: _Options) -> None:
@@ -511,8 +553,9 @@ async def _parent_tags(ctx: ServerContext, ds: Dataset, parent: Any) -> Resource
     charset = sibling.get("SpecificCharacterSet")
     if charset is not None:
         term = charset if isinstance(charset, str) else (charset[0] if len(charset) else "")
-        if _charset_known(str(term)):
-            ds[0x00080005] = DataElement(0x00080005, "CS", str(term))
+        canonical = _canonical_charset(str(term))
+        if canonical is not None:
+            ds[0x00080005] = DataElement(0x00080005, "CS", canonical)
         else:
             _set_encoding(ds, ctx.default_encoding)
     tags: set[int] = set()
@@ -617,9 +660,10 @@ async def create(ctx: ServerContext, body: Any, origin: ingest.Origin) -> dict[s
     ds = new.ds
     charset = tags.get("SpecificCharacterSet")
     if charset is not None:
-        if not isinstance(charset, str) or not _charset_known(charset):
+        canonical = _canonical_charset(charset) if isinstance(charset, str) else None
+        if canonical is None:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown specific character set: {charset}")
-        ds[0x00080005] = DataElement(0x00080005, "CS", charset.strip())
+        ds[0x00080005] = DataElement(0x00080005, "CS", canonical)
     else:
         _set_encoding(ds, ctx.default_encoding)
     level: ResourceType | None = None

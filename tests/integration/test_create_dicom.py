@@ -286,3 +286,31 @@ def test_create_errors(client):
     assert err({"Tags": {"NoSuchKeyword": "x"}})[0] == 400
     assert err([])[:2] == (400, "Bad request")
     assert len(client.get("/instances").json()) == 2  # only the forced one and the upload
+
+
+def test_pam_images(client):
+    rgba = (np.arange(24, dtype=np.uint16).reshape(3, 2, 4) * 2000).astype(np.uint16)
+    pam = b"P7\nWIDTH 2\nHEIGHT 3\nDEPTH 4\nMAXVAL 65535\nTUPLTYPE RGB_ALPHA\nENDHDR\n" + rgba.astype(">u2").tobytes()
+    ds = _file(client, _create(client, {"Tags": {}, "Content": _uri("image/x-portable-arbitrarymap", pam)})["ID"])
+    assert (ds.BitsAllocated, ds.SamplesPerPixel) == (16, 3) and np.array_equal(ds.pixel_array, rgba[..., :3])
+    gray = np.arange(6, dtype=np.uint8).reshape(2, 3)
+    pam = b"P7\nWIDTH 3\nHEIGHT 2\nDEPTH 1\nMAXVAL 255\nTUPLTYPE GRAYSCALE\nENDHDR\n" + gray.tobytes()
+    ds = _file(client, _create(client, {"Tags": {}, "Content": _uri("image/x-portable-arbitrarymap", pam)})["ID"])
+    assert (ds.BitsAllocated, ds.PhotometricInterpretation) == (8, "MONOCHROME2")
+    assert np.array_equal(ds.pixel_array, gray)
+    r = client.post("/tools/create-dicom", {"Tags": {}, "Content": _uri("text/plain", b"hello")})
+    assert r.status == 500 and r.json()["OrthancError"] == "Not implemented yet"  # as Orthanc
+    assert r.json()["Details"] == "Unsupported MIME type for the content of a new DICOM file: text/plain"
+
+
+def test_specific_character_set_written_as_orthanc_does(client):
+    ds = _file(
+        client, _create(client, {"Tags": {"SpecificCharacterSet": "ISO 2022 IR 100", "PatientName": "Jé"}})["ID"]
+    )
+    assert ds.SpecificCharacterSet == "ISO_IR 100" and ds.PatientName == "Jé"
+    assert (
+        _file(client, _create(client, {"Tags": {"SpecificCharacterSet": "GBK"}})["ID"]).SpecificCharacterSet
+        == "GB18030"
+    )
+    client.put("/tools/default-encoding", "Utf8")
+    assert _file(client, _create(client, {"Tags": {}})["ID"]).SpecificCharacterSet == "ISO_IR 192"
