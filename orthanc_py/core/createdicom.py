@@ -618,8 +618,7 @@ async def _create_series(
 
 
 def _answer(result: ingest.StoreResult) -> dict[str, Any]:
-    if result.status is not ingest.StoreStatus.SUCCESS and result.status is not ingest.StoreStatus.ALREADY_STORED:
-        raise OrthancError(ErrorCode.CANNOT_STORE_INSTANCE)
+    """Orthanc's answer for a stored instance (Status: Success, AlreadyStored, FilteredOut)."""
     ids = result.ids
     return {
         "ID": ids.instance,
