@@ -43,8 +43,8 @@ from ..model.charsets import DICOM_CODECS, ENCODINGS
 from ..model.enums import ResourceType
 from ..model.filemeta import file_meta_bytes
 from ..model.ids import is_public_id
-from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
+from ..model.orthancjson import parse_tag
 from . import ingest
 from . import resources as core_res
 from .context import ServerContext
@@ -107,9 +107,10 @@ def _tag_text(tag: int) -> str:
     return mt.format_tag(tag).lower()
 
 
-def _parse_tag(name: str) -> int:
+def _parse_tag(name: str, ctx: ServerContext | None = None) -> int:
+    """Orthanc's ParseTag: "gggg,eeee" or a name of the dictionary (with `Dictionary` entries)."""
     try:
-        return parse_tag(name)
+        return parse_tag(name, ctx.dictionary if ctx is not None else None)
     except ValueError as exc:
         raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {name}", http_status=400) from exc
 
@@ -192,7 +193,7 @@ def _json_element(ctx: ServerContext, tag: int, value: Any, opts: _Options, code
             child = Dataset()
             if isinstance(item, dict):
                 for name in sorted(item):
-                    sub = _parse_tag(name)
+                    sub = _parse_tag(name, ctx)
                     child.add(_json_element(ctx, sub, item[name], opts, codec))
             elif not (isinstance(item, list) and not item):  # [] stands for an empty item (Lua)
                 raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE)
@@ -508,7 +509,7 @@ def _inject_tags(ctx: ServerContext, ds: Dataset, tags: Any, opts: _Options) -> 
         raise OrthancError(ErrorCode.BAD_REQUEST, "Tags field is not an array")
     codec = _codec(ds)
     for name in sorted(tags):
-        tag = _parse_tag(name)
+        tag = _parse_tag(name, ctx)
         if tag == 0x00080005:
             continue
         if not opts.force and tag not in _OVERRIDABLE and tag in ds:
@@ -638,7 +639,7 @@ async def _create_v1(ctx: ServerContext, body: dict[str, Any], origin: ingest.Or
         value = body[name]
         if not isinstance(value, str):
             raise OrthancError(ErrorCode.CREATE_DICOM_NOT_STRING)
-        tag = _parse_tag(name)
+        tag = _parse_tag(name, ctx)
         if tag == PIXEL_DATA:
             await ctx.run(embed_content, new, value, False)
         else:

@@ -29,6 +29,7 @@ from ..model.enums import ResourceType
 from ..model.ids import is_public_id
 from ..model.lookup import parse_tag, vr_of
 from ..model.modules import MODULE_TAGS
+from ..model.orthancjson import parse_tag as dictionary_tag
 from . import ingest
 from . import resources as core_res
 from .context import ServerContext
@@ -90,9 +91,9 @@ def job_options(body: dict[str, Any], default_synchronous: bool = True) -> tuple
     return synchronous, priority
 
 
-def _tag(name: str) -> int:
+def _tag(ctx: ServerContext, name: str) -> int:
     try:
-        return parse_tag(name)
+        return dictionary_tag(name, ctx.dictionary)
     except ValueError as exc:
         raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {name}", http_status=400) from exc
 
@@ -161,7 +162,7 @@ async def split_spec(ctx: ServerContext, study: str, body: Any) -> dict[str, Any
         if not isinstance(remove, list) or not all(isinstance(v, str) for v in remove):
             raise _bad_format()
         for name in remove:
-            tag = _tag(name)
+            tag = _tag(ctx, name)
             _check_split_tag(ctx, tag)
             removals.append(_format(tag))
     replacements: dict[str, str] = {}
@@ -170,7 +171,7 @@ async def split_spec(ctx: ServerContext, study: str, body: Any) -> dict[str, Any
         if not isinstance(replace, dict):
             raise _bad_format()
         for name, value in replace.items():
-            tag = _tag(name)
+            tag = _tag(ctx, name)
             if not isinstance(value, str):
                 raise _bad_format()
             _check_split_tag(ctx, tag)

@@ -314,3 +314,11 @@ def test_specific_character_set_written_as_orthanc_does(client):
     )
     client.put("/tools/default-encoding", "Utf8")
     assert _file(client, _create(client, {"Tags": {}})["ID"]).SpecificCharacterSet == "ISO_IR 192"
+
+
+def test_tags_named_by_the_configured_dictionary(make_server):
+    server = make_server({"Dictionary": {"0009,1001": ["DS", "MyPrivateValue", 1, 1, "MyCreator"]}})
+    client = server.client()
+    body = {"Tags": {"MyPrivateValue": "1.5", "0009,0010": "MyCreator"}, "PrivateCreator": "MyCreator"}
+    ds = _file(client, _create(client, body)["ID"])
+    assert ds[0x00091001].VR == "DS" and float(ds[0x00091001].value) == 1.5
