@@ -28,7 +28,8 @@ from aiohttp import web
 
 from ..core.context import ServerContext
 from ..core.resources import ResourceInfo
-from ..core.webdav import Entry, WebDavTree, iso_time
+from ..core.webdav import WebDavTree
+from ..core.webdav_files import Entry, iso_time
 from ..errors import ErrorCode, OrthancError
 from ..model.styledjson import styled
 from ..web.middleware import WEBDAV_METHODS, error_response

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from orthanc_py.core.webdav import folder_name, mime_of
+from orthanc_py.core.webdav import folder_name
+from orthanc_py.core.webdav_files import mime_of
 from orthanc_py.model.styledjson import quote, styled
 
 RECORDED = (
