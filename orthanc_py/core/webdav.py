@@ -299,6 +299,13 @@ def _deletions(txn: Transaction, names: FolderNames, node: _Node) -> list[tuple[
     return out
 
 
+def _uid_folders(txn: Transaction, rows: Sequence[ResourceRow], uid_tag: int) -> list[Entry]:
+    """`by-uids` folders named by a UID, dated by the resource's LastUpdate."""
+    meta = _last_updates(txn, rows)
+    last = MetadataType.LAST_UPDATE
+    return [Entry(r.main_tags[uid_tag], True, _metadata_time(meta.get(r.id, {}).get(last))) for r in rows]
+
+
 def _uid_constraints(path: Sequence[str]) -> list[TagConstraint]:
     """`by-uids/{study}/{series}/{sop}`: the UIDs as Orthanc's lookups read them."""
     out = []
@@ -398,6 +405,10 @@ class WebDavTree:
         def run(txn: Transaction) -> list[Entry]:
             # Orthanc 1.10.1 lists every study in the order of public IDs, and what a lookup
             # matches in creation order
+            if not constraints:  # every study
+                rows = [r for r in txn.resources(WholeLevel(level)) if r.main_tags.get(uid_tag)]
+                rows.sort(key=lambda r: r.public_id)
+                return _uid_folders(txn, rows, uid_tag)
             ids = sorted(txn.find(level, constraints))
             if level is _INSTANCE:
 
@@ -406,13 +417,8 @@ class WebDavTree:
 
                 rows_with_uid = [r.id for r in txn.resources(ids) if r.main_tags.get(_SOP_UID)]
                 return _instance_files(txn, rows_with_uid, sop)
-            rows = [r for r in txn.resources(ids) if r.main_tags.get(uid_tag)]
-            rows.sort(key=(lambda r: r.public_id) if not constraints else (lambda r: r.id))
-            meta = _last_updates(txn, rows)
-            return [
-                Entry(r.main_tags[uid_tag], True, _metadata_time(meta.get(r.id, {}).get(MetadataType.LAST_UPDATE)))
-                for r in rows
-            ]
+            rows = sorted((r for r in txn.resources(ids) if r.main_tags.get(uid_tag)), key=lambda r: r.id)
+            return _uid_folders(txn, rows, uid_tag)
 
         out.extend(await self.ctx.index.read(run))
         return out
