@@ -32,6 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydicom.datadict import tag_for_keyword
 
@@ -58,6 +59,8 @@ BY_UIDS = "by-uids"
 UPLOADS = "uploads"
 STUDY_INFO = "study.json"
 SERIES_INFO = "series.json"
+
+T = TypeVar("T")
 
 _PATIENT, _STUDY, _SERIES, _INSTANCE = (
     ResourceType.PATIENT,
@@ -150,6 +153,25 @@ class FolderNames:
             return {name: current[pid] for pid, name in known.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What every walk of the trees shares: the folder names given so far, and the limits of
+    Orthanc's lookups (`LimitFindResults`, `LimitFindInstances`)."""
+
+    names: FolderNames
+    limit_results: int = 0
+    limit_instances: int = 0
+
+    def limited(self, level: ResourceType, items: list[T]) -> list[T]:
+        """Orthanc's lookups (ServerContext::Apply) take at most the limit + 1 candidates."""
+        limit = self.limit_instances if level is _INSTANCE else self.limit_results
+        return items[: limit + 1] if limit else items
+
+    def lookup(self, txn: Transaction, level: ResourceType, constraints: Sequence[TagConstraint]) -> list[int]:
+        """What an Orthanc lookup visits: the matches in creation order, limited."""
+        return self.limited(level, sorted(txn.find(level, constraints)))
+
+
 # ---------------------------------------------------------------- the nodes of the three trees
 
 
@@ -196,17 +218,17 @@ def _date_constraint(low: str, high: str) -> TagConstraint:
     return TagConstraint(_STUDY_DATE, _STUDY, MatchKind.RANGE, (low, high))
 
 
-def _rows_of(txn: Transaction, node: _Resources) -> list[ResourceRow]:
+def _rows_of(txn: Transaction, view: _View, node: _Resources) -> list[ResourceRow]:
     if node.dates is not None:
-        return txn.resources(txn.find(_STUDY, [_date_constraint(*node.dates)]))
+        return txn.resources(view.lookup(txn, _STUDY, [_date_constraint(*node.dates)]))
     if node.parent is not None:
         return txn.resources([cid for cid, _pub in txn.children([node.parent]).get(node.parent, ())])
     return txn.resources(WholeLevel(node.level))
 
 
-def _named(txn: Transaction, names: FolderNames, node: _Resources) -> dict[str, ResourceRow]:
+def _named(txn: Transaction, view: _View, node: _Resources) -> dict[str, ResourceRow]:
     template = node.names[node.level]
-    return names.named((node.tree, template, node.parent, node.dates), template, _rows_of(txn, node))
+    return view.names.named((node.tree, template, node.parent, node.dates), template, _rows_of(txn, view, node))
 
 
 def _child(node: _Resources, row: ResourceRow) -> _Node:
@@ -219,7 +241,7 @@ def _studies_of_months(year: str) -> _Resources:
     return _Resources(_STUDY, _BY_STUDIES_NAMES, BY_DATES, dates=(year + "0101", year + "1231"))
 
 
-def _walk(txn: Transaction, names: FolderNames, node: _Node, path: Sequence[str]) -> tuple[_Node | None, list[str]]:
+def _walk(txn: Transaction, view: _View, node: _Node, path: Sequence[str]) -> tuple[_Node | None, list[str]]:
     """Follow `path` from `node`: (the node reached, the rest of the path below a series' folder).
     (None, []) when a resource folder of the path does not exist (Orthanc then lists it as an
     empty folder, has no file there, and accepts its deletion)."""
@@ -227,7 +249,7 @@ def _walk(txn: Transaction, names: FolderNames, node: _Node, path: Sequence[str]
         if isinstance(node, _Instances):
             return node, list(path[i:])
         if isinstance(node, _Resources):
-            row = _named(txn, names, node).get(name)
+            row = _named(txn, view, node).get(name)
             if row is None:
                 return None, []
             node = _child(node, row)
@@ -262,9 +284,9 @@ def _instance_files(txn: Transaction, ids: Sequence[int], name: Callable[[Resour
     return out
 
 
-def _list_node(txn: Transaction, names: FolderNames, node: _Node) -> list[Entry]:
+def _list_node(txn: Transaction, view: _View, node: _Node) -> list[Entry]:
     if isinstance(node, _Resources):
-        named = _named(txn, names, node)
+        named = _named(txn, view, node)
         meta = _last_updates(txn, list(named.values()))
         return [
             Entry(name, True, _metadata_time(meta.get(row.id, {}).get(MetadataType.LAST_UPDATE)))
@@ -276,31 +298,32 @@ def _list_node(txn: Transaction, names: FolderNames, node: _Node) -> list[Entry]
     if isinstance(node, _Years):
         dates = (r.main_tags.get(_STUDY_DATE, "") for r in txn.resources(WholeLevel(_STUDY)))
         return [Entry(y, True) for y in sorted({d[:4] for d in dates if len(d) == 8})]
-    rows = _rows_of(txn, _studies_of_months(node.year))
+    rows = _rows_of(txn, view, _studies_of_months(node.year))
     dates = (r.main_tags.get(_STUDY_DATE, "") for r in rows)
     return [Entry(f"{node.year}-{m}", True) for m in sorted({d[4:6] for d in dates if len(d) == 8})]
 
 
-def _deletions(txn: Transaction, names: FolderNames, node: _Node) -> list[tuple[ResourceType, str]]:
+def _deletions(txn: Transaction, view: _View, node: _Node) -> list[tuple[ResourceType, str]]:
     """What deleting a whole folder deletes (Orthanc deletes every instance below it: the
     resources of the folder go with them)."""
     if isinstance(node, _Resources):
-        return [(node.level, r.public_id) for r in _rows_of(txn, node)]
+        return [(node.level, r.public_id) for r in _rows_of(txn, view, node)]
     if isinstance(node, _Instances):
         return [(_SERIES, node.series_public_id)]
     if isinstance(node, _Years):
-        return [d for e in _list_node(txn, names, node) for d in _deletions(txn, names, _Months(e.name))]
+        return [d for e in _list_node(txn, view, node) for d in _deletions(txn, view, _Months(e.name))]
     out = []
-    for e in _list_node(txn, names, node):
+    for e in _list_node(txn, view, node):
         y, m = e.name[:4], e.name[5:7]
         out.extend(
-            _deletions(txn, names, _Resources(_STUDY, _BY_STUDIES_NAMES, BY_DATES, dates=(y + m + "01", y + m + "31")))
+            _deletions(txn, view, _Resources(_STUDY, _BY_STUDIES_NAMES, BY_DATES, dates=(y + m + "01", y + m + "31")))
         )
     return out
 
 
 def _uid_folders(txn: Transaction, rows: Sequence[ResourceRow], uid_tag: int) -> list[Entry]:
     """`by-uids` folders named by a UID, dated by the resource's LastUpdate."""
+    rows = [r for r in rows if r.main_tags.get(uid_tag)]
     meta = _last_updates(txn, rows)
     last = MetadataType.LAST_UPDATE
     return [Entry(r.main_tags[uid_tag], True, _metadata_time(meta.get(r.id, {}).get(last))) for r in rows]
@@ -339,7 +362,7 @@ class WebDavTree:
         self.allow_delete = allow_delete
         self.allow_upload = allow_upload
         self.uploads = UploadsFolder()
-        self.names = FolderNames()
+        self.view = _View(FolderNames(), ctx.settings.limit_find_results, ctx.settings.limit_find_instances)
 
     # -- reading
 
@@ -377,12 +400,12 @@ class WebDavTree:
             root, rest = _ROOTS[head], path[1:]
 
             def run(txn: Transaction) -> list[Entry] | None:
-                node, below = _walk(txn, self.names, root, rest)
+                node, below = _walk(txn, self.view, root, rest)
                 if node is None:
                     return []  # Orthanc: an unknown resource folder is an empty folder
                 if below:
                     return None
-                return _list_node(txn, self.names, node)
+                return _list_node(txn, self.view, node)
 
             return await self.ctx.index.read(run)
         if self.allow_upload and head == UPLOADS:
@@ -403,13 +426,12 @@ class WebDavTree:
         uid_tag = (_STUDY_UID, _SERIES_UID, _SOP_UID)[len(path) - 1]
 
         def run(txn: Transaction) -> list[Entry]:
-            # Orthanc 1.10.1 lists every study in the order of public IDs, and what a lookup
-            # matches in creation order
+            # Orthanc 1.10.1 lists what a lookup matches in creation order
             if not constraints:  # every study
-                rows = [r for r in txn.resources(WholeLevel(level)) if r.main_tags.get(uid_tag)]
-                rows.sort(key=lambda r: r.public_id)
-                return _uid_folders(txn, rows, uid_tag)
-            ids = sorted(txn.find(level, constraints))
+                # Orthanc 1.10.1: the first studies created (up to its limit), by public ID
+                rows = self.view.limited(level, sorted(txn.resources(WholeLevel(level)), key=lambda r: r.id))
+                return _uid_folders(txn, sorted(rows, key=lambda r: r.public_id), uid_tag)
+            ids = self.view.lookup(txn, level, constraints)
             if level is _INSTANCE:
 
                 def sop(r: ResourceRow) -> str:
@@ -417,8 +439,7 @@ class WebDavTree:
 
                 rows_with_uid = [r.id for r in txn.resources(ids) if r.main_tags.get(_SOP_UID)]
                 return _instance_files(txn, rows_with_uid, sop)
-            rows = sorted((r for r in txn.resources(ids) if r.main_tags.get(uid_tag)), key=lambda r: r.id)
-            return _uid_folders(txn, rows, uid_tag)
+            return _uid_folders(txn, sorted(txn.resources(ids), key=lambda r: r.id), uid_tag)
 
         out.extend(await self.ctx.index.read(run))
         return out
@@ -432,7 +453,7 @@ class WebDavTree:
             return await self._uid_file(path, with_data)
         if head in _ROOTS:
             root, rest = _ROOTS[head], path[1:]
-            found = await self.ctx.index.read(lambda txn: _walk(txn, self.names, root, rest))
+            found = await self.ctx.index.read(lambda txn: _walk(txn, self.view, root, rest))
             node, below = found
             if not isinstance(node, _Instances) or len(below) != 1 or not below[0].endswith(".dcm"):
                 return None
@@ -472,7 +493,7 @@ class WebDavTree:
         ctx = self.ctx
 
         def run(txn: Transaction) -> ResourceInfo | str | None:
-            chosen = _odd_last(sorted(txn.find(level, constraints)))
+            chosen = _odd_last(self.view.lookup(txn, level, constraints))
             if chosen is None:
                 return None
             if level is _INSTANCE:
@@ -543,18 +564,18 @@ class WebDavTree:
         constraints = _uid_constraints(uids)
 
         def run(txn: Transaction) -> list[str]:
-            return [r.public_id for r in txn.resources(txn.find(level, constraints))]
+            return [r.public_id for r in txn.resources(self.view.lookup(txn, level, constraints))]
 
         await self._delete_all([(level, pid) for pid in await self.ctx.index.read(run)])
         return True
 
     async def _delete_in_tree(self, root: _Node, path: Sequence[str]) -> bool:
         def run(txn: Transaction) -> list[tuple[ResourceType, str]] | str | bool:
-            node, below = _walk(txn, self.names, root, path)
+            node, below = _walk(txn, self.view, root, path)
             if node is None:
                 return True  # Orthanc: nothing there, nothing to do
             if not below:
-                return _deletions(txn, self.names, node)
+                return _deletions(txn, self.view, node)
             if len(below) == 1 and below[0].endswith(".dcm"):
                 return below[0][:-4]  # an instance, by its public ID
             return False

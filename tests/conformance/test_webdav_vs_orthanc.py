@@ -28,10 +28,13 @@ _JSON_SIZE = re.compile(rb"(<D:displayname>(?:study|series)\.json</D:displayname
 _HREF = re.compile(rb"<D:href>([^<]*)</D:href>")
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: Any) -> Any:
+@pytest.fixture(scope="module", params=[{}, {"LimitFindResults": 2, "LimitFindInstances": 3}], ids=["", "limits"])
+def servers(tmp_path_factory: Any, request: Any) -> Any:
+    """Both servers with the same data; the second pair with Orthanc's lookup limits (which
+    bound `by-uids`, and the studies of a month in `by-dates`)."""
     from tests.conftest import RunningServer
 
+    limits: dict[str, int] = request.param
     base = tmp_path_factory.mktemp("webdav")
     http, dicom = free_ports(2)
     config = {
@@ -43,9 +46,10 @@ def servers(tmp_path_factory: Any) -> Any:
         "WebDavEnabled": True,
         "WebDavDeleteAllowed": False,
         "WebDavUploadAllowed": True,
+        **limits,
     }
     with real_orthanc(base, config) as url:
-        ours = RunningServer({}, base / "ours")
+        ours = RunningServer(limits, base / "ours")
         try:
             upload_datasets(url, ours.client())
             yield url, f"http://127.0.0.1:{ours.port}"
