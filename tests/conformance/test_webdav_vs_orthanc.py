@@ -8,6 +8,7 @@ servers, then the whole tree is walked on both.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -141,3 +142,51 @@ def test_statuses_as_orthanc(servers: Any, method: str, path: str) -> None:
     assert got[0] == expected[0]
     if expected[0] == 207:
         assert masked(got[1]) == masked(expected[1])
+
+
+def _names(url: str, path: str) -> list[str]:
+    status, body = call(url, "PROPFIND", path, {"Depth": "1"})
+    assert status == 207
+    return [unquote(h.decode()) for h in _HREF.findall(body)][1:]
+
+
+def _instances(url: str) -> list[str]:
+    with urllib.request.urlopen(url + "/instances", timeout=30) as r:
+        return sorted(json.loads(r.read()))
+
+
+def test_deletions_as_orthanc(tmp_path: Any) -> None:
+    """With WebDavDeleteAllowed, the same DELETEs leave the same instances on both servers."""
+    from tests.conftest import RunningServer
+
+    http, dicom = free_ports(2)
+    config = {"HttpPort": http, "DicomPort": dicom, "Plugins": [], "WebDavDeleteAllowed": True}
+    with real_orthanc(tmp_path, config) as oracle:
+        server = RunningServer({"WebDavDeleteAllowed": True}, tmp_path / "ours")
+        try:
+            upload_datasets(oracle, server.client())
+            ours = f"http://127.0.0.1:{server.port}"
+            patient = _names(oracle, "/webdav/by-patients/")[0]
+            study = _names(oracle, patient)[0]
+            series = _names(oracle, study)[0]
+            instance = _names(oracle, series)[0]
+            year = _names(oracle, "/webdav/by-dates/")[-1]
+            month = _names(oracle, year)[0]
+            uid_study = _names(oracle, "/webdav/by-uids/")[0]
+            steps = [
+                instance,
+                instance,  # gone: 403 on both
+                series + "/nothing.txt",
+                series,
+                month,
+                uid_study + "/study.json",
+                uid_study,
+                "/webdav/by-studies/nobody",
+                patient,
+            ]
+            for path in steps:
+                assert call(ours, "DELETE", path)[0] == call(oracle, "DELETE", path)[0], path
+                assert _instances(ours) == _instances(oracle), path
+            assert _instances(ours)  # something is left to compare
+        finally:
+            server.stop()
