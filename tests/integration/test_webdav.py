@@ -153,6 +153,8 @@ def test_by_uids_and_json_files(client: Any) -> None:
     assert r.headers["last-modified"] == "not-a-date-timeZ"  # Orthanc 1.10.1 has no time for these
     assert json.loads(r.body) == client.get(f"/studies/{a['ParentStudy']}").json()
     assert b'\r\n\t"ID" : ' in r.body and r.body.endswith(b"}\r\n")  # JsonCpp's layout, DOS newlines
+    # a file, not a REST answer: never turned into XML
+    assert client.get(f"/webdav/by-uids/{st}/study.json", headers={"Accept": "application/xml"}).body == r.body
     listing = propfind(client, f"/webdav/by-uids/{st}/{se}")
     assert names(listing) == ["series.json", sop + ".dcm"]
     assert json.loads(client.get(f"/webdav/by-uids/{st}/{se}/series.json").body)["ID"] == a["ParentSeries"]
