@@ -348,7 +348,12 @@ class JobsEngine:
             if factory is None or job.spec is None:
                 self._finish(job, generation, ErrorCode.INTERNAL_ERROR, f"Cannot run a job of type {job.type}")
                 return
-            run = job._run = factory(job.spec)
+            try:
+                run = job._run = factory(job.spec)
+            except Exception as exc:  # a spec this version cannot run (saved by another one)
+                log.warning("cannot rebuild job %s (%s): %s", job.id, job.type, exc)
+                self._finish(job, generation, ErrorCode.BAD_FILE_FORMAT, str(exc))
+                return
         try:
             result = await run(job)
         except JobCanceled:
@@ -414,8 +419,8 @@ class JobsEngine:
         return self._jobs.get(job_id)
 
     def all(self) -> list[Job]:
-        """Every job of the registry, by id (as Orthanc lists them)."""
-        return [self._jobs[k] for k in sorted(self._jobs)]
+        """Every job of the registry, oldest first (/jobs sorts them by id, as Orthanc)."""
+        return list(self._jobs.values())
 
     def pause(self, job_id: str) -> bool:
         job = self._jobs.get(job_id)

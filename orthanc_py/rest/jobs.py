@@ -15,7 +15,7 @@ from .common import ctx_of, empty_404
 
 
 async def list_jobs(request: web.Request) -> web.StreamResponse:
-    jobs = ctx_of(request).jobs.all()
+    jobs = sorted(ctx_of(request).jobs.all(), key=lambda j: j.id)  # Orthanc: a std::set of ids
     if bool_arg(request, "expand"):
         return json_response([j.to_json() for j in jobs])
     return json_response([j.id for j in jobs])
