@@ -390,6 +390,8 @@ class JobsEngine:
         self._set_state(job, SUCCESS if code is ErrorCode.SUCCESS else FAILURE)
         job.completion_time = utc_timestamp(job.last_change)
         job._pause_requested = job._cancel_requested = False
+        if job.spec is not None and job.type in self._factories:
+            job._run = None  # rebuilt from the spec if resubmitted: the history holds no closures
         self._completed.append(job)
         job._done.set()
         if job._go is not None:  # a suspended run: let it end
@@ -592,7 +594,7 @@ class JobsEngine:
 
     async def close(self) -> None:
         """Stop the workers; with SaveJobs, the jobs are saved as they are (a running job runs
-        again at the next start)."""
+        again at the next start). Outputs are not kept (as Orthanc's, in its temporary folder)."""
         self._closing = True
         if self._saver is not None:
             self._saver.cancel()
@@ -614,3 +616,5 @@ class JobsEngine:
                 pass
         if self._index is not None and (self._dirty or self._gone):
             await self._flush()
+        for job in self._jobs.values():  # outputs are not saved: their temporary files go
+            job.delete_outputs()
