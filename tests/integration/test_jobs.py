@@ -200,6 +200,16 @@ def test_failed_job_shows_its_error_and_can_be_resubmitted(make_server: Any, slo
     again = wait_for(lambda: state_is(c, job_id, "Failure"))
     assert again["ErrorCode"] == 9
 
+    # C-MOVE and C-GET jobs carry the request's UserData too (Orthanc 1.12.9), failed or not
+    for verb, job_type in (("move", "DicomMoveScu"), ("get", "DicomGetScu")):
+        body = {"Level": "Study", "Asynchronous": True, "UserData": "simple-string", "Priority": 2}
+        body["Resources"] = [{"StudyInstanceUID": "1.2.3"}]
+        r = c.post(f"/modalities/dead/{verb}", body)
+        assert r.status == 200, r.body
+        info = wait_for(lambda r=r: state_is(c, r.json()["ID"], "Failure"))
+        assert (info["Type"], info["UserData"], info["Priority"]) == (job_type, "simple-string", 2)
+        assert info["Content"]["RemoteAet"] == "DEAD" and info["ErrorCode"] != 0
+
 
 def test_priorities_with_one_worker(make_server: Any, slow: SlowSCP, scp: Any) -> None:
     """ConcurrentJobs 1: while a job runs the others wait (Pending), then run highest priority
