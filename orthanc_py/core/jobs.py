@@ -45,6 +45,8 @@ FINISHED = (SUCCESS, FAILURE)
 
 SAVE_PERIOD = 10.0
 """Seconds between two saves of the running jobs' progress (Orthanc: every 10 s)."""
+SAVE_DELAY = 0.05
+"""Seconds from a job's change to its save (Orthanc saves a new job within 100 ms)."""
 
 Run = Callable[["Job"], Awaitable[dict[str, Any]]]
 Factory = Callable[[dict[str, Any]], Run]
@@ -570,8 +572,11 @@ class JobsEngine:
         self._flusher = loop.create_task(self._flush(), name="jobs-flush")
 
     async def _flush(self) -> None:
-        """Write the jobs changed since the last write, in one transaction."""
+        """Write the jobs changed since the last write, in one transaction, SAVE_DELAY after the
+        first change (the changes of a burst of short jobs go together)."""
         index = self._index
+        if not self._closing:
+            await asyncio.sleep(SAVE_DELAY)
         while index is not None and (self._dirty or self._gone):
             rows = [(i, self._jobs[i].serialize()) for i in sorted(self._dirty) if i in self._jobs]
             gone = sorted(self._gone)
