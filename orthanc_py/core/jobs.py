@@ -442,9 +442,19 @@ class JobsEngine:
         if job is None or job.state != PAUSED:
             return False
         self._set_state(job, PENDING)
+        self._queue(job)
+        return True
+
+    def _queue(self, job: Job) -> None:
+        """Pending: in the queue, or, for a saved job whose type is not registered yet, aside
+        until it is."""
+        if job._run is None and job._go is None and job.type not in self._factories:
+            waiting = self._waiting_type.setdefault(job.type, [])
+            if job not in waiting:
+                waiting.append(job)
+            return
         self._push(job)
         self._dispatch()
-        return True
 
     def cancel(self, job_id: str) -> bool:
         job = self._jobs.get(job_id)
@@ -480,8 +490,7 @@ class JobsEngine:
         if job.spec is not None and job.type in self._factories:
             job._run = None  # rebuilt from the spec: a fresh start
         self._set_state(job, PENDING)
-        self._push(job)
-        self._dispatch()
+        self._queue(job)
         return True
 
     def delete(self, job_id: str) -> bool:
@@ -539,10 +548,7 @@ class JobsEngine:
                 pass
             else:
                 job.state = PENDING
-                if job.type in self._factories:
-                    self._push(job)
-                else:
-                    self._waiting_type.setdefault(job.type, []).append(job)
+                self._queue(job)
         self._forget_old()
         self._schedule_flush()
         self._saver = asyncio.get_running_loop().create_task(self._save_periodically(), name="jobs-save")
