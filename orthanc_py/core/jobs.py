@@ -299,10 +299,17 @@ class JobsEngine:
         self._jobs[job.id] = job
         self._push(job)
         self._save(job)
-        if self.listener is not None:
-            self.listener("Submitted", job.id)
+        self._signal("Submitted", job)
         self._dispatch()
         return job
+
+    def _signal(self, event: str, job: Job) -> None:
+        """Tell the listener (Lua's OnJob* callbacks); its failure is not the job's."""
+        if self.listener is not None:
+            try:
+                self.listener(event, job.id)
+            except Exception:
+                log.exception("job listener failed on %s of %s", event, job.id)
 
     def _push(self, job: Job) -> None:
         job._ticket += 1
@@ -382,8 +389,7 @@ class JobsEngine:
         if code is ErrorCode.SUCCESS:
             job.progress = 100
         self._complete(job, code, details)
-        if self.listener is not None:
-            self.listener("Success" if code is ErrorCode.SUCCESS else "Failure", job.id)
+        self._signal("Success" if code is ErrorCode.SUCCESS else "Failure", job)
         if held:
             self._release()
 
