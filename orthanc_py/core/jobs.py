@@ -58,6 +58,19 @@ def utc_timestamp(at: float | None = None) -> str:
     return moment.strftime("%Y%m%dT%H%M%S.%f")
 
 
+def request_priority(body: Any) -> int:
+    """The "Priority" of a request that submits a job (0 when absent); Orthanc reads it with
+    SerializationToolbox::ReadInteger: anything but an integer is a BadFileFormat."""
+    if not isinstance(body, dict) or "Priority" not in body:
+        return 0
+    value = body["Priority"]
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Integer value expected in field: Priority")
+    return value
+
+
 class JobCanceled(BaseException):
     """Raised at a checkpoint of a job that was cancelled (a BaseException: a job's own
     `except Exception` does not swallow it)."""

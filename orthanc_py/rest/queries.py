@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..core import jobtypes
 from ..core import queries as core_q
+from ..core.jobs import request_priority
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model import orthancjson
@@ -165,10 +166,9 @@ async def get(request: web.Request) -> web.StreamResponse:
         },
     }
     run = jobtypes.get_job(ctx, spec)
+    priority = request_priority(body)
     if body.get("Asynchronous") is True or body.get("Synchronous") is False:
-        job = ctx.jobs.submit(
-            jobtypes.GET_JOB, run, int(body.get("Priority", 0) or 0), spec=spec, user_data=body.get("UserData")
-        )
+        job = ctx.jobs.submit(jobtypes.GET_JOB, run, priority, spec=spec, user_data=body.get("UserData"))
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     return json_response(await run())
 
@@ -268,10 +268,9 @@ async def _run_retrieve(
         },
     }
     run = jobtypes.move_job(ctx, spec)
+    priority = request_priority(options)
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:
-        job = ctx.jobs.submit(
-            jobtypes.MOVE_JOB, run, int(options.get("Priority", 0) or 0), spec=spec, user_data=options.get("UserData")
-        )
+        job = ctx.jobs.submit(jobtypes.MOVE_JOB, run, priority, spec=spec, user_data=options.get("UserData"))
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     try:
         return json_response(await run())

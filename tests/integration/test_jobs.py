@@ -185,6 +185,18 @@ def test_unknown_jobs_and_bad_actions(make_server: Any, slow: SlowSCP) -> None:
     r = c.post("/jobs/nope/archive")
     assert r.status == 405
 
+    # Orthanc reads "Priority" as an integer, synchronous or not (SerializationToolbox::ReadInteger)
+    study = upload_study(c, 1)
+    for priority in ("3", 1.5, True):
+        for asynchronous in (True, False):
+            body = {"Resources": [study], "Priority": priority, "Asynchronous": asynchronous}
+            r = c.post("/modalities/slow/store", body)
+            assert r.status == 400, r.body
+            assert (r.json()["OrthancStatus"], r.json()["Details"]) == (15, "Integer value expected in field: Priority")
+        body = {"Level": "Study", "Resources": [{"StudyInstanceUID": "1.2"}], "Priority": priority}
+        assert c.post("/modalities/slow/move", body).status == 400
+    assert c.post("/modalities/slow/store", {"Resources": [study], "Priority": 2.0}).status == 200
+
 
 def test_failed_job_shows_its_error_and_can_be_resubmitted(make_server: Any, slow: SlowSCP) -> None:
     srv = make_server(modalities(slow))
