@@ -135,3 +135,54 @@ def test_saved_jobs_are_taken_up(tmp_path: Path) -> None:
 
     asyncio.run(second(asyncio.run(first())))
     asyncio.run(index.close())
+
+
+def test_cancel_a_job_suspended_at_a_checkpoint() -> None:
+    """A job paused at a checkpoint (its coroutine waiting) is cancelled: Failure at once, its
+    coroutine ends there; the same after it was resumed but waits for a worker."""
+
+    async def main() -> None:
+        engine = JobsEngine(concurrent_jobs=1)
+        reached: list[str] = []
+        gates = {name: asyncio.Event() for name in ("a", "b", "blocker")}
+
+        def make(name: str) -> Any:
+            async def run(job: Job) -> dict[str, Any]:
+                await job.checkpoint(10)
+                reached.append(f"{name} started")
+                await gates[name].wait()
+                await job.checkpoint(50)
+                reached.append(f"{name} went on")
+                return {}
+
+            return run
+
+        a = engine.submit("Test", make("a"))
+        await until(lambda: "a started" in reached)
+        engine.pause(a.id)
+        gates["a"].set()
+        await until(lambda: a.state == "Paused")
+        assert engine.cancel(a.id) and (a.state, a.error_code) == ("Failure", 37)
+        await a.task  # the suspended coroutine ended
+        assert "a went on" not in reached
+
+        b = engine.submit("Test", make("b"))
+        await until(lambda: "b started" in reached)
+        engine.pause(b.id)
+        gates["b"].set()
+        await until(lambda: b.state == "Paused")
+        blocker = engine.submit("Test", make("blocker"))
+        await until(lambda: "blocker started" in reached)
+        assert engine.resume(b.id) and b.state == "Pending"  # the only worker is busy
+        assert engine.cancel(b.id) and b.state == "Failure"
+        await b.task
+        gates["blocker"].set()
+        await blocker.wait()
+        assert blocker.state == "Success" and "b went on" not in reached
+        assert engine.resubmit(b.id)  # runs again from its start
+        await until(lambda: reached.count("b started") == 2)
+        await b.wait()
+        assert b.state == "Success" and reached[-1] == "b went on"
+        await engine.close()
+
+    asyncio.run(main())
