@@ -87,6 +87,9 @@ KEYS: tuple[Key, ...] = (
     Key("ExecuteLuaEnabled", False, "Allow POST /tools/execute-script (runs any Lua sent to it)"),
     Key("LuaScripts", [], "Lua scripts loaded at start, in order"),
     Key("LuaHeartBeatPeriod", 0, "Seconds between two calls of the Lua callback OnHeartBeat (0: never)"),
+    Key("ConcurrentJobs", 2, "Jobs running at the same time (0: one per CPU core)"),
+    Key("JobsHistorySize", 10, "Finished jobs kept in /jobs"),
+    Key("SaveJobs", True, "Save the jobs in the index and take them up again after a restart"),
     Key("WebDavEnabled", True, "Serve the WebDAV tree under /webdav/ (by patients, studies, dates, UIDs; uploads)"),
     Key("WebDavDeleteAllowed", False, "Allow the deletion of DICOM resources through WebDAV"),
     Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
@@ -152,6 +155,9 @@ class Settings:
     execute_lua_enabled: bool = False
     lua_scripts: tuple[Path, ...] = ()
     lua_heartbeat_period: float = 0.0
+    concurrent_jobs: int = 2
+    jobs_history_size: int = 10
+    save_jobs: bool = True
     webdav_enabled: bool = True
     webdav_delete_allowed: bool = False
     webdav_upload_allowed: bool = True
@@ -386,6 +392,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         execute_lua_enabled=_bool(merged["ExecuteLuaEnabled"], "ExecuteLuaEnabled"),
         lua_scripts=tuple(path(p) for p in _strings(merged["LuaScripts"], "LuaScripts")),
         lua_heartbeat_period=float(merged["LuaHeartBeatPeriod"] or 0),
+        concurrent_jobs=_int(merged["ConcurrentJobs"], "ConcurrentJobs"),
+        jobs_history_size=_int(merged["JobsHistorySize"], "JobsHistorySize"),
+        save_jobs=_bool(merged["SaveJobs"], "SaveJobs"),
         webdav_enabled=_bool(merged["WebDavEnabled"], "WebDavEnabled"),
         webdav_delete_allowed=_bool(merged["WebDavDeleteAllowed"], "WebDavDeleteAllowed"),
         webdav_upload_allowed=_bool(merged["WebDavUploadAllowed"], "WebDavUploadAllowed"),
