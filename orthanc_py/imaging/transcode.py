@@ -109,6 +109,27 @@ def is_known_syntax(uid: str) -> bool:
         return False
 
 
+def checked_target(value: Any) -> str:
+    """A requested target syntax, as Orthanc checks it: OrthancError 400 (ParameterOutOfRange,
+    "Unknown transfer syntax: ...") when it names none."""
+    from ..errors import ErrorCode, OrthancError
+
+    if not isinstance(value, str) or not is_known_syntax(value):
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {value}")
+    return value
+
+
+def transcode_or_error(data: bytes, target: str, *, quality: int = DEFAULT_QUALITY) -> bytes:
+    """`transcode`, failures given as Orthanc answers them: OrthancError 500 (InternalError,
+    "Cannot transcode to transfer syntax: ...")."""
+    from ..errors import ErrorCode, OrthancError
+
+    try:
+        return transcode(data, target, quality=quality)
+    except CannotTranscode as exc:
+        raise OrthancError(ErrorCode.INTERNAL_ERROR, f"Cannot transcode to transfer syntax: {target}") from exc
+
+
 def lossy_quality(value: Any) -> int:
     """A quality for lossy transcoding (an integer from 1 to 100, as Orthanc checks it);
     ValueError otherwise."""
