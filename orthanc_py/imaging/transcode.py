@@ -345,16 +345,23 @@ def _compress(ds: Any, target: str, quality: int) -> None:
     rows, columns, samples, bits, count = _geometry(ds)
     photometric = str(ds.get("PhotometricInterpretation", "") or "")
     uncompressed_size = rows * columns * samples * ((bits + 7) // 8) * count
-    frames, bits = _native_frames(ds)
     if samples not in (1, 3) or (samples == 3 and photometric not in ("RGB", "YBR_FULL")):
         raise CannotTranscode(f"Cannot transcode to transfer syntax: {target} ({samples} samples, {photometric})")
+    if bits == 32 and samples == 1 and target in (RLE, J2K_LOSSLESS, J2K, JPEGLS_LOSSLESS, JPEGLS_NEAR_LOSSLESS):
+        frames = None  # 32-bit: left to pydicom's encoders (RLE takes it; the others refuse)
+    else:
+        frames, bits = _native_frames(ds)
     source_uid = str(ds.get("SOPInstanceUID", "") or "")
-    if samples == 3 and int(ds.get("PlanarConfiguration", 0) or 0) == 1:
+    if frames is not None and samples == 3 and int(ds.get("PlanarConfiguration", 0) or 0) == 1:
         ds.PixelData = np.ascontiguousarray(frames).tobytes()
         ds.PlanarConfiguration = 0
     stored = int(ds.get("BitsStored", bits) or bits)
     description = ""
-    if target in (JPEG_BASELINE, JPEG_EXTENDED):
+    if frames is None:
+        encoded = _pydicom_encode(ds, target, quality)
+        if target == RLE:
+            description = "Lossless RLE compression"
+    elif target in (JPEG_BASELINE, JPEG_EXTENDED):
         encoded = _jpeg_lossy(frames, bits, stored, photometric, target, quality)
         if samples == 3:
             ds.PhotometricInterpretation = "YBR_FULL_422"
