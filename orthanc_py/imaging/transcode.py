@@ -591,9 +591,9 @@ AS_STORED = "*"
 
 def frames_in(data: bytes, numbers: list[int], target: str, quality: int = 90) -> tuple[list[bytes], str]:
     """Frames `numbers` (1-based) in `target`: AS_STORED, Explicit or Implicit VR Little Endian
-    (decoded when stored compressed), or a JPEG syntax of `jpeg_encode` (8-bit monochrome
-    images only, encoded as DCMTK encodes them). Returns the frames and the syntax they are in;
-    CannotTranscode when that cannot be done."""
+    (decoded when stored compressed), or a compressed syntax of ENCODABLE (8-bit monochrome
+    frames in JPEG encoded as DCMTK encodes them; other images through `recode`). Returns the
+    frames and the syntax they are in; CannotTranscode when that cannot be done."""
     from . import jpeg_encode
 
     if target == AS_STORED:
@@ -601,7 +601,7 @@ def frames_in(data: bytes, numbers: list[int], target: str, quality: int = 90) -
     parts, syntax = frames(data, numbers, True)
     if target in (EXPLICIT_LE, IMPLICIT_LE):
         return parts, target if syntax != EXPLICIT_BE else syntax
-    if target not in jpeg_encode.SYNTAXES or syntax == EXPLICIT_BE:
+    if target not in ENCODABLE:
         raise CannotTranscode(f"Cannot transcode frames to {target}")
     ds = _read(data)
     try:
@@ -609,9 +609,15 @@ def frames_in(data: bytes, numbers: list[int], target: str, quality: int = 90) -
         eight_bit_gray = int(ds.BitsAllocated) == 8 and int(ds.get("SamplesPerPixel", 1) or 1) == 1
     except (AttributeError, TypeError, ValueError):
         eight_bit_gray = False
-    if not eight_bit_gray:
-        raise CannotTranscode(f"Cannot encode this image in {target} (8-bit monochrome images only)")
-    return [jpeg_encode.encode(p, rows, columns, target, quality) for p in parts], target
+    if eight_bit_gray and target in jpeg_encode.SYNTAXES and syntax != EXPLICIT_BE:
+        return [jpeg_encode.encode(p, rows, columns, target, quality) for p in parts], target
+    # any other image: the whole instance encoded in `target`, then its frames
+    from pydicom.encaps import generate_frames
+
+    recode(ds, target, quality=quality)
+    count = int(ds.get("NumberOfFrames", 1) or 1)
+    encoded = list(generate_frames(ds.PixelData, number_of_frames=count))
+    return [bytes(encoded[n - 1]) for n in numbers], target
 
 
 def _decoded_frame(ds: Any, index: int) -> bytes:

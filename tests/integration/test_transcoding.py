@@ -356,3 +356,49 @@ def test_c_store_big_endian_only_peer(make_server: Any, tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def _parts(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
+    """(Content-Type, body) of each part of a multipart/related answer."""
+    boundary = content_type.split("boundary=")[1].split(";")[0].strip('"').encode()
+    out = []
+    for chunk in body.split(b"--" + boundary)[1:-1]:
+        head, _, payload = chunk.partition(b"\r\n\r\n")
+        kind = next(
+            line.split(b":", 1)[1].strip().decode()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-type:")
+        )
+        out.append((kind, payload[:-2]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("media", "syntax"),
+    [
+        ("image/jls", "1.2.840.10008.1.2.4.80"),
+        ("image/jp2", "1.2.840.10008.1.2.4.90"),
+        ("image/dicom-rle", "1.2.840.10008.1.2.5"),
+        ("image/jpeg", "1.2.840.10008.1.2.4.70"),
+    ],
+)
+def test_wado_rs_frames_in_any_lossless_syntax(stored: Any, media: str, syntax: str) -> None:
+    """A 16-bit signed CT's frame asked for in a compressed media type comes encoded in it, and
+    decodes to the very pixels."""
+    from pydicom.encaps import encapsulate
+
+    client, ids = stored
+    _instance, original, reference = ids["CT_small.dcm"]
+    ds = read(original)
+    path = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    accept = f'multipart/related; type="{media}"; transfer-syntax={syntax}'
+    r = client.get(path + "/frames/1", headers={"Accept": accept})
+    assert r.status == 200, r.body[:300]
+    ((kind, frame),) = _parts(r.body, r.headers["content-type"])
+    assert kind == f"{media}; transfer-syntax={syntax}"
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = syntax
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.array_equal(ds.pixel_array, reference)
