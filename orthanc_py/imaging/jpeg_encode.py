@@ -208,3 +208,123 @@ def _lossless(image: np.ndarray, selection: int, precision: int = 8) -> bytes:
     sos = bytes([components]) + b"".join(bytes([c + 1, 0]) for c in range(components)) + bytes([selection, 0, 0])
     header += b"\xff\xda" + (len(sos) + 2).to_bytes(2, "big") + sos
     return header + stuffed + b"\xff\xd9"
+
+
+# --- JPEG Extended (process 4): 12-bit lossy ---------------------------------------------------
+
+_LUMINANCE = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ]
+)
+"""The luminance quantization table of ITU T.81 Annex K (IJG's base table)."""
+
+
+def _zigzag() -> np.ndarray:
+    """Positions (row * 8 + column) of the 64 coefficients in zig-zag order."""
+    order = sorted(
+        ((r, c) for r in range(8) for c in range(8)), key=lambda p: (p[0] + p[1], p[0] if (p[0] + p[1]) % 2 else p[1])
+    )
+    return np.array([r * 8 + c for r, c in order])
+
+
+def _dct_matrix() -> np.ndarray:
+    m = np.zeros((8, 8))
+    for u in range(8):
+        scale = np.sqrt(0.5) if u == 0 else 1.0
+        for x in range(8):
+            m[u, x] = scale / 2 * np.cos((2 * x + 1) * u * np.pi / 16)
+    return m
+
+
+def _category(values: np.ndarray) -> np.ndarray:
+    """The number of bits of each magnitude (the SSSS category)."""
+    magnitude = np.abs(values)
+    out = np.zeros_like(magnitude)
+    while magnitude.any():
+        out += magnitude > 0
+        magnitude = magnitude >> 1
+    return out
+
+
+def extended_12bit(image: np.ndarray, quality: int) -> bytes:
+    """One monochrome frame of unsigned samples up to 12 bits in JPEG Extended (SOF1, 12-bit
+    precision, Huffman tables optimised for the image, IJG's quality scaling of the Annex K
+    luminance table); even-sized. Pillow's libjpeg has no 12-bit mode, hence this encoder."""
+    rows, columns = image.shape
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    table = np.clip((_LUMINANCE * scale + 50) // 100, 1, 32767)
+    pad_r, pad_c = (-rows) % 8, (-columns) % 8
+    padded = np.pad(image.astype(np.float64) - 2048, ((0, pad_r), (0, pad_c)), mode="edge")
+    blocks = padded.reshape(padded.shape[0] // 8, 8, padded.shape[1] // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    m = _dct_matrix()
+    coefficients = np.einsum("ux,bxy,vy->buv", m, blocks, m)
+    quantized = np.rint(coefficients / table).astype(np.int64).reshape(-1, 64)[:, _zigzag()]
+    dc = quantized[:, 0]
+    dc_diff = np.diff(dc, prepend=0)
+    # symbols: per block the DC category, then (run, size) pairs, ZRLs and an EOB
+    symbols: list[int] = []  # (table << 8) | symbol
+    extras: list[int] = []
+    extra_bits: list[int] = []
+    dc_size = _category(dc_diff)
+    for b in range(quantized.shape[0]):
+        size = int(dc_size[b])
+        value = int(dc_diff[b])
+        symbols.append(size)
+        extras.append((value - 1 if value < 0 else value) & ((1 << size) - 1))
+        extra_bits.append(size)
+        ac = quantized[b, 1:]
+        nonzero = np.flatnonzero(ac)
+        previous = -1
+        for k in nonzero.tolist():
+            run = k - previous - 1
+            while run > 15:
+                symbols.append(0x100 | 0xF0)
+                extras.append(0)
+                extra_bits.append(0)
+                run -= 16
+            v = int(ac[k])
+            s = abs(v).bit_length()
+            symbols.append(0x100 | (run << 4) | s)
+            extras.append((v - 1 if v < 0 else v) & ((1 << s) - 1))
+            extra_bits.append(s)
+            previous = k
+        if previous < 62:
+            symbols.append(0x100)  # EOB
+            extras.append(0)
+            extra_bits.append(0)
+    sym = np.array(symbols)
+    is_ac = sym >= 0x100
+    dc_bits, dc_values = _optimal_table(np.bincount(sym[~is_ac], minlength=256).tolist())
+    ac_bits, ac_values = _optimal_table(np.bincount(sym[is_ac] & 0xFF, minlength=256).tolist())
+    code = np.zeros(512, dtype=np.int64)
+    length = np.zeros(512, dtype=np.int64)
+    for offset, (bits, values) in ((0, (dc_bits, dc_values)), (0x100, (ac_bits, ac_values))):
+        for symbol, (c, n) in _codes(bits, values).items():
+            code[offset + symbol], length[offset + symbol] = c, n
+    extra_len = np.array(extra_bits, dtype=np.int64)
+    fields = (code[sym] << extra_len) | np.array(extras, dtype=np.int64)
+    widths = length[sym] + extra_len
+    entropy = _pack(fields, widths)
+    zigzag_table = table.reshape(64)[_zigzag()]
+    if zigzag_table.max() > 255:
+        dqt = b"\x10" + b"".join(int(q).to_bytes(2, "big") for q in zigzag_table)
+    else:
+        dqt = b"\x00" + bytes(int(q) for q in zigzag_table)
+    out = b"\xff\xd8"
+    out += b"\xff\xdb" + (len(dqt) + 2).to_bytes(2, "big") + dqt
+    sof = b"\x0c" + rows.to_bytes(2, "big") + columns.to_bytes(2, "big") + b"\x01\x01\x11\x00"
+    out += b"\xff\xc1" + (len(sof) + 2).to_bytes(2, "big") + sof
+    for cls, (bits, values) in ((0x00, (dc_bits, dc_values)), (0x10, (ac_bits, ac_values))):
+        dht = bytes([cls]) + bytes(bits) + bytes(values)
+        out += b"\xff\xc4" + (len(dht) + 2).to_bytes(2, "big") + dht
+    sos = b"\x01\x01\x00\x00\x3f\x00"
+    out += b"\xff\xda" + (len(sos) + 2).to_bytes(2, "big") + sos
+    return even(out + entropy + b"\xff\xd9")

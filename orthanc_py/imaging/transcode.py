@@ -362,7 +362,8 @@ def _compress(ds: Any, target: str, quality: int) -> None:
         if target == RLE:
             description = "Lossless RLE compression"
     elif target in (JPEG_BASELINE, JPEG_EXTENDED):
-        encoded = _jpeg_lossy(frames, bits, stored, photometric, target, quality)
+        signed = int(ds.get("PixelRepresentation", 0) or 0) == 1
+        encoded = _jpeg_lossy(frames, bits, stored, photometric, target, quality, signed)
         if samples == 3:
             ds.PhotometricInterpretation = "YBR_FULL_422"
         kind = "JPEG baseline" if target == JPEG_BASELINE else f"JPEG extended sequential {8 if bits == 8 else 12} bit"
@@ -399,16 +400,23 @@ def _compress(ds: Any, target: str, quality: int) -> None:
         _mark_lossy(ds, ratio, method, source_uid)
 
 
-def _jpeg_lossy(frames: Any, bits: int, stored: int, photometric: str, target: str, quality: int) -> list[bytes]:
+def _jpeg_lossy(
+    frames: Any, bits: int, stored: int, photometric: str, target: str, quality: int, signed: bool = False
+) -> list[bytes]:
     """8-bit frames in JPEG Baseline/Extended through Pillow (libjpeg): monochrome, or colour
-    with 4:2:2 chroma subsampling (YBR_FULL_422), as DCMTK encodes them for Orthanc."""
+    with 4:2:2 chroma subsampling (YBR_FULL_422), as DCMTK encodes them for Orthanc; unsigned
+    monochrome frames of up to 12 bits stored in JPEG Extended 12-bit (`jpeg_encode`)."""
     from PIL import Image
 
     from . import jpeg_encode
 
+    if target == JPEG_EXTENDED and bits == 16 and stored <= 12 and frames.ndim == 3 and not signed:
+        mask = (1 << stored) - 1
+        return [jpeg_encode.extended_12bit(frame & mask, quality) for frame in frames]
     if bits != 8 or stored != 8:
         raise CannotTranscode(
-            f"Cannot transcode to transfer syntax: {target} (only 8-bit images; BitsStored is {stored})"
+            f"Cannot transcode to transfer syntax: {target} (8-bit images, or unsigned monochrome up to 12 bits "
+            f"for JPEG Extended; BitsStored is {stored})"
         )
     out = []
     for frame in frames:

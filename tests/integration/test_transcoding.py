@@ -402,3 +402,23 @@ def test_wado_rs_frames_in_any_lossless_syntax(stored: Any, media: str, syntax: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert np.array_equal(ds.pixel_array, reference)
+
+
+def test_jpeg_extended_12_bit(make_server: Any) -> None:
+    """Unsigned monochrome images of up to 12 bits go to JPEG Extended (12-bit precision), as
+    DCMTK does for Orthanc; JPEG Baseline stays 8-bit only."""
+    ds = read(source("MR_small.dcm"))
+    values = (np.abs(ds.pixel_array.astype(np.int64)) * 4 % 4096).astype(np.uint16)
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
+    ds.PixelData = values.tobytes()
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    client = make_server().client()
+    instance = client.upload(out.getvalue())["ID"]
+    r = client.get(f"/instances/{instance}/file?transcode=1.2.840.10008.1.2.4.51")
+    assert r.status == 200, r.body[:300]
+    got = read(r.body)
+    assert str(got.file_meta.TransferSyntaxUID) == "1.2.840.10008.1.2.4.51"
+    assert got.DerivationDescription.startswith("Lossy compression with JPEG extended sequential 12 bit")
+    assert psnr(pixels(r.body), values) > 40
+    assert client.get(f"/instances/{instance}/file?transcode=1.2.840.10008.1.2.4.50").status == 500
