@@ -422,3 +422,39 @@ def test_jpeg_extended_12_bit(make_server: Any) -> None:
     assert got.DerivationDescription.startswith("Lossy compression with JPEG extended sequential 12 bit")
     assert psnr(pixels(r.body), values) > 40
     assert client.get(f"/instances/{instance}/file?transcode=1.2.840.10008.1.2.4.50").status == 500
+
+
+@pytest.mark.skipif(STORESCP is None, reason="DCMTK not installed")
+@pytest.mark.parametrize(("options", "expected"), [(["+xa"], "1.2.840.10008.1.2.1"), (["+xi"], "1.2.840.10008.1.2")])
+def test_c_store_keeps_private_tags(make_server: Any, tmp_path: Path, options: list[str], expected: str) -> None:
+    """Orthanc's issue 169: an Explicit VR Little Endian file goes as stored when the peer takes
+    it (Orthanc <= 1.6.1 sent it in Implicit), and its private values survive, transcoded or not."""
+    ds = read(source("CT_small.dcm"))
+    block = ds.private_block(0x1337, "ISSUE169", create=True)
+    block.add_new(0x01, "LO", "NORMAL")
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    (port,) = free_ports(1)
+    folder = tmp_path / "received"
+    folder.mkdir()
+    process = _storescp(port, folder, *options)
+    try:
+        client = make_server(
+            {"DicomModalities": {"peer": ["PICKY", "127.0.0.1", port]}, "DicomAssociationCloseDelay": 0}
+        ).client()
+        instance = client.upload(out.getvalue())["ID"]
+        r = client.post("/modalities/peer/store", instance.encode(), headers={"Content-Type": "text/plain"})
+        assert r.status == 200, r.body
+        deadline = time.monotonic() + 10
+        while not any(folder.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        (received,) = [f.read_bytes() for f in folder.iterdir()]
+        got = read(received)
+        assert str(got.file_meta.TransferSyntaxUID) == expected
+        value = got[0x13371001].value
+        assert (value if isinstance(value, str) else value.decode().strip()) == "NORMAL"
+        assert np.array_equal(pixels(received), ds.pixel_array)
+    finally:
+        process.terminate()
+        process.wait(10)
