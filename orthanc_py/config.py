@@ -91,6 +91,9 @@ KEYS: tuple[Key, ...] = (
     Key("IngestTranscoding", None, "Transfer syntax every received instance is transcoded to before it is stored"),
     Key("IngestTranscodingOfUncompressed", True, "Ingest transcoding applies to uncompressed received files"),
     Key("IngestTranscodingOfCompressed", True, "Ingest transcoding applies to compressed received files"),
+    Key("ConcurrentJobs", 2, "Jobs running at the same time (0: one per CPU core)"),
+    Key("JobsHistorySize", 10, "Finished jobs kept in /jobs"),
+    Key("SaveJobs", True, "Save the jobs in the index and take them up again after a restart"),
 )
 
 _DEFAULTS = {k.name: k.default for k in KEYS}
@@ -157,6 +160,9 @@ class Settings:
     ingest_transcoding: str | None = None
     ingest_transcoding_of_uncompressed: bool = True
     ingest_transcoding_of_compressed: bool = True
+    concurrent_jobs: int = 2
+    jobs_history_size: int = 10
+    save_jobs: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -413,6 +419,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         ingest_transcoding_of_compressed=_bool(
             merged["IngestTranscodingOfCompressed"], "IngestTranscodingOfCompressed"
         ),
+        concurrent_jobs=_int(merged["ConcurrentJobs"], "ConcurrentJobs"),
+        jobs_history_size=_int(merged["JobsHistorySize"], "JobsHistorySize"),
+        save_jobs=_bool(merged["SaveJobs"], "SaveJobs"),
         raw=dict(raw),
     )
 

@@ -9,8 +9,10 @@ from . import (
     admin,
     attachments,
     bulk,
+    create,
     instances,
     jobs,
+    mergesplit,
     metadata,
     modalities,
     modify,
@@ -34,6 +36,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         settings,
         instances,
         modify,
+        mergesplit,
+        create,
         resources,
         attachments,
         metadata,
@@ -46,3 +50,4 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         scripting,
     ):
         module.setup(app.router)
+    mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)
