@@ -145,6 +145,10 @@ class ServerContext:
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
         self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
         self._scu: Any = None
+        from .storagecommitment import StorageCommitmentReports  # (its module imports this one)
+
+        self.storage_commitment = StorageCommitmentReports(settings.storage_commitment_reports_size)
+        """Storage commitment reports by transaction UID (in memory, as in Orthanc)."""
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""
         self.shutdown_requested: Callable[[], None] = lambda: None

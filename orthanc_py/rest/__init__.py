@@ -21,6 +21,7 @@ from . import (
     resources,
     scripting,
     settings,
+    storagecommitment,
     system,
     tools,
     webdav,
@@ -50,6 +51,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         bulk,
         scripting,
         webdav,
+        storagecommitment,
     ):
         module.setup(app.router)
     mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)
+    storagecommitment.register_jobs(ctx)
