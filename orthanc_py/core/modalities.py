@@ -279,6 +279,7 @@ def store_job(ctx: ServerContext, spec: dict[str, Any]) -> Callable[..., Awaitab
             # Orthanc 1.6.0: once every instance went, an N-ACTION asks the peer to commit to them
             # (none when one failed, as Orthanc's job never reaches its last instance then)
             pairs = await storagecommitment.instances_of(ctx, resources)
+            await ctx.run(ctx.scu.close_association, modality)
             await storagecommitment.request(ctx, modality, report.local_aet, pairs, None, str(transaction))
         if "ParentResources" in content:  # Orthanc leaves it out when nothing was asked for
             content["ParentResources"] = report.parents

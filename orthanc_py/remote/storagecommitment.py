@@ -51,9 +51,16 @@ def _associate(scu: DicomScu, modality: Modality, local_aet: str, timeout: float
     roles: list[Any] = [build_role(SOP_CLASS, scu_role=False, scp_role=True)] if as_scp else []
     assoc = ae.associate(modality.host, modality.port, ae_title=modality.aet, ext_neg=roles)
     if not assoc.is_established:
+        # pynetdicom leaves the socket of a refused association open
         raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)
         if raw is not None:
             raw.close()
+        if assoc.rejected_contexts and not assoc.accepted_contexts:
+            # the peer answered but took no context (pynetdicom then aborts): Orthanc's words
+            raise OrthancError(
+                ErrorCode.NO_PRESENTATION_CONTEXT,
+                f'Unable to negotiate a presentation context with AET "{modality.aet}"',
+            )
         reason = "association rejected" if assoc.is_rejected else "cannot connect"
         raise OrthancError(
             ErrorCode.NETWORK_PROTOCOL, f'DicomAssociation - connecting to AET "{modality.aet}": {reason}'

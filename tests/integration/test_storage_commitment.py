@@ -4,8 +4,12 @@ messages (those of Orthanc 1.10.1), permissions, malformed messages and the repo
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import dicomgen
@@ -437,3 +441,46 @@ def test_malformed_requests_drop_the_association(make_server: Any, modality: Mod
     status, _ = assoc.send_n_action(ds, 2, SC, SC_INSTANCE)  # another action type
     assert "Status" not in status
     assert srv.client().get("/jobs").json() == []
+
+
+STORESCP = "/usr/bin/storescp"
+
+
+@pytest.mark.skipif(not os.path.exists(STORESCP), reason="DCMTK's storescp is not installed")
+def test_peer_without_storage_commitment(make_server: Any, tmp_path: Path) -> None:
+    """DCMTK's storescp takes C-STOREs but no storage commitment: Orthanc's NoPresentationContext
+    (2015), also for a store chained with commitment once its instances went."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    received = tmp_path / "received"
+    received.mkdir()
+    proc = subprocess.Popen(
+        [STORESCP, "-aet", "DCMTKSCP", "-od", str(received), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "storescp did not start"
+            time.sleep(0.05)
+        srv = dicom_server(make_server, "ORTHANCA", {"DicomModalities": {"dcmtk": ["DCMTKSCP", "127.0.0.1", port]}})
+        c = srv.client()
+        words = 'Unable to negotiate a presentation context with AET "DCMTKSCP"'
+        r = c.post("/modalities/dcmtk/storage-commitment", {"DicomInstances": [["1.2", "1.3"]]})
+        assert r.status == 500 and (r.json()["OrthancStatus"], r.json()["Details"]) == (2015, words)
+        study = c.upload(dicomgen.make(patient=4, rows=4, columns=4))["ParentStudy"]
+        r = c.post("/modalities/dcmtk/store", {"Resources": [study], "StorageCommitment": True})
+        assert r.status == 500 and (r.json()["OrthancStatus"], r.json()["Details"]) == (2015, words)
+        assert len(list(received.iterdir())) == 1  # the instance went before the N-ACTION failed
+        r = c.post("/modalities/dcmtk/store", {"Resources": [study], "StorageCommitment": True, "Asynchronous": True})
+        job = wait_job(c, r.json()["ID"])
+        assert (job["State"], job["ErrorCode"], job["ErrorDetails"]) == ("Failure", 2015, words)
+        assert job["Content"]["StorageCommitmentTransactionUID"].startswith("2.25.")
+    finally:
+        proc.terminate()
+        proc.wait(10)
