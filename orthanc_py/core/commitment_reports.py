@@ -101,6 +101,10 @@ class StorageCommitmentReports:
                 self._items.popitem(last=False)
             self._items[transaction_uid] = report
 
+    def __contains__(self, transaction_uid: object) -> bool:
+        with self._lock:
+            return transaction_uid in self._items
+
     def get(self, transaction_uid: str) -> Report | None:
         """The report (made the most recently used), or None."""
         with self._lock:

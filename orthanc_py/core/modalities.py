@@ -250,6 +250,10 @@ def store_job(ctx: ServerContext, spec: dict[str, Any]) -> Callable[..., Awaitab
         content: dict[str, Any] = job.content if job is not None else {}
         for key, value in spec.get("Content", {}).items():
             content.setdefault(key, value)
+        if content.get("StorageCommitmentTransactionUID") in ctx.storage_commitment:
+            # run again (resubmitted): a transaction UID is never reused (PS3.4 J.3.3), as
+            # Orthanc's job makes a new one when it is reset
+            content["StorageCommitmentTransactionUID"] = storagecommitment.new_transaction_uid()
 
         def progress(done: int, total: int) -> None:
             content["InstancesCount"] = total

@@ -480,7 +480,20 @@ def test_peer_without_storage_commitment(make_server: Any, tmp_path: Path) -> No
         r = c.post("/modalities/dcmtk/store", {"Resources": [study], "StorageCommitment": True, "Asynchronous": True})
         job = wait_job(c, r.json()["ID"])
         assert (job["State"], job["ErrorCode"], job["ErrorDetails"]) == ("Failure", 2015, words)
-        assert job["Content"]["StorageCommitmentTransactionUID"].startswith("2.25.")
+        first = job["Content"]["StorageCommitmentTransactionUID"]
+        assert first.startswith("2.25.")
+        # resubmitted, the job asks under a new transaction UID
+        assert c.post(f"/jobs/{job['ID']}/resubmit", "").status == 200
+        deadline = time.monotonic() + 20
+        while (
+            c.get(f"/jobs/{job['ID']}").json()["State"] != "Failure"
+            or c.get(f"/jobs/{job['ID']}").json()["Content"]["StorageCommitmentTransactionUID"] == first
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        again = c.get(f"/jobs/{job['ID']}").json()
+        assert again["ErrorCode"] == 2015 and again["Content"]["StorageCommitmentTransactionUID"] != first
+        assert c.get(f"/storage-commitment/{first}").json()["Status"] == "Pending"  # never answered
     finally:
         proc.terminate()
         proc.wait(10)
