@@ -7,6 +7,7 @@ from aiohttp import web
 from ..core.context import ServerContext
 from . import (
     admin,
+    archive,
     attachments,
     bulk,
     instances,
@@ -44,5 +45,6 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         admin,
         bulk,
         scripting,
+        archive,
     ):
         module.setup(app.router)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import zipfile
 from typing import Any
 
 import pydicom
 from aiohttp import web
 
 from ..core import files as core_files
-from ..core import ingest
+from ..core import ingest, zipinput
 from ..core import resources as core_res
 from ..core.context import ServerContext
 from ..core.ingest import Origin, StoreResult
@@ -36,14 +35,6 @@ def store_json(result: StoreResult) -> dict[str, Any]:
     }
 
 
-def _zip_members(data: bytes) -> list[bytes]:
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            return [zf.read(info) for info in zf.infolist() if not info.is_dir()]
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Invalid ZIP archive") from exc
-
-
 async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
     ctx = ctx_of(request)
@@ -52,16 +43,8 @@ async def upload(request: web.Request) -> web.StreamResponse:
         origin = Origin("Lua")
     else:
         origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))
-    if data[:4] == b"PK\x03\x04":
-        members = await ctx.run(_zip_members, data)
-        answers = []
-        for member in members:
-            try:
-                answers.append(store_json(await ingest.store(ctx, member, origin)))
-            except OrthancError as err:
-                if err.code is not ErrorCode.BAD_FILE_FORMAT:
-                    raise
-        return json_response(answers)
+    if zipinput.is_zip(data):  # a ZIP of DICOM files, stored within bounds (core.zipinput)
+        return json_response([store_json(r) for r in await zipinput.store_zip(ctx, data, origin)])
     return json_response(store_json(await ingest.store(ctx, data, origin)))
 
 
