@@ -128,6 +128,10 @@ def _evict_old_outputs(ctx: ServerContext, keep: int) -> None:
     """MediaArchiveSize: only the `keep` newest archives of jobs stay downloadable."""
     holders = [j for j in ctx.jobs.all() if j.type in ARCHIVE_JOB_TYPES and "archive" in getattr(j, "outputs", {})]
     for job in holders[: max(0, len(holders) - keep)]:
+        delete = getattr(job, "delete_output", None)
+        if delete is not None:  # the jobs engine removes the file itself
+            delete("archive")
+            continue
         body = job.outputs.pop("archive", None)
         if body is not None and isinstance(body[0], Path):
             with contextlib.suppress(OSError):
@@ -318,7 +322,32 @@ async def batch_get(request: web.Request) -> web.StreamResponse:
     return await _answer(request, resources, media, options, True, 0, filename, filename)
 
 
+async def job_archive(request: web.Request) -> web.StreamResponse:
+    """GET /jobs/{id}/archive, for as long as the jobs engine serves no job outputs itself."""
+    job = ctx_of(request).jobs.get(request.match_info["id"])
+    output = getattr(job, "outputs", {}).get("archive")
+    if output is None:
+        raise OrthancError(ErrorCode.INEXISTENT_ITEM)
+    body, mime, name = output
+    headers = {"Content-Type": mime, "Content-Disposition": f'filename="{_filename(name)}"'}
+    if isinstance(body, Path):
+        return web.FileResponse(body, headers=headers)
+    return web.Response(body=body, headers=headers)
+
+
+def _serves(router: web.UrlDispatcher, method: str, path: str) -> bool:
+    """Whether a route already registered answers `method path` (the jobs engine's outputs)."""
+    for resource in router.resources():
+        match = getattr(resource, "_match", None)
+        if match is not None and match(path) is not None:
+            if any(route.method == method for route in resource):
+                return True
+    return False
+
+
 def setup(router: web.UrlDispatcher) -> None:
+    if not _serves(router, "GET", "/jobs/0/archive"):
+        router.add_get("/jobs/{id}/archive", job_archive)
     for level in _LEVEL_ROUTES:
         for kind in ("archive", "media"):
             path = f"/{level}/{{id}}/{kind}"
