@@ -217,7 +217,7 @@ def test_transcoded_archive(client, syntax):
     media = unzip(client.post(f"/studies/{sid}/media", {"Transcode": syntax}).body)
     assert pydicom.dcmread(io.BytesIO(media["IMAGES/IM0"])).file_meta.TransferSyntaxUID == syntax
     dicomdir = pydicom.dcmread(io.BytesIO(media["DICOMDIR"]))
-    image = [r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE"][0]
+    image = next(r for r in dicomdir.DirectoryRecordSequence if r.DirectoryRecordType == "IMAGE")
     assert image.ReferencedTransferSyntaxUIDInFile == syntax
     assert client.post(f"/studies/{sid}/media", {"Transcode": "nope"}).status == 400
 

@@ -77,7 +77,7 @@ def test_overlapping_entries_declaring_terabytes_are_refused(client):
 def test_too_many_entries_are_refused_before_the_directory_is_read(client, monkeypatch):
     monkeypatch.setattr(zipinput, "MAX_ENTRIES", 100)
     body = build([(f"{i}.txt", b"x") for i in range(101)])
-    r, seconds = post(client, body)
+    r, _seconds = post(client, body)
     assert r.status == 400 and "101 members" in r.json()["Details"]
     assert zipinput.declared_entries(body) == 101
 
