@@ -14,11 +14,17 @@ named from the first two letters of the modality and a counter per series ("MR00
 digits after a one-letter modality, 8 without). A media archive puts every file in "IMAGES" as
 "IM0", "IM1", ... and adds a DICOMDIR (core.dicomdir) last.
 
-The ZIP is written by the standard library's zipfile (deflate, ZIP64 where sizes or offsets
-need it) into a sink that hands ~1 MiB chunks to the HTTP answer through a bounded queue, or
-into a temporary file for an asynchronous job: memory stays bounded whatever the archive's size.
-Deflate runs at level 1: 4x faster than the default level 6 on DICOM files for an archive 1-2%
-larger.
+The ZIP is written by the standard library's zipfile (ZIP64 where sizes or offsets need it,
+data descriptors on a non-seekable output) into a sink that hands ~1 MiB chunks to the HTTP
+answer through a bounded queue, or into a temporary file for an asynchronous job: memory stays
+bounded whatever the archive's size. The deflate stream of each member comes from ISA-L (the
+`isal` package) at its level 1 when installed: on this machine 275-300 MB/s where zlib's level 1
+gives 16-25 MB/s and its default level 6 (Orthanc's) less, for the same ratio as zlib's level 1
+(0.39 on real CT/MR files, 0.86 on random 12-bit pixels). zipfile offers no hook for another
+compressor, so the member's compressor object is swapped right after zipfile opens the member
+(`_fast_deflate`); without isal, zlib at level 1. A streaming-ZIP package was considered:
+stream-zip takes a compressor, but its automatic ZIP32/ZIP64 choice ignores it and it pulls in
+pycryptodome; zipfile already does ZIP64 and non-seekable output.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ log = logging.getLogger("orthanc_py")
 
 MEDIA_FOLDER = "IMAGES"
 COMPRESS_LEVEL = 1
+"""zlib's level when isal is not installed."""
+ISAL_LEVEL = 1
 CHUNK = 1 << 20
 """Bytes handed to the HTTP answer at a time."""
 QUEUE_CHUNKS = 4
@@ -445,14 +453,14 @@ def write_zip(
                     data = _transcoded(data, options.transcode)
                 if dicomdir is not None and member.dicomdir_path is not None:
                     _add_to_dicomdir(dicomdir, member.dicomdir_path, data)
-                zf.writestr(info, data)
+                _write_bytes(zf, info, data)
             written += 1
             if progress is not None:
                 progress(int(100 * (i + 1) / total))
         if dicomdir is not None:
             info = zipfile.ZipInfo("DICOMDIR", stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, dicomdir.encode())
+            _write_bytes(zf, info, dicomdir.encode())
     if isinstance(out, QueueSink):
         out.finish()
     return written
@@ -463,10 +471,29 @@ def _read_path(path: str) -> bytes:
         return f.read()
 
 
+def _fast_deflate(handle: Any) -> None:
+    """Give a member zipfile just opened for writing ISA-L's deflate instead of zlib's (same
+    format, ~10x faster; see the module's docstring). Nothing happens without isal."""
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return
+    if getattr(handle, "_compressor", None) is not None:
+        handle._compressor = isal_zlib.compressobj(ISAL_LEVEL, isal_zlib.DEFLATED, -15)
+
+
+def _write_bytes(zf: zipfile.ZipFile, info: zipfile.ZipInfo, data: bytes) -> None:
+    info.file_size = len(data)
+    with zf.open(info, "w", force_zip64=len(data) > zipfile.ZIP64_LIMIT) as dst:
+        _fast_deflate(dst)
+        dst.write(data)
+
+
 def _write_from_path(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, size: int) -> None:
     """A large stored file, copied into the ZIP in pieces (never whole in memory)."""
     info.file_size = size
     with open(path, "rb") as src, zf.open(info, "w", force_zip64=size > zipfile.ZIP64_LIMIT) as dst:
+        _fast_deflate(dst)
         while piece := src.read(READ_PIECE):
             dst.write(piece)
 
