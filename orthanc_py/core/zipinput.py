@@ -10,7 +10,8 @@ bytes, and the members together at most max(RATIO_FLOOR, MAX_RATIO x the upload)
 inflated one at a time and never past their declared size (zipfile's reader stops there and
 checks the CRC), so memory holds the upload plus one member. A member whose deflate stream is
 corrupt stops the upload there: 400, naming the member and how many instances were stored
-before it. Nested archives are not opened (a ZIP inside is not a DICOM file).
+before it. Nested archives are not opened (a ZIP inside is not a DICOM file), and a member whose
+first bytes are not DICOM's is skipped without being inflated further.
 """
 
 from __future__ import annotations
@@ -87,10 +88,24 @@ def check(data: bytes) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
     return zf, members
 
 
-def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, stored: int) -> bytes:
+def looks_like_dicom(head: bytes) -> bool:
+    """The first bytes of a DICOM file: "DICM" after the 128-byte preamble, or (a file without
+    preamble, which Orthanc also accepts) a first element of group 0002, 0004 or 0008, little
+    endian, as every instance has its SOP Class UID (0008,0016) among its first elements."""
+    if head[128:132] == b"DICM":
+        return True
+    return len(head) >= 8 and struct.unpack_from("<H", head)[0] in (0x0002, 0x0004, 0x0008)
+
+
+def _read(zf: zipfile.ZipFile, info: zipfile.ZipInfo, stored: int) -> bytes | None:
+    """The member's bytes (never past its declared size); None when its first bytes are not
+    DICOM's (a large non-DICOM member is not inflated)."""
     try:
         with zf.open(info) as f:
-            data = f.read(info.file_size + 1)
+            head = f.read(132)
+            if not looks_like_dicom(head):
+                return None
+            data = head + f.read(info.file_size - len(head) + 1)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
         raise _bad(
             f'ZIP member "{info.filename}" cannot be read ({exc}); '
@@ -115,6 +130,8 @@ def store_zip_blocking(
             if info.file_size < MIN_DICOM:
                 continue
             content = _read(zf, info, len(results))
+            if content is None:
+                continue
             try:
                 results.append(store_blocking(ctx, content, origin, loop))
             except OrthancError as err:
