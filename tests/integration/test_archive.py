@@ -234,3 +234,19 @@ def test_client_leaving_mid_archive_does_not_hurt_the_server(server, client):
     conn.close()  # gone after the first bytes
     r = client.get(f"/studies/{sid}/archive")
     assert r.status == 200 and len(unzip(r.body)) == 40
+
+
+def test_zip_loader_threads_and_compressed_storage(make_server):
+    """ZipLoaderThreads reads files ahead on several threads; StorageCompression stores them
+    deflated: the archive still holds the original bytes, in order."""
+    server = make_server({"ZipLoaderThreads": 3, "StorageCompression": True})
+    client = server.client()
+    files = upload_study(client, patient=10, series=1, instances=12, rows=64, columns=64)
+    sid = study_id(10, 0)
+    members = unzip(client.get(f"/studies/{sid}/archive").body)
+    names = sorted(members)
+    assert names == [
+        f"PID00010 Patient 00010/ACC00010000 Synthetic study/CT Synthetic series/CT{i:06d}.dcm" for i in range(12)
+    ]
+    in_order = client.get(f"/series/{client.get(f'/studies/{sid}').json()['Series'][0]}").json()["Instances"]
+    assert [members[n] for n in names] == [files[i] for i in in_order]
