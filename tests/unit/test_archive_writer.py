@@ -8,6 +8,8 @@ import zipfile
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from orthanc_py.core import archive
 from orthanc_py.core.files import InstanceFile
 
@@ -78,3 +80,79 @@ def test_names():
     folders.close()
     folders.open("A")
     assert folders.file("y") == "A-2/y"
+
+
+class SparseSink:
+    """A write-only, non-seekable sink that keeps the first and last bytes of what it is given
+    (an archive of several GB is not held)."""
+
+    KEEP = 8 << 20
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        if len(self.head) < self.KEEP:
+            self.head += data[: self.KEEP - len(self.head)]
+        self.tail += data
+        del self.tail[: max(0, len(self.tail) - self.KEEP)]
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class SparseFile(io.RawIOBase):
+    """What a SparseSink kept, read back as a file with zeros in between: enough for zipfile to
+    read the central directory."""
+
+    def __init__(self, sink: SparseSink) -> None:
+        self.sink = sink
+        self.pos = 0
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = {0: offset, 1: self.pos + offset, 2: self.sink.size + offset}[whence]
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int = -1) -> bytes:
+        s = self.sink
+        end = s.size if n is None or n < 0 else min(s.size, self.pos + n)
+        tail_start = s.size - len(s.tail)
+        out = bytes(
+            s.head[p] if p < len(s.head) else s.tail[p - tail_start] if p >= tail_start else 0
+            for p in range(self.pos, end)
+        )
+        self.pos = end
+        return out
+
+
+@pytest.mark.slow
+def test_zip64_past_4_gib():
+    import os
+
+    block = os.urandom(64 << 20)  # incompressible: the archive is as large as its content
+    count = 70  # 4.4 GiB
+    members = [archive.Member(f"big/{i}.dcm", InstanceFile(i, f"p{i}", "u", len(block))) for i in range(count)]
+    ctx = SimpleNamespace(storage=Storage({"u": block}))
+    sink = SparseSink()
+    archive.write_zip(ctx, archive.ArchivePlan(members, False), sink, archive.WriteOptions())  # type: ignore[arg-type]
+    assert sink.size > 1 << 32
+    with zipfile.ZipFile(SparseFile(sink)) as zf:
+        infos = zf.infolist()
+        assert len(infos) == count
+        assert infos[-1].header_offset > 1 << 32  # a ZIP64 extra field carries it
+        assert all(i.file_size == len(block) for i in infos)
+        assert infos[-1].CRC == zipfile.crc32(block)
