@@ -83,7 +83,7 @@ def _resources_of(body: Any) -> list[str]:
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Missing field Resources in the JSON body")
         items = body["Resources"]
     elif not isinstance(body, list):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Expected a list of resources to archive in the body")
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Expected a list of strings (Orthanc identifiers)")
     return list(items)
