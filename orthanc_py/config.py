@@ -88,6 +88,7 @@ KEYS: tuple[Key, ...] = (
     Key("LuaScripts", [], "Lua scripts loaded at start, in order"),
     Key("MediaArchiveSize", 1, "Archives of asynchronous archive jobs kept for download (/jobs/{id}/archive)"),
     Key("ZipLoaderThreads", 0, "Threads reading the files of an archive ahead of the ZIP writer (at least one)"),
+    Key("TemporaryDirectory", None, "Folder of temporary files (asynchronous archives); default: the system's"),
     Key("SynchronousZipStream", True, "Synchronous archives are streamed as they are written (always, here)"),
     Key("LuaHeartBeatPeriod", 0, "Seconds between two calls of the Lua callback OnHeartBeat (0: never)"),
 )

@@ -250,3 +250,32 @@ def test_zip_loader_threads_and_compressed_storage(make_server):
     ]
     in_order = client.get(f"/series/{client.get(f'/studies/{sid}').json()['Series'][0]}").json()["Instances"]
     assert [members[n] for n in names] == [files[i] for i in in_order]
+
+
+def test_cancelled_asynchronous_archive_leaves_no_file(make_server, tmp_path, monkeypatch):
+    from orthanc_py.core import archive as core_archive
+
+    read = core_archive._read_member
+
+    def slow_read(ctx: Any, f: Any) -> Any:
+        time.sleep(0.05)
+        return read(ctx, f)
+
+    monkeypatch.setattr(core_archive, "_read_member", slow_read)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    server = make_server({"TemporaryDirectory": str(temp)})
+    client = server.client()
+    upload_study(client, patient=11, series=1, instances=60)
+    job = client.post(f"/studies/{study_id(11, 0)}/archive", {"Asynchronous": True}).json()["ID"]
+    deadline = time.monotonic() + 10
+    while not list(temp.iterdir()) and time.monotonic() < deadline:  # the job is writing its file
+        time.sleep(0.01)
+    assert client.post(f"/jobs/{job}/cancel", {}).status == 200
+    info = wait_job(client, job)
+    assert info["State"] == "Failure"
+    assert client.get(f"/jobs/{job}/archive").status == 404
+    deadline = time.monotonic() + 5
+    while list(temp.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(temp.iterdir()) == []
