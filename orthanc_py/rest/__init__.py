@@ -10,8 +10,10 @@ from . import (
     archive,
     attachments,
     bulk,
+    create,
     instances,
     jobs,
+    mergesplit,
     metadata,
     modalities,
     modify,
@@ -35,6 +37,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         settings,
         instances,
         modify,
+        mergesplit,
+        create,
         resources,
         attachments,
         metadata,
@@ -48,3 +52,4 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         archive,
     ):
         module.setup(app.router)
+    mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)
