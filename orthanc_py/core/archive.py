@@ -386,21 +386,47 @@ def _read_member(ctx: ServerContext, f: InstanceFile) -> bytes | str | None:
         return None
 
 
-def _prefetch(ctx: ServerContext, members: list[Member], threads: int) -> Iterator[tuple[Member, bytes | str | None]]:
-    """The files of `members` in order, read ahead by `threads` threads (a bounded window)."""
-    window = max(1, threads) * 2
-    with concurrent.futures.ThreadPoolExecutor(max(1, threads), thread_name_prefix="zip-loader") as pool:
-        pending: list[tuple[Member, concurrent.futures.Future[bytes | str | None]]] = []
+@dataclass(slots=True)
+class _Loaded:
+    """A member as a loader thread prepared it."""
+
+    content: bytes | str | None
+    """The bytes to write, a path to copy from, or None when the file vanished."""
+    header: Any = None
+    """Its header (pydicom), for the DICOMDIR of a media archive."""
+
+
+def _load(ctx: ServerContext, member: Member, options: WriteOptions, media: bool) -> _Loaded:
+    """Loader thread: read the file, transcode it and parse its header as the archive needs
+    (the slow steps run here, on ZipLoaderThreads threads, while the writer compresses)."""
+    content = _read_member(ctx, member.file)
+    if content is None or (options.transcode is None and not media):
+        return _Loaded(content)
+    data = content if isinstance(content, bytes) else _read_path(content)
+    if options.transcode is not None:
+        data = _transcoded(data, options.transcode)
+    return _Loaded(data, _header(data) if media else None)
+
+
+def _prefetch(
+    ctx: ServerContext, members: list[Member], options: WriteOptions, media: bool
+) -> Iterator[tuple[Member, _Loaded]]:
+    """The members in order, prepared ahead by `options.loader_threads` threads (at least one)
+    within a bounded window."""
+    threads = max(1, options.loader_threads)
+    window = threads * 2
+    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="zip-loader") as pool:
+        pending: list[tuple[Member, concurrent.futures.Future[_Loaded]]] = []
         it = iter(members)
         for m in it:
-            pending.append((m, pool.submit(_read_member, ctx, m.file)))
+            pending.append((m, pool.submit(_load, ctx, m, options, media)))
             if len(pending) >= window:
                 break
         while pending:
             m, fut = pending.pop(0)
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(_read_member, ctx, nxt.file)))
+                pending.append((nxt, pool.submit(_load, ctx, nxt, options, media)))
             try:
                 yield m, fut.result()
             except GeneratorExit:
@@ -437,23 +463,21 @@ def write_zip(
     target: Any = out
     with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED, allowZip64=True, compresslevel=COMPRESS_LEVEL) as zf:
         zf.comment = ZIP_COMMENT
-        for i, (member, content) in enumerate(_prefetch(ctx, archive.members, options.loader_threads)):
+        for i, (member, loaded) in enumerate(_prefetch(ctx, archive.members, options, archive.media)):
             if cancelled is not None and cancelled.is_set():
                 raise ArchiveCancelled()
+            content = loaded.content
             if content is None:
                 log.warning("an instance was removed after the archive was planned: %s", member.file.public_id)
                 continue
             info = zipfile.ZipInfo(member.name, stamp)
             info.compress_type = zipfile.ZIP_DEFLATED
-            if isinstance(content, str) and options.transcode is None and dicomdir is None:
+            if isinstance(content, str):
                 _write_from_path(zf, info, content, member.file.size)
             else:
-                data = content if isinstance(content, bytes) else _read_path(content)
-                if options.transcode is not None:
-                    data = _transcoded(data, options.transcode)
-                if dicomdir is not None and member.dicomdir_path is not None:
-                    _add_to_dicomdir(dicomdir, member.dicomdir_path, data)
-                _write_bytes(zf, info, data)
+                if dicomdir is not None and member.dicomdir_path is not None and loaded.header is not None:
+                    _add_to_dicomdir(dicomdir, member.dicomdir_path, loaded.header)
+                _write_bytes(zf, info, content)
             written += 1
             if progress is not None:
                 progress(int(100 * (i + 1) / total))
@@ -498,13 +522,21 @@ def _write_from_path(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, size
             dst.write(piece)
 
 
-def _add_to_dicomdir(dicomdir: Any, path: str, data: bytes) -> None:
+def _header(data: bytes) -> Any:
+    """The header of a file for its DICOMDIR record (None when it does not parse)."""
     import io
 
     import pydicom
 
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-        dicomdir.add(path, ds)
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    except Exception as exc:  # a file the DICOMDIR cannot describe stays in the archive
+        log.warning("cannot read the header of a file of a media archive: %s", exc)
+        return None
+
+
+def _add_to_dicomdir(dicomdir: Any, path: str, header: Any) -> None:
+    try:
+        dicomdir.add(path, header)
     except Exception as exc:  # a file the DICOMDIR cannot describe stays in the archive
         log.warning("cannot add %s to the DICOMDIR: %s", path, exc)
