@@ -6,6 +6,7 @@ file alone): our server against the real Orthanc 1.10.1 on the same generated CT
                  (random 12-bit pixels), streamed and counted by the client: archive MB/s and
                  study MB/s (stored bytes per second), server CPU seconds per archive; --repeat
                  runs, alternating targets, medians.
+  StudyMedia     the same study as a DICOMDIR media archive (GET /studies/{id}/media): MB/s.
   ArchiveRSS     the server's RSS sampled every 20 ms while it streams the archive of a
                  --big-instances study (2000 x 0.5 MB = 1 GB by default): growth over the RSS
                  before the request, as a share of the archive's size. Ours always; Orthanc with
@@ -115,6 +116,9 @@ async def amain(args: argparse.Namespace) -> int:
                     r = await download(session, f"{s.url}/studies/{studies[k]}/archive", s.proc.pid, False)
                     results[k]["runs"].append(r)
                     log(f"  {k}: {r['bytes'] / MB:.0f} MB in {r['seconds']:.2f} s, server CPU {r['cpu']:.2f} s")
+                    m = await download(session, f"{s.url}/studies/{studies[k]}/media", s.proc.pid, False)
+                    results[k].setdefault("media", []).append(m)
+                    log(f"  {k} (media): {m['bytes'] / MB:.0f} MB in {m['seconds']:.2f} s, server CPU {m['cpu']:.2f} s")
             if args.big_instances:
                 log(f"generating and uploading a {args.big_instances}-instance study (RSS) ...")
                 big = study_files(2, args.big_instances)
@@ -148,6 +152,14 @@ async def amain(args: argparse.Namespace) -> int:
         print(f"{k:10} {size / secs:13.1f} {stored_mb / secs:11.1f} {size:11.1f} {cpu:13.2f}")
     if "ours" in rates and "orthanc" in rates:
         print(f"ours/orthanc (archive MB/s): {rates['ours'] / rates['orthanc']:.1f}x (goal: >= 5x)")
+    media = {}
+    for k in kinds:
+        runs = results[k]["media"]
+        media[k] = statistics.median(r["bytes"] for r in runs) / MB / statistics.median(r["seconds"] for r in runs)
+        cpu = statistics.median(r["cpu"] for r in runs)
+        print(f"StudyMedia {k:10} {media[k]:8.1f} MB/s, server CPU {cpu:.2f} s")
+    if "ours" in media and "orthanc" in media:
+        print(f"ours/orthanc (media MB/s): {media['ours'] / media['orthanc']:.1f}x")
     for k in kinds:
         r = results[k].get("rss")
         if r:
