@@ -91,6 +91,9 @@ KEYS: tuple[Key, ...] = (
     Key("TemporaryDirectory", None, "Folder of temporary files (asynchronous archives); default: the system's"),
     Key("SynchronousZipStream", True, "Synchronous archives are streamed as they are written (always, here)"),
     Key("LuaHeartBeatPeriod", 0, "Seconds between two calls of the Lua callback OnHeartBeat (0: never)"),
+    Key("ConcurrentJobs", 2, "Jobs running at the same time (0: one per CPU core)"),
+    Key("JobsHistorySize", 10, "Finished jobs kept in /jobs"),
+    Key("SaveJobs", True, "Save the jobs in the index and take them up again after a restart"),
 )
 
 _DEFAULTS = {k.name: k.default for k in KEYS}
@@ -153,6 +156,9 @@ class Settings:
     execute_lua_enabled: bool = False
     lua_scripts: tuple[Path, ...] = ()
     lua_heartbeat_period: float = 0.0
+    concurrent_jobs: int = 2
+    jobs_history_size: int = 10
+    save_jobs: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -384,6 +390,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         execute_lua_enabled=_bool(merged["ExecuteLuaEnabled"], "ExecuteLuaEnabled"),
         lua_scripts=tuple(path(p) for p in _strings(merged["LuaScripts"], "LuaScripts")),
         lua_heartbeat_period=float(merged["LuaHeartBeatPeriod"] or 0),
+        concurrent_jobs=_int(merged["ConcurrentJobs"], "ConcurrentJobs"),
+        jobs_history_size=_int(merged["JobsHistorySize"], "JobsHistorySize"),
+        save_jobs=_bool(merged["SaveJobs"], "SaveJobs"),
         raw=dict(raw),
     )
 
