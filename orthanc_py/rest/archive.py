@@ -23,6 +23,7 @@ from aiohttp import web
 from ..core import archive as core_archive
 from ..core.archive import ArchiveCancelled, ArchivePlan, QueueSink, WriteOptions
 from ..core.context import ServerContext
+from ..core.jobs import request_priority
 from ..errors import ErrorCode, OrthancError
 from ..web.responses import json_response, read_json
 from .common import ctx_of
@@ -47,15 +48,6 @@ def _synchronous(body: Any) -> bool:
         if "Asynchronous" in body:
             return not _bool_member(body, "Asynchronous")
     return True
-
-
-def _priority(body: Any) -> int:
-    if isinstance(body, dict) and "Priority" in body:
-        value = body["Priority"]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'Member "Priority" should be an integer value')
-        return value
-    return 0
 
 
 def _filename(text: str) -> str:
@@ -126,16 +118,9 @@ async def _stream(
 
 def _evict_old_outputs(ctx: ServerContext, keep: int) -> None:
     """MediaArchiveSize: only the `keep` newest archives of jobs stay downloadable."""
-    holders = [j for j in ctx.jobs.all() if j.type in ARCHIVE_JOB_TYPES and "archive" in getattr(j, "outputs", {})]
+    holders = [j for j in ctx.jobs.all() if j.type in ARCHIVE_JOB_TYPES and "archive" in j.outputs]
     for job in holders[: max(0, len(holders) - keep)]:
-        delete = getattr(job, "delete_output", None)
-        if delete is not None:  # the jobs engine removes the file itself
-            delete("archive")
-            continue
-        body = job.outputs.pop("archive", None)
-        if body is not None and isinstance(body[0], Path):
-            with contextlib.suppress(OSError):
-                body[0].unlink()
+        job.delete_output("archive")  # the jobs engine removes the temporary file
 
 
 def _temp_path(ctx: ServerContext) -> Path:
@@ -269,7 +254,7 @@ async def single_post(request: web.Request) -> web.StreamResponse:
         media,
         options,
         _synchronous(body),
-        _priority(body),
+        request_priority(body),
         filename,
         _filename_member(body) or "archive.zip",
     )
@@ -304,7 +289,7 @@ async def batch_post(request: web.Request) -> web.StreamResponse:
         media,
         options,
         _synchronous(body),
-        _priority(body),
+        request_priority(body),
         filename or "Archive.zip",
         filename or "archive.zip",
     )
@@ -322,32 +307,7 @@ async def batch_get(request: web.Request) -> web.StreamResponse:
     return await _answer(request, resources, media, options, True, 0, filename, filename)
 
 
-async def job_archive(request: web.Request) -> web.StreamResponse:
-    """GET /jobs/{id}/archive, for as long as the jobs engine serves no job outputs itself."""
-    job = ctx_of(request).jobs.get(request.match_info["id"])
-    output = getattr(job, "outputs", {}).get("archive")
-    if output is None:
-        raise OrthancError(ErrorCode.INEXISTENT_ITEM)
-    body, mime, name = output
-    headers = {"Content-Type": mime, "Content-Disposition": f'filename="{_filename(name)}"'}
-    if isinstance(body, Path):
-        return web.FileResponse(body, headers=headers)
-    return web.Response(body=body, headers=headers)
-
-
-def _serves(router: web.UrlDispatcher, method: str, path: str) -> bool:
-    """Whether a route already registered answers `method path` (the jobs engine's outputs)."""
-    for resource in router.resources():
-        match = getattr(resource, "_match", None)
-        if match is not None and match(path) is not None:
-            if any(route.method == method for route in resource):
-                return True
-    return False
-
-
 def setup(router: web.UrlDispatcher) -> None:
-    if not _serves(router, "GET", "/jobs/0/archive"):
-        router.add_get("/jobs/{id}/archive", job_archive)
     for level in _LEVEL_ROUTES:
         for kind in ("archive", "media"):
             path = f"/{level}/{{id}}/{kind}"
