@@ -24,6 +24,7 @@ from . import (
     settings,
     system,
     tools,
+    webdav,
 )
 from .common import CTX
 
@@ -50,6 +51,7 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         bulk,
         scripting,
         archive,
+        webdav,
     ):
         module.setup(app.router)
     mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)
