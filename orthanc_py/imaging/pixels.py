@@ -19,7 +19,8 @@ What Orthanc does, and so what this does:
 - Compressed syntaxes (RLE, JPEG processes 1, 2/4, 14, 14 SV1, JPEG-LS): the frame's
   fragments are decoded; the photometric interpretation is ignored for the pixel format;
   YCbCr JPEG is converted to RGB when the photometric interpretation is YBR_*, as DCMTK does;
-  colour-by-plane data is read as if interleaved (Orthanc 1.10.1 does not reorder it).
+  planar RGB and YBR_FULL frames are interleaved, YBR_FULL turned into RGB, as Orthanc 1.12
+  does (the version this server reports; 1.10.1 read colour-by-plane bytes as interleaved).
 - Philips' private PMSCT_RLE1 compression (no Pixel Data element).
 - Anything else (JPEG 2000, video...) cannot be decoded: Orthanc 1.10.1 answers so too.
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -329,32 +331,53 @@ def _pmsct_rle1(ds: Dataset) -> bytes | None:
 
 
 def raw_frame(ds: Dataset, index: int) -> tuple[bytes, str]:
-    """GET /frames/{n}/raw: the frame's bytes as stored and their MIME type."""
+    """GET /frames/{n}/raw: the frame's bytes as stored and their MIME type (Orthanc's
+    DicomFrameIndex: the image attributes are checked first, then the frame number)."""
     count = frames_count(ds)
-    if index >= count:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    info = ImageInfo.of(ds) if count else None
     syntax = syntax_of(ds)
     mime = {
         _BASELINE: "image/jpeg",
         "1.2.840.10008.1.2.4.90": "image/jp2",
         "1.2.840.10008.1.2.4.91": "image/jp2",
     }.get(syntax, "application/octet-stream")
-    if "PixelData" in ds:
+    chunk: Callable[[], bytes] | None = None
+    if info is None:
+        pass
+    elif "PixelData" in ds:
         elem = ds["PixelData"]
         value = elem.value or b""
         if getattr(elem, "is_undefined_length", False):
-            return b"".join(_fragments_of_frame(_fragments(value), count, index)), mime
-        size = ImageInfo.of(ds).frame_size
-        if len(value) < size * count:
-            raise _bad_file()
-        return _native_bytes(ds, value)[index * size : (index + 1) * size], mime
-    psmct = _pmsct_rle1(ds)
-    if psmct is not None:
-        size = ImageInfo.of(ds).frame_size
-        if len(psmct) < size * count:
-            raise _bad_file()
-        return psmct[index * size : (index + 1) * size], mime
-    raise _bad_file("Cannot access a raw frame")
+            items = _fragments(value)
+            if len(items) < count + 1:
+                raise _bad_file()
+
+            def chunk() -> bytes:
+                return b"".join(_fragments_of_frame(items, count, index))
+        else:
+            size = info.frame_size
+            if len(value) < size * count:
+                raise _bad_file()
+            native = _native_bytes(ds, value)
+
+            def chunk() -> bytes:
+                return native[index * size : (index + 1) * size]
+    else:
+        psmct = _pmsct_rle1(ds)
+        if psmct is not None:
+            size = info.frame_size
+            if len(psmct) < size * count:
+                raise _bad_file()
+
+            def chunk() -> bytes:
+                assert psmct is not None
+                return psmct[index * size : (index + 1) * size]
+
+    if index >= count:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
+    if chunk is None:
+        raise _bad_file("Cannot access a raw frame")
+    return chunk(), mime
 
 
 def _native_bytes(ds: Dataset, value: bytes) -> bytes:
@@ -491,6 +514,16 @@ def _palette(ds: Dataset, info: ImageInfo, fmt: str, value: bytes) -> Frame:
     return Frame(out.reshape(h, w, 3).astype(np.uint16), RGB48)
 
 
+def _ybr_full_to_rgb(arr: np.ndarray) -> np.ndarray:
+    """Orthanc's ConvertJpegYCbCrToRgb: single precision, truncated towards zero."""
+    f = arr.astype(np.float32)
+    y, cb, cr = f[..., 0], f[..., 1] - np.float32(128), f[..., 2] - np.float32(128)
+    r = y + np.float32(1.402) * cr
+    g = y - np.float32(0.344136) * cb - np.float32(0.714136) * cr
+    b = y + np.float32(1.772) * cb
+    return np.clip(np.stack([r, g, b], axis=-1), 0, 255).astype(np.uint8)
+
+
 def _decode_compressed(ds: Dataset, index: int, syntax: str) -> Frame:
     info = ImageInfo.of(ds)
     fmt = info.pixel_format(True)
@@ -505,9 +538,9 @@ def _decode_compressed(ds: Dataset, index: int, syntax: str) -> Frame:
     stream = b"".join(fragments)
     try:
         if syntax == RLE:
-            arr, _model = _rle(stream, info, fmt, fragments)
+            arr, model = _rle(stream, info, fmt, fragments)
         else:
-            arr, _model = _jpeg(stream, info, fmt, syntax)
+            arr, model = _jpeg(stream, info, fmt, syntax)
     except OrthancError:
         raise
     except Exception as exc:
@@ -515,9 +548,11 @@ def _decode_compressed(ds: Dataset, index: int, syntax: str) -> Frame:
     if info.photometric == "PALETTE COLOR" and info.samples == 1:
         raise _not_implemented("Cannot decode a compressed palette image")
     if info.samples == 3 and info.planar:
-        # DCMTK hands colour-by-plane data over for a planar image, and Orthanc 1.10.1 reads
-        # those bytes as interleaved pixels (later versions interleave them first)
-        arr = np.ascontiguousarray(arr.transpose(2, 0, 1)).reshape(arr.shape)
+        if fmt == RGB24 and model in ("RGB", "YBR_FULL"):
+            if model == "YBR_FULL":  # Orthanc converts what DCMTK left in YCbCr
+                arr = _ybr_full_to_rgb(arr)
+        else:  # colour-by-plane bytes that Orthanc reads as interleaved pixels
+            arr = np.ascontiguousarray(arr.transpose(2, 0, 1)).reshape(arr.shape)
     return Frame(arr, fmt)
 
 
@@ -540,9 +575,30 @@ def _rle(stream: bytes, info: ImageInfo, fmt: str, fragments: list[bytes]) -> tu
     return arr, info.photometric
 
 
+def _codecs_decode(stream: bytes, syntax: str, ybr: bool) -> np.ndarray:
+    """12-bit lossy, lossless JPEG and JPEG-LS: imagecodecs (libjpeg-turbo 3, whose 12-bit
+    decoding gives DCMTK's values exactly; CharLS for JPEG-LS), else pylibjpeg's libjpeg."""
+    try:
+        import imagecodecs
+
+        available = True
+    except ImportError:
+        available = False
+    if available:
+        try:
+            if syntax in JPEG_LS_SYNTAXES:
+                return np.asarray(imagecodecs.jpegls_decode(stream))
+            return np.asarray(imagecodecs.jpeg8_decode(stream))
+        except Exception:  # a stream libjpeg-turbo refuses: let libjpeg try
+            pass
+    import libjpeg
+
+    return np.asarray(libjpeg.decode(stream, colour_transform=1 if ybr else 0))
+
+
 def _jpeg(stream: bytes, info: ImageInfo, fmt: str, syntax: str) -> tuple[np.ndarray, str]:
     """JPEG and JPEG-LS: 8-bit lossy through libjpeg-turbo (Pillow), the same results as
-    DCMTK's IJG 6b decoder; 12/16-bit, lossless and JPEG-LS through pylibjpeg's libjpeg."""
+    DCMTK's IJG 6b decoder; the others through `_codecs_decode`."""
     ybr = info.photometric.startswith("YBR")
     arr: np.ndarray | None = None
     if syntax in (_BASELINE, "1.2.840.10008.1.2.4.51") and info.bits_stored <= 8:
@@ -557,11 +613,7 @@ def _jpeg(stream: bytes, info: ImageInfo, fmt: str, syntax: str) -> tuple[np.nda
         except Exception:
             arr = None
     if arr is None:
-        import libjpeg
-
-        arr = libjpeg.decode(stream, colour_transform=1 if (ybr and info.samples == 3) else 0)
-        if ybr and info.samples == 3 and syntax not in JPEG_LS_SYNTAXES and arr.dtype == np.uint8:
-            pass  # libjpeg already applied the YCbCr transform it was told of
+        arr = _codecs_decode(stream, syntax, ybr and info.samples == 3)
     dtype = np.dtype(_DTYPES[fmt])
     arr = np.asarray(arr)
     if info.samples == 3 and arr.ndim == 2:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable
 
-import numpy as np
 from aiohttp import web
 
 from ..core import files as core_files
@@ -52,17 +51,6 @@ def _accepted(header: str | None) -> str | None:
         if q > 0 and (best is None or q > best[0]):
             best = (q, position, candidate)
     return None if best is None else best[2]
-
-
-def _pam(image: np.ndarray) -> bytes:
-    """A Portable Arbitrary Map, as Orthanc's PamWriter writes it (16-bit big endian)."""
-    height, width = image.shape[:2]
-    depth = 1 if image.ndim == 2 else image.shape[2]
-    maxval = 255 if image.dtype.itemsize == 1 else 65535
-    tupltype = {1: "GRAYSCALE", 3: "RGB", 4: "RGB_ALPHA"}[depth]
-    head = f"P7\nWIDTH {width}\nHEIGHT {height}\nDEPTH {depth}\nMAXVAL {maxval}\nTUPLTYPE {tupltype}\nENDHDR\n"
-    body = image.astype(">u2" if maxval > 255 else "u1").tobytes()
-    return head.encode() + body
 
 
 def _quality(request: web.Request) -> int:
@@ -113,27 +101,22 @@ def _image_answer(
     data: bytes, frame: int, mode: str, request: web.Request, accept: str | None
 ) -> tuple[bytes, str] | None:
     """Worker thread: the encoded image and its MIME type, None when no type of the Accept
-    header can be given (Orthanc's empty 404). Raises OrthancError."""
+    header can be given (Orthanc's empty 404). Raises OrthancError. Orthanc decodes first,
+    then reads the arguments, then negotiates: the errors come in that order."""
+    deferred: OrthancError | None = None
+    args, quality = None, 90
+    try:
+        args = _render_args(request) if mode == "rendered" else None
+        quality = _quality(request)
+    except OrthancError as err:
+        deferred = err
     ds = pixels.read_dataset(data)
     decoded = pixels.decode_dataset(ds, frame)
-    if mode == "rendered":
-        image, invert = render.rendered(decoded, ds, frame, _render_args(request))
-        extraction = render.UINT8 if image.ndim == 2 else render.PREVIEW
-    else:
-        image, extraction = None, mode
-        invert = mode == render.PREVIEW and str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
-    quality = _quality(request)
+    if deferred is not None:
+        raise deferred
     if accept is None:
         return None
-    if accept == "image/jpeg" and extraction not in (render.PREVIEW, render.UINT8):
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
-    if image is None:
-        out = render.extract(decoded, mode, invert)
-    else:
-        out = render.extract(pixels.Frame(image, pixels.GRAY8 if image.ndim == 2 else pixels.RGB24), extraction, invert)
-    if accept == "image/x-portable-arbitrarymap":
-        return _pam(out), accept
-    return render.encode(out, accept, quality), accept
+    return render.image_answer(ds, decoded, frame, mode, args, accept, quality), accept
 
 
 def _frame_of(request: web.Request) -> int | None:
