@@ -334,6 +334,8 @@ def raw_frame(ds: Dataset, index: int) -> tuple[bytes, str]:
     """GET /frames/{n}/raw: the frame's bytes as stored and their MIME type (Orthanc's
     DicomFrameIndex: the image attributes are checked first, then the frame number)."""
     count = frames_count(ds)
+    if count and (_uint(ds, "Rows") is None or _uint(ds, "Columns") is None):
+        raise _not_implemented()  # what Orthanc 1.10.1 answers for an empty Rows or Columns
     info = ImageInfo.of(ds) if count else None
     syntax = syntax_of(ds)
     mime = {

@@ -135,8 +135,14 @@ def _per_frame(ds: Dataset, index: int, sequence: str) -> Dataset | None:
     return inner[0] if inner else None
 
 
+def _is_string(ds: Dataset, keyword: str) -> bool:
+    """Present with a string VR: DCMTK does not read an element stored as UN as a string."""
+    raw = ds.get_item(keyword)
+    return raw is not None and raw.VR != "UN"
+
+
 def _pair(ds: Dataset | None, first: str, second: str) -> tuple[float, float] | None:
-    if ds is None or first not in ds or second not in ds:
+    if ds is None or not _is_string(ds, first) or not _is_string(ds, second):
         return None
     a, b = _first_number(ds[first].value), _first_number(ds[second].value)
     if a is None or b is None:
