@@ -27,44 +27,56 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
 
 
 def _cost(rows: np.ndarray) -> np.ndarray:
-    """libpng's heuristic per row: the bytes read as signed, absolute values summed."""
-    return np.minimum(rows, 256 - rows.astype(np.int32)).sum(axis=1, dtype=np.int64)
+    """libpng's heuristic per row: the bytes read as signed, their absolute values summed."""
+    return np.abs(rows.view(np.int8).astype(np.int16)).sum(axis=1, dtype=np.int64)
+
+
+def _paeth(raw: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The Paeth filter (PNG 9.4), the predictor chosen with byte masks (np.where is slower)."""
+    ci = c.astype(np.int16)
+    d1 = b - ci  # p - a, with p = a + b - c
+    d2 = a - ci  # p - b
+    pa, pb, pc = np.abs(d1), np.abs(d2), np.abs(d1 + d2)
+    use_a = ((pa <= pb) & (pa <= pc)).view(np.uint8)
+    use_b = (pb <= pc).view(np.uint8) & (use_a ^ 1)
+    mask_a, mask_b = use_a * np.uint8(255), use_b * np.uint8(255)
+    return raw - ((a & mask_a) | (b & mask_b) | (c & ~(mask_a | mask_b)))
 
 
 def _filtered(raw: np.ndarray, bpp: int, allowed: tuple[int, ...]) -> np.ndarray:
-    """Each row (height, rowbytes) prefixed with its filter type and filtered as libpng does."""
+    """Each row (height, rowbytes) prefixed with its filter type and filtered as libpng does
+    (byte arithmetic wraps around, as PNG's filters do)."""
     height, rowbytes = raw.shape
-    x = raw.astype(np.int16)
-    a = np.zeros_like(x)  # the byte one pixel to the left
-    a[:, bpp:] = x[:, :-bpp]
-    b = np.zeros_like(x)  # the byte above (zeros above the first row)
-    b[1:] = x[:-1]
-    c = np.zeros_like(x)
-    c[1:, bpp:] = x[:-1, :-bpp]
+    a = np.zeros_like(raw)  # the byte one pixel to the left
+    a[:, bpp:] = raw[:, :-bpp]
+    b = np.zeros_like(raw)  # the byte above (zeros above the first row)
+    b[1:] = raw[:-1]
+    c = np.zeros_like(raw)
+    c[1:, bpp:] = raw[:-1, :-bpp]
     candidates: list[np.ndarray] = []
     for kind in allowed:
         if kind == 0:
             out = raw
         elif kind == 1:
-            out = (x - a).astype(np.uint8)
+            out = raw - a
         elif kind == 2:
-            out = (x - b).astype(np.uint8)
+            out = raw - b
         elif kind == 3:
-            out = (x - ((a + b) >> 1)).astype(np.uint8)
+            out = raw - ((a >> 1) + (b >> 1) + (a & b & 1))  # floor((a + b) / 2) without overflow
         else:
-            p = a + b - c
-            pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-            out = (x - pred).astype(np.uint8)
+            out = _paeth(raw, a, b, c)
         candidates.append(out)
-    if len(candidates) == 1:
-        best = np.zeros(height, np.intp)
-    else:
-        best = np.argmin(np.stack([_cost(cand) for cand in candidates]), axis=0)  # first minimum wins
-    stacked = np.stack(candidates)
     rows = np.empty((height, rowbytes + 1), np.uint8)
+    if len(candidates) == 1:
+        rows[:, 0] = allowed[0]
+        rows[:, 1:] = candidates[0]
+        return rows
+    best = np.argmin(np.stack([_cost(cand) for cand in candidates]), axis=0)  # first minimum wins
     rows[:, 0] = np.asarray(allowed, np.uint8)[best]
-    rows[:, 1:] = stacked[best, np.arange(height)]
+    for i, cand in enumerate(candidates):
+        chosen = best == i
+        if chosen.any():
+            rows[chosen, 1:] = cand[chosen]
     return rows
 
 

@@ -46,6 +46,19 @@ def _shift_scale_int(arr: np.ndarray, a: float, b: float, dtype: Any, use_round:
     return out.astype(dtype)
 
 
+def _through_table(arr: np.ndarray, lo: int, hi: int, function: Any) -> np.ndarray:
+    """`function` (elementwise) of an integer image, computed once per value in [lo, hi] and
+    looked up: the same results, a few times faster than on every pixel of a large image."""
+    values = np.arange(lo, hi + 1, dtype=np.int64).astype(arr.dtype)
+    table = function(values)
+    index = arr - arr.dtype.type(lo) if arr.dtype.kind == "u" else arr.astype(np.int32) - lo
+    return table[index]
+
+
+_TABLE_MAX = 1 << 17
+"""Value ranges up to this size go through a lookup table (`_through_table`)."""
+
+
 def _identity(offset: float, scaling: float) -> bool:
     eps = float(np.finfo(np.float32).eps)
     return abs(offset) <= 10 * eps and abs(scaling - 1.0) <= 10 * eps
@@ -69,10 +82,12 @@ def stretch(frame: Frame) -> np.ndarray:
     scaling = _F32(255.0) / _F32(hi - lo)
     offset = _F32(-lo) * scaling  # ShiftScale: (x + offset) * scaling as a*x + b
     if _identity(float(offset), float(scaling)):
-        scaled = arr
-    else:
-        scaled = _shift_scale_int(arr, float(scaling), float(offset), arr.dtype, True)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+        return np.clip(arr, 0, 255).astype(np.uint8)
+
+    def mapping(x: np.ndarray) -> np.ndarray:
+        return np.clip(_shift_scale_int(x, float(scaling), float(offset), x.dtype, True), 0, 255).astype(np.uint8)
+
+    return _through_table(arr, lo, hi, mapping) if hi - lo < _TABLE_MAX else mapping(arr)
 
 
 def truncate(frame: Frame, mode: str) -> np.ndarray:
@@ -262,11 +277,15 @@ def rendered(frame: Frame, ds: Dataset, index: int, args: RenderArgs) -> tuple[n
     offset = (intercept - center + width / 2.0) / slope
     a = _F32(scaling)
     b = _F32(offset) * _F32(scaling)
-    values = arr.astype(_F32)
-    if _identity(float(b), float(a)):
-        out = np.clip(values, 0, 255).astype(np.uint8)  # a Copy of Float32 into Grayscale8 is refused by Orthanc
-    else:
-        out = _shift_scale_int(values, float(a), float(b), np.dtype(np.uint8), False)
+
+    def mapping(x: np.ndarray) -> np.ndarray:
+        values = x.astype(_F32)
+        if _identity(float(b), float(a)):
+            return np.clip(values, 0, 255).astype(np.uint8)
+        return _shift_scale_int(values, float(a), float(b), np.dtype(np.uint8), False)
+
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    out = _through_table(arr, lo, hi, mapping) if arr.size and hi - lo < _TABLE_MAX else mapping(arr)
     if not same:
         if args.smooth and (target_w < arr.shape[1] or target_h < arr.shape[0]):
             out = _smooth(out)
