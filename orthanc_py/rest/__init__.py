@@ -9,9 +9,11 @@ from . import (
     admin,
     attachments,
     bulk,
+    create,
     images,
     instances,
     jobs,
+    mergesplit,
     metadata,
     modalities,
     modify,
@@ -36,6 +38,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         instances,
         images,
         modify,
+        mergesplit,
+        create,
         resources,
         attachments,
         metadata,
@@ -48,3 +52,4 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         scripting,
     ):
         module.setup(app.router)
+    mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)

@@ -9,8 +9,8 @@ from typing import Any
 import pydicom
 from aiohttp import web
 
+from ..core import createdicom, ingest
 from ..core import files as core_files
-from ..core import ingest
 from ..core import resources as core_res
 from ..core.context import ServerContext
 from ..core.ingest import Origin, StoreResult
@@ -205,14 +205,14 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
 
 
 async def pdf(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/pdf: the encapsulated PDF document, 404 when the instance holds none."""
-    ds = await _dataset(request, with_pixels=True)
-    doc = ds.get(0x00420011)
-    if doc is None or str(getattr(ds, "MIMETypeOfEncapsulatedDocument", "")) != "application/pdf":
+    """GET /instances/{id}/pdf: the document of an Encapsulated PDF instance (Orthanc's
+    ExtractPdf: SOP class and MIME type must say PDF), a bare 404 for any other instance."""
+    ctx = ctx_of(request)
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
+    body = await ctx.run(createdicom.extract_pdf, data)
+    if body is None:
         return empty_404()
-    body = bytes(doc.value)
-    end = body.rfind(b"%%EOF")
-    return web.Response(body=body[: end + 5] if end >= 0 else body, content_type="application/pdf")
+    return web.Response(body=body, content_type="application/pdf")
 
 
 def setup(router: web.UrlDispatcher) -> None:
