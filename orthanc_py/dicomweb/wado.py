@@ -187,7 +187,7 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     def draw() -> bytes:  # Orthanc's plugin asks Orthanc for /instances/{id}/rendered
         ds = pixels.read_dataset(data)
         decoded = pixels.decode_dataset(ds, 0)
-        return render.image_answer(ds, decoded, 0, "rendered", render.RenderArgs(), mime)
+        return render.image_answer(decoded, render.FrameTags.of(ds, 0), "rendered", render.RenderArgs(), mime)
 
     try:
         image = await ctx.run(draw)

@@ -21,6 +21,8 @@ from pydicom.dataset import Dataset
 
 from ..errors import ErrorCode, OrthancError
 from ..model.fastparse import native_pixels
+from ..model.fasttags import tags_fast
+from ..model.orthancjson import TagsOptions
 from . import png
 from .pixels import GRAY8, GRAY16, GRAY32, RGB24, RGB48, SGRAY16, Frame, decode_dataset, read_dataset
 
@@ -190,6 +192,66 @@ def windowing_of(ds: Dataset, index: int) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class FrameTags:
+    """What /rendered reads from the file for one frame: MONOCHROME1?, (intercept, slope),
+    (center, width)."""
+
+    monochrome1: bool
+    rescale: tuple[float, float]
+    window: tuple[float, float]
+
+    @classmethod
+    def of(cls, ds: Dataset, index: int) -> FrameTags:
+        mono1 = str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
+        return cls(mono1, rescale_of(ds, index), windowing_of(ds, index))
+
+    @classmethod
+    def of_short(cls, tags: dict[str, Any], index: int) -> FrameTags | None:
+        """The same from Orthanc's "short" JSON of the file (the fast tag reader's answer);
+        None when a value is not as a plain string (the caller reads the file with pydicom)."""
+
+        def text(where: dict[str, Any], key: str) -> str | None:
+            value = where.get(key)
+            if value is None:
+                return None
+            if not isinstance(value, str):
+                raise ValueError(key)
+            return value
+
+        def pair(where: dict[str, Any] | None, first: str, second: str) -> tuple[float, float] | None:
+            if where is None:
+                return None
+            a, b = text(where, first), text(where, second)
+            if a is None or b is None:
+                return None
+            x, y = _first_number(a), _first_number(b)
+            return None if x is None or y is None else (x, y)
+
+        def per_frame(sequence: str) -> dict[str, Any] | None:
+            groups = tags.get("5200,9230")
+            if not isinstance(groups, list) or index >= len(groups) or not isinstance(groups[index], dict):
+                return None
+            inner = groups[index].get(sequence)
+            return inner[0] if isinstance(inner, list) and inner and isinstance(inner[0], dict) else None
+
+        try:
+            mono1 = (text(tags, "0028,0004") or "").strip() == "MONOCHROME1"
+            if (text(tags, "0008,0016") or "").strip() == "1.2.840.10008.5.1.4.1.1.481.2":
+                rescale: tuple[float, float] | None = (0.0, 1.0)
+            else:
+                rescale = pair(tags, "0028,1052", "0028,1053") or pair(per_frame("0028,9145"), "0028,1052", "0028,1053")
+            window = pair(tags, "0028,1050", "0028,1051") or pair(per_frame("0028,9132"), "0028,1050", "0028,1051")
+            if window is None:
+                stored = text(tags, "0028,0101")
+                bits = int(stored) if stored and stored.strip().isdigit() and int(stored) else 8
+                width = float(1 << bits)
+                window = (width / 2.0, width)
+        except ValueError:
+            return None
+        return cls(mono1, rescale or (0.0, 1.0), window)
+
+
+@dataclass(frozen=True)
 class RenderArgs:
     """The query of /rendered (None: not given)."""
 
@@ -246,12 +308,12 @@ def _target_size(shape: tuple[int, ...], args: RenderArgs) -> tuple[int, int]:
     return iround(ratio * _F32(width)), iround(ratio * _F32(height))
 
 
-def rendered(frame: Frame, ds: Dataset, index: int, args: RenderArgs) -> tuple[np.ndarray, bool]:
+def rendered(frame: Frame, tags: FrameTags, args: RenderArgs) -> tuple[np.ndarray, bool]:
     """Orthanc's /rendered: (8-bit image, whether to invert it). Grayscale goes through the
     rescale and the window (the file's unless given) to 8 bits; colour is left as is."""
-    invert = str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
-    intercept, slope = rescale_of(ds, index)
-    center, width = windowing_of(ds, index)
+    invert = tags.monochrome1
+    intercept, slope = tags.rescale
+    center, width = tags.window
     if args.window_center is not None:
         center = args.window_center
     if args.window_width is not None:
@@ -294,24 +356,52 @@ def rendered(frame: Frame, ds: Dataset, index: int, args: RenderArgs) -> tuple[n
 
 
 def image_answer(
-    ds: Dataset, decoded: Frame, index: int, mode: str, args: RenderArgs | None, mime: str, quality: int = 90
+    decoded: Frame, tags: FrameTags, mode: str, args: RenderArgs | None, mime: str, quality: int = 90
 ) -> bytes:
     """The body of Orthanc's /preview, /image-uint8|uint16|int16 (`mode`) or /rendered (`mode`
-    "rendered", with `args`) of frame `index` of `ds` (`decoded`), encoded as `mime` (PNG,
-    JPEG or PAM). ParameterOutOfRange for a JPEG of 16-bit values, as Orthanc."""
+    "rendered", with `args`) of a decoded frame, encoded as `mime` (PNG, JPEG or PAM).
+    ParameterOutOfRange for a JPEG of 16-bit values, as Orthanc."""
     if mode == "rendered":
-        image, invert = rendered(decoded, ds, index, args or RenderArgs())
+        image, invert = rendered(decoded, tags, args or RenderArgs())
         extraction = UINT8 if image.ndim == 2 else PREVIEW
         decoded = Frame(image, GRAY8 if image.ndim == 2 else RGB24)
     else:
         extraction = mode
-        invert = mode == PREVIEW and str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
+        invert = mode == PREVIEW and tags.monochrome1
     if mime == "image/jpeg" and extraction not in (PREVIEW, UINT8):
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
     out = extract(decoded, extraction, invert)
     if mime == "image/x-portable-arbitrarymap":
         return pam(out)
     return encode(out, mime, quality)
+
+
+_SHORT = TagsOptions()
+
+
+def small_image_answer(
+    data: bytes, index: int, mode: str, args: RenderArgs | None, mime: str, quality: int = 90
+) -> bytes | None:
+    """`image_answer` of a small file with native pixels of a common layout, read without
+    pydicom (cheap enough for the event loop); None for any other file."""
+    if len(data) > SMALL_FILE:
+        return None
+    found = native_frame(data, index)
+    if found is None:
+        return None
+    tags: FrameTags | None
+    if mode == "rendered":
+        short = tags_fast(data, "short", _SHORT, with_pixels=False, max_elements=SMALL_ELEMENTS)
+        tags = None if short is None else FrameTags.of_short(short, index)
+        if tags is None:
+            return None
+    else:
+        tags = FrameTags(found[1], (0.0, 1.0), (0.0, 0.0))
+    return image_answer(found[0], tags, mode, args, mime, quality)
+
+
+SMALL_ELEMENTS = 150
+"""At most this many elements are walked by the fast tag reader on the event loop."""
 
 
 def pam(image: np.ndarray) -> bytes:

@@ -116,7 +116,8 @@ def _image_answer(
         raise deferred
     if accept is None:
         return None
-    return render.image_answer(ds, decoded, frame, mode, args, accept, quality), accept
+    tags = render.FrameTags.of(ds, frame)
+    return render.image_answer(decoded, tags, mode, args, accept, quality), accept
 
 
 def _frame_of(request: web.Request) -> int | None:
@@ -134,8 +135,8 @@ def _image_route(mode: str) -> Callable[[web.Request], object]:
         try:
             _att, data = await core_files.dicom_file(ctx, request.match_info["id"])
             assert data is not None
-            if mode == render.PREVIEW and accept == "image/png" and "quality" not in request.query:
-                small = _small_preview(data, frame)
+            if accept == "image/png" and not request.query:
+                small = _small_answer(data, frame, mode)
                 if small is not None:
                     return web.Response(body=small, content_type="image/png")
             answer = await ctx.run(_image_answer, data, frame, mode, request, accept)
@@ -152,11 +153,12 @@ def _image_route(mode: str) -> Callable[[web.Request], object]:
     return handler
 
 
-def _small_preview(data: bytes, frame: int) -> bytes | None:
-    """The preview of a small native file, drawn where it is read (no worker hop); None for
-    any other file or when it cannot be drawn here."""
+def _small_answer(data: bytes, frame: int, mode: str) -> bytes | None:
+    """The PNG of a frame of a small native file, drawn where it is read (no worker hop:
+    ~0.3 ms of work for 64x64); None for any other file or when it cannot be drawn here (the
+    worker thread then gives the answer, or Orthanc's error)."""
     try:
-        return render.small_preview_png(data, frame)
+        return render.small_image_answer(data, frame, mode, render.RenderArgs(), "image/png")
     except (OrthancError, ValueError, IndexError):
         return None
 
