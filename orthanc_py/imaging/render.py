@@ -34,12 +34,17 @@ def _not_implemented(details: str | None = None) -> OrthancError:
     return OrthancError(ErrorCode.NOT_IMPLEMENTED, details)
 
 
+_LIMITS = {
+    np.dtype(t).str: (_F32(np.iinfo(t).min), _F32(np.iinfo(t).max)) for t in (np.uint8, np.int8, "<u2", "<i2", "<u4")
+}
+"""The bounds of the integer types an image may have, as ShiftScale compares them (float)."""
+
+
 def _shift_scale_int(arr: np.ndarray, a: float, b: float, dtype: Any, use_round: bool) -> np.ndarray:
     """Orthanc's ShiftScaleIntegerInternal: a*x+b in single precision, clamped to `dtype`,
     rounded half away from zero or floored."""
     v = _F32(a) * arr.astype(_F32) + _F32(b)
-    info = np.iinfo(dtype)
-    lo, hi = _F32(info.min), _F32(info.max)
+    lo, hi = _LIMITS[np.dtype(dtype).str]
     if use_round:
         inner = np.trunc(v + np.copysign(_F32(0.5), v))
     else:
