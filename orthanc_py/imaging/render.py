@@ -191,9 +191,16 @@ def windowing_of(ds: Dataset, index: int) -> tuple[float, float]:
     if found is not None:
         return found
     bits = ds.get("BitsStored")
-    stored = int(bits) if isinstance(bits, int) and bits else 8
-    width = float(1 << stored)
-    return width / 2.0, width
+    return _bits_window(int(bits) if isinstance(bits, int) and bits else 8)
+
+
+def _bits_window(stored: int) -> tuple[float, float]:
+    """(center, width) of Orthanc's default window, 2^BitsStored wide, computed as C's
+    `1 << bits` on a 32-bit int does on x86 (32 bits gives 1, 31 a negative width)."""
+    width = (1 << (stored & 31)) & 0xFFFFFFFF
+    if width >= 1 << 31:
+        width -= 1 << 32
+    return float(width) / 2.0, float(width)
 
 
 @dataclass(frozen=True)
@@ -248,9 +255,7 @@ class FrameTags:
             window = pair(tags, "0028,1050", "0028,1051") or pair(per_frame("0028,9132"), "0028,1050", "0028,1051")
             if window is None:
                 stored = text(tags, "0028,0101")
-                bits = int(stored) if stored and stored.strip().isdigit() and int(stored) else 8
-                width = float(1 << bits)
-                window = (width / 2.0, width)
+                window = _bits_window(int(stored) if stored and stored.strip().isdigit() and int(stored) else 8)
         except ValueError:
             return None
         return cls(mono1, rescale or (0.0, 1.0), window)
