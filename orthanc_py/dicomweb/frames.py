@@ -18,7 +18,7 @@ async def rendered(request: web.Request) -> web.StreamResponse:
     """/rendered (and our /thumbnail, the same image) of a study, series, instance or frame,
     drawn as Orthanc's DICOMweb plugin draws it: JPEG unless Accept asks for PNG, the
     viewport, quality and window arguments; a study or series shows its first instance."""
-    from ..imaging import render
+    from ..imaging import webrender
 
     ctx = ctx_of(request)
     accept = (request.headers.get("Accept") or "*/*").strip()
@@ -28,7 +28,7 @@ async def rendered(request: web.Request) -> web.StreamResponse:
         raise OrthancError(
             ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unsupported MIME type in WADO-RS rendered frame: {accept}"
         )
-    args = render.WebRenderArgs.parse(dict(request.query))
+    args = webrender.WebRenderArgs.parse(dict(request.query))
     try:
         frame = int(request.match_info.get("frames", "1").split(",")[0] or 1)
     except ValueError:
@@ -38,7 +38,7 @@ async def rendered(request: web.Request) -> web.StreamResponse:
 
     def read_and_render() -> bytes:  # lookup, file and drawing in one worker-thread hop
         first, *_ = url_files_blocking(request)
-        return render.web_rendered(core_files.read(ctx, first), frame - 1, args, mime)
+        return webrender.web_rendered(core_files.read(ctx, first), frame - 1, args, mime)
 
     image = await ctx.run(read_and_render)
     return web.Response(body=image, content_type=mime)

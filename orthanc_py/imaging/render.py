@@ -5,8 +5,9 @@ Each step follows Orthanc 1.10.1's ImageProcessing arithmetic (single precision,
 rounding and clamping), so PNG answers are byte for byte Orthanc's (`png.encode`) and JPEG
 answers differ only by the encoder (libjpeg-turbo through Pillow, same quality).
 
-The preview of a small native file is drawn where it is read (`small_preview_png`): decoding
-through pydicom costs more than the rest of a 64x64 preview.
+The images of a small native file are drawn where it is read (`small_image_answer`): parsing
+it with pydicom would cost more than the rest of a 64x64 preview. DICOMweb's /rendered, drawn
+as Orthanc's DICOMweb plugin draws it, is `web_rendered`.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def _first_number(value: object) -> float | None:
         return None
 
 
-def _per_frame(ds: Dataset, index: int, sequence: str) -> Dataset | None:
+def per_frame_item(ds: Dataset, index: int, sequence: str) -> Dataset | None:
     groups = ds.get("PerFrameFunctionalGroupsSequence")
     if not groups or index >= len(groups):
         return None
@@ -163,7 +164,7 @@ def _is_string(ds: Dataset, keyword: str) -> bool:
     return raw is not None and raw.VR != "UN"
 
 
-def _pair(ds: Dataset | None, first: str, second: str) -> tuple[float, float] | None:
+def number_pair(ds: Dataset | None, first: str, second: str) -> tuple[float, float] | None:
     if ds is None or not _is_string(ds, first) or not _is_string(ds, second):
         return None
     a, b = _first_number(ds[first].value), _first_number(ds[second].value)
@@ -176,18 +177,20 @@ def rescale_of(ds: Dataset, index: int) -> tuple[float, float]:
     """(intercept, slope) as Orthanc's ParsedDicomFile::GetRescale reads them."""
     if str(ds.get("SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.481.2":  # RT Dose: no rescale
         return 0.0, 1.0
-    found = _pair(ds, "RescaleIntercept", "RescaleSlope")
+    found = number_pair(ds, "RescaleIntercept", "RescaleSlope")
     if found is None:
-        found = _pair(_per_frame(ds, index, "PixelValueTransformationSequence"), "RescaleIntercept", "RescaleSlope")
+        found = number_pair(
+            per_frame_item(ds, index, "PixelValueTransformationSequence"), "RescaleIntercept", "RescaleSlope"
+        )
     return found if found is not None else (0.0, 1.0)
 
 
 def windowing_of(ds: Dataset, index: int) -> tuple[float, float]:
     """(center, width) as Orthanc's GetDefaultWindowing reads them: the file's, a frame's
     Frame VOI LUT, or the whole range of Bits Stored."""
-    found = _pair(ds, "WindowCenter", "WindowWidth")
+    found = number_pair(ds, "WindowCenter", "WindowWidth")
     if found is None:
-        found = _pair(_per_frame(ds, index, "FrameVOILUTSequence"), "WindowCenter", "WindowWidth")
+        found = number_pair(per_frame_item(ds, index, "FrameVOILUTSequence"), "WindowCenter", "WindowWidth")
     if found is not None:
         return found
     bits = ds.get("BitsStored")
@@ -272,7 +275,7 @@ class RenderArgs:
     smooth: bool = False
 
 
-def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
     """Orthanc's nearest-neighbour Resize (sampling at pixel centres, single precision)."""
     src_h, src_w = image.shape[:2]
     if width == 0 or height == 0:
@@ -338,7 +341,7 @@ def rendered(frame: Frame, tags: FrameTags, args: RenderArgs) -> tuple[np.ndarra
             raise _not_implemented()
         if args.smooth and (target_w < arr.shape[1] or target_h < arr.shape[0]):
             arr = _smooth(arr)
-        return _resize(arr, target_w, target_h), False
+        return resize_nearest(arr, target_w, target_h), False
     if frame.format not in (GRAY8, GRAY16, SGRAY16, GRAY32):
         raise _not_implemented()
     if width <= 1.0:
@@ -361,7 +364,7 @@ def rendered(frame: Frame, tags: FrameTags, args: RenderArgs) -> tuple[np.ndarra
     if not same:
         if args.smooth and (target_w < arr.shape[1] or target_h < arr.shape[0]):
             out = _smooth(out)
-        out = _resize(out, target_w, target_h)
+        out = resize_nearest(out, target_w, target_h)
     return out, invert
 
 
@@ -547,166 +550,3 @@ def native_frame(data: bytes, index: int) -> tuple[Frame, bool] | None:
         return None
     arr = np.frombuffer(data, dtype, count, found.offset + index * size).reshape(shape)
     return Frame(arr, fmt), photometric == "MONOCHROME1"
-
-
-def small_preview_png(data: bytes, frame: int = 0) -> bytes | None:
-    """`preview_png` of a small file with native pixels; None for any other file."""
-    if len(data) > SMALL_FILE:
-        return None
-    found = native_frame(data, frame)
-    if found is None:
-        return None
-    decoded, invert = found
-    return png.encode(extract(decoded, PREVIEW, invert))
-
-
-# --- DICOMweb /rendered (Orthanc's DICOMweb plugin, WadoRsRetrieveRendered) ----------------
-
-
-@dataclass(frozen=True)
-class WebRenderArgs:
-    """The query of a DICOMweb /rendered: viewport (vw, vh[, sx, sy, sw, sh]), quality and
-    window (center, width, linear | linear-exact | sigmoid)."""
-
-    viewport: tuple[int | None, ...] = ()
-    quality: int = 90
-    window: tuple[float, float, str] | None = None
-
-    @classmethod
-    def parse(cls, query: dict[str, str]) -> WebRenderArgs:
-        """ParameterOutOfRange on any malformed value, as the plugin."""
-        viewport: tuple[int | None, ...] = ()
-        if "viewport" in query:
-            tokens = query["viewport"].split(",")
-            if len(tokens) not in (2, 6):
-                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "viewport needs 2 or 6 numbers")
-            values: list[int | None] = []
-            for i, token in enumerate(tokens):
-                if not token:
-                    values.append(None)
-                    continue
-                try:
-                    value = int(token) if i < 2 else _iround(np.float32(float(token)))
-                except ValueError:
-                    raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Bad viewport value: {token}") from None
-                if i < 2 and value < 0:
-                    raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Negative viewport value: {token}")
-                values.append(value)
-            viewport = tuple(values)
-        quality = 90
-        if "quality" in query:
-            try:
-                quality = int(query["quality"])
-            except ValueError:
-                quality = 0
-            if not 1 <= quality <= 100:
-                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "quality must be between 1 and 100")
-        window = None
-        if "window" in query:
-            tokens = query["window"].split(",")
-            if len(tokens) != 3 or tokens[2] not in ("linear", "linear-exact", "sigmoid"):
-                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "window needs center,width,function")
-            try:
-                window = (float(tokens[0]), float(tokens[1]), tokens[2])
-            except ValueError:
-                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "window center and width must be floats") from None
-        return cls(viewport, quality, window)
-
-
-def _iround(v: np.float32) -> int:
-    return int(np.floor(v + _F32(0.5)) if v >= 0 else np.ceil(v - _F32(0.5)))
-
-
-def _to_gray8(values: np.ndarray) -> np.ndarray:
-    """Orthanc's float-to-8-bit pixel: + 0.5, clamped, truncated (NaN gives 0)."""
-    v = values.astype(_F32) + _F32(0.5)
-    v = np.where(np.isnan(v), _F32(0), v)
-    return np.clip(v, 0, 255).astype(np.uint8)
-
-
-def _web_window(region: np.ndarray, args: WebRenderArgs, slope: float, intercept: float) -> np.ndarray:
-    a = _F32(slope) * region.astype(_F32) + _F32(intercept)
-    if args.window is None:  # the whole dynamics, after the rescale
-        lo = _F32(slope) * _F32(region.min()) + _F32(intercept)
-        hi = _F32(slope) * _F32(region.max()) + _F32(intercept)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            scale = _F32(255) / (hi - lo)
-            return _to_gray8((a - lo) * scale)
-    c, w = _F32(args.window[0]), _F32(args.window[1])
-    mode = args.window[2]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if mode == "linear":
-            xmin = c - _F32(0.5) - (w - _F32(1)) / _F32(2)
-            xmax = c - _F32(0.5) + (w - _F32(1)) / _F32(2)
-            scaling = _F32(255) / (w - _F32(1))
-            offset = (_F32(255) * (-c + _F32(0.5) * w)) / (w - _F32(1))
-            b = np.where(a <= xmin, _F32(0), np.where(a > xmax, _F32(255), a * scaling + offset))
-        elif mode == "linear-exact":
-            xmin, xmax = c - w / _F32(2), c + w / _F32(2)
-            scaling = _F32(255) / w
-            offset = (-c * _F32(255)) / w
-            b = np.where(a <= xmin, _F32(0), np.where(a > xmax, _F32(255), a * scaling + offset))
-        else:
-            b = _F32(255) / (_F32(1) + np.exp(_F32(-4) * (a - c) / w))
-    return _to_gray8(b)
-
-
-def _rescale_for_web(ds: Dataset, index: int) -> tuple[float, float]:
-    """(slope, intercept) as the plugin reads them: the file's, else the frame's."""
-    found = _pair(ds, "RescaleSlope", "RescaleIntercept")
-    if found is None:
-        found = _pair(_per_frame(ds, index, "PixelValueTransformationSequence"), "RescaleSlope", "RescaleIntercept")
-    return found if found is not None else (1.0, 0.0)
-
-
-def web_rendered(data: bytes, index: int, args: WebRenderArgs, mime: str) -> bytes:
-    """DICOMweb /rendered of frame `index` (0-based) as Orthanc's DICOMweb plugin draws it:
-    the whole dynamics of the rescaled values unless a window is asked for, colour as is, the
-    region of the viewport fitted and centred in its size, MONOCHROME1 inverted."""
-    ds = read_dataset(data)
-    decoded = decode_dataset(ds, index)
-    slope, intercept = _rescale_for_web(ds, index)
-    source = decoded.pixels
-    height, width = source.shape[:2]
-    vp = args.viewport
-    target_w = vp[0] if len(vp) > 0 and vp[0] is not None else width
-    target_h = vp[1] if len(vp) > 1 and vp[1] is not None else height
-    sx = abs(vp[2] or 0) if len(vp) > 2 else 0
-    sy = abs(vp[3] or 0) if len(vp) > 3 else 0
-    sw = vp[4] if len(vp) > 4 else None
-    sh = vp[5] if len(vp) > 5 else None
-    color = decoded.is_color
-    shape = (target_h, target_w, 3) if color else (target_h, target_w)
-    target = np.zeros(shape, np.uint8)
-    if sx < width and sy < height:
-        right = sx + abs(sw) if sw is not None and sx + abs(sw) < width else width
-        bottom = sy + abs(sh) if sh is not None and sy + abs(sh) < height else height
-        region = source[sy:bottom, sx:right]
-        if region.size:
-            if color:
-                scaled = stretch(Frame(np.ascontiguousarray(region), decoded.format))
-            elif decoded.format in (GRAY8, GRAY16, SGRAY16):
-                scaled = _web_window(region, args, slope, intercept)
-            else:
-                raise _not_implemented()
-            if sw is not None and sw < 0:
-                scaled = scaled[:, ::-1]
-            if sh is not None and sh < 0:
-                scaled = scaled[::-1]
-            if not color and str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
-                scaled = 255 - scaled
-            cw, ch = _F32(scaled.shape[1]), _F32(scaled.shape[0])
-            r = min(_F32(target_w) / cw, _F32(target_h) / ch)
-            fit_w = min(_iround(cw * r), target_w)
-            fit_h = min(_iround(ch * r), target_h)
-            resized = _resize(np.ascontiguousarray(scaled), fit_w, fit_h)
-            ox, oy = (target_w - fit_w) // 2, (target_h - fit_h) // 2
-            target[oy : oy + fit_h, ox : ox + fit_w] = resized
-    return encode(target, mime, args.quality)
-
-
-def render_image(data: bytes, frame: int, fmt: str, thumbnail: bool) -> bytes:
-    """A frame as an 8-bit PNG or JPEG (DICOMweb /thumbnail, the plugin's /rendered without
-    arguments, fitted in 128x128 for a thumbnail)."""
-    args = WebRenderArgs(viewport=(128, 128) if thumbnail else ())
-    return web_rendered(data, frame, args, "image/png" if fmt == "PNG" else "image/jpeg")

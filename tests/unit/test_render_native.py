@@ -113,7 +113,7 @@ def test_native_frame_is_the_decoded_frame(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_small_preview_is_the_preview(name: str) -> None:
     data = CASES[name]
-    small = render.small_preview_png(data, 0)
+    small = render.small_image_answer(data, 0, render.PREVIEW, None, "image/png")
     if small is not None:
         assert small == render.preview_png(data, 0)
 
