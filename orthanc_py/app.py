@@ -46,7 +46,7 @@ def build_context(settings: Settings) -> ServerContext:
         settings,
         open_index(settings),
         open_storage(settings),
-        jobs=JobsEngine(),
+        jobs=JobsEngine(settings.concurrent_jobs, settings.jobs_history_size),
         series_cache=SeriesCache(),
         modalities=ModalityRegistry(dict(settings.dicom_modalities)),
         queries=QueryRegistry(),
