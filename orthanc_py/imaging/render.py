@@ -12,6 +12,7 @@ as Orthanc's DICOMweb plugin draws it, is `web_rendered`.
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from dataclasses import dataclass
@@ -389,7 +390,10 @@ def image_answer(
     return encode(out, mime, quality)
 
 
-_SHORT = TagsOptions()
+@functools.cache
+def _short_options() -> TagsOptions:
+    """Options of the fast tag reader, made on first use (they load DCMTK's dictionary)."""
+    return TagsOptions()
 
 
 def small_image_answer(
@@ -404,7 +408,7 @@ def small_image_answer(
         return None
     tags: FrameTags | None
     if mode == "rendered":
-        short = tags_fast(data, "short", _SHORT, with_pixels=False, max_elements=SMALL_ELEMENTS)
+        short = tags_fast(data, "short", _short_options(), with_pixels=False, max_elements=SMALL_ELEMENTS)
         tags = None if short is None else FrameTags.of_short(short, index)
         if tags is None:
             return None
