@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core import modifyjob
 from ..core.context import ServerContext
 from . import (
     admin,
@@ -46,3 +47,4 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         scripting,
     ):
         module.setup(app.router)
+    modifyjob.register(ctx)  # ResourceModification jobs can be rebuilt (SaveJobs, resubmit)
