@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pydicom
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import AllTransferSyntaxes, generate_uid
 
@@ -690,6 +692,62 @@ def _write(ds: Dataset) -> bytes:
     return out.getvalue()
 
 
+_LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+
+
+def _raw_bytes(raw: RawDataElement, implicit: bool, little: bool) -> bytes | None:
+    """An element read and left alone, encoded again from its raw value (no conversion)."""
+    value = raw.value
+    if (
+        not isinstance(value, bytes)
+        or raw.length == 0xFFFFFFFF
+        or raw.is_implicit_VR != implicit
+        or raw.is_little_endian != little
+        or len(value) != raw.length
+    ):
+        return None
+    tag = int(raw.tag)
+    end = "<" if little else ">"
+    if implicit:
+        return struct.pack(end + "HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
+    vr = raw.VR
+    if not vr or len(vr) != 2:
+        return None
+    if vr in _LONG_VRS:
+        return struct.pack(end + "HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, len(value)) + value
+    if len(value) > 0xFFFF:
+        return None
+    return struct.pack(end + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
+
+
+def _fast_write(ds: Dataset, preamble: bytes) -> bytes:
+    """The header of a Part 10 file: the elements nobody touched are copied from their raw
+    bytes, the others encoded by pydicom (pydicom's own writer costs ~2 ms per header)."""
+    syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    implicit = syntax == "1.2.840.10008.1.2"
+    little = syntax != "1.2.840.10008.1.2.2"
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = little, implicit
+    encodings = getattr(ds, "_character_set", None)
+    elements = ds._dict
+    for tag in sorted(elements, key=int):  # BaseTag's own comparison is slow
+        if tag & 0xFFFF == 0:
+            continue  # group lengths: optional, and stale after a modification
+        elem = elements[tag]
+        chunk = _raw_bytes(elem, implicit, little) if isinstance(elem, RawDataElement) else None
+        if chunk is None:
+            write_data_element(fp, elem, encodings)
+        else:
+            fp.write(chunk)
+    meta = DicomBytesIO()
+    meta.is_little_endian, meta.is_implicit_VR = True, False
+    for tag in sorted(ds.file_meta._dict, key=int):
+        if tag != 0x00020000:
+            write_data_element(meta, ds.file_meta[tag])
+    group = meta.getvalue()
+    return preamble + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(group)) + group + fp.getvalue()
+
+
 def _syntax_of(data: bytes) -> str:
     """The transfer syntax UID of a Part 10 file, read from its meta header."""
     pos = data.find(b"\x02\x00\x10\x00", 132, 1024)
@@ -726,7 +784,7 @@ def modify_bytes(
         if not any(int(t) > mt.PIXEL_DATA for t in ds.keys()):
             if identifiers is not None:
                 identifiers(_identifiers(ds))
-            return _write(ds) + data[pixel_offset:]
+            return b"".join((_fast_write(ds, data[:128]), memoryview(data)[pixel_offset:]))
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     apply(ds, mod)
     if identifiers is not None:
