@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import io
+import os
+import random
 import re
 import struct
 import threading
@@ -32,7 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import AllTransferSyntaxes, generate_uid
+from pydicom.uid import AllTransferSyntaxes
 
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
@@ -165,6 +167,7 @@ class Modification:
     dictionary: TagDictionary | None = None
     uid_map: dict[tuple[ResourceType, str], str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _random: random.Random = field(default_factory=lambda: random.Random(os.urandom(32)), repr=False)
 
     # -- building (DicomModification::Keep/Remove/Clear/Replace) --
 
@@ -250,7 +253,10 @@ class Modification:
         with self._lock:
             found = self.uid_map.get(key)
             if found is None:
-                found = str(uuid.uuid4()) if level is ResourceType.PATIENT else generate_uid(prefix=_UID_ROOT[level])
+                if level is ResourceType.PATIENT:
+                    found = str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+                else:  # 120 random bits after DCMTK's root: unique, and no system call per UID
+                    found = _UID_ROOT[level] + str(self._random.getrandbits(120))
                 self.uid_map[key] = found
             return found
 
