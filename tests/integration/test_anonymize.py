@@ -109,3 +109,30 @@ def test_bulk_anonymize_and_keep_source(client):
     assert len(studies) == 1  # both instances land in the same new study
     assert sorted(client.get("/studies").json()) == studies  # the sources are gone
     assert client.post("/tools/bulk-anonymize", {"Resources": "x"}).status == 400
+
+
+def test_anonymize_inside_sequences(client):
+    """Orthanc 1.9.5+: inside sequences, anonymization removes the profile's X tags, the private
+    tags and the cleared tags that are not strings, and empties the cleared strings."""
+    ds = dicomgen.make_dataset(dicomgen.Spec(patient=5, rows=0, columns=0))
+    item = pydicom.Dataset()
+    item.add_new(0x00090010, "LO", "Lunit")
+    item.add_new(0x00091002, "UN", b"ABCD")
+    item.add_new(0x00160071, "DS", "-12")  # GPS latitude: removed
+    item.add_new(0x00340005, "OB", b"13")  # cleared, but not a string: removed
+    item.StudyDescription = "Hello"  # removed
+    item.StudyDate = "20210705"  # cleared
+    inner = pydicom.Dataset()
+    inner.PatientID = "HELLO"
+    item.ReferencedStudySequence = pydicom.Sequence([inner])  # removed
+    item.CodeMeaning = "MEANING1"
+    code = pydicom.Dataset()
+    code.CodeMeaning = "MEANING2"
+    item.EquivalentCodeSequence = pydicom.Sequence([code])
+    ds.MappingResourceIdentificationSequence = pydicom.Sequence([item])
+    u = client.upload(dicomgen.to_bytes(ds))
+    r = client.post(f"/studies/{u['ParentStudy']}/anonymize", {}).json()
+    (inst,) = client.get(f"/studies/{r['ID']}/instances").json()
+    tags = client.get(f"/instances/{inst['ID']}/tags?short").json()
+    (out,) = tags["0008,0124"]
+    assert out == {"0008,0020": "", "0008,0104": "MEANING1", "0008,0121": [{"0008,0104": "MEANING2"}]}
