@@ -70,6 +70,7 @@ class Plan:
             "Resources": self.resources,
             "OutputLevel": self.output_level.label if self.output_level is not None else None,
             "PatientName": self.mod.replacements.get(mt.PATIENT_NAME) if self.anonymize else None,
+            "UidMap": self.mod.export_map(),
         }
 
 
@@ -275,6 +276,7 @@ async def _modify_all(ctx: ServerContext, job: Job | None, plan: Plan) -> _Outco
     todo = iter(enumerate(plan.sources))
     done = 0
     results: list[PublicIds | None] = [None] * total
+    save_every = max(1, total // 20)
 
     async def worker() -> None:
         nonlocal done
@@ -299,6 +301,9 @@ async def _modify_all(ctx: ServerContext, job: Job | None, plan: Plan) -> _Outco
                 outcome.failed += 1
             done += 1
             if job is not None:
+                if job.spec is not None and done % save_every == 0:
+                    # a job rebuilt from its spec gives the instances done the same UIDs again
+                    job.spec["UidMap"] = plan.mod.export_map()
                 await job.checkpoint(done * 100 // (total + 1))
 
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(_IN_FLIGHT, max(total, 1)))]
@@ -438,6 +443,7 @@ def _factory(ctx: ServerContext) -> Callable[[dict[str, Any]], Callable[[Job], A
                 check=False,
                 patient_name=spec.get("PatientName"),
             )
+            plan.mod.import_map(spec.get("UidMap") or [])
             return await run(ctx, job, plan)
 
         return rebuilt

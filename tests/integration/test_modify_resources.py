@@ -179,3 +179,26 @@ def test_bad_requests_answer_orthanc_errors(client):
     assert r.status == 400 and "forbidden" in r.json()["Details"]
     assert client.post("/studies/nope/modify", {}).status == 404
     assert len(client.get("/instances").json()) == 1  # nothing stored by a refused request
+
+
+def test_job_rebuilt_from_its_spec_gives_the_same_uids(server):
+    """SaveJobs/resubmit: the registered factory runs the job again from its spec; the UIDs
+    already handed out are kept, so the instances done before are not stored twice."""
+    import asyncio
+
+    from orthanc_py.core.jobs import Job
+
+    client = server.client()
+    up = _study(client, patient=8, series=1, per_series=2, rows=0)
+    job = client.post(f"/studies/{up[0]['ParentStudy']}/modify", {"Replace": {"StudyDescription": "B"}}).json()
+    instances = sorted(client.get("/instances").json())
+    assert len(instances) == 4
+    ctx = server.ctx
+    assert ctx is not None and server._loop is not None
+    factory = ctx.jobs._factories["ResourceModification"]
+    (record,) = [j for j in ctx.jobs.all() if j.type == "ResourceModification"]
+    assert record.spec is not None and record.spec["UidMap"]
+    run = factory(record.spec)
+    again = asyncio.run_coroutine_threadsafe(run(Job("x", "ResourceModification", 0)), server._loop).result(30)
+    assert again["ID"] == job["ID"]
+    assert sorted(client.get("/instances").json()) == instances  # stored already: nothing new
