@@ -267,6 +267,8 @@ class _Outcome:
     first: PublicIds | None = None
     series_instance: dict[str, str] = field(default_factory=dict)
     """One new instance per new series: the parents' main tags are rebuilt from it."""
+    per_source: list[PublicIds | None] = field(default_factory=list)
+    """The new identifiers of each source instance (None: it failed, in a permissive job)."""
 
 
 async def _modify_all(ctx: ServerContext, job: Job | None, plan: Plan) -> _Outcome:
@@ -314,6 +316,7 @@ async def _modify_all(ctx: ServerContext, job: Job | None, plan: Plan) -> _Outco
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    outcome.per_source = results
     for ids in results:
         if ids is None:
             continue
@@ -396,11 +399,7 @@ async def run(ctx: ServerContext, job: Job | None, plan: Plan) -> dict[str, Any]
             if err.code is not ErrorCode.UNKNOWN_RESOURCE:
                 raise
     if plan.mod.keep_labels:
-        by_source: list[PublicIds | None] = []
-        it = iter(outcome.ids)
-        for _src in plan.sources:
-            by_source.append(next(it, None))
-        await _labels_after(ctx, plan, labels, by_source)
+        await _labels_after(ctx, plan, labels, outcome.per_source)
     if not plan.keep_source:
         await _delete_sources(ctx, plan, {ids.instance for ids in outcome.ids})
     content: dict[str, Any] = {
