@@ -501,8 +501,8 @@ def _text(ds: Dataset, tag: int) -> str:
 
 def _clear(ds: Dataset, tag: int) -> None:
     if tag in ds:
-        elem = ds[tag]
-        ds[tag] = DataElement(tag, elem.VR, DicomSequence([]) if elem.VR == "SQ" else None)
+        vr = _elem_vr(ds, tag)
+        ds[tag] = DataElement(tag, vr, DicomSequence([]) if vr == "SQ" else None)
 
 
 _Visit = Callable[[tuple[tuple[int, int], ...], int, DataElement], "tuple[str, Any] | None"]
@@ -614,14 +614,15 @@ def apply(ds: Dataset, mod: Modification) -> None:
                 mod._register(_text(ds, tag), str(mod.replacements[tag]), level)
     if mod.remove_private_tags:
         _remove_private(ds, mod.private_to_keep)
-    for tag in mod.clearings:
-        _clear(ds, tag)
-    for tag in mod.removals:
-        if tag in ds:
-            del ds[tag]
-    if mod.ranges:
-        for tag in [t for t in ds.keys() if mod.is_removed(int(t))]:
-            del ds[tag]
+    # clearings, then removals (a tag is in one of them at most): one pass over the elements,
+    # the profiles list hundreds of tags a file does not have
+    removals, clearings, ranges = mod.removals, mod.clearings, mod.ranges
+    for key in list(ds.keys()):
+        tag = int(key)
+        if tag in removals or (ranges and mod.is_removed(tag)):
+            del ds[key]
+        elif tag in clearings:
+            _clear(ds, tag)
     for tag, value in mod.replacements.items():
         _set(mod, ds, tag, value)
     for level, tag in _UID_OF_LEVEL.items():
@@ -726,6 +727,45 @@ def _raw_bytes(raw: RawDataElement, implicit: bool, little: bool) -> bytes | Non
     return struct.pack(end + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
 
 
+_ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "TM", "DS", "IS", "UI", "UR"})
+_TEXT_VRS = frozenset({"LO", "LT", "SH", "ST", "UC", "UT"})
+
+
+def _header(tag: int, vr: str, length: int, implicit: bool, little: bool) -> bytes:
+    end = "<" if little else ">"
+    if implicit:
+        return struct.pack(end + "HHI", tag >> 16, tag & 0xFFFF, length)
+    if vr in _LONG_VRS:
+        return struct.pack(end + "HH2sHI", tag >> 16, tag & 0xFFFF, vr.encode(), 0, length)
+    return struct.pack(end + "HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length)
+
+
+def _text_bytes(elem: DataElement, implicit: bool, little: bool, encoding: str | None) -> bytes | None:
+    """A new single-valued string element (the common case of a modification: replaced,
+    cleared or mapped values), encoded without pydicom's writer; None: let pydicom do it."""
+    vr, value = elem.VR, elem.value
+    if value is None or value == "":
+        raw = b""
+    elif type(value) is not str and not (vr == "UI" and isinstance(value, str)):
+        return None
+    elif vr in _ASCII_VRS:
+        if not value.isascii():
+            return None
+        raw = value.encode()
+    elif vr in _TEXT_VRS and encoding is not None:
+        try:
+            raw = value.encode(encoding)
+        except UnicodeEncodeError:
+            return None
+    else:
+        return None
+    if len(raw) % 2:
+        raw += b"\0" if vr == "UI" else b" "
+    if not implicit and vr not in _LONG_VRS and len(raw) > 0xFFFF:
+        return None
+    return _header(int(elem.tag), vr, len(raw), implicit, little) + raw
+
+
 def _fast_write(ds: Dataset, preamble: bytes) -> bytes:
     """The header of a Part 10 file: the elements nobody touched are copied from their raw
     bytes, the others encoded by pydicom (pydicom's own writer costs ~2 ms per header)."""
@@ -735,12 +775,18 @@ def _fast_write(ds: Dataset, preamble: bytes) -> bytes:
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = little, implicit
     encodings = getattr(ds, "_character_set", None)
+    single = encodings[0] if isinstance(encodings, list) and len(encodings) == 1 else None
     elements = ds._dict
     for tag in sorted(elements, key=int):  # BaseTag's own comparison is slow
         if tag & 0xFFFF == 0:
             continue  # group lengths: optional, and stale after a modification
         elem = elements[tag]
-        chunk = _raw_bytes(elem, implicit, little) if isinstance(elem, RawDataElement) else None
+        if isinstance(elem, RawDataElement):
+            chunk = _raw_bytes(elem, implicit, little)
+        elif elem.VR in _ASCII_VRS or elem.VR in _TEXT_VRS:
+            chunk = _text_bytes(elem, implicit, little, single)
+        else:
+            chunk = None
         if chunk is None:
             write_data_element(fp, elem, encodings)
         else:

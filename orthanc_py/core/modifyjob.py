@@ -390,6 +390,17 @@ def _resource_json(level: ResourceType, public_id: str) -> dict[str, str]:
 async def run(ctx: ServerContext, job: Job | None, plan: Plan) -> dict[str, Any]:
     """The job's body: modify, store, rebuild the parents, carry labels, clean up; the
     job's public content (Orthanc's answer in synchronous mode)."""
+    content: dict[str, Any] = {
+        "Description": "REST API",
+        "FailedInstancesCount": 0,
+        "InstancesCount": len(plan.sources),
+        "IsAnonymization": plan.anonymize,
+        "ParentResources": sorted(plan.resources),
+    }
+    if plan.transcode is not None:
+        content["Transcode"] = plan.transcode
+    if job is not None:
+        job.content.update(content)  # what /jobs/{id} shows while the job runs
     labels = await _labels_before(ctx, plan) if plan.mod.keep_labels else {}
     outcome = await _modify_all(ctx, job, plan)
     for instance in outcome.series_instance.values():
@@ -402,15 +413,7 @@ async def run(ctx: ServerContext, job: Job | None, plan: Plan) -> dict[str, Any]
         await _labels_after(ctx, plan, labels, outcome.per_source)
     if not plan.keep_source:
         await _delete_sources(ctx, plan, {ids.instance for ids in outcome.ids})
-    content: dict[str, Any] = {
-        "Description": "REST API",
-        "FailedInstancesCount": outcome.failed,
-        "InstancesCount": len(plan.sources),
-        "IsAnonymization": plan.anonymize,
-        "ParentResources": sorted(plan.resources),
-    }
-    if plan.transcode is not None:
-        content["Transcode"] = plan.transcode
+    content["FailedInstancesCount"] = outcome.failed
     if plan.output_level is not None:
         if outcome.first is not None:
             level = plan.output_level
