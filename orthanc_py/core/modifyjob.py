@@ -27,7 +27,8 @@ from . import ingest
 from .context import ServerContext
 from .files import InstanceFile, files_in, instances_under, read_dicom
 from .jobs import Job
-from .modify import Modification, apply, modify_bytes, parse_anonymize, parse_modify, parse_transcode
+from .modify import Modification, apply, parse_anonymize, parse_modify, parse_transcode
+from .modifyfile import modify_bytes
 from .reconstruct import reconstruct
 from .resources import delete
 
