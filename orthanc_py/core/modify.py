@@ -22,7 +22,6 @@ import random
 import re
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -498,9 +497,6 @@ def _clear(ds: Dataset, tag: int) -> None:
     if tag in ds:
         vr = _elem_vr(ds, tag)
         ds[tag] = DataElement(tag, vr, DicomSequence([]) if vr == "SQ" else None)
-
-
-_Visit = Callable[[tuple[tuple[int, int], ...], int, DataElement], "tuple[str, Any] | None"]
 
 
 def _relationships(mod: Modification, ds: Dataset) -> None:
