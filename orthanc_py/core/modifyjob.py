@@ -33,7 +33,7 @@ from .reconstruct import reconstruct
 from .resources import delete
 
 JOB_TYPE = "ResourceModification"
-_IN_FLIGHT = 4
+_IN_FLIGHT = 8  # files held at once; more overlap of the stores' fsyncs (4: ~20% slower)
 _SEQUENCE = "AnonymizationSequence"
 _PATIENT_TAGS = tuple(mt.MAIN_TAGS[ResourceType.PATIENT])
 _TOP = (ResourceType.PATIENT, ResourceType.STUDY, ResourceType.SERIES)
@@ -261,6 +261,17 @@ def _work(ctx: ServerContext, plan: Plan, src: _Source) -> tuple[bytes, PublicId
     return out, _ids_of(seen[0])
 
 
+def _origin(plan: Plan, src: _Source, new: PublicIds) -> ingest.Origin:
+    """ModifiedFrom/AnonymizedFrom on the new instance, and on each parent that changed."""
+    kind = int(MetadataType.ANONYMIZED_FROM if plan.anonymize else MetadataType.MODIFIED_FROM)
+    meta: list[tuple[ResourceType, int, str]] = [(ResourceType.INSTANCE, kind, src.file.public_id)]
+    for level in _TOP:
+        old = src.parents[level]
+        if old and old != getattr(new, level.name.lower()):
+            meta.append((level, kind, old))
+    return ingest.Origin("RestApi", metadata=tuple(meta))
+
+
 @dataclass
 class _Outcome:
     ids: list[PublicIds] = field(default_factory=list)
@@ -274,7 +285,6 @@ class _Outcome:
 
 async def _modify_all(ctx: ServerContext, job: Job | None, plan: Plan) -> _Outcome:
     outcome = _Outcome()
-    kind = MetadataType.ANONYMIZED_FROM if plan.anonymize else MetadataType.MODIFIED_FROM
     total = len(plan.sources)
     todo = iter(enumerate(plan.sources))
     done = 0
@@ -286,13 +296,7 @@ async def _modify_all(ctx: ServerContext, job: Job | None, plan: Plan) -> _Outco
         for index, src in todo:
             try:
                 data, new = await ctx.run(_work, ctx, plan, src)
-                meta: list[tuple[ResourceType, int, str]] = [(ResourceType.INSTANCE, int(kind), src.file.public_id)]
-                for level in _TOP:
-                    old = src.parents[level]
-                    if old and old != getattr(new, level.name.lower()):
-                        meta.append((level, int(kind), old))
-                origin = ingest.Origin("RestApi", metadata=tuple(meta))
-                result = await ingest.store(ctx, data, origin)
+                result = await ingest.store(ctx, data, _origin(plan, src, new))
                 if result.status is ingest.StoreStatus.FILTERED_OUT:
                     raise OrthancError(
                         ErrorCode.CANNOT_STORE_INSTANCE, f"Error while storing a modified instance {src.file.public_id}"
