@@ -72,7 +72,7 @@ _LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN
 
 def _raw_bytes(raw: RawDataElement, implicit: bool, little: bool) -> bytes | None:
     """An element read and left alone, encoded again from its raw value (no conversion)."""
-    value = raw.value
+    value = raw.value if raw.value is not None else b""  # pydicom reads an empty value as None
     if (
         not isinstance(value, bytes)
         or raw.length == 0xFFFFFFFF
@@ -134,9 +134,11 @@ def _text_bytes(elem: DataElement, implicit: bool, little: bool, encoding: str |
     return _header(int(elem.tag), vr, len(raw), implicit, little) + raw
 
 
-def _fast_write(ds: Dataset, preamble: bytes) -> bytes:
+def _fast_write(ds: Dataset, preamble: bytes, tail: int = 0) -> bytes:
     """The header of a Part 10 file: the elements nobody touched are copied from their raw
-    bytes, the others encoded by pydicom (pydicom's own writer costs ~2 ms per header)."""
+    bytes, the others encoded by pydicom (pydicom's own writer costs ~2 ms per header). Group
+    lengths the file had are written again with their new values, as DCMTK does (`tail`: the
+    bytes of the pixel data group that follow the header)."""
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     implicit = syntax == "1.2.840.10008.1.2"
     little = syntax != "1.2.840.10008.1.2.2"
@@ -145,9 +147,16 @@ def _fast_write(ds: Dataset, preamble: bytes) -> bytes:
     encodings = getattr(ds, "_character_set", None)
     single = encodings[0] if isinstance(encodings, list) and len(encodings) == 1 else None
     elements = ds._dict
+    lengths: dict[int, int] = {}  # group -> where its group length value is
+    ends: dict[int, int] = {}  # group -> where its last element ends
     for tag in sorted(elements, key=int):  # BaseTag's own comparison is slow
+        group = tag >> 16
         if tag & 0xFFFF == 0:
-            continue  # group lengths: optional, and stale after a modification
+            fp.write(_header(int(tag), "UL", 4, implicit, little))
+            lengths[group] = fp.tell()
+            fp.write(b"\0\0\0\0")  # filled in below
+            ends[group] = fp.tell()
+            continue
         elem = elements[tag]
         if isinstance(elem, RawDataElement):
             chunk = _raw_bytes(elem, implicit, little)
@@ -159,13 +168,21 @@ def _fast_write(ds: Dataset, preamble: bytes) -> bytes:
             write_data_element(fp, elem, encodings)
         else:
             fp.write(chunk)
+        ends[group] = fp.tell()
+    body = fp.getvalue()
+    if lengths:
+        buf = bytearray(body)
+        for group, at in lengths.items():
+            value = ends[group] - (at + 4) + (tail if group == mt.PIXEL_DATA >> 16 else 0)
+            struct.pack_into("<I" if little else ">I", buf, at, value)
+        body = bytes(buf)
     meta = DicomBytesIO()
     meta.is_little_endian, meta.is_implicit_VR = True, False
     for tag in sorted(ds.file_meta._dict, key=int):
         if tag != 0x00020000:
             write_data_element(meta, ds.file_meta[tag])
-    group = meta.getvalue()
-    return preamble + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(group)) + group + fp.getvalue()
+    group_bytes = meta.getvalue()
+    return preamble + b"DICM" + struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(group_bytes)) + group_bytes + body
 
 
 def _syntax_of(data: bytes) -> str:
@@ -204,7 +221,8 @@ def modify_bytes(
         if not any(int(t) > mt.PIXEL_DATA for t in ds.keys()):
             if identifiers is not None:
                 identifiers(_identifiers(ds))
-            return b"".join((_fast_write(ds, data[:128]), memoryview(data)[pixel_offset:]))
+            tail = len(data) - pixel_offset
+            return b"".join((_fast_write(ds, data[:128], tail), memoryview(data)[pixel_offset:]))
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     apply(ds, mod)
     if identifiers is not None:

@@ -202,3 +202,12 @@ def test_job_rebuilt_from_its_spec_gives_the_same_uids(server):
     again = asyncio.run_coroutine_threadsafe(run(Job("x", "ResourceModification", 0)), server._loop).result(30)
     assert again["ID"] == job["ID"]
     assert sorted(client.get("/instances").json()) == instances  # stored already: nothing new
+
+
+def test_modify_keeps_empty_elements(client):
+    """An element of length 0 (read back as None by pydicom) is copied as it is."""
+    u = client.upload(dicomgen.make(patient=9, rows=8, columns=8, accession=""))
+    r = client.post(f"/studies/{u['ParentStudy']}/modify", {"Replace": {"PatientName": "E"}})
+    assert r.status == 200, r.body
+    (ds,) = _datasets(client, "studies", r.json()["ID"])
+    assert ds.AccessionNumber == "" and "AccessionNumber" in ds and str(ds.PatientName) == "E"
