@@ -26,7 +26,7 @@ from ..model.ids import PublicIds, compute
 from . import ingest
 from .context import ServerContext
 from .files import InstanceFile, files_in, instances_under, read_dicom
-from .jobs import Job
+from .jobs import Job, request_priority
 from .modify import Modification, apply, parse_anonymize, parse_modify, parse_transcode
 from .modifyfile import modify_bytes
 from .reconstruct import reconstruct
@@ -269,7 +269,8 @@ def _origin(plan: Plan, src: _Source, new: PublicIds) -> ingest.Origin:
         old = src.parents[level]
         if old and old != getattr(new, level.name.lower()):
             meta.append((level, kind, old))
-    return ingest.Origin("RestApi", metadata=tuple(meta))
+    # a file transcoded on purpose is stored as it is (no IngestTranscoding), as Orthanc
+    return ingest.Origin("RestApi", metadata=tuple(meta), skip_ingest_transcoding=plan.transcode is not None)
 
 
 @dataclass
@@ -467,9 +468,7 @@ async def run_sync_or_submit(ctx: ServerContext, plan: Plan) -> dict[str, Any]:
     """Orthanc's SubmitThreadedInstancesJob: synchronous by default (the answer is the job's
     content, a failure is the job's error), or the job's ID with "Asynchronous"."""
     body = plan.body
-    priority = body.get("Priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'The value of "Priority" must be an integer')
+    priority = request_priority(body)
 
     async def job_run(job: Job) -> dict[str, Any]:
         return await run(ctx, job, plan)
@@ -477,11 +476,7 @@ async def run_sync_or_submit(ctx: ServerContext, plan: Plan) -> dict[str, Any]:
     job = ctx.jobs.submit(JOB_TYPE, job_run, priority, spec=plan.spec())
     if body.get("Asynchronous") is True or body.get("Synchronous") is False:
         return {"ID": job.id, "Path": f"/jobs/{job.id}"}
-    while job.state in ("Pending", "Running", "Paused"):
-        if job.task is not None and not job.task.done():
-            await asyncio.wait([job.task], timeout=0.5)
-        else:
-            await asyncio.sleep(0.01)
+    await job.wait()
     if job.state != "Success":
         try:
             code = ErrorCode.from_code(job.error_code)

@@ -10,8 +10,10 @@ from . import (
     admin,
     attachments,
     bulk,
+    create,
     instances,
     jobs,
+    mergesplit,
     metadata,
     modalities,
     modify,
@@ -22,6 +24,7 @@ from . import (
     settings,
     system,
     tools,
+    webdav,
 )
 from .common import CTX
 
@@ -35,6 +38,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         settings,
         instances,
         modify,
+        mergesplit,
+        create,
         resources,
         attachments,
         metadata,
@@ -45,6 +50,8 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         admin,
         bulk,
         scripting,
+        webdav,
     ):
         module.setup(app.router)
     modifyjob.register(ctx)  # ResourceModification jobs can be rebuilt (SaveJobs, resubmit)
+    mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)

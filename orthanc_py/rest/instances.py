@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from typing import Any
@@ -9,13 +10,13 @@ from typing import Any
 import pydicom
 from aiohttp import web
 
+from ..core import createdicom, ingest
 from ..core import files as core_files
-from ..core import ingest
 from ..core import resources as core_res
 from ..core.context import ServerContext
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
-from ..imaging import render
+from ..imaging import render, transcode
 from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
 from ..web.middleware import FROM_LUA, USERNAME
@@ -100,6 +101,18 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await core_files.dicom_file(ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
+    if "transcode" in request.query:  # Orthanc 1.12.2 (lossy-quality: 1.12.7)
+        target = transcode.checked_target(request.query["transcode"])
+        quality = ctx.settings.lossy_quality
+        if "lossy-quality" in request.query:
+            try:
+                quality = transcode.lossy_quality(request.query["lossy-quality"])
+            except ValueError as exc:
+                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
+        if data is None:
+            data = await ctx.run(core_files.read_attachment_blocking, ctx, att)
+        body = await ctx.run(functools.partial(transcode.transcode_or_error, data, target, quality=quality))
+        return web.Response(body=body, headers=headers)
     if data is None:
         path = core_files.attachment_path(ctx, att)
         if path is not None:
@@ -240,14 +253,14 @@ async def preview(request: web.Request) -> web.StreamResponse:
 
 
 async def pdf(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/pdf: the encapsulated PDF document, 404 when the instance holds none."""
-    ds = await _dataset(request, with_pixels=True)
-    doc = ds.get(0x00420011)
-    if doc is None or str(getattr(ds, "MIMETypeOfEncapsulatedDocument", "")) != "application/pdf":
+    """GET /instances/{id}/pdf: the document of an Encapsulated PDF instance (Orthanc's
+    ExtractPdf: SOP class and MIME type must say PDF), a bare 404 for any other instance."""
+    ctx = ctx_of(request)
+    data = await core_files.read_dicom(ctx, request.match_info["id"])
+    body = await ctx.run(createdicom.extract_pdf, data)
+    if body is None:
         return empty_404()
-    body = bytes(doc.value)
-    end = body.rfind(b"%%EOF")
-    return web.Response(body=body[: end + 5] if end >= 0 else body, content_type="application/pdf")
+    return web.Response(body=body, content_type="application/pdf")
 
 
 def setup(router: web.UrlDispatcher) -> None:
