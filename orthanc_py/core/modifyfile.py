@@ -213,7 +213,8 @@ def modify_bytes(
 ) -> bytes:
     """Worker thread: the modified file. When the file ends with its pixel data (nearly always)
     and no transcoding is asked, only the header is parsed and written again. `identifiers`
-    is told the four identifiers of the new file (PatientID and the three UIDs)."""
+    is told the four identifiers of the new file (PatientID and the three UIDs).
+    `strict_transcode` (a single instance): a file that cannot be transcoded is an error."""
     if transcode is None and _header_only(data, pixel_offset, _syntax_of(data)):
         assert pixel_offset is not None
         ds = pydicom.dcmread(io.BytesIO(data[:pixel_offset]), force=True)
@@ -239,8 +240,12 @@ def modify_bytes(
                     ErrorCode.INTERNAL_ERROR, f"Cannot transcode to transfer syntax: {transcode}"
                 ) from None
             return _write(ds)  # a job keeps the original transfer syntax (Orthanc logs a warning)
-        if uid is not None and ds.get("SOPInstanceUID") != uid:  # lossy transcoding: keep the UID
+        if uid is not None and ds.get("SOPInstanceUID") != uid and not strict_transcode:
+            # lossy transcoding gave a new UID: a job puts the modified one back so references
+            # across the resource hold (Orthanc's ResourceModificationJob); a single instance
+            # keeps the transcoder's
             ds.SOPInstanceUID = uid
+            ds.file_meta.MediaStorageSOPInstanceUID = uid
             return _write(ds)
         return out
     return _write(ds)
