@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core import modifyjob
 from ..core.context import ServerContext
 from . import (
     admin,
+    archive,
     attachments,
     bulk,
     create,
+    images,
     instances,
     jobs,
     mergesplit,
@@ -37,6 +40,7 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         tools,
         settings,
         instances,
+        images,
         modify,
         mergesplit,
         create,
@@ -50,9 +54,11 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         admin,
         bulk,
         scripting,
+        archive,
         webdav,
         storagecommitment,
     ):
         module.setup(app.router)
+    modifyjob.register(ctx)  # ResourceModification jobs can be rebuilt (SaveJobs, resubmit)
     mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)
     storagecommitment.register_jobs(ctx)
