@@ -239,6 +239,7 @@ class Modality:
 
     def __init__(self, aet: str, status: int = 0x0000) -> None:
         self.aet = aet
+        self.status = status
         self.reports: list[dict[str, Any]] = []
         self.received = threading.Event()
         ae = AE(ae_title=aet)
@@ -257,7 +258,7 @@ class Modality:
                 }
             )
             self.received.set()
-            return status, None
+            return self.status, None
 
         self.server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
         self.port = self.server.server_address[1]
@@ -347,6 +348,16 @@ def test_report_refused_by_the_modality_fails_the_job(make_server: Any) -> None:
         assert job["State"] == "Failure" and job["ErrorCode"] == 9
         assert job["ErrorDetails"] == "Storage commitment - The request cannot be handled by remote AET: PYMOD"
         assert job["Progress"] == 67  # set-up and one lookup of three commands, as Orthanc counts
+        # resubmitted, the job is rebuilt from its spec (as after a restart with SaveJobs) and
+        # reports the same transaction again
+        m.status, m.received = 0x0000, threading.Event()
+        assert c.post(f"/jobs/{job['ID']}/resubmit", "").status == 200
+        assert m.received.wait(10)
+        deadline = time.monotonic() + 10
+        while (job := c.get(f"/jobs/{job['ID']}").json())["State"] != "Success":
+            assert time.monotonic() < deadline, job
+            time.sleep(0.02)
+        assert job["Content"]["TransactionUid"] == "2.25.44" and m.reports[-1]["dataset"].TransactionUID == "2.25.44"
     finally:
         m.stop()
 
