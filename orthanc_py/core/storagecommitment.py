@@ -31,8 +31,6 @@ from .files import files_in, instances_under
 from .jobs import Job
 from .resources import delete, lookup_in
 
-__all__ = ["FailureReason", "Report", "new_transaction_uid"]
-
 log = logging.getLogger("orthanc_py.storagecommitment")
 
 JOB_TYPE = "StorageCommitmentScp"
