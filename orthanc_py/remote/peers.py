@@ -7,6 +7,7 @@ NetworkProtocol with libcurl's words for the reason."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,9 @@ class PeerClient:
         hdrs = dict(peer.http_headers)
         if headers:
             hdrs.update(headers)
-        auth = aiohttp.BasicAuth(peer.username, peer.password) if peer.username else None
+        if peer.username:
+            token = base64.b64encode(f"{peer.username}:{peer.password}".encode()).decode("ascii")
+            hdrs["Authorization"] = f"Basic {token}"
         kw: dict[str, Any] = {}
         if peer.url.startswith("https://"):
             kw["ssl"] = self._ssl_context(peer)
@@ -123,7 +126,6 @@ class PeerClient:
                 peer.url + path,
                 data=body,
                 headers=hdrs,
-                auth=auth,
                 timeout=aiohttp.ClientTimeout(total=seconds, connect=seconds),
                 allow_redirects=True,
                 **kw,
