@@ -33,7 +33,7 @@ log = logging.getLogger("orthanc_py.peers")
 STORE_JOB = "OrthancPeerStore"
 PROPERTY = "OrthancPeers"
 """The index property that holds the peers when OrthancPeersInDatabase is true."""
-IN_FLIGHT = 4
+IN_FLIGHT = 8
 """Uploads of a job in flight at the same time (on keep-alive connections)."""
 
 Run = Callable[..., Awaitable[dict[str, Any]]]
