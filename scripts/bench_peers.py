@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dicomgen  # noqa: E402
-from bench_servers import ORTHANC_BIN, REPO, free_port  # noqa: E402
+import dicomgen
+from bench_servers import ORTHANC_BIN, REPO, free_port
 
 
 def call(url: str, method: str = "GET", body: bytes | None = None) -> object:

@@ -227,12 +227,12 @@ def _identifiers(txn: Transaction, rid: int) -> dict[int, str]:
 
 
 async def prepare_store(
-    ctx: ServerContext, name: str, resources: Sequence[str], body: dict[str, Any]
+    ctx: ServerContext, name: str, resources: Sequence[str], body: dict[str, Any], exports: bool = True
 ) -> dict[str, Any]:
     """The spec of an OrthancPeerStore job for a request: its instances (looked up now, as
     Orthanc does, with the /exports entries), the peer (its configuration with passwords, as
     Orthanc's serialized job), the options and the Content the job shows from its start."""
-    log_exports = ctx.settings.log_exported_resources
+    log_exports = exports and ctx.settings.log_exported_resources
     date = now_iso()
     if log_exports:
         instances = await ctx.index.write(lambda txn: _exports_and_instances(txn, resources, name, True, date))
@@ -392,9 +392,10 @@ async def submit_store(
 
 
 async def send_now(ctx: ServerContext, name: str, resources: Sequence[str]) -> None:
-    """Lua's SendToPeer: the instances go at once, without a job of their own (Orthanc's Lua
-    store-peer operation); NetworkProtocol when the peer does not take one."""
-    spec = await prepare_store(ctx, name, resources, {})
+    """Lua's SendToPeer: the instances go at once, without a job of their own and without
+    /exports entries (Orthanc's Lua store-peer operation); NetworkProtocol when the peer does
+    not take one."""
+    spec = await prepare_store(ctx, name, resources, {}, exports=False)
     await store_job(ctx, spec)(None)
 
 

@@ -288,3 +288,61 @@ def test_with_the_real_orthanc_both_ways(make_server: Any, tmp_path: Path) -> No
         assert answer["InstancesCount"] == 5 and answer["FailedInstancesCount"] == 0
         assert len(cb.get("/instances").json()) == 5
         assert orthanc("/peers/py/system")["Name"] == "MyOrthanc"
+
+
+class _FlakyPeer:
+    """A minimal HTTP peer: POST /instances answers 500 until `accept` is set, then 200 with
+    what it received kept (for the resubmit of a failed job)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        owner = self
+        self.accept = False
+        self.received: list[bytes] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ok = owner.accept
+                if ok:
+                    owner.received.append(body)
+                self.send_response(200 if ok else 500)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_failed_job_resubmitted_from_its_spec(make_server: Any) -> None:
+    """The job type is registered: a resubmitted job is rebuilt from its spec (as after a
+    restart with SaveJobs) and sends everything again."""
+    peer = _FlakyPeer()
+    try:
+        c = make_server({"OrthancPeers": {"flaky": [f"http://127.0.0.1:{peer.port}/"]}}).client()
+        for i in range(3):
+            c.upload(dicomgen.make(patient=10, instance=i, rows=8, columns=8))
+        study = c.get("/studies").json()[0]
+        job_id = c.post("/peers/flaky/store", {"Resources": [study], "Asynchronous": True}).json()["ID"]
+        job = wait_job(c, job_id)
+        assert (job["State"], job["ErrorCode"]) == ("Failure", 9)
+        peer.accept = True
+        assert c.post(f"/jobs/{job_id}/resubmit", {}).status == 200
+        job = wait_job(c, job_id)
+        assert job["State"] == "Success" and job["Content"]["InstancesCount"] == 3
+        assert len(peer.received) == 3
+        assert int(job["Content"]["Size"]) == sum(len(b) for b in peer.received)
+    finally:
+        peer.stop()
