@@ -346,3 +346,73 @@ def test_failed_job_resubmitted_from_its_spec(make_server: Any) -> None:
         assert int(job["Content"]["Size"]) == sum(len(b) for b in peer.received)
     finally:
         peer.stop()
+
+
+def test_timeouts_and_proxy(make_server: Any) -> None:
+    """A peer that never answers: the peer's Timeout, else HttpTimeout, then Orthanc's
+    'Timeout was reached'; HttpProxy is where requests go (here a proxy that refuses)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+    try:
+        c = make_server({"HttpTimeout": 1, "OrthancPeers": {"p": {"Url": url, "Timeout": 1}, "q": [url]}}).client()
+        for name in ("p", "q"):
+            started = time.monotonic()
+            r = c.get(f"/peers/{name}/system")
+            assert (r.status, r.json()["Details"]) == (500, "libCURL error: Timeout was reached")
+            assert time.monotonic() - started < 5
+    finally:
+        silent.close()
+    target = make_server()
+    c = make_server(
+        {
+            "HttpProxy": f"127.0.0.1:{dead_port()}",
+            "OrthancPeers": {"b": [f"http://127.0.0.1:{target.port}/"]},
+        }
+    ).client()
+    assert c.get("/peers/b/system").json()["Details"] == "libCURL error: Couldn't connect to server"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/openssl"), reason="openssl is not installed")
+def test_https_peer_verification(make_server: Any, tmp_path: Path) -> None:
+    """An HTTPS peer with a self-signed certificate: refused as Orthanc refuses it (curl's
+    words), taken with HttpsVerifyPeers false, or with the certificate as HttpsCACertificates."""
+    import http.server
+    import json
+    import ssl
+    import subprocess
+    import threading
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"Name": "tls"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    peers = {"OrthancPeers": {"tls": {"Url": f"https://127.0.0.1:{server.server_address[1]}/"}}}
+    try:
+        r = make_server(peers).client().get("/peers/tls/system")
+        assert r.json()["Details"] == "libCURL error: SSL peer certificate or SSH remote key was not OK"
+        for extra in ({"HttpsVerifyPeers": False}, {"HttpsCACertificates": str(cert)}):
+            assert make_server({**peers, **extra}).client().get("/peers/tls/system").json() == {"Name": "tls"}
+    finally:
+        server.shutdown()
+        server.server_close()
