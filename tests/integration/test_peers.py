@@ -294,17 +294,19 @@ class _FlakyPeer:
     """A minimal HTTP peer: POST /instances answers 500 until `accept` is set, then 200 with
     what it received kept (for the resubmit of a failed job)."""
 
-    def __init__(self) -> None:
+    def __init__(self, accept: bool = False, delay: float = 0.0) -> None:
         import http.server
         import threading
 
         owner = self
-        self.accept = False
+        self.accept = accept
+        self.delay = delay
         self.received: list[bytes] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                time.sleep(owner.delay)
                 ok = owner.accept
                 if ok:
                     owner.received.append(body)
@@ -416,3 +418,43 @@ def test_https_peer_verification(make_server: Any, tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_pause_resume_and_cancel_between_instances(make_server: Any) -> None:
+    """A job stops at its checkpoints (one per instance): paused, it sends no more until
+    resumed; cancelled, it ends as CanceledJob with the rest not sent."""
+    peer = _FlakyPeer(accept=True, delay=0.05)
+    try:
+        c = make_server({"OrthancPeers": {"slow": [f"http://127.0.0.1:{peer.port}/"]}}).client()
+        for i in range(60):
+            c.upload(dicomgen.make(patient=11, instance=i, rows=8, columns=8))
+        study = c.get("/studies").json()[0]
+        body = {"Resources": [study], "Asynchronous": True}
+        job_id = c.post("/peers/slow/store", body).json()["ID"]
+        deadline = time.monotonic() + 10
+        while not peer.received:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert c.post(f"/jobs/{job_id}/pause", {}).status == 200
+        while c.get(f"/jobs/{job_id}").json()["State"] != "Paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)  # the uploads in flight end; no new one starts
+        held = len(peer.received)
+        time.sleep(0.3)
+        assert len(peer.received) == held < 60
+        assert c.post(f"/jobs/{job_id}/resume", {}).status == 200
+        assert wait_job(c, job_id)["State"] == "Success" and len(peer.received) == 60
+
+        peer.received.clear()
+        job_id = c.post("/peers/slow/store", body).json()["ID"]
+        while not peer.received:
+            assert time.monotonic() < deadline + 10
+            time.sleep(0.01)
+        assert c.post(f"/jobs/{job_id}/cancel", {}).status == 200
+        job = wait_job(c, job_id)
+        assert (job["State"], job["ErrorCode"]) == ("Failure", 37)  # CanceledJob
+        time.sleep(0.2)
+        assert len(peer.received) < 60
+    finally:
+        peer.stop()
