@@ -4,7 +4,7 @@ orthanc_py -> orthanc_py against Orthanc -> Orthanc (and the mixed pairs), each 
 receiver on free ports with temporary storage; runs alternate between the pairs, the receiver
 emptied between two; prints the median seconds and instances/s.
 
-  flock /tmp/bench.lock python scripts/bench_peers.py [--count 300] [--repeat 5]
+  flock /tmp/bench.lock scripts/bench peers [--count 300] [--repeat 5]
 """
 
 from __future__ import annotations
@@ -65,11 +65,11 @@ def start(kind: str, base: Path, name: str, peers: dict[str, str]) -> tuple[subp
     raise RuntimeError(f"{name} did not start")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Peer store speed, ours and Orthanc, both ways.")
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--repeat", type=int, default=5)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     base = Path(tempfile.mkdtemp(prefix="bench-peers-"))
     procs = []
     try:
@@ -107,7 +107,8 @@ def main() -> None:
             proc.terminate()
         for proc in procs:
             proc.wait(30)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
