@@ -69,7 +69,7 @@ def build_app(ctx: ServerContext) -> web.Application:
 
     s = ctx.settings
     middlewares: list[Middleware] = [
-        xml_middleware((*dicomweb.PREFIXES, "/wado")),
+        xml_middleware((*dicomweb.PREFIXES, "/wado", "/webdav")),  # plugins and WebDAV: as they are
         errors_middleware,
         form_middleware(),
     ]

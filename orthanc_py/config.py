@@ -98,6 +98,9 @@ KEYS: tuple[Key, ...] = (
     Key("ConcurrentJobs", 2, "Jobs running at the same time (0: one per CPU core)"),
     Key("JobsHistorySize", 10, "Finished jobs kept in /jobs"),
     Key("SaveJobs", True, "Save the jobs in the index and take them up again after a restart"),
+    Key("WebDavEnabled", True, "Serve the WebDAV tree under /webdav/ (by patients, studies, dates, UIDs; uploads)"),
+    Key("WebDavDeleteAllowed", False, "Allow the deletion of DICOM resources through WebDAV"),
+    Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
 )
 
 _DEFAULTS = {k.name: k.default for k in KEYS}
@@ -167,6 +170,9 @@ class Settings:
     concurrent_jobs: int = 2
     jobs_history_size: int = 10
     save_jobs: bool = True
+    webdav_enabled: bool = True
+    webdav_delete_allowed: bool = False
+    webdav_upload_allowed: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -426,6 +432,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         concurrent_jobs=_int(merged["ConcurrentJobs"], "ConcurrentJobs"),
         jobs_history_size=_int(merged["JobsHistorySize"], "JobsHistorySize"),
         save_jobs=_bool(merged["SaveJobs"], "SaveJobs"),
+        webdav_enabled=_bool(merged["WebDavEnabled"], "WebDavEnabled"),
+        webdav_delete_allowed=_bool(merged["WebDavDeleteAllowed"], "WebDavDeleteAllowed"),
+        webdav_upload_allowed=_bool(merged["WebDavUploadAllowed"], "WebDavUploadAllowed"),
         raw=dict(raw),
     )
 
