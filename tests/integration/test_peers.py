@@ -310,11 +310,14 @@ class _FlakyPeer:
                 ok = owner.accept
                 if ok:
                     owner.received.append(body)
-                self.send_response(200 if ok else 500)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
+                try:
+                    self.send_response(200 if ok else 500)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:  # the sender stopped meanwhile
+                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -456,5 +459,36 @@ def test_pause_resume_and_cancel_between_instances(make_server: Any) -> None:
         assert (job["State"], job["ErrorCode"]) == ("Failure", 37)  # CanceledJob
         time.sleep(0.2)
         assert len(peer.received) < 60
+    finally:
+        peer.stop()
+
+
+def test_job_taken_up_after_a_restart(make_server: Any, tmp_path: Path) -> None:
+    """SaveJobs: a peer store cut by a stop is saved with its spec and sent again after the
+    restart (the job type is registered before saved jobs are taken up)."""
+    peer = _FlakyPeer(accept=True, delay=0.1)
+    try:
+        config = {
+            "StorageDirectory": str(tmp_path / "db"),
+            "OrthancPeers": {"slow": [f"http://127.0.0.1:{peer.port}/"]},
+        }
+        first = make_server(config)
+        c = first.client()
+        for i in range(40):
+            c.upload(dicomgen.make(patient=12, instance=i, rows=8, columns=8))
+        study = c.get("/studies").json()[0]
+        job_id = c.post("/peers/slow/store", {"Resources": [study], "Asynchronous": True}).json()["ID"]
+        deadline = time.monotonic() + 10
+        while not peer.received:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        first.stop()
+        assert len(peer.received) < 40
+        peer.received.clear()
+        c = make_server(config).client()
+        job = wait_job(c, job_id)
+        assert job["State"] == "Success" and job["Type"] == "OrthancPeerStore"
+        # all sent again (uploads in flight at the stop may land too)
+        assert job["Content"]["InstancesCount"] == 40 and len(set(peer.received)) == 40
     finally:
         peer.stop()
