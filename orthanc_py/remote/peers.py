@@ -107,6 +107,15 @@ class PeerClient:
     ) -> tuple[int, bytes]:
         """(HTTP status, body) of `method` on the peer's `path` (relative to its URL).
         NetworkProtocol when no answer came (refused, timeout, TLS, DNS)."""
+        if peer.pkcs11:  # as Orthanc 1.10.1 built without PKCS#11 (Debian's)
+            if peer.certificate_file:
+                raise OrthancError(
+                    ErrorCode.PARAMETER_OUT_OF_RANGE,
+                    "Cannot enable both client certificates and PKCS#11 authentication",
+                )
+            raise OrthancError(
+                ErrorCode.INTERNAL_ERROR, "This version of Orthanc is compiled without support for PKCS#11"
+            )
         seconds = float(peer.timeout) or self.settings.timeout or DEFAULT_TIMEOUT
         hdrs = dict(peer.http_headers)
         if headers:

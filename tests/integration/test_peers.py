@@ -202,6 +202,9 @@ def test_registry_as_orthanc(make_server: Any, tmp_path: Path) -> None:
     r = c.put("/peers/x", {"Url": "http://h", "CertificateFile": "/nonexistent"})
     assert (r.status, r.json()["Details"]) == (404, "Cannot open certificate file: /nonexistent")
     assert (c.put("/peers/x", "not json").status, c.get("/peers/x").status) == (404, 404)
+    assert c.put("/peers/pk", {"Url": "http://127.0.0.1:1/", "Pkcs11": True}).status == 200
+    r = c.get("/peers/pk/system")  # as Debian's Orthanc 1.10.1, built without PKCS#11
+    assert (r.status, r.json()["Details"]) == (500, "This version of Orthanc is compiled without support for PKCS#11")
     assert c.delete("/peers/tata").status == 200
     r = c.delete("/peers/tata")
     assert (r.status, r.json()["Details"]) == (404, "Unknown Orthanc peer: tata")
