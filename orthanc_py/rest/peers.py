@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from ..core import peers as core_peers
-from ..core.jobs import request_priority
+from ..core.jobs import request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..web.responses import bool_arg, json_response, read_body, read_json, text_response
 from .common import ctx_of
@@ -85,24 +85,13 @@ def resources_of(raw: bytes) -> tuple[list[str], dict[str, Any]]:
     return out, options
 
 
-def _synchronous(options: dict[str, Any]) -> bool:
-    """Orthanc's IsSynchronousJobRequest (synchronous by default for a peer store)."""
-    for key, synchronous in (("Synchronous", True), ("Asynchronous", False)):
-        if key in options:
-            value = options[key]
-            if not isinstance(value, bool):
-                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {key}")
-            return value if synchronous else not value
-    return True
-
-
 async def store(request: web.Request) -> web.StreamResponse:
     """POST /peers/{id}/store: an OrthancPeerStore job (synchronous unless asked otherwise)."""
     ctx = ctx_of(request)
     name = request.match_info["id"]
     resources, options = resources_of(await read_body(request))
     spec = await core_peers.prepare_store(ctx, name, resources, options)
-    synchronous = _synchronous(options)
+    synchronous = request_synchronous(options)
     priority = request_priority(options)
     answer = await core_peers.submit_store(ctx, spec, priority, options.get("UserData"), synchronous)
     return json_response(answer)
