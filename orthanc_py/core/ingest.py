@@ -68,6 +68,18 @@ class StoreResult:
     ids: PublicIds
     parsed: ParsedInstance
 
+    def to_json(self) -> dict[str, Any]:
+        """Orthanc's answer for one stored instance (POST /instances, create-dicom)."""
+        ids = self.ids
+        return {
+            "ID": ids.instance,
+            "ParentPatient": ids.patient,
+            "ParentSeries": ids.series,
+            "ParentStudy": ids.study,
+            "Path": f"/instances/{ids.instance}",
+            "Status": self.status.value,
+        }
+
 
 SIGNATURES = mt.SIGNATURES
 

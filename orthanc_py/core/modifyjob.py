@@ -26,7 +26,7 @@ from ..model.ids import PublicIds, compute
 from . import ingest
 from .context import ServerContext
 from .files import InstanceFile, files_in, instances_under, read_dicom
-from .jobs import Job, request_priority
+from .jobs import Job, request_priority, request_synchronous
 from .modify import Modification, apply, parse_anonymize, parse_modify, parse_transcode
 from .modifyfile import modify_bytes
 from .reconstruct import reconstruct
@@ -468,13 +468,14 @@ async def run_sync_or_submit(ctx: ServerContext, plan: Plan) -> dict[str, Any]:
     """Orthanc's SubmitThreadedInstancesJob: synchronous by default (the answer is the job's
     content, a failure is the job's error), or the job's ID with "Asynchronous"."""
     body = plan.body
+    synchronous = request_synchronous(body)
     priority = request_priority(body)
 
     async def job_run(job: Job) -> dict[str, Any]:
         return await run(ctx, job, plan)
 
-    job = ctx.jobs.submit(JOB_TYPE, job_run, priority, spec=plan.spec())
-    if body.get("Asynchronous") is True or body.get("Synchronous") is False:
+    job = ctx.jobs.submit(JOB_TYPE, job_run, priority, spec=plan.spec(), user_data=body.get("UserData"))
+    if not synchronous:
         return {"ID": job.id, "Path": f"/jobs/{job.id}"}
     await job.wait()
     if job.state != "Success":

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import modalities as core_mod
-from ..core.jobs import request_priority
+from ..core.jobs import request_priority, request_synchronous
 from ..core.storagecommitment import new_transaction_uid
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
@@ -180,7 +180,7 @@ async def store(request: web.Request) -> web.StreamResponse:
     }
     run = core_mod.store_job(ctx, spec)
     priority = request_priority(options)
-    if options.get("Asynchronous") is True or options.get("Synchronous") is False:
+    if not request_synchronous(options):
         job = ctx.jobs.submit(core_mod.STORE_JOB, run, priority, spec=spec, user_data=options.get("UserData"))
         job.content.update(content)
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
