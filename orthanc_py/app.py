@@ -111,11 +111,11 @@ async def _start_lua(ctx: ServerContext) -> None:
 
 
 def _start_dicom(ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> Any:
+    """DicomPort listens now; pynetdicom loads on the first association (dimse/server.py)."""
     from .dimse.server import DicomServer
     from .remote.dicomnet import tune_pynetdicom
 
-    tune_pynetdicom()  # before the first association
-    server = DicomServer(ctx, loop)
+    server = DicomServer(ctx, loop, prepare=tune_pynetdicom)  # tuned before the first association
     server.start()
     return server
 
@@ -149,7 +149,7 @@ def configure_libraries() -> None:
       without validating values (Orthanc stores files with invalid values too;
       `reading_validation_mode` would warn or raise on each).
     - pynetdicom's sockets are tuned by `remote.dicomnet.tune_pynetdicom`, called before the
-      first association (the DICOM server's start, the SCU): pynetdicom loads after HTTP listens."""
+      first association (the DICOM server's first connection, the SCU): pynetdicom loads then."""
     gc.set_threshold(20_000, 20, 20)
     _import_pydicom()
     import pydicom.config
@@ -220,8 +220,7 @@ async def serve(
         if ctx.lua is not None:
             ctx.lua.start(loop, _lua_port(settings, sock))
         if settings.dicom_server_enabled:
-            # Imported and started in a worker thread: the REST API answers meanwhile.
-            dicom = await loop.run_in_executor(None, _start_dicom, ctx, loop)
+            dicom = _start_dicom(ctx, loop)
             ctx.dicom_port = dicom.port
         freeze_startup_objects()
         if ready is not None:
@@ -229,7 +228,7 @@ async def serve(
         await stop.wait()
     finally:
         if dicom is not None:
-            await loop.run_in_executor(None, dicom.stop)
+            dicom.stop()
         if ctx.lua is not None:
             await ctx.lua.stop()
         await runner.cleanup()

@@ -62,7 +62,7 @@ import requests  # still importable once pydicom is loaded
 
 def test_serving_modules_leave_the_rest_for_first_use():
     """What the HTTP server needs before it listens, and nothing more: pynetdicom (and its
-    status tables) loads when the DICOM server starts or the SCU is first used, DCMTK's
+    status tables) loads on the DICOM server's first association or the SCU's first use, DCMTK's
     dictionary on its first use, `requests` never (pydicom imports it only to download its
     test files); the composition root's own import loads none of the DICOM libraries."""
     done = subprocess.run(
