@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
+import ssl
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from . import ORTHANC_VERSION, __version__
@@ -35,58 +37,69 @@ def tune_malloc() -> None:
 def import_aiohttp_without_ca_certificates() -> None:
     """Import aiohttp with the system's CA certificates loaded only when first needed.
 
-    aiohttp builds its default client TLS context when imported, reading the ~140 system CA
-    certificates (~20 ms and 2.3 MB at every start). The server never opens an HTTPS connection
-    through aiohttp's client, so that context gets them on its first TLS connection instead.
-    Only aiohttp's import sees the replaced `ssl.create_default_context`."""
+    aiohttp builds its two default client TLS contexts when imported, and both read the ~140
+    system CA certificates (`load_default_certs`, `set_default_verify_paths`): ~50 ms and
+    several MB at every start. The server never opens an HTTPS connection through aiohttp's
+    client, so these calls are recorded during the import and made on each context's first TLS
+    connection instead (`_CertificatesOnFirstUse`). Only contexts created during aiohttp's
+    import are affected; `ssl.SSLContext` is restored right after."""
     if "aiohttp" in sys.modules:
         return
     import ssl
 
-    original = ssl.create_default_context
+    cls = ssl.SSLContext
+    names = ("load_default_certs", "set_default_verify_paths")
+    own = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
+    pending: dict[int, tuple[ssl.SSLContext, list[tuple[str, tuple[Any, ...]]]]] = {}
 
-    class CertificatesOnFirstUse(ssl.SSLContext):
-        """A client context that loads the default CA certificates before its first connection
-        (loading twice, if two threads race, only adds the same certificates again)."""
+    def recorder(name: str) -> Callable[..., None]:
+        def record(self: ssl.SSLContext, *args: Any) -> None:
+            pending.setdefault(id(self), (self, []))[1].append((name, args))
 
-        certificates_loaded = False
+        return record
 
-        def _load(self) -> None:
-            if not self.certificates_loaded:
-                self.load_default_certs(ssl.Purpose.SERVER_AUTH)
-                self.certificates_loaded = True
-
-        def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
-            self._load()
-            return super().wrap_socket(*args, **kwargs)
-
-        def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
-            self._load()
-            return super().wrap_bio(*args, **kwargs)
-
-    def create_default_context(
-        purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH,
-        *,
-        cafile: str | None = None,
-        capath: str | None = None,
-        cadata: str | bytes | None = None,
-    ) -> ssl.SSLContext:
-        if purpose != ssl.Purpose.SERVER_AUTH or cafile or capath or cadata:
-            return original(purpose, cafile=cafile, capath=capath, cadata=cadata)
-        context = CertificatesOnFirstUse(ssl.PROTOCOL_TLS_CLIENT)  # verifies peers and host names
-        keylog = os.environ.get("SSLKEYLOGFILE")
-        if keylog and not sys.flags.ignore_environment:
-            context.keylog_filename = keylog
-        return context
-
-    ssl.create_default_context = create_default_context  # type: ignore[assignment]
+    for name in names:
+        setattr(cls, name, recorder(name))
     try:
         import aiohttp  # noqa: F401
     finally:
-        ssl.create_default_context = original
+        for name in names:
+            if name in own:
+                setattr(cls, name, own[name])
+            else:
+                delattr(cls, name)
+    for context, calls in pending.values():
+        context.__class__ = _CertificatesOnFirstUse
+        context._deferred_calls = calls  # type: ignore[attr-defined]
+
+
+class _CertificatesOnFirstUse(ssl.SSLContext):
+    """A context whose certificate loading calls were put off until its first connection."""
+
+    _deferred_calls: list[tuple[str, tuple[Any, ...]]]
+    _deferred_lock = threading.Lock()
+
+    def _load(self) -> None:
+        with self._deferred_lock:
+            calls, self._deferred_calls = self._deferred_calls, []
+            for name, args in calls:
+                getattr(ssl.SSLContext, name)(self, *args)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+        if self._deferred_calls:
+            self._load()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+        if self._deferred_calls:
+            self._load()
+        return super().wrap_bio(*args, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:
+    import gc
+
+    gc.disable()  # until the server is up (app.pause_collector, app.freeze_startup_objects)
     parser = argparse.ArgumentParser(
         prog="orthanc-py", description="DICOM archive server compatible with Orthanc's REST API"
     )
