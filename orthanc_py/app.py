@@ -46,7 +46,7 @@ def build_context(settings: Settings) -> ServerContext:
         settings,
         open_index(settings),
         open_storage(settings),
-        jobs=JobsEngine(),
+        jobs=JobsEngine(settings.concurrent_jobs, settings.jobs_history_size),
         series_cache=SeriesCache(),
         modalities=ModalityRegistry(dict(settings.dicom_modalities)),
         queries=QueryRegistry(),
@@ -68,7 +68,7 @@ def build_app(ctx: ServerContext) -> web.Application:
 
     s = ctx.settings
     middlewares: list[Middleware] = [
-        xml_middleware((*dicomweb.PREFIXES, "/wado")),
+        xml_middleware((*dicomweb.PREFIXES, "/wado", "/webdav")),  # plugins and WebDAV: as they are
         errors_middleware,
         form_middleware(),
     ]

@@ -87,6 +87,16 @@ KEYS: tuple[Key, ...] = (
     Key("ExecuteLuaEnabled", False, "Allow POST /tools/execute-script (runs any Lua sent to it)"),
     Key("LuaScripts", [], "Lua scripts loaded at start, in order"),
     Key("LuaHeartBeatPeriod", 0, "Seconds between two calls of the Lua callback OnHeartBeat (0: never)"),
+    Key("DicomLossyTranscodingQuality", 90, "Quality (1-100) of lossy transcoding (JPEG baseline/extended)"),
+    Key("IngestTranscoding", None, "Transfer syntax every received instance is transcoded to before it is stored"),
+    Key("IngestTranscodingOfUncompressed", True, "Ingest transcoding applies to uncompressed received files"),
+    Key("IngestTranscodingOfCompressed", True, "Ingest transcoding applies to compressed received files"),
+    Key("ConcurrentJobs", 2, "Jobs running at the same time (0: one per CPU core)"),
+    Key("JobsHistorySize", 10, "Finished jobs kept in /jobs"),
+    Key("SaveJobs", True, "Save the jobs in the index and take them up again after a restart"),
+    Key("WebDavEnabled", True, "Serve the WebDAV tree under /webdav/ (by patients, studies, dates, UIDs; uploads)"),
+    Key("WebDavDeleteAllowed", False, "Allow the deletion of DICOM resources through WebDAV"),
+    Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
 )
 
 _DEFAULTS = {k.name: k.default for k in KEYS}
@@ -149,6 +159,16 @@ class Settings:
     execute_lua_enabled: bool = False
     lua_scripts: tuple[Path, ...] = ()
     lua_heartbeat_period: float = 0.0
+    lossy_quality: int = 90
+    ingest_transcoding: str | None = None
+    ingest_transcoding_of_uncompressed: bool = True
+    ingest_transcoding_of_compressed: bool = True
+    concurrent_jobs: int = 2
+    jobs_history_size: int = 10
+    save_jobs: bool = True
+    webdav_enabled: bool = True
+    webdav_delete_allowed: bool = False
+    webdav_upload_allowed: bool = True
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -308,6 +328,23 @@ def _user_content_types(value: Any) -> dict[str, tuple[int, str]]:
     return out
 
 
+def _quality(value: Any) -> int:
+    from .imaging.transcode import lossy_quality
+
+    return lossy_quality(value)
+
+
+def _ingest_syntax(value: Any) -> str | None:
+    """IngestTranscoding: a transfer syntax UID (Orthanc refuses to start on an unknown one)."""
+    if value is None or value == "":
+        return None
+    from .imaging.transcode import is_known_syntax
+
+    if not isinstance(value, str) or not is_known_syntax(value):
+        raise ValueError(f"Unknown transfer syntax for ingest transcoding: {value}")
+    return value
+
+
 def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
     """Build `Settings` from a merged configuration mapping (paths relative to `base`)."""
     merged = {**_DEFAULTS, **raw}
@@ -380,6 +417,20 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         execute_lua_enabled=_bool(merged["ExecuteLuaEnabled"], "ExecuteLuaEnabled"),
         lua_scripts=tuple(path(p) for p in _strings(merged["LuaScripts"], "LuaScripts")),
         lua_heartbeat_period=float(merged["LuaHeartBeatPeriod"] or 0),
+        lossy_quality=_quality(merged["DicomLossyTranscodingQuality"]),
+        ingest_transcoding=_ingest_syntax(merged["IngestTranscoding"]),
+        ingest_transcoding_of_uncompressed=_bool(
+            merged["IngestTranscodingOfUncompressed"], "IngestTranscodingOfUncompressed"
+        ),
+        ingest_transcoding_of_compressed=_bool(
+            merged["IngestTranscodingOfCompressed"], "IngestTranscodingOfCompressed"
+        ),
+        concurrent_jobs=_int(merged["ConcurrentJobs"], "ConcurrentJobs"),
+        jobs_history_size=_int(merged["JobsHistorySize"], "JobsHistorySize"),
+        save_jobs=_bool(merged["SaveJobs"], "SaveJobs"),
+        webdav_enabled=_bool(merged["WebDavEnabled"], "WebDavEnabled"),
+        webdav_delete_allowed=_bool(merged["WebDavDeleteAllowed"], "WebDavDeleteAllowed"),
+        webdav_upload_allowed=_bool(merged["WebDavUploadAllowed"], "WebDavUploadAllowed"),
         raw=dict(raw),
     )
 

@@ -13,6 +13,7 @@ import datetime
 import enum
 import functools
 import io
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import orjson
 import pydicom
 
 from ..errors import ErrorCode, OrthancError
+from ..imaging import transcode
 from ..index.base import Attachment, Transaction
 from ..model import maintags as mt
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
@@ -31,6 +33,8 @@ from ..model.parsing import ParsedInstance, as_int, parse
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest
 from .resources import series_status
+
+log = logging.getLogger("orthanc_py.ingest")
 
 
 class StoreStatus(enum.Enum):
@@ -50,6 +54,9 @@ class Origin:
     http_username: str = ""
     modified_from: str = ""
     """The instance this one is a modified copy of (metadata ModifiedFrom)."""
+    skip_ingest_transcoding: bool = False
+    """The file is in the syntax its maker chose (modify's `Transcode`): IngestTranscoding
+    leaves it as it is, as Orthanc does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,9 +355,36 @@ def _touch(ctx: ServerContext, ids: PublicIds) -> None:
     ctx.stable.touch(ResourceType.PATIENT, ids.patient)
 
 
+def _ingest_transcoded(ctx: ServerContext, data: bytes) -> bytes:
+    """IngestTranscoding: the file in the configured syntax when Orthanc would transcode it
+    (IngestTranscodingOfUncompressed/OfCompressed; never video), else as received; a file that
+    cannot be transcoded is stored as received, as Orthanc does."""
+    settings = ctx.settings
+    target = settings.ingest_transcoding
+    if target is None:
+        return data
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+        source = transcode.stored_syntax(ds)
+        if source == target or source in transcode.VIDEO:
+            return data
+        uncompressed = source in (transcode.IMPLICIT_LE, transcode.EXPLICIT_LE, transcode.EXPLICIT_BE)
+        wanted = (
+            settings.ingest_transcoding_of_uncompressed if uncompressed else settings.ingest_transcoding_of_compressed
+        )
+        if not wanted:
+            return data
+        return transcode.transcode_dataset(ds, target, data, quality=settings.lossy_quality)
+    except Exception as exc:  # a file pydicom cannot read or transcode: stored as received
+        log.warning("Cannot transcode the received instance to %s: %s", target, exc)
+        return data
+
+
 async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | None = None) -> StoreResult:
     """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept), or
     what `check` raises when it refuses the parsed file (nothing kept either)."""
+    if ctx.settings.ingest_transcoding is not None and not origin.skip_ingest_transcoding:
+        data = await ctx.run(_ingest_transcoded, ctx, data)
     lua = ctx.lua
     if lua is not None and lua.filters.defined:
         check = lua.instance_check(data, origin, check)
@@ -370,6 +404,8 @@ async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | 
 def store_blocking(ctx: ServerContext, data: bytes, origin: Origin, loop: asyncio.AbstractEventLoop) -> StoreResult:
     """`store` for a thread that is not the event loop's (a DICOM association): the ingest runs
     right here, and only the stability bookkeeping is handed to the loop."""
+    if ctx.settings.ingest_transcoding is not None and not origin.skip_ingest_transcoding:
+        data = _ingest_transcoded(ctx, data)
     lua = ctx.lua
     check = lua.instance_check(data, origin, None) if lua is not None and lua.filters.defined else None
     try:

@@ -4,7 +4,8 @@ does in memory), C-ECHO, and C-STORE of resources with /exports logging."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -20,6 +21,7 @@ from ..remote.dicomnet import read_ahead as read_ahead
 from ..remote.modalities import DicomScu, StoreItem
 from .context import ServerContext, now_iso
 from .files import files_in, instances_under
+from .jobs import Job
 from .resources import lookup_in
 
 log = logging.getLogger("orthanc_py.modalities")
@@ -134,10 +136,13 @@ async def store(
     move_originator_id: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     permissive: bool = False,
+    job: Job | None = None,
 ) -> StoreReport:
     """C-STORE every instance under the given resources to the modality. Fails (OrthancError,
     as Orthanc's job) at the first instance the peer does not store, unless `permissive`.
-    `on_progress(done, total)` is called once before the first instance, then after each."""
+    `on_progress(done, total)` is called once before the first instance, then after each.
+    Run as a `job`, the instances go in batches with a checkpoint between two (where the job
+    is paused or cancelled, as Orthanc's between two instances)."""
     plan, resources = await ctx.index.read(lambda txn: _instances_to_send(txn, public_ids))
     storage = ctx.storage
     items = [
@@ -152,9 +157,14 @@ async def store(
         on_progress(0, total)
     if not items:
         return StoreReport(0, 0, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
-    _sent, failed = await ctx.run(
-        scu.store, modality, items, move_originator_aet, move_originator_id, progress, permissive
-    )
+    if job is None:
+        _sent, failed = await ctx.run(
+            scu.store, modality, items, move_originator_aet, move_originator_id, progress, permissive
+        )
+    else:
+        failed = await _store_in_batches(
+            ctx, scu, modality, items, move_originator_aet, move_originator_id, on_progress, permissive, job
+        )
     if ctx.settings.log_exported_resources:
         date = now_iso()
 
@@ -180,6 +190,96 @@ async def store(
     )
 
 
+BATCH_SECONDS = 0.2
+"""About how long a batch of C-STOREs of a job lasts: a pause or cancel waits no longer."""
+
+
+async def _store_in_batches(
+    ctx: ServerContext,
+    scu: DicomScu,
+    modality: Modality,
+    items: list[StoreItem],
+    originator_aet: str,
+    originator_id: int | None,
+    on_progress: Callable[[int, int], None] | None,
+    permissive: bool,
+    job: Job,
+) -> int:
+    """`scu.store` batch by batch (the association stays in the pool between two), with a
+    checkpoint of `job` before each; batches grow while they take less than BATCH_SECONDS.
+    The number of instances the peer did not store (permissive)."""
+    total = len(items)
+    done = failed = 0
+    batch = 1
+    while done < total:
+        await job.checkpoint(done * 100 / total)
+        part = items[done : done + batch]
+        progress = partial(_shifted, on_progress, done, total) if on_progress is not None else None
+        started = time.monotonic()
+        _sent, bad = await ctx.run(scu.store, modality, part, originator_aet, originator_id, progress, permissive)
+        failed += bad
+        done += len(part)
+        elapsed = time.monotonic() - started
+        if elapsed < BATCH_SECONDS / 2:
+            batch = min(batch * 2, 512)
+        elif elapsed > BATCH_SECONDS * 2 and batch > 1:
+            batch //= 2
+    return failed
+
+
+def _shifted(on_progress: Callable[[int, int], None], offset: int, total: int, done: int) -> None:
+    on_progress(offset + done, total)
+
+
+STORE_JOB = "DicomModalityStore"
+
+
+def store_job(ctx: ServerContext, spec: dict[str, Any]) -> Callable[..., Awaitable[dict[str, Any]]]:
+    """The DicomModalityStore job of `spec` (what SaveJobs keeps): {"Modality": name, "Target":
+    the modality's configuration, "Resources", "MoveOriginatorAet", "MoveOriginatorID",
+    "Permissive", "Content": what the job shows from its start}."""
+    modality = parse_modality(spec["Target"])
+    resources = [str(r) for r in spec.get("Resources", [])]
+    try:
+        originator_id: int | None = int(spec["MoveOriginatorID"])
+    except (KeyError, TypeError, ValueError):
+        originator_id = None
+
+    async def run(job: Job | None = None) -> dict[str, Any]:
+        content: dict[str, Any] = job.content if job is not None else {}
+        for key, value in spec.get("Content", {}).items():
+            content.setdefault(key, value)
+
+        def progress(done: int, total: int) -> None:
+            content["InstancesCount"] = total
+            if job is not None and total:
+                job.progress = min(99, done * 100 // total)
+
+        report = await store(
+            ctx,
+            ctx.scu,
+            str(spec.get("Modality", "")),
+            modality,
+            resources,
+            str(spec.get("MoveOriginatorAet", "")),
+            originator_id,
+            progress,
+            spec.get("Permissive") is True,
+            job,
+        )
+        content.update(
+            FailedInstancesCount=report.failed,
+            InstancesCount=report.instances,
+            LocalAet=report.local_aet,
+            RemoteAet=report.remote_aet,
+        )
+        if "ParentResources" in content:  # Orthanc leaves it out when nothing was asked for
+            content["ParentResources"] = report.parents
+        return content
+
+    return run
+
+
 async def submit_move_job(
     ctx: ServerContext,
     scu: DicomScu,
@@ -202,16 +302,15 @@ async def submit_move_job(
         "RemoteAet": modality.aet,
     }
 
-    async def run(job: Any) -> dict[str, Any]:
-        def progress(done: int, total: int) -> None:
-            job.content["InstancesCount"] = total
-            if total:
-                job.progress = min(99, done * 100 // total)
-
-        report = await store(ctx, scu, modality_name, modality, public_ids, originator_aet, originator_id, progress)
-        return {**content, "FailedInstancesCount": report.failed, "InstancesCount": report.instances}
-
-    job = ctx.jobs.submit("DicomModalityStore", run)
+    spec = {
+        "Modality": modality_name,
+        "Target": modality.to_json(),
+        "Resources": list(public_ids),
+        "MoveOriginatorAet": originator_aet,
+        "MoveOriginatorID": originator_id,
+        "Content": content,
+    }
+    job = ctx.jobs.submit(STORE_JOB, store_job(ctx, spec), spec=spec)
     job.content.update(content)
     return job.id
 

@@ -267,11 +267,11 @@ def strings_dataset(tags: dict[int, str]) -> Any:
     return ds
 
 
-def move_identifier(level: ResourceType, answer: dict[int, str]) -> Any:
+def move_keys(level: ResourceType, answer: dict[int, str]) -> dict[int, str]:
     """What a C-MOVE asks for an answer: the level's unique keys copied from the answer."""
     tags = {t: answer[t] for t in MOVE_KEYS[level] if t in answer}
     tags[QUERY_RETRIEVE_LEVEL] = level.qr_level
-    return strings_dataset(tags)
+    return tags
 
 
 async def retrieve(

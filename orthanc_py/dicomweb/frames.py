@@ -68,11 +68,22 @@ def _frames_target(r: MediaRange, kind: str, stored: str) -> str | None:
         return None
     if stored in ts.syntaxes_of_media(kind) and r.syntax in (None, "*", stored):
         return ts.AS_STORED
-    wanted = r.syntax or (jpeg_encode.BASELINE if kind == "image/jpeg" else None)
-    if kind == "image/jpeg" and wanted in jpeg_encode.SYNTAXES:
+    wanted = r.syntax or _DEFAULT_OF_MEDIA.get(kind)
+    if wanted in ts.syntaxes_of_media(kind) and wanted in ts.ENCODABLE:
         if stored in ts.UNCOMPRESSED or ts.can_decode(stored):
             return wanted
     return None
+
+
+_DEFAULT_OF_MEDIA = {
+    "image/jpeg": jpeg_encode.BASELINE,
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/x-jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
+    "image/x-dicom-rle": "1.2.840.10008.1.2.5",
+}
+"""The syntax a frame is encoded in when the client names a media type but no syntax."""
 
 
 def _frame_numbers(text: str) -> list[int]:

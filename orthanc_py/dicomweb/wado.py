@@ -11,7 +11,6 @@ from aiohttp import web
 from ..core import files as core_files
 from ..core import resources as core_res
 from ..errors import ErrorCode, OrthancError
-from ..imaging import jpeg_encode
 from ..imaging import transcode as ts
 from ..model.enums import ResourceType
 from ..web.appkeys import ctx_of
@@ -46,10 +45,8 @@ def _target_for(stored: str, target: str | None, strict: bool) -> str | None:
     """The syntax one file is sent in (None: as stored); 406 when `strict` and impossible."""
     if target is None or stored == target:
         return None
-    if target in (ts.EXPLICIT_LE, ts.IMPLICIT_LE) and stored != ts.EXPLICIT_BE and ts.can_decode(stored):
-        return target
-    if target in jpeg_encode.SYNTAXES and stored != ts.EXPLICIT_BE and ts.can_decode(stored):
-        return target  # encoded when the image allows it (8-bit), else 406 or as stored
+    if target in ts.ENCODABLE and ts.can_decode(stored):
+        return target  # encoded when the image allows it, else 406 or as stored
     if strict:
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Cannot transcode from {stored} to {target}", http_status=406)
     return None

@@ -743,3 +743,12 @@ class SqlTransaction:
             self._insert("protected", 1, [(patient_id,)])
         else:
             self.c.execute("DELETE FROM protected WHERE resource_id=?", (patient_id,))
+
+    def saved_jobs(self) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in self.c.execute("SELECT id, data FROM jobs ORDER BY id")]
+
+    def save_jobs(self, rows: Sequence[tuple[str, str]]) -> None:
+        self.c.executemany("INSERT OR REPLACE INTO jobs(id, data) VALUES (?, ?)", rows)
+
+    def delete_jobs(self, ids: Sequence[str]) -> None:
+        self.c.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])

@@ -99,12 +99,13 @@ def wire_syntax(ds: Dataset) -> str:
 
 def for_peer(ds: Dataset, accepted: Collection[str]) -> bool:
     """Make `ds` go in one of the `accepted` transfer syntaxes: unchanged when its own is
-    accepted, else transcoded to Explicit, then Implicit VR Little Endian, as Orthanc does.
+    accepted, else transcoded to Explicit VR Little Endian (Orthanc's preferred syntax), else to
+    Implicit VR Little Endian or Explicit VR Big Endian, as Orthanc does.
     False when no accepted syntax can be reached."""
     ts = wire_syntax(ds)
     if ts in accepted:
         return True
-    for target in (EXPLICIT_VR_LE, IMPLICIT_VR_LE):
+    for target in (EXPLICIT_VR_LE, IMPLICIT_VR_LE, EXPLICIT_VR_BE):
         if target in accepted:
             try:
                 recode(ds, target)

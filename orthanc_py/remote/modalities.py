@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorCode, OrthancError
-from ..imaging.transcode import EXPLICIT_LE, IMPLICIT_LE
+from ..imaging.transcode import EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
 from ..model.wire import for_peer, stored_dataset, wire_syntax
@@ -279,7 +279,11 @@ class DicomScu:
         Orthanc's DicomModalityStore job). Files go as stored (no decode) when the peer accepts
         their transfer syntax."""
         items = list(items)
-        wanted = frozenset((i.sop_class_uid, ts) for i in items for ts in (i.transfer_syntax, EXPLICIT_LE, IMPLICIT_LE))
+        # as Orthanc proposes: the stored syntax, Explicit VR Little Endian (its preferred one),
+        # Implicit VR Little Endian and Explicit VR Big Endian
+        wanted = frozenset(
+            (i.sop_class_uid, ts) for i in items for ts in (i.transfer_syntax, EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE)
+        )
         pooled = self._checkout(modality, wanted)
         sent = failed = 0
         # the C-STOREs written by this thread, the reactor held while they run (see dicomnet)

@@ -23,6 +23,7 @@ from . import (
     settings,
     system,
     tools,
+    webdav,
 )
 from .common import CTX
 
@@ -48,6 +49,7 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         admin,
         bulk,
         scripting,
+        webdav,
     ):
         module.setup(app.router)
     mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)

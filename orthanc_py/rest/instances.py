@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import zipfile
 from typing import Any
@@ -15,7 +16,7 @@ from ..core import resources as core_res
 from ..core.context import ServerContext
 from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
-from ..imaging import render
+from ..imaging import render, transcode
 from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
 from ..web.middleware import FROM_LUA, USERNAME
@@ -100,6 +101,18 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await core_files.dicom_file(ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
+    if "transcode" in request.query:  # Orthanc 1.12.2 (lossy-quality: 1.12.7)
+        target = transcode.checked_target(request.query["transcode"])
+        quality = ctx.settings.lossy_quality
+        if "lossy-quality" in request.query:
+            try:
+                quality = transcode.lossy_quality(request.query["lossy-quality"])
+            except ValueError as exc:
+                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
+        if data is None:
+            data = await ctx.run(core_files.read_attachment_blocking, ctx, att)
+        body = await ctx.run(functools.partial(transcode.transcode_or_error, data, target, quality=quality))
+        return web.Response(body=body, headers=headers)
     if data is None:
         path = core_files.attachment_path(ctx, att)
         if path is not None:

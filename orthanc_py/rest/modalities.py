@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import modalities as core_mod
-from ..core.jobs import Job
+from ..core.jobs import request_priority
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
 from ..web.responses import bool_arg, json_response, read_body, read_json, text_response
@@ -161,37 +161,20 @@ async def store(request: web.Request) -> web.StreamResponse:
     if not resources:
         del content["ParentResources"]
 
-    async def run(job: Job | None = None) -> dict[str, Any]:
-        def progress(done: int, total: int) -> None:
-            content["InstancesCount"] = total
-            if job is not None and total:
-                job.progress = min(99, done * 100 // total)
-
-        report = await core_mod.store(
-            ctx,
-            ctx.scu,
-            name,
-            modality,
-            resources,
-            str(options.get("MoveOriginatorAet", "")),
-            options.get("MoveOriginatorID"),
-            progress,
-            options.get("Permissive") is True,
-        )
-        content.update(
-            FailedInstancesCount=report.failed,
-            InstancesCount=report.instances,
-            LocalAet=report.local_aet,
-            ParentResources=report.parents,
-            RemoteAet=report.remote_aet,
-        )
-        if not report.parents:
-            content.pop("ParentResources", None)  # Orthanc leaves it out when nothing was asked for
-        return content
-
+    spec = {
+        "Modality": name,
+        "Target": modality.to_json(),
+        "Resources": list(resources),
+        "MoveOriginatorAet": str(options.get("MoveOriginatorAet", "")),
+        "MoveOriginatorID": options.get("MoveOriginatorID"),
+        "Permissive": options.get("Permissive") is True,
+        "Content": content,
+    }
+    run = core_mod.store_job(ctx, spec)
+    priority = request_priority(options)
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:
-        job = ctx.jobs.submit("DicomModalityStore", run, int(options.get("Priority", 0) or 0))
-        job.content = content
+        job = ctx.jobs.submit(core_mod.STORE_JOB, run, priority, spec=spec, user_data=options.get("UserData"))
+        job.content.update(content)
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     return json_response(await run())
 

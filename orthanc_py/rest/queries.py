@@ -6,8 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..core import jobtypes
 from ..core import queries as core_q
-from ..core.jobs import Job
+from ..core.jobs import request_priority
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model import orthancjson
@@ -153,22 +154,21 @@ async def get(request: web.Request) -> web.StreamResponse:
     body, level, items = await _retrieve_body(request)
     modality = ctx.modalities.get(request.match_info["id"])
 
-    async def run(job: Job | None = None) -> dict[str, Any]:
-        identifiers = [core_q.strings_dataset(i) for i in items]
-        received = await core_q.retrieve_get(ctx, modality, level, identifiers)
-        return {
+    spec = {
+        "Target": modality.to_json(),
+        "Level": level.label,
+        "Identifiers": [jobtypes.keys_json(i) for i in items],
+        "Content": {
             "Description": "REST API",
-            "Details": [
-                {"DimseErrorStatus": 0, "Query": _strings_json(i, "short"), "ReceivedInstancesIds": ids}
-                for i, ids in zip(items, received, strict=True)
-            ],
             "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
             "Query": [_strings_json(i, "short") for i in items],
             "RemoteAet": modality.aet,
-        }
-
+        },
+    }
+    run = jobtypes.get_job(ctx, spec)
+    priority = request_priority(body)
     if body.get("Asynchronous") is True or body.get("Synchronous") is False:
-        job = ctx.jobs.submit("DicomGetScu", run, int(body.get("Priority", 0) or 0))
+        job = ctx.jobs.submit(jobtypes.GET_JOB, run, priority, spec=spec, user_data=body.get("UserData"))
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     return json_response(await run())
 
@@ -251,30 +251,34 @@ async def _run_retrieve(
     fmt = "full" if options.get("Full") is True else "simplify" if options.get("Simplify") is True else "short"
     if direct:
         reported = items
-        identifiers = [core_q.strings_dataset(i) for i in items]
+        identifiers = items
     else:
         reported = [{t: v for t, v in i.items() if t in core_q.RETRIEVE_REPORTED} for i in items]
-        identifiers = [core_q.move_identifier(level, i) for i in items]
-
-    async def run(job: Job | None = None) -> dict[str, Any]:
-        try:
-            await core_q.retrieve(ctx, modality, level, identifiers, target)
-        except OrthancError as err:
-            if direct:
-                raise
-            # /queries/.../retrieve runs as a job even when it waits for it: its failure is a 500
-            raise OrthancError(err.code, err.details, http_status=err.code.http_status) from err
-        return {
+        identifiers = [core_q.move_keys(level, i) for i in items]
+    spec = {
+        "Target": modality.to_json(),
+        "Level": level.label,
+        "Identifiers": [jobtypes.keys_json(i) for i in identifiers],
+        "TargetAet": target,
+        "Content": {
             "Description": "REST API",
             "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
             "Query": [_strings_json(r, fmt) for r in reported],
             "RemoteAet": modality.aet,
-        }
-
+        },
+    }
+    run = jobtypes.move_job(ctx, spec)
+    priority = request_priority(options)
     if options.get("Asynchronous") is True or options.get("Synchronous") is False:
-        job = ctx.jobs.submit("DicomMoveScu", run, int(options.get("Priority", 0) or 0))
+        job = ctx.jobs.submit(jobtypes.MOVE_JOB, run, priority, spec=spec, user_data=options.get("UserData"))
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
-    return json_response(await run())
+    try:
+        return json_response(await run())
+    except OrthancError as err:
+        if direct:
+            raise
+        # /queries/.../retrieve runs as a job even when it waits for it: its failure is a 500
+        raise OrthancError(err.code, err.details, http_status=err.code.http_status) from err
 
 
 async def retrieve_answer(request: web.Request) -> web.StreamResponse:

@@ -23,6 +23,11 @@ log = logging.getLogger("orthanc_py.http")
 
 
 _URI: web.RequestKey[str] = web.RequestKey("orthanc_lua_uri", str)
+_FILTER_METHOD = {
+    **dict.fromkeys(("OPTIONS", "PROPFIND", "HEAD"), "GET"),
+    **dict.fromkeys(("PROPPATCH", "LOCK", "UNLOCK", "MKCOL"), "PUT"),
+}
+"""The method the filter is told for WebDAV requests: reads as GET, writes as PUT (Orthanc 1.10.1)."""
 
 
 def lua_origin_middleware(token: str) -> Middleware:
@@ -47,15 +52,14 @@ def lua_filter_middleware(lua: LuaScripting) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if "IncomingHttpRequestFilter" not in lua.events.defined or request.get(FROM_LUA):
             return await handler(request)
-        if request.method not in ("GET", "POST", "PUT", "DELETE"):
+        method = _FILTER_METHOD.get(request.method, request.method)
+        if method not in ("GET", "POST", "PUT", "DELETE"):
             return await handler(request)
         headers = {k.lower(): v for k, v in request.headers.items()}
         # Orthanc 1.10.1 gives the decoded path with repeated slashes merged (a trailing one kept)
         uri = re.sub(r"/{2,}", "/", unquote(request.get(_URI, request.raw_path).partition("?")[0]))
         try:
-            allowed = await lua.http_allowed(
-                request.method, uri, request.remote or "", request.get(USERNAME, ""), headers
-            )
+            allowed = await lua.http_allowed(method, uri, request.remote or "", request.get(USERNAME, ""), headers)
         except OrthancError as err:
             return error_response(request, err)
         if not allowed:

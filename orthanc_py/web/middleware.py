@@ -29,6 +29,8 @@ _DISPATCHED: web.RequestKey[bool] = web.RequestKey("orthanc_dispatched", bool)
 FROM_LUA: web.RequestKey[bool] = web.RequestKey("orthanc_from_lua", bool)
 """Set on the REST calls of Lua scripts (web/luafilter.py)."""
 _ORTHANC_METHODS = ("GET", "POST", "DELETE", "PUT")
+WEBDAV_METHODS = frozenset({"OPTIONS", "PROPFIND", "HEAD", "PROPPATCH", "LOCK", "UNLOCK", "MKCOL"})
+"""Methods Orthanc 1.10.1 serves for WebDAV only: elsewhere they get a bare 404 (rest/webdav.py)."""
 
 
 def error_body(request: web.Request, err: OrthancError) -> dict[str, object]:
@@ -77,11 +79,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             response.force_close()  # the body was unreadable: the connection cannot be reused
         return response
     except web.HTTPMethodNotAllowed as exc:
+        if request.method in WEBDAV_METHODS:  # Orthanc: no WebDAV folder there
+            return web.Response(status=404)
         if request.method not in _ORTHANC_METHODS:  # Orthanc: unknown verbs are a bare 400
             return web.Response(status=400)
         allow = ",".join(m for m in _ORTHANC_METHODS if m in exc.allowed_methods)
         return web.Response(status=405, headers={"Allow": allow})
     except web.HTTPNotFound:
+        if request.method in WEBDAV_METHODS:
+            return web.Response(status=404)
         return error_response(request, OrthancError(ErrorCode.UNKNOWN_RESOURCE, http_status=404))
     except web.HTTPException:
         raise
