@@ -7,9 +7,11 @@ from aiohttp import web
 from ..core.context import ServerContext
 from . import (
     admin,
+    archive,
     attachments,
     bulk,
     create,
+    images,
     instances,
     jobs,
     mergesplit,
@@ -36,6 +38,7 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         tools,
         settings,
         instances,
+        images,
         modify,
         mergesplit,
         create,
@@ -49,6 +52,7 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         admin,
         bulk,
         scripting,
+        archive,
         webdav,
     ):
         module.setup(app.router)
