@@ -42,11 +42,10 @@ def import_aiohttp_without_ca_certificates() -> None:
     several MB at every start. The server never opens an HTTPS connection through aiohttp's
     client, so these calls are recorded during the import and made on each context's first TLS
     connection instead (`_CertificatesOnFirstUse`). Only contexts created during aiohttp's
-    import are affected; `ssl.SSLContext` is restored right after."""
+    import are affected (the process has no other thread yet); `ssl.SSLContext` is restored right
+    after."""
     if "aiohttp" in sys.modules:
         return
-    import ssl
-
     cls = ssl.SSLContext
     names = ("load_default_certs", "set_default_verify_paths")
     own = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
