@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-from typing import Any
 
 import pydicom
 from aiohttp import web
@@ -13,40 +12,23 @@ from ..core import createdicom, ingest, zipinput
 from ..core import files as core_files
 from ..core import resources as core_res
 from ..core.context import ServerContext
-from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
-from ..web.middleware import FROM_LUA, USERNAME
 from ..web.responses import json_bytes, json_response, read_body
-from .common import ctx_of, empty_404
+from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, tags_options
-
-
-def store_json(result: StoreResult) -> dict[str, Any]:
-    ids = result.ids
-    return {
-        "ID": ids.instance,
-        "ParentPatient": ids.patient,
-        "ParentSeries": ids.series,
-        "ParentStudy": ids.study,
-        "Path": f"/instances/{ids.instance}",
-        "Status": result.status.value,
-    }
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
     ctx = ctx_of(request)
     data = await read_body(request)
-    if request.get(FROM_LUA):
-        origin = Origin("Lua")
-    else:
-        origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))
+    origin = origin_of(request)
     if zipinput.is_zip(data):  # a ZIP of DICOM files, stored within bounds (core.zipinput)
-        return json_response([store_json(r) for r in await zipinput.store_zip(ctx, data, origin)])
-    return json_response(store_json(await ingest.store(ctx, data, origin)))
+        return json_response([r.to_json() for r in await zipinput.store_zip(ctx, data, origin)])
+    return json_response((await ingest.store(ctx, data, origin)).to_json())
 
 
 SENDFILE_THRESHOLD = 16 << 20

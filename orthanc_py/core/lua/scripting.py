@@ -514,8 +514,10 @@ class LuaScripting:
                 body["LocalAet"] = op["LocalAet"]
             await call("POST", f"/modalities/{op.get('Modality')}/store", body)
             return inputs
-        if kind == "store-peer":
-            await call("POST", f"/peers/{op.get('Peer')}/store", {"Resources": inputs, "Synchronous": True})
+        if kind == "store-peer":  # as Orthanc's Lua: sent at once, not as a job of its own
+            from .. import peers
+
+            await peers.send_now(self.ctx, str(op.get("Peer")), inputs)
             return inputs
         if kind == "delete":
             for pid in inputs:
@@ -532,7 +534,7 @@ class LuaScripting:
     async def _modify(self, public_id: str, op: dict[str, Any]) -> str:
         """A modified copy stored with origin Lua and ModifiedFrom (as Orthanc's Lua modify)."""
         from .. import ingest
-        from ..modify import modify_instance
+        from ..modifyjob import modify_instance
 
         body: dict[str, Any] = {"Force": True}
         replace = op.get("Replace")
