@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import ssl
 import sys
+import threading
+from collections.abc import Callable
+from typing import Any
 
 from . import ORTHANC_VERSION, __version__
 from .config import load
@@ -30,7 +34,71 @@ def tune_malloc() -> None:
     mallopt(m_trim_threshold, 64 << 20)
 
 
+def import_aiohttp_without_ca_certificates() -> None:
+    """Import aiohttp with the system's CA certificates loaded only when first needed.
+
+    aiohttp builds its two default client TLS contexts when imported, and both read the ~140
+    system CA certificates (`load_default_certs`, `set_default_verify_paths`): ~50 ms and
+    several MB at every start. The server never opens an HTTPS connection through aiohttp's
+    client, so these calls are recorded during the import and made on each context's first TLS
+    connection instead (`_CertificatesOnFirstUse`). Only contexts created during aiohttp's
+    import are affected (the process has no other thread yet); `ssl.SSLContext` is restored right
+    after."""
+    if "aiohttp" in sys.modules:
+        return
+    cls = ssl.SSLContext
+    names = ("load_default_certs", "set_default_verify_paths")
+    own = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
+    pending: dict[int, tuple[ssl.SSLContext, list[tuple[str, tuple[Any, ...]]]]] = {}
+
+    def recorder(name: str) -> Callable[..., None]:
+        def record(self: ssl.SSLContext, *args: Any) -> None:
+            pending.setdefault(id(self), (self, []))[1].append((name, args))
+
+        return record
+
+    for name in names:
+        setattr(cls, name, recorder(name))
+    try:
+        import aiohttp  # noqa: F401
+    finally:
+        for name in names:
+            if name in own:
+                setattr(cls, name, own[name])
+            else:
+                delattr(cls, name)
+    for context, calls in pending.values():
+        context.__class__ = _CertificatesOnFirstUse
+        context._deferred_calls = calls  # type: ignore[attr-defined]
+
+
+class _CertificatesOnFirstUse(ssl.SSLContext):
+    """A context whose certificate loading calls were put off until its first connection."""
+
+    _deferred_calls: list[tuple[str, tuple[Any, ...]]]
+    _deferred_lock = threading.Lock()
+
+    def _load(self) -> None:
+        with self._deferred_lock:
+            calls, self._deferred_calls = self._deferred_calls, []
+            for name, args in calls:
+                getattr(ssl.SSLContext, name)(self, *args)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+        if self._deferred_calls:
+            self._load()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+        if self._deferred_calls:
+            self._load()
+        return super().wrap_bio(*args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
+    import gc
+
+    gc.disable()  # until the server is up (app.pause_collector, app.freeze_startup_objects)
     parser = argparse.ArgumentParser(
         prog="orthanc-py", description="DICOM archive server compatible with Orthanc's REST API"
     )
@@ -50,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"orthanc-py: {exc}", file=sys.stderr)
         return 2
+    import_aiohttp_without_ca_certificates()
     from .app import event_loop_factory, serve
 
     tune_malloc()

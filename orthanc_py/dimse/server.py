@@ -4,6 +4,11 @@ The services themselves are in dimse/handlers.py. pynetdicom runs each associati
 thread. C-STORE runs the whole ingest in that thread
 (`ingest.store_blocking`: parse, file, index), taking the received bytes as they are (no decode
 and re-encode); only the bookkeeping that belongs to the event loop hops to it.
+
+DicomPort listens from the start as a plain socket watched by the event loop; pynetdicom, its AE
+and the handlers are built on the first association (~7 MB and ~40 ms of CPU that a server
+nobody sends DICOM to never pays), and every accepted connection is handed to pynetdicom's
+threaded server as its own acceptor loop would.
 """
 
 from __future__ import annotations
@@ -11,23 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import (  # type: ignore[attr-defined]
-    PatientRootQueryRetrieveInformationModelFind,
-    PatientRootQueryRetrieveInformationModelGet,
-    PatientRootQueryRetrieveInformationModelMove,
-    StudyRootQueryRetrieveInformationModelFind,
-    StudyRootQueryRetrieveInformationModelGet,
-    StudyRootQueryRetrieveInformationModelMove,
-    Verification,
-)
-
-from ..core.context import ServerContext
-from . import storagecommitment
-from .handlers import DicomHandlers
+if TYPE_CHECKING:
+    from ..core.context import ServerContext
 
 log = logging.getLogger("orthanc_py.dimse")
 
@@ -62,10 +56,9 @@ def preferred_first(syntaxes: list[str] | tuple[str, ...]) -> list[str]:
 def storage_syntaxes(accepted: tuple[str, ...]) -> list[str]:
     """The transfer syntaxes offered to C-STORE requestors: what AcceptedTransferSyntaxes matched
     (never none: an SCP that accepts no syntax at all would refuse every association)."""
+    from pynetdicom import ALL_TRANSFER_SYNTAXES
+
     return preferred_first(list(accepted) or list(ALL_TRANSFER_SYNTAXES[:3]))
-
-
-_STORAGE_UIDS = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 
 
 class _SharedContexts(list[Any]):
@@ -75,14 +68,139 @@ class _SharedContexts(list[Any]):
         return list(self)
 
 
-class DicomServer:
-    """C-ECHO and C-STORE SCP on DicomPort with DicomAet."""
+def _handed_over_server_class() -> type:
+    """pynetdicom's threaded association server, minus its own socket: DicomServer accepts the
+    connections and gives each to `process_request` (what the server's accept loop does)."""
+    from pynetdicom.transport import ThreadedAssociationServer
 
-    def __init__(self, ctx: ServerContext, loop: asyncio.AbstractEventLoop) -> None:
+    class HandedOverServer(ThreadedAssociationServer):
+        def server_bind(self) -> None:
+            if self.socket is not None:
+                self.socket.close()  # the listening socket is DicomServer's
+
+        def server_activate(self) -> None:
+            pass
+
+        def server_close(self) -> None:
+            pass
+
+        def shutdown(self) -> None:
+            if self in self.ae._servers:
+                self.ae._servers.remove(self)
+
+    return HandedOverServer
+
+
+class DicomServer:
+    """C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET SCP on DicomPort with DicomAet."""
+
+    def __init__(
+        self, ctx: ServerContext, loop: asyncio.AbstractEventLoop, prepare: Callable[[], None] | None = None
+    ) -> None:
+        """`prepare` runs once before pynetdicom's server is built (app.py: `tune_pynetdicom`)."""
         self.ctx = ctx
         self.loop = loop
-        self.handlers = DicomHandlers(ctx, loop)
-        s = ctx.settings
+        self._prepare = prepare
+        self._sock: socket.socket | None = None
+        self._server: Any = None  # pynetdicom's server, built on the first association
+        self._building: asyncio.Future[Any] | None = None
+        self._waiting: list[tuple[socket.socket, Any]] = []  # accepted while pynetdicom loads
+        self._base_contexts: list[Any] = []
+        self._storage_uids: frozenset[str] = frozenset()
+        self._accepted: tuple[str, ...] = ()
+        self._storage_syntaxes: list[str] = []
+        self.port: int | None = None
+
+    def start(self, host: str = "0.0.0.0", port: int | None = None) -> int:
+        """Listen (port 0 picks a free port); returns the port. Runs on the event loop."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, self.ctx.settings.dicom_port if port is None else port))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        self.loop.add_reader(sock.fileno(), self._accept)
+        bound: int = sock.getsockname()[1]
+        self.port = bound
+        log.info("DICOM server listening on port %d as %s", bound, self.ctx.settings.dicom_aet)
+        return bound
+
+    def stop(self) -> None:
+        """Stop listening (call it on the event loop); running associations finish on their own."""
+        if self._sock is not None:
+            self.loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+        for conn, _ in self._waiting:
+            conn.close()
+        self._waiting.clear()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def _accept(self) -> None:
+        """Accept what is pending; the first connection starts building pynetdicom's server."""
+        while self._sock is not None:
+            try:
+                conn, address = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. out of file descriptors: try again on the next readiness
+                log.warning("cannot accept a DICOM connection", exc_info=True)
+                return
+            conn.setblocking(True)
+            if self._server is not None:
+                self._hand_over(conn, address)
+                continue
+            self._waiting.append((conn, address))
+            if self._building is None:
+                self._building = self.loop.run_in_executor(None, self._build)
+                self._building.add_done_callback(self._built)
+
+    def _built(self, future: asyncio.Future[Any]) -> None:
+        self._building = None
+        if future.cancelled() or future.exception() is not None:
+            log.error("cannot start the DICOM server", exc_info=None if future.cancelled() else future.exception())
+            for conn, _ in self._waiting:
+                conn.close()
+        elif self._sock is not None:  # not stopped meanwhile
+            self._server = future.result()
+            for conn, address in self._waiting:
+                self._hand_over(conn, address)
+        self._waiting.clear()
+
+    def _hand_over(self, conn: socket.socket, address: Any) -> None:
+        try:
+            self._server.process_request(conn, address)  # starts the association's thread
+        except Exception:
+            log.exception("cannot start a DICOM association")
+            conn.close()
+
+    def _build(self) -> Any:
+        """pynetdicom's AE with our contexts and handlers, and its server (in a worker thread)."""
+        from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+            PatientRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelGet,
+            PatientRootQueryRetrieveInformationModelMove,
+            StudyRootQueryRetrieveInformationModelFind,
+            StudyRootQueryRetrieveInformationModelGet,
+            StudyRootQueryRetrieveInformationModelMove,
+            Verification,
+        )
+
+        from . import storagecommitment
+        from .handlers import DicomHandlers
+
+        if self._prepare is not None:
+            self._prepare()
+        handlers = DicomHandlers(self.ctx, self.loop)
+        s = self.ctx.settings
         ae = AE(ae_title=s.dicom_aet)
         ae.maximum_pdu_size = 0  # accept PDUs of any size: large PDUs mean fewer round trips
         ae.maximum_associations = 256  # Orthanc queues associations rather than refusing them
@@ -105,47 +223,33 @@ class DicomServer:
         ae.add_supported_context(
             storagecommitment.SOP_CLASS, preferred_first(ALL_TRANSFER_SYNTAXES[:4]), scu_role=True, scp_role=True
         )
-        self._accepted = ctx.accepted_transfer_syntaxes
+        self._accepted = self.ctx.accepted_transfer_syntaxes
         self._storage_syntaxes = storage_syntaxes(self._accepted)
+        self._storage_uids = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 # scp_role: a C-GET requestor receives the instances on its own association
                 ae.add_supported_context(context.abstract_syntax, self._storage_syntaxes, scu_role=True, scp_role=True)
-        self.ae = ae
-        self._base_contexts: list[Any] = []
-        self._server: Any = None
-        self.port: int | None = None
-
-    def start(self, host: str = "0.0.0.0", port: int | None = None) -> int:
-        """Listen (port 0 picks a free port); returns the port."""
-        handlers: list[Any] = [
+        events: list[Any] = [
             (evt.EVT_CONN_OPEN, self._on_connection),
             (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_C_ECHO, self.handlers.on_echo),
-            (evt.EVT_C_STORE, self.handlers.on_store),
-            (evt.EVT_C_FIND, self.handlers.on_find),
-            (evt.EVT_C_MOVE, self.handlers.on_move),
-            (evt.EVT_C_GET, self.handlers.on_get),
-            (evt.EVT_ACSE_RECV, self.handlers.on_acse_recv),
-            (evt.EVT_N_ACTION, partial(storagecommitment.on_n_action, self.handlers)),
-            (evt.EVT_N_EVENT_REPORT, partial(storagecommitment.on_n_event_report, self.handlers)),
+            (evt.EVT_C_ECHO, handlers.on_echo),
+            (evt.EVT_C_STORE, handlers.on_store),
+            (evt.EVT_C_FIND, handlers.on_find),
+            (evt.EVT_C_MOVE, handlers.on_move),
+            (evt.EVT_C_GET, handlers.on_get),
+            (evt.EVT_ACSE_RECV, handlers.on_acse_recv),
+            (evt.EVT_N_ACTION, partial(storagecommitment.on_n_action, handlers)),
+            (evt.EVT_N_EVENT_REPORT, partial(storagecommitment.on_n_event_report, handlers)),
         ]
-        self._server = self.ae.start_server(
-            (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers
-        )
+        assert self._sock is not None
+        server = ae.make_server(self._sock.getsockname(), evt_handlers=events, server_class=_handed_over_server_class())
+        ae._servers.append(server)
         # pynetdicom deep-copies the supported contexts for every association (~40 ms for all
         # storage classes x all transfer syntaxes); negotiation only reads them, so share them.
-        self._server.contexts = _SharedContexts(self._server.contexts)
-        self._base_contexts = list(self._server.contexts)
-        bound: int = self._server.server_address[1]
-        self.port = bound
-        log.info("DICOM server listening on port %d as %s", bound, self.ctx.settings.dicom_aet)
-        return bound
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        server.contexts = _SharedContexts(server.contexts)
+        self._base_contexts = list(server.contexts)
+        return server
 
     def _on_connection(self, event: Any) -> None:
         """No Nagle delay: a DIMSE response is several small writes, and waiting for the peer's
@@ -166,7 +270,7 @@ class DicomServer:
             syntaxes = storage_syntaxes(accepted)
             contexts = []
             for cx in self._base_contexts:
-                if str(cx.abstract_syntax) in _STORAGE_UIDS:
+                if str(cx.abstract_syntax) in self._storage_uids:
                     new = build_context(cx.abstract_syntax, syntaxes)
                     new.scu_role, new.scp_role = True, True
                     contexts.append(new)

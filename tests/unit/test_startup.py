@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pydicom.config
 
-from orthanc_py.app import configure_libraries, freeze_startup_objects
+from orthanc_py.app import configure_libraries, freeze_startup_objects, pause_collector
 from orthanc_py.remote import dicomnet
 from orthanc_py.remote.modalities import DicomScu
 
@@ -23,8 +23,11 @@ def test_library_settings_in_one_place():
     assert pydicom.config.settings.reading_validation_mode == pydicom.config.IGNORE
     assert gc.get_threshold()[0] == 20_000
     before = gc.get_freeze_count()
-    freeze_startup_objects()
+    pause_collector()  # no collections while the server starts
+    assert not gc.isenabled()
+    freeze_startup_objects()  # collected once, frozen, and collecting again
     assert gc.get_freeze_count() >= max(before, 1)
+    assert gc.isenabled()
 
 
 def test_pynetdicom_tuned_before_the_first_association():
@@ -62,7 +65,7 @@ import requests  # still importable once pydicom is loaded
 
 def test_serving_modules_leave_the_rest_for_first_use():
     """What the HTTP server needs before it listens, and nothing more: pynetdicom (and its
-    status tables) loads when the DICOM server starts or the SCU is first used, DCMTK's
+    status tables) loads on the DICOM server's first association or the SCU's first use, DCMTK's
     dictionary on its first use, `requests` never (pydicom imports it only to download its
     test files); the composition root's own import loads none of the DICOM libraries."""
     done = subprocess.run(
