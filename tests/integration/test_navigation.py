@@ -35,7 +35,7 @@ def test_levels_and_expansion(client, populated):
     assert len(client.get("/instances").json()) == 6
 
     patient = client.get(f"/patients/{first['ParentPatient']}").json()
-    assert set(patient) == {"ID", "IsProtected", "IsStable", "Labels", "LastUpdate", "MainDicomTags", "Studies", "Type"}
+    assert set(patient) == {"ID", "IsStable", "Labels", "LastUpdate", "MainDicomTags", "Studies", "Type"}
     assert patient["Type"] == "Patient" and len(patient["Studies"]) == 2
     assert patient["MainDicomTags"]["PatientID"] == "PID00000"
 
@@ -81,7 +81,8 @@ def test_levels_and_expansion(client, populated):
         listed = client.get(f"/{level}?expand").json()
         assert listed == [client.get(f"/{level}/{r['ID']}").json() for r in listed]
     assert any(s["Labels"] == ["urgent"] for s in client.get("/studies?expand").json())
-    assert any(p["IsProtected"] for p in client.get("/patients?expand").json())
+    found = client.post("/tools/find", {"Level": "Patient", "Query": {}, "ResponseContent": ["IsProtected"]}).json()
+    assert any(p["IsProtected"] for p in found)
     assert client.get("/studies?since=1&limit=1").json() == client.get("/studies").json()[1:2]
     bad = client.get("/studies?limit=1")
     assert bad.status == 400 and bad.json()["OrthancStatus"] == 8
