@@ -11,6 +11,7 @@ in its Content and ends in the "plugin engine" error, which a synchronous call a
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import re
 import ssl
@@ -88,8 +89,6 @@ class DicomWebClient:
         options: dict[str, Any] = {
             "timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
         }
-        if server.username:
-            options["auth"] = aiohttp.BasicAuth(server.username, server.password)
         if server.certificate_file and server.url.startswith("https://"):
             context = ssl.create_default_context()
             context.load_cert_chain(
@@ -181,7 +180,12 @@ def _status_error(status: int) -> OrthancError:
 
 
 def _headers(server: DicomWebServer, extra: dict[str, str]) -> dict[str, str]:
-    return {**server.http_headers, **extra}
+    """The server's credentials (HTTP Basic), its HttpHeaders, then the request's."""
+    out: dict[str, str] = {}
+    if server.username:
+        token = base64.b64encode(f"{server.username}:{server.password}".encode()).decode()
+        out["Authorization"] = f"Basic {token}"
+    return {**out, **server.http_headers, **extra}
 
 
 # --- jobs -------------------------------------------------------------------------------------------
@@ -637,7 +641,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
     try:
         async with client.session().delete(
-            _url(server, uri), headers=dict(server.http_headers), **client.request_options(server)
+            _url(server, uri), headers=_headers(server, {}), **client.request_options(server)
         ) as resp:
             await resp.read()
             if not 200 <= resp.status < 300:

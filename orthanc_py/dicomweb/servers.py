@@ -190,8 +190,12 @@ class DicomWebServers:
             raise OrthancError(
                 ErrorCode.BAD_FILE_FORMAT, 'Cannot parse the "DicomWeb.Servers" section of the configuration file'
             )
-        for name, value in configured.items():
-            self._items[str(name)] = parse_server(value)
+        try:
+            for name, value in configured.items():
+                self._items[str(name)] = parse_server(value)
+        except OrthancError as err:
+            log.error('Exception while parsing the "DicomWeb.Servers" section of the configuration file: %s', err)
+            raise
 
     @classmethod
     def from_settings(cls, raw: Any) -> DicomWebServers:
