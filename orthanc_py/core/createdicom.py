@@ -618,19 +618,6 @@ async def _create_series(
     return {"ID": series, "Path": f"/series/{series}", "Status": "Success"}
 
 
-def _answer(result: ingest.StoreResult) -> dict[str, Any]:
-    """Orthanc's answer for a stored instance (Status: Success, AlreadyStored, FilteredOut)."""
-    ids = result.ids
-    return {
-        "ID": ids.instance,
-        "ParentPatient": ids.patient,
-        "ParentSeries": ids.series,
-        "ParentStudy": ids.study,
-        "Path": f"/instances/{ids.instance}",
-        "Status": result.status.value,
-    }
-
-
 async def _create_v1(ctx: ServerContext, body: dict[str, Any], origin: ingest.Origin) -> dict[str, Any]:
     """Orthanc <= 0.9.3's request: each member a tag with a string value; no data URIs but
     for PixelData."""
@@ -644,7 +631,7 @@ async def _create_v1(ctx: ServerContext, body: dict[str, Any], origin: ingest.Or
             await ctx.run(embed_content, new, value, False)
         else:
             _set_plain(new.ds, tag, value)
-    return _answer(await _store(ctx, new, origin))
+    return (await _store(ctx, new, origin)).to_json()
 
 
 async def create(ctx: ServerContext, body: Any, origin: ingest.Origin) -> dict[str, Any]:
@@ -691,7 +678,7 @@ async def create(ctx: ServerContext, body: Any, origin: ingest.Origin) -> dict[s
                 return await _create_series(ctx, ds, content, opts, origin)
         else:
             raise OrthancError(ErrorCode.CREATE_DICOM_USE_DATA_URI_SCHEME)
-    return _answer(await _store(ctx, new, origin))
+    return (await _store(ctx, new, origin)).to_json()
 
 
 def extract_pdf(data: bytes) -> bytes | None:

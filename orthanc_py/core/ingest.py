@@ -54,6 +54,9 @@ class Origin:
     http_username: str = ""
     modified_from: str = ""
     """The instance this one is a modified copy of (metadata ModifiedFrom)."""
+    metadata: tuple[tuple[ResourceType, int, str], ...] = ()
+    """More metadata to write with the instance, on it or on its series, study or patient
+    (level, type, value): AnonymizedFrom/ModifiedFrom of a modification job."""
     skip_ingest_transcoding: bool = False
     """The file is in the syntax its maker chose (modify's `Transcode`): IngestTranscoding
     leaves it as it is, as Orthanc does."""
@@ -64,6 +67,18 @@ class StoreResult:
     status: StoreStatus
     ids: PublicIds
     parsed: ParsedInstance
+
+    def to_json(self) -> dict[str, Any]:
+        """Orthanc's answer for one stored instance (POST /instances, create-dicom)."""
+        ids = self.ids
+        return {
+            "ID": ids.instance,
+            "ParentPatient": ids.patient,
+            "ParentSeries": ids.series,
+            "ParentStudy": ids.study,
+            "Path": f"/instances/{ids.instance}",
+            "Status": self.status.value,
+        }
 
 
 SIGNATURES = mt.SIGNATURES
@@ -231,6 +246,8 @@ def _store_txn(
         meta.append((iid, int(MetadataType.HTTP_USERNAME), origin.http_username))
     if origin.modified_from:
         meta.append((iid, int(MetadataType.MODIFIED_FROM), origin.modified_from))
+    for level, mtype, value in origin.metadata:  # chain: patient, study, series
+        meta.append((iid if level is ResourceType.INSTANCE else chain[level - 1], mtype, value))
     if p.pixel_data_offset is not None:
         meta.append((iid, int(MetadataType.PIXEL_DATA_OFFSET), str(p.pixel_data_offset)))
     if p.pixel_data_vr is not None:

@@ -71,6 +71,19 @@ def request_priority(body: Any) -> int:
     return value
 
 
+def request_synchronous(body: Any, default: bool = True) -> bool:
+    """Whether a request that submits a job waits for it (Orthanc's IsSynchronousJobRequest):
+    "Synchronous" wins over "Asynchronous"; either must be a Boolean (BadFileFormat)."""
+    if isinstance(body, dict):
+        for key, synchronous in (("Synchronous", True), ("Asynchronous", False)):
+            if key in body:
+                value = body[key]
+                if not isinstance(value, bool):
+                    raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {key}")
+                return value if synchronous else not value
+    return default
+
+
 class JobCanceled(BaseException):
     """Raised at a checkpoint of a job that was cancelled (a BaseException: a job's own
     `except Exception` does not swallow it)."""

@@ -34,7 +34,7 @@ from . import ingest
 from . import resources as core_res
 from .context import ServerContext
 from .files import read_dicom
-from .jobs import Job
+from .jobs import Job, request_priority, request_synchronous
 
 SPLIT_JOB = "SplitStudy"
 MERGE_JOB = "MergeStudy"
@@ -75,20 +75,6 @@ def _read_strings(body: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _bad_format(f"List of strings expected in field: {key}")
     return value
-
-
-def job_options(body: dict[str, Any], default_synchronous: bool = True) -> tuple[bool, int]:
-    """ "Synchronous"/"Asynchronous" (Synchronous wins) and "Priority" of a job request."""
-    if "Synchronous" in body:
-        synchronous = read_bool(body, "Synchronous", default_synchronous)
-    elif "Asynchronous" in body:
-        synchronous = not read_bool(body, "Asynchronous", not default_synchronous)
-    else:
-        synchronous = default_synchronous
-    priority = body.get("Priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise _bad_format("Integer value expected in field: Priority")
-    return synchronous, priority
 
 
 def _tag(ctx: ServerContext, name: str) -> int:
@@ -395,26 +381,16 @@ def register_jobs(ctx: ServerContext) -> None:
         ctx.jobs.register(job_type, factory(job_type))
 
 
-async def wait_job(job: Job) -> None:
-    """Wait until a job is over (Success or Failure), whatever the engine runs it on."""
-    while job.state not in ("Success", "Failure"):
-        task = job.task
-        if task is not None and not task.done():
-            await asyncio.wait([task], timeout=0.05)
-        else:
-            await asyncio.sleep(0.005)
-
-
 async def submit(ctx: ServerContext, job_type: str, spec: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     """Run a split/merge job: synchronously by default (the answer is the job's Content, or the
     job's error), or in the background ({"ID", "Path"})."""
-    synchronous, priority = job_options(body)
+    synchronous, priority = request_synchronous(body), request_priority(body)
     register_jobs(ctx)
     job = ctx.jobs.submit(job_type, make_runner(ctx, job_type, spec), priority, spec={"Type": job_type, **spec})
     job.content.update(public_content(spec, job_type))
     if not synchronous:
         return {"ID": job.id, "Path": f"/jobs/{job.id}"}
-    await wait_job(job)
+    await job.wait()
     if job.state != "Success":
         try:
             code = ErrorCode.from_code(job.error_code)

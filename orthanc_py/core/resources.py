@@ -116,6 +116,8 @@ def expand(
             MetadataType.LAST_UPDATE,
             MetadataType.EXPECTED_NUMBER_OF_INSTANCES,
             MetadataType.INDEX_IN_SERIES,
+            MetadataType.MODIFIED_FROM,
+            MetadataType.ANONYMIZED_FROM,
         ),
     )
     labels = txn.labels(all_ids)
@@ -200,7 +202,7 @@ def _complete(
         info.is_protected = is_protected
 
 
-_GET_METADATA = (_LAST_UPDATE, _EXPECTED, _INDEX)
+_GET_METADATA = (_LAST_UPDATE, _EXPECTED, _INDEX, int(MetadataType.MODIFIED_FROM), int(MetadataType.ANONYMIZED_FROM))
 
 
 def _get_in(txn: Transaction, ctx: ServerContext, public_id: str, level: ResourceType | None) -> ResourceInfo:

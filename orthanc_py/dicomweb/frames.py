@@ -15,27 +15,33 @@ from .targets import multipart_response, stored_syntax, url_files, url_files_blo
 
 
 async def rendered(request: web.Request) -> web.StreamResponse:
-    """/rendered and /thumbnail of an instance or a frame: PNG (default) or JPEG."""
-    from ..imaging import render
+    """/rendered (and our /thumbnail, the same image) of a study, series, instance or frame,
+    drawn as Orthanc's DICOMweb plugin draws it: JPEG unless Accept asks for PNG, the
+    viewport, quality and window arguments; a study or series shows its first instance."""
+    from ..imaging import webrender
 
     ctx = ctx_of(request)
-    accept = (request.headers.get("Accept") or "*/*").split(";")[0].strip().lower()
-    formats = {"*/*": "JPEG", "image/*": "JPEG", "image/jpeg": "JPEG", "image/png": "PNG"}
-    if accept not in formats:  # Orthanc's plugin: one media type, JPEG by default
-        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render as {accept}: image/jpeg or image/png")
-    fmt = formats[accept]
-    frame = int(request.match_info.get("frames", "1").split(",")[0] or 1) - 1
-    thumbnail = "thumbnail" in request.path
+    accept = (request.headers.get("Accept") or "*/*").strip()
+    mimes = {"*/*": "image/jpeg", "image/jpeg": "image/jpeg", "image/jpg": "image/jpeg", "image/png": "image/png"}
+    mime = mimes.get(accept.split(";")[0].strip().lower())
+    if mime is None:  # the plugin takes one media type, JPEG by default
+        raise OrthancError(
+            ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unsupported MIME type in WADO-RS rendered frame: {accept}"
+        )
+    args = webrender.WebRenderArgs.parse(dict(request.query))
+    try:
+        frame = int(request.match_info.get("frames", "1").split(",")[0] or 1)
+    except ValueError:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Bad frame number") from None
+    if frame <= 0:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Inexistent frame index in this image: {frame}")
 
     def read_and_render() -> bytes:  # lookup, file and drawing in one worker-thread hop
         first, *_ = url_files_blocking(request)
-        return render.render_image(core_files.read(ctx, first), frame, fmt, thumbnail)
+        return webrender.web_rendered(core_files.read(ctx, first), frame - 1, args, mime)
 
-    try:
-        image = await ctx.run(read_and_render)
-    except (IndexError, ValueError) as exc:
-        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render this frame: {exc}") from exc
-    return web.Response(body=image, content_type="image/jpeg" if fmt == "JPEG" else "image/png")
+    image = await ctx.run(read_and_render)
+    return web.Response(body=image, content_type=mime)
 
 
 def _frames_plan(header: str | None, stored: str, count: int) -> tuple[bool, str]:

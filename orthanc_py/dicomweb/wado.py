@@ -163,7 +163,7 @@ async def delete(request: web.Request) -> web.StreamResponse:
 
 async def wado_uri(request: web.Request) -> web.StreamResponse:
     """WADO-URI (PS3.18 9): ?requestType=WADO&studyUID&seriesUID&objectUID&contentType=..."""
-    from ..imaging import render
+    from ..imaging import pixels, render
 
     ctx = ctx_of(request)
     q = request.query
@@ -179,12 +179,18 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
         content_type = "image/jpeg"
     if content_type not in ("image/jpeg", "image/png"):
         raise OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Unsupported contentType {content_type}", http_status=406)
-    fmt = "PNG" if content_type == "image/png" else "JPEG"
+    mime = content_type
+
+    def draw() -> bytes:  # Orthanc's plugin asks Orthanc for /instances/{id}/rendered
+        ds = pixels.read_dataset(data)
+        decoded = pixels.decode_dataset(ds, 0)
+        return render.image_answer(decoded, render.FrameTags.of(ds, 0), "rendered", render.RenderArgs(), mime)
+
     try:
-        image = await ctx.run(render.render_image, data, 0, fmt, False)
-    except (IndexError, ValueError) as exc:
-        raise OrthancError(ErrorCode.BAD_REQUEST, f"Cannot render this instance: {exc}") from exc
-    return web.Response(body=image, content_type=content_type)
+        image = await ctx.run(draw)
+    except OrthancError as exc:
+        raise OrthancError(ErrorCode.PLUGIN, "WADO-URI: Unable to generate a preview image") from exc
+    return web.Response(body=image, content_type="image/png")  # what the plugin says, even for JPEG
 
 
 def setup(router: web.UrlDispatcher, prefix: str) -> None:
@@ -204,7 +210,8 @@ def setup_extras(router: web.UrlDispatcher, prefix: str) -> None:
     router.add_delete(series, delete)
     router.add_delete(instance, delete)
     for name in ("rendered", "thumbnail"):
-        router.add_get(f"{instance}/{name}", frame_routes.rendered)
+        for path in (study, series, instance):
+            router.add_get(f"{path}/{name}", frame_routes.rendered)
         router.add_get(instance + "/frames/{frames}/" + name, frame_routes.rendered)
     router.add_get(instance + "/frames/{frames}", frame_routes.frames)
     router.add_get(instance + "/bulk/{tail:.+}", frame_routes.bulk)

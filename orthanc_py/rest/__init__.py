@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core import modifyjob
 from ..core.context import ServerContext
 from . import (
     admin,
@@ -11,6 +12,7 @@ from . import (
     attachments,
     bulk,
     create,
+    images,
     instances,
     jobs,
     mergesplit,
@@ -37,6 +39,7 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         tools,
         settings,
         instances,
+        images,
         modify,
         mergesplit,
         create,
@@ -54,4 +57,5 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         webdav,
     ):
         module.setup(app.router)
+    modifyjob.register(ctx)  # ResourceModification jobs can be rebuilt (SaveJobs, resubmit)
     mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)

@@ -23,7 +23,7 @@ from aiohttp import web
 from ..core import archive as core_archive
 from ..core.archive import ArchiveCancelled, ArchivePlan, QueueSink, WriteOptions
 from ..core.context import ServerContext
-from ..core.jobs import request_priority
+from ..core.jobs import request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..web.responses import json_response, read_json
 from .common import ctx_of
@@ -36,18 +36,8 @@ _LEVEL_ROUTES = ("patients", "studies", "series", "instances")
 def _bool_member(body: dict[str, Any], key: str) -> bool:
     value = body[key]
     if not isinstance(value, bool):
-        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f'Member "{key}" should be a Boolean value')
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Boolean value expected in field: {key}")
     return value
-
-
-def _synchronous(body: Any) -> bool:
-    """Orthanc's IsSynchronousJobRequest, synchronous by default."""
-    if isinstance(body, dict):
-        if "Synchronous" in body:
-            return _bool_member(body, "Synchronous")
-        if "Asynchronous" in body:
-            return not _bool_member(body, "Asynchronous")
-    return True
 
 
 def _filename(text: str) -> str:
@@ -63,7 +53,7 @@ def _options(ctx: ServerContext, body: Any, default_extended: bool) -> WriteOpti
             extended = _bool_member(body, "Extended")
         if "Transcode" in body:
             if not isinstance(body["Transcode"], str):
-                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'Member "Transcode" should be a string')
+                raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
             transcode = core_archive.check_transfer_syntax(body["Transcode"])
     return WriteOptions(transcode, extended, core_archive.setting_int(ctx, "ZipLoaderThreads", 0))
 
@@ -253,7 +243,7 @@ async def single_post(request: web.Request) -> web.StreamResponse:
         [rid],
         media,
         options,
-        _synchronous(body),
+        request_synchronous(body),
         request_priority(body),
         filename,
         _filename_member(body) or "archive.zip",
@@ -288,7 +278,7 @@ async def batch_post(request: web.Request) -> web.StreamResponse:
         resources,
         media,
         options,
-        _synchronous(body),
+        request_synchronous(body),
         request_priority(body),
         filename or "Archive.zip",
         filename or "archive.zip",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core.ingest import Origin
 from ..errors import ErrorCode, OrthancError
 from ..web.appkeys import CTX, ctx_of
+from ..web.middleware import FROM_LUA, USERNAME
 from ..web.responses import bool_arg
 
-__all__ = ["CTX", "ctx_of", "empty_404", "int_arg", "since_limit", "tag_format"]
+__all__ = ["CTX", "ctx_of", "empty_404", "int_arg", "origin_of", "since_limit", "tag_format"]
 
 
 def tag_format(request: web.Request) -> str:
@@ -48,3 +50,11 @@ def int_arg(request: web.Request, name: str, default: int = 0) -> int:
     if value < 0:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Argument {name} must be positive")
     return value
+
+
+def origin_of(request: web.Request) -> Origin:
+    """Where an instance sent over REST comes from (its Origin metadata): Lua's RestApi calls
+    are "Lua", other requests "RestApi" with the caller's address and user name."""
+    if request.get(FROM_LUA):
+        return Origin("Lua")
+    return Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))

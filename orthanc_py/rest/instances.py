@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-from typing import Any
 
 import pydicom
 from aiohttp import web
@@ -13,40 +12,23 @@ from ..core import createdicom, ingest, zipinput
 from ..core import files as core_files
 from ..core import resources as core_res
 from ..core.context import ServerContext
-from ..core.ingest import Origin, StoreResult
 from ..errors import ErrorCode, OrthancError
-from ..imaging import render, transcode
+from ..imaging import transcode
 from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
-from ..web.middleware import FROM_LUA, USERNAME
 from ..web.responses import json_bytes, json_response, read_body
-from .common import ctx_of, empty_404
+from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, tags_options
-
-
-def store_json(result: StoreResult) -> dict[str, Any]:
-    ids = result.ids
-    return {
-        "ID": ids.instance,
-        "ParentPatient": ids.patient,
-        "ParentSeries": ids.series,
-        "ParentStudy": ids.study,
-        "Path": f"/instances/{ids.instance}",
-        "Status": result.status.value,
-    }
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
     ctx = ctx_of(request)
     data = await read_body(request)
-    if request.get(FROM_LUA):
-        origin = Origin("Lua")
-    else:
-        origin = Origin("RestApi", remote_ip=request.remote or "", http_username=request.get(USERNAME, ""))
+    origin = origin_of(request)
     if zipinput.is_zip(data):  # a ZIP of DICOM files, stored within bounds (core.zipinput)
-        return json_response([store_json(r) for r in await zipinput.store_zip(ctx, data, origin)])
-    return json_response(store_json(await ingest.store(ctx, data, origin)))
+        return json_response([r.to_json() for r in await zipinput.store_zip(ctx, data, origin)])
+    return json_response((await ingest.store(ctx, data, origin)).to_json())
 
 
 SENDFILE_THRESHOLD = 16 << 20
@@ -201,40 +183,6 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
     return json_response(RENDERINGS)
 
 
-def _frame_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError as exc:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
-
-
-def _render_preview(data: bytes, frame: int, small_only: bool) -> bytes | None:
-    """The PNG of a frame (None when `small_only` and the file is not a small native one), with
-    Orthanc's errors for a frame out of range and for an image it cannot decode."""
-    try:
-        return render.small_preview_png(data, frame) if small_only else render.preview_png(data, frame)
-    except IndexError as exc:
-        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, "Frame out of range") from exc
-    except Exception as exc:
-        raise OrthancError(ErrorCode.NOT_IMPLEMENTED, "Cannot decode this image") from exc
-
-
-async def preview(request: web.Request) -> web.StreamResponse:
-    """GET /instances/{id}/preview and /frames/{n}/preview: an 8-bit PNG of the frame. A small
-    native image already in the page cache is looked up, read and drawn on the event loop (no
-    worker hop: ~0.1 ms of work); any other in one worker hop. An unknown instance is a 404
-    before a bad frame number is a 400."""
-    ctx = ctx_of(request)
-    _att, data = await core_files.dicom_file(ctx, request.match_info["id"])
-    assert data is not None
-    frame = _frame_number(request.match_info.get("frame", "0"))
-    png = _render_preview(data, frame, small_only=True)
-    if png is None:
-        png = await ctx.run(_render_preview, data, frame, False)
-    assert png is not None
-    return web.Response(body=png, content_type="image/png")
-
-
 async def pdf(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/pdf: the document of an Encapsulated PDF instance (Orthanc's
     ExtractPdf: SOP class and MIME type must say PDF), a bare 404 for any other instance."""
@@ -257,6 +205,4 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_get("/instances/{id}/content/{path:.*}", get_content)
     router.add_get("/instances/{id}/frames", get_frames)
     router.add_get("/instances/{id}/frames/{frame}", frame_renderings)
-    router.add_get("/instances/{id}/preview", preview)
-    router.add_get("/instances/{id}/frames/{frame}/preview", preview)
     router.add_get("/instances/{id}/pdf", pdf)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import modalities as core_mod
-from ..core.jobs import request_priority
+from ..core.jobs import request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
 from ..web.responses import bool_arg, json_response, read_body, read_json, text_response
@@ -172,7 +172,7 @@ async def store(request: web.Request) -> web.StreamResponse:
     }
     run = core_mod.store_job(ctx, spec)
     priority = request_priority(options)
-    if options.get("Asynchronous") is True or options.get("Synchronous") is False:
+    if not request_synchronous(options):
         job = ctx.jobs.submit(core_mod.STORE_JOB, run, priority, spec=spec, user_data=options.get("UserData"))
         job.content.update(content)
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ..core import jobtypes
 from ..core import queries as core_q
-from ..core.jobs import request_priority
+from ..core.jobs import request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model import orthancjson
@@ -167,7 +167,7 @@ async def get(request: web.Request) -> web.StreamResponse:
     }
     run = jobtypes.get_job(ctx, spec)
     priority = request_priority(body)
-    if body.get("Asynchronous") is True or body.get("Synchronous") is False:
+    if not request_synchronous(body):
         job = ctx.jobs.submit(jobtypes.GET_JOB, run, priority, spec=spec, user_data=body.get("UserData"))
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     return json_response(await run())
@@ -269,7 +269,7 @@ async def _run_retrieve(
     }
     run = jobtypes.move_job(ctx, spec)
     priority = request_priority(options)
-    if options.get("Asynchronous") is True or options.get("Synchronous") is False:
+    if not request_synchronous(options):
         job = ctx.jobs.submit(jobtypes.MOVE_JOB, run, priority, spec=spec, user_data=options.get("UserData"))
         return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
     try:

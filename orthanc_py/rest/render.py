@@ -9,7 +9,7 @@ from ..core.content import Attachment
 from ..core.logs import Change, ExportedResource
 from ..core.resources import ResourceInfo
 from ..model.dictionary import UNKNOWN_TAG_NAME, dcmtk
-from ..model.enums import METADATA_NAMES, ChangeType, ResourceType
+from ..model.enums import METADATA_NAMES, ChangeType, MetadataType, ResourceType
 from ..model.maintags import MAIN_TAGS, format_tag
 
 TAG_FORMATS = ("human", "short", "full")
@@ -57,6 +57,12 @@ _LEVEL_KEYS = {
 }
 
 
+_DERIVED_FROM = (
+    ("AnonymizedFrom", int(MetadataType.ANONYMIZED_FROM)),
+    ("ModifiedFrom", int(MetadataType.MODIFIED_FROM)),
+)
+
+
 def _full_json(info: ResourceInfo, fmt: str) -> dict[str, Any]:
     """Every default field of a resource: the one place of their rules."""
     level = info.level
@@ -71,6 +77,9 @@ def _full_json(info: ResourceInfo, fmt: str) -> dict[str, Any]:
         out[parent_key] = info.parent
     if children_key is not None:
         out[children_key] = info.children
+    for key, mtype in _DERIVED_FROM:  # a modified or anonymized copy names its source
+        if mtype in info.metadata:
+            out[key] = info.metadata[mtype]
     if level is ResourceType.INSTANCE:
         out["FileSize"] = info.file_size
         out["FileUuid"] = info.file_uuid
@@ -99,6 +108,8 @@ _CONTENT_OF = {
     "IsProtected": "IsProtected",
     "ExpectedNumberOfInstances": "Status",
     "Status": "Status",
+    "AnonymizedFrom": "Metadata",
+    "ModifiedFrom": "Metadata",
     **{key: "Parent" for _label, key, _children in _LEVEL_KEYS.values() if key is not None},
     **{key: "Children" for _label, _parent, key in _LEVEL_KEYS.values() if key is not None},
 }

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ..core import content as core_content
 from ..core import resources as core_res
+from ..core.context import ServerContext
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
@@ -146,11 +147,11 @@ class _Slice:
     key: float = 0.0
 
 
-async def ordered_slices(request: web.Request) -> web.StreamResponse:
-    """GET /series/{id}/ordered-slices: instances sorted along the slice normal when every one
-    has a position and a parallel orientation ("Volume"), else by IndexInSeries ("Sequence")."""
-    ctx = ctx_of(request)
-    infos = await core_res.relatives(ctx, request.match_info["id"], ResourceType.SERIES, ResourceType.INSTANCE)
+async def slice_order(ctx: ServerContext, series_id: str) -> tuple[list[_Slice], bool]:
+    """The instances of a series in Orthanc's slice order (SliceOrdering), and whether they
+    form a volume: sorted along the slice normal when every one has a position and a parallel
+    orientation, else by IndexInSeries (CannotOrderSlices when some have none)."""
+    infos = await core_res.relatives(ctx, series_id, ResourceType.SERIES, ResourceType.INSTANCE)
     items: list[_Slice] = []
     for info in infos:
         assert isinstance(info, ResourceInfo)
@@ -178,6 +179,13 @@ async def ordered_slices(request: web.Request) -> web.StreamResponse:
         if not items or any(i.index is None for i in items):
             raise OrthancError(ErrorCode.CANNOT_ORDER_SLICES)
         items.sort(key=lambda i: i.index or 0)
+    return items, volume
+
+
+async def ordered_slices(request: web.Request) -> web.StreamResponse:
+    """GET /series/{id}/ordered-slices: instances sorted along the slice normal when every one
+    has a position and a parallel orientation ("Volume"), else by IndexInSeries ("Sequence")."""
+    items, volume = await slice_order(ctx_of(request), request.match_info["id"])
     return json_response(
         {
             "Dicom": [f"/instances/{i.id}/file" for i in items],

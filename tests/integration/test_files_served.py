@@ -97,14 +97,15 @@ def test_wado_rs_transcodes_within_batches(client, monkeypatch, batch):
     assert len(decoded) == 2 and plain in [b for _h, b in decoded] and rle not in [b for _h, b in decoded]
 
 
-def _pydicom_preview(data: bytes, monkeypatch) -> np.ndarray:
+def _decoded_preview(data: bytes, monkeypatch) -> np.ndarray:
+    """The preview drawn by the general decoder (not the small-file reader)."""
     with monkeypatch.context() as m, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m.setattr(render, "_native_frame", lambda _d, _f: None)
+        m.setattr(render, "native_frame", lambda _d, _f: None)
         return np.asarray(Image.open(io.BytesIO(render.preview_png(data, 0))))
 
 
-def test_previews_are_the_pydicom_rendering(client, monkeypatch):
+def test_previews_are_the_decoder_rendering(client, monkeypatch):
     from pydicom.data import get_testdata_file
 
     samples = [dicomgen.make(patient=4, rows=64, columns=64)]
@@ -117,10 +118,10 @@ def test_previews_are_the_pydicom_rendering(client, monkeypatch):
         answer = client.upload(data)
         r = client.get(f"/instances/{answer['ID']}/preview")
         assert r.status == 200 and r.headers["content-type"] == "image/png"
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.body))), _pydicom_preview(data, monkeypatch))
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(r.body))), _decoded_preview(data, monkeypatch))
     iid = client.upload(samples[0])["ID"]
-    assert client.get(f"/instances/{iid}/frames/1/preview").status == 400
-    assert client.get(f"/instances/{iid}/frames/x/preview").status == 400
+    assert client.get(f"/instances/{iid}/frames/1/preview").status == 404  # Orthanc's bare 404s
+    assert client.get(f"/instances/{iid}/frames/x/preview").status == 404
     assert client.get("/instances/nope/frames/x/preview").status == 404
 
 

@@ -339,3 +339,25 @@ def test_outputs(make_server: Any, tmp_path: Path) -> None:
         wait_for(lambda j=later: state_is(c, j, "Success"))
     assert c.get(f"/jobs/{first}").status == 404
     assert not files[2].exists()  # forgotten by the history: its temporary file with it
+
+
+def test_synchronous_and_asynchronous_must_be_booleans(client: Client) -> None:
+    """Every route that submits a job reads "Synchronous"/"Asynchronous" as Orthanc's
+    IsSynchronousJobRequest does: anything but a Boolean is a 400 Bad file format naming the field."""
+    stored = client.upload(dicomgen.make(patient=1, study=0, series=0, instance=0))
+    sid = stored["ParentStudy"]
+    routes = {
+        "/tools/create-archive": {"Resources": [sid]},
+        "/tools/bulk-modify": {"Resources": [sid], "Replace": {"PatientName": "X"}},
+        f"/studies/{sid}/modify": {"Replace": {"PatientName": "X"}},
+        f"/studies/{sid}/anonymize": {},
+        f"/studies/{sid}/split": {"Series": [stored["ParentSeries"]]},
+        f"/studies/{sid}/merge": {"Resources": []},
+    }
+    for route, body in routes.items():
+        for key in ("Synchronous", "Asynchronous"):
+            r = client.post(route, {key: 1, **body})
+            assert r.status == 400, (route, key, r.status, r.body)
+            answer = r.json()
+            assert answer["OrthancStatus"] == 15, (route, answer)
+            assert answer["Details"] == f"Boolean value expected in field: {key}", (route, answer)

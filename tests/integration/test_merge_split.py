@@ -232,7 +232,7 @@ def test_split_job_rebuilt_from_its_spec_makes_no_duplicate(make_server):
 
     async def rerun() -> dict:
         again = server.ctx.jobs.submit("SplitStudy", mergesplit.make_runner(server.ctx, "SplitStudy", job.spec))
-        await mergesplit.wait_job(again)
+        await again.wait()
         return again.to_json()
 
     info = asyncio.run_coroutine_threadsafe(rerun(), server._loop).result(30)

@@ -1,10 +1,10 @@
-"""The native frame reader (imaging.render._native_frame) gives exactly pydicom's array, and
-previews are pixel-equal whichever path decoded them."""
+"""The small-file reader (imaging.render.native_frame) gives exactly what the general decoder
+(imaging.pixels, Orthanc's rules) gives, previews are byte-equal whichever path drew them, and
+the PNG writer round-trips."""
 
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
 import pydicom
@@ -13,7 +13,8 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from orthanc_py.imaging import render
+from orthanc_py.errors import OrthancError
+from orthanc_py.imaging import pixels, png, render
 from orthanc_py.model.fastparse import native_pixels
 
 
@@ -87,69 +88,74 @@ CASES = {
 }
 
 
-def _pydicom_or_error(data: bytes, frame: int) -> np.ndarray | str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return render._pydicom_frame(data, frame)
-        except IndexError:
-            return "IndexError"
+def _decoded_or_error(data: bytes, frame: int) -> pixels.Frame | str:
+    try:
+        return pixels.decode(data, frame)
+    except OrthancError as err:
+        return err.code.name
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_native_frame_is_pydicom_frame(name: str) -> None:
+def test_native_frame_is_the_decoded_frame(name: str) -> None:
+    """Where the small-file reader takes a file, it gives what the general decoder gives."""
     data = CASES[name]
-    assert native_pixels(data) is not None, "this layout should take the native path"
+    assert native_pixels(data) is not None, "the fast parse should read this layout"
     for frame in range(4):
-        try:
-            ours: np.ndarray | str = render._native_frame(data, frame)  # type: ignore[assignment]
-        except IndexError:
-            ours = "IndexError"
-        theirs = _pydicom_or_error(data, frame)
-        if isinstance(theirs, str) or isinstance(ours, str):
-            assert ours == theirs
+        found = render.native_frame(data, frame)
+        decoded = _decoded_or_error(data, frame)
+        if found is None:
             continue
-        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
-        assert np.array_equal(ours, theirs)
+        assert not isinstance(decoded, str), decoded
+        assert found[0].format == decoded.format
+        assert found[0].pixels.dtype == decoded.pixels.dtype and np.array_equal(found[0].pixels, decoded.pixels)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_preview_pixels_unchanged(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_small_preview_is_the_preview(name: str) -> None:
     data = CASES[name]
-    fast = np.asarray(Image.open(io.BytesIO(render.preview_png(data, 0))))
-    monkeypatch.setattr(render, "_native_frame", lambda _d, _f: None)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        slow = np.asarray(Image.open(io.BytesIO(render.preview_png(data, 0))))
-    assert fast.shape == slow.shape and np.array_equal(fast, slow)
+    small = render.small_image_answer(data, 0, render.PREVIEW, None, "image/png")
+    if small is not None:
+        assert small == render.preview_png(data, 0)
 
 
-def test_other_layouts_take_the_pydicom_path() -> None:
-    pixels = _random(8 * 8 * 3, "u1", 20)
-    ybr = _file(pixels, 8, 8, 8, 8, photometric="YBR_FULL", samples=3, planar=0)
+def test_orthanc_decoding_rules() -> None:
+    """Unused high bits are kept (Orthanc copies the words), signed data is not sign-extended
+    unless shifted, MONOCHROME1 is inverted only by the preview, 8-bit signed is refused."""
+    garbage = np.frombuffer(_random(64 * 48, "<u2", 1), "<u2").reshape(64, 48)
+    frame = pixels.decode(CASES["u16 12 bits, garbage in the high bits"], 0)
+    assert frame.format == pixels.GRAY16 and np.array_equal(frame.pixels, garbage)
+    assert _decoded_or_error(CASES["s8"], 0) == "NOT_IMPLEMENTED"
+    assert _decoded_or_error(CASES["u16 full"], 1) == "PARAMETER_OUT_OF_RANGE"
+    mono1 = CASES["MONOCHROME1 u8"]
+    raw = pixels.decode(mono1, 0).pixels
+    preview = np.asarray(Image.open(io.BytesIO(render.preview_png(mono1, 0))))
+    stretched = render.stretch(pixels.Frame(raw, pixels.GRAY8))
+    assert np.array_equal(preview, 255 - stretched)
+    planar = pixels.decode(CASES["RGB planar"], 0)
+    flat = np.frombuffer(_random(20 * 10 * 3, "u1", 13), np.uint8).reshape(3, 20, 10).transpose(1, 2, 0)
+    assert planar.format == pixels.RGB24 and np.array_equal(planar.pixels, flat)
+
+
+def test_other_layouts_are_not_read_natively() -> None:
+    ybr = _file(_random(8 * 8 * 3, "u1", 20), 8, 8, 8, 8, photometric="YBR_FULL", samples=3, planar=0)
     palette = _file(_random(64, "u1", 21), 8, 8, 8, 8, photometric="PALETTE COLOR")
     short = _file(_random(8 * 8, "<u2", 22)[:-8], 8, 8, 16, 12)
     rgb16 = _file(_random(4 * 4 * 3, "<u2", 23), 4, 4, 16, 16, photometric="RGB", samples=3, planar=0)
     for data in (ybr, palette, short, rgb16):
-        assert render._native_frame(data, 0) is None
+        assert render.native_frame(data, 0) is None
     assert native_pixels(b"\0" * 128 + b"DICM") is None
 
 
 @pytest.mark.parametrize(
     "shape",
-    [
-        (64, 64),
-        (1, 1),
-        (1, 17),
-        (17, 1),
-        (5, 7, 3),
-        (6, 4, 4),
-        (3, 3, 2),
-    ],  # the last through PIL, ids=lambda s: "x".join(map(str, s))
+    [(64, 64), (1, 1), (1, 17), (17, 1), (5, 7, 3), (6, 4, 4), (3, 3, 2)],
+    ids=lambda s: "x".join(map(str, s)),
 )
-def test_png_bytes_decode_to_the_same_pixels(shape: tuple[int, ...]) -> None:
+def test_png_decodes_to_the_same_pixels(shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(len(shape) * 100 + shape[0])
     for arr in (rng.integers(0, 256, size=shape, dtype=np.uint8), np.full(shape, 200, np.uint8)):
-        png = render.png_bytes(arr)
-        assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), arr)
+        data = png.encode(arr)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), arr)
+    wide = rng.integers(0, 65536, size=shape[:2], dtype=np.uint16)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.encode(wide)))).astype(np.uint16), wide)

@@ -532,7 +532,7 @@ class LuaScripting:
     async def _modify(self, public_id: str, op: dict[str, Any]) -> str:
         """A modified copy stored with origin Lua and ModifiedFrom (as Orthanc's Lua modify)."""
         from .. import ingest
-        from ..modify import modify_instance
+        from ..modifyjob import modify_instance
 
         body: dict[str, Any] = {"Force": True}
         replace = op.get("Replace")
