@@ -30,7 +30,7 @@ from ..core import files as core_files
 from ..core import ingest, properties
 from ..core.context import ServerContext
 from ..core.ingest import Origin
-from ..core.jobs import Job, JobCanceled, request_priority
+from ..core.jobs import Job, JobCanceled, request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
 from ..web.appkeys import ctx_of
@@ -160,14 +160,6 @@ def _parse_get(body: Any) -> tuple[str, dict[str, str]]:
     return encode_uri(uri, _assoc(body, "Arguments")), _assoc(body, "HttpHeaders")
 
 
-def _is_synchronous(body: dict[str, Any], default: bool) -> bool:
-    if isinstance(body.get("Synchronous"), bool):
-        return bool(body["Synchronous"])
-    if isinstance(body.get("Asynchronous"), bool):
-        return not body["Asynchronous"]
-    return default
-
-
 def _status_error(status: int) -> OrthancError:
     """Orthanc's HttpClient: the HTTP status of a failed call as an Orthanc error."""
     if status == 400:
@@ -227,8 +219,9 @@ async def _submit(
 ) -> web.Response:
     ctx = ctx_of(request)
     priority = request_priority(body)
+    wait = request_synchronous(body, synchronous)
     job = ctx.jobs.submit(job_type, run, priority)
-    if not _is_synchronous(body, synchronous):
+    if not wait:
         return json_response({"ID": job.id, "Path": f".././../jobs/{job.id}"})
     await job.wait()
     if job.state != "Success":

@@ -178,6 +178,10 @@ def test_stow_to_another_orthanc_py(pair):
     assert local.post("/dicom-web/servers/remote/stow", {"Resources": ["nope"]}).status == 404
     assert local.post("/dicom-web/servers/remote/stow", {"Resources": [3]}).status == 400
     assert local.post("/dicom-web/servers/remote/stow", {"Resource": []}).status == 400
+    jobs = len(local.get("/jobs").json())
+    for bad in ({"Synchronous": "yes"}, {"Priority": "high"}):
+        assert local.post("/dicom-web/servers/remote/stow", {"Resources": [], **bad}).status == 400
+    assert len(local.get("/jobs").json()) == jobs  # refused before any job was submitted
 
     # a failing stow: the job fails with the plugin engine's error, the cause in its Content
     for name in ("nope", "dead", "wrong"):
