@@ -280,17 +280,19 @@ def stow_job(client: DicomWebClient, name: str, instances: list[core_files.Insta
         server = (await client.registry()).get(name)
         sent = 0
         network = 0
+        stopped = False
 
         async def parts() -> AsyncIterator[bytes]:
-            nonlocal sent, network
+            nonlocal sent, network, stopped
             for i, f in enumerate(instances):
                 try:
                     await job.checkpoint(100 * i / max(1, len(instances)))
                 except JobCanceled:
+                    stopped = True  # the request fails; the job ends as cancelled, not failed
                     raise _Stopped from None
                 try:
                     data = await ctx.run(core_files.read, ctx, f)
-                except OrthancError:
+                except (OrthancError, OSError):
                     continue  # deleted since: the plugin skips it as well
                 network += len(data)
                 sent += 1
@@ -306,12 +308,17 @@ def stow_job(client: DicomWebClient, name: str, instances: list[core_files.Insta
         if not server.flag("ChunkedTransfers", True):
             body = b"".join([chunk async for chunk in parts()])
         url = _url(server, "/studies")
-        async with client.session().post(url, data=body, headers=headers, **client.request_options(server)) as resp:
-            text = await resp.read()
-            if not 200 <= resp.status < 300:
-                if resp.status == 411:
-                    log.error('The remote DICOMweb server "%s" needs "ChunkedTransfers": false', name)
-                raise OrthancError(ErrorCode.NETWORK_PROTOCOL)
+        try:
+            async with client.session().post(url, data=body, headers=headers, **client.request_options(server)) as resp:
+                text = await resp.read()
+        except Exception:
+            if stopped:
+                raise JobCanceled from None
+            raise
+        if not 200 <= resp.status < 300:
+            if resp.status == 411:
+                log.error('The remote DICOMweb server "%s" needs "ChunkedTransfers": false', name)
+            raise OrthancError(ErrorCode.NETWORK_PROTOCOL)
         try:
             answer = orjson.loads(text)
         except orjson.JSONDecodeError:
