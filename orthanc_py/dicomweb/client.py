@@ -36,7 +36,7 @@ from ..model.enums import ResourceType
 from ..web.appkeys import ctx_of
 from ..web.responses import json_response, read_body
 from .servers import PROPERTY_KEY, DicomWebServer, DicomWebServers, parse_server
-from .stow import _boundary, _multipart
+from .stow import _boundary, multipart_parts
 
 log = logging.getLogger("orthanc_py.dicomweb.client")
 
@@ -331,6 +331,22 @@ def stow_job(client: DicomWebClient, name: str, instances: list[core_files.Insta
     return run
 
 
+def _check_part_type(headers: str) -> None:
+    """Each part of a WADO-RS retrieve must be application/dicom (the plugin refuses others)."""
+    found = ""
+    for line in headers.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip() == "content-type":
+            found = value.split(";")[0].strip()
+    if not found:
+        raise OrthancError(ErrorCode.NETWORK_PROTOCOL, "Missing Content-Type for a part of WADO-RS answer")
+    if found != "application/dicom":
+        raise OrthancError(
+            ErrorCode.NETWORK_PROTOCOL,
+            f'Parts of a WADO-RS retrieve should have "application/dicom" type, but received: {found}',
+        )
+
+
 class _Counted:
     """A response stream that counts the bytes read (NetworkUsageMB)."""
 
@@ -388,7 +404,8 @@ def retrieve_job(client: DicomWebClient, name: str, resources: list[tuple[str, d
             stream = _Counted(resp.content)
             pending: deque[asyncio.Task[ingest.StoreResult]] = deque()
             try:
-                async for data in _multipart(stream, boundary):
+                async for part_headers, data in multipart_parts(stream, boundary):
+                    _check_part_type(part_headers)
                     pending.append(asyncio.ensure_future(ingest.store(ctx, data, origin)))
                     if len(pending) >= _IN_FLIGHT:
                         ids.append((await pending.popleft()).ids.instance)

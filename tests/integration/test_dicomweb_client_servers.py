@@ -229,6 +229,18 @@ def test_retrieve_from_another_orthanc_py(pair):
     assert sorted(j["Content"]["FunctionErrorCode"] for j in failed) == [7, 9]
     assert "Inexistent server: nope" in [j["Content"].get("FunctionErrorDetails") for j in failed]
 
+    # answers that are no multipart of application/dicom parts are refused, as the plugin does
+    xml = 'multipart/related; type="application/dicom+xml"'
+    for extra, detail in (
+        ({"HttpHeaders": {"Accept": "application/dicom+json"}}, 'answers with a "application/dicom+json" Content-Type'),
+        ({"HttpHeaders": {"Accept": xml}}, "but received: application/dicom+xml"),
+    ):
+        body = {"Uri": f"/studies/{study}/metadata", "Synchronous": True, **extra}
+        r = local.post("/dicom-web/servers/remote/wado", body)
+        assert r.status == 500 and r.json()["OrthancStatus"] == 1
+        failed = [j for j in local.get("/jobs?expand").json() if j["State"] == "Failure"]
+        assert any(detail in j["Content"].get("FunctionErrorDetails", "") for j in failed), detail
+
     # /wado: one URI, asynchronous by default
     for x in a + b:
         local.delete(f"/instances/{x['ID']}")
