@@ -42,15 +42,16 @@ def build_context(settings: Settings) -> ServerContext:
     from .index.registry import open_index
     from .storage.registry import open_storage
 
+    index = open_index(settings)
     return ServerContext(
         settings,
-        open_index(settings),
+        index,
         open_storage(settings),
         jobs=JobsEngine(settings.concurrent_jobs, settings.jobs_history_size),
         series_cache=SeriesCache(),
         modalities=ModalityRegistry(dict(settings.dicom_modalities)),
         queries=QueryRegistry(),
-        peers=PeerRegistry(dict(settings.orthanc_peers)),
+        peers=PeerRegistry(dict(settings.orthanc_peers), settings, index),
         ext_tags=ExtQueryTags(),
     )
 

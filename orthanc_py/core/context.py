@@ -215,6 +215,7 @@ class ServerContext:
             except (asyncio.CancelledError, Exception):
                 pass
         await self.jobs.close()
+        await self.peers.close()
         if self._scu is not None:
             await self.run(self._scu.close)
         # Ingest threads first: an upload in flight queues or commits its write before the

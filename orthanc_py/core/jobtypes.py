@@ -10,7 +10,7 @@ from typing import Any
 
 from ..model.enums import ResourceType
 from ..model.modality import parse_modality
-from . import modalities
+from . import modalities, peers
 from . import queries as core_q
 from .context import ServerContext
 from .jobs import Job
@@ -79,3 +79,4 @@ def register_job_types(ctx: ServerContext) -> None:
     ctx.jobs.register(modalities.STORE_JOB, lambda spec: modalities.store_job(ctx, spec))
     ctx.jobs.register(MOVE_JOB, lambda spec: move_job(ctx, spec))
     ctx.jobs.register(GET_JOB, lambda spec: get_job(ctx, spec))
+    peers.register(ctx)

@@ -121,10 +121,11 @@ def extract(frame: Frame, mode: str, invert: bool) -> np.ndarray:
     return out
 
 
-def encode(image: np.ndarray, mime: str, quality: int = 90) -> bytes:
-    """PNG (Orthanc's bytes) or JPEG (8-bit only, as Orthanc)."""
+def encode(image: np.ndarray, mime: str, quality: int = 90, exact: bool = True) -> bytes:
+    """PNG (Orthanc's bytes; with `exact` off, a large image's bytes are compressed for
+    speed, pixels unchanged) or JPEG (8-bit only, as Orthanc)."""
     if mime == "image/png":
-        return png.encode(image)
+        return png.encode(image, exact)
     if image.dtype != np.uint8:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
     from PIL import Image
@@ -387,7 +388,9 @@ def image_answer(
     out = extract(decoded, extraction, invert)
     if mime == "image/x-portable-arbitrarymap":
         return pam(out)
-    return encode(out, mime, quality)
+    # /rendered is what viewers ask for at full size; it is not /preview (whose bytes clients
+    # compare with Orthanc's), so large rendered PNGs are compressed for speed.
+    return encode(out, mime, quality, exact=mode != "rendered")
 
 
 @functools.cache

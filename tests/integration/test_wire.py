@@ -76,7 +76,7 @@ def test_peers_registry(make_server):
     assert c.put("/peers/bad", {"Url": "http://h", "Password": "x"}).status == 400
     assert c.put("/peers/bad", []).status == 400
     assert c.request("DELETE", "/peers/toto").status == 200
-    assert c.request("DELETE", "/peers/toto").status == 200
+    assert c.request("DELETE", "/peers/toto").status == 404  # Orthanc: "Unknown Orthanc peer: toto"
     assert c.get("/peers").json() == ["peer"]
     assert c.get("/peers/toto/configuration").status == 404
 

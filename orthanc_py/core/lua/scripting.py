@@ -514,8 +514,10 @@ class LuaScripting:
                 body["LocalAet"] = op["LocalAet"]
             await call("POST", f"/modalities/{op.get('Modality')}/store", body)
             return inputs
-        if kind == "store-peer":
-            await call("POST", f"/peers/{op.get('Peer')}/store", {"Resources": inputs, "Synchronous": True})
+        if kind == "store-peer":  # as Orthanc's Lua: sent at once, not as a job of its own
+            from .. import peers
+
+            await peers.send_now(self.ctx, str(op.get("Peer")), inputs)
             return inputs
         if kind == "delete":
             for pid in inputs:
