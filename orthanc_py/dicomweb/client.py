@@ -58,6 +58,7 @@ class DicomWebClient:
         self.ctx = ctx
         self.servers = servers
         self._session: aiohttp.ClientSession | None = None
+        self._ssl: dict[tuple[str, str, str], ssl.SSLContext] = {}
         self._loaded = not servers.in_database
 
     def session(self) -> aiohttp.ClientSession:
@@ -84,18 +85,44 @@ class DicomWebClient:
             await properties.write(self.ctx, PROPERTY_KEY, text)
 
     def request_options(self, server: DicomWebServer) -> dict[str, Any]:
-        """Credentials, timeout and client certificate of a server, as aiohttp options."""
+        """Timeout, TLS and proxy of a call to a server, as aiohttp options: the server's Timeout
+        (else HttpTimeout), HttpsVerifyPeers / HttpsCACertificates, its client certificate, and
+        HttpProxy, the global settings Orthanc's HTTP client applies to the plugin's calls too."""
+        if server.pkcs11:  # as Debian's Orthanc 1.10.1, built without PKCS#11
+            log.error("This version of Orthanc is compiled without support for PKCS#11")
+            raise OrthancError(ErrorCode.INTERNAL_ERROR)  # the plugin's answer carries no details
+        raw = self.ctx.settings.raw
         timeout = server.timeout or self.ctx.settings.http_timeout
         options: dict[str, Any] = {
             "timeout": aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
         }
-        if server.certificate_file and server.url.startswith("https://"):
-            context = ssl.create_default_context()
-            context.load_cert_chain(
-                server.certificate_file, server.certificate_key_file or None, server.certificate_key_password or None
+        if server.url.startswith("https://"):
+            options["ssl"] = self._ssl_context(
+                server, raw.get("HttpsVerifyPeers", True) is not False, str(raw.get("HttpsCACertificates") or "")
             )
-            options["ssl"] = context
+        proxy = str(raw.get("HttpProxy") or "")
+        if proxy:
+            options["proxy"] = proxy if "://" in proxy else "http://" + proxy
         return options
+
+    def _ssl_context(self, server: DicomWebServer, verify: bool, ca_file: str) -> ssl.SSLContext | bool:
+        if not server.certificate_file and verify and not ca_file:
+            return True
+        key = (server.certificate_file, server.certificate_key_file, server.certificate_key_password)
+        found = self._ssl.get(key)
+        if found is None:
+            found = ssl.create_default_context(cafile=ca_file or None)
+            if not verify:
+                found.check_hostname = False
+                found.verify_mode = ssl.CERT_NONE
+            if server.certificate_file:
+                found.load_cert_chain(
+                    server.certificate_file,
+                    server.certificate_key_file or None,
+                    server.certificate_key_password or None,
+                )
+            self._ssl[key] = found
+        return found
 
 
 CLIENT: web.AppKey[DicomWebClient] = web.AppKey("dicomweb_client", DicomWebClient)

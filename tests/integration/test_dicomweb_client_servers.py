@@ -99,6 +99,9 @@ def test_registry_from_configuration_put_delete(make_server):
         assert c.put("/dicom-web/servers/bad", bad).status == 400, bad
     assert c.put("/dicom-web/servers/bad", b"{not json").status == 400
     assert "bad" not in c.get("/dicom-web/servers").json()
+    c.put("/dicom-web/servers/p11", {"Url": "http://127.0.0.1:1/dicom-web/", "Pkcs11": True})
+    p11 = c.post("/dicom-web/servers/p11/get", {"Uri": "/studies"})  # Debian's Orthanc has no PKCS#11
+    assert p11.status == 500 and p11.json()["OrthancStatus"] == -1
     assert c.post("/dicom-web/servers/simple").status == 405
     assert c.get("/dicom-web/servers/simple/retrieve").json()["OrthancStatus"] == 3  # ParameterOutOfRange
 
@@ -344,3 +347,15 @@ def _against_real_orthanc(make_server: Any, real_orthanc: str, orthanc: Any) -> 
     refused = local.post("/dicom-web/servers/nodelete/delete", {"Level": "Study", "StudyInstanceUID": study})
     assert refused.status == 400 and "HasDelete" in refused.json()["Details"]
     assert local.post("/dicom-web/servers/nope/stow", {"Resources": [a[0]["ID"]]}).status == 500
+
+
+def test_http_proxy_carries_the_calls(make_server):
+    """HttpProxy: calls go to the proxy (here an orthanc_py, which answers the proxied request
+    with a 404), so a server whose host cannot be resolved is still reached over HTTP."""
+    remote = make_server()
+    servers = {"DicomWeb": {"Servers": {"far": ["http://unreachable.invalid:9/dicom-web/"]}}}
+    direct = make_server(servers).client()
+    assert direct.post("/dicom-web/servers/far/get", {"Uri": "/studies"}).json()["OrthancStatus"] == 9
+    proxied = make_server({"HttpProxy": f"127.0.0.1:{remote.port}", **servers}).client()
+    r = proxied.post("/dicom-web/servers/far/get", {"Uri": "/studies"})
+    assert r.status == 404 and r.json()["OrthancStatus"] == 17  # an HTTP answer came back
