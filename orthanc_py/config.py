@@ -60,6 +60,9 @@ KEYS: tuple[Key, ...] = (
     Key("DicomScpTimeout", 30, "Seconds of inactivity before an incoming association is closed"),
     Key("DicomScuTimeout", 10, "Seconds before an outgoing DICOM operation gives up"),
     Key("DicomAssociationCloseDelay", 5, "Seconds an idle outgoing association stays open for reuse"),
+    Key(
+        "StorageCommitmentReportsSize", 100, "Storage commitment reports kept in memory (least recently used go first)"
+    ),
     Key("UnknownSopClassAccepted", False, "Accept C-STORE of SOP classes we do not know"),
     Key("AcceptedTransferSyntaxes", ["*"], "Transfer syntaxes accepted by the C-STORE SCP (wildcards allowed)"),
     Key("RemoteAccessAllowed", False, "Accept HTTP clients that are not on the loopback interface"),
@@ -139,6 +142,7 @@ class Settings:
     accepted_transfer_syntaxes: tuple[str, ...] = ("*",)
     dicom_scu_timeout: float = 10.0
     dicom_association_close_delay: float = 5.0
+    storage_commitment_reports_size: int = 100
     dicom_modalities: Mapping[str, Any] = field(default_factory=dict)
     orthanc_peers: Mapping[str, Any] = field(default_factory=dict)
     remote_access_allowed: bool = False
@@ -395,6 +399,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         accepted_transfer_syntaxes=_strings(merged["AcceptedTransferSyntaxes"], "AcceptedTransferSyntaxes"),
         dicom_scu_timeout=float(merged["DicomScuTimeout"]),
         dicom_association_close_delay=float(merged["DicomAssociationCloseDelay"]),
+        storage_commitment_reports_size=int(merged["StorageCommitmentReportsSize"]),
         dicom_modalities=dict(merged["DicomModalities"] or {}),
         orthanc_peers=dict(merged["OrthancPeers"] or {}),
         remote_access_allowed=remote,

@@ -22,6 +22,7 @@ from ..model.dictionary import TagDictionary, dcmtk
 from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
 from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
+from .commitment_reports import StorageCommitmentReports
 
 if TYPE_CHECKING:  # the services are built by the composition root (app.py) and handed in
     from .extquery import ExtQueryTags
@@ -145,6 +146,8 @@ class ServerContext:
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
         self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
         self._scu: Any = None
+        self.storage_commitment = StorageCommitmentReports(settings.storage_commitment_reports_size)
+        """Storage commitment reports by transaction UID (in memory, as in Orthanc)."""
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""
         self.shutdown_requested: Callable[[], None] = lambda: None

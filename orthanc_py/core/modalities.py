@@ -19,6 +19,7 @@ from ..remote.dicomnet import DirectSender as DirectSender  # for the DIMSE SCP 
 from ..remote.dicomnet import hold_reactor as hold_reactor
 from ..remote.dicomnet import read_ahead as read_ahead
 from ..remote.modalities import DicomScu, StoreItem
+from . import storagecommitment
 from .context import ServerContext, now_iso
 from .files import files_in, instances_under
 from .jobs import Job
@@ -249,6 +250,10 @@ def store_job(ctx: ServerContext, spec: dict[str, Any]) -> Callable[..., Awaitab
         content: dict[str, Any] = job.content if job is not None else {}
         for key, value in spec.get("Content", {}).items():
             content.setdefault(key, value)
+        if content.get("StorageCommitmentTransactionUID") in ctx.storage_commitment:
+            # run again (resubmitted): a transaction UID is never reused (PS3.4 J.3.3), as
+            # Orthanc's job makes a new one when it is reset
+            content["StorageCommitmentTransactionUID"] = storagecommitment.new_transaction_uid()
 
         def progress(done: int, total: int) -> None:
             content["InstancesCount"] = total
@@ -273,6 +278,13 @@ def store_job(ctx: ServerContext, spec: dict[str, Any]) -> Callable[..., Awaitab
             LocalAet=report.local_aet,
             RemoteAet=report.remote_aet,
         )
+        transaction = content.get("StorageCommitmentTransactionUID")
+        if spec.get("StorageCommitment") is True and transaction and report.instances and not report.failed:
+            # Orthanc 1.6.0: once every instance went, an N-ACTION asks the peer to commit to them
+            # (none when one failed, as Orthanc's job never reaches its last instance then)
+            pairs = await storagecommitment.instances_of(ctx, resources)
+            await ctx.run(ctx.scu.close_association, modality)
+            await storagecommitment.request(ctx, modality, report.local_aet, pairs, None, str(transaction))
         if "ParentResources" in content:  # Orthanc leaves it out when nothing was asked for
             content["ParentResources"] = report.parents
         return content

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from functools import partial
 from typing import Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -25,6 +26,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from ..core.context import ServerContext
+from . import storagecommitment
 from .handlers import DicomHandlers
 
 log = logging.getLogger("orthanc_py.dimse")
@@ -98,6 +100,11 @@ class DicomServer:
             StudyRootQueryRetrieveInformationModelGet,
         ):
             ae.add_supported_context(model, preferred_first(ALL_TRANSFER_SYNTAXES[:4]))
+        # Storage commitment: both roles, as Orthanc (requests come from an SCU, reports from
+        # an SCP that proposes the SCP role on the association it opens)
+        ae.add_supported_context(
+            storagecommitment.SOP_CLASS, preferred_first(ALL_TRANSFER_SYNTAXES[:4]), scu_role=True, scp_role=True
+        )
         self._accepted = ctx.accepted_transfer_syntaxes
         self._storage_syntaxes = storage_syntaxes(self._accepted)
         for context in AllStoragePresentationContexts:
@@ -120,6 +127,8 @@ class DicomServer:
             (evt.EVT_C_MOVE, self.handlers.on_move),
             (evt.EVT_C_GET, self.handlers.on_get),
             (evt.EVT_ACSE_RECV, self.handlers.on_acse_recv),
+            (evt.EVT_N_ACTION, partial(storagecommitment.on_n_action, self.handlers)),
+            (evt.EVT_N_EVENT_REPORT, partial(storagecommitment.on_n_event_report, self.handlers)),
         ]
         self._server = self.ae.start_server(
             (host, self.ctx.settings.dicom_port if port is None else port), block=False, evt_handlers=handlers

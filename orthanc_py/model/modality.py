@@ -107,6 +107,13 @@ def parse_modality(value: Any) -> Modality:
             if not isinstance(v, bool):
                 raise BadField(f"Boolean value expected in field: {p}")
             flags[p] = v
+        if "AllowStorageCommitment" in value:
+            # Orthanc's shorthand for both storage commitment permissions (N-ACTION and
+            # N-EVENT-REPORT); it wins over AllowNAction / AllowEventReport
+            both = value["AllowStorageCommitment"]
+            if not isinstance(both, bool):
+                raise BadField("Boolean value expected in field: AllowStorageCommitment")
+            flags["AllowNAction"] = flags["AllowEventReport"] = both
         return Modality(
             aet,
             host,

@@ -391,6 +391,17 @@ class DicomScu:
                 self._pool[key] = fresh
         return fresh
 
+    def close_association(self, modality: Modality) -> None:
+        """Release the idle pooled association to `modality`, if any (Orthanc closes its C-STORE
+        association before the storage commitment request: a peer may serve one at a time)."""
+        key = (modality.aet, modality.host, modality.port, modality.local_aet)
+        with self._lock:
+            pooled = self._pool.get(key)
+            if pooled is None or pooled.lock.locked():
+                return
+            del self._pool[key]
+        self._close(pooled)
+
     def _discard(self, modality: Modality, pooled: _Pooled) -> None:
         key = (modality.aet, modality.host, modality.port, modality.local_aet)
         with self._lock:

@@ -24,6 +24,7 @@ from . import (
     resources,
     scripting,
     settings,
+    storagecommitment,
     system,
     tools,
     webdav,
@@ -55,7 +56,9 @@ def setup(app: web.Application, ctx: ServerContext) -> None:
         scripting,
         archive,
         webdav,
+        storagecommitment,
     ):
         module.setup(app.router)
     modifyjob.register(ctx)  # ResourceModification jobs can be rebuilt (SaveJobs, resubmit)
     mergesplit.register_jobs(ctx)  # split/merge jobs can be rebuilt from their spec (SaveJobs)
+    storagecommitment.register_jobs(ctx)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..core import modalities as core_mod
 from ..core.jobs import request_priority, request_synchronous
+from ..core.storagecommitment import new_transaction_uid
 from ..errors import ErrorCode, OrthancError
 from ..model.modality import parse_modality
 from ..web.responses import bool_arg, json_response, read_body, read_json, text_response
@@ -161,8 +162,15 @@ async def store(request: web.Request) -> web.StreamResponse:
     if not resources:
         del content["ParentResources"]
 
+    commit = options.get("StorageCommitment", False)
+    if not isinstance(commit, bool):
+        raise OrthancError(ErrorCode.BAD_PARAMETER_TYPE)  # Orthanc gives no details
+    if commit:  # the transaction's UID is known (and shown) from the start
+        content["StorageCommitmentTransactionUID"] = new_transaction_uid()
+
     spec = {
         "Modality": name,
+        "StorageCommitment": commit,
         "Target": modality.to_json(),
         "Resources": list(resources),
         "MoveOriginatorAet": str(options.get("MoveOriginatorAet", "")),
