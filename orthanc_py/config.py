@@ -108,6 +108,7 @@ KEYS: tuple[Key, ...] = (
     Key("WebDavEnabled", True, "Serve the WebDAV tree under /webdav/ (by patients, studies, dates, UIDs; uploads)"),
     Key("WebDavDeleteAllowed", False, "Allow the deletion of DICOM resources through WebDAV"),
     Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
+    Key("DicomWeb", {}, 'DICOMweb plugin options; "Servers": remote DICOMweb servers, "ServersInDatabase"'),
 )
 
 _DEFAULTS = {k.name: k.default for k in KEYS}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import changefeed, extquery, qido, stow, wado
+from ..web.appkeys import CTX
+from . import changefeed, client, extquery, qido, stow, wado
 
 PREFIXES = ("/dicom-web", "/dicom-web/v1", "/dicom-web/v2", "/v1", "/v2")
 
@@ -18,5 +19,6 @@ def setup(app: web.Application) -> None:
         wado.setup_extras(app.router, prefix)
         changefeed.setup(app.router, prefix)
         extquery.setup(app.router, prefix)
+    client.setup(app, app[CTX])
     app.router.add_get("/wado", wado.wado_uri)
     app.router.add_get("/dicom-web/wado", wado.wado_uri)

@@ -16,7 +16,11 @@ from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
-from .headers import DICOM_JSON, choose, public_base
+from .headers import AZURE_PREFIXES, DICOM_JSON, choose, public_base
+from .targets import multipart_response
+from .webxml import to_xml
+
+_XML_TYPES = ("application/dicom+xml", "application/xml", "text/xml")
 
 # The attributes answered per level, as Orthanc's DICOMweb plugin answers them (PS3.18 Table
 # 6.7.1-2, less the attributes that are not main DICOM tags: InstanceAvailability, Timezone
@@ -78,7 +82,11 @@ def _int_param(request: web.Request, name: str) -> int:
 
 def _search(level: ResourceType, prefix: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        choose(request.headers.get("Accept"), DICOM_JSON, ("application/*",), "QIDO-RS answers DICOM JSON")
+        accept = request.headers.get("Accept")
+        # Orthanc's plugin answers XML (one multipart part per match) for exactly these Accept values
+        xml = prefix not in AZURE_PREFIXES and (accept or "").strip().lower() in _XML_TYPES
+        if not xml:
+            choose(accept, DICOM_JSON, ("application/*",), "QIDO-RS answers DICOM JSON")
         ctx = ctx_of(request)
         req = FindRequest(level=level)
         fields: list[int] = []
@@ -163,6 +171,8 @@ def _search(level: ResourceType, prefix: str) -> Any:
                 url += f"/instances/{values.get(mt.SOP_INSTANCE_UID) or ''}"
             item[f"{RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [url]}
             out.append(item)
+        if xml:
+            return multipart_response([to_xml(item) for item in out], "application/dicom+xml")
         response = web.Response(body=json_bytes(out), content_type="application/dicom+json")
         if flagged:
             response.headers["erroneous-dicom-attributes"] = ",".join(flagged)
