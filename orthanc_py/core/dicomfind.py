@@ -33,7 +33,22 @@ _COUNTS: dict[int, tuple[ResourceType, ResourceType]] = {
     NUMBER_OF_SERIES_RELATED_INSTANCES: (ResourceType.SERIES, ResourceType.INSTANCE),
 }
 INSTANCE_AVAILABILITY = mt.tag(0x0008, 0x0056)
+COUNT_TAGS = frozenset(_COUNTS)
 COMPUTED_TAGS = frozenset({*_COUNTS, MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY, INSTANCE_AVAILABILITY})
+
+
+def computed_at(tag: int, level: ResourceType) -> bool:
+    """Whether Orthanc 1.12.5 computes this tag for a resource of this level in `RequestedTags`:
+    each count only at its own level (NumberOfStudyRelatedInstances for a study, not for its
+    series), ModalitiesInStudy and SOPClassesInStudy for studies, InstanceAvailability for
+    instances."""
+    if tag in _COUNTS:
+        return _COUNTS[tag][0] is level
+    if tag in (MODALITIES_IN_STUDY, SOP_CLASSES_IN_STUDY):
+        return level is ResourceType.STUDY
+    if tag == INSTANCE_AVAILABILITY:
+        return level is ResourceType.INSTANCE
+    return False
 
 
 def index_values(

@@ -65,20 +65,28 @@ async def requested_values(
     """`RequestedTags` of each resource (lists, single resources, /tools/find), rendered in the
     answer's format: main tags of the resource and its ancestors and the tags Orthanc computes
     come from the index (`core.dicomfind.index_values`), the others from the DICOM file of one of
-    its instances.  A tag with no value anywhere is left out."""
+    its instances.  A tag with no value anywhere is left out.  As Orthanc 1.12.5, a computed tag
+    is only given at the level that computes it (`core.dicomfind.computed_at`): elsewhere it is
+    left out, except that a count is taken from the file when the file is read for other tags."""
     ctx = ctx_of(request)
     known: dict[int, dict[int, str | None]] = {}
     missing: dict[int, list[int]] = {}
+    stray: dict[ResourceType, list[int]] = {}
     for level in {i.level for i in infos}:
         ids = [i.id for i in infos if i.level is level]
-        for rid, found, absent in await core_dicomfind.known_values(ctx, level, ids, tags):
+        computed = [t for t in tags if t in core_dicomfind.COMPUTED_TAGS]
+        elsewhere = [t for t in computed if not core_dicomfind.computed_at(t, level)]
+        stray[level] = [t for t in elsewhere if t in core_dicomfind.COUNT_TAGS]
+        wanted = [t for t in tags if t not in elsewhere]
+        for rid, found, absent in await core_dicomfind.known_values(ctx, level, ids, wanted):
             known[rid], missing[rid] = found, absent
     out = []
     for info in infos:
         values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
         result = tags_json(values, None, fmt)
-        absent = missing.get(info.id, [t for t in tags if t not in values])
+        absent = missing.get(info.id, [])
         if absent:
+            absent = absent + stray[info.level]
             rendered = await ctx.run(_file_tags, ctx, info)
             picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
             result.update(orthancjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))

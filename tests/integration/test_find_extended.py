@@ -87,6 +87,30 @@ def test_requested_tags_computed_and_from_files(client):
     assert only == [{"ID": sid, "Type": "Study", "RequestedTags": {"StudyDate": "20200101"}}]
 
 
+def test_computed_tags_only_at_their_own_level(client):
+    """As Orthanc 1.12.5: a series asked for study-level computed tags (what QIDO-RS asks for
+    series without a study) answers none of them, only its own count; the study answers them."""
+    client.upload(dicomgen.make(patient=8, series=0, instance=0, rows=0, columns=0, modality="CT"))
+    client.upload(dicomgen.make(patient=8, series=1, instance=0, rows=0, columns=0, modality="MR"))
+    counts = ["NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "ModalitiesInStudy"]
+    asked = ["PatientID", "StudyDate", "SeriesDescription", *counts, "NumberOfSeriesRelatedInstances"]
+    series = find(client, {"Level": "Series", "Query": {"Modality": "CT"}, "Expand": True, "RequestedTags": asked})[0][
+        "RequestedTags"
+    ]
+    assert not set(counts) & set(series)
+    assert series["NumberOfSeriesRelatedInstances"] == "1"
+    assert series["PatientID"] == "PID00008"
+    sid = client.get("/studies").json()[0]
+    study = client.get(f"/studies/{sid}?requested-tags=" + ";".join([*counts, "SOPClassesInStudy"])).json()
+    assert study["RequestedTags"]["NumberOfStudyRelatedInstances"] == "2"
+    assert study["RequestedTags"]["ModalitiesInStudy"] == "CT\\MR"
+    # the other way round: study counts for a patient, patient counts for an instance are left out too
+    patient = client.get("/patients?expand&requestedTags=NumberOfStudyRelatedSeries;SOPClassesInStudy").json()
+    assert patient[0]["RequestedTags"] == {}
+    inst = client.get("/instances?expand&requested-tags=NumberOfPatientRelatedStudies;InstanceAvailability").json()
+    assert inst[0]["RequestedTags"] == {"InstanceAvailability": "ONLINE"}
+
+
 def test_patient_tags_are_matched_on_each_study(client):
     # One PatientID, three studies naming the patient differently (Orthanc's PatientIdsCollision).
     for i, name in enumerate(("FOO", "HELLO", "WORLD")):
