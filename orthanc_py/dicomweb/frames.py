@@ -10,7 +10,7 @@ from ..errors import ErrorCode, OrthancError
 from ..imaging import jpeg_encode
 from ..imaging import transcode as ts
 from ..web.appkeys import ctx_of
-from .headers import MediaRange, not_acceptable, parse_accept, public_base
+from .headers import MediaRange, bad_accept, not_acceptable, parse_accept, public_base
 from .targets import multipart_response, stored_syntax, url_files, url_files_blocking
 
 
@@ -169,7 +169,9 @@ async def bulk(request: web.Request) -> web.StreamResponse:
         None,
     )
     if multipart is None:
-        raise not_acceptable(header, "bulk data is application/octet-stream")
+        raise bad_accept(header, "bulk data is application/octet-stream")
+    if any("range" in r.names for r in ranges):  # as Orthanc's plugin: whole values only
+        raise bad_accept(header, "bulk data is given whole, without a range")
     tag, path = _bulk_path(request.match_info["tail"])
     first, *_ = await url_files(request)
 

@@ -47,6 +47,7 @@ class MediaRange:
     type: str | None = None  # the `type` parameter of multipart/related
     syntax: str | None = None  # the `transfer-syntax` parameter ("*" = as stored)
     q: float = 1.0
+    names: frozenset[str] = frozenset()  # the names of all its parameters (`range`...)
 
     @property
     def any(self) -> bool:
@@ -97,7 +98,7 @@ def parse_accept(header: str | None) -> list[MediaRange]:
             q = float(params.get("q", "1"))
         except ValueError:
             q = 1.0
-        ranges.append(MediaRange(media, kind.lower() if kind else None, syntax, q))
+        ranges.append(MediaRange(media, kind.lower() if kind else None, syntax, q, frozenset(params)))
     ranges.sort(key=lambda r: -r.q)
     return [r for r in ranges if r.q > 0]
 
@@ -115,3 +116,9 @@ def choose(header: str | None, types: tuple[str, ...], wildcards: tuple[str, ...
 
 def not_acceptable(header: str | None, what: str) -> OrthancError:
     return OrthancError(ErrorCode.NOT_ACCEPTABLE, f"Cannot answer Accept: {header} ({what})", http_status=406)
+
+
+def bad_accept(header: str | None, what: str) -> OrthancError:
+    """An Accept header WADO-RS cannot satisfy: Orthanc's DICOMweb plugin answers 400 Bad
+    Request (not 406) for instances, studies, series and bulk data."""
+    return OrthancError(ErrorCode.BAD_REQUEST, f"Cannot answer Accept: {header} ({what})")

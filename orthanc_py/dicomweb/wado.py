@@ -15,7 +15,7 @@ from ..imaging import transcode as ts
 from ..model.enums import ResourceType
 from ..web.appkeys import ctx_of
 from . import frames as frame_routes
-from .headers import not_acceptable, parse_accept
+from .headers import bad_accept, parse_accept
 from .metadata import metadata_handler
 from .targets import part_head, request_for, stored_syntax, url_files, url_files_blocking
 
@@ -37,8 +37,10 @@ def _retrieve_plan(request: web.Request, single: bool) -> tuple[bool, str | None
             continue
         if r.syntax is None:
             return multipart, ts.EXPLICIT_LE, False
+        if r.syntax != "*" and not ts.is_known_syntax(r.syntax):
+            raise bad_accept(header, f"unknown transfer syntax {r.syntax}")
         return multipart, None if r.syntax == "*" else r.syntax, True
-    raise not_acceptable(header, 'WADO-RS gives multipart/related; type="application/dicom"')
+    raise bad_accept(header, 'WADO-RS gives multipart/related; type="application/dicom"')
 
 
 def _target_for(stored: str, target: str | None, strict: bool) -> str | None:

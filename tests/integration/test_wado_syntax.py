@@ -79,14 +79,46 @@ def test_instances_answer_406_for_a_syntax_that_would_need_an_encoder(client):
     ds = pydicom.dcmread(io.BytesIO(data))
     r = client.get(path_of(ds), headers={"Accept": DICOM_MP + "; transfer-syntax=1.2.840.10008.1.2.4.50"})
     assert r.status == 406 and "1.2.840.10008.1.2.4.50" in r.json()["Details"]
-    assert client.get(path_of(ds), headers={"Accept": "image/png"}).status == 406
+    # an Accept header WADO-RS cannot satisfy at all is a 400, as Orthanc's plugin answers
+    assert client.get(path_of(ds), headers={"Accept": "image/png"}).status == 400
     study = f"/dicom-web/studies/{ds.StudyInstanceUID}"
-    assert client.get(study, headers={"Accept": "application/dicom"}).status == 406
+    assert client.get(study, headers={"Accept": "application/dicom"}).status == 400
     for accept in ("application/dicom", "text/html"):  # Orthanc's plugin: 400 for metadata
         assert client.get(study + "/metadata", headers={"Accept": accept}).status == 400, accept
     assert client.get(study + "/metadata", headers={"Accept": "application/dicom+json"}).status == 200
     implicit = client.get(path_of(ds), headers={"Accept": DICOM_MP + "; transfer-syntax=1.2.840.10008.1.2"})
     assert syntax_of(parts(implicit)[0][1]) == "1.2.840.10008.1.2"
+
+
+def test_unsatisfiable_accept_headers_are_bad_requests(client):
+    """Orthanc's DICOMweb plugin answers 400 (not 406) when the Accept header of an instance,
+    study, series or bulk data retrieval names another type, an unknown transfer syntax or a
+    byte range; what it can answer stays 200."""
+    data = dicomgen.make(patient=5, rows=8, columns=8)
+    client.upload(data)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    study = f"/dicom-web/studies/{ds.StudyInstanceUID}"
+    for accept in (
+        "multipart/nope",
+        "multipart/related; type=application/nope",
+        "multipart/related; transfer-syntax=nope",
+    ):
+        r = client.get(study, headers={"Accept": accept})
+        assert r.status == 400, accept
+        assert r.json()["HttpStatus"] == 400
+    for accept in ("multipart/related", "multipart/related; transfer-syntax=*", DICOM_MP + f"; transfer-syntax={ELE}"):
+        assert client.get(study, headers={"Accept": accept}).status == 200, accept
+    bulk = path_of(ds) + "/bulk/00100010"
+    for accept in (
+        "multipart/nope",
+        "multipart/related;type=application/nope",
+        'multipart/related;   type =  "  application/octet-stream"  ',
+        "multipart/related;range=",
+        "multipart/related; range=bytes=0-3",
+    ):
+        assert client.get(bulk, headers={"Accept": accept}).status == 400, accept
+    for accept in ("multipart/related", 'multipart/related;   type =  "application/octet-stream"  '):
+        assert client.get(bulk, headers={"Accept": accept}).status == 200, accept
 
 
 def test_frames_are_decoded_unless_the_stored_syntax_is_accepted(client):
@@ -132,7 +164,7 @@ def test_bulk_data_uris_of_metadata_answer_the_values(client):
     assert client.get(path_of(ds) + "/bulk/00100010", headers={"Accept": OCTET_MP}).status == 200
     assert client.get(path_of(ds) + "/bulk/00091001").status == 404
     assert client.get(path_of(ds) + "/bulk/zz").status == 400
-    assert client.get(local, headers={"Accept": "application/dicom+json"}).status == 406
+    assert client.get(local, headers={"Accept": "application/dicom+json"}).status == 400
 
 
 def test_dicomweb_client_retrieves_frames_and_bulk_data(server, client):
