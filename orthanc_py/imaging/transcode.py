@@ -522,7 +522,8 @@ def _frame_length(ds: Any) -> int | None:
 
 def frames(data: bytes, numbers: list[int] | None, decode: bool) -> tuple[list[bytes], str]:
     """Frames `numbers` (1-based; None: all) of the file and the syntax they are in: as stored,
-    or uncompressed (Explicit VR Little Endian) when `decode` and the file is compressed.
+    or uncompressed Explicit VR Little Endian when `decode` and the file is compressed or Big
+    Endian.
     IndexError names a frame that does not exist; LookupError means no pixel data."""
     ds = _read(data)
     if "PixelData" not in ds:
@@ -543,9 +544,20 @@ def frames(data: bytes, numbers: list[int] | None, decode: bool) -> tuple[list[b
         return [bytes(stored[n - 1]) for n in numbers], syntax
     pixels = ds.PixelData
     size = _frame_length(ds) or len(pixels) // count
-    return [
-        bytes(pixels[(n - 1) * size : n * size]) for n in numbers
-    ], EXPLICIT_BE if syntax == EXPLICIT_BE else EXPLICIT_LE
+    parts = [bytes(pixels[(n - 1) * size : n * size]) for n in numbers]
+    if syntax != EXPLICIT_BE:
+        return parts, EXPLICIT_LE
+    if not decode:
+        return parts, EXPLICIT_BE
+    # Big Endian frames given uncompressed are swapped to Little Endian (DICOMweb plugin 1.17+)
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    width = 4 if bits == 32 else 2 if bits > 8 else 1
+    if width > 1:
+        import numpy as np
+
+        big, little = f">u{width}", f"<u{width}"
+        parts = [np.frombuffer(p[: len(p) - len(p) % width], big).astype(little).tobytes() for p in parts]
+    return parts, EXPLICIT_LE
 
 
 JPEG_8BIT = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"})
@@ -606,9 +618,9 @@ def frames_in(data: bytes, numbers: list[int], target: str, quality: int = 90) -
 
     if target == AS_STORED:
         return frames(data, numbers, False)
-    parts, syntax = frames(data, numbers, True)
+    parts, _syntax = frames(data, numbers, True)
     if target in (EXPLICIT_LE, IMPLICIT_LE):
-        return parts, target if syntax != EXPLICIT_BE else syntax
+        return parts, target
     if target not in ENCODABLE:
         raise CannotTranscode(f"Cannot transcode frames to {target}")
     ds = _read(data)
@@ -617,7 +629,7 @@ def frames_in(data: bytes, numbers: list[int], target: str, quality: int = 90) -
         eight_bit_gray = int(ds.BitsAllocated) == 8 and int(ds.get("SamplesPerPixel", 1) or 1) == 1
     except (AttributeError, TypeError, ValueError):
         eight_bit_gray = False
-    if eight_bit_gray and target in jpeg_encode.SYNTAXES and syntax != EXPLICIT_BE:
+    if eight_bit_gray and target in jpeg_encode.SYNTAXES:
         return [jpeg_encode.encode(p, rows, columns, target, quality) for p in parts], target
     # any other image: the whole instance encoded in `target`, then its frames
     from pydicom.encaps import generate_frames

@@ -149,6 +149,30 @@ def test_frames_are_decoded_unless_the_stored_syntax_is_accepted(client):
     assert client.get(path_of(ds) + "/frames/x").status == 400
 
 
+def test_big_endian_frames_are_given_little_endian(client):
+    """DICOMweb plugin 1.17+ (Orthanc's issue 219): frames of an Explicit VR Big Endian file
+    are swapped to Little Endian unless the client takes them as stored."""
+    import numpy as np
+    from pydicom.filewriter import dcmwrite
+    from pydicom.uid import ExplicitVRBigEndian
+
+    ds = pydicom.dcmread(io.BytesIO(dicomgen.make(patient=6, rows=4, columns=4)))
+    pixels = np.arange(16, dtype="<u2") + 0x0100
+    ds.PixelData = pixels.astype(">u2").tobytes()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    buf = io.BytesIO()
+    dcmwrite(buf, ds, enforce_file_format=True)
+    client.upload(buf.getvalue())
+    ((headers, body),) = parts(client.get(path_of(ds) + "/frames/1"))
+    assert headers["Content-Type"] == f"application/octet-stream; transfer-syntax={ELE}"
+    assert body == pixels.tobytes()
+    ((headers, body),) = parts(
+        client.get(path_of(ds) + "/frames/1", headers={"Accept": OCTET_MP + "; transfer-syntax=*"})
+    )
+    assert headers["Content-Type"].endswith("transfer-syntax=1.2.840.10008.1.2.2")
+    assert body == pixels.astype(">u2").tobytes()
+
+
 def test_bulk_data_uris_of_metadata_answer_the_values(client):
     data = dicomgen.make(patient=4, rows=8, columns=8, extra={"RedPaletteColorLookupTableData": b"\x01\x02" * 1024})
     client.upload(data)
