@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pydicom
 
@@ -20,6 +21,7 @@ from ..index.base import OrderBy, Transaction
 from ..model.enums import ResourceType
 from ..model.lookup import TagConstraint, matches
 from ..model.parsing import element_text
+from ..model.webjson import sequence_json
 from .context import ServerContext
 from .dicomfind import header_of, index_values, representative_file_in
 from .files import InstanceFile, files_in, instances_under
@@ -177,8 +179,9 @@ def _complete(
     ctx: ServerContext,
     plan: list[tuple[dict[int, str | None], list[int], InstanceFile | None]],
     file_vr_tags: Sequence[int],
-) -> list[tuple[dict[int, str | None], dict[int, str]]]:
-    """After the transaction: the values and VRs read from the files (Orthanc's
+    sequence_tags: Sequence[int] = (),
+) -> list[tuple[dict[int, str | None], dict[int, str], dict[int, dict[str, Any]]]]:
+    """After the transaction: the values, VRs and sequences read from the files (Orthanc's
     StorageAccessOnFind; the VR of a private or unknown tag as the file has it)."""
     out = []
     for values, missing, f in plan:
@@ -189,21 +192,31 @@ def _complete(
         vrs: dict[int, str] = {}
         if any(values.get(t) is not None for t in file_vr_tags):
             vrs = {t: str(ds[t].VR) for t in file_vr_tags if ds is not None and t in ds}
-        out.append((values, vrs))
+        seqs: dict[int, dict[str, Any]] = {}
+        if ds is not None:
+            for t in sequence_tags:
+                if t in missing and (rendered := sequence_json(ds, t)) is not None:
+                    seqs[t] = rendered
+        out.append((values, vrs, seqs))
     return out
 
 
 async def find_answers(
-    ctx: ServerContext, req: FindRequest, requested: Sequence[int], file_vr_tags: Sequence[int] = ()
-) -> list[tuple[dict[int, str | None], dict[int, str]]]:
+    ctx: ServerContext,
+    req: FindRequest,
+    requested: Sequence[int],
+    file_vr_tags: Sequence[int] = (),
+    sequence_tags: Sequence[int] = (),
+) -> list[tuple[dict[int, str | None], dict[int, str], dict[int, dict[str, Any]]]]:
     """A DICOM query (QIDO-RS, C-FIND): per match, the value of each requested tag (None: none),
-    and the VR the file gives each tag of `file_vr_tags` that has a value. The index is read
-    first; files, when needed, after the transaction."""
+    the VR the file gives each tag of `file_vr_tags` that has a value, and the DICOM JSON of
+    each sequence of `sequence_tags` the file has (sequences have no text value). The index is
+    read first; files, when needed, after the transaction."""
     pre = await _file_matches(ctx, req)
     plan = await ctx.index.read(lambda txn: _answers_plan(ctx, txn, req, requested, file_vr_tags, pre))
     if any(f is not None for _v, _m, f in plan):
-        return await ctx.run(_complete, ctx, plan, file_vr_tags)
-    return _complete(ctx, plan, file_vr_tags)
+        return await ctx.run(_complete, ctx, plan, file_vr_tags, sequence_tags)
+    return _complete(ctx, plan, file_vr_tags, sequence_tags)
 
 
 def find_answers_blocking(
@@ -212,7 +225,7 @@ def find_answers_blocking(
     """`find_answers` from a worker thread (the DIMSE server's), values only."""
     pre = _file_matches_blocking(ctx, req)
     plan = ctx.index.read_blocking(lambda txn: _answers_plan(ctx, txn, req, requested, (), pre))
-    return [values for values, _vrs in _complete(ctx, plan, ())]
+    return [values for values, _vrs, _seqs in _complete(ctx, plan, ())]
 
 
 def _matched_in(

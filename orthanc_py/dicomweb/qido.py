@@ -153,15 +153,18 @@ def _search(level: ResourceType, prefix: str) -> Any:
 
         unknown = [t for t in wanted if vr_of(t) == "UN"]
 
-        rows = await find_answers(ctx, req, wanted, unknown)
+        sequences = [t for t in wanted if vr_of(t) == "SQ"]
+        rows = await find_answers(ctx, req, wanted, unknown, sequences)
         base = public_base(request, prefix)
         out = []
-        for values, file_vrs in rows:
+        for values, file_vrs, seqs in rows:
             # the answers are in UTF-8, whatever the files' character sets (Orthanc's plugin)
             item: dict[str, Any] = {f"{SPECIFIC_CHARACTER_SET:08X}": {"vr": "CS", "Value": ["ISO_IR 192"]}}
             for t in sorted(wanted):
                 v = values.get(t)
-                if v is not None:
+                if t in seqs:  # the sequences includefield names (DICOMweb plugin 1.17+)
+                    item[f"{t:08X}"] = seqs[t]
+                elif v is not None:
                     item[f"{t:08X}"] = webjson.from_text(t, v, file_vrs.get(t))
             study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
             url = f"{base}/studies/{study_uid}"

@@ -204,6 +204,19 @@ def to_json_dict(
     return out
 
 
+def sequence_json(ds: Dataset, tag: int) -> dict[str, Any] | None:
+    """One sequence of `ds` in DICOM JSON, its items' text decoded with the dataset's character
+    set and binary values inline (QIDO-RS answers the sequences includefield names, as Orthanc's
+    DICOMweb plugin 1.17+); None when `ds` has no such element."""
+    if tag not in ds:
+        return None
+    sub = Dataset()
+    if "SpecificCharacterSet" in ds:
+        sub.SpecificCharacterSet = ds.SpecificCharacterSet
+    sub.add(ds[tag])
+    return to_json_dict(sub, lambda _elem, _path: "", bulk_threshold=1 << 30).get(f"{tag:08X}")
+
+
 # --- DICOM JSON as Orthanc's REST API writes it (GET /instances/{id}/file, Accept: application/dicom+json)
 
 

@@ -60,3 +60,25 @@ def test_series_and_instances(client, data):
     assert len(scoped) == 1 and scoped[0]["00080018"]["Value"] == [dicomgen.uid("sop", 0, 0, 0, 1)]
     assert scoped[0]["00280010"]["Value"] == [8]
     assert len(qido(client, "/dicom-web/instances")) == 3
+
+
+def test_includefield_names_a_sequence(client):
+    """DICOMweb plugin 1.17+: a sequence includefield names is answered with its items (read
+    from the file); an instance without it answers nothing for it."""
+    from pydicom.dataset import Dataset
+
+    items = []
+    for uid in ("1.2.3.1", "1.2.3.2"):
+        item = Dataset()
+        item.ReferencedSOPClassUID = dicomgen.CT_IMAGE_STORAGE
+        item.ReferencedSOPInstanceUID = uid
+        items.append(item)
+    client.upload(dicomgen.make(patient=4, rows=8, columns=8, extra={"ReferencedImageSequence": items}))
+    client.upload(dicomgen.make(patient=4, instance=1, rows=8, columns=8))
+    found = qido(client, "/dicom-web/instances?PatientID=PID00004&includefield=00081140")
+    by_number = {a["00200013"]["Value"][0]: a for a in found}
+    seq = by_number[1]["00081140"]
+    assert seq["vr"] == "SQ"
+    assert [i["00081155"]["Value"][0] for i in seq["Value"]] == ["1.2.3.1", "1.2.3.2"]
+    assert seq["Value"][0]["00081150"] == {"vr": "UI", "Value": [dicomgen.CT_IMAGE_STORAGE]}
+    assert "00081140" not in by_number[2]
