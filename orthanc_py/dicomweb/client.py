@@ -1,4 +1,4 @@
-"""The DICOMweb client of Orthanc's DICOMweb plugin (version 1.7, as Debian ships it), under
+"""The DICOMweb client of Orthanc's DICOMweb plugin (as version 1.7 offers it), under
 /dicom-web/servers: the registry of remote servers (list, ?expand, GET/PUT/DELETE), and what
 this Orthanc does with them: STOW-RS of local resources (job "DicomWebStowClient", one
 multipart request streamed instance by instance), WADO-RS retrieve into the local store (job

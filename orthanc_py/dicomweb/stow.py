@@ -244,17 +244,27 @@ def _seq(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _orthanc_answer(base: str, outcomes: list[_Outcome]) -> tuple[int, dict[str, Any]]:
-    """The answer of Orthanc's DICOMweb plugin: both sequences always present (empty or not),
-    the study of the first part that passed the checks, 400 for a part that is not DICOM or
-    lacks a UID, else 409 for a part of another study."""
+    """The answer of Orthanc's DICOMweb plugin (1.19+): FailedSOPSequence only when a part
+    failed, ReferencedSOPSequence always (empty or not), the study of the first part that passed
+    the checks; 400 for a part that is not DICOM or lacks a UID, else 409 for a part of another
+    study, else 400 when every part failed, 202 when some did."""
     body: dict[str, Any] = {"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}}
     first = next((o.study_uid for o in outcomes if o.study_uid), None)
     if first is not None:
         body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{first}"]}
-    body["00081198"] = _seq([o.ref for o in outcomes if o.kind != "stored" and o.ref is not None])
-    body["00081199"] = _seq([o.ref for o in outcomes if o.kind == "stored" and o.ref is not None])
+    failed = [o.ref for o in outcomes if o.kind != "stored" and o.ref is not None]
+    stored = [o.ref for o in outcomes if o.kind == "stored" and o.ref is not None]
+    if failed:
+        body["00081198"] = _seq(failed)
+    body["00081199"] = _seq(stored)
     kinds = {o.kind for o in outcomes}
-    return (400 if "bad" in kinds else 409 if "conflict" in kinds else 200), body
+    if "bad" in kinds:
+        return 400, body
+    if "conflict" in kinds:
+        return 409, body
+    if failed:
+        return (202 if stored else 400), body
+    return 200, body
 
 
 def _azure_answer(base: str, outcomes: list[_Outcome], only_study: str | None) -> tuple[int, dict[str, Any]]:
