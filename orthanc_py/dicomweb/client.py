@@ -1,4 +1,4 @@
-"""The DICOMweb client of Orthanc's DICOMweb plugin (as version 1.7 offers it), under
+"""The DICOMweb client of Orthanc's DICOMweb plugin (as version 1.20 offers it), under
 /dicom-web/servers: the registry of remote servers (list, ?expand, GET/PUT/DELETE), and what
 this Orthanc does with them: STOW-RS of local resources (job "DicomWebStowClient", one
 multipart request streamed instance by instance), WADO-RS retrieve into the local store (job
@@ -28,6 +28,7 @@ from yarl import URL
 
 from ..core import files as core_files
 from ..core import ingest, properties
+from ..core import resources as core_res
 from ..core.context import ServerContext
 from ..core.ingest import Origin
 from ..core.jobs import Job, JobCanceled, request_priority, request_synchronous
@@ -296,14 +297,23 @@ def check_stow_answer(answer: Any, name: str, count: int) -> None:
             )
 
 
-def stow_job(client: DicomWebClient, name: str, instances: list[core_files.InstanceFile], extra: dict[str, str]) -> Any:
+def stow_job(
+    client: DicomWebClient,
+    name: str,
+    instances: list[core_files.InstanceFile],
+    extra: dict[str, str],
+    resources: dict[str, list[str]] | None = None,
+) -> Any:
     """DicomWebStowClient: every instance in one multipart/related POST to {server}/studies,
-    the body written as the files are read (chunked), or whole when ChunkedTransfers is false."""
+    the body written as the files are read (chunked), or whole when ChunkedTransfers is false.
+    Its Content names the server and the resources sent (plugin 1.18+ / 1.20)."""
     ctx = client.ctx
     boundary = f"{uuid.uuid4()}-{uuid.uuid4()}"
 
     async def work(job: Job) -> None:
         job.content["InstancesCount"] = str(len(instances))
+        job.content["Resources"] = resources or {}
+        job.content["Server"] = name
         server = (await client.registry()).get(name)
         sent = 0
         network = 0
@@ -512,14 +522,22 @@ async def stow(request: web.Request) -> web.StreamResponse:
         )
     extra = _assoc(body, "HttpHeaders")
     instances: list[core_files.InstanceFile] = []
+    # the job's Content "Resources", as plugin 1.20: each resource asked for under its level,
+    # and every instance sent under "Instances"
+    sent: dict[str, list[str]] = {}
     for resource in body["Resources"]:
         if not isinstance(resource, str):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
         if not resource:
             raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
-        instances.extend(await core_files.instance_files(ctx, resource, None))
+        found = await core_files.instance_files(ctx, resource, None)
+        level = (await core_res.get(ctx, resource, None)).level
+        if level is not ResourceType.INSTANCE:
+            sent.setdefault(level.plural.capitalize(), []).append(resource)
+        sent.setdefault("Instances", []).extend(f.public_id for f in found)
+        instances.extend(found)
     log.info("Sending %d instances using STOW-RS to DICOMweb server: %s", len(instances), request.match_info["name"])
-    run = stow_job(client, request.match_info["name"], instances, extra)
+    run = stow_job(client, request.match_info["name"], instances, extra, sent)
     return await _submit(request, STOW_JOB, run, body, True)
 
 

@@ -34,7 +34,7 @@ DICOMWEB_PLUGIN = {
     "Description": "Implementation of DICOMweb (QIDO-RS, STOW-RS and WADO-RS) and WADO-URI.",
     "ExtendsOrthancExplorer": False,
     "ID": "dicom-web",
-    "Version": "1.19",
+    "Version": "1.20",
 }
 PLUGINS = {"dicom-web": DICOMWEB_PLUGIN}
 EXPLORER_JS = "// Extensions to Orthanc Explorer by the registered plugins\n"

@@ -14,7 +14,7 @@ def test_tools_list_and_plugins(client):
     assert client.get("/plugins").json() == ["explorer.js", "dicom-web"]
     web = client.get("/plugins/dicom-web").json()
     assert web["ID"] == "dicom-web" and "DICOMweb" in web["Description"]
-    assert web["Version"] == "1.19"  # the plugin whose behaviour /dicom-web follows (needs Orthanc 1.12.5)
+    assert web["Version"] == "1.20"  # the plugin whose behaviour /dicom-web follows (needs Orthanc 1.12.5)
     js = client.get("/plugins/explorer.js")
     assert js.status == 200 and js.headers["content-type"] == "application/javascript"
     assert client.get("/plugins/nope").status == 404

@@ -1,4 +1,4 @@
-"""The DICOMweb client (/dicom-web/servers), as Orthanc's DICOMweb plugin 1.7 offers it: the
+"""The DICOMweb client (/dicom-web/servers), as Orthanc's DICOMweb plugin 1.20 offers it: the
 registry of remote servers, STOW-RS to them, WADO-RS retrieve from them into the local store,
 proxied GET and QIDO-RS, remote DELETE. Remotes are real servers: a second orthanc_py, and the
 real Orthanc 1.10.1 with its DICOMweb plugin."""
@@ -164,7 +164,12 @@ def test_stow_to_another_orthanc_py(pair):
     b = _upload(local, 1, 1, 1)
     r = local.post("/dicom-web/servers/remote/stow", {"Resources": [a[0]["ParentStudy"]]})
     assert r.status == 200, r.body
-    assert r.json() == {"InstancesCount": "3", "NetworkSizeMB": "0"}
+    answer = r.json()
+    # the Content of plugin 1.20: the server, the study asked for and each instance sent
+    resources = answer.pop("Resources")
+    assert answer == {"InstancesCount": "3", "NetworkSizeMB": "0", "Server": "remote"}
+    assert resources.pop("Studies") == [a[0]["ParentStudy"]]
+    assert sorted(resources.pop("Instances")) == sorted(x["ID"] for x in a + b) and resources == {}
     assert sorted(remote.get("/instances").json()) == sorted(x["ID"] for x in a + b)
 
     # one instance, whole body (ChunkedTransfers false), asynchronous: a job of the plugin's type
@@ -175,6 +180,7 @@ def test_stow_to_another_orthanc_py(pair):
     job = _wait_job(local, answer["ID"])
     assert job["State"] == "Success" and job["Type"] == "DicomWebStowClient"
     assert job["Content"]["InstancesCount"] == "1"
+    assert job["Content"]["Resources"] == {"Instances": [a[0]["ID"]]} and job["Content"]["Server"] == "whole"
     assert a[0]["ID"] in remote.get("/instances").json()
 
     # resources are checked before any job starts
@@ -320,7 +326,9 @@ def _against_real_orthanc(make_server: Any, real_orthanc: str, orthanc: Any) -> 
 
     # stow to it
     r = local.post("/dicom-web/servers/orthanc/stow", {"Resources": [a[0]["ParentPatient"]]})
-    assert r.json() == {"InstancesCount": "2", "NetworkSizeMB": "0"}
+    answer = r.json()
+    assert answer.pop("Resources")["Patients"] == [a[0]["ParentPatient"]]
+    assert answer == {"InstancesCount": "2", "NetworkSizeMB": "0", "Server": "orthanc"}
     assert sorted(orthanc.get("/instances").json()) == sorted(x["ID"] for x in a)
 
     # get and qido through it
