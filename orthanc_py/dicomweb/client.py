@@ -34,6 +34,7 @@ from ..core.ingest import Origin
 from ..core.jobs import Job, JobCanceled, request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
+from ..remote.peers import ssl_context
 from ..web.appkeys import ctx_of
 from ..web.responses import json_response, read_body
 from .servers import PROPERTY_KEY, DicomWebServer, DicomWebServers, parse_server
@@ -107,23 +108,7 @@ class DicomWebClient:
         return options
 
     def _ssl_context(self, server: DicomWebServer, verify: bool, ca_file: str) -> ssl.SSLContext | bool:
-        if not server.certificate_file and verify and not ca_file:
-            return True
-        key = (server.certificate_file, server.certificate_key_file, server.certificate_key_password)
-        found = self._ssl.get(key)
-        if found is None:
-            found = ssl.create_default_context(cafile=ca_file or None)
-            if not verify:
-                found.check_hostname = False
-                found.verify_mode = ssl.CERT_NONE
-            if server.certificate_file:
-                found.load_cert_chain(
-                    server.certificate_file,
-                    server.certificate_key_file or None,
-                    server.certificate_key_password or None,
-                )
-            self._ssl[key] = found
-        return found
+        return ssl_context(server, verify, ca_file, self._ssl)
 
 
 CLIENT: web.AppKey[DicomWebClient] = web.AppKey("dicomweb_client", DicomWebClient)

@@ -9,29 +9,16 @@ read from there at start-up, as the plugin does."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import orjson
 
 from ..errors import ErrorCode, OrthancError
+from ..model.peer import Peer, PeerFormatError, parse_peer
 
 log = logging.getLogger("orthanc_py.dicomweb.servers")
 
-_RESERVED = frozenset(
-    (
-        "CertificateFile",
-        "CertificateKeyFile",
-        "CertificateKeyPassword",
-        "HttpHeaders",
-        "Password",
-        "Pkcs11",
-        "Url",
-        "URL",
-        "Username",
-        "Timeout",
-    )
-)
 PROPERTY_KEY = "5468"
 """The global property the plugin stores its servers in (GLOBAL_PROPERTY_SERVERS)."""
 
@@ -41,19 +28,8 @@ def _bad(details: str | None = None) -> OrthancError:
 
 
 @dataclass(frozen=True)
-class DicomWebServer:
-    """One remote DICOMweb server (Orthanc's WebServiceParameters)."""
-
-    url: str
-    username: str = ""
-    password: str = ""
-    http_headers: dict[str, str] = field(default_factory=dict)
-    user_properties: dict[str, str] = field(default_factory=dict)
-    timeout: int = 0
-    pkcs11: bool = False
-    certificate_file: str = ""
-    certificate_key_file: str = ""
-    certificate_key_password: str = ""
+class DicomWebServer(Peer):
+    """One remote DICOMweb server: Orthanc's web-service parameters, as a peer's."""
 
     def flag(self, key: str, default: bool) -> bool:
         """A Boolean user property (HasDelete, ChunkedTransfers...); a value that is no Boolean
@@ -72,110 +48,23 @@ class DicomWebServer:
 
     def public_json(self) -> dict[str, Any]:
         """GET /dicom-web/servers?expand: no password, header names only (FormatPublic)."""
-        out: dict[str, Any] = {"Url": self.url}
-        if self.username:
-            out["Username"] = self.username
-            out["Password"] = None
-        if self.certificate_file:
-            out["CertificateFile"] = self.certificate_file
-            out["CertificateKeyFile"] = None
-            out["CertificateKeyPassword"] = None
-        out["Pkcs11"] = self.pkcs11
-        out["Timeout"] = self.timeout
-        out["HttpHeaders"] = sorted(self.http_headers)
-        out.update(self.user_properties)
-        return dict(sorted(out.items()))
+        return self.to_json()
 
     def serialized(self) -> dict[str, Any]:
         """The advanced format with passwords (what ServersInDatabase stores)."""
-        out: dict[str, Any] = {"Url": self.url}
-        if self.username or self.password:
-            out["Username"] = self.username
-            out["Password"] = self.password
-        if self.certificate_file:
-            out["CertificateFile"] = self.certificate_file
-        if self.certificate_key_file:
-            out["CertificateKeyFile"] = self.certificate_key_file
-        if self.certificate_key_password:
-            out["CertificateKeyPassword"] = self.certificate_key_password
-        out["Pkcs11"] = self.pkcs11
-        out["Timeout"] = self.timeout
-        out["HttpHeaders"] = dict(self.http_headers)
-        out.update(self.user_properties)
+        out = self.serialize(force_advanced=True)
+        assert isinstance(out, dict)
         return out
-
-
-def _url(url: str) -> str:
-    if "://" in url and not url.startswith(("http://", "https://")):
-        raise _bad(f"Bad URL: {url}")
-    if not url:
-        raise _bad("Empty URL")
-    return url if url.endswith("/") else url + "/"
-
-
-def _credentials(username: str, password: str) -> tuple[str, str]:
-    if not username and password:
-        raise _bad()
-    return username, password
-
-
-def _string(value: dict[str, Any], key: str) -> str:
-    found = value.get(key, "")
-    if not isinstance(found, str):
-        raise _bad()
-    return found
 
 
 def parse_server(value: Any) -> DicomWebServer:
     """One entry of DicomWeb.Servers or the body of PUT /dicom-web/servers/{id}; BadFileFormat
-    when malformed (Orthanc's WebServiceParameters::Unserialize)."""
-    if isinstance(value, list):
-        if len(value) not in (1, 3) or not all(isinstance(v, str) for v in value):
-            raise _bad()
-        if len(value) == 1:
-            return DicomWebServer(_url(value[0]))
-        username, password = _credentials(value[1], value[2])
-        return DicomWebServer(_url(value[0]), username, password)
-    if not isinstance(value, dict):
-        raise _bad()
-    url = _string(value, "Url") or _string(value, "URL")
-    username, password = _credentials(_string(value, "Username"), _string(value, "Password"))
-    certificate = _string(value, "CertificateFile")
-    pkcs11 = value.get("Pkcs11", False)
-    if not isinstance(pkcs11, bool):
-        raise _bad()
-    headers = value.get("HttpHeaders", {})
-    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise _bad()
-    properties: dict[str, str] = {}
-    for key, item in value.items():
-        if key in _RESERVED:
-            continue
-        if isinstance(item, bool):
-            properties[key] = "1" if item else "0"
-        elif isinstance(item, str):
-            properties[key] = item
-        elif isinstance(item, int):
-            properties[key] = str(item)
-        else:
-            raise _bad(f"User-defined properties associated with a Web service must be strings: {key}")
-    timeout = value.get("Timeout", 0)
-    if isinstance(timeout, float) and timeout.is_integer():
-        timeout = int(timeout)
-    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
-        raise _bad("The JSON value for field Timeout must be an unsigned integer")
-    return DicomWebServer(
-        _url(url),
-        username,
-        password,
-        dict(headers),
-        properties,
-        timeout,
-        pkcs11,
-        certificate,
-        _string(value, "CertificateKeyFile") if certificate else "",
-        _string(value, "CertificateKeyPassword") if certificate else "",
-    )
+    when malformed (Orthanc's WebServiceParameters::Unserialize, as for peers)."""
+    try:
+        peer = parse_peer(value, "The JSON value for field Timeout must be an unsigned integer")
+    except PeerFormatError as err:
+        raise _bad(str(err) or None) from None
+    return DicomWebServer(**{f.name: getattr(peer, f.name) for f in fields(Peer)})
 
 
 class DicomWebServers:

@@ -128,8 +128,12 @@ def _credentials(username: str, password: str) -> tuple[str, str]:
     return username, password
 
 
-def parse_peer(value: Any) -> Peer:
-    """Read one configuration entry (Orthanc's WebServiceParameters::Unserialize);
+TIMEOUT_ERROR = "Unsigned integer value expected in field: Timeout"
+
+
+def parse_peer(value: Any, timeout_error: str = TIMEOUT_ERROR) -> Peer:
+    """Read one configuration entry (Orthanc's WebServiceParameters::Unserialize; also the
+    DICOMweb plugin's servers, whose framework words the Timeout error as `timeout_error`);
     PeerFormatError with Orthanc's details when malformed."""
     if isinstance(value, list):
         if len(value) not in (1, 3):
@@ -173,5 +177,5 @@ def parse_peer(value: Any) -> Peer:
     if isinstance(timeout, float) and timeout.is_integer():
         timeout = int(timeout)
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
-        raise PeerFormatError("Unsigned integer value expected in field: Timeout")
+        raise PeerFormatError(timeout_error)
     return Peer(url, username, password, dict(headers), timeout, pkcs11, cert, key_file, key_password, props)

@@ -23,6 +23,31 @@ DEFAULT_TIMEOUT = 60.0
 CONNECTIONS_PER_HOST = 8
 
 
+def ssl_context(
+    service: Peer, verify: bool, ca_file: str, cache: dict[tuple[str, str, str], ssl.SSLContext]
+) -> ssl.SSLContext | bool:
+    """The TLS settings of a request to a web service (a peer, a DICOMweb server): True (the
+    default checks) unless HttpsVerifyPeers is off, HttpsCACertificates names the CAs or the
+    service has a client certificate; contexts are kept in `cache` by certificate."""
+    if not service.certificate_file and verify and not ca_file:
+        return True
+    key = (service.certificate_file, service.certificate_key_file, service.certificate_key_password)
+    found = cache.get(key)
+    if found is None:
+        found = ssl.create_default_context(cafile=(ca_file or None) if verify else None)
+        if not verify:
+            found.check_hostname = False
+            found.verify_mode = ssl.CERT_NONE
+        if service.certificate_file:
+            found.load_cert_chain(
+                service.certificate_file,
+                service.certificate_key_file or None,
+                service.certificate_key_password or None,
+            )
+        cache[key] = found
+    return found
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """The global HTTP client settings of Orthanc's configuration."""
@@ -77,25 +102,7 @@ class PeerClient:
 
     def _ssl_context(self, peer: Peer) -> ssl.SSLContext | bool:
         """Verification as HttpsVerifyPeers says; the peer's client certificate if any."""
-        if not peer.certificate_file and self.settings.verify_peers and not self.settings.ca_certificates:
-            return True
-        key = (peer.certificate_file, peer.certificate_key_file, peer.certificate_key_password)
-        found = self._ssl.get(key)
-        if found is None:
-            if self.settings.verify_peers:
-                found = ssl.create_default_context(cafile=self.settings.ca_certificates or None)
-            else:
-                found = ssl.create_default_context()
-                found.check_hostname = False
-                found.verify_mode = ssl.CERT_NONE
-            if peer.certificate_file:
-                found.load_cert_chain(
-                    peer.certificate_file,
-                    peer.certificate_key_file or None,
-                    peer.certificate_key_password or None,
-                )
-            self._ssl[key] = found
-        return found
+        return ssl_context(peer, self.settings.verify_peers, self.settings.ca_certificates, self._ssl)
 
     async def request(
         self,
