@@ -34,7 +34,7 @@ from ..core.ingest import Origin
 from ..core.jobs import Job, JobCanceled, request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
-from ..remote.peers import ssl_context
+from ..model.peer import ssl_context
 from ..web.appkeys import ctx_of
 from ..web.responses import json_response, read_body
 from .servers import PROPERTY_KEY, DicomWebServer, DicomWebServers, parse_server

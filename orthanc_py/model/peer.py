@@ -6,6 +6,7 @@ and any other key kept as a user property (a string)."""
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,3 +180,28 @@ def parse_peer(value: Any, timeout_error: str = TIMEOUT_ERROR) -> Peer:
     if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
         raise PeerFormatError(timeout_error)
     return Peer(url, username, password, dict(headers), timeout, pkcs11, cert, key_file, key_password, props)
+
+
+def ssl_context(
+    service: Peer, verify: bool, ca_file: str, cache: dict[tuple[str, str, str], ssl.SSLContext]
+) -> ssl.SSLContext | bool:
+    """The TLS settings of a request to a web service (a peer, a DICOMweb server): True (the
+    default checks) unless HttpsVerifyPeers is off, HttpsCACertificates names the CAs or the
+    service has a client certificate; contexts are kept in `cache` by certificate."""
+    if not service.certificate_file and verify and not ca_file:
+        return True
+    key = (service.certificate_file, service.certificate_key_file, service.certificate_key_password)
+    found = cache.get(key)
+    if found is None:
+        found = ssl.create_default_context(cafile=(ca_file or None) if verify else None)
+        if not verify:
+            found.check_hostname = False
+            found.verify_mode = ssl.CERT_NONE
+        if service.certificate_file:
+            found.load_cert_chain(
+                service.certificate_file,
+                service.certificate_key_file or None,
+                service.certificate_key_password or None,
+            )
+        cache[key] = found
+    return found

@@ -15,37 +15,12 @@ from typing import Any
 import aiohttp
 
 from ..errors import ErrorCode, OrthancError
-from ..model.peer import Peer
+from ..model.peer import Peer, ssl_context
 
 DEFAULT_TIMEOUT = 60.0
 """Orthanc's timeout when neither the peer nor HttpTimeout sets one (seconds)."""
 
 CONNECTIONS_PER_HOST = 8
-
-
-def ssl_context(
-    service: Peer, verify: bool, ca_file: str, cache: dict[tuple[str, str, str], ssl.SSLContext]
-) -> ssl.SSLContext | bool:
-    """The TLS settings of a request to a web service (a peer, a DICOMweb server): True (the
-    default checks) unless HttpsVerifyPeers is off, HttpsCACertificates names the CAs or the
-    service has a client certificate; contexts are kept in `cache` by certificate."""
-    if not service.certificate_file and verify and not ca_file:
-        return True
-    key = (service.certificate_file, service.certificate_key_file, service.certificate_key_password)
-    found = cache.get(key)
-    if found is None:
-        found = ssl.create_default_context(cafile=(ca_file or None) if verify else None)
-        if not verify:
-            found.check_hostname = False
-            found.verify_mode = ssl.CERT_NONE
-        if service.certificate_file:
-            found.load_cert_chain(
-                service.certificate_file,
-                service.certificate_key_file or None,
-                service.certificate_key_password or None,
-            )
-        cache[key] = found
-    return found
 
 
 @dataclass(frozen=True)
