@@ -1,8 +1,14 @@
-"""Only the C extension lives here (setup.cfg cannot declare one); all metadata is in setup.cfg.
+"""Only the C extensions live here (setup.cfg cannot declare one); all metadata is in setup.cfg.
 
-`_fastio` writes a storage file in one release of the GIL (see its source). It is optional: where
-no C compiler is available the build goes on and the storage uses its pure-Python path."""
+`_fastio` writes a storage file in one release of the GIL; `_pngfilter` filters PNG rows as
+libpng does (see their sources). Both are optional: where no C compiler is available the build
+goes on and the pure-Python paths are used."""
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("orthanc_py.storage._fastio", ["orthanc_py/storage/_fastio.c"], optional=True)])
+setup(
+    ext_modules=[
+        Extension("orthanc_py.storage._fastio", ["orthanc_py/storage/_fastio.c"], optional=True),
+        Extension("orthanc_py.imaging._pngfilter", ["orthanc_py/imaging/_pngfilter.c"], optional=True),
+    ]
+)

@@ -17,6 +17,11 @@ import zlib
 
 import numpy as np
 
+try:  # libpng's filtering in C (setup.py); `_filtered` below is the reference and the fallback
+    from . import _pngfilter
+except ImportError:  # pragma: no cover - built wherever a C compiler is available
+    _pngfilter = None  # type: ignore[assignment]
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IDAT_SIZE = 8192  # libpng's PNG_ZBUF_SIZE: one IDAT chunk per full output buffer
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> gray, gray+alpha, RGB, RGBA
@@ -129,12 +134,16 @@ def encode(image: np.ndarray, exact: bool = True) -> bytes:
             allowed = [k for k in allowed if k not in (2, 3, 4)]
         if width == 1:
             allowed = [k for k in allowed if k not in (1, 3, 4)]
-        rows = _filtered(raw.reshape(height, rowbytes), bpp, tuple(allowed))
+        if _pngfilter is not None:
+            mask = sum(1 << k for k in allowed)
+            rows = _pngfilter.filter_rows(np.ascontiguousarray(raw).data, height, rowbytes, bpp, mask)
+        else:
+            rows = _filtered(raw.reshape(height, rowbytes), bpp, tuple(allowed)).tobytes()
         size = (rowbytes + 1) * height if rowbytes < 32768 and height < 32768 else 0xFFFFFFFF
         if exact or raw.size < FAST_FROM:
-            stream = _deflate(rows.tobytes(), size)
+            stream = _deflate(rows, size)
         else:
-            stream = _deflate_fast(rows.tobytes())
+            stream = _deflate_fast(rows)
         parts += [_chunk(b"IDAT", stream[i : i + _IDAT_SIZE]) for i in range(0, len(stream), _IDAT_SIZE)]
     parts.append(_chunk(b"IEND", b""))
     if depth == 16 and height:
