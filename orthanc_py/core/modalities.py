@@ -23,7 +23,7 @@ from . import storagecommitment
 from .context import ServerContext, now_iso
 from .files import files_in, instances_under
 from .jobs import Job
-from .resources import lookup_in
+from .resources import identifiers_in, lookup_in
 
 log = logging.getLogger("orthanc_py.modalities")
 
@@ -111,20 +111,8 @@ def _instances_to_send(
         rid, level = lookup_in(txn, pid, None)
         for f in files_in(txn, instances_under(txn, rid, level), meta=True):
             out.append((f.public_id, f.sop_class, f.transfer_syntax, f.uuid, pid, ""))
-        resources.append((level, pid, _identifiers(txn, rid, level)))
+        resources.append((level, pid, identifiers_in(txn, rid)))
     return out, resources
-
-
-def _identifiers(txn: Transaction, rid: int, level: ResourceType) -> dict[int, str]:
-    tags: dict[int, str] = {}
-    current: int | None = rid
-    while current is not None:
-        rows = txn.resources([current])
-        if not rows:
-            break
-        tags = {**rows[0].main_tags, **tags}
-        current = rows[0].parent_id
-    return tags
 
 
 async def store(

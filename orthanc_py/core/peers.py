@@ -22,7 +22,7 @@ from ..remote.peers import ClientSettings, PeerClient
 from . import files
 from .context import ServerContext, now_iso
 from .jobs import Job
-from .resources import lookup_in
+from .resources import identifiers_in, lookup_in
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -197,7 +197,7 @@ def _exports_and_instances(
         ids = [rid] if level is ResourceType.INSTANCE else txn.descendants(rid, ResourceType.INSTANCE)
         instances.extend(r.public_id for r in txn.resources(ids))
         if log_exports:
-            tags = _identifiers(txn, rid)
+            tags = identifiers_in(txn, rid)
             txn.log_export(
                 ExportedResource(
                     0,
@@ -212,18 +212,6 @@ def _exports_and_instances(
                 )
             )
     return instances
-
-
-def _identifiers(txn: Transaction, rid: int) -> dict[int, str]:
-    tags: dict[int, str] = {}
-    current: int | None = rid
-    while current is not None:
-        rows = txn.resources([current])
-        if not rows:
-            break
-        tags = {**rows[0].main_tags, **tags}
-        current = rows[0].parent_id
-    return tags
 
 
 async def prepare_store(

@@ -71,6 +71,20 @@ def lookup_in(txn: Transaction, public_id: str, level: ResourceType | None) -> t
     return hit
 
 
+def identifiers_in(txn: Transaction, rid: int) -> dict[int, str]:
+    """The main tags of a resource and of its ancestors, merged (the resource's win): the
+    PatientID and UIDs an /exports entry or a store job records."""
+    tags: dict[int, str] = {}
+    current: int | None = rid
+    while current is not None:
+        rows = txn.resources([current])
+        if not rows:
+            break
+        tags = {**rows[0].main_tags, **tags}
+        current = rows[0].parent_id
+    return tags
+
+
 def series_status(expected: int | None, indexes: list[int | None]) -> str:
     """Orthanc's series Status: Unknown without ExpectedNumberOfInstances or with an instance
     lacking IndexInSeries; Inconsistent on duplicates or out-of-range; else Complete/Missing."""
