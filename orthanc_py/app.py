@@ -91,6 +91,23 @@ def build_app(ctx: ServerContext) -> web.Application:
     return app
 
 
+def make_runner(ctx: ServerContext, app: web.Application) -> web.AppRunner:
+    """aiohttp's runner for `app`, with the HTTP fast lane in front of it (web/fastlane.py)
+    unless ORTHANC_PY_FAST_LANE=0 or Lua scripts are loaded (their IncomingHttpRequestFilter
+    sees every request)."""
+    s = ctx.settings
+    kwargs: dict[str, Any] = {"access_log": None, "handle_signals": False, "keepalive_timeout": s.http_timeout}
+    if os.environ.get("ORTHANC_PY_FAST_LANE", "1") == "0" or ctx.lua is not None:
+        return web.AppRunner(app, **kwargs)
+    from . import rest
+    from .web.fastlane import FastLane, FastLaneRunner
+    from .web.middleware import basic_credentials
+
+    credentials = basic_credentials(s.registered_users) if s.authentication_enabled else None
+    lane = FastLane(rest.fast_routes(ctx), credentials, s.remote_access_allowed)
+    return FastLaneRunner(app, lane, **kwargs)
+
+
 def _lua_port(settings: Settings, sock: socket.socket | None) -> int | None:
     """Where the REST calls of Lua scripts go (None: the REST API is not served)."""
     if sock is not None:
@@ -225,7 +242,7 @@ async def _serve(
     stop = stop or asyncio.Event()
     ctx.shutdown_requested = stop.set
     app = build_app(ctx)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=settings.http_timeout)
+    runner = make_runner(ctx, app)
     await runner.setup()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:

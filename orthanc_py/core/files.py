@@ -161,12 +161,24 @@ async def dicom_file(
     is read in one worker-thread hop. The bytes are None when the file is larger than
     `max_size` (the caller sends it from its path)."""
     att = await ctx.index.read(lambda txn: _dicom_attachment_in(txn, public_id), short=True)
-    data = ctx.storage.read_file_cached(att.uuid, att.content_type, att.compression, att.uncompressed_size)
+    data = _read_cached(ctx, att)
     if data is not None:
         return att, data
     if max_size is not None and att.uncompressed_size > max_size:
         return att, None
     return att, await ctx.run(_read_dicom_attachment, ctx, att)
+
+
+def dicom_file_now(ctx: ServerContext, public_id: str) -> tuple[Attachment, bytes | None]:
+    """`dicom_file` done on the event loop at once (HTTP fast lane): the bytes only when the
+    file is small and in the page cache (None otherwise); BlockingIOError when the index cannot
+    answer without waiting."""
+    att = ctx.index.read_now(lambda txn: _dicom_attachment_in(txn, public_id))
+    return att, _read_cached(ctx, att)
+
+
+def _read_cached(ctx: ServerContext, att: Attachment) -> bytes | None:
+    return ctx.storage.read_file_cached(att.uuid, att.content_type, att.compression, att.uncompressed_size)
 
 
 def _read_dicom_attachment(ctx: ServerContext, att: Attachment) -> bytes:

@@ -159,10 +159,10 @@ class SqliteIndex:
                 txn.c.close()
 
     async def read(self, fn: Callable[[Transaction], T], short: bool = False) -> T:
-        if short and not self._closed:
+        if short:
             try:
-                return self._read_inline(fn)
-            except sqlite3.OperationalError:
+                return self.read_now(fn)
+            except BlockingIOError:
                 log.debug("inline read busy: retried in a reader thread", exc_info=True)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run_read, fn)
@@ -183,6 +183,16 @@ class SqliteIndex:
             return fn(txn)
         finally:
             txn.c.execute("COMMIT")
+
+    def read_now(self, fn: Callable[[Transaction], T]) -> T:
+        """A short read on the event loop's own connection, or BlockingIOError when it cannot be
+        done without waiting (index closed, database locked): the caller then reads another way."""
+        if self._closed:
+            raise BlockingIOError("the index is closed")
+        try:
+            return self._read_inline(fn)
+        except sqlite3.OperationalError as exc:
+            raise BlockingIOError(str(exc)) from exc
 
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`read` for code already running in a worker thread: runs there, on a pooled

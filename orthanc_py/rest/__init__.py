@@ -6,6 +6,8 @@ from aiohttp import web
 
 from ..core import modifyjob
 from ..core.context import ServerContext
+from ..model.enums import ResourceType
+from ..web.fastlane import FastRoute, RouteKey
 from . import (
     admin,
     archive,
@@ -30,6 +32,16 @@ from . import (
     webdav,
 )
 from .common import CTX
+
+
+def fast_routes(ctx: ServerContext) -> dict[RouteKey, FastRoute]:
+    """The routes of the HTTP fast lane (web/fastlane.py), each the plain case of its handler."""
+    routes: dict[RouteKey, FastRoute] = {(level.plural, None): resources.fast_get(ctx, level) for level in ResourceType}
+    routes["instances", "file"] = instances.fast_file(ctx)
+    routes["instances", "tags"] = instances.fast_tags(ctx, "full")
+    routes["instances", "simplified-tags"] = instances.fast_tags(ctx, "simplify")
+    routes["instances", "preview"] = images.fast_preview(ctx)
+    return routes
 
 
 def setup(app: web.Application, ctx: ServerContext) -> None:

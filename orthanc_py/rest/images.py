@@ -18,6 +18,7 @@ from ..core import files as core_files
 from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
 from ..imaging import pixels, render
+from ..web.fastlane import FastAnswer, FastRoute
 from ..web.responses import bool_arg
 from .common import ctx_of, empty_404
 from .resources import slice_order
@@ -138,7 +139,7 @@ def _image_route(mode: str) -> Callable[[web.Request], object]:
             if accept == "image/png" and not request.query:
                 small = _small_answer(data, frame, mode)
                 if small is not None:
-                    return web.Response(body=small, content_type="image/png")
+                    return web.Response(body=small, content_type="image/png")  # as fast_preview does
             answer = await ctx.run(_image_answer, data, frame, mode, request, accept)
         except OrthancError as err:
             return empty_404() if err.code in _SILENT else web.Response(status=415)
@@ -161,6 +162,26 @@ def _small_answer(data: bytes, frame: int, mode: str) -> bytes | None:
         return render.small_image_answer(data, frame, mode, render.RenderArgs(), "image/png")
     except (OrthancError, ValueError, IndexError):
         return None
+
+
+_PNG_HEAD = b"Content-Type: image/png\r\n"
+
+
+def fast_preview(ctx: ServerContext) -> FastRoute:
+    """GET /instances/{id}/preview in the HTTP fast lane: the PNG of a small native file in the
+    page cache, as the preview handler draws it (anything else: that handler)."""
+
+    def route(public_id: str, accept: str | None) -> FastAnswer | None:
+        if _accepted(accept) != "image/png":
+            return None
+        try:
+            _att, data = core_files.dicom_file_now(ctx, public_id)
+        except (OrthancError, BlockingIOError):
+            return None
+        small = None if data is None else _small_answer(data, 0, render.PREVIEW)
+        return None if small is None else (_PNG_HEAD, small)
+
+    return route
 
 
 # --- matlab, numpy, raw -------------------------------------------------------------------

@@ -11,14 +11,16 @@ from aiohttp import web
 from ..core import createdicom, ingest, zipinput
 from ..core import files as core_files
 from ..core import resources as core_res
+from ..core.content import Attachment
 from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
-from ..web.responses import json_bytes, json_response, read_body
+from ..web.fastlane import FastAnswer, FastRoute, header_lines
+from ..web.responses import JSON_HEAD, json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
-from .tags import dicom_format, tags_options
+from .tags import dicom_format, plain_tags_options, tags_options
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
@@ -32,6 +34,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
 
 
 SENDFILE_THRESHOLD = 16 << 20
+DICOM_JSON = "application/dicom+json"
 
 
 def _write_file(path: str, data: bytes) -> None:
@@ -60,12 +63,12 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
-    if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
+    if request.headers.get("Accept", "").strip().lower() == DICOM_JSON:
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await core_files.dicom_file(ctx, request.match_info["id"], SENDFILE_THRESHOLD)
-    headers = {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
+    headers = _file_headers(att)
     if "transcode" in request.query:  # Orthanc 1.12.2 (lossy-quality: 1.12.7)
         target = transcode.checked_target(request.query["transcode"])
         quality = ctx.settings.lossy_quality
@@ -84,6 +87,26 @@ async def get_file(request: web.Request) -> web.StreamResponse:
             return web.FileResponse(path, headers=headers)
         data = await ctx.run(core_files.read_attachment_blocking, ctx, att)
     return web.Response(body=data, headers=headers)
+
+
+def _file_headers(att: Attachment) -> dict[str, str]:
+    return {"Content-Type": "application/dicom", "Content-Disposition": f'filename="{att.uuid}.dcm"'}
+
+
+def fast_file(ctx: ServerContext) -> FastRoute:
+    """GET /instances/{id}/file in the HTTP fast lane: a small file in the page cache, as
+    `get_file` answers it (any other file: sent by get_file, with sendfile when it is large)."""
+
+    def route(public_id: str, accept: str | None) -> FastAnswer | None:
+        if accept is not None and accept.strip().lower() == DICOM_JSON:
+            return None
+        try:
+            att, data = core_files.dicom_file_now(ctx, public_id)
+        except (OrthancError, BlockingIOError):
+            return None
+        return None if data is None else (header_lines(_file_headers(att)), data)
+
+    return route
 
 
 async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.Dataset:
@@ -124,12 +147,32 @@ async def _tags(request: web.Request, fmt: str) -> web.StreamResponse:
         await core_files.read_dicom(ctx, public_id)  # an unknown instance is 404 first
         raise
     _att, data = await core_files.dicom_file(ctx, public_id, max_size=0)  # no hop: page cache or None
-    tags = None if data is None else fasttags.tags_fast(data, fmt, options, max_elements=TAGS_ON_LOOP_ELEMENTS)
-    if tags is not None:
-        body = json_bytes(tags)
-    else:
+    body = None if data is None else _tags_on_loop(data, fmt, options)
+    if body is None:
         body = await ctx.run(_tags_blocking, ctx, public_id, data, fmt, options)
     return web.Response(body=body, content_type="application/json", charset="utf-8")
+
+
+def _tags_on_loop(data: bytes, fmt: str, options: orthancjson.TagsOptions) -> bytes | None:
+    """The tags of a small file as JSON, when the fast walk reads them here (None: too many
+    elements, or a file it does not read: the worker thread renders it)."""
+    tags = fasttags.tags_fast(data, fmt, options, max_elements=TAGS_ON_LOOP_ELEMENTS)
+    return None if tags is None else json_bytes(tags)
+
+
+def fast_tags(ctx: ServerContext, fmt: str) -> FastRoute:
+    """GET /instances/{id}/tags and /simplified-tags in the HTTP fast lane (`_tags` without
+    arguments, when the file is in the page cache and small enough to render here)."""
+
+    def route(public_id: str, accept: str | None) -> FastAnswer | None:
+        try:
+            _att, data = core_files.dicom_file_now(ctx, public_id)
+        except (OrthancError, BlockingIOError):
+            return None
+        body = None if data is None else _tags_on_loop(data, fmt, plain_tags_options(ctx))
+        return None if body is None else (JSON_HEAD, body)
+
+    return route
 
 
 async def get_tags(request: web.Request) -> web.StreamResponse:

@@ -17,7 +17,8 @@ from ..core.context import ServerContext
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
-from ..web.responses import bool_arg, json_response, read_text, text_response
+from ..web.fastlane import FastAnswer, FastRoute
+from ..web.responses import JSON_HEAD, bool_arg, json_bytes, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
 from .render import resource_json, resource_statistics_json, resources_json
 from .tags import requested_tags_arg, requested_values
@@ -60,7 +61,7 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
                 return empty_404()
             raise
         if not request.query_string:  # the common case: no options to read
-            return json_response(resource_json(info))
+            return json_response(resource_json(info))  # as fast_get answers it
         requested = requested_tags_arg(request)
         return json_response((await render_infos(request, [info], requested, tag_format(request)))[0])
 
@@ -82,6 +83,19 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
         return json_response(resource_statistics_json(level, s))
 
     return {"list": list_all, "get": get_one, "delete": delete_one, "statistics": statistics}
+
+
+def fast_get(ctx: ServerContext, level: ResourceType) -> FastRoute:
+    """GET /{level}/{id} in the HTTP fast lane: `get_one`'s answer to a plain request."""
+
+    def route(public_id: str, accept: str | None) -> FastAnswer | None:
+        try:
+            info = core_res.get_now(ctx, public_id, level)
+        except (OrthancError, BlockingIOError):
+            return None
+        return JSON_HEAD, json_bytes(resource_json(info))
+
+    return route
 
 
 def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..core import dicomfind as core_dicomfind
 from ..core import files as core_files
+from ..core.context import ServerContext
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..model import fasttags, orthancjson
@@ -105,7 +106,14 @@ def tags_options(request: web.Request) -> orthancjson.TagsOptions:
                 ignored.add(orthancjson.parse_tag(part.strip(), ctx.dictionary))
             except ValueError as exc:
                 raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
-    return orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
+    return plain_tags_options(ctx, bool_arg(request, "whole"), frozenset(ignored))
+
+
+def plain_tags_options(
+    ctx: ServerContext, whole: bool = False, ignored: frozenset[int] = frozenset()
+) -> orthancjson.TagsOptions:
+    """The options of a request without arguments (the HTTP fast lane's), or with these."""
+    return orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding, whole, ignored)
 
 
 def dicom_format(request: web.Request) -> str:

@@ -174,7 +174,8 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 @functools.lru_cache(maxsize=1024)
-def _is_loopback(remote: str | None) -> bool:
+def is_loopback(remote: str | None) -> bool:
+    """Whether a request comes from this host (RemoteAccessAllowed false admits only these)."""
     if not remote:
         return True  # unix socket or test transport
     try:
@@ -183,22 +184,31 @@ def _is_loopback(remote: str | None) -> bool:
         return False
 
 
+def basic_credentials(users: Mapping[str, str]) -> dict[str, str]:
+    """RegisteredUsers as the tokens of their `Authorization: Basic` header -> user name."""
+    return {base64.b64encode(f"{u}:{p}".encode()).decode("ascii"): u for u, p in users.items()}
+
+
+def basic_user(header: str, credentials: Mapping[str, str]) -> str | None:
+    """The registered user an `Authorization` header names (None: refused)."""
+    scheme, _, token = header.partition(" ")
+    return credentials.get(token.strip()) if scheme.lower() == "basic" else None
+
+
 def access_middleware(
     remote_access_allowed: bool, authentication_enabled: bool, users: Mapping[str, str]
 ) -> Middleware:
     """RemoteAccessAllowed (loopback only when false) and HTTP Basic auth from RegisteredUsers."""
-    credentials = {base64.b64encode(f"{u}:{p}".encode()).decode("ascii"): u for u, p in users.items()}
+    credentials = basic_credentials(users)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.get(FROM_LUA):  # Orthanc's Lua calls its REST API in-process, unauthenticated
             return await handler(request)
-        if not remote_access_allowed and not _is_loopback(request.remote):
+        if not remote_access_allowed and not is_loopback(request.remote):
             return web.Response(status=403)  # Orthanc answers both refusals without a body
         if authentication_enabled:
-            header = request.headers.get("Authorization", "")
-            scheme, _, token = header.partition(" ")
-            user = credentials.get(token.strip()) if scheme.lower() == "basic" else None
+            user = basic_user(request.headers.get("Authorization", ""), credentials)
             if user is None:
                 return web.Response(status=401, headers={"WWW-Authenticate": f'Basic realm="{REALM}"'})
             request[USERNAME] = user
