@@ -160,11 +160,11 @@ class FastLaneHandler(RequestHandler):
         super().data_received(data)
 
     def _idle(self) -> bool:
-        """aiohttp waits for a request on this connection, with nothing queued or running."""
+        """aiohttp waits for a request on this connection, with nothing queued or running (or
+        its task has not started yet, and was never given a request)."""
         waiter = self._waiter
         return (
-            waiter is not None
-            and not waiter.done()
+            (not waiter.done() if waiter is not None else self._request_count == 0 and self._current_request is None)
             and not self._messages
             and not self._upgraded
             and self._payload_parser is None
