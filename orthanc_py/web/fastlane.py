@@ -161,10 +161,13 @@ class FastLaneHandler(RequestHandler):
 
     def _idle(self) -> bool:
         """aiohttp waits for a request on this connection, with nothing queued or running (or
-        its task has not started yet, and was never given a request)."""
+        its task has not started yet, and was never given a request), and the client reads
+        its answers (when the transport's buffer is full, aiohttp's handler waits for it to
+        drain, and reading stops once its queue is full)."""
         waiter = self._waiter
         return (
             (not waiter.done() if waiter is not None else self._request_count == 0 and self._current_request is None)
+            and not self._paused
             and not self._messages
             and not self._upgraded
             and self._payload_parser is None

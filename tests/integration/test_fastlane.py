@@ -154,6 +154,7 @@ def test_each_route_and_its_edge_cases_answer_as_aiohttp_does(make_server, monke
         f"/instances/{i}/preview",
     ]
     requests = [get(p) for p in fast]
+    requests.append(get(fast[4], "Accept-Encoding: gzip, deflate"))  # aiohttp does not compress either
     requests += [get(p, "Accept: */*") for p in fast]
     slow = [
         get(f"/studies/{i}"),  # another level: a bare 404
@@ -233,6 +234,19 @@ def test_pipelined_requests_mixing_lanes_come_back_in_order(make_server, monkeyp
     assert whole[2][0].startswith(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom\r\n")
     assert b"\r\nConnection: close\r\n" in whole[8][0]
     assert len(lane.served) >= 4  # the lane took its share of the mixed connection
+
+
+def test_a_client_that_does_not_read_is_held_back_by_aiohttp(make_server, monkeypatch, stored):
+    """Pipelined requests whose answers are not read: the lane stops once the transport's
+    buffer is full (writing paused), aiohttp takes the rest and waits for the client."""
+    ids, storage = stored
+    lane = Lane(monkeypatch)
+    server = make_server({"StorageDirectory": str(storage)})
+    request = get(f"/instances/{ids['instance']}/file")
+    one = exchange(server.port, [request], [False])[0][0]
+    flood, _ = exchange(server.port, [request * 3000], [False] * 3000)
+    assert set(flood) == {one}
+    assert 1 < len(lane.served) < 3001
 
 
 def json_kind(answer: tuple[bytes, bytes]) -> str:
