@@ -146,3 +146,27 @@ def test_c_store_into_a_full_storage_is_out_of_resources(make_server):
     finally:
         assoc.release()
     assert names(c) == ["P1"]
+
+
+def stow(c: Any, *files: bytes) -> Any:
+    boundary = "RECYCLINGBOUNDARY"
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + f + b"\r\n" for f in files)
+    body += f"--{boundary}--\r\n".encode()
+    ctype = f'multipart/related; type="application/dicom"; boundary={boundary}'
+    return c.post("/dicom-web/studies", body, headers={"Content-Type": ctype, "Accept": "application/dicom+json"})
+
+
+def test_stow_rs_into_a_full_storage(make_server):
+    """As Orthanc's DICOMweb plugin: a refused part is listed with reason 0xA700 (out of
+    resources); 400 when every part failed, 202 when some were stored."""
+    srv = make_server({"MaximumPatientCount": 2, "MaximumStorageMode": "Reject"})
+    c = srv.client()
+    assert stow(c, instance(1)).status == 200
+    r = stow(c, instance(2), instance(3))
+    assert r.status == 202, r.body
+    failed = r.json()["00081198"]["Value"]
+    assert [item["00081197"]["Value"][0] for item in failed] == [0xA700]
+    r = stow(c, instance(4))
+    assert r.status == 400 and r.json()["00081198"]["Value"][0]["00081197"]["Value"][0] == 0xA700
+    kept = names(c)  # the two parts of one request are stored concurrently: either may win
+    assert len(kept) == 2 and "P1" in kept and "P4" not in kept
