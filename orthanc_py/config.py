@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from .model.dicomtls import DicomTls
+
 log = logging.getLogger("orthanc_py.config")
 
 
@@ -55,6 +57,13 @@ KEYS: tuple[Key, ...] = (
     Key("DicomAlwaysAllowFind", False, "Answer C-FIND from peers not in DicomModalities"),
     Key("DicomAlwaysAllowMove", False, "Answer C-MOVE from peers not in DicomModalities"),
     Key("DicomAlwaysAllowGet", False, "Answer C-GET from peers not in DicomModalities"),
+    Key("DicomTlsEnabled", False, "DICOM TLS on DicomPort and towards modalities with UseDicomTls"),
+    Key("DicomTlsCertificate", None, "DICOM TLS: this server's certificate (PEM)"),
+    Key("DicomTlsPrivateKey", None, "DICOM TLS: the private key of the certificate (PEM)"),
+    Key("DicomTlsTrustedCertificates", None, "DICOM TLS: the certificates of trusted peers (PEM)"),
+    Key("DicomTlsRemoteCertificateRequired", True, "DICOM TLS: a client must present a trusted certificate"),
+    Key("DicomTlsMinimumProtocolVersion", 0, "DICOM TLS: 0 default (TLS 1.2+), 2 TLS 1.0, 3 1.1, 4 1.2, 5 1.3"),
+    Key("DicomTlsCiphersAccepted", [], "DICOM TLS: OpenSSL cipher names (empty: the defaults)"),
     Key("DicomAlwaysAllowFindWorklist", False, "Answer worklist C-FIND from peers not in DicomModalities"),
     Key("DicomEchoChecksFind", False, "C-ECHO SCU also checks that the peer answers a C-FIND"),
     Key("SynchronousCMove", True, "An incoming C-MOVE sends the instances before answering (else: as a job)"),
@@ -139,6 +148,7 @@ class Settings:
     dicom_always_allow_get: bool = False
     dicom_always_allow_find_worklist: bool = False
     worklists: Mapping[str, Any] = field(default_factory=dict)
+    dicom_tls: DicomTls | None = None
     synchronous_cmove: bool = True
     dicom_echo_checks_find: bool = False
     dicom_check_modality_host: bool = False
@@ -294,6 +304,26 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ValueError(f"configuration key {key} must be a string or a list of strings")
 
 
+def _dicom_tls(merged: Mapping[str, Any], path: Any) -> DicomTls | None:
+    """DicomTlsEnabled and its files (Orthanc refuses to start without them)."""
+    if not _bool(merged["DicomTlsEnabled"], "DicomTlsEnabled"):
+        return None
+    files = {}
+    for key in ("DicomTlsCertificate", "DicomTlsPrivateKey", "DicomTlsTrustedCertificates"):
+        if not merged[key]:
+            raise ValueError(f"DICOM TLS is enabled, but the configuration option {key} is missing")
+        files[key] = path(merged[key])
+    ciphers = merged["DicomTlsCiphersAccepted"]
+    return DicomTls(
+        files["DicomTlsCertificate"],
+        files["DicomTlsPrivateKey"],
+        files["DicomTlsTrustedCertificates"],
+        _bool(merged["DicomTlsRemoteCertificateRequired"], "DicomTlsRemoteCertificateRequired"),
+        int(merged["DicomTlsMinimumProtocolVersion"] or 0),
+        _strings(ciphers, "DicomTlsCiphersAccepted") if ciphers else (),
+    )
+
+
 def _worklists(value: Any) -> dict[str, Any]:
     """The worklists section (the ModalityWorklists plugin's); enabled without a folder is an
     error, as the plugin refuses to start."""
@@ -411,6 +441,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
         dicom_always_allow_find_worklist=_bool(merged["DicomAlwaysAllowFindWorklist"], "DicomAlwaysAllowFindWorklist"),
         worklists=_worklists(merged["Worklists"]),
+        dicom_tls=_dicom_tls(merged, path),
         synchronous_cmove=_bool(merged["SynchronousCMove"], "SynchronousCMove"),
         dicom_echo_checks_find=_bool(merged["DicomEchoChecksFind"], "DicomEchoChecksFind"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),
