@@ -60,8 +60,11 @@ def _through_table(arr: np.ndarray, lo: int, hi: int, function: Any) -> np.ndarr
     looked up: the same results, a few times faster than on every pixel of a large image."""
     values = np.arange(lo, hi + 1, dtype=np.int64).astype(arr.dtype)
     table = function(values)
-    index = arr - arr.dtype.type(lo) if arr.dtype.kind == "u" else arr.astype(np.int32) - lo
-    return table[index]
+    if arr.dtype.kind != "u":
+        index = arr.astype(np.int32) - lo
+    else:
+        index = arr - arr.dtype.type(lo) if lo else arr
+    return table.take(index)  # take: half the time of table[index] on a large image
 
 
 _TABLE_MAX = 1 << 17
@@ -406,12 +409,28 @@ def small_image_answer(
     pydicom (cheap enough for the event loop); None for any other file."""
     if len(data) > SMALL_FILE:
         return None
+    return native_image_answer(data, index, mode, args, mime, quality, SMALL_ELEMENTS)
+
+
+def native_image_answer(
+    data: bytes,
+    index: int,
+    mode: str,
+    args: RenderArgs | None,
+    mime: str,
+    quality: int = 90,
+    max_elements: int | None = None,
+) -> bytes | None:
+    """`image_answer` of a file with native pixels of a common layout (`native_frame`), read
+    without pydicom whatever its size (0.2 ms less per 512x512 CT); None for any other file
+    (the caller then reads it with pydicom). `max_elements` bounds the tags walked for
+    /rendered."""
     found = native_frame(data, index)
     if found is None:
         return None
     tags: FrameTags | None
     if mode == "rendered":
-        short = tags_fast(data, "short", _short_options(), with_pixels=False, max_elements=SMALL_ELEMENTS)
+        short = tags_fast(data, "short", _short_options(), with_pixels=False, max_elements=max_elements)
         tags = None if short is None else FrameTags.of_short(short, index)
         if tags is None:
             return None

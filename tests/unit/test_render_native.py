@@ -118,6 +118,38 @@ def test_small_preview_is_the_preview(name: str) -> None:
         assert small == render.preview_png(data, 0)
 
 
+LARGE = {  # beyond SMALL_FILE: drawn in a worker thread, still without pydicom
+    "CT u16 12 bits 512x512": _file(_random(512 * 512, "<u2", 21), 512, 512, 16, 12),
+    "s16 MONOCHROME1 300x260": _file(_random(300 * 260, "<i2", 22), 300, 260, 16, 16, 1, "MONOCHROME1"),
+    "RGB 200x180": _file(_random(200 * 180 * 3, "u1", 23), 200, 180, 8, 8, photometric="RGB", samples=3, planar=0),
+    "multiframe u8 3x160x170": _file(_random(3 * 160 * 170, "u1", 24), 160, 170, 8, 8, frames=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE))
+@pytest.mark.parametrize("mode", [render.PREVIEW, render.UINT16, "rendered"])
+def test_large_native_answer_is_the_pydicom_answer(name: str, mode: str) -> None:
+    """native_image_answer (no size limit) gives the bytes of the pydicom path, every frame."""
+    data = LARGE[name]
+    assert len(data) > render.SMALL_FILE and render.small_image_answer(data, 0, mode, None, "image/png") is None
+    for frame in (0, 2):
+        try:
+            ds = pixels.read_dataset(data)
+            expected: bytes | str = render.image_answer(
+                pixels.decode_dataset(ds, frame), render.FrameTags.of(ds, frame), mode, None, "image/png"
+            )
+        except OrthancError as err:
+            expected = err.code.name
+        try:
+            got = render.native_image_answer(data, frame, mode, None, "image/png")
+        except OrthancError as err:
+            got = err.code.name
+        if frame == 0 or name.startswith("multiframe"):
+            assert got == expected, frame
+        else:
+            assert got is None  # no such frame: the pydicom path gives Orthanc's error
+
+
 def test_orthanc_decoding_rules() -> None:
     """Unused high bits are kept (Orthanc copies the words), signed data is not sign-extended
     unless shifted, MONOCHROME1 is inverted only by the preview, 8-bit signed is refused."""
