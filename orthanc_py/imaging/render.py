@@ -36,23 +36,17 @@ def _not_implemented(details: str | None = None) -> OrthancError:
     return OrthancError(ErrorCode.NOT_IMPLEMENTED, details)
 
 
-_LIMITS = {
-    np.dtype(t).str: (_F32(np.iinfo(t).min), _F32(np.iinfo(t).max)) for t in (np.uint8, np.int8, "<u2", "<i2", "<u4")
-}
-"""The bounds of the integer types an image may have, as ShiftScale compares them (float)."""
-
-
-def _shift_scale_int(arr: np.ndarray, a: float, b: float, dtype: Any, use_round: bool) -> np.ndarray:
-    """Orthanc's ShiftScaleIntegerInternal: a*x+b in single precision, clamped to `dtype`,
-    rounded half away from zero or floored."""
-    v = _F32(a) * arr.astype(_F32) + _F32(b)
-    lo, hi = _LIMITS[np.dtype(dtype).str]
-    if use_round:
-        inner = np.trunc(v + np.copysign(_F32(0.5), v))
-    else:
-        inner = np.floor(v)
-    out = np.where(v >= hi, hi, np.where(v <= lo, lo, inner))
-    return out.astype(dtype)
+def _to_uint8(v: np.ndarray, rounded: bool) -> np.ndarray:
+    """ShiftScale's last step when the target is 8 bits (float32 `v`, consumed): rounded half
+    away from zero or floored, then clamped to [0, 255]. Below 0 everything ends at 0, so the
+    rounding is floor(v + 0.5) there too; four in-place calls instead of a dozen (what a small
+    image costs); tests/unit/test_render_mapping.py checks it against ShiftScale as written."""
+    if rounded:
+        v += _F32(0.5)
+    np.floor(v, out=v)
+    np.maximum(v, _F32(0), out=v)
+    np.minimum(v, _F32(255), out=v)
+    return v.astype(np.uint8)
 
 
 def _through_table(arr: np.ndarray, lo: int, hi: int, function: Any) -> np.ndarray:
@@ -69,6 +63,12 @@ def _through_table(arr: np.ndarray, lo: int, hi: int, function: Any) -> np.ndarr
 
 _TABLE_MAX = 1 << 17
 """Value ranges up to this size go through a lookup table (`_through_table`)."""
+
+
+def _table_pays(arr: np.ndarray, lo: int, hi: int) -> bool:
+    """Whether the lookup table is smaller than the image (otherwise mapping every pixel is
+    less work: a 64x64 image of 12-bit values)."""
+    return 0 < hi - lo + 1 < min(arr.size, _TABLE_MAX)
 
 
 def _identity(offset: float, scaling: float) -> bool:
@@ -96,10 +96,10 @@ def stretch(frame: Frame) -> np.ndarray:
     if _identity(float(offset), float(scaling)):
         return np.clip(arr, 0, 255).astype(np.uint8)
 
-    def mapping(x: np.ndarray) -> np.ndarray:
-        return np.clip(_shift_scale_int(x, float(scaling), float(offset), x.dtype, True), 0, 255).astype(np.uint8)
+    def mapping(x: np.ndarray) -> np.ndarray:  # ShiftScale to x's type, then to [0, 255]: the same
+        return _to_uint8(scaling * x.astype(_F32) + offset, True)
 
-    return _through_table(arr, lo, hi, mapping) if hi - lo < _TABLE_MAX else mapping(arr)
+    return _through_table(arr, lo, hi, mapping) if _table_pays(arr, lo, hi) else mapping(arr)
 
 
 def truncate(frame: Frame, mode: str) -> np.ndarray:
@@ -362,10 +362,10 @@ def rendered(frame: Frame, tags: FrameTags, args: RenderArgs) -> tuple[np.ndarra
         values = x.astype(_F32)
         if _identity(float(b), float(a)):
             return np.clip(values, 0, 255).astype(np.uint8)
-        return _shift_scale_int(values, float(a), float(b), np.dtype(np.uint8), False)
+        return _to_uint8(a * values + b, False)
 
     lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
-    out = _through_table(arr, lo, hi, mapping) if arr.size and hi - lo < _TABLE_MAX else mapping(arr)
+    out = _through_table(arr, lo, hi, mapping) if _table_pays(arr, lo, hi) else mapping(arr)
     if not same:
         if args.smooth and (target_w < arr.shape[1] or target_h < arr.shape[0]):
             out = _smooth(out)
