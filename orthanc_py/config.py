@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from .model.dicomtls import DicomTls
+
 log = logging.getLogger("orthanc_py.config")
 
 
@@ -42,6 +44,7 @@ KEYS: tuple[Key, ...] = (
     Key("SyncStorageArea", True, "fsync each stored file before acknowledging it"),
     Key("MaximumStorageSize", 0, "Maximum storage size in MB (0 = unlimited)"),
     Key("MaximumPatientCount", 0, "Maximum number of patients (0 = unlimited)"),
+    Key("MaximumStorageMode", "Recycle", 'At a limit: "Recycle" the oldest patients, or "Reject" the store'),
     Key("HttpServerEnabled", True, "Serve the REST API"),
     Key("HttpPort", 8042, "HTTP port of the REST API"),
     Key("HttpBindAddress", None, "Address to bind (default: all, or loopback when remote access is off)"),
@@ -54,6 +57,14 @@ KEYS: tuple[Key, ...] = (
     Key("DicomAlwaysAllowFind", False, "Answer C-FIND from peers not in DicomModalities"),
     Key("DicomAlwaysAllowMove", False, "Answer C-MOVE from peers not in DicomModalities"),
     Key("DicomAlwaysAllowGet", False, "Answer C-GET from peers not in DicomModalities"),
+    Key("DicomTlsEnabled", False, "DICOM TLS on DicomPort and towards modalities with UseDicomTls"),
+    Key("DicomTlsCertificate", None, "DICOM TLS: this server's certificate (PEM)"),
+    Key("DicomTlsPrivateKey", None, "DICOM TLS: the private key of the certificate (PEM)"),
+    Key("DicomTlsTrustedCertificates", None, "DICOM TLS: the certificates of trusted peers (PEM)"),
+    Key("DicomTlsRemoteCertificateRequired", True, "DICOM TLS: a client must present a trusted certificate"),
+    Key("DicomTlsMinimumProtocolVersion", 0, "DICOM TLS: 0 default (TLS 1.2+), 2 TLS 1.0, 3 1.1, 4 1.2, 5 1.3"),
+    Key("DicomTlsCiphersAccepted", [], "DICOM TLS: OpenSSL cipher names (empty: the defaults)"),
+    Key("DicomAlwaysAllowFindWorklist", False, "Answer worklist C-FIND from peers not in DicomModalities"),
     Key("DicomEchoChecksFind", False, "C-ECHO SCU also checks that the peer answers a C-FIND"),
     Key("SynchronousCMove", True, "An incoming C-MOVE sends the instances before answering (else: as a job)"),
     Key("DicomCheckModalityHost", False, "A peer is known only if its IP matches the Host of its modality"),
@@ -108,6 +119,7 @@ KEYS: tuple[Key, ...] = (
     Key("WebDavEnabled", True, "Serve the WebDAV tree under /webdav/ (by patients, studies, dates, UIDs; uploads)"),
     Key("WebDavDeleteAllowed", False, "Allow the deletion of DICOM resources through WebDAV"),
     Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
+    Key("Worklists", {}, 'Worklists: {"Enable", "Database" (folder of *.wl), "FilterIssuerAet", "LimitAnswers"}'),
     Key("DicomWeb", {}, 'DICOMweb plugin options; "Servers": remote DICOMweb servers, "ServersInDatabase"'),
 )
 
@@ -134,6 +146,9 @@ class Settings:
     dicom_always_allow_find: bool = False
     dicom_always_allow_move: bool = False
     dicom_always_allow_get: bool = False
+    dicom_always_allow_find_worklist: bool = False
+    worklists: Mapping[str, Any] = field(default_factory=dict)
+    dicom_tls: DicomTls | None = None
     synchronous_cmove: bool = True
     dicom_echo_checks_find: bool = False
     dicom_check_modality_host: bool = False
@@ -164,6 +179,7 @@ class Settings:
     http_timeout: float = 60.0
     maximum_storage_size_mb: int = 0
     maximum_patient_count: int = 0
+    maximum_storage_mode: str = "Recycle"
     storage_compression: bool = False
     store_md5: bool = True
     check_revisions: bool = False
@@ -288,6 +304,38 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ValueError(f"configuration key {key} must be a string or a list of strings")
 
 
+def _dicom_tls(merged: Mapping[str, Any], path: Any) -> DicomTls | None:
+    """DicomTlsEnabled and its files (Orthanc refuses to start without them)."""
+    if not _bool(merged["DicomTlsEnabled"], "DicomTlsEnabled"):
+        return None
+    files = {}
+    for key in ("DicomTlsCertificate", "DicomTlsPrivateKey", "DicomTlsTrustedCertificates"):
+        if not merged[key]:
+            raise ValueError(f"DICOM TLS is enabled, but the configuration option {key} is missing")
+        files[key] = path(merged[key])
+    ciphers = merged["DicomTlsCiphersAccepted"]
+    return DicomTls(
+        files["DicomTlsCertificate"],
+        files["DicomTlsPrivateKey"],
+        files["DicomTlsTrustedCertificates"],
+        _bool(merged["DicomTlsRemoteCertificateRequired"], "DicomTlsRemoteCertificateRequired"),
+        int(merged["DicomTlsMinimumProtocolVersion"] or 0),
+        _strings(ciphers, "DicomTlsCiphersAccepted") if ciphers else (),
+    )
+
+
+def _worklists(value: Any) -> dict[str, Any]:
+    """The worklists section (the ModalityWorklists plugin's); enabled without a folder is an
+    error, as the plugin refuses to start."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("configuration key Worklists must be an object")
+    if value.get("Enable") and not (isinstance(value.get("Database"), str) and value["Database"]):
+        raise ValueError('The configuration option "Worklists.Database" must contain a path')
+    return dict(value)
+
+
 def _dictionary(value: Any) -> dict[str, list[Any]]:
     """The `Dictionary` key: {"gggg,eeee": [VR, name, min, max, (private creator)]} (checked in
     full when the dictionary is built)."""
@@ -391,6 +439,9 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_find=_bool(merged["DicomAlwaysAllowFind"], "DicomAlwaysAllowFind"),
         dicom_always_allow_move=_bool(merged["DicomAlwaysAllowMove"], "DicomAlwaysAllowMove"),
         dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
+        dicom_always_allow_find_worklist=_bool(merged["DicomAlwaysAllowFindWorklist"], "DicomAlwaysAllowFindWorklist"),
+        worklists=_worklists(merged["Worklists"]),
+        dicom_tls=_dicom_tls(merged, path),
         synchronous_cmove=_bool(merged["SynchronousCMove"], "SynchronousCMove"),
         dicom_echo_checks_find=_bool(merged["DicomEchoChecksFind"], "DicomEchoChecksFind"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),
@@ -423,6 +474,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         http_timeout=float(merged["HttpTimeout"]),
         maximum_storage_size_mb=_int(merged["MaximumStorageSize"], "MaximumStorageSize"),
         maximum_patient_count=_int(merged["MaximumPatientCount"], "MaximumPatientCount"),
+        maximum_storage_mode="Reject" if merged["MaximumStorageMode"] == "Reject" else "Recycle",
         storage_compression=_bool(merged["StorageCompression"], "StorageCompression"),
         store_md5=_bool(merged["StoreMD5ForAttachments"], "StoreMD5ForAttachments"),
         check_revisions=_bool(merged["CheckRevisions"], "CheckRevisions"),
