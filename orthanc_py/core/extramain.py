@@ -83,3 +83,32 @@ def stored_sequences(
         if picked:
             out[rid] = picked
     return out
+
+
+MainTagMaps = list[tuple[dict[int, str], dict[str, Any]]]
+"""Per instance: its main tags merged with its series' and study's (the instance's win), and
+the extra main sequences of the three (full JSON by "gggg,eeee")."""
+
+
+def instance_main_tags_in(txn: Transaction, tagset: MainTagSet, series_ids: list[int]) -> list[MainTagMaps]:
+    """Inside a transaction, per series: what the index knows of each of its instances (in the
+    order of their public IDs), with no file read (the DICOMweb plugin's MainDicomTags mode)."""
+    series_rows = {r.id: r for r in txn.resources(series_ids)}
+    study_rows = {r.id: r for r in txn.resources(sorted({r.parent_id for r in series_rows.values() if r.parent_id}))}
+    kids = txn.children([sid for sid in series_ids if sid in series_rows])
+    out: list[MainTagMaps] = []
+    for sid in series_ids:
+        series = series_rows.get(sid)
+        if series is None:
+            continue
+        study = study_rows.get(series.parent_id) if series.parent_id is not None else None
+        rows = sorted(txn.resources([cid for cid, _ in kids.get(sid, ())]), key=lambda r: r.public_id)
+        levels = {r.id: r.level for r in rows}
+        levels[sid] = ResourceType.SERIES
+        if study is not None:
+            levels[study.id] = ResourceType.STUDY
+        sequences = stored_sequences(txn, tagset, levels)
+        upper = {**(study.main_tags if study is not None else {}), **series.main_tags}
+        upper_seq = {**(sequences.get(study.id, {}) if study is not None else {}), **sequences.get(sid, {})}
+        out.append([({**upper, **r.main_tags}, {**upper_seq, **sequences.get(r.id, {})}) for r in rows])
+    return out

@@ -24,6 +24,7 @@ from ..model.parsing import element_text
 from ..model.webjson import sequence_json
 from .context import ServerContext
 from .dicomfind import header_of, index_values, representative_file_in
+from .extramain import MainTagMaps, instance_main_tags_in
 from .files import InstanceFile, files_in, instances_under
 from .resources import ResourceInfo, expand, lookup_in
 
@@ -263,6 +264,20 @@ async def series_files(ctx: ServerContext, req: FindRequest) -> list[tuple[str, 
     return await ctx.index.read(run)
 
 
+async def series_main_tags(ctx: ServerContext, req: FindRequest) -> list[tuple[str, MainTagMaps]]:
+    """Per series a find matches: its public id and the main tags of its instances as the index
+    keeps them (`core.extramain.instance_main_tags_in`): no file is read."""
+    pre = await _file_matches(ctx, req)
+
+    def run(txn: Transaction) -> list[tuple[str, MainTagMaps]]:
+        ids = find_ids(ctx, txn, req, pre)
+        pubs = {r.id: r.public_id for r in txn.resources(ids)}
+        maps = instance_main_tags_in(txn, ctx.main_tags, [i for i in ids if i in pubs])
+        return list(zip([pubs[i] for i in ids if i in pubs], maps, strict=True))
+
+    return await ctx.index.read(run)
+
+
 __all__ = [
     "FindRequest",
     "OrderBy",
@@ -275,4 +290,5 @@ __all__ = [
     "matched_files",
     "matched_files_blocking",
     "series_files",
+    "series_main_tags",
 ]
