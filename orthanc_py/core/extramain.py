@@ -112,3 +112,44 @@ def instance_main_tags_in(txn: Transaction, tagset: MainTagSet, series_ids: list
         upper_seq = {**(sequences.get(study.id, {}) if study is not None else {}), **sequences.get(sid, {})}
         out.append([({**upper, **r.main_tags}, {**upper_seq, **sequences.get(r.id, {})}) for r in rows])
     return out
+
+
+async def requested_sequences(
+    ctx: ServerContext, resources: Mapping[int, ResourceType], tags: list[int]
+) -> dict[int, dict[str, Any]]:
+    """The requested tags that are extra main sequences, from the MainDicomSequences of each
+    resource or of its ancestor that keeps them (full JSON by "gggg,eeee"): `RequestedTags`
+    answered from the index, as Orthanc answers them. A resource stored before the sequence was
+    configured has none: its file is read instead (by the caller)."""
+    tagset = ctx.main_tags
+    levels = tagset.sequence_levels()
+    wanted = [t for t in tags if t in levels]
+    if not wanted:
+        return {}
+
+    def run(txn: Transaction) -> dict[int, dict[str, Any]]:
+        holders: dict[int, dict[ResourceType, int]] = {}
+        for rid, level in resources.items():
+            chain: dict[ResourceType, int] = {}
+            for t in wanted:
+                at = levels[t]
+                if at > level or at in chain:
+                    continue
+                found = rid if at is level else txn.ancestor(rid, at)
+                if found is not None:
+                    chain[at] = found
+            holders[rid] = chain
+        stored = stored_sequences(txn, tagset, {h: lv for chain in holders.values() for lv, h in chain.items()})
+        out: dict[int, dict[str, Any]] = {}
+        for rid, chain in holders.items():
+            merged: dict[str, Any] = {}
+            for t in wanted:
+                holder = chain.get(levels[t])
+                node = stored.get(holder, {}).get(format_tag(t)) if holder is not None else None
+                if node is not None:
+                    merged[format_tag(t)] = node
+            if merged:
+                out[rid] = merged
+        return out
+
+    return await ctx.index.read(run)
