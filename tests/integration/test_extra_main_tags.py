@@ -289,3 +289,52 @@ def test_bad_configuration_stops_the_start():
     with pytest.raises(ValueError):
         main_tag_set({"Study": ["NoSuchTag"]}, dcmtk())
     assert main_tag_set({"Study": ["ModalitiesInStudy"], "Series": []}, dcmtk()) is DEFAULT_MAIN_TAGS
+
+
+def test_dicomweb_metadata_extrapolate(make_server):
+    """Extrapolate: the main tags, completed by the value most of (up to) 3 instances of each
+    series / study give the ...ExtrapolatedTags (checked against Orthanc 1.10.1 + DICOMweb 1.7)."""
+    srv = make_server(
+        {
+            "DicomWeb": {
+                "StudiesMetadata": "Extrapolate",
+                "SeriesMetadata": "MainDicomTags",
+                "SeriesMetadataExtrapolatedTags": ["Columns", "ImageType"],
+                "StudiesMetadataExtrapolatedTags": ["SliceThickness", "0018,0081"],
+            }
+        }
+    )
+    c = srv.client()
+    for n, (columns, thickness) in enumerate([(24, "2"), (24, "2"), (32, "5"), (32, "5")]):
+        c.upload(
+            dicomgen.make(
+                patient=7,
+                study_uid=STUDY_UID,
+                series_uid=SERIES_UID,
+                instance=n,
+                rows=16,
+                columns=columns,
+                extra={"SliceThickness": thickness, "EchoTime": "100", "ImageType": ["ORIGINAL", "PRIMARY"]},
+            )
+        )
+    items = c.get(f"/dicom-web/studies/{STUDY_UID}/metadata").json()
+    assert len(items) == 4
+    files = sorted(c.get("/instances").json())[:3]
+    samples = [c.get(f"/instances/{i}/simplified-tags").json() for i in files]
+    columns = sorted(int(s["Columns"]) for s in samples)
+    thickness = sorted(s["SliceThickness"] for s in samples)
+    for item in items:
+        assert item["00280011"] == {"vr": "US", "Value": [columns[1]]}  # the majority of 3 samples
+        assert item["00180050"] == {"vr": "DS", "Value": [int(thickness[1])]}
+        assert item["00180081"] == {"vr": "DS", "Value": [100]}
+        assert item["00080008"] == {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY"]}
+        assert "00280010" not in item  # Rows is not extrapolated
+    plain = c.get(f"/dicom-web/studies/{STUDY_UID}/series/{SERIES_UID}/metadata").json()
+    assert "00280011" not in plain[0] and "00180050" not in plain[0]
+
+
+def test_dicomweb_extrapolated_tag_checked(make_server):
+    srv = make_server({"DicomWeb": {"SeriesMetadata": "Extrapolate", "SeriesMetadataExtrapolatedTags": ["Nope"]}})
+    c = srv.client()
+    c.upload(instance())
+    assert c.get(f"/dicom-web/studies/{STUDY_UID}/series/{SERIES_UID}/metadata").status == 400
