@@ -145,7 +145,8 @@ class ServerContext:
         self._dictionary: TagDictionary | None = None
         self._dictionary_lock = threading.Lock()
         extra = settings.raw.get("ExtraMainDicomTags")
-        self.main_tags: MainTagSet = main_tag_set(extra, self.dictionary) if extra else DEFAULT_MAIN_TAGS
+        configured = isinstance(extra, dict) and any(extra.values())  # empty lists: no dictionary load
+        self.main_tags: MainTagSet = main_tag_set(extra, self.dictionary) if configured else DEFAULT_MAIN_TAGS
         """The main DICOM tags indexed: Orthanc's defaults + `ExtraMainDicomTags` (checked now: a
         bad entry stops the start, as in Orthanc)."""
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
