@@ -55,6 +55,7 @@ KEYS: tuple[Key, ...] = (
     Key("DicomAlwaysAllowFind", False, "Answer C-FIND from peers not in DicomModalities"),
     Key("DicomAlwaysAllowMove", False, "Answer C-MOVE from peers not in DicomModalities"),
     Key("DicomAlwaysAllowGet", False, "Answer C-GET from peers not in DicomModalities"),
+    Key("DicomAlwaysAllowFindWorklist", False, "Answer worklist C-FIND from peers not in DicomModalities"),
     Key("DicomEchoChecksFind", False, "C-ECHO SCU also checks that the peer answers a C-FIND"),
     Key("SynchronousCMove", True, "An incoming C-MOVE sends the instances before answering (else: as a job)"),
     Key("DicomCheckModalityHost", False, "A peer is known only if its IP matches the Host of its modality"),
@@ -113,6 +114,7 @@ KEYS: tuple[Key, ...] = (
     Key("WebDavEnabled", True, "Serve the WebDAV tree under /webdav/ (by patients, studies, dates, UIDs; uploads)"),
     Key("WebDavDeleteAllowed", False, "Allow the deletion of DICOM resources through WebDAV"),
     Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
+    Key("Worklists", {}, 'Worklists: {"Enable", "Database" (folder of *.wl), "FilterIssuerAet", "LimitAnswers"}'),
     Key("DicomWeb", {}, 'DICOMweb plugin options; "Servers": remote DICOMweb servers, "ServersInDatabase"'),
 )
 
@@ -139,6 +141,8 @@ class Settings:
     dicom_always_allow_find: bool = False
     dicom_always_allow_move: bool = False
     dicom_always_allow_get: bool = False
+    dicom_always_allow_find_worklist: bool = False
+    worklists: Mapping[str, Any] = field(default_factory=dict)
     synchronous_cmove: bool = True
     dicom_echo_checks_find: bool = False
     dicom_check_modality_host: bool = False
@@ -294,6 +298,18 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ValueError(f"configuration key {key} must be a string or a list of strings")
 
 
+def _worklists(value: Any) -> dict[str, Any]:
+    """The worklists section (the ModalityWorklists plugin's); enabled without a folder is an
+    error, as the plugin refuses to start."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("configuration key Worklists must be an object")
+    if value.get("Enable") and not (isinstance(value.get("Database"), str) and value["Database"]):
+        raise ValueError('The configuration option "Worklists.Database" must contain a path')
+    return dict(value)
+
+
 def _dictionary(value: Any) -> dict[str, list[Any]]:
     """The `Dictionary` key: {"gggg,eeee": [VR, name, min, max, (private creator)]} (checked in
     full when the dictionary is built)."""
@@ -397,6 +413,8 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_find=_bool(merged["DicomAlwaysAllowFind"], "DicomAlwaysAllowFind"),
         dicom_always_allow_move=_bool(merged["DicomAlwaysAllowMove"], "DicomAlwaysAllowMove"),
         dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
+        dicom_always_allow_find_worklist=_bool(merged["DicomAlwaysAllowFindWorklist"], "DicomAlwaysAllowFindWorklist"),
+        worklists=_worklists(merged["Worklists"]),
         synchronous_cmove=_bool(merged["SynchronousCMove"], "SynchronousCMove"),
         dicom_echo_checks_find=_bool(merged["DicomEchoChecksFind"], "DicomEchoChecksFind"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),

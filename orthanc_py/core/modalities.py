@@ -81,6 +81,7 @@ class ModalityRegistry:
             "AllowFind": settings.dicom_always_allow_find,
             "AllowMove": settings.dicom_always_allow_move,
             "AllowGet": settings.dicom_always_allow_get,
+            "AllowFindWorklist": settings.dicom_always_allow_find_worklist,
         }.get(permission, False)
         if always:
             return True

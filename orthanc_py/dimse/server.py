@@ -194,6 +194,7 @@ class DicomServer:
             Verification,
         )
 
+        from ..core.worklists import WORKLIST_FIND
         from . import storagecommitment
         from .handlers import DicomHandlers
 
@@ -218,6 +219,8 @@ class DicomServer:
             StudyRootQueryRetrieveInformationModelGet,
         ):
             ae.add_supported_context(model, preferred_first(ALL_TRANSFER_SYNTAXES[:4]))
+        if self.ctx.settings.worklists.get("Enable"):  # as Orthanc: only with a worklist handler
+            ae.add_supported_context(WORKLIST_FIND, preferred_first(ALL_TRANSFER_SYNTAXES[:4]))
         # Storage commitment: both roles, as Orthanc (requests come from an SCU, reports from
         # an SCP that proposes the SCP role on the association it opens)
         ae.add_supported_context(

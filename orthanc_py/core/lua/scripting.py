@@ -67,6 +67,7 @@ EVENT_CALLBACKS = (
     "IncomingHttpRequestFilter",
     "IncomingFindRequestFilter",
     "OutgoingFindRequestFilter",
+    "IncomingWorklistRequestFilter",
 )
 FILTER_CALLBACKS = ("ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter")
 
@@ -373,6 +374,19 @@ class LuaScripting:
                     "Lua: The script must return a table mapping names of DICOM tags to strings",
                 )
             return out
+
+        return self.events.run(run, urgent=True).result()
+
+    def filter_json(self, name: str, payload: Any, second: Any) -> Any:
+        """Blocking: `name`(payload, second) with JSON in and out (Orthanc's PushJson and
+        ExecuteToJson), e.g. IncomingWorklistRequestFilter(query, origin); `payload` itself
+        when the function is not defined."""
+        st = self.events.state
+
+        def run() -> Any:
+            if not st.is_function(name):
+                return payload
+            return st.to_json(st.call(name, st.push(payload), st.push(second)), True)
 
         return self.events.run(run, urgent=True).result()
 
