@@ -24,8 +24,8 @@ from ..model.parsing import element_text
 from ..model.webjson import sequence_json
 from .context import ServerContext
 from .dicomfind import header_of, index_values, representative_file_in
-from .extramain import MainTagMaps, SeriesMainTags, extrapolate, series_main_tags_in
 from .files import InstanceFile, files_in, instances_under
+from .maintagmaps import MainTagMaps, SeriesMainTags, extrapolate, series_main_tags_in
 from .resources import ResourceInfo, expand, lookup_in
 
 
