@@ -264,6 +264,12 @@ def test_dicomweb_metadata_modes(extra_server):
     assert list(item) == sorted(item)
     sops = [i["00080018"]["Value"][0] for i in items]
     assert len(set(sops)) == 2
+    xml = c.get(
+        f"/dicom-web/studies/{STUDY_UID}/metadata",
+        headers={"Accept": 'multipart/related; type="application/dicom+xml"'},
+    )
+    assert xml.status == 200 and xml.body.count(b"<NativeDicomModel") == 2
+    assert b'keyword="PerformedProtocolCodeSequence"' in xml.body
 
 
 def test_dicomweb_metadata_mode_checked(make_server):
