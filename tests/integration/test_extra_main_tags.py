@@ -344,3 +344,22 @@ def test_dicomweb_extrapolated_tag_checked(make_server):
     c = srv.client()
     c.upload(instance())
     assert c.get(f"/dicom-web/studies/{STUDY_UID}/series/{SERIES_UID}/metadata").status == 400
+
+
+def test_study_joining_a_patient_repeats_its_extra_tags(make_server):
+    """Orthanc 1.11.3+: a study modified to join a patient with other studies must repeat every
+    patient main tag, `ExtraMainDicomTags` included."""
+    c = make_server({"ExtraMainDicomTags": {"Patient": ["EthnicGroup"]}}).client()
+    for study in (0, 1):
+        c.upload(dicomgen.make(patient=1, study=study, extra={"EthnicGroup": "Martian"}))
+    moved = c.upload(dicomgen.make(patient=2, extra={"EthnicGroup": "Martian"}))["ParentStudy"]
+    replace = {
+        "PatientID": "PID00001",
+        "PatientName": "Patient^00001",
+        "PatientBirthDate": "19700101",
+        "PatientSex": "O",
+    }
+    r = c.post(f"/studies/{moved}/modify", {"Replace": replace, "Force": True})
+    assert r.status == 400 and "Failing tag: 0010,2160" in r.json()["Details"]
+    r = c.post(f"/studies/{moved}/modify", {"Replace": {**replace, "EthnicGroup": "Martian"}, "Force": True})
+    assert r.status == 200, r.body
