@@ -128,6 +128,7 @@ KEYS: tuple[Key, ...] = (
     Key("BuiltinDecoderTranscoderOrder", "After", "(accepted; there are no decoder plugins)"),
     Key("TranscodeDicomProtocol", True, "(accepted; a C-STORE SCU transcodes when the peer needs it)"),
     Key("StoreDicom", True, "(accepted; DICOM files are always stored)"),
+    Key("DicomScuPreferredTransferSyntax", "1.2.840.10008.1.2.1", "(accepted; the SCU falls back to this default)"),
     Key("ExecuteLuaEnabled", False, "Allow POST /tools/execute-script (runs any Lua sent to it)"),
     Key("LuaScripts", [], "Lua scripts loaded at start, in order"),
     Key("MediaArchiveSize", 1, "Archives of asynchronous archive jobs kept for download (/jobs/{id}/archive)"),
