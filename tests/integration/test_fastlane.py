@@ -4,8 +4,11 @@ arrive; what it must not answer goes to aiohttp; keep-alive timing stays aiohttp
 
 from __future__ import annotations
 
+import http.client
 import re
+import shutil
 import socket
+import ssl
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,6 +18,7 @@ import dicomgen
 import pytest
 
 from orthanc_py.web import fastlane
+from tests.conftest import self_signed_certificates
 
 DATE = re.compile(rb"Date: [^\r]*\r\n")
 
@@ -323,3 +327,33 @@ def test_keep_alive_timeout_still_closes_an_idle_connection(make_server, monkeyp
         sock.settimeout(5)
         assert sock.recv(1) == b""  # idle: closed by the keep-alive timer
         assert 0.5 < time.monotonic() - started < 3
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make certificates")
+def test_the_lane_serves_https_connections_too(make_server, monkeypatch, stored, tmp_path):
+    ids, storage = stored
+    self_signed_certificates(tmp_path, ("server",))
+    pem = tmp_path / "server.pem"
+    pem.write_text((tmp_path / "server.crt").read_text() + (tmp_path / "server.key").read_text())
+    paths = [f"/instances/{ids['instance']}", f"/instances/{ids['instance']}/file", f"/studies/{ids['study']}"]
+
+    def run(port: int) -> list[tuple[int, list[tuple[str, str]], bytes]]:
+        context = ssl.create_default_context(cafile=str(tmp_path / "server.crt"))
+        context.check_hostname = False
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=10)
+        answers = []
+        try:
+            for path in paths * 2:  # one keep-alive connection
+                conn.request("GET", path)
+                r = conn.getresponse()
+                headers = [(k, v) for k, v in r.getheaders() if k != "Date"]
+                answers.append((r.status, headers, r.read()))
+        finally:
+            conn.close()
+        return answers
+
+    config = {"SslEnabled": True, "SslCertificate": str(pem)}
+    with_lane, without, lane = both_lanes(make_server, monkeypatch, storage, run, config)
+    assert with_lane == without
+    assert [a[0] for a in with_lane] == [200] * 6
+    assert len(lane.served) >= 5
