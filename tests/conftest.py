@@ -181,6 +181,22 @@ class RunningServer:
         self._thread.join(30)
 
 
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the session (tests/pgcluster.py); `.section()` is a
+    "PostgreSQL" configuration section on a fresh schema. Skipped only without PostgreSQL
+    binaries (.ci/run installs them) or without the psycopg driver (the `test` extra)."""
+    from tests import pgcluster
+
+    bin_dir = pgcluster.binaries()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="the psycopg driver is not installed (pip install '.[postgresql]')")
+    cluster = pgcluster.Cluster(bin_dir, free_port())
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Any]:
     """Factory: `make_server({"StableAge": 1})` -> RunningServer (stopped at teardown)."""

@@ -21,7 +21,8 @@ class BatchTransaction(SqlTransaction):
     kept in memory and written for the whole batch by a few multi-row INSERTs just before the
     commit, instead of about seven statements per instance: each statement releases and retakes
     the GIL several times, and under concurrent ingest every retake waits for another thread.
-    Resource ids are handed out here (max + 1, as SQLite would), so callers get them at once.
+    Resource ids are handed out here (max + 1 as SQLite would, or the engine's sequence when
+    other servers write too: Dialect.new_id), so callers get them at once.
     Every other statement goes through `c`, which writes the kept rows first: reads and
     updates inside the transaction always see what was written before them.
     """
@@ -75,10 +76,14 @@ class BatchTransaction(SqlTransaction):
     def create_resource(
         self, public_id: str, level: ResourceType, parent_id: int | None, main_tags: dict[int, str]
     ) -> int:
-        if not self._next_id:
-            self._next_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM resources").fetchone()[0]
-        self._next_id += 1
-        rid = self._next_id
+        new_id = self.d.new_id("resources")
+        if new_id is not None:
+            rid = int(self._conn.execute(new_id).fetchone()[0])
+        else:
+            if not self._next_id:
+                self._next_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM resources").fetchone()[0]
+            self._next_id += 1
+            rid = self._next_id
         self._rows["resources"].append((rid, int(level), public_id, parent_id, orjson.dumps(list(main_tags.items()))))
         self._rows["tags"].extend(_tag_rows(rid, main_tags))
         self._created[public_id] = (rid, level)

@@ -37,7 +37,22 @@ def _open_sqlite(settings: Settings) -> Index:
     return SqliteIndex(Path(settings.index_directory) / INDEX_FILENAME, durable=False)
 
 
-BACKENDS: tuple[IndexBackend, ...] = (IndexBackend("sqlite", None, _open_sqlite),)
+def _open_postgresql(settings: Settings) -> Index:
+    """Orthanc's PostgreSQL plugin section ("PostgreSQL": {"EnableIndex": true, "Host", ...});
+    the driver is the optional extra `orthanc_py[postgresql]` (psycopg 3)."""
+    try:
+        from .postgres import PostgresIndex, PostgresSettings
+    except ImportError as exc:
+        raise RuntimeError(
+            '"PostgreSQL": {"EnableIndex": true} needs the psycopg driver: pip install "orthanc_py[postgresql]"'
+        ) from exc
+    return PostgresIndex(PostgresSettings.from_section(settings.raw["PostgreSQL"]))
+
+
+BACKENDS: tuple[IndexBackend, ...] = (
+    IndexBackend("sqlite", None, _open_sqlite),
+    IndexBackend("postgresql", "PostgreSQL", _open_postgresql),
+)
 
 
 def enabled(raw: Mapping[str, Any], section: str, key: str) -> bool:
