@@ -10,6 +10,7 @@ import asyncio
 import base64
 import http.client
 import json
+import os
 import socket
 import sys
 import threading
@@ -198,11 +199,27 @@ def postgresql() -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Any]:
-    """Factory: `make_server({"StableAge": 1})` -> RunningServer (stopped at teardown)."""
+def make_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Factory: `make_server({"StableAge": 1})` -> RunningServer (stopped at teardown).
+
+    With ORTHANC_PY_TEST_INDEX=postgresql, servers get a PostgreSQL index: the whole integration
+    suite then runs on the PostgreSQL backend. Each server has a fresh schema, except servers
+    given the same index or storage folder (a restart), which share it as SQLite's file."""
     servers: list[RunningServer] = []
+    cluster = None
+    if os.environ.get("ORTHANC_PY_TEST_INDEX") == "postgresql":
+        cluster = request.getfixturevalue("postgresql")
+    sections: dict[str, dict[str, Any]] = {}
 
     def factory(config: dict[str, Any] | None = None) -> RunningServer:
+        if cluster is not None and "PostgreSQL" not in (config or {}):
+            where = str((config or {}).get("IndexDirectory") or (config or {}).get("StorageDirectory") or "")
+            section = sections.get(where) if where else None
+            if section is None:
+                section = cluster.section()
+                if where:
+                    sections[where] = section
+            config = {"PostgreSQL": section, **(config or {})}
         server = RunningServer(config or {}, tmp_path / f"s{len(servers)}")
         servers.append(server)
         return server
