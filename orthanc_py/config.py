@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from .model.dicomtls import DicomTls
+from .model.tls import FIPS_CIPHERS, DicomTls, HttpsTls
 
 log = logging.getLogger("orthanc_py.config")
 
@@ -47,6 +47,13 @@ KEYS: tuple[Key, ...] = (
     Key("MaximumStorageMode", "Recycle", 'At a limit: "Recycle" the oldest patients, or "Reject" the store'),
     Key("HttpServerEnabled", True, "Serve the REST API"),
     Key("HttpPort", 8042, "HTTP port of the REST API"),
+    Key("HttpDescribeErrors", True, "Error answers carry Orthanc's JSON description (else the status alone)"),
+    Key("SslEnabled", False, "HTTPS on HttpPort"),
+    Key("SslCertificate", "certificate.pem", "HTTPS: PEM file with the certificate and its private key"),
+    Key("SslVerifyPeers", False, "HTTPS: clients must present a certificate among SslTrustedClientCertificates"),
+    Key("SslTrustedClientCertificates", "trustedCertificates.pem", "HTTPS: the trusted client certificates (PEM)"),
+    Key("SslMinimumProtocolVersion", 4, "HTTPS: 2 TLS 1.0, 3 TLS 1.1, 4 TLS 1.2 (default), 5 TLS 1.3"),
+    Key("SslCiphersAccepted", None, "HTTPS: OpenSSL cipher names (default: Orthanc's FIPS 140-2 list)"),
     Key("HttpBindAddress", None, "Address to bind (default: all, or loopback when remote access is off)"),
     Key("DicomServerEnabled", True, "Run the DICOM server"),
     Key("DicomAet", "ORTHANC", "Application entity title of this server"),
@@ -96,6 +103,8 @@ KEYS: tuple[Key, ...] = (
     Key("HttpTimeout", 60, "HTTP keep-alive timeout in seconds"),
     Key("DicomModalities", {}, 'Known DICOM peers: {"name": [AET, host, port]}'),
     Key("OrthancPeers", {}, "Known Orthanc peers"),
+    Key("DicomModalitiesInDatabase", False, "Keep the modalities changed by PUT/DELETE /modalities in the index"),
+    Key("StrictAetComparison", False, "Compare the AETs of DicomModalities case-sensitively"),
     Key("OrthancPeersInDatabase", False, "Keep the peers changed by PUT/DELETE /peers in the index"),
     Key("HttpProxy", "", "Proxy of the HTTP requests to Orthanc peers"),
     Key("HttpsVerifyPeers", True, "Check the certificates of HTTPS peers"),
@@ -155,6 +164,7 @@ class Settings:
     dicom_always_allow_find_worklist: bool = False
     worklists: Mapping[str, Any] = field(default_factory=dict)
     dicom_tls: DicomTls | None = None
+    https: HttpsTls | None = None
     synchronous_cmove: bool = True
     dicom_echo_checks_find: bool = False
     dicom_check_modality_host: bool = False
@@ -330,6 +340,21 @@ def _dicom_tls(merged: Mapping[str, Any], path: Any) -> DicomTls | None:
     )
 
 
+def _https(merged: Mapping[str, Any], path: Any) -> HttpsTls | None:
+    """SslEnabled and its options, as Orthanc reads them."""
+    if not _bool(merged["SslEnabled"], "SslEnabled"):
+        return None
+    verify = _bool(merged["SslVerifyPeers"], "SslVerifyPeers")
+    ciphers = merged["SslCiphersAccepted"]
+    return HttpsTls(
+        path(merged["SslCertificate"]),
+        verify,
+        path(merged["SslTrustedClientCertificates"]) if verify else None,
+        int(merged["SslMinimumProtocolVersion"]),
+        _strings(ciphers, "SslCiphersAccepted") if ciphers is not None else FIPS_CIPHERS,
+    )
+
+
 def _worklists(value: Any) -> dict[str, Any]:
     """The worklists section (the ModalityWorklists plugin's); enabled without a folder is an
     error, as the plugin refuses to start."""
@@ -448,6 +473,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_find_worklist=_bool(merged["DicomAlwaysAllowFindWorklist"], "DicomAlwaysAllowFindWorklist"),
         worklists=_worklists(merged["Worklists"]),
         dicom_tls=_dicom_tls(merged, path),
+        https=_https(merged, path),
         synchronous_cmove=_bool(merged["SynchronousCMove"], "SynchronousCMove"),
         dicom_echo_checks_find=_bool(merged["DicomEchoChecksFind"], "DicomEchoChecksFind"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),

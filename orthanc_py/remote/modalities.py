@@ -18,9 +18,9 @@ from typing import Any
 
 from ..errors import ErrorCode, OrthancError
 from ..imaging.transcode import EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
-from ..model.dicomtls import DicomTls
 from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
+from ..model.tls import DicomTls
 from ..model.wire import for_peer, stored_dataset, wire_syntax
 from .dicomnet import DirectSender, pause_reactor, read_ahead, resume_reactor, tune_pynetdicom
 

@@ -166,7 +166,7 @@ class LuaScripting:
 
             side.run(install).result()
 
-    def start(self, loop: asyncio.AbstractEventLoop, http_port: int | None) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, http_port: int | str | None) -> None:
         """Once the REST API listens: RestApi* can reach it; `Initialize` runs; the heartbeat."""
         self.loop = loop
         self.events.rest.port = self.filters.rest.port = http_port
