@@ -179,7 +179,7 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+        return self.raw.info.transaction_status not in (pq.TransactionStatus.IDLE, pq.TransactionStatus.UNKNOWN)
 
     @property
     def usable(self) -> bool:
@@ -232,6 +232,7 @@ class PostgresIndex:
         except BaseException:
             conn.close()
             raise
+        self._writer_lost = False
         begin = POSTGRESQL.begin_write
         if settings.transaction_mode == "Serializable":
             begin = "BEGIN ISOLATION LEVEL SERIALIZABLE"
@@ -240,7 +241,7 @@ class PostgresIndex:
             SqlTransaction(conn, POSTGRESQL),
             BatchTransaction(conn, POSTGRESQL),
             begin,
-            retryable=collided,
+            retryable=self._retry_write,
             retries=settings.maximum_connection_retries,
         )
         self._idle: queue.SimpleQueue[SqlTransaction] = queue.SimpleQueue()
@@ -250,6 +251,31 @@ class PostgresIndex:
         self._reader_conns: list[PgConnection] = []
         self._lock = threading.Lock()
         self._closed = False
+
+    def _retry_write(self, exc: BaseException) -> bool:
+        """Whether writes that failed with `exc` run again: a collision with another server, or
+        a write connection the database dropped (restarted, idle timeout), reopened here (in
+        the writer's thread, with the write lock held). Unknown to the reopened connection: a
+        commit whose answer was lost; its writes run again, and find their rows if it was done."""
+        if collided(exc):
+            return True
+        conn = self._writer_conn
+        if not isinstance(exc, psycopg.OperationalError) or conn.usable:
+            return False
+        log.warning("index: the write connection to PostgreSQL was lost, reconnecting")
+        try:
+            fresh = connect(self.settings, retries=1)
+            if self.settings.lock:
+                row = fresh.execute("SELECT pg_try_advisory_lock(?)", (SERVER_LOCK,)).fetchone()
+                if not (row and row[0]):
+                    fresh.close()
+                    return False
+        except psycopg.Error:
+            log.warning("index: cannot reconnect to PostgreSQL", exc_info=True)
+            return False
+        conn.raw.close()
+        conn.raw = fresh.raw  # (the writer and its transactions hold this wrapper)
+        return True
 
     # ------------------------------------------------------------------ writes (index.writer)
     async def write(self, fn: Callable[[Transaction], T]) -> T:
@@ -273,8 +299,18 @@ class PostgresIndex:
     # ------------------------------------------------------------------ reads
     def _run_read(self, fn: Callable[[Transaction], T]) -> T:
         """Run `fn` on one snapshot in the calling thread, with an idle pooled connection (a new
-        one when none is idle; a connection the server dropped is not reused)."""
+        one when none is idle). A connection the database dropped is closed, and the read runs
+        again once on a new one (idle connections are lost together when the database restarts)."""
         try:
+            return self._run_read_once(fn)
+        except psycopg.OperationalError:
+            log.info("index: a read connection to PostgreSQL was lost, read again", exc_info=True)
+            return self._run_read_once(fn, fresh=True)
+
+    def _run_read_once(self, fn: Callable[[Transaction], T], fresh: bool = False) -> T:
+        try:
+            if fresh:
+                raise queue.Empty
             txn = self._idle.get_nowait()
         except queue.Empty:
             conn = connect(self.settings, retries=0)

@@ -262,3 +262,21 @@ def test_the_sqlite_index_does_not_load_the_postgresql_driver(tmp_path):
         "assert not any(m.startswith('psycopg') for m in sys.modules), 'psycopg imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_connections_dropped_by_the_database_are_reopened(make_server, postgresql):
+    """A database restart (here: every connection of the server terminated) costs no request:
+    reads and writes reconnect and run again."""
+    import psycopg
+
+    c = make_server({"PostgreSQL": postgresql.section(ApplicationName="reopened")}).client()
+    first = c.upload(_instance(1))
+    assert c.get(f"/instances/{first['ID']}").status == 200
+    with psycopg.connect(postgresql.conninfo(), autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'reopened'"
+        ).fetchone()[0]
+    assert killed >= 2  # the write connection and at least one reader
+    assert c.get(f"/instances/{first['ID']}").status == 200
+    assert c.upload(_instance(2))["Status"] == "Success"
+    assert len(c.get("/patients").json()) == 2
