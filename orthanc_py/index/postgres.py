@@ -249,6 +249,8 @@ class PostgresIndex:
             max_workers=max(1, min(readers, settings.index_connections_count)), thread_name_prefix="index-reader"
         )
         self._reader_conns: list[PgConnection] = []
+        # IndexConnectionsCount: reads at once (each on its own connection), the writer's apart
+        self._slots = threading.BoundedSemaphore(settings.index_connections_count)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -301,11 +303,12 @@ class PostgresIndex:
         """Run `fn` on one snapshot in the calling thread, with an idle pooled connection (a new
         one when none is idle). A connection the database dropped is closed, and the read runs
         again once on a new one (idle connections are lost together when the database restarts)."""
-        try:
-            return self._run_read_once(fn)
-        except psycopg.OperationalError:
-            log.info("index: a read connection to PostgreSQL was lost, read again", exc_info=True)
-            return self._run_read_once(fn, fresh=True)
+        with self._slots:
+            try:
+                return self._run_read_once(fn)
+            except psycopg.OperationalError:
+                log.info("index: a read connection to PostgreSQL was lost, read again", exc_info=True)
+                return self._run_read_once(fn, fresh=True)
 
     def _run_read_once(self, fn: Callable[[Transaction], T], fresh: bool = False) -> T:
         try:

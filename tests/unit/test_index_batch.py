@@ -375,3 +375,22 @@ def test_the_wal_file_is_emptied_once_writes_pause(sqlite_index):
         time.sleep(0.05)
     assert os.path.getsize(wal) == 0
     assert _table(index, "SELECT count(*) FROM resources") == [(1000,)]
+
+
+def test_postgresql_reads_at_once_are_bounded_by_index_connections_count(postgresql):
+    """IndexConnectionsCount: with 1, reads from many threads take turns on one connection."""
+    from orthanc_py.index.postgres import PostgresIndex, PostgresSettings
+
+    idx = PostgresIndex(PostgresSettings.from_section(postgresql.section(IndexConnectionsCount=1)))
+    try:
+        threads = [
+            threading.Thread(target=idx.read_blocking, args=(lambda txn: txn.c.execute("SELECT pg_sleep(0.02)"),))
+            for _ in range(6)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert len(idx._reader_conns) == 1
+    finally:
+        asyncio.run(idx.close())
