@@ -29,6 +29,7 @@ class BatchTransaction(SqlTransaction):
 
     def __init__(self, conn: Any, dialect: Dialect = SQLITE) -> None:
         super().__init__(conn, dialect)
+        self._new_id = dialect.new_id("resources")
         self._next_id = 0
         self._created: dict[str, tuple[int, ResourceType]] = {}
         self._rows: dict[str, list[Sequence[Any]]] = {}
@@ -76,9 +77,8 @@ class BatchTransaction(SqlTransaction):
     def create_resource(
         self, public_id: str, level: ResourceType, parent_id: int | None, main_tags: dict[int, str]
     ) -> int:
-        new_id = self.d.new_id("resources")
-        if new_id is not None:
-            rid = int(self._conn.execute(new_id).fetchone()[0])
+        if self._new_id is not None:
+            rid = int(self._conn.execute(self._new_id).fetchone()[0])
         else:
             if not self._next_id:
                 self._next_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM resources").fetchone()[0]

@@ -394,3 +394,45 @@ def test_postgresql_reads_at_once_are_bounded_by_index_connections_count(postgre
         assert len(idx._reader_conns) == 1
     finally:
         asyncio.run(idx.close())
+
+
+def test_postgresql_a_store_into_a_study_another_server_deletes_leaves_no_orphan(postgresql):
+    """Two servers on one index: A deletes a series (its last instance) while B stores a new
+    instance into it. B's commit fails on the parent's foreign key and B's write runs again,
+    now creating the series anew: no instance ever points at a deleted parent."""
+    from orthanc_py.index.postgres import PostgresIndex, PostgresSettings
+
+    section = postgresql.section()
+    a = PostgresIndex(PostgresSettings.from_section(section))
+    b = PostgresIndex(PostgresSettings.from_section(section))
+    try:
+        a.write_blocking(
+            lambda txn: txn.create_resource(
+                "old", ResourceType.INSTANCE, txn.create_resource("series", ResourceType.SERIES, None, {}), {}
+            )
+        )
+        deleted = threading.Event()
+        runs: list[int | None] = []
+
+        def delete_slowly(txn):
+            txn.delete_resource(txn.lookup("old")[0])
+            deleted.set()
+            time.sleep(0.3)  # B stores meanwhile, into the series deleted but not committed yet
+
+        def store(txn):
+            found = txn.lookup("series")
+            runs.append(found[0] if found else None)
+            parent = found[0] if found else txn.create_resource("series", ResourceType.SERIES, None, {})
+            return txn.create_resource("new", ResourceType.INSTANCE, parent, {})
+
+        t = threading.Thread(target=a.write_blocking, args=(delete_slowly,))
+        t.start()
+        assert deleted.wait(5)
+        b.write_blocking(store)
+        t.join(5)
+        assert runs[0] is not None and runs[-1] is None  # first against the old series, then anew
+        rows = _table(a, "SELECT r.public_id, p.public_id FROM resources r LEFT JOIN resources p ON p.id = r.parent_id")
+        assert sorted(rows, key=str) == sorted([("new", "series"), ("series", None)], key=str)
+    finally:
+        asyncio.run(a.close())
+        asyncio.run(b.close())
