@@ -69,10 +69,10 @@ class Dialect:
         return expr if self.name == "sqlite" else f"CAST({expr} AS TEXT)"
 
     def new_id(self, table: str) -> str | None:
-        """A query handing out a new key of `table` that no other writer can take (PostgreSQL:
-        its sequence, shared by every server on the database), or None: the only writer takes
-        max + 1 itself (SQLite: one writer per file)."""
-        return None if self.name == "sqlite" else f"SELECT nextval('{table}_id_seq')"
+        """A query (one `?`: how many) handing out new keys of `table` that no other writer can
+        take (PostgreSQL: its sequence, shared by every server on the database), or None: the
+        only writer takes max + 1 itself (SQLite: one writer per file)."""
+        return None if self.name == "sqlite" else f"SELECT nextval('{table}_id_seq') FROM generate_series(1, ?)"
 
     def last_sequence(self, table: str) -> str:
         """A query of the last number handed out to `table`'s autoincrement key (0 when none):
