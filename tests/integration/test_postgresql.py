@@ -168,10 +168,11 @@ async def _upload_all(url: str, files: list[bytes]) -> list[str]:
         return await asyncio.gather(*(one(f) for f in files))
 
 
-def test_two_servers_share_one_index(postgresql, tmp_path):
+@pytest.mark.parametrize("mode", ["ReadCommitted", "Serializable"])
+def test_two_servers_share_one_index(postgresql, tmp_path, mode):
     """Two processes, one index, one storage folder, the same patients and studies stored by
     both at once (each instance by both, in different orders): every resource exists once."""
-    section = postgresql.section()
+    section = postgresql.section(TransactionMode=mode)
     storage = tmp_path / "storage"
     ports = free_ports(2)
     procs = [start(_config(tmp_path, f"s{i}", section, port, storage), port) for i, port in enumerate(ports)]
