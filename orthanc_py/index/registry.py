@@ -8,6 +8,7 @@ backend is one more entry. app.py, the composition root, calls `open_index`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,12 @@ def _open_postgresql(settings: Settings) -> Index:
         raise RuntimeError(
             '"PostgreSQL": {"EnableIndex": true} needs the psycopg driver: pip install "orthanc_py[postgresql]"'
         ) from exc
-    return PostgresIndex(PostgresSettings.from_section(settings.raw["PostgreSQL"]))
+    section = settings.raw["PostgreSQL"]
+    if section.get("EnableStorage") is True:
+        logging.getLogger("orthanc_py.index").warning(
+            '"PostgreSQL.EnableStorage" is not supported: DICOM files stay in the StorageDirectory'
+        )
+    return PostgresIndex(PostgresSettings.from_section(section))
 
 
 BACKENDS: tuple[IndexBackend, ...] = (
