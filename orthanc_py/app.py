@@ -55,7 +55,7 @@ def build_context(settings: Settings) -> ServerContext:
             index if settings.raw.get("DicomModalitiesInDatabase") is True else None,
             settings.raw.get("StrictAetComparison") is True,
         ),
-        queries=QueryRegistry(),
+        queries=QueryRegistry(int(settings.raw.get("QueryRetrieveSize") or 100)),
         peers=PeerRegistry(dict(settings.orthanc_peers), settings, index),
         ext_tags=ExtQueryTags(),
     )

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ..core import dicomfind as core_dicomfind
+from ..core import extramain as core_extramain
 from ..core import files as core_files
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
@@ -80,11 +81,20 @@ async def requested_values(
         wanted = [t for t in tags if t not in elsewhere]
         for rid, found, absent in await core_dicomfind.known_values(ctx, level, ids, wanted):
             known[rid], missing[rid] = found, absent
+    sequences = (
+        await core_extramain.requested_sequences(ctx, {i.id: i.level for i in infos}, tags)
+        if ctx.main_tags.sequences
+        else {}
+    )
     out = []
     for info in infos:
         values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
         result = tags_json(values, None, fmt)
         absent = missing.get(info.id, [])
+        stored = sequences.get(info.id)
+        if stored:  # extra main sequences the index keeps
+            result.update(orthancjson.simplify_full(stored, "simplify" if fmt == "human" else fmt))
+            absent = [t for t in absent if f"{t >> 16:04x},{t & 0xFFFF:04x}" not in stored]
         if absent:
             absent = absent + stray[info.level]
             rendered = await ctx.run(_file_tags, ctx, info)
