@@ -232,7 +232,6 @@ class PostgresIndex:
         except BaseException:
             conn.close()
             raise
-        self._writer_lost = False
         begin = POSTGRESQL.begin_write
         if settings.transaction_mode == "Serializable":
             begin = "BEGIN ISOLATION LEVEL SERIALIZABLE"
