@@ -152,6 +152,12 @@ KEYS: tuple[Key, ...] = (
     Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
     Key("Worklists", {}, 'Worklists: {"Enable", "Database" (folder of *.wl), "FilterIssuerAet", "LimitAnswers"}'),
     Key("DicomWeb", {}, 'DICOMweb plugin options; "Servers": remote DICOMweb servers, "ServersInDatabase"'),
+    Key(
+        "PostgreSQL",
+        {},
+        'PostgreSQL index (Orthanc\'s plugin keys): "EnableIndex", "Host", "Port", "Database", "Username", '
+        '"Password" or "ConnectionUri", "Lock", "IndexConnectionsCount", "MaximumConnectionRetries"...',
+    ),
 )
 
 _DEFAULTS = {k.name: k.default for k in KEYS}

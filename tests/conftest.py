@@ -10,6 +10,7 @@ import asyncio
 import base64
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -207,12 +208,44 @@ def self_signed_certificates(folder: Path, names: tuple[str, ...]) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def postgresql() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster for the session (tests/pgcluster.py); `.section()` is a
+    "PostgreSQL" configuration section on a fresh schema. Skipped only without PostgreSQL
+    binaries (.ci/run installs them) or without the psycopg driver (the `test` extra)."""
+    from tests import pgcluster
+
+    bin_dir = pgcluster.binaries()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL binaries under /usr/lib/postgresql (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="the psycopg driver is not installed (pip install '.[postgresql]')")
+    cluster = pgcluster.Cluster(bin_dir, free_port())
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def make_server(tmp_path: Path) -> Iterator[Any]:
-    """Factory: `make_server({"StableAge": 1})` -> RunningServer (stopped at teardown)."""
+def make_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Factory: `make_server({"StableAge": 1})` -> RunningServer (stopped at teardown).
+
+    With ORTHANC_PY_TEST_INDEX=postgresql, servers get a PostgreSQL index: the whole integration
+    suite then runs on the PostgreSQL backend. Each server has a fresh schema, except servers
+    given the same index or storage folder (a restart), which share it as SQLite's file."""
     servers: list[RunningServer] = []
+    cluster = None
+    if os.environ.get("ORTHANC_PY_TEST_INDEX") == "postgresql":
+        cluster = request.getfixturevalue("postgresql")
+    sections: dict[str, dict[str, Any]] = {}
 
     def factory(config: dict[str, Any] | None = None) -> RunningServer:
+        if cluster is not None and "PostgreSQL" not in (config or {}):
+            where = str((config or {}).get("IndexDirectory") or (config or {}).get("StorageDirectory") or "")
+            section = sections.get(where) if where else None
+            if section is None:
+                section = cluster.section()
+                if where:
+                    sections[where] = section
+            config = {"PostgreSQL": section, **(config or {})}
         server = RunningServer(config or {}, tmp_path / f"s{len(servers)}")
         servers.append(server)
         return server

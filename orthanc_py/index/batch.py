@@ -13,6 +13,9 @@ from .dialect import SQLITE, Dialect
 from .inserts import insert_rows
 from .transaction import SqlTransaction, _attachment_row, _feed_row, _lookup_rows, _tag_rows
 
+_ID_BLOCK = 32
+"""Keys taken from a sequence at once (Dialect.new_id)."""
+
 
 class BatchTransaction(SqlTransaction):
     """The writer's transaction for a group commit of ingests.
@@ -21,13 +24,18 @@ class BatchTransaction(SqlTransaction):
     kept in memory and written for the whole batch by a few multi-row INSERTs just before the
     commit, instead of about seven statements per instance: each statement releases and retakes
     the GIL several times, and under concurrent ingest every retake waits for another thread.
-    Resource ids are handed out here (max + 1, as SQLite would), so callers get them at once.
+    Resource ids are handed out here (max + 1 as SQLite would, or the engine's sequence when
+    other servers write too: Dialect.new_id), so callers get them at once.
     Every other statement goes through `c`, which writes the kept rows first: reads and
     updates inside the transaction always see what was written before them.
     """
 
     def __init__(self, conn: Any, dialect: Dialect = SQLITE) -> None:
         super().__init__(conn, dialect)
+        self._new_id = dialect.new_id("resources")
+        self._id_pool: list[int] = []
+        """Keys taken from the engine's sequence and not handed out yet (a rollback keeps them:
+        a sequence never hands a number out twice)."""
         self._next_id = 0
         self._created: dict[str, tuple[int, ResourceType]] = {}
         self._rows: dict[str, list[Sequence[Any]]] = {}
@@ -75,10 +83,15 @@ class BatchTransaction(SqlTransaction):
     def create_resource(
         self, public_id: str, level: ResourceType, parent_id: int | None, main_tags: dict[int, str]
     ) -> int:
-        if not self._next_id:
-            self._next_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM resources").fetchone()[0]
-        self._next_id += 1
-        rid = self._next_id
+        if self._new_id is not None:
+            if not self._id_pool:  # taken 32 at a time: one round trip to the server, not one per resource
+                self._id_pool = [int(r[0]) for r in self._conn.execute(self._new_id, (_ID_BLOCK,))][::-1]
+            rid = self._id_pool.pop()
+        else:
+            if not self._next_id:
+                self._next_id = self._conn.execute("SELECT coalesce(max(id), 0) FROM resources").fetchone()[0]
+            self._next_id += 1
+            rid = self._next_id
         self._rows["resources"].append((rid, int(level), public_id, parent_id, orjson.dumps(list(main_tags.items()))))
         self._rows["tags"].extend(_tag_rows(rid, main_tags))
         self._created[public_id] = (rid, level)

@@ -46,18 +46,33 @@ class Dialect:
         escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return f"{column} LIKE ? ESCAPE '\\'", escaped.replace("*", "%").replace("?", "_")
 
-    def group_concat(self, expr: str) -> str:
-        """Comma-joined values of `expr` over a group."""
-        return f"group_concat({expr})" if self.name == "sqlite" else f"string_agg({expr}, ',')"
+    def group_concat(self, expr: str, order: str) -> str:
+        """Comma-joined values of `expr` over a group, in the order of `order` (SQLite walks
+        the rows in the order of the index it searches, which the caller's `order` follows;
+        PostgreSQL promises no order unless told)."""
+        return f"group_concat({expr})" if self.name == "sqlite" else f"string_agg({expr}, ',' ORDER BY {order})"
 
     def json_array_agg(self, expr: str) -> str:
-        """A JSON array of the values of `expr` over a group (NULL over no rows)."""
-        return f"json_group_array({expr})" if self.name == "sqlite" else f"json_agg({expr})"
+        """The text of a JSON array of the values of `expr` over a group (NULL over no rows)."""
+        return f"json_group_array({expr})" if self.name == "sqlite" else f"CAST(json_agg({expr}) AS TEXT)"
 
     def json_object_agg(self, key: str, value: str) -> str:
-        """A JSON object of `key`: `value` pairs over a group (NULL over no rows in PostgreSQL,
-        `{}` in SQLite)."""
-        return f"json_group_object({key}, {value})" if self.name == "sqlite" else f"json_object_agg({key}, {value})"
+        """The text of a JSON object of `key`: `value` pairs over a group (NULL over no rows in
+        PostgreSQL, `{}` in SQLite)."""
+        if self.name == "sqlite":
+            return f"json_group_object({key}, {value})"
+        return f"CAST(json_object_agg({key}, {value}) AS TEXT)"
+
+    def as_text(self, expr: str) -> str:
+        """`expr` compared as text (SQLite compares an integer with a text by affinity already;
+        PostgreSQL has no integer = text operator)."""
+        return expr if self.name == "sqlite" else f"CAST({expr} AS TEXT)"
+
+    def new_id(self, table: str) -> str | None:
+        """A query (one `?`: how many) handing out new keys of `table` that no other writer can
+        take (PostgreSQL: its sequence, shared by every server on the database), or None: the
+        only writer takes max + 1 itself (SQLite: one writer per file)."""
+        return None if self.name == "sqlite" else f"SELECT nextval('{table}_id_seq') FROM generate_series(1, ?)"
 
     def last_sequence(self, table: str) -> str:
         """A query of the last number handed out to `table`'s autoincrement key (0 when none):

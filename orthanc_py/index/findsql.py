@@ -33,11 +33,12 @@ SIGNATURE = 15
 """MetadataType.MAIN_DICOM_TAGS_SIGNATURE: its rows hold the number of a `signatures` row."""
 
 
-def metadata_value(alias: str, metadata_type: int) -> str:
+def metadata_value(alias: str, metadata_type: int, dialect: Dialect = SQLITE) -> str:
     """The SQL of a metadata row's value as read (a signature's text, not its number)."""
     if metadata_type != SIGNATURE:
         return f"{alias}.value"
-    return f"COALESCE((SELECT s.value FROM signatures s WHERE s.id = {alias}.value), {alias}.value)"
+    key = dialect.as_text("s.id")
+    return f"COALESCE((SELECT s.value FROM signatures s WHERE {key} = {alias}.value), {alias}.value)"
 
 
 def tag_condition(c: TagConstraint, args: list[Any], col: str = "value", dialect: Dialect = SQLITE) -> str:
@@ -136,7 +137,7 @@ def compile_find(
         args.append(parent_id)
     for mtype, c in metadata_constraints:
         sub_args = [mtype]
-        cond = tag_condition(c, sub_args, metadata_value("m", mtype), dialect)
+        cond = tag_condition(c, sub_args, metadata_value("m", mtype, dialect), dialect)
         where.append(f"r.id IN (SELECT m.resource_id FROM metadata m WHERE m.type = ? AND {cond})")
         args.extend(sub_args)
     if labels:  # "None" with no label matches everything (Orthanc 1.12.5; 1.12.11 changed it)
@@ -164,7 +165,7 @@ def compile_find(
             join_args.append(o.metadata)
         else:
             continue
-        column = metadata_value(f"o{i}", o.metadata) if o.metadata is not None else f"o{i}.value"
+        column = metadata_value(f"o{i}", o.metadata, dialect) if o.metadata is not None else f"o{i}.value"
         value = {"int": f"CAST({column} AS INTEGER)", "float": f"CAST({column} AS REAL)"}.get(o.cast, column)
         # Resources without the key come last whatever the direction (as Orthanc's SQL does).
         order_sql.append(f"o{i}.value IS NULL, {value} {direction}")

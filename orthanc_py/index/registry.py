@@ -8,6 +8,7 @@ backend is one more entry. app.py, the composition root, calls `open_index`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,27 @@ def _open_sqlite(settings: Settings) -> Index:
     return SqliteIndex(Path(settings.index_directory) / INDEX_FILENAME, durable=False)
 
 
-BACKENDS: tuple[IndexBackend, ...] = (IndexBackend("sqlite", None, _open_sqlite),)
+def _open_postgresql(settings: Settings) -> Index:
+    """Orthanc's PostgreSQL plugin section ("PostgreSQL": {"EnableIndex": true, "Host", ...});
+    the driver is the optional extra `orthanc_py[postgresql]` (psycopg 3)."""
+    try:
+        from .postgres import PostgresIndex, PostgresSettings
+    except ImportError as exc:
+        raise RuntimeError(
+            '"PostgreSQL": {"EnableIndex": true} needs the psycopg driver: pip install "orthanc_py[postgresql]"'
+        ) from exc
+    section = settings.raw["PostgreSQL"]
+    if section.get("EnableStorage") is True:
+        logging.getLogger("orthanc_py.index").warning(
+            '"PostgreSQL.EnableStorage" is not supported: DICOM files stay in the StorageDirectory'
+        )
+    return PostgresIndex(PostgresSettings.from_section(section))
+
+
+BACKENDS: tuple[IndexBackend, ...] = (
+    IndexBackend("sqlite", None, _open_sqlite),
+    IndexBackend("postgresql", "PostgreSQL", _open_postgresql),
+)
 
 
 def enabled(raw: Mapping[str, Any], section: str, key: str) -> bool:

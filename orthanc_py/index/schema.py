@@ -21,6 +21,7 @@ log = logging.getLogger("orthanc_py.index")
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _TRIGGER = re.compile(r"CREATE\s+(TEMP\s+|TEMPORARY\s+)?TRIGGER\b", re.IGNORECASE)
 _TRIGGER_END = re.compile(r"\bEND$", re.IGNORECASE)
+_BODY = re.compile(r"\bBEGIN\b", re.IGNORECASE)
 
 
 @functools.cache
@@ -41,15 +42,18 @@ def migrations(dialect: str) -> tuple[str, ...]:
 
 def statements(script: str) -> list[str]:
     """The statements of a migration script (`--` comment lines dropped; `;` ends a statement,
-    except inside the `BEGIN ... END` body of a CREATE TRIGGER, which ends at its `END;`)."""
+    except inside the `BEGIN ... END` body of a CREATE TRIGGER, which ends at its `END;`, and
+    inside a `$$ ... $$` function body)."""
     text = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
     out: list[str] = []
     pending = ""
     for piece in text.split(";"):
         pending = f"{pending};{piece}" if pending else piece
         stmt = pending.strip()
-        if _TRIGGER.match(stmt) and not _TRIGGER_END.search(stmt):
-            continue  # inside a trigger's body
+        if _TRIGGER.match(stmt) and _BODY.search(stmt) and not _TRIGGER_END.search(stmt):
+            continue  # inside a trigger's body (SQLite)
+        if stmt.count("$$") % 2:
+            continue  # inside a dollar-quoted function body (PostgreSQL)
         if stmt:
             out.append(stmt)
         pending = ""
@@ -80,4 +84,38 @@ def migrate_sqlite(conn: sqlite3.Connection, functions: dict[str, tuple[int, Cal
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+    return len(scripts)
+
+
+MIGRATION_LOCK = 0x6F7274686E6D67
+"""The advisory lock held while a PostgreSQL index migrates (any fixed number)."""
+
+
+def migrate_postgresql(conn: Any) -> int:
+    """Bring a PostgreSQL index to the last version. Its version is the highest row of
+    `orthanc_py_schema`; servers starting together take turns on an advisory lock, so only the
+    first migrates and the others find the schema done. `conn` takes the index's `?` SQL
+    (index.postgres.PgConnection), in autocommit mode. Returns the version reached."""
+    scripts = migrations("postgresql")
+    conn.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS orthanc_py_schema (version INTEGER PRIMARY KEY)")
+        version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM orthanc_py_schema").fetchone()[0]
+        if version > len(scripts):
+            log.warning("index: schema version %d is newer than this program's (%d)", version, len(scripts))
+        for number, script in enumerate(scripts, start=1):
+            if number <= version:
+                continue
+            log.info("index: applying migration %d", number)
+            conn.execute("BEGIN")
+            try:
+                for stmt in statements(script):
+                    conn.execute(stmt)
+                conn.execute("INSERT INTO orthanc_py_schema(version) VALUES (?)", (number,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
     return len(scripts)

@@ -113,12 +113,13 @@ _FEED_SELECT = (
 """The change feed's columns (seq, action, state, study, series, SOP, instance id, time)."""
 
 
-def ensure_signatures(conn: Any, values: Iterable[str], begin: str = SQLITE.begin_write) -> None:
+def ensure_signatures(conn: Any, values: Iterable[str], d: Dialect = SQLITE) -> None:
     """Give each MainDicomTagsSignature this program writes its `signatures` row (run when the
     index opens, before any transaction reads the table: rows are only ever added)."""
-    conn.execute(begin)
+    prefix, suffix = d.insert_ignore("signatures", "value")
+    conn.execute(d.begin_write)
     try:
-        conn.executemany("INSERT OR IGNORE INTO signatures(value) VALUES (?)", [(v,) for v in values])
+        conn.executemany(f"{prefix} VALUES (?){suffix}", [(v,) for v in values])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -146,7 +147,7 @@ def _summary_sql(d: Dialect, metadata_types: tuple[int, ...]) -> str:
     return (
         "SELECT r.id, r.level, r.public_id, r.parent_id, p.public_id, r.main_tags, "
         # children come in the order of the parent_id index: creation order
-        f"(SELECT {d.group_concat('c.public_id')} FROM resources c WHERE c.parent_id = r.id), "
+        f"(SELECT {d.group_concat('c.public_id', 'c.id')} FROM resources c WHERE c.parent_id = r.id), "
         f"(SELECT {d.json_object_agg('m.type', 'm.value')} FROM metadata m "
         f"WHERE m.resource_id = r.id AND m.type IN ({types})), "
         f"(SELECT {d.json_array_agg('l.label')} FROM labels l WHERE l.resource_id = r.id), "
@@ -353,7 +354,7 @@ class SqlTransaction(RecyclingRows):
         public ids in index order, one metadata value), in one query (GET /studies?expand)."""
         sql = (
             "SELECT r.id, r.public_id, p.public_id, r.main_tags, "
-            f"(SELECT {self.d.group_concat('c.public_id')} FROM resources c WHERE c.parent_id = r.id), "
+            f"(SELECT {self.d.group_concat('c.public_id', 'c.id')} FROM resources c WHERE c.parent_id = r.id), "
             "(SELECT value FROM metadata m WHERE m.resource_id = r.id AND m.type = ?) "
             "FROM resources r LEFT JOIN resources p ON p.id = r.parent_id WHERE r.level = ? ORDER BY r.id"
         )
@@ -450,6 +451,7 @@ class SqlTransaction(RecyclingRows):
                 f"WHERE resource_id IN ({_marks(len(chunk))}) GROUP BY content_type"
             )
             for ctype, cs, us in self.c.execute(sql, tuple(chunk)):
+                cs, us = int(cs), int(us)  # (PostgreSQL sums integers as numeric)
                 disk += cs
                 unc += us
                 if ctype == 1:
@@ -617,7 +619,7 @@ class SqlTransaction(RecyclingRows):
         row = self.c.execute(
             _FEED_SELECT + "WHERE f.seq = (SELECT MAX(seq) FROM (SELECT seq FROM changefeed WHERE instance_id = ? "
             "UNION ALL SELECT seq FROM changefeed WHERE resource_id IN "
-            "(SELECT id FROM resources WHERE public_id = ?)))",
+            "(SELECT id FROM resources WHERE public_id = ?)) AS entries)",
             (instance_id, instance_id),
         ).fetchone()
         return (row[3], row[4], row[5]) if row else None
@@ -737,7 +739,8 @@ class SqlTransaction(RecyclingRows):
         return [(r[0], r[1]) for r in self.c.execute("SELECT id, data FROM jobs ORDER BY id")]
 
     def save_jobs(self, rows: Sequence[tuple[str, str]]) -> None:
-        self.c.executemany("INSERT OR REPLACE INTO jobs(id, data) VALUES (?, ?)", rows)
+        prefix, suffix = self.d.upsert("jobs", "id, data", "id")
+        self.c.executemany(f"{prefix} VALUES (?, ?){suffix}", rows)
 
     def delete_jobs(self, ids: Sequence[str]) -> None:
         self.c.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])

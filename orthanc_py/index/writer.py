@@ -15,7 +15,9 @@ import asyncio
 import contextlib
 import logging
 import queue
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -59,11 +61,24 @@ class GroupCommitWriter:
     """Runs write functions on one connection in group commits (see the module docstring).
 
     `begin` opens a write transaction of the engine (index.dialect); the connection is used
-    only by whoever holds the write lock.
+    only by whoever holds the write lock. `retryable` tells the errors of a collision with
+    another writer of the same database (PostgreSQL shared by several servers): the functions
+    that failed with one run again in a new transaction, up to `retries` times, after a
+    random pause (as Orthanc replays a whole transaction, StatelessDatabaseOperations).
     """
 
-    def __init__(self, conn: Any, txn: SqlTransaction, batch_txn: BatchTransaction, begin: str) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        txn: SqlTransaction,
+        batch_txn: BatchTransaction,
+        begin: str,
+        retryable: Callable[[BaseException], bool] | None = None,
+        retries: int = 10,
+    ) -> None:
         self._conn = conn
+        self._retryable = retryable
+        self._retries = retries
         self._txn = txn
         self._batch_txn = batch_txn
         self._begin = begin
@@ -191,8 +206,20 @@ class GroupCommitWriter:
     def _commit(self, batch: list[_Pending]) -> None:
         """One group commit, then its waiters and futures are told."""
         try:
-            if not self._run_batch(batch, savepoints=False):
-                self._run_batch(batch)
+            todo = batch
+            for attempt in range(self._retries + 1):
+                if not self._run_batch(todo, savepoints=False):
+                    self._run_batch(todo)
+                retryable = self._retryable
+                if retryable is None:
+                    break
+                todo = [it for it in todo if it.error is not None and retryable(it.error)]
+                if not todo or attempt == self._retries:
+                    break
+                log.info("index: %d write(s) collided with another writer, run again", len(todo))
+                for it in todo:
+                    it.error, it.result, it.done = None, None, False
+                time.sleep(random.uniform(0.001, 0.005 * 2 ** min(attempt, 6)))
         except BaseException as exc:  # not expected: _run_batch keeps errors per item
             log.exception("index: group commit failed")
             for it in batch:

@@ -46,7 +46,18 @@ def test_environment_overrides(tmp_path: Path):
     s = config.load(None, environ=env)
     assert s.http_port == 8043 and s.dicom_aet == "FROMENV"
     assert s.registered_users == {"alice": "secret"} and s.authentication_enabled
-    assert s.raw["Postgresql"] == {"Host": "db"} or s.raw.get("PostgreSQL") == {"Host": "db"}
+    assert s.raw["PostgreSQL"] == {"Host": "db"}  # a known section keeps Orthanc's spelling
+
+
+def test_environment_enables_the_postgresql_index():
+    """The orthancteam Docker convention reaches the PostgreSQL plugin's keys."""
+    from orthanc_py.index import registry
+
+    env = {"ORTHANC__POSTGRESQL__ENABLE_INDEX": "true", "ORTHANC__POSTGRESQL__INDEX_CONNECTIONS_COUNT": "3"}
+    s = config.load(None, environ=env)
+    assert s.raw["PostgreSQL"] == {"EnableIndex": True, "IndexConnectionsCount": 3}
+    assert registry.select(s).name == "postgresql"
+    assert registry.select(config.load(None, environ={})).name == "sqlite"
 
 
 def test_bad_values(tmp_path: Path):

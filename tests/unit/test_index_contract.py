@@ -31,7 +31,11 @@ PATIENT_ID, NAME, STUDY_UID, DATE, MODALITY, SOP = (
 @pytest.fixture(params=[b.name for b in registry.BACKENDS])
 def index(request, tmp_path):
     backend = next(b for b in registry.BACKENDS if b.name == request.param)
-    settings = from_raw({"StorageDirectory": str(tmp_path), "IndexDirectory": str(tmp_path)})
+    raw = {"StorageDirectory": str(tmp_path), "IndexDirectory": str(tmp_path)}
+    if backend.section is not None:  # PostgreSQL: a fresh schema of the session's cluster
+        raw[backend.section] = request.getfixturevalue(backend.name).section()
+    settings = from_raw(raw)
+    assert registry.select(settings) is backend
     idx = backend.open(settings)
     yield idx
     asyncio.run(idx.close())
