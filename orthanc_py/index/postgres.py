@@ -349,6 +349,11 @@ class PostgresIndex:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
+    def read_now(self, fn: Callable[[Transaction], T]) -> T:
+        """Never on the event loop (each read is a round trip to the database server): the HTTP
+        fast lane leaves every request to the ordinary path."""
+        raise BlockingIOError("PostgreSQL reads run in reader threads")
+
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`read` for code already running in a worker thread: runs there."""
         return self._run_read(fn)
