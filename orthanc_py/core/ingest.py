@@ -20,16 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import pydicom
 
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..index.base import Attachment, Transaction
 from ..model import maintags as mt
+from ..model.dicomfile import ParsedInstance, as_int
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
 from ..model.ids import PublicIds
-from ..model.orthancjson import orthanc_tags
-from ..model.parsing import ParsedInstance, as_int, parse
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest
 from .resources import series_status
@@ -105,6 +103,8 @@ def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tup
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
+    from ..model.parsing import parse
+
     try:
         parsed = parse(data, ctx.default_encoding)
     except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
@@ -279,6 +279,10 @@ def main_sequences(data: bytes, pixel_offset: int | None) -> str | None:
     """The series' MainDicomSequences metadata: Orthanc 1.12.5 keeps RequestAttributesSequence
     as a main DICOM tag of series, its value in this metadata (`{"Version": 1, "Sequences":
     {tag: full JSON}}`). Files without the sequence (nearly all) cost one byte search."""
+    import pydicom
+
+    from ..model.orthancjson import orthanc_tags
+
     if data.find(_REQUEST_ATTRIBUTES, 0, pixel_offset or len(data)) < 0:
         return None
     try:
@@ -376,6 +380,8 @@ def _ingest_transcoded(ctx: ServerContext, data: bytes) -> bytes:
     """IngestTranscoding: the file in the configured syntax when Orthanc would transcode it
     (IngestTranscodingOfUncompressed/OfCompressed; never video), else as received; a file that
     cannot be transcoded is stored as received, as Orthanc does."""
+    import pydicom
+
     settings = ctx.settings
     target = settings.ingest_transcoding
     if target is None:

@@ -9,7 +9,6 @@ from aiohttp import web
 from ..core import changefeed as core_feed
 from ..core import files as core_files
 from ..errors import ErrorCode, OrthancError
-from ..model import webjson
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
 
@@ -40,6 +39,8 @@ def _param(request: web.Request, name: str, default: int) -> int:
 
 
 async def _with_metadata(request: web.Request, rows: list[tuple[Any, ...]], include: bool) -> list[dict[str, Any]]:
+    from ..model import webjson
+
     ctx = ctx_of(request)
     out = [_entry(r) for r in rows]
     if not include:

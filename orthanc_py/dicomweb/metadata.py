@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 import orjson
-import pydicom
 from aiohttp import web
 
 from ..core import files as core_files
@@ -16,7 +15,6 @@ from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode as ts
 from ..model import maintags as mt
-from ..model import webjson
 from ..model.enums import ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
@@ -30,6 +28,10 @@ def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[st
     by BulkDataURI (lowercase tag, nested ones with their item path). `data` may stop right
     before the pixel data element, whose VR is then `pixel_vr` (reading only the header is what
     makes a cold /metadata fast)."""
+    import pydicom
+
+    from ..model import webjson
+
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     study, series, sop = (str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     url = f"{base}/studies/{study}/series/{series}/instances/{sop}"

@@ -11,7 +11,6 @@ from ..core import extquery, findspec
 from ..core.query import FindRequest, find_answers
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
-from ..model import webjson
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
@@ -82,6 +81,8 @@ def _int_param(request: web.Request, name: str) -> int:
 
 def _search(level: ResourceType, prefix: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
+        from ..model import webjson
+
         accept = request.headers.get("Accept")
         # Orthanc's plugin answers XML (one multipart part per match) for exactly these Accept values
         xml = prefix not in AZURE_PREFIXES and (accept or "").strip().lower() in _XML_TYPES

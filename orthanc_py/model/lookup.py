@@ -14,8 +14,6 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-
 from .enums import ResourceType
 from .maintags import LEVEL_OF_TAG
 
@@ -63,6 +61,8 @@ def parse_tag(text: str) -> int:
     m = _TAG_RE.match(text.strip())
     if m:
         return (int(m.group(1), 16) << 16) | int(m.group(2), 16)
+    from pydicom.datadict import tag_for_keyword  # the server starts without pydicom
+
     # pydicom's dictionary has entries without a keyword: "" must not name one of them
     t = tag_for_keyword(text.strip()) if text.strip() else None
     if t is None:
@@ -73,6 +73,8 @@ def parse_tag(text: str) -> int:
 @lru_cache(maxsize=4096)
 def vr_of(tag: int) -> str:
     """The dictionary VR of a tag ("UN" for private or unknown tags)."""
+    from pydicom.datadict import dictionary_VR
+
     try:
         return str(dictionary_VR(tag))
     except KeyError:
@@ -82,6 +84,8 @@ def vr_of(tag: int) -> str:
 @lru_cache(maxsize=4096)
 def keyword_of(tag: int) -> str | None:
     """The DICOM keyword of a tag, or None for private/unknown tags."""
+    from pydicom.datadict import keyword_for_tag
+
     kw = keyword_for_tag(tag)
     return kw or None
 

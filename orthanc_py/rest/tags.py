@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -13,7 +13,6 @@ from ..core import dicomfind as core_dicomfind
 from ..core import files as core_files
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
-from ..model import fasttags, orthancjson
 from ..model.dictionary import TagDictionary
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
@@ -21,6 +20,9 @@ from ..model.modules import MODULE_TAGS
 from ..web.responses import bool_arg, json_bytes, json_response
 from .common import ctx_of
 from .render import tags_json
+
+if TYPE_CHECKING:
+    from ..model import orthancjson
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -36,6 +38,8 @@ def requested_tags_arg(request: web.Request) -> list[int] | None:
 def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = None) -> list[int] | None:
     """`requested-tags=0010,0010;PatientBirthDate` -> tags, names as Orthanc knows them (DCMTK's
     dictionary and the `Dictionary` key); BAD_REQUEST on an unknown name."""
+    from ..model import orthancjson
+
     if not text:
         return None
     out = []
@@ -54,6 +58,8 @@ def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = No
 def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
     """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
     requested tags that are not main tags)."""
+    from ..model import orthancjson
+
     ds = core_dicomfind.representative_dataset_blocking(ctx, info.id, info.level)
     options = orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
     return orthancjson.orthanc_tags(ds, "full", options) if ds is not None else {}
@@ -68,6 +74,8 @@ async def requested_values(
     its instances.  A tag with no value anywhere is left out.  As Orthanc 1.12.5, a computed tag
     is only given at the level that computes it (`core.dicomfind.computed_at`): elsewhere it is
     left out, except that a count is taken from the file when the file is read for other tags."""
+    from ..model import orthancjson
+
     ctx = ctx_of(request)
     known: dict[int, dict[int, str | None]] = {}
     missing: dict[int, list[int]] = {}
@@ -97,6 +105,8 @@ async def requested_values(
 def tags_options(request: web.Request) -> orthancjson.TagsOptions:
     """How this request wants DICOM tags rendered: the server's dictionary and current
     `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
+    from ..model import orthancjson
+
     ctx = ctx_of(request)
     ignored: set[int] = set()
     for part in request.query.get("ignore-length", "").split(","):
@@ -127,6 +137,8 @@ async def _rendered(
 ) -> web.StreamResponse:
     """The tags of the instances of a resource (`with_pixels` False: read as pydicom's
     stop_before_pixels reads them), combined and written as JSON in one worker-thread hop."""
+    from ..model import fasttags
+
     ctx = ctx_of(request)
     found = await core_files.instance_files(ctx, request.match_info["id"], level)
 
@@ -161,6 +173,8 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
 
 def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
     """Convert Orthanc's full tag JSON into ?simplify / ?short."""
+    from ..model import orthancjson
+
     return orthancjson.simplify_full(full, fmt)
 
 
@@ -175,6 +189,8 @@ def _instances_tags_handler(level: ResourceType) -> Handler:
 
 def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
+        from ..model import fasttags
+
         fmt = dicom_format(request)
         ctx = ctx_of(request)
         found = await core_files.instance_files(ctx, request.match_info["id"], level, first_only=True)
