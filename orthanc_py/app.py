@@ -171,6 +171,19 @@ def freeze_startup_objects() -> None:
     unreachable objects, which stay frozen instead."""
     gc.freeze()
     gc.enable()
+    release_free_heap()
+
+
+def release_free_heap() -> None:
+    """Hand the heap pages that start-up used and freed back to the system (glibc's malloc_trim;
+    elsewhere a no-op): ~2 MB of an idle server's RSS, which `cli.tune_malloc`'s trim threshold
+    would otherwise keep for good. Uploads grow the heap again as they need it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 async def serve(
