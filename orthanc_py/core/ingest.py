@@ -27,6 +27,7 @@ from ..index.base import Attachment, Transaction
 from ..model import maintags as mt
 from ..model.dicomfile import ParsedInstance, as_int
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
+from ..model.fastparse import parse_fast
 from ..model.ids import PublicIds
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest
@@ -97,16 +98,25 @@ class FilteredOut(Exception):
         self.status = status
 
 
+def _parse(data: bytes, default_encoding: str) -> ParsedInstance:
+    """`parsing.parse`: its fast path first, so that pydicom is imported (~100 ms, once) only
+    for a file that path leaves to pydicom."""
+    fast = parse_fast(data, default_encoding) if len(data) >= 8 else None
+    if fast is not None:
+        return fast
+    from ..model.parsing import parse
+
+    return parse(data, default_encoding)
+
+
 def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tuple[ParsedInstance, Attachment]:
     """Worker-thread half: parse, then write the file durably.
 
     The MD5 is not computed here (it would cost as much CPU as the rest of ingest): the
     attachment routes compute it when a client asks for it.
     """
-    from ..model.parsing import parse
-
     try:
-        parsed = parse(data, ctx.default_encoding)
+        parsed = _parse(data, ctx.default_encoding)
     except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
     if data[128:132] != b"DICM":  # Orthanc finds the pixel data offset only after a preamble
@@ -279,12 +289,12 @@ def main_sequences(data: bytes, pixel_offset: int | None) -> str | None:
     """The series' MainDicomSequences metadata: Orthanc 1.12.5 keeps RequestAttributesSequence
     as a main DICOM tag of series, its value in this metadata (`{"Version": 1, "Sequences":
     {tag: full JSON}}`). Files without the sequence (nearly all) cost one byte search."""
+    if data.find(_REQUEST_ATTRIBUTES, 0, pixel_offset or len(data)) < 0:
+        return None
     import pydicom
 
     from ..model.orthancjson import orthanc_tags
 
-    if data.find(_REQUEST_ATTRIBUTES, 0, pixel_offset or len(data)) < 0:
-        return None
     try:
         ds = pydicom.dcmread(
             io.BytesIO(data), stop_before_pixels=True, force=True, specific_tags=[0x00400275, 0x00080005]
@@ -380,12 +390,12 @@ def _ingest_transcoded(ctx: ServerContext, data: bytes) -> bytes:
     """IngestTranscoding: the file in the configured syntax when Orthanc would transcode it
     (IngestTranscodingOfUncompressed/OfCompressed; never video), else as received; a file that
     cannot be transcoded is stored as received, as Orthanc does."""
-    import pydicom
-
     settings = ctx.settings
     target = settings.ingest_transcoding
     if target is None:
         return data
+    import pydicom
+
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         source = transcode.stored_syntax(ds)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .enums import ResourceType
-from .maintags import LEVEL_OF_TAG
+from .maintags import DICTIONARY_VR, KEYWORD_TO_MAIN_TAG, LEVEL_OF_TAG, MAIN_TAGS
 
 RANGE_VRS = frozenset({"DA", "DT", "TM"})
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
@@ -61,10 +61,14 @@ def parse_tag(text: str) -> int:
     m = _TAG_RE.match(text.strip())
     if m:
         return (int(m.group(1), 16) << 16) | int(m.group(2), 16)
-    from pydicom.datadict import tag_for_keyword  # the server starts without pydicom
+    keyword = text.strip()
+    main = KEYWORD_TO_MAIN_TAG.get(keyword)  # the same as pydicom's, without importing it
+    if main is not None:
+        return main
+    from pydicom.datadict import tag_for_keyword
 
     # pydicom's dictionary has entries without a keyword: "" must not name one of them
-    t = tag_for_keyword(text.strip()) if text.strip() else None
+    t = tag_for_keyword(keyword) if keyword else None
     if t is None:
         raise ValueError(f"Unknown DICOM tag: {text}")
     return int(t)
@@ -73,6 +77,9 @@ def parse_tag(text: str) -> int:
 @lru_cache(maxsize=4096)
 def vr_of(tag: int) -> str:
     """The dictionary VR of a tag ("UN" for private or unknown tags)."""
+    vr = DICTIONARY_VR.get(tag)  # the main tags: no pydicom import
+    if vr is not None:
+        return vr
     from pydicom.datadict import dictionary_VR
 
     try:
@@ -84,6 +91,9 @@ def vr_of(tag: int) -> str:
 @lru_cache(maxsize=4096)
 def keyword_of(tag: int) -> str | None:
     """The DICOM keyword of a tag, or None for private/unknown tags."""
+    main = LEVEL_OF_TAG.get(tag)
+    if main is not None:
+        return MAIN_TAGS[main][tag]
     from pydicom.datadict import keyword_for_tag
 
     kw = keyword_for_tag(tag)

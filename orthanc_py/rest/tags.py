@@ -14,6 +14,7 @@ from ..core import files as core_files
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..model.dictionary import TagDictionary
+from ..model.dictionary import parse_tag as dictionary_tag
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
@@ -38,15 +39,13 @@ def requested_tags_arg(request: web.Request) -> list[int] | None:
 def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = None) -> list[int] | None:
     """`requested-tags=0010,0010;PatientBirthDate` -> tags, names as Orthanc knows them (DCMTK's
     dictionary and the `Dictionary` key); BAD_REQUEST on an unknown name."""
-    from ..model import orthancjson
-
     if not text:
         return None
     out = []
     for part in text.split(";"):
         if part.strip():
             try:
-                out.append(orthancjson.parse_tag(part.strip(), dictionary))
+                out.append(dictionary_tag(part.strip(), dictionary))
             except ValueError:
                 try:
                     out.append(parse_tag(part))
@@ -112,7 +111,7 @@ def tags_options(request: web.Request) -> orthancjson.TagsOptions:
     for part in request.query.get("ignore-length", "").split(","):
         if part.strip():
             try:
-                ignored.add(orthancjson.parse_tag(part.strip(), ctx.dictionary))
+                ignored.add(dictionary_tag(part.strip(), ctx.dictionary))
             except ValueError as exc:
                 raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
     return orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
