@@ -184,6 +184,10 @@ def _complete(
 ) -> list[tuple[dict[int, str | None], dict[int, str], dict[int, dict[str, Any]]]]:
     """After the transaction: the values, VRs and sequences read from the files (Orthanc's
     StorageAccessOnFind; the VR of a private or unknown tag as the file has it)."""
+    if all(f is None for _values, _missing, f in plan):  # all from the index: no file, no pydicom
+        for values, missing, _f in plan:
+            values.update(dict.fromkeys(missing))
+        return [(values, {}, {}) for values, _missing, _f in plan]
     from ..model.parsing import element_text
     from ..model.webjson import sequence_json
 

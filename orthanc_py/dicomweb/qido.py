@@ -11,6 +11,7 @@ from ..core import extquery, findspec
 from ..core.query import FindRequest, find_answers
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
+from ..model import qidojson
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
@@ -81,8 +82,6 @@ def _int_param(request: web.Request, name: str) -> int:
 
 def _search(level: ResourceType, prefix: str) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
-        from ..model import webjson
-
         accept = request.headers.get("Accept")
         # Orthanc's plugin answers XML (one multipart part per match) for exactly these Accept values
         xml = prefix not in AZURE_PREFIXES and (accept or "").strip().lower() in _XML_TYPES
@@ -166,7 +165,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
                 if t in seqs:  # the sequences includefield names (DICOMweb plugin 1.17+)
                     item[f"{t:08X}"] = seqs[t]
                 elif v is not None:
-                    item[f"{t:08X}"] = webjson.from_text(t, v, file_vrs.get(t))
+                    item[f"{t:08X}"] = qidojson.from_text(t, v, file_vrs.get(t))
             study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
             url = f"{base}/studies/{study_uid}"
             if level is not ResourceType.STUDY:

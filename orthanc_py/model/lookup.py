@@ -74,10 +74,23 @@ def parse_tag(text: str) -> int:
     return int(t)
 
 
+_QIDO_VRS = {
+    0x00080056: "CS",  # InstanceAvailability
+    0x00080061: "CS",  # ModalitiesInStudy
+    0x00081190: "UR",  # RetrieveURL
+    0x00201206: "IS",  # NumberOfStudyRelatedSeries
+    0x00201208: "IS",  # NumberOfStudyRelatedInstances
+    0x00201209: "IS",  # NumberOfSeriesRelatedInstances
+    0x00280010: "US",  # Rows
+    0x00280011: "US",  # Columns
+}
+"""pydicom's dictionary VR of the other tags QIDO-RS answers by default (tests/unit/test_maintags.py)."""
+
+
 @lru_cache(maxsize=4096)
 def vr_of(tag: int) -> str:
     """The dictionary VR of a tag ("UN" for private or unknown tags)."""
-    vr = DICTIONARY_VR.get(tag)  # the main tags: no pydicom import
+    vr = DICTIONARY_VR.get(tag) or _QIDO_VRS.get(tag)  # no pydicom import for these
     if vr is not None:
         return vr
     from pydicom.datadict import dictionary_VR

@@ -64,10 +64,10 @@ async def export_file(request: web.Request) -> web.StreamResponse:
 async def get_file(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/file: the stored bytes (sendfile for large files on disk; a plain read
     is faster for the usual few-megabyte instance)."""
-    from ..model import webjson
-
     ctx = ctx_of(request)
     if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
+        from ..model import webjson
+
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})

@@ -32,6 +32,7 @@ port = sock.getsockname()[1]
 settings = from_raw({"StorageDirectory": tempfile.mkdtemp(), "DicomServerEnabled": False})
 stop = asyncio.Event()
 found = {}
+query = b'{"Level": "Study", "Query": {"PatientID": "PID*"}}'
 
 def loaded():
     return sorted(m for m in HEAVY if m in sys.modules)
@@ -41,7 +42,7 @@ def client(loop):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         ids = {}
         for name, method, path in steps:
-            data = body if path == "/instances" else (b'{"Level": "Study", "Query": {"PatientID": "PID*"}}' if method == "POST" else None)
+            data = body if path == "/instances" else (query if method == "POST" else None)
             conn.request(method, path.format(**ids), body=data)
             resp = conn.getresponse()
             answer = resp.read()
@@ -79,8 +80,9 @@ def _run(tmp_path: Path, steps: list[tuple[str, str, str]]) -> dict[str, list[ob
 
 
 def test_reads_and_upload_do_not_load_the_dicom_libraries(tmp_path: Path) -> None:
-    """Listening, GET /system, lists, an upload of an ordinary file, reading it back and a find
-    on identifiers: none of them imports pydicom, numpy, PIL, pynetdicom, requests or lupa."""
+    """Listening, GET /system, lists, an upload of an ordinary file, its file, a find and QIDO-RS
+    of studies and series on what the index keeps: none of them imports pydicom, numpy, PIL,
+    pynetdicom, requests or lupa."""
     steps = [
         ("system", "GET", "/system"),
         ("studies", "GET", "/studies?expand"),
@@ -88,6 +90,9 @@ def test_reads_and_upload_do_not_load_the_dicom_libraries(tmp_path: Path) -> Non
         ("instances", "GET", "/instances?expand"),
         ("statistics", "GET", "/statistics"),
         ("find", "POST", "/tools/find"),
+        ("file", "GET", "/instances/{id}/file"),
+        ("qido studies", "GET", "/dicom-web/studies?PatientID=PID*"),
+        ("qido series", "GET", "/dicom-web/series"),
     ]
     found = _run(tmp_path, steps)
     for name in ("started", *(s[0] for s in steps)):

@@ -24,3 +24,7 @@ def test_main_tag_names_are_pydicom_keywords() -> None:
     assert lookup.parse_tag("Rows") == 0x00280010  # others: pydicom's dictionary
     assert lookup.vr_of(0x00280010) == "US"
     assert lookup.keyword_of(0x00280010) == "Rows"
+
+
+def test_qido_vrs_are_pydicoms() -> None:
+    assert lookup._QIDO_VRS == {t: dictionary_VR(t) for t in lookup._QIDO_VRS}
