@@ -42,6 +42,7 @@ KEYS: tuple[Key, ...] = (
     Key("SyncStorageArea", True, "fsync each stored file before acknowledging it"),
     Key("MaximumStorageSize", 0, "Maximum storage size in MB (0 = unlimited)"),
     Key("MaximumPatientCount", 0, "Maximum number of patients (0 = unlimited)"),
+    Key("MaximumStorageMode", "Recycle", 'At a limit: "Recycle" the oldest patients, or "Reject" the store'),
     Key("HttpServerEnabled", True, "Serve the REST API"),
     Key("HttpPort", 8042, "HTTP port of the REST API"),
     Key("HttpBindAddress", None, "Address to bind (default: all, or loopback when remote access is off)"),
@@ -164,6 +165,7 @@ class Settings:
     http_timeout: float = 60.0
     maximum_storage_size_mb: int = 0
     maximum_patient_count: int = 0
+    maximum_storage_mode: str = "Recycle"
     storage_compression: bool = False
     store_md5: bool = True
     check_revisions: bool = False
@@ -423,6 +425,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         http_timeout=float(merged["HttpTimeout"]),
         maximum_storage_size_mb=_int(merged["MaximumStorageSize"], "MaximumStorageSize"),
         maximum_patient_count=_int(merged["MaximumPatientCount"], "MaximumPatientCount"),
+        maximum_storage_mode="Reject" if merged["MaximumStorageMode"] == "Reject" else "Recycle",
         storage_compression=_bool(merged["StorageCompression"], "StorageCompression"),
         store_md5=_bool(merged["StoreMD5ForAttachments"], "StoreMD5ForAttachments"),
         check_revisions=_bool(merged["CheckRevisions"], "CheckRevisions"),

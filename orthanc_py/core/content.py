@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ErrorCode, OrthancError
-from ..index.base import Attachment, Transaction
+from ..index.base import Attachment, Deletion, Transaction
 from ..model.enums import (
     ATTACHMENT_NAMES,
     METADATA_BY_NAME,
@@ -30,7 +30,8 @@ from ..model.enums import (
 )
 from ..storage.accessor import NONE, ZLIB_WITH_SIZE, md5_hex, uncompress
 from .context import ServerContext, now_iso
-from .resources import lookup_in
+from .recycling import recycle, storage_limits
+from .resources import forget_deleted, lookup_in, remove_files
 
 USER_CONTENT_MIN = 1024
 _MAX_INDEX = 65535
@@ -354,6 +355,9 @@ async def put_attachment(
     stored = await ctx.run(ctx.storage.write, data, ctype, None, ctx.storage.store_md5)
     date = now_iso()
 
+    limits = storage_limits(ctx)
+    recycled: list[Deletion] = []
+
     def run(txn: Transaction) -> tuple[int, Attachment | None]:
         rid, _ = lookup_in(txn, public_id, level)
         old = next((a for a in txn.attachments([rid])[rid] if a.content_type == ctype), None)
@@ -361,6 +365,10 @@ async def put_attachment(
         if old is not None:
             _check(expected, old.revision, old.uncompressed_md5)
             revision = old.revision + 1
+        if limits.active:  # as Orthanc: the old file out, room made, the patient of `rid` kept
+            if old is not None:
+                txn.delete_attachment(rid, ctype)
+            recycled[:] = recycle(txn, limits, stored.compressed_size, _patient_of(txn, rid))
         txn.add_attachment(
             rid,
             Attachment(
@@ -384,8 +392,22 @@ async def put_attachment(
         raise
     if old is not None:
         await ctx.run(ctx.storage.remove, old.uuid, old.content_type)
+    for deletion in recycled:
+        ctx.series_cache.clear()
+        forget_deleted(ctx, deletion)
+        await ctx.run(remove_files, ctx, deletion.attachments)
     _updated(ctx, level, public_id)
     return revision
+
+
+def _patient_of(txn: Transaction, resource_id: int) -> int:
+    rid: int | None = resource_id
+    while rid is not None:
+        row = txn.resources([rid])[0]
+        if row.parent_id is None:
+            return row.id
+        rid = row.parent_id
+    return resource_id
 
 
 async def delete_attachment(

@@ -23,7 +23,7 @@ import orjson
 
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
-from ..index.base import Attachment, Transaction
+from ..index.base import Attachment, Deletion, Transaction
 from ..model import maintags as mt
 from ..model.dicomfile import ParsedInstance, as_int
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
@@ -31,7 +31,8 @@ from ..model.fastparse import parse_fast
 from ..model.ids import PublicIds
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest
-from .resources import series_status
+from .recycling import NO_LIMITS, Limits, recycle, storage_limits
+from .resources import forget_deleted, series_status
 
 log = logging.getLogger("orthanc_py.ingest")
 
@@ -146,6 +147,8 @@ class _TxnResult:
     status: StoreStatus
     replaced: list[Attachment]
     new_levels: list[ResourceType]
+    recycled: list[Deletion]
+    """Patients deleted to make room (MaximumStorageSize, MaximumPatientCount)."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -193,6 +196,7 @@ def _store_txn(
     date: str,
     ext_values: list[tuple[int, ResourceType, str, str | None]],
     series_sequences: str | None = None,
+    limits: Limits = NO_LIMITS,
 ) -> _TxnResult:
     """The index half of ingest. Statements are batched (one look-up for the four IDs, one
     metadata insert, one change insert): each statement is a GIL hand-off under load."""
@@ -202,7 +206,7 @@ def _store_txn(
     found = known.get(ids.instance)
     if found is not None:
         if not overwrite:
-            return _TxnResult(StoreStatus.ALREADY_STORED, [], [])
+            return _TxnResult(StoreStatus.ALREADY_STORED, [], [], [])
         deletion = txn.delete_resource(found[0])
         replaced = deletion.attachments
         known = txn.lookup_many((ids.patient, ids.study, ids.series))
@@ -234,6 +238,8 @@ def _store_txn(
         chain.append(rid)
         parent = rid
     iid = txn.create_resource(ids.instance, ResourceType.INSTANCE, parent, p.main_tags[ResourceType.INSTANCE])
+    txn.tag_recent_patient(chain[0])
+    recycled = recycle(txn, limits, att.compressed_size, chain[0]) if limits.active else []
     txn.add_attachment(iid, att)
     if ext_values:  # extended query tags (chain: patient, study, series)
         at = {ResourceType.STUDY: chain[1], ResourceType.SERIES: chain[2], ResourceType.INSTANCE: iid}
@@ -279,7 +285,7 @@ def _store_txn(
         _feed_now(),
         replaces=found is not None,  # a new instance has no current entry to mark
     )
-    return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created])
+    return _TxnResult(StoreStatus.SUCCESS, replaced, [lv for lv, _ in created], recycled)
 
 
 _REQUEST_ATTRIBUTES = b"\x40\x00\x75\x02"  # (0040,0275) RequestAttributesSequence, little endian
@@ -330,6 +336,11 @@ def _after_commit(
         ctx.series_cache.invalidate(parsed.ids.series)
     for old in result.replaced:
         ctx.storage.remove(old.uuid, old.content_type)
+    if result.recycled:
+        ctx.series_cache.clear()
+        for deletion in result.recycled:
+            for a in deletion.attachments:
+                ctx.storage.remove(a.uuid, a.content_type)
     return parsed, result
 
 
@@ -339,8 +350,9 @@ def _store_in_thread(
     """The whole ingest in the calling thread, which waits for the commit."""
     parsed, att, date, ext_values, sequences = _before_commit(ctx, data, check)
     try:
+        limits = storage_limits(ctx)
         result = ctx.index.write_blocking(
-            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences)
+            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences, limits)
         )
     except BaseException as exc:
         return _after_commit(ctx, parsed, att, None, exc)
@@ -363,9 +375,10 @@ def _store_soon(
     except BaseException as exc:
         loop.call_soon_threadsafe(_fail, fut, exc)
         return
+    limits = storage_limits(ctx)
     try:
         ctx.index.write_soon(
-            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences),
+            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences, limits),
             fut,
             lambda result, error: _after_commit(ctx, parsed, att, result, error),
         )
@@ -379,11 +392,14 @@ def _fail(fut: asyncio.Future[Any], exc: BaseException) -> None:
         fut.set_exception(exc)
 
 
-def _touch(ctx: ServerContext, ids: PublicIds) -> None:
-    """Event-loop half: the series, study and patient are not stable any more."""
+def _touch(ctx: ServerContext, ids: PublicIds, recycled: list[Deletion]) -> None:
+    """Event-loop half: the series, study and patient are not stable any more; recycled
+    patients are gone (Lua hears of them as of any deletion)."""
     ctx.stable.touch(ResourceType.SERIES, ids.series)
     ctx.stable.touch(ResourceType.STUDY, ids.study)
     ctx.stable.touch(ResourceType.PATIENT, ids.patient)
+    for deletion in recycled:
+        forget_deleted(ctx, deletion)
 
 
 def _ingest_transcoded(ctx: ServerContext, data: bytes) -> bytes:
@@ -428,7 +444,7 @@ async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | 
     except FilteredOut as out:
         return StoreResult(StoreStatus.FILTERED_OUT, out.parsed.ids, out.parsed)
     if result.status is StoreStatus.SUCCESS:
-        _touch(ctx, parsed.ids)
+        _touch(ctx, parsed.ids, result.recycled)
     if lua is not None and "OnStoredInstance" in lua.events.defined:
         lua.stored_instance(data, parsed, origin)
     return StoreResult(result.status, parsed.ids, parsed)
@@ -446,7 +462,7 @@ def store_blocking(ctx: ServerContext, data: bytes, origin: Origin, loop: asynci
     except FilteredOut as out:
         return StoreResult(StoreStatus.FILTERED_OUT, out.parsed.ids, out.parsed)
     if result.status is StoreStatus.SUCCESS:
-        loop.call_soon_threadsafe(_touch, ctx, parsed.ids)
+        loop.call_soon_threadsafe(_touch, ctx, parsed.ids, result.recycled)
     if lua is not None and "OnStoredInstance" in lua.events.defined:
         lua.stored_instance(data, parsed, origin)
     return StoreResult(result.status, parsed.ids, parsed)

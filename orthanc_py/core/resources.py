@@ -330,12 +330,19 @@ async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Del
 
     deletion = await ctx.index.write(run)
     ctx.series_cache.clear()  # deletes are rare: forget every cached series summary
+    forget_deleted(ctx, deletion)
+    await ctx.run(remove_files, ctx, deletion.attachments)
+    return deletion
+
+
+def forget_deleted(ctx: ServerContext, deletion: Deletion) -> None:
+    """Event-loop half of a committed deletion (a DELETE, or recycling during a store): the
+    deleted resources leave the stability tracker, and Lua hears of them, OnDeletedInstance
+    first up to OnDeletedPatient (as Orthanc calls them)."""
     for _lv, pid in deletion.deleted:
         ctx.stable.forget(pid)
-    if ctx.lua is not None:  # OnDeletedInstance first, up to OnDeletedPatient (as Orthanc)
+    if ctx.lua is not None:
         ctx.lua.deleted(sorted(deletion.deleted, key=lambda d: -int(d[0])))
-    await ctx.run(_remove_files, ctx, deletion.attachments)
-    return deletion
 
 
 def _touch_ancestors(txn: Transaction, public_id: str, date: str) -> None:
@@ -348,7 +355,7 @@ def _touch_ancestors(txn: Transaction, public_id: str, date: str) -> None:
         rid = rows[0].parent_id if rows else None
 
 
-def _remove_files(ctx: ServerContext, attachments: list[Attachment]) -> None:
+def remove_files(ctx: ServerContext, attachments: list[Attachment]) -> None:
     for a in attachments:
         ctx.storage.remove(a.uuid, a.content_type)
 

@@ -23,7 +23,9 @@ def storage_failed(err: BaseException) -> bool:
 def failure_reason(err: BaseException, orthanc: bool) -> int:
     """The reason of an instance ingest refused (`orthanc`: under Orthanc's prefix)."""
     if storage_failed(err):
-        return ORTHANC_PROCESSING_FAILURE if orthanc else OUT_OF_RESOURCES
+        if orthanc and not (isinstance(err, OrthancError) and err.code is ErrorCode.FULL_STORAGE):
+            return ORTHANC_PROCESSING_FAILURE  # the plugin: 0xA700 for a full storage only
+        return OUT_OF_RESOURCES
     return PROCESSING_FAILURE
 
 

@@ -31,17 +31,19 @@ class BatchTransaction(SqlTransaction):
         self._next_id = 0
         self._created: dict[str, tuple[int, ResourceType]] = {}
         self._rows: dict[str, list[Sequence[Any]]] = {}
+        self._recent: dict[int, None] = {}
         self.reset()
 
     def reset(self) -> None:
         """Forget the kept rows (the transaction was rolled back) and the id counter."""
         self._next_id = 0
         self._created = {}
+        self._recent = {}
         self._rows = {"resources": [], "tags": [], "attachments": [], "metadata": [], "changes": [], "changefeed": []}
 
     @property
     def c(self) -> Any:
-        if any(self._rows.values()):
+        if self._recent or any(self._rows.values()):
             self.flush()
         return self._conn
 
@@ -53,6 +55,9 @@ class BatchTransaction(SqlTransaction):
                 insert_rows(self._conn, self._ins[table], len(rows[0]), rows)
                 rows.clear()
         self._created.clear()  # in the table now: looked up there
+        if self._recent:
+            recent, self._recent = list(self._recent), {}
+            super().tag_recent_patients(recent)
 
     def lookup(self, public_id: str) -> tuple[int, ResourceType] | None:
         return self.lookup_many((public_id,)).get(public_id)
@@ -107,3 +112,19 @@ class BatchTransaction(SqlTransaction):
         found = self.lookup_many((instance_id,)).get(instance_id)
         rid = found[0] if found is not None and found[1] is ResourceType.INSTANCE else None
         self._rows["changefeed"].append(_feed_row(action, study, series, sop, instance_id, timestamp, rid))
+
+    def tag_recent_patient(self, patient_id: int) -> None:
+        """Kept (the last call for a patient decides its place) and written with the batch."""
+        recent = self._recent
+        recent.pop(patient_id, None)
+        recent[patient_id] = None
+
+    def disk_size(self) -> int:
+        """The table's total plus the kept attachments (read without writing them)."""
+        row = self._conn.execute("SELECT compressed FROM totals WHERE id = 0").fetchone()
+        return (int(row[0]) if row else 0) + sum(int(r[3]) for r in self._rows["attachments"])
+
+    def count(self, level: ResourceType) -> int:
+        """The table's count plus the kept new resources of the level (without writing them)."""
+        stored = self._conn.execute("SELECT COUNT(*) FROM resources WHERE level=?", (int(level),)).fetchone()[0]
+        return int(stored) + sum(1 for r in self._rows["resources"] if r[1] == int(level))

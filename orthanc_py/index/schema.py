@@ -19,6 +19,8 @@ from typing import Any
 log = logging.getLogger("orthanc_py.index")
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_TRIGGER = re.compile(r"CREATE\s+(TEMP\s+|TEMPORARY\s+)?TRIGGER\b", re.IGNORECASE)
+_TRIGGER_END = re.compile(r"\bEND$", re.IGNORECASE)
 
 
 @functools.cache
@@ -38,9 +40,22 @@ def migrations(dialect: str) -> tuple[str, ...]:
 
 
 def statements(script: str) -> list[str]:
-    """The statements of a migration script (`--` comment lines dropped; `;` ends a statement)."""
+    """The statements of a migration script (`--` comment lines dropped; `;` ends a statement,
+    except inside the `BEGIN ... END` body of a CREATE TRIGGER, which ends at its `END;`)."""
     text = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
-    return [s.strip() for s in text.split(";") if s.strip()]
+    out: list[str] = []
+    pending = ""
+    for piece in text.split(";"):
+        pending = f"{pending};{piece}" if pending else piece
+        stmt = pending.strip()
+        if _TRIGGER.match(stmt) and not _TRIGGER_END.search(stmt):
+            continue  # inside a trigger's body
+        if stmt:
+            out.append(stmt)
+        pending = ""
+    if pending.strip():
+        raise ValueError(f"migration script ends inside a statement: {pending.strip()[:60]!r}")
+    return out
 
 
 def migrate_sqlite(conn: sqlite3.Connection, functions: dict[str, tuple[int, Callable[..., Any]]]) -> int:

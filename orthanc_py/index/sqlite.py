@@ -52,6 +52,9 @@ def _connect(path: str, readonly: bool, busy_ms: int = 30000) -> sqlite3.Connect
     # Bounded page caches keep the memory flat whatever the size of the archive.
     conn.execute(f"PRAGMA cache_size={-8192 if readonly else -16384}")
     conn.execute("PRAGMA temp_store=MEMORY")
+    # The size totals' triggers (migration 8) must also see the rows an INSERT OR REPLACE
+    # deletes: SQLite fires delete triggers for those only with recursive triggers on.
+    conn.execute("PRAGMA recursive_triggers=ON")
     if readonly:
         conn.execute("PRAGMA query_only=ON")
     return conn

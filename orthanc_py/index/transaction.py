@@ -31,6 +31,7 @@ from .base import (
 from .dialect import SQLITE, Dialect
 from .findsql import compile_find
 from .inserts import insert_rows, inserts
+from .recycling import RecyclingRows
 from .rules import delete_cascade, feed_state
 
 _CHUNK = 500
@@ -156,7 +157,7 @@ def _summary_sql(d: Dialect, metadata_types: tuple[int, ...]) -> str:
     )
 
 
-class SqlTransaction:
+class SqlTransaction(RecyclingRows):
     """`Transaction` over one sqlite3 connection (see index.base for the contract)."""
 
     def __init__(self, conn: Any, dialect: Dialect = SQLITE) -> None:
@@ -428,12 +429,6 @@ class SqlTransaction:
     def count(self, level: ResourceType) -> int:
         return int(self.c.execute("SELECT COUNT(*) FROM resources WHERE level=?", (int(level),)).fetchone()[0])
 
-    def total_sizes(self) -> tuple[int, int]:
-        row = self.c.execute(
-            "SELECT COALESCE(SUM(compressed_size),0), COALESCE(SUM(uncompressed_size),0) FROM attachments"
-        ).fetchone()
-        return int(row[0]), int(row[1])
-
     def resource_statistics(self, resource_id: int, level: ResourceType) -> dict[str, int]:
         """Counts of descendants; sizes of the attachments of the resource and of every
         resource under it (user attachments of a patient or study count, as in Orthanc)."""
@@ -608,7 +603,7 @@ class SqlTransaction:
         """Delete the rows of these resources from every table (no cascade: index.rules decides)."""
         for chunk in _chunks(ids):
             marks, args = _marks(len(chunk)), tuple(chunk)
-            for table in ("attachments", "metadata", "tags", "labels", "protected"):
+            for table in ("attachments", "metadata", "tags", "labels", "protected", "recycling"):
                 self.c.execute(f"DELETE FROM {table} WHERE resource_id IN ({marks})", args)
             self.c.execute(f"DELETE FROM resources WHERE id IN ({marks})", args)
 
@@ -737,12 +732,6 @@ class SqlTransaction:
 
     def set_property(self, key: str, value: str) -> None:
         self._insert("properties", 2, [(key, value)])
-
-    def set_protected(self, patient_id: int, protected: bool) -> None:
-        if protected:
-            self._insert("protected", 1, [(patient_id,)])
-        else:
-            self.c.execute("DELETE FROM protected WHERE resource_id=?", (patient_id,))
 
     def saved_jobs(self) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in self.c.execute("SELECT id, data FROM jobs ORDER BY id")]

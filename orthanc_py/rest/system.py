@@ -49,7 +49,7 @@ async def system(request: web.Request) -> web.StreamResponse:
             "IsHttpServerSecure": s.authentication_enabled or not s.remote_access_allowed,
             "MainDicomTags": main_tags,
             "MaximumPatientCount": s.maximum_patient_count,
-            "MaximumStorageMode": "Recycle",
+            "MaximumStorageMode": s.maximum_storage_mode,
             "MaximumStorageSize": s.maximum_storage_size_mb,
             "Name": s.name,
             "OverwriteInstances": s.overwrite_instances,

@@ -193,3 +193,51 @@ def test_migrations_are_numbered_sql_files_shipped_as_package_data():
     assert names[0].startswith("0001_") and len(schema.migrations("sqlite")) == len(names) >= 5
     setup = (Path(__file__).parents[2] / "setup.cfg").read_text()
     assert "orthanc_py.index = migrations/*/*.sql" in setup
+
+
+def test_a_version_7_database_gains_recycling_order_and_size_totals(tmp_path):
+    """Migration 8: existing patients enter the recycling order by creation (protected ones do
+    not), and the size totals start from the attachments already there; its triggers then keep
+    the totals through inserts, replacements and deletions."""
+    path = tmp_path / "index.sqlite"
+    _database_at(path, 7)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO resources(id, level, public_id, parent_id, main_tags) VALUES (2, 1, 'q', NULL, '[]')")
+    conn.execute("INSERT INTO resources(id, level, public_id, parent_id, main_tags) VALUES (3, 1, 'r', NULL, '[]')")
+    conn.execute("INSERT INTO protected(resource_id) VALUES (2)")
+    conn.execute("INSERT INTO attachments VALUES (1, 1, 'u1', 100, 300, 2, '', '', 0)")
+    conn.execute("INSERT INTO attachments VALUES (3, 1, 'u3', 50, 50, 1, '', '', 0)")
+    conn.close()
+
+    async def run() -> None:
+        index = SqliteIndex(path)
+        try:
+            assert await index.read(lambda txn: txn.total_sizes()) == (150, 350)
+            assert await index.read(lambda txn: txn.patient_to_recycle(None)) == 1
+            assert await index.read(lambda txn: txn.patient_to_recycle(1)) == 3
+            await index.write(lambda txn: txn.tag_recent_patient(1))  # 1 received an instance
+            assert await index.read(lambda txn: txn.patient_to_recycle(None)) == 3
+            await index.write(lambda txn: txn.set_protected(2, False))  # back, as the most recent
+            await index.write(lambda txn: txn.set_protected(3, True))
+            assert await index.read(lambda txn: txn.patient_to_recycle(None)) == 1
+            assert await index.read(lambda txn: txn.patient_to_recycle(1)) == 2
+            await index.write(lambda txn: txn.add_attachment(3, Attachment(1, "u4", 70, 70, 1)))  # replaces u3
+            assert await index.read(lambda txn: txn.disk_size()) == 170
+            await index.write(lambda txn: txn.delete_resource(1))
+            assert await index.read(lambda txn: txn.total_sizes()) == (70, 70)
+            assert await index.read(lambda txn: txn.patient_to_recycle(None)) == 2
+        finally:
+            await index.close()
+
+    asyncio.run(run())
+
+
+def test_migration_statements_keep_trigger_bodies_whole():
+    script = (
+        "CREATE TABLE t (a INTEGER);\nCREATE TRIGGER x AFTER INSERT ON t BEGIN\n"
+        "  UPDATE t SET a = 1;\n  DELETE FROM t WHERE a = 2;\nEND;\nDROP TABLE u;"
+    )
+    got = schema.statements(script)
+    assert len(got) == 3 and got[1].startswith("CREATE TRIGGER x") and got[1].endswith("END")
+    with pytest.raises(ValueError):
+        schema.statements("CREATE TRIGGER y AFTER INSERT ON t BEGIN UPDATE t SET a = 1;")
