@@ -123,10 +123,10 @@ def representative_file_in(txn: Transaction, rid: int, level: ResourceType) -> I
 
 def header_of(ctx: ServerContext, f: InstanceFile | None) -> pydicom.Dataset | None:
     """The header of a file, up to its pixel data (None when there is no file, or it is gone)."""
-    import pydicom
-
     if f is None:
         return None
+    import pydicom
+
     try:
         data = read(ctx, f)
     except FileNotFoundError:

@@ -39,12 +39,12 @@ def _param(request: web.Request, name: str, default: int) -> int:
 
 
 async def _with_metadata(request: web.Request, rows: list[tuple[Any, ...]], include: bool) -> list[dict[str, Any]]:
-    from ..model import webjson
-
     ctx = ctx_of(request)
     out = [_entry(r) for r in rows]
     if not include:
         return out
+    from ..model import webjson
+
     current = [(i, r[6]) for i, r in enumerate(rows) if r[2] == "current"]
     files = await core_files.files_by_public_id(ctx, [pid for _i, pid in current])
 
