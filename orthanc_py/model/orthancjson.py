@@ -31,12 +31,10 @@ from .dcmtkvalues import (
     tag_name,
 )
 from .dictionary import UNKNOWN_TAG_NAME, TagDictionary, dcmtk, parse_tag
+from .tagtext import MAX_TAG_LENGTH, finish_object, leaf_node, sequence_node
 
 Format = Literal["full", "simplify", "short"]
 FORMATS: tuple[str, ...] = ("full", "simplify", "short")
-
-MAX_TAG_LENGTH = 256
-"""Orthanc's ORTHANC_MAXIMUM_TAG_LENGTH: longer UTF-8 values become "TooLong" (null)."""
 
 # --- /tags and /header -------------------------------------------------------------------------------------
 
@@ -73,40 +71,6 @@ def _to_json(
             node = leaf_node(tag, name, creator, value, fmt, options)
         out[name if fmt == "simplify" else f"{tag >> 16:04x},{tag & 0xFFFF:04x}"] = node
     return finish_object(out, fmt)
-
-
-def sequence_node(name: str, items: list[dict[str, Any]], fmt: str) -> Any:
-    """The JSON of a sequence element whose items are rendered."""
-    return {"Name": name, "Type": "Sequence", "Value": items} if fmt == "full" else items
-
-
-def leaf_node(tag: int, name: str, creator: str | None, value: str | None, fmt: str, options: TagsOptions) -> Any:
-    """The JSON of a leaf element of value `value` (None: null): values longer than
-    MAX_TAG_LENGTH bytes are "TooLong" unless `?ignore-length` names the tag."""
-    if value is None:
-        kind = "Null"
-    elif (
-        len(value) > MAX_TAG_LENGTH // 4
-        and len(value.encode("utf-8")) > MAX_TAG_LENGTH
-        and tag not in options.ignore_length
-    ):
-        kind, value = "TooLong", None
-    else:
-        kind = "String"
-    if fmt != "full":
-        return value
-    node: dict[str, Any] = {"Name": name}
-    if creator is not None:
-        node["PrivateCreator"] = creator
-    node["Type"] = kind
-    node["Value"] = value
-    return node
-
-
-def finish_object(out: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """The object of one dataset, its keys (tags, or names with ?simplify) in Orthanc's order;
-    duplicated names: the last one (in tag order) wins, as in Orthanc."""
-    return dict(sorted(out.items())) if fmt == "simplify" else out
 
 
 def simplify_full(full: dict[str, Any], fmt: str) -> dict[str, Any]:

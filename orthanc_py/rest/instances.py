@@ -14,14 +14,13 @@ from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..model.enums import ResourceType
+from ..model.tagtext import TagsOptions
 from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, tags_options
 
 if TYPE_CHECKING:
     import pydicom
-
-    from ..model import orthancjson
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
@@ -113,9 +112,7 @@ elements costs ~45 us, less than the hop to a worker thread and back (p50 of /si
 file in one hop (the rendering holds the GIL either way: the hop only adds latency)."""
 
 
-def _tags_blocking(
-    ctx: ServerContext, public_id: str, data: bytes | None, fmt: str, options: orthancjson.TagsOptions
-) -> bytes:
+def _tags_blocking(ctx: ServerContext, public_id: str, data: bytes | None, fmt: str, options: TagsOptions) -> bytes:
     """Worker thread: the file looked up and read (unless `data` is given), its tags rendered and
     written as JSON, in one hop."""
     from ..model import fasttags

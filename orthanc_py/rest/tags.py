@@ -18,12 +18,13 @@ from ..model.dictionary import parse_tag as dictionary_tag
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
+from ..model.tagtext import TagsOptions
 from ..web.responses import bool_arg, json_bytes, json_response
 from .common import ctx_of
 from .render import tags_json
 
 if TYPE_CHECKING:
-    from ..model import orthancjson
+    pass
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -60,7 +61,7 @@ def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
     from ..model import orthancjson
 
     ds = core_dicomfind.representative_dataset_blocking(ctx, info.id, info.level)
-    options = orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
+    options = TagsOptions(ctx.dictionary, ctx.default_encoding)
     return orthancjson.orthanc_tags(ds, "full", options) if ds is not None else {}
 
 
@@ -101,11 +102,9 @@ async def requested_values(
     return out
 
 
-def tags_options(request: web.Request) -> orthancjson.TagsOptions:
+def tags_options(request: web.Request) -> TagsOptions:
     """How this request wants DICOM tags rendered: the server's dictionary and current
     `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
-    from ..model import orthancjson
-
     ctx = ctx_of(request)
     ignored: set[int] = set()
     for part in request.query.get("ignore-length", "").split(","):
@@ -114,7 +113,7 @@ def tags_options(request: web.Request) -> orthancjson.TagsOptions:
                 ignored.add(dictionary_tag(part.strip(), ctx.dictionary))
             except ValueError as exc:
                 raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
-    return orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
+    return TagsOptions(ctx.dictionary, ctx.default_encoding, bool_arg(request, "whole"), frozenset(ignored))
 
 
 def dicom_format(request: web.Request) -> str:
@@ -130,7 +129,7 @@ async def _rendered(
     request: web.Request,
     level: ResourceType,
     fmt: str,
-    options: orthancjson.TagsOptions,
+    options: TagsOptions,
     with_pixels: bool,
     combine: Callable[[list[tuple[str, dict[str, Any]]]], Any],
 ) -> web.StreamResponse:

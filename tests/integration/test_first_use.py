@@ -80,9 +80,9 @@ def _run(tmp_path: Path, steps: list[tuple[str, str, str]]) -> dict[str, list[ob
 
 
 def test_reads_and_upload_do_not_load_the_dicom_libraries(tmp_path: Path) -> None:
-    """Listening, GET /system, lists, an upload of an ordinary file, its file, a find and QIDO-RS
-    of studies and series on what the index keeps: none of them imports pydicom, numpy, PIL,
-    pynetdicom, requests or lupa."""
+    """Listening, GET /system, lists, an upload of an ordinary file, its file and tags, a find and
+    QIDO-RS of studies and series on what the index keeps: none of them imports pydicom, numpy,
+    PIL, pynetdicom, requests or lupa."""
     steps = [
         ("system", "GET", "/system"),
         ("studies", "GET", "/studies?expand"),
@@ -91,6 +91,8 @@ def test_reads_and_upload_do_not_load_the_dicom_libraries(tmp_path: Path) -> Non
         ("statistics", "GET", "/statistics"),
         ("find", "POST", "/tools/find"),
         ("file", "GET", "/instances/{id}/file"),
+        ("tags", "GET", "/instances/{id}/tags"),
+        ("simplified-tags", "GET", "/instances/{id}/simplified-tags"),
         ("qido studies", "GET", "/dicom-web/studies?PatientID=PID*"),
         ("qido series", "GET", "/dicom-web/series"),
     ]
@@ -102,8 +104,8 @@ def test_reads_and_upload_do_not_load_the_dicom_libraries(tmp_path: Path) -> Non
 def test_what_needs_pydicom_loads_it_configured(tmp_path: Path) -> None:
     """What needs pydicom imports it on first use, configured as at start-up (model.libraries:
     values read without validation, `requests` left out)."""
-    steps = [("upload", "POST", "/instances"), ("tags", "GET", "/instances/{id}/tags"), ("again", "GET", "/system")]
+    steps = [("upload", "POST", "/instances"), ("header", "GET", "/instances/{id}/header"), ("again", "GET", "/system")]
     found = _run(tmp_path, steps)
     assert found["upload"] == [200, []]
-    assert found["tags"][0] == 200 and "pydicom" in found["tags"][1] and "requests" not in found["tags"][1]
+    assert found["header"][0] == 200 and "pydicom" in found["header"][1] and "requests" not in found["header"][1]
     assert found["validation"] == 0  # pydicom.config.IGNORE
