@@ -101,6 +101,12 @@ def test_reads_and_upload_do_not_load_the_dicom_libraries(tmp_path: Path) -> Non
         assert found[name] == [200, []], (name, found[name])
 
 
+def test_small_previews_load_numpy_only(tmp_path: Path) -> None:
+    """A PNG preview of a small uncompressed image is drawn from the bytes: numpy, no pydicom."""
+    steps = [("upload", "POST", "/instances"), ("preview", "GET", "/instances/{id}/preview")]
+    assert _run(tmp_path, steps)["preview"] == [200, ["numpy"]]
+
+
 def test_what_needs_pydicom_loads_it_configured(tmp_path: Path) -> None:
     """What needs pydicom imports it on first use, configured as at start-up (model.libraries:
     values read without validation, `requests` left out)."""
