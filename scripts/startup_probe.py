@@ -28,8 +28,8 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dicomgen  # noqa: E402
-from bench_servers import launch, log, memory_mb, shutdown  # noqa: E402
+import dicomgen
+from bench_servers import launch, log, memory_mb, shutdown
 
 AET = "PROBE"
 STUDY = dict(patient=1, study=1, rows=64, columns=64)
@@ -41,7 +41,10 @@ def new_file(n: int) -> bytes:
 
 
 def modalities(port: int) -> dict[str, Any]:
-    return {"DicomModalities": {"probe": [AET, "127.0.0.1", port or 104]}, "DicomWeb": {"Enable": True, "Root": "/dicom-web/"}}
+    return {
+        "DicomModalities": {"probe": [AET, "127.0.0.1", port or 104]},
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+    }
 
 
 class Probe:
@@ -93,9 +96,8 @@ class Probe:
                     q.QueryRetrieveLevel = "STUDY"
                     q.StudyInstanceUID = ""
                     q.PatientID = "PID*"
-                    status = None
-                    for status, _ in assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind):
-                        pass
+                    answers = list(assoc.send_c_find(q, StudyRootQueryRetrieveInformationModelFind))
+                    status = answers[-1][0] if answers else None
                 if status is None or status.Status not in (0, 0xFF00, 0xFF01):
                     raise RuntimeError(f"{what}: {status}")
             finally:
@@ -130,7 +132,9 @@ class Probe:
             "c-store": lambda: self.dimse("store"),
             "c-find": lambda: self.dimse("find"),
             "stow": lambda: self.post(
-                "/dicom-web/studies", stow_body(), headers={"Content-Type": multipart, "Accept": "application/dicom+json"}
+                "/dicom-web/studies",
+                stow_body(),
+                headers={"Content-Type": multipart, "Accept": "application/dicom+json"},
             ),
             "qido": lambda: self.get("/dicom-web/studies?PatientID=PID*"),
             "wado-rs": lambda: self.get(dw, headers={"Accept": multipart}),
@@ -154,7 +158,9 @@ async def make_template(http: aiohttp.ClientSession, work: Path) -> dict[str, st
             ids.update(instance=doc["ID"], study=doc["ParentStudy"])
         async with http.get(server.url + f"/instances/{ids['instance']}/tags?simplify") as r:
             tags = orjson.loads(await r.read())
-        ids.update(study_uid=tags["StudyInstanceUID"], series_uid=tags["SeriesInstanceUID"], sop_uid=tags["SOPInstanceUID"])
+        ids.update(
+            study_uid=tags["StudyInstanceUID"], series_uid=tags["SeriesInstanceUID"], sop_uid=tags["SOPInstanceUID"]
+        )
         return ids
     finally:
         await shutdown(server)
