@@ -3,10 +3,11 @@
 
     scripts/startup_probe.py startup [--repeat 7] [--kind ours|orthanc]
         process spawn -> first 200 of GET /system, and VmRSS after 1 s of idle: medians.
-    scripts/startup_probe.py first [--repeat 3] [--only preview --only tags ...]
+    scripts/startup_probe.py first [--repeat 3] [--only preview --only tags ...] [--base ../main-wt]
         for each kind of request, a fresh server on a copy of a one-study storage answers that
         request once ("first"), then three more times ("steady", the median): the first request's
         extra cost is what start-up left for it to load (first - steady). Medians over --repeat.
+        With --base, the same on a server of that checkout, run right before ours each time.
 
 Serialize with the other benchmarks: `flock /tmp/bench.lock scripts/startup_probe.py ...`.
 """
@@ -28,8 +29,11 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_servers
 import dicomgen
 from bench_servers import launch, log, memory_mb, shutdown
+
+OURS = bench_servers.REPO
 
 AET = "PROBE"
 STUDY = dict(patient=1, study=1, rows=64, columns=64)
@@ -146,8 +150,13 @@ class Probe:
         }
 
 
+def use_code(repo: Path) -> None:
+    """The checkout whose package the next launches run (bench_servers reads REPO at each launch)."""
+    bench_servers.REPO = repo
+
+
 async def make_template(http: aiohttp.ClientSession, work: Path) -> dict[str, str]:
-    """A storage with one study of 64x64 CT (5 instances), built by our server."""
+    """A storage with one study of 64x64 CT (5 instances), built by the server of `use_code`."""
     server = await launch("ours", work / "template", http, 60)
     try:
         ids: dict[str, str] = {}
@@ -167,7 +176,7 @@ async def make_template(http: aiohttp.ClientSession, work: Path) -> dict[str, st
 
 
 async def fresh(http: aiohttp.ClientSession, work: Path, name: str, kind: str = "ours") -> Any:
-    """A server started on a copy of the template storage."""
+    """A server started on a copy of the template storage of `work`."""
     d = work / name
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
@@ -176,35 +185,54 @@ async def fresh(http: aiohttp.ClientSession, work: Path, name: str, kind: str = 
     return await launch(kind, d, http, 60, None, modalities(0))
 
 
+async def _time_first(http: aiohttp.ClientSession, work: Path, name: str, ids: dict[str, str]) -> tuple[float, float]:
+    """(first, median of the next three) of one kind of request on a fresh server, in ms."""
+    server = await fresh(http, work, name)
+    try:
+        call = Probe(http, server.url, server.dicom_port, ids).kinds()[name.split("@")[0]]
+        t0 = time.perf_counter()
+        await call()
+        first = time.perf_counter() - t0
+        steady = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            await call()
+            steady.append(time.perf_counter() - t0)
+        return first * 1000, statistics.median(steady) * 1000
+    finally:
+        await shutdown(server)
+
+
 async def first_requests(args: argparse.Namespace, work: Path) -> None:
+    """Each kind on fresh servers; with --base, the base checkout's server right before ours."""
+    codes = {"ours": (OURS, work / "ours")}
+    if args.base:
+        codes = {"base": (args.base, work / "base"), **codes}
     async with aiohttp.ClientSession() as http:
-        ids = await make_template(http, work)
-        results: dict[str, tuple[list[float], list[float]]] = {}
-        names = args.only or list(Probe(http, "", 0, ids).kinds())
+        ids: dict[str, dict[str, str]] = {}
+        for code, (repo, folder) in codes.items():
+            use_code(repo)
+            folder.mkdir(parents=True)
+            ids[code] = await make_template(http, folder)
+        names = args.only or list(Probe(http, "", 0, ids["ours"]).kinds())
+        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for rep in range(args.repeat):
             for name in names:
-                server = await fresh(http, work, f"{name}-{rep}")
-                try:
-                    probe = Probe(http, server.url, server.dicom_port, ids)
-                    call = probe.kinds()[name]
-                    t0 = time.perf_counter()
-                    await call()
-                    first = time.perf_counter() - t0
-                    steady = []
-                    for _ in range(3):
-                        t0 = time.perf_counter()
-                        await call()
-                        steady.append(time.perf_counter() - t0)
-                    got = results.setdefault(name, ([], []))
-                    got[0].append(first * 1000)
-                    got[1].append(statistics.median(steady) * 1000)
-                finally:
-                    await shutdown(server)
+                for code, (repo, folder) in codes.items():
+                    use_code(repo)
+                    got = await _time_first(http, folder, f"{name}@{rep}", ids[code])
+                    results.setdefault((code, name), []).append(got)
             log(f"repeat {rep + 1}/{args.repeat} done")
-        print(f"{'request':16} {'first ms':>9} {'steady ms':>9} {'extra ms':>9}")
+        heads = "".join(f" {c + ' first':>11} {c + ' steady':>12} {c + ' extra':>11}" for c in codes)
+        print(f"{'request':16}{heads}" + (f" {'first: ours - base':>19}" if args.base else ""))
         for name in names:
-            f, s = (statistics.median(v) for v in results[name])
-            print(f"{name:16} {f:9.1f} {s:9.1f} {f - s:9.1f}")
+            row, firsts = "", {}
+            for code in codes:
+                f = statistics.median(x[0] for x in results[(code, name)])
+                st = statistics.median(x[1] for x in results[(code, name)])
+                firsts[code] = f
+                row += f" {f:11.1f} {st:12.1f} {f - st:11.1f}"
+            print(f"{name:16}{row}" + (f" {firsts['ours'] - firsts['base']:19.1f}" if args.base else ""))
 
 
 async def startup(args: argparse.Namespace, work: Path) -> None:
@@ -232,7 +260,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--kind", default="ours", choices=("ours", "orthanc"))
     ap.add_argument("--only", action="append", help="kinds of first request to time (default: all)")
+    ap.add_argument("--base", help="first: also time this checkout (a worktree of main), interleaved")
     args = ap.parse_args()
+    if args.base:
+        args.base = Path(args.base).resolve()
     work = Path(tempfile.mkdtemp(prefix="startup-probe-"))
     try:
         asyncio.run(startup(args, work) if args.what == "startup" else first_requests(args, work))
