@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +49,12 @@ def build_context(settings: Settings) -> ServerContext:
         open_storage(settings),
         jobs=JobsEngine(settings.concurrent_jobs, settings.jobs_history_size),
         series_cache=SeriesCache(),
-        modalities=ModalityRegistry(dict(settings.dicom_modalities)),
-        queries=QueryRegistry(),
+        modalities=ModalityRegistry(
+            dict(settings.dicom_modalities),
+            index if settings.raw.get("DicomModalitiesInDatabase") is True else None,
+            settings.raw.get("StrictAetComparison") is True,
+        ),
+        queries=QueryRegistry(int(settings.raw.get("QueryRetrieveSize") or 100)),
         peers=PeerRegistry(dict(settings.orthanc_peers), settings, index),
         ext_tags=ExtQueryTags(),
     )
@@ -62,7 +67,14 @@ def build_app(ctx: ServerContext) -> web.Application:
     from . import dicomweb, rest
     from .web.forms import form_middleware
     from .web.luafilter import lua_filter_middleware, lua_origin_middleware
-    from .web.middleware import access_middleware, errors_middleware, paths_middleware, security_headers, xml_middleware
+    from .web.middleware import (
+        access_middleware,
+        errors_middleware,
+        paths_middleware,
+        security_headers,
+        silent_errors_middleware,
+        xml_middleware,
+    )
     from .web.responses import BIG_READ
     from .web.router import application
 
@@ -72,6 +84,8 @@ def build_app(ctx: ServerContext) -> web.Application:
         errors_middleware,
         form_middleware(),
     ]
+    if s.raw.get("HttpDescribeErrors") is False:
+        middlewares.insert(1, silent_errors_middleware)  # outside errors_middleware, inside XML
     if ctx.lua is not None:  # the HTTP filter sees who was authenticated
         middlewares.insert(0, lua_filter_middleware(ctx.lua))
     if s.authentication_enabled or not s.remote_access_allowed:
@@ -90,8 +104,11 @@ def build_app(ctx: ServerContext) -> web.Application:
     return app
 
 
-def _lua_port(settings: Settings, sock: socket.socket | None) -> int | None:
-    """Where the REST calls of Lua scripts go (None: the REST API is not served)."""
+def _lua_port(settings: Settings, sock: socket.socket | None, unix: str | None) -> int | str | None:
+    """Where the REST calls of Lua scripts go (None: the REST API is not served): the HTTP
+    port, or the private Unix socket when the port speaks HTTPS."""
+    if unix is not None:
+        return unix
     if sock is not None:
         return int(sock.getsockname()[1])
     return settings.http_port if settings.http_server_enabled else None
@@ -230,16 +247,23 @@ async def _serve(
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (uvloop: ValueError)
             pass
     dicom: Any = None
+    private: tempfile.TemporaryDirectory[str] | None = None
+    unix: str | None = None
     try:
+        https = settings.https.server_context() if settings.https is not None else None
         if sock is not None:
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=https).start()
         elif settings.http_server_enabled:
             host = settings.http_bind_address or "0.0.0.0"
-            site = web.TCPSite(runner, host, settings.http_port, reuse_address=True)
+            site = web.TCPSite(runner, host, settings.http_port, reuse_address=True, ssl_context=https)
             await site.start()
-            log.info("HTTP server listening on port %d", settings.http_port)
+            log.info("HTTP%s server listening on port %d", "S" if https else "", settings.http_port)
+        if ctx.lua is not None and https is not None:  # Lua's REST calls: plain HTTP, privately
+            private = tempfile.TemporaryDirectory(prefix="orthanc-py-")
+            unix = os.path.join(private.name, "rest.sock")
+            await web.UnixSite(runner, unix).start()
         if ctx.lua is not None:
-            ctx.lua.start(loop, _lua_port(settings, sock))
+            ctx.lua.start(loop, _lua_port(settings, sock, unix))
         if settings.dicom_server_enabled:
             dicom = _start_dicom(ctx, loop)
             ctx.dicom_port = dicom.port
@@ -254,3 +278,5 @@ async def _serve(
             await ctx.lua.stop()
         await runner.cleanup()
         await ctx.close()
+        if private is not None:
+            private.cleanup()

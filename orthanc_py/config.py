@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from .model.tls import FIPS_CIPHERS, DicomTls, HttpsTls
+
 log = logging.getLogger("orthanc_py.config")
 
 
@@ -45,6 +47,13 @@ KEYS: tuple[Key, ...] = (
     Key("MaximumStorageMode", "Recycle", 'At a limit: "Recycle" the oldest patients, or "Reject" the store'),
     Key("HttpServerEnabled", True, "Serve the REST API"),
     Key("HttpPort", 8042, "HTTP port of the REST API"),
+    Key("HttpDescribeErrors", True, "Error answers carry Orthanc's JSON description (else the status alone)"),
+    Key("SslEnabled", False, "HTTPS on HttpPort"),
+    Key("SslCertificate", "certificate.pem", "HTTPS: PEM file with the certificate and its private key"),
+    Key("SslVerifyPeers", False, "HTTPS: clients must present a certificate among SslTrustedClientCertificates"),
+    Key("SslTrustedClientCertificates", "trustedCertificates.pem", "HTTPS: the trusted client certificates (PEM)"),
+    Key("SslMinimumProtocolVersion", 4, "HTTPS: 2 TLS 1.0, 3 TLS 1.1, 4 TLS 1.2 (default), 5 TLS 1.3"),
+    Key("SslCiphersAccepted", None, "HTTPS: OpenSSL cipher names (default: Orthanc's FIPS 140-2 list)"),
     Key("HttpBindAddress", None, "Address to bind (default: all, or loopback when remote access is off)"),
     Key("DicomServerEnabled", True, "Run the DICOM server"),
     Key("DicomAet", "ORTHANC", "Application entity title of this server"),
@@ -55,6 +64,14 @@ KEYS: tuple[Key, ...] = (
     Key("DicomAlwaysAllowFind", False, "Answer C-FIND from peers not in DicomModalities"),
     Key("DicomAlwaysAllowMove", False, "Answer C-MOVE from peers not in DicomModalities"),
     Key("DicomAlwaysAllowGet", False, "Answer C-GET from peers not in DicomModalities"),
+    Key("DicomTlsEnabled", False, "DICOM TLS on DicomPort and towards modalities with UseDicomTls"),
+    Key("DicomTlsCertificate", None, "DICOM TLS: this server's certificate (PEM)"),
+    Key("DicomTlsPrivateKey", None, "DICOM TLS: the private key of the certificate (PEM)"),
+    Key("DicomTlsTrustedCertificates", None, "DICOM TLS: the certificates of trusted peers (PEM)"),
+    Key("DicomTlsRemoteCertificateRequired", True, "DICOM TLS: a client must present a trusted certificate"),
+    Key("DicomTlsMinimumProtocolVersion", 0, "DICOM TLS: 0 default (TLS 1.2+), 2 TLS 1.0, 3 1.1, 4 1.2, 5 1.3"),
+    Key("DicomTlsCiphersAccepted", [], "DICOM TLS: OpenSSL cipher names (empty: the defaults)"),
+    Key("DicomAlwaysAllowFindWorklist", False, "Answer worklist C-FIND from peers not in DicomModalities"),
     Key("DicomEchoChecksFind", False, "C-ECHO SCU also checks that the peer answers a C-FIND"),
     Key("SynchronousCMove", True, "An incoming C-MOVE sends the instances before answering (else: as a job)"),
     Key("DicomCheckModalityHost", False, "A peer is known only if its IP matches the Host of its modality"),
@@ -86,12 +103,32 @@ KEYS: tuple[Key, ...] = (
     Key("HttpTimeout", 60, "HTTP keep-alive timeout in seconds"),
     Key("DicomModalities", {}, 'Known DICOM peers: {"name": [AET, host, port]}'),
     Key("OrthancPeers", {}, "Known Orthanc peers"),
+    Key("DicomModalitiesInDatabase", False, "Keep the modalities changed by PUT/DELETE /modalities in the index"),
+    Key("StrictAetComparison", False, "Compare the AETs of DicomModalities case-sensitively"),
     Key("OrthancPeersInDatabase", False, "Keep the peers changed by PUT/DELETE /peers in the index"),
     Key("HttpProxy", "", "Proxy of the HTTP requests to Orthanc peers"),
     Key("HttpsVerifyPeers", True, "Check the certificates of HTTPS peers"),
     Key("HttpsCACertificates", "", "CA certificates (PEM file) that HTTPS peers are checked against"),
     Key("ExtraMainDicomTags", {}, "Additional main DICOM tags per level (not supported yet)"),
     Key("Plugins", [], "Orthanc plugins (not applicable: ignored)"),
+    Key("QueryRetrieveSize", 100, "How many /queries are kept (the oldest go first)"),
+    # Orthanc's tuning knobs of its own threads, caches and libraries: accepted, no effect here
+    Key("HttpThreadsCount", 50, "Orthanc's HTTP threads (accepted; the event loop serves every request)"),
+    Key("DicomThreadsCount", 4, "Orthanc's DICOM threads (accepted; one thread per association here)"),
+    Key("HttpRequestTimeout", 30, "civetweb's request timeout (accepted; HttpTimeout bounds idle connections)"),
+    Key("HttpVerbose", False, "civetweb's verbose log (accepted; see --verbose)"),
+    Key("HttpCompressionEnabled", False, "Orthanc's gzip of answers (accepted; answers are not compressed)"),
+    Key("MaximumStorageCacheSize", 128, "Orthanc's storage cache in MB (accepted; the page cache serves)"),
+    Key("MaximumPduLength", 16384, "DCMTK's PDU length (accepted; PDUs of any size are taken)"),
+    Key("MallocArenaMax", 5, "glibc arenas (accepted; set by the server itself)"),
+    Key("OrthancExplorerEnabled", True, "Orthanc Explorer (accepted; no web UI yet)"),
+    Key("StorageAccessOnFind", "Always", "When finds may read files (accepted; finds read the index first)"),
+    Key("DeidentifyLogs", True, "Orthanc's log anonymization (accepted, not applied)"),
+    Key("DeidentifyLogsDicomVersion", "2021b", "(accepted; see DeidentifyLogs)"),
+    Key("BuiltinDecoderTranscoderOrder", "After", "(accepted; there are no decoder plugins)"),
+    Key("TranscodeDicomProtocol", True, "(accepted; a C-STORE SCU transcodes when the peer needs it)"),
+    Key("StoreDicom", True, "(accepted; DICOM files are always stored)"),
+    Key("DicomScuPreferredTransferSyntax", "1.2.840.10008.1.2.1", "(accepted; the SCU falls back to this default)"),
     Key("ExecuteLuaEnabled", False, "Allow POST /tools/execute-script (runs any Lua sent to it)"),
     Key("LuaScripts", [], "Lua scripts loaded at start, in order"),
     Key("MediaArchiveSize", 1, "Archives of asynchronous archive jobs kept for download (/jobs/{id}/archive)"),
@@ -109,6 +146,7 @@ KEYS: tuple[Key, ...] = (
     Key("WebDavEnabled", True, "Serve the WebDAV tree under /webdav/ (by patients, studies, dates, UIDs; uploads)"),
     Key("WebDavDeleteAllowed", False, "Allow the deletion of DICOM resources through WebDAV"),
     Key("WebDavUploadAllowed", True, "Allow uploads through WebDAV (/webdav/uploads/: files stored as instances)"),
+    Key("Worklists", {}, 'Worklists: {"Enable", "Database" (folder of *.wl), "FilterIssuerAet", "LimitAnswers"}'),
     Key("DicomWeb", {}, 'DICOMweb plugin options; "Servers": remote DICOMweb servers, "ServersInDatabase"'),
 )
 
@@ -135,6 +173,10 @@ class Settings:
     dicom_always_allow_find: bool = False
     dicom_always_allow_move: bool = False
     dicom_always_allow_get: bool = False
+    dicom_always_allow_find_worklist: bool = False
+    worklists: Mapping[str, Any] = field(default_factory=dict)
+    dicom_tls: DicomTls | None = None
+    https: HttpsTls | None = None
     synchronous_cmove: bool = True
     dicom_echo_checks_find: bool = False
     dicom_check_modality_host: bool = False
@@ -290,6 +332,53 @@ def _strings(value: Any, key: str) -> tuple[str, ...]:
     raise ValueError(f"configuration key {key} must be a string or a list of strings")
 
 
+def _dicom_tls(merged: Mapping[str, Any], path: Any) -> DicomTls | None:
+    """DicomTlsEnabled and its files (Orthanc refuses to start without them)."""
+    if not _bool(merged["DicomTlsEnabled"], "DicomTlsEnabled"):
+        return None
+    files = {}
+    for key in ("DicomTlsCertificate", "DicomTlsPrivateKey", "DicomTlsTrustedCertificates"):
+        if not merged[key]:
+            raise ValueError(f"DICOM TLS is enabled, but the configuration option {key} is missing")
+        files[key] = path(merged[key])
+    ciphers = merged["DicomTlsCiphersAccepted"]
+    return DicomTls(
+        files["DicomTlsCertificate"],
+        files["DicomTlsPrivateKey"],
+        files["DicomTlsTrustedCertificates"],
+        _bool(merged["DicomTlsRemoteCertificateRequired"], "DicomTlsRemoteCertificateRequired"),
+        int(merged["DicomTlsMinimumProtocolVersion"] or 0),
+        _strings(ciphers, "DicomTlsCiphersAccepted") if ciphers else (),
+    )
+
+
+def _https(merged: Mapping[str, Any], path: Any) -> HttpsTls | None:
+    """SslEnabled and its options, as Orthanc reads them."""
+    if not _bool(merged["SslEnabled"], "SslEnabled"):
+        return None
+    verify = _bool(merged["SslVerifyPeers"], "SslVerifyPeers")
+    ciphers = merged["SslCiphersAccepted"]
+    return HttpsTls(
+        path(merged["SslCertificate"]),
+        verify,
+        path(merged["SslTrustedClientCertificates"]) if verify else None,
+        int(merged["SslMinimumProtocolVersion"]),
+        _strings(ciphers, "SslCiphersAccepted") if ciphers is not None else FIPS_CIPHERS,
+    )
+
+
+def _worklists(value: Any) -> dict[str, Any]:
+    """The worklists section (the ModalityWorklists plugin's); enabled without a folder is an
+    error, as the plugin refuses to start."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("configuration key Worklists must be an object")
+    if value.get("Enable") and not (isinstance(value.get("Database"), str) and value["Database"]):
+        raise ValueError('The configuration option "Worklists.Database" must contain a path')
+    return dict(value)
+
+
 def _dictionary(value: Any) -> dict[str, list[Any]]:
     """The `Dictionary` key: {"gggg,eeee": [VR, name, min, max, (private creator)]} (checked in
     full when the dictionary is built)."""
@@ -393,6 +482,10 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         dicom_always_allow_find=_bool(merged["DicomAlwaysAllowFind"], "DicomAlwaysAllowFind"),
         dicom_always_allow_move=_bool(merged["DicomAlwaysAllowMove"], "DicomAlwaysAllowMove"),
         dicom_always_allow_get=_bool(merged["DicomAlwaysAllowGet"], "DicomAlwaysAllowGet"),
+        dicom_always_allow_find_worklist=_bool(merged["DicomAlwaysAllowFindWorklist"], "DicomAlwaysAllowFindWorklist"),
+        worklists=_worklists(merged["Worklists"]),
+        dicom_tls=_dicom_tls(merged, path),
+        https=_https(merged, path),
         synchronous_cmove=_bool(merged["SynchronousCMove"], "SynchronousCMove"),
         dicom_echo_checks_find=_bool(merged["DicomEchoChecksFind"], "DicomEchoChecksFind"),
         dicom_check_modality_host=_bool(merged["DicomCheckModalityHost"], "DicomCheckModalityHost"),

@@ -174,9 +174,8 @@ class ServerContext:
         if self._scu is None:
             from ..remote.modalities import DicomScu
 
-            self._scu = DicomScu(
-                self.settings.dicom_aet, self.settings.dicom_scu_timeout, self.settings.dicom_association_close_delay
-            )
+            s = self.settings
+            self._scu = DicomScu(s.dicom_aet, s.dicom_scu_timeout, s.dicom_association_close_delay, s.dicom_tls)
         return self._scu
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:

@@ -1,8 +1,9 @@
 """Remote modalities: the registry (DicomModalities, changed at run time by PUT/DELETE as Orthanc
-does in memory), C-ECHO, and C-STORE of resources with /exports logging."""
+does, in memory or in the index), C-ECHO, and C-STORE of resources with /exports logging."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -11,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from ..errors import ErrorCode, OrthancError
-from ..index.base import ExportedResource, Transaction
+from ..index.base import ExportedResource, Index, Transaction
 from ..model import maintags as mt
 from ..model.enums import FileContentType, ResourceType
 from ..model.modality import BadField, Modality, OutOfRange, parse_modality
@@ -27,12 +28,26 @@ from .resources import identifiers_in, lookup_in
 
 log = logging.getLogger("orthanc_py.modalities")
 
+PROPERTY = "DicomModalities"
+"""The index property that holds the modalities when DicomModalitiesInDatabase is true."""
+
 
 class ModalityRegistry:
-    """Known modalities by symbolic name."""
+    """Known modalities by symbolic name: DicomModalities, changed at run time by PUT/DELETE;
+    with DicomModalitiesInDatabase, those the index holds (as Orthanc, the configuration's
+    are then ignored) and every change is written there."""
 
-    def __init__(self, configured: dict[str, Any]) -> None:
+    def __init__(self, configured: dict[str, Any], index: Index | None = None, strict_aet: bool = False) -> None:
         self._items: dict[str, Modality] = {}
+        self._index = index
+        self.strict_aet = strict_aet
+        if index is not None:
+            stored = index.read_blocking(lambda txn: txn.property(PROPERTY))
+            try:
+                configured = json.loads(stored) if stored else {}
+            except ValueError:
+                log.error("Cannot unserialize the list of modalities from the database")
+                configured = {}
         for name, value in configured.items():
             try:
                 self._items[name] = parse_modality(value)
@@ -50,7 +65,7 @@ class ModalityRegistry:
                 ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}"
             ) from None
 
-    def put(self, name: str, value: Any) -> Modality:
+    async def put(self, name: str, value: Any) -> Modality:
         try:
             modality = parse_modality(value)
         except OutOfRange as exc:
@@ -61,15 +76,28 @@ class ModalityRegistry:
             log.info("PUT /modalities/%s: %s", name, exc)
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT) from exc
         self._items[name] = modality
+        await self._save()
         return modality
 
-    def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> None:
         if name not in self._items:
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Unknown DICOM modality with symbolic name: {name}")
         del self._items[name]
+        await self._save()
+
+    async def _save(self) -> None:
+        index = self._index
+        if index is None:
+            return
+        text = json.dumps({n: m.to_json() for n, m in sorted(self._items.items())})
+        await index.write(lambda txn: txn.set_property(PROPERTY, text))
 
     def by_aet(self, aet: str) -> list[tuple[str, Modality]]:
-        return [(n, m) for n, m in sorted(self._items.items()) if m.aet == aet]
+        """The modalities of an AET: compared case-insensitively unless StrictAetComparison."""
+        if self.strict_aet:
+            return [(n, m) for n, m in sorted(self._items.items()) if m.aet == aet]
+        wanted = aet.upper()
+        return [(n, m) for n, m in sorted(self._items.items()) if m.aet.upper() == wanted]
 
     def is_allowed(self, settings: Any, permission: str, calling_aet: str, remote_ip: str) -> bool:
         """Orthanc's access rule for an incoming request: always allowed when DicomAlwaysAllow<X>,
@@ -81,6 +109,7 @@ class ModalityRegistry:
             "AllowFind": settings.dicom_always_allow_find,
             "AllowMove": settings.dicom_always_allow_move,
             "AllowGet": settings.dicom_always_allow_get,
+            "AllowFindWorklist": settings.dicom_always_allow_find_worklist,
         }.get(permission, False)
         if always:
             return True

@@ -75,13 +75,14 @@ class Query:
 class QueryRegistry:
     """The newest queries by id (Orthanc keeps a bounded number too)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: int = MAX_QUERIES) -> None:
         self._items: OrderedDict[str, Query] = OrderedDict()
+        self.size = max(1, size)
 
     def add(self, q: Query) -> str:
         qid = str(uuid.uuid4())
         self._items[qid] = q
-        while len(self._items) > MAX_QUERIES:
+        while len(self._items) > self.size:
             self._items.popitem(last=False)
         return qid
 

@@ -16,7 +16,7 @@ from pynetdicom.pdu_primitives import A_RELEASE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from ..core import files as core_files
-from ..core import findspec, ingest
+from ..core import findspec, ingest, worklists
 from ..core import modalities as core_modalities
 from ..core.context import ServerContext
 from ..core.ingest import Origin
@@ -353,6 +353,9 @@ class DicomHandlers:
         """C-FIND SCP through the core find engine (PS3.4 C.2.2.2 matching), answering the
         requested keys plus RetrieveAETitle, in the DefaultEncoding in force (characters it
         cannot encode are dropped, as Orthanc does)."""
+        if str(event.context.abstract_syntax) == worklists.WORKLIST_FIND:
+            yield from self._on_worklist_find(event)
+            return
         if not self.allowed(event, "AllowFind"):
             yield status.REFUSED_NOT_AUTHORIZED, None
             return
@@ -413,6 +416,26 @@ class DicomHandlers:
         if truncated:
             # Orthanc ends a query cut at LimitFindResults/LimitFindInstances with "matching
             # terminated due to cancel" rather than success
+            yield status.CANCEL, None
+
+    def _on_worklist_find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
+        """C-FIND on the Modality Worklist model: the worklists of the folder (core.worklists);
+        answers cut at LimitAnswers end with "matching terminated due to cancel", as Orthanc."""
+        if not self.allowed(event, "AllowFindWorklist"):
+            yield status.REFUSED_NOT_AUTHORIZED, None
+            return
+        try:
+            found = worklists.serve(self.ctx, event.identifier, self._find_origin(event))
+        except Exception as exc:
+            log.warning("worklist C-FIND failed: %s", exc)
+            yield status.FIND_UNABLE_TO_PROCESS, None
+            return
+        for answer in found.answers:
+            if event.is_cancelled:
+                yield status.CANCEL, None
+                return
+            yield status.PENDING, answer
+        if not found.complete:
             yield status.CANCEL, None
 
 

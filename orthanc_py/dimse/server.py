@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -74,6 +75,21 @@ def _handed_over_server_class() -> type:
     from pynetdicom.transport import ThreadedAssociationServer
 
     class HandedOverServer(ThreadedAssociationServer):
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            """In the association's thread: with DICOM TLS, the handshake first (a peer that
+            fails it is dropped, as DCMTK drops it)."""
+            tls = self.ssl_context
+            if tls is not None:
+                try:
+                    request.settimeout(self.ae.acse_timeout or 30)
+                    request = tls.wrap_socket(request, server_side=True)
+                    request.settimeout(None)
+                except OSError as exc:  # ssl.SSLError included
+                    log.warning("DICOM TLS handshake with %s failed: %s", client_address[0], exc)
+                    request.close()
+                    return
+            super().finish_request(request, client_address)
+
         def server_bind(self) -> None:
             if self.socket is not None:
                 self.socket.close()  # the listening socket is DicomServer's
@@ -110,6 +126,9 @@ class DicomServer:
         self._accepted: tuple[str, ...] = ()
         self._storage_syntaxes: list[str] = []
         self.port: int | None = None
+        tls = ctx.settings.dicom_tls
+        # built now: unreadable certificates stop the start-up, as Orthanc's
+        self._tls: ssl.SSLContext | None = tls.server_context() if tls is not None else None
 
     def start(self, host: str = "0.0.0.0", port: int | None = None) -> int:
         """Listen (port 0 picks a free port); returns the port. Runs on the event loop."""
@@ -194,6 +213,7 @@ class DicomServer:
             Verification,
         )
 
+        from ..core.worklists import WORKLIST_FIND
         from . import storagecommitment
         from .handlers import DicomHandlers
 
@@ -218,6 +238,8 @@ class DicomServer:
             StudyRootQueryRetrieveInformationModelGet,
         ):
             ae.add_supported_context(model, preferred_first(ALL_TRANSFER_SYNTAXES[:4]))
+        if self.ctx.settings.worklists.get("Enable"):  # as Orthanc: only with a worklist handler
+            ae.add_supported_context(WORKLIST_FIND, preferred_first(ALL_TRANSFER_SYNTAXES[:4]))
         # Storage commitment: both roles, as Orthanc (requests come from an SCU, reports from
         # an SCP that proposes the SCP role on the association it opens)
         ae.add_supported_context(
@@ -243,7 +265,12 @@ class DicomServer:
             (evt.EVT_N_EVENT_REPORT, partial(storagecommitment.on_n_event_report, handlers)),
         ]
         assert self._sock is not None
-        server = ae.make_server(self._sock.getsockname(), evt_handlers=events, server_class=_handed_over_server_class())
+        server = ae.make_server(
+            self._sock.getsockname(),
+            evt_handlers=events,
+            server_class=_handed_over_server_class(),
+            ssl_context=self._tls,
+        )
         ae._servers.append(server)
         # pynetdicom deep-copies the supported contexts for every association (~40 ms for all
         # storage classes x all transfer syntaxes); negotiation only reads them, so share them.

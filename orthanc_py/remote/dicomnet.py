@@ -17,6 +17,7 @@ import logging
 import queue
 import select
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -148,7 +149,7 @@ def _send_all(sock: socket.socket, data: bytes, timeout: float | None) -> None:
     """`sock.sendall(data)`, failing (TimeoutError) when the peer accepts nothing for `timeout`
     seconds: pynetdicom leaves the sockets it connects blocking, and a peer that stops reading
     would hold the sender forever."""
-    if timeout is None:
+    if timeout is None or isinstance(sock, ssl.SSLSocket):  # TLS sockets take no send flags
         sock.sendall(data)
         return
     view = memoryview(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from ..errors import ErrorCode, OrthancError
 from ..imaging.transcode import EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE
 from ..model.filemeta import file_meta_bytes
 from ..model.modality import Modality
+from ..model.tls import DicomTls
 from ..model.wire import for_peer, stored_dataset, wire_syntax
 from .dicomnet import DirectSender, pause_reactor, read_ahead, resume_reactor, tune_pynetdicom
 
@@ -79,11 +81,13 @@ def _network_error(modality: Modality, details: str) -> OrthancError:
 class DicomScu:
     """C-ECHO / C-STORE SCU with an association pool (Orthanc's DicomAssociationCloseDelay)."""
 
-    def __init__(self, local_aet: str, timeout: float, close_delay: float = 5.0) -> None:
+    def __init__(self, local_aet: str, timeout: float, close_delay: float = 5.0, tls: DicomTls | None = None) -> None:
         tune_pynetdicom()
         self.local_aet = local_aet
         self.timeout = timeout
         self.close_delay = close_delay
+        self.tls = tls
+        self._tls_context: ssl.SSLContext | None = None
         self._pool: dict[tuple[str, str, int, str], _Pooled] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -110,9 +114,23 @@ class DicomScu:
         except OSError as exc:
             raise _network_error(modality, f"cannot connect to {modality.host}:{modality.port} ({exc})") from exc
 
+    def tls_args(self, modality: Modality) -> tuple[ssl.SSLContext, str] | None:
+        """pynetdicom's `tls_args` towards a modality with UseDicomTls (None without); the host
+        goes as SNI only, no host name is checked (as DCMTK)."""
+        if not modality.use_dicom_tls:
+            return None
+        if self.tls is None:
+            raise OrthancError(
+                ErrorCode.BAD_SEQUENCE_OF_CALLS,
+                f"DICOM TLS is not enabled in the configuration, cannot connect to modality {modality.aet}",
+            )
+        if self._tls_context is None:
+            self._tls_context = self.tls.client_context()
+        return self._tls_context, modality.host
+
     def _associate(self, ae: Any, modality: Modality) -> Any:
         self._probe(modality, ae.connection_timeout)
-        assoc = ae.associate(modality.host, modality.port, ae_title=modality.aet)
+        assoc = ae.associate(modality.host, modality.port, ae_title=modality.aet, tls_args=self.tls_args(modality))
         if not assoc.is_established:
             reason = "association rejected" if assoc.is_rejected else "cannot connect"
             # pynetdicom leaves the socket of a refused connection open: close it
@@ -245,6 +263,7 @@ class DicomScu:
             ae_title=modality.aet,
             ext_neg=roles,
             evt_handlers=[(evt.EVT_C_STORE, on_store)],
+            tls_args=self.tls_args(modality),
         )
         if not assoc.is_established:
             raise _network_error(modality, "association rejected" if assoc.is_rejected else "cannot connect")

@@ -49,7 +49,9 @@ def _associate(scu: DicomScu, modality: Modality, local_aet: str, timeout: float
     ae.add_requested_context(SOP_CLASS, _SYNTAXES)
     scu._probe(modality, t)
     roles: list[Any] = [build_role(SOP_CLASS, scu_role=False, scp_role=True)] if as_scp else []
-    assoc = ae.associate(modality.host, modality.port, ae_title=modality.aet, ext_neg=roles)
+    assoc = ae.associate(
+        modality.host, modality.port, ae_title=modality.aet, ext_neg=roles, tls_args=scu.tls_args(modality)
+    )
     if not assoc.is_established:
         # pynetdicom leaves the socket of a refused association open
         raw = getattr(getattr(assoc.dul, "socket", None), "socket", None)

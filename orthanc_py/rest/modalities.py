@@ -55,12 +55,12 @@ async def put_modality(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     if body is None:
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The body must be a JSON array or object")
-    ctx_of(request).modalities.put(request.match_info["id"], body)
+    await ctx_of(request).modalities.put(request.match_info["id"], body)
     return text_response("")  # Orthanc answers an empty text/plain body
 
 
 async def delete_modality(request: web.Request) -> web.StreamResponse:
-    ctx_of(request).modalities.delete(request.match_info["id"])
+    await ctx_of(request).modalities.delete(request.match_info["id"])
     return text_response("")
 
 

@@ -342,6 +342,26 @@ def _child_query(child: ResourceType) -> Any:
     return handler
 
 
+async def find_worklist(request: web.Request) -> web.StreamResponse:
+    """POST /modalities/{id}/find-worklist: {"Query": {...}, "Short"/"Full": bool} (Orthanc
+    1.9.5+), or the query itself (earlier versions): the answers as JSON."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "Must provide a JSON object")
+    fmt = "simplify"
+    query = body
+    if "Query" in body:
+        query = body["Query"]
+        if not isinstance(query, dict):
+            raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field Query must contain a JSON object")
+        fmt = "full" if body.get("Full") is True else "short" if body.get("Short") is True else "simplify"
+    from ..core import worklists  # pydicom: imported for the first worklist query
+    from ..model import orthancjson
+
+    answers = await worklists.find_on_modality(ctx_of(request), request.match_info["id"], query)
+    return json_response([orthancjson.orthanc_tags(a, fmt) for a in answers])
+
+
 def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/modalities/{id}/query", query)
     router.add_post("/modalities/{id}/find", find_hierarchy)
@@ -349,6 +369,7 @@ def setup(router: web.UrlDispatcher) -> None:
     router.add_post("/modalities/{id}/find-study", _find_route(ResourceType.STUDY))
     router.add_post("/modalities/{id}/find-series", _find_route(ResourceType.SERIES))
     router.add_post("/modalities/{id}/find-instance", _find_route(ResourceType.INSTANCE))
+    router.add_post("/modalities/{id}/find-worklist", find_worklist)
     router.add_post("/modalities/{id}/move", move)
     router.add_post("/modalities/{id}/get", get)
     router.add_get("/queries", list_queries)

@@ -60,11 +60,27 @@ def _reason(status: int) -> str:
         return "Internal Server Error"
 
 
+ORTHANC_ERROR: web.ResponseKey[bool] = web.ResponseKey("orthanc_error", bool)
+"""Set on the answers that carry Orthanc's error description (HttpDescribeErrors)."""
+
+
 def error_response(request: web.Request, err: OrthancError) -> web.Response:
     """Orthanc's error JSON, sent as `text/plain` as Orthanc 1.12.2+ sends every error description
     (1.10.1 sent none; the XSS fix of 1.12.2 gave every body a Content-Type, and error bodies are
     "a textual description of the error")."""
-    return web.Response(body=json_bytes(error_body(request, err)), status=err.http_status, content_type="text/plain")
+    body = json_bytes(error_body(request, err))
+    response = web.Response(body=body, status=err.http_status, content_type="text/plain")
+    response[ORTHANC_ERROR] = True
+    return response
+
+
+@web.middleware
+async def silent_errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """HttpDescribeErrors false: an error is its HTTP status alone, without Orthanc's description."""
+    response = await handler(request)
+    if response.get(ORTHANC_ERROR):
+        return web.Response(status=response.status)
+    return response
 
 
 @web.middleware

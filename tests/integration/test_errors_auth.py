@@ -64,3 +64,14 @@ def test_tools_shutdown_stops_the_server(make_server):
     assert c.post("/tools/shutdown").json() == {}
     srv._thread.join(10)
     assert not srv._thread.is_alive()
+
+
+def test_http_describe_errors_off_answers_the_status_alone(make_server):
+    c = make_server({"HttpDescribeErrors": False}).client()
+    r = c.get("/no-such-route")
+    assert r.status == 404 and r.body == b""
+    r = c.post("/tools/find", b"{not json")
+    assert r.status == 400 and r.body == b""
+    assert c.get("/system").status == 200  # answers that are not errors keep their body
+    r = make_server().client().get("/no-such-route")
+    assert r.status == 404 and r.json()["Message"] == "Unknown resource"

@@ -196,3 +196,53 @@ def test_store_transcodes_when_the_peer_wants_implicit_vr(make_server):
         assert list(received.values()) == ["1.2.840.10008.1.2"]
     finally:
         scp_server.shutdown()
+
+
+def test_modalities_in_database_survive_a_restart(make_server, tmp_path):
+    """DicomModalitiesInDatabase: the configuration's modalities are ignored, and those PUT
+    through the REST API are kept in the index (as Orthanc)."""
+    config = {
+        "StorageDirectory": str(tmp_path / "db"),
+        "DicomModalitiesInDatabase": True,
+        "DicomModalities": {"ignored": ["IGNORED", "127.0.0.1", 104]},
+    }
+    first = make_server(config)
+    c = first.client()
+    assert c.get("/modalities").json() == []
+    entry = {"AET": "KEPT", "Host": "10.0.0.7", "Port": 11112, "AllowStore": False, "Manufacturer": "GE"}
+    assert c.put("/modalities/kept", entry).status == 200
+    assert c.put("/modalities/gone", ["GONE", "10.0.0.8", 104]).status == 200
+    assert c.delete("/modalities/gone").status == 200
+    before = c.get("/modalities/kept/configuration").json()
+    first.stop()
+    second = make_server(config)
+    c = second.client()
+    assert c.get("/modalities").json() == ["kept"]
+    assert c.get("/modalities/kept/configuration").json() == before
+    assert before["AllowStore"] is False and before["Manufacturer"] == "GE"
+
+
+def test_aet_comparison_is_case_insensitive_unless_strict(make_server):
+    def c_echo_allowed(strict: bool) -> bool:
+        srv = make_server(
+            {
+                "DicomServerEnabled": True,
+                "DicomPort": 0,
+                "DicomAet": "ORTHANCPY",
+                "DicomAlwaysAllowEcho": False,
+                "StrictAetComparison": strict,
+                "DicomModalities": {"scu": ["SCU", "127.0.0.1", 104]},
+            }
+        )
+        ae = AE(ae_title="scu")  # the modality is declared as "SCU"
+        ae.add_requested_context("1.2.840.10008.1.1")
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+        assoc = ae.associate("127.0.0.1", srv.ctx.dicom_port, ae_title="ORTHANCPY")
+        try:
+            return assoc.is_established and getattr(assoc.send_c_echo(), "Status", None) == 0x0000
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    assert c_echo_allowed(strict=False)
+    assert not c_echo_allowed(strict=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -107,12 +108,27 @@ end
 """
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a Unix socket (the server's private one when the REST API speaks HTTPS)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
 class RestLoopback:
-    """Our own REST API over a loopback connection, as Lua's RestApi* functions see it."""
+    """Our own REST API over a loopback connection, as Lua's RestApi* functions see it: the
+    HTTP port, or a private Unix socket (a path) when that port speaks HTTPS."""
 
     def __init__(self, token: str) -> None:
         self.token = token
-        self.port: int | None = None
+        self.port: int | str | None = None
         self._conn: http.client.HTTPConnection | None = None
 
     def request(self, method: str, uri: str, body: bytes | None, headers: Mapping[str, str]) -> tuple[int, bytes]:
@@ -121,7 +137,10 @@ class RestLoopback:
         hdrs = {**headers, LUA_HEADER: self.token}
         for attempt in range(2):
             if self._conn is None:
-                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=3600)
+                if isinstance(self.port, str):
+                    self._conn = _UnixConnection(self.port, 3600)
+                else:
+                    self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=3600)
             try:
                 self._conn.request(method, uri, body=body, headers=hdrs)
                 r = self._conn.getresponse()

@@ -68,6 +68,7 @@ EVENT_CALLBACKS = (
     "IncomingHttpRequestFilter",
     "IncomingFindRequestFilter",
     "OutgoingFindRequestFilter",
+    "IncomingWorklistRequestFilter",
 )
 FILTER_CALLBACKS = ("ReceivedInstanceFilter", "ReceivedCStoreInstanceFilter")
 
@@ -166,7 +167,7 @@ class LuaScripting:
 
             side.run(install).result()
 
-    def start(self, loop: asyncio.AbstractEventLoop, http_port: int | None) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, http_port: int | str | None) -> None:
         """Once the REST API listens: RestApi* can reach it; `Initialize` runs; the heartbeat."""
         self.loop = loop
         self.events.rest.port = self.filters.rest.port = http_port
@@ -374,6 +375,19 @@ class LuaScripting:
                     "Lua: The script must return a table mapping names of DICOM tags to strings",
                 )
             return out
+
+        return self.events.run(run, urgent=True).result()
+
+    def filter_json(self, name: str, payload: Any, second: Any) -> Any:
+        """Blocking: `name`(payload, second) with JSON in and out (Orthanc's PushJson and
+        ExecuteToJson), e.g. IncomingWorklistRequestFilter(query, origin); `payload` itself
+        when the function is not defined."""
+        st = self.events.state
+
+        def run() -> Any:
+            if not st.is_function(name):
+                return payload
+            return st.to_json(st.call(name, st.push(payload), st.push(second)), True)
 
         return self.events.run(run, urgent=True).result()
 
