@@ -109,7 +109,11 @@ KEYS: tuple[Key, ...] = (
     Key("HttpProxy", "", "Proxy of the HTTP requests to Orthanc peers"),
     Key("HttpsVerifyPeers", True, "Check the certificates of HTTPS peers"),
     Key("HttpsCACertificates", "", "CA certificates (PEM file) that HTTPS peers are checked against"),
-    Key("ExtraMainDicomTags", {}, "Additional main DICOM tags per level (not supported yet)"),
+    Key(
+        "ExtraMainDicomTags",
+        {},
+        'Tags added to the main DICOM tags of each level: {"Study": ["Name", "gggg,eeee"], "Series": [...], ...}',
+    ),
     Key("Plugins", [], "Orthanc plugins (not applicable: ignored)"),
     Key("QueryRetrieveSize", 100, "How many /queries are kept (the oldest go first)"),
     # Orthanc's tuning knobs of its own threads, caches and libraries: accepted, no effect here

@@ -11,6 +11,7 @@ import base64
 import http.client
 import json
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -179,6 +180,31 @@ class RunningServer:
         if self._loop is not None and self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(30)
+
+
+def self_signed_certificates(folder: Path, names: tuple[str, ...]) -> Path:
+    """`<name>.crt` and `<name>.key` in `folder` for each name: self-signed, CN=localhost, made
+    by the openssl command (the TLS tests skip without it)."""
+    for name in names:
+        files = ["-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt")]
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "2",
+                "-newkey",
+                "rsa:2048",
+                "-subj",
+                "/CN=localhost",
+                *files,
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return folder
 
 
 @pytest.fixture

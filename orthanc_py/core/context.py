@@ -20,6 +20,7 @@ from ..config import Settings
 from ..index.base import Index
 from ..model.dictionary import TagDictionary, dcmtk
 from ..model.enums import TRANSFER_SYNTAXES, ChangeType, ResourceType
+from ..model.maintags import DEFAULT_MAIN_TAGS, MainTagSet, main_tag_set
 from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
 from .commitment_reports import StorageCommitmentReports
@@ -143,6 +144,11 @@ class ServerContext:
         TagDictionary({}, {}, (), ()).with_entries(settings.dictionary, settings.default_private_creator)
         self._dictionary: TagDictionary | None = None
         self._dictionary_lock = threading.Lock()
+        extra = settings.raw.get("ExtraMainDicomTags")
+        configured = isinstance(extra, dict) and any(extra.values())  # empty lists: no dictionary load
+        self.main_tags: MainTagSet = main_tag_set(extra, self.dictionary) if configured else DEFAULT_MAIN_TAGS
+        """The main DICOM tags indexed: Orthanc's defaults + `ExtraMainDicomTags` (checked now: a
+        bad entry stops the start, as in Orthanc)."""
         self.accepted_transfer_syntaxes = match_transfer_syntaxes(settings.accepted_transfer_syntaxes)
         self.unknown_sop_class_accepted = settings.unknown_sop_class_accepted
         self._scu: Any = None

@@ -15,7 +15,7 @@ import functools
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,11 +195,14 @@ def _store_txn(
     overwrite: bool,
     date: str,
     ext_values: list[tuple[int, ResourceType, str, str | None]],
-    series_sequences: str | None = None,
+    sequences: Mapping[ResourceType, str] | None = None,
     limits: Limits = NO_LIMITS,
+    signatures: Mapping[ResourceType, str] = SIGNATURES,
 ) -> _TxnResult:
     """The index half of ingest. Statements are batched (one look-up for the four IDs, one
-    metadata insert, one change insert): each statement is a GIL hand-off under load."""
+    metadata insert, one change insert): each statement is a GIL hand-off under load.
+    `sequences`: the MainDicomSequences metadata of the levels that have some; `signatures`:
+    the MainDicomTagsSignature of each level (`ExtraMainDicomTags` changes them)."""
     ids = p.ids
     replaced: list[Attachment] = []
     known = txn.lookup_many((ids.instance, ids.patient, ids.study, ids.series))
@@ -226,11 +229,11 @@ def _store_txn(
                 tags = {**p.main_tags[ResourceType.PATIENT], **tags}
             rid = txn.create_resource(pid, level, parent, tags)
             created.append((level, pid))
-            meta.append((rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level]))
+            meta.append((rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), signatures[level]))
+            if sequences and level in sequences:
+                meta.append((rid, int(MetadataType.MAIN_DICOM_SEQUENCES), sequences[level]))
             if level is ResourceType.SERIES:
                 meta.append((rid, int(MetadataType.REMOTE_AET), origin.remote_aet))
-                if series_sequences is not None:
-                    meta.append((rid, int(MetadataType.MAIN_DICOM_SEQUENCES), series_sequences))
                 if p.expected_instances is not None:
                     meta.append((rid, int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES), str(p.expected_instances)))
         else:
@@ -250,8 +253,10 @@ def _store_txn(
         (iid, int(MetadataType.ORIGIN), origin.kind),
         (iid, int(MetadataType.TRANSFER_SYNTAX), p.transfer_syntax),
         (iid, int(MetadataType.SOP_CLASS_UID), p.sop_class_uid),
-        (iid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[ResourceType.INSTANCE]),
+        (iid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), signatures[ResourceType.INSTANCE]),
     ]
+    if sequences and ResourceType.INSTANCE in sequences:
+        meta.append((iid, int(MetadataType.MAIN_DICOM_SEQUENCES), sequences[ResourceType.INSTANCE]))
     if p.index_in_series is not None:
         meta.append((iid, int(MetadataType.INDEX_IN_SERIES), p.index_in_series))
     if origin.remote_ip:
@@ -316,10 +321,24 @@ def main_sequences(data: bytes, pixel_offset: int | None) -> str | None:
 
 def _before_commit(
     ctx: ServerContext, data: bytes, check: Check | None
-) -> tuple[ParsedInstance, Attachment, str, list[tuple[int, ResourceType, str, str | None]], str | None]:
+) -> tuple[
+    ParsedInstance, Attachment, str, list[tuple[int, ResourceType, str, str | None]], dict[ResourceType, str] | None
+]:
     parsed, att = _prepare(ctx, data, check)
     ext_values = values_for_ingest(ctx, data, parsed.dataset) if ctx.ext_tags.rows else []
-    return parsed, att, now_iso(), ext_values, main_sequences(data, parsed.pixel_data_offset)
+    return parsed, att, now_iso(), ext_values, main_sequences_of(ctx, data, parsed)
+
+
+def main_sequences_of(ctx: ServerContext, data: bytes, parsed: ParsedInstance) -> dict[ResourceType, str] | None:
+    """The MainDicomSequences metadata of each level; with `ExtraMainDicomTags`, the extra
+    tags' values are added to `parsed.main_tags` too (core.extramain: one more read of the
+    header, only when extra tags are configured)."""
+    if ctx.main_tags.has_extras:
+        from .extramain import extract
+
+        return extract(ctx, data, parsed)
+    series = main_sequences(data, parsed.pixel_data_offset)
+    return None if series is None else {ResourceType.SERIES: series}
 
 
 def _after_commit(
@@ -351,8 +370,9 @@ def _store_in_thread(
     parsed, att, date, ext_values, sequences = _before_commit(ctx, data, check)
     try:
         limits = storage_limits(ctx)
+        signatures = ctx.main_tags.signatures
         result = ctx.index.write_blocking(
-            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences, limits)
+            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences, limits, signatures)
         )
     except BaseException as exc:
         return _after_commit(ctx, parsed, att, None, exc)
@@ -376,9 +396,12 @@ def _store_soon(
         loop.call_soon_threadsafe(_fail, fut, exc)
         return
     limits = storage_limits(ctx)
+    signatures = ctx.main_tags.signatures
     try:
         ctx.index.write_soon(
-            lambda txn: _store_txn(txn, parsed, att, origin, overwrite, date, ext_values, sequences, limits),
+            lambda txn: _store_txn(
+                txn, parsed, att, origin, overwrite, date, ext_values, sequences, limits, signatures
+            ),
             fut,
             lambda result, error: _after_commit(ctx, parsed, att, result, error),
         )

@@ -152,11 +152,12 @@ def _gather(txn: Transaction, resources: list[str]) -> list[_Source]:
     return out
 
 
-def _patient_checks(txn: Transaction, plan: Plan) -> None:
+def _patient_checks(txn: Transaction, plan: Plan, patient_tags: tuple[int, ...] = _PATIENT_TAGS) -> None:
     """Orthanc 1.11.3+ (PerformSanityChecks): a study may change its patient's tags only if it is
-    that patient's only study, or if it joins another patient whose tags it repeats exactly."""
+    that patient's only study, or if it joins another patient whose tags it repeats exactly
+    (`patient_tags`: the patient's main tags, `ExtraMainDicomTags` included)."""
     mod = plan.mod
-    if mod.level is not ResourceType.STUDY or not any(mod.is_replaced(t) for t in _PATIENT_TAGS):
+    if mod.level is not ResourceType.STUDY or not any(mod.is_replaced(t) for t in patient_tags):
         return
     for study in plan.resources:
         if mod.is_replaced(mt.PATIENT_ID):
@@ -175,7 +176,7 @@ def _patient_checks(txn: Transaction, plan: Plan) -> None:
         if not children or children == [study]:
             continue
         tags = txn.resources([found[0]])[0].main_tags
-        for tag in _PATIENT_TAGS:
+        for tag in patient_tags:
             if tag in tags and (not mod.is_replaced(tag) or str(mod.replacements[tag]) != tags[tag]):
                 raise OrthancError(
                     ErrorCode.BAD_REQUEST,
@@ -224,10 +225,13 @@ async def prepare(
         permissive,
     )
 
+    tagset = ctx.main_tags
+    patient_tags = tuple(t for t in tagset.names[ResourceType.PATIENT] if t not in tagset.sequence_levels())
+
     def read(txn: Transaction) -> list[_Source]:
         sources = _gather(txn, resources)
         if check:
-            _patient_checks(txn, plan)
+            _patient_checks(txn, plan, patient_tags)
         return sources
 
     if check and mod.level <= ResourceType.STUDY and not mod.is_replaced(mt.PATIENT_ID):

@@ -21,6 +21,7 @@ from ..model.lookup import TagConstraint, matches
 from .context import ServerContext
 from .dicomfind import header_of, index_values, representative_file_in
 from .files import InstanceFile, files_in, instances_under
+from .maintagmaps import MainTagMaps, SeriesMainTags, extrapolate, series_main_tags_in
 from .resources import ResourceInfo, expand, lookup_in
 
 if TYPE_CHECKING:
@@ -271,6 +272,24 @@ async def series_files(ctx: ServerContext, req: FindRequest) -> list[tuple[str, 
     return await ctx.index.read(run)
 
 
+async def series_main_tags(
+    ctx: ServerContext, req: FindRequest, extrapolated: tuple[Sequence[int], Sequence[int]] | None = None
+) -> list[tuple[str, MainTagMaps]]:
+    """Per series a find matches: its public id and the main tags of its instances as the index
+    keeps them (`core.extramain`): no file is read, except with `extrapolated` (series tags,
+    study tags: the plugin's Extrapolate mode) a few instances per series and study."""
+    pre = await _file_matches(ctx, req)
+    samples = extrapolated is not None and any(extrapolated)
+
+    def run(txn: Transaction) -> tuple[list[SeriesMainTags], dict[int, list[InstanceFile]]]:
+        return series_main_tags_in(txn, ctx.main_tags, find_ids(ctx, txn, req, pre), samples)
+
+    found, study_samples = await ctx.index.read(run)
+    if samples and extrapolated is not None:
+        await ctx.run(extrapolate, ctx, found, study_samples, *extrapolated)
+    return [(s.public_id, s.merged()) for s in found]
+
+
 __all__ = [
     "FindRequest",
     "OrderBy",
@@ -283,4 +302,5 @@ __all__ = [
     "matched_files",
     "matched_files_blocking",
     "series_files",
+    "series_main_tags",
 ]

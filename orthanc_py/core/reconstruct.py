@@ -7,6 +7,7 @@ tags": reconstruction after changing the main DICOM tags or after a modification
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from ..index.base import Attachment, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from .content import change_compression
 from .context import ServerContext
-from .ingest import SIGNATURES
+from .ingest import main_sequences_of
 from .resources import lookup_in
 
 if TYPE_CHECKING:
@@ -28,7 +29,34 @@ class _Instance:
     attachment: Attachment
 
 
-def _rewrite(txn: Transaction, iid: int, p: ParsedInstance) -> str | None:
+def _main_tags_of(
+    txn: Transaction,
+    rid: int,
+    level: ResourceType,
+    p: ParsedInstance,
+    signatures: Mapping[ResourceType, str],
+    sequences: Mapping[ResourceType, str] | None,
+) -> None:
+    """The main tags of one resource, its MainDicomTagsSignature and MainDicomSequences, as the
+    configuration says now (Orthanc re-stores them all)."""
+    tags = p.main_tags[level]
+    if level is ResourceType.STUDY:  # a study keeps a copy of its patient's tags
+        tags = {**p.main_tags[ResourceType.PATIENT], **tags}
+    txn.set_main_tags(rid, tags)
+    txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), signatures[level])
+    if sequences and level in sequences:
+        txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_SEQUENCES), sequences[level])
+    else:
+        txn.delete_metadata(rid, int(MetadataType.MAIN_DICOM_SEQUENCES))
+
+
+def _rewrite(
+    txn: Transaction,
+    iid: int,
+    p: ParsedInstance,
+    signatures: Mapping[ResourceType, str],
+    sequences: Mapping[ResourceType, str] | None,
+) -> str | None:
     """Write one instance's tags and metadata, and its ancestors' tags; the series public ID."""
     chain = {ResourceType.INSTANCE: iid}
     for level in (ResourceType.SERIES, ResourceType.STUDY, ResourceType.PATIENT):
@@ -36,14 +64,9 @@ def _rewrite(txn: Transaction, iid: int, p: ParsedInstance) -> str | None:
         if ancestor is None:
             return None  # deleted meanwhile
         chain[level] = ancestor
-    meta: list[tuple[int, int, str]] = []
     for level, rid in chain.items():
-        tags = p.main_tags[level]
-        if level is ResourceType.STUDY:  # a study keeps a copy of its patient's tags
-            tags = {**p.main_tags[ResourceType.PATIENT], **tags}
-        txn.set_main_tags(rid, tags)
-        meta.append((rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level]))
-    meta += [
+        _main_tags_of(txn, rid, level, p, signatures, sequences)
+    meta = [
         (iid, int(MetadataType.SOP_CLASS_UID), p.sop_class_uid),
         (iid, int(MetadataType.TRANSFER_SYNTAX), p.transfer_syntax),
     ]
@@ -77,16 +100,19 @@ def _instances(txn: Transaction, public_id: str | None, level: ResourceType | No
     ]
 
 
-def _rewrite_level(txn: Transaction, iid: int, p: ParsedInstance, level: ResourceType) -> str | None:
+def _rewrite_level(
+    txn: Transaction,
+    iid: int,
+    p: ParsedInstance,
+    level: ResourceType,
+    signatures: Mapping[ResourceType, str],
+    sequences: Mapping[ResourceType, str] | None,
+) -> str | None:
     """Only the main tags of the instance's ancestor at `level` (LimitToThisLevelMainDicomTags)."""
     rid = iid if level is ResourceType.INSTANCE else txn.ancestor(iid, level)
     if rid is None:
         return None
-    tags = p.main_tags[level]
-    if level is ResourceType.STUDY:
-        tags = {**p.main_tags[ResourceType.PATIENT], **tags}
-    txn.set_main_tags(rid, tags)
-    txn.set_metadata(rid, int(MetadataType.MAIN_DICOM_TAGS_SIGNATURE), SIGNATURES[level])
+    _main_tags_of(txn, rid, level, p, signatures, sequences)
     return p.ids.series
 
 
@@ -110,10 +136,14 @@ async def reconstruct(
         a = inst.attachment
         data = await ctx.run(ctx.storage.read_file, a.uuid, a.content_type, a.compression)
         parsed = await ctx.run(parse, data)
+        sequences = await ctx.run(main_sequences_of, ctx, data, parsed)
+        signatures = ctx.main_tags.signatures
         if this_level_only and level is not None:
-            write = functools.partial(_rewrite_level, iid=inst.id, p=parsed, level=level)
+            write = functools.partial(
+                _rewrite_level, iid=inst.id, p=parsed, level=level, signatures=signatures, sequences=sequences
+            )
         else:
-            write = functools.partial(_rewrite, iid=inst.id, p=parsed)
+            write = functools.partial(_rewrite, iid=inst.id, p=parsed, signatures=signatures, sequences=sequences)
         series = await ctx.index.write(write)
         if series is not None:
             ctx.series_cache.invalidate(series)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Deletion, Ids, Transaction, WholeLevel
@@ -16,7 +17,7 @@ from ..model.dicomfile import as_int
 from ..model.enums import MetadataType, ResourceType
 from ..model.ids import is_public_id
 from ..model.lookup import MatchKind, TagConstraint, normalize
-from ..model.maintags import MAIN_TAGS
+from ..model.maintags import MainTagSet
 from .context import ServerContext, now_iso
 
 
@@ -44,19 +45,32 @@ class ResourceInfo:
     attachments: list[Attachment] = field(default_factory=list)
     metadata_names: Mapping[int, str] = field(default_factory=dict)
     """Names of user metadata (`UserMetadata`), for answers that name metadata."""
+    main_sequences: dict[str, Any] | None = None
+    """The extra main sequences (`ExtraMainDicomTags`) the resource keeps, full JSON by
+    "gggg,eeee" (its MainDicomSequences metadata)."""
 
 
 _LAST_UPDATE = int(MetadataType.LAST_UPDATE)
 _EXPECTED = int(MetadataType.EXPECTED_NUMBER_OF_INSTANCES)
 _INDEX = int(MetadataType.INDEX_IN_SERIES)
-_STUDY_TAGS = frozenset(MAIN_TAGS[ResourceType.STUDY])
-_PATIENT_TAGS = frozenset(MAIN_TAGS[ResourceType.PATIENT])
 
 
-def _split_study_tags(info: ResourceInfo, tags: dict[int, str]) -> None:
+def _split_study_tags(info: ResourceInfo, tags: dict[int, str], tagset: MainTagSet) -> None:
     """A study row keeps a copy of its patient's tags (as Orthanc does): answer them apart."""
-    info.main_tags = {t: v for t, v in tags.items() if t in _STUDY_TAGS}
-    info.patient_main_tags = {t: v for t, v in tags.items() if t in _PATIENT_TAGS}
+    study_tags, patient_tags = tagset.study_and_patient
+    info.main_tags = {t: v for t, v in tags.items() if t in study_tags}
+    info.patient_main_tags = {t: v for t, v in tags.items() if t in patient_tags}
+
+
+def _with_sequences(txn: Transaction, tagset: MainTagSet, infos: list[ResourceInfo]) -> list[ResourceInfo]:
+    """The extra main sequences of each resource (only when `ExtraMainDicomTags` has some)."""
+    if tagset.sequences:
+        from .extramain import stored_sequences
+
+        found = stored_sequences(txn, tagset, {i.id: i.level for i in infos})
+        for info in infos:
+            info.main_sequences = found.get(info.id)
+    return infos
 
 
 def unknown(public_id: str) -> OrthancError:
@@ -188,9 +202,9 @@ def expand(
             if level is series and expected_key in m
             else []
         )
-        _complete(info, r.main_tags, dicom, indexes, rid in protected)
+        _complete(info, r.main_tags, dicom, indexes, rid in protected, ctx.main_tags)
         out.append(info)
-    return out
+    return _with_sequences(txn, ctx.main_tags, out)
 
 
 def _complete(
@@ -199,11 +213,12 @@ def _complete(
     dicom: tuple[str, int] | None,
     child_indexes: list[int | None],
     is_protected: bool,
+    tagset: MainTagSet,
 ) -> None:
     """The fields of `info` that depend on its level (from its metadata and the facts given)."""
     level = info.level
     if level is ResourceType.STUDY:
-        _split_study_tags(info, tags)
+        _split_study_tags(info, tags, tagset)
     elif level is ResourceType.SERIES:
         expected = as_int(info.metadata.get(_EXPECTED))
         info.expected_instances = expected
@@ -238,8 +253,8 @@ def _get_in(txn: Transaction, ctx: ServerContext, public_id: str, level: Resourc
         r.public_id not in ctx.stable.pending,
         metadata=s.metadata,
     )
-    _complete(info, r.main_tags, s.dicom, [], s.is_protected)
-    return info
+    _complete(info, r.main_tags, s.dicom, [], s.is_protected, ctx.main_tags)
+    return _with_sequences(txn, ctx.main_tags, [info])[0]
 
 
 def _expand_whole(txn: Transaction, ctx: ServerContext, level: ResourceType) -> list[ResourceInfo]:
@@ -265,11 +280,11 @@ def _expand_whole(txn: Transaction, ctx: ServerContext, level: ResourceType) -> 
             metadata={} if last_update is None else {_LAST_UPDATE: last_update},
         )
         if study:
-            _split_study_tags(info, tags)
+            _split_study_tags(info, tags, ctx.main_tags)
         else:
             info.is_protected = rid in protected
         out.append(info)
-    return out
+    return _with_sequences(txn, ctx.main_tags, out)
 
 
 async def get(ctx: ServerContext, public_id: str, level: ResourceType | None) -> ResourceInfo:

@@ -15,6 +15,9 @@ from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode as ts
 from ..model import maintags as mt
+from ..model import qidojson
+from ..model.charsets import ENCODINGS
+from ..model.dictionary import parse_tag as dictionary_tag
 from ..model.enums import ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
@@ -93,6 +96,17 @@ def metadata_handler(prefix: str) -> Any:
             if uid is not None:
                 req.constraints.append(TagConstraint(tag, mt.LEVEL_OF_TAG[tag], MatchKind.EQUAL, (uid,), True))
 
+        mode = metadata_mode(ctx, "study" if "series" not in request.match_info else "series")
+        if mode != "Full":
+            extrapolated = _extrapolated_tags(ctx) if mode == "Extrapolate" else None
+            summaries = await core_query.series_main_tags(ctx, req, extrapolated)
+            if not summaries:
+                raise not_found(request)
+            charset = ENCODINGS.get(ctx.default_encoding)
+            items = [_main_tags_item(tags, seqs, charset) for _pub, maps in summaries for tags, seqs in maps]
+            if xml:
+                return _xml_parts(items)
+            return web.Response(body=json_bytes(items), content_type="application/dicom+json")
         series = await core_query.series_files(ctx, req)
         if not series:
             raise not_found(request)
@@ -115,6 +129,83 @@ def metadata_handler(prefix: str) -> Any:
         return web.Response(body=body, content_type="application/dicom+json")
 
     return handler
+
+
+_MODES = ("Full", "MainDicomTags", "Extrapolate")
+
+
+def metadata_mode(ctx: Any, level: str) -> str:
+    """The DICOMweb plugin's `StudiesMetadata` / `SeriesMetadata` option: "Full" (every file is
+    read), "MainDicomTags" (the main DICOM tags of the index only, `ExtraMainDicomTags`
+    included: no file is read) or "Extrapolate" (MainDicomTags completed by the values most of a
+    few instances of each series and study give the `...ExtrapolatedTags`)."""
+    section = ctx.settings.raw.get("DicomWeb")
+    key = "StudiesMetadata" if level == "study" else "SeriesMetadata"
+    value = section.get(key, "Full") if isinstance(section, dict) else "Full"
+    if value not in _MODES:
+        raise OrthancError(
+            ErrorCode.PARAMETER_OUT_OF_RANGE,
+            f'Bad value for option "{key}": Should be either "Full" or "MainDicomTags" or "Extrapolate"',
+        )
+    return str(value)
+
+
+def _extrapolated_tags(ctx: Any) -> tuple[list[int], list[int]]:
+    """`SeriesMetadataExtrapolatedTags` and `StudiesMetadataExtrapolatedTags` (names or
+    "gggg,eeee"; an unknown one is ParameterOutOfRange, as the plugin answers)."""
+    section = ctx.settings.raw.get("DicomWeb")
+    out: list[list[int]] = []
+    for key in ("SeriesMetadataExtrapolatedTags", "StudiesMetadataExtrapolatedTags"):
+        names = section.get(key, []) if isinstance(section, dict) else []
+        tags = []
+        for name in names if isinstance(names, list) else []:
+            try:
+                tags.append(dictionary_tag(str(name), ctx.dictionary))
+            except ValueError:
+                raise OrthancError(
+                    ErrorCode.PARAMETER_OUT_OF_RANGE, f'Unknown DICOM tag in option "{key}" of DICOMweb: {name}'
+                ) from None
+        out.append(tags)
+    return out[0], out[1]
+
+
+def _main_tags_item(tags: dict[int, str], sequences: dict[str, Any], charset: str | None) -> dict[str, Any]:
+    """One instance in DICOM JSON from what the index keeps (the plugin's MainDicomTags mode,
+    which has Orthanc create a DICOM file from these tags: the default encoding's Specific
+    Character Set, no BulkDataURI, no RetrieveURL)."""
+    out: dict[str, Any] = {}
+    if charset is not None:
+        out["00080005"] = {"vr": "CS", "Value": [charset]}
+    for t, v in tags.items():
+        out[f"{t:08X}"] = _integral(qidojson.from_text(t, v))
+    for key, node in sequences.items():
+        out[key.replace(",", "").upper()] = _sequence_from_full(node)
+    return dict(sorted(out.items()))
+
+
+def _integral(attr: dict[str, Any]) -> dict[str, Any]:
+    """A DS value that is a whole number written as one (5, not 5.0), as DCMTK writes it."""
+    if attr.get("vr") == "DS" and "Value" in attr:
+        attr["Value"] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in attr["Value"]]
+    return attr
+
+
+def _sequence_from_full(node: dict[str, Any]) -> dict[str, Any]:
+    """A sequence in Orthanc's full JSON ({"Name", "Type", "Value"}) in DICOM JSON."""
+    items = []
+    for item in node.get("Value") or ():
+        out: dict[str, Any] = {}
+        for key, sub in item.items():
+            t = int(key.replace(",", ""), 16)
+            kind = sub.get("Type")
+            if kind == "Sequence":
+                out[f"{t:08X}"] = _sequence_from_full(sub)
+            elif kind == "String":
+                out[f"{t:08X}"] = _integral(qidojson.from_text(t, sub.get("Value", "")))
+            elif kind == "Null":
+                out[f"{t:08X}"] = qidojson.from_text(t, "")
+        items.append(dict(sorted(out.items())))
+    return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
 
 
 def _metadata_wants_xml(header: str | None) -> bool:

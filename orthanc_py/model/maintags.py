@@ -1,12 +1,24 @@
 """Orthanc's main DICOM tags per level: the tags copied into the index at ingest.
 
 These are Orthanc's default lists (unchanged since Orthanc 1.4.2); they decide what
-`MainDicomTags` shows and what `/tools/find` can match without opening files.
+`MainDicomTags` shows and what `/tools/find` can match without opening files. `MainTagSet` adds
+the `ExtraMainDicomTags` of the configuration to them.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 from .enums import ResourceType
+
+if TYPE_CHECKING:
+    from .dictionary import TagDictionary
+
+log = logging.getLogger("orthanc_py.maintags")
 
 
 def tag(group: int, element: int) -> int:
@@ -138,3 +150,117 @@ SIGNATURES: dict[ResourceType, str] = {
 }
 """The MainDicomTagsSignature metadata of each level: the main tags a resource was indexed with
 (the same text on every resource of a level, so the index stores it once)."""
+
+
+_LEVEL_NAMES = {
+    "patient": ResourceType.PATIENT,
+    "patients": ResourceType.PATIENT,
+    "study": ResourceType.STUDY,
+    "studies": ResourceType.STUDY,
+    "series": ResourceType.SERIES,
+    "instance": ResourceType.INSTANCE,
+    "instances": ResourceType.INSTANCE,
+}
+"""Level names as Orthanc's StringToResourceType reads them (any case)."""
+
+COMPUTED_TAGS = frozenset(
+    {
+        tag(0x0020, 0x1200),
+        tag(0x0020, 0x1202),
+        tag(0x0020, 0x1204),
+        tag(0x0020, 0x1206),
+        tag(0x0020, 0x1208),
+        tag(0x0020, 0x1209),
+        tag(0x0008, 0x0061),
+        tag(0x0008, 0x0062),
+        tag(0x0008, 0x0056),
+    }
+)
+"""Tags Orthanc computes when asked (counts, ModalitiesInStudy, SOPClassesInStudy,
+InstanceAvailability): they cannot be main DICOM tags."""
+
+
+@dataclass(frozen=True)
+class MainTagSet:
+    """The main DICOM tags this server indexes: Orthanc's defaults plus the `ExtraMainDicomTags`
+    of the configuration (Orthanc 1.11+). Built once at start-up and kept on the server context.
+
+    Extra tags with a value are stored as main tags (texts); extra sequences are stored as each
+    resource's MainDicomSequences metadata, as Orthanc 1.11.1+ stores them."""
+
+    names: Mapping[ResourceType, Mapping[int, str]]
+    """Every main tag of each level (sequences included), with the name answers give it."""
+    extra: Mapping[ResourceType, tuple[int, ...]] = field(default_factory=dict)
+    """The extra tags of each level that are not sequences."""
+    sequences: Mapping[ResourceType, tuple[int, ...]] = field(default_factory=dict)
+    """The extra sequences of each level."""
+    signatures: Mapping[ResourceType, str] = field(default_factory=lambda: SIGNATURES)
+    """The MainDicomTagsSignature of each level (what /system lists, what ingest records)."""
+
+    @property
+    def has_extras(self) -> bool:
+        """Whether anything beyond Orthanc's defaults is configured (ingest reads the file again
+        for these tags only then: the default costs nothing more per instance)."""
+        return bool(self.extra or self.sequences)
+
+    @functools.cached_property
+    def study_and_patient(self) -> tuple[frozenset[int], frozenset[int]]:
+        """The tags a study row shows as MainDicomTags, and as PatientMainDicomTags."""
+        return frozenset(self.names[ResourceType.STUDY]), frozenset(self.names[ResourceType.PATIENT])
+
+    def sequence_levels(self) -> dict[int, ResourceType]:
+        """Each configured sequence and the (highest) level that stores it."""
+        out: dict[int, ResourceType] = {}
+        for level in sorted(self.sequences, reverse=True):
+            for t in self.sequences[level]:
+                out[t] = level
+        return out
+
+
+DEFAULT_MAIN_TAGS = MainTagSet(MAIN_TAGS)
+"""Orthanc's default main DICOM tags (no `ExtraMainDicomTags`)."""
+
+
+def main_tag_set(config: Any, dictionary: TagDictionary) -> MainTagSet:
+    """The main tags of the `ExtraMainDicomTags` configuration (`{"Study": ["Name", "gggg,eeee"],
+    ...}`). As Orthanc: a tag named twice at one level stops the start
+    (MainDicomTagsMultiplyDefined), a computed tag is left out with a warning; private tags are
+    left out (Orthanc cannot store them either). Unknown names raise ValueError."""
+    if not isinstance(config, Mapping) or not config:
+        return DEFAULT_MAIN_TAGS
+    from ..errors import ErrorCode, OrthancError
+    from .orthancjson import parse_tag
+
+    names = {level: dict(MAIN_TAGS[level]) for level in ResourceType}
+    extra: dict[ResourceType, list[int]] = {}
+    sequences: dict[ResourceType, list[int]] = {}
+    for key, entries in config.items():
+        level = _LEVEL_NAMES.get(str(key).lower())
+        if level is None:
+            raise ValueError(f"Unknown resource level in ExtraMainDicomTags: {key}")
+        if not isinstance(entries, list):
+            raise OrthancError(
+                ErrorCode.BAD_FILE_FORMAT,
+                f"The definition of the '{key}' ExtraMainDicomTags entry is invalid (not an array).",
+            )
+        for entry in entries:
+            t = parse_tag(str(entry), dictionary)
+            if t in COMPUTED_TAGS:
+                log.warning("%s cannot be added in the Extra Main Dicom Tags: its value is computed", entry)
+                continue
+            if (t >> 16) & 1:
+                log.warning("%s cannot be added in the Extra Main Dicom Tags: it is a private tag", entry)
+                continue
+            if t in names[level]:
+                raise OrthancError(ErrorCode.MAIN_DICOM_TAGS_MULTIPLY_DEFINED, f"{format_tag(t)} is already defined")
+            name = dictionary.name(t)
+            names[level][t] = name
+            (sequences if dictionary.vr(t) == "SQ" else extra).setdefault(level, []).append(t)
+    if not extra and not sequences:
+        return DEFAULT_MAIN_TAGS
+    return MainTagSet(
+        names,
+        {level: tuple(tags) for level, tags in extra.items()},
+        {level: tuple(tags) for level, tags in sequences.items()},
+        {level: ";".join(sorted(format_tag(t) for t in names[level])) for level in ResourceType},
+    )

@@ -31,7 +31,7 @@ from .dcmtkvalues import (
     tag_name,
 )
 from .dictionary import UNKNOWN_TAG_NAME, TagDictionary, dcmtk, parse_tag
-from .tagtext import MAX_TAG_LENGTH, finish_object, leaf_node, sequence_node
+from .tagtext import MAX_TAG_LENGTH, finish_object, leaf_node, sequence_node, simplify_full
 
 Format = Literal["full", "simplify", "short"]
 FORMATS: tuple[str, ...] = ("full", "simplify", "short")
@@ -71,20 +71,6 @@ def _to_json(
             node = leaf_node(tag, name, creator, value, fmt, options)
         out[name if fmt == "simplify" else f"{tag >> 16:04x},{tag & 0xFFFF:04x}"] = node
     return finish_object(out, fmt)
-
-
-def simplify_full(full: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """A full rendering ({"gggg,eeee": {"Name", "Type", "Value"}}) turned into ?simplify (keys are
-    names) or ?short (keys are tags), sequences included (Orthanc's SimplifyDicomAsJson)."""
-    if fmt == "full":
-        return full
-    out: dict[str, Any] = {}
-    for key, node in full.items():
-        value = node.get("Value")
-        if node.get("Type") == "Sequence" and isinstance(value, list):
-            value = [simplify_full(item, fmt) for item in value]
-        out[node.get("Name", key) if fmt == "simplify" else key] = value
-    return dict(sorted(out.items())) if fmt == "simplify" else out
 
 
 def _check(fmt: str) -> None:

@@ -251,3 +251,17 @@ def finish_object(out: dict[str, Any], fmt: str) -> dict[str, Any]:
     """The object of one dataset, its keys (tags, or names with ?simplify) in Orthanc's order;
     duplicated names: the last one (in tag order) wins, as in Orthanc."""
     return dict(sorted(out.items())) if fmt == "simplify" else out
+
+
+def simplify_full(full: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A full rendering ({"gggg,eeee": {"Name", "Type", "Value"}}) turned into ?simplify (keys are
+    names) or ?short (keys are tags), sequences included (Orthanc's SimplifyDicomAsJson)."""
+    if fmt == "full":
+        return full
+    out: dict[str, Any] = {}
+    for key, node in full.items():
+        value = node.get("Value")
+        if node.get("Type") == "Sequence" and isinstance(value, list):
+            value = [simplify_full(item, fmt) for item in value]
+        out[node.get("Name", key) if fmt == "simplify" else key] = value
+    return dict(sorted(out.items())) if fmt == "simplify" else out

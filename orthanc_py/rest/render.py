@@ -11,13 +11,21 @@ from ..core.resources import ResourceInfo
 from ..model.dictionary import UNKNOWN_TAG_NAME, dcmtk
 from ..model.enums import METADATA_NAMES, ChangeType, MetadataType, ResourceType
 from ..model.maintags import MAIN_TAGS, format_tag
+from ..model.tagtext import simplify_full
 
 TAG_FORMATS = ("human", "short", "full")
 
 
-def tags_json(tags: dict[int, str], level: ResourceType | None, fmt: str) -> dict[str, Any]:
+def tags_json(
+    tags: dict[int, str], level: ResourceType | None, fmt: str, sequences: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Main DICOM tags as Orthanc prints them: by keyword (default), by "gggg,eeee" (?short) or
-    full ({"Name", "Type", "Value"})."""
+    full ({"Name", "Type", "Value"}); `sequences`: the extra main sequences, full JSON by
+    "gggg,eeee" (`ExtraMainDicomTags`)."""
+    if sequences:
+        out = tags_json(tags, level, fmt)
+        out.update(simplify_full(sequences, "simplify" if fmt == "human" else fmt))
+        return out
     names = MAIN_TAGS[level] if level is not None else {}
     if fmt == "short":
         return {format_tag(t): v for t, v in tags.items()}
@@ -70,7 +78,7 @@ def _full_json(info: ResourceInfo, fmt: str) -> dict[str, Any]:
     out: dict[str, Any] = {
         "ID": info.public_id,
         "Type": label,
-        "MainDicomTags": tags_json(info.main_tags, level, fmt),
+        "MainDicomTags": tags_json(info.main_tags, level, fmt, info.main_sequences),
         "Labels": info.labels,
     }
     if parent_key is not None:

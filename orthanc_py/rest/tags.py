@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from ..core import dicomfind as core_dicomfind
+from ..core import extramain as core_extramain
 from ..core import files as core_files
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
@@ -18,7 +19,7 @@ from ..model.dictionary import parse_tag as dictionary_tag
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
-from ..model.tagtext import TagsOptions
+from ..model.tagtext import TagsOptions, simplify_full
 from ..web.responses import bool_arg, json_bytes, json_response
 from .common import ctx_of
 from .render import tags_json
@@ -74,7 +75,6 @@ async def requested_values(
     its instances.  A tag with no value anywhere is left out.  As Orthanc 1.12.5, a computed tag
     is only given at the level that computes it (`core.dicomfind.computed_at`): elsewhere it is
     left out, except that a count is taken from the file when the file is read for other tags."""
-    from ..model import orthancjson
 
     ctx = ctx_of(request)
     known: dict[int, dict[int, str | None]] = {}
@@ -88,16 +88,25 @@ async def requested_values(
         wanted = [t for t in tags if t not in elsewhere]
         for rid, found, absent in await core_dicomfind.known_values(ctx, level, ids, wanted):
             known[rid], missing[rid] = found, absent
+    sequences = (
+        await core_extramain.requested_sequences(ctx, {i.id: i.level for i in infos}, tags)
+        if ctx.main_tags.sequences
+        else {}
+    )
     out = []
     for info in infos:
         values = {t: v for t, v in known.get(info.id, {}).items() if v is not None}
         result = tags_json(values, None, fmt)
         absent = missing.get(info.id, [])
+        stored = sequences.get(info.id)
+        if stored:  # extra main sequences the index keeps
+            result.update(simplify_full(stored, "simplify" if fmt == "human" else fmt))
+            absent = [t for t in absent if f"{t >> 16:04x},{t & 0xFFFF:04x}" not in stored]
         if absent:
             absent = absent + stray[info.level]
             rendered = await ctx.run(_file_tags, ctx, info)
             picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
-            result.update(orthancjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
+            result.update(simplify_full(picked, "simplify" if fmt == "human" else fmt))
         out.append(result)
     return out
 
@@ -171,9 +180,7 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
 
 def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
     """Convert Orthanc's full tag JSON into ?simplify / ?short."""
-    from ..model import orthancjson
-
-    return orthancjson.simplify_full(full, fmt)
+    return simplify_full(full, fmt)
 
 
 def _instances_tags_handler(level: ResourceType) -> Handler:

@@ -18,7 +18,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from orthanc_py.config import from_raw
-from tests.conftest import free_ports
+from tests.conftest import free_ports, self_signed_certificates
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make certificates")
 
@@ -26,25 +26,7 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> Path:
     folder = tmp_path_factory.mktemp("tls")
-    for name in ("a", "b", "c"):  # a: the server's; b: a trusted client; c: not trusted
-        files = ["-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt")]
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-nodes",
-                "-days",
-                "2",
-                "-newkey",
-                "rsa:2048",
-                "-subj",
-                "/CN=localhost",
-                *files,
-            ],
-            check=True,
-            capture_output=True,
-        )
+    self_signed_certificates(folder, ("a", "b", "c"))
     (folder / "trusted.crt").write_text((folder / "a.crt").read_text() + (folder / "b.crt").read_text())
     return folder
 

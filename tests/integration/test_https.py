@@ -6,11 +6,12 @@ import http.client
 import json
 import shutil
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import self_signed_certificates
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is needed to make certificates")
 
@@ -18,25 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: Any) -> Path:
     folder = tmp_path_factory.mktemp("https")
-    for name in ("server", "client", "stranger"):
-        files = ["-keyout", str(folder / f"{name}.key"), "-out", str(folder / f"{name}.crt")]
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-nodes",
-                "-days",
-                "2",
-                "-newkey",
-                "rsa:2048",
-                "-subj",
-                "/CN=localhost",
-                *files,
-            ],
-            check=True,
-            capture_output=True,
-        )
+    self_signed_certificates(folder, ("server", "client", "stranger"))
     # Orthanc's SslCertificate: one PEM with the certificate and its key
     (folder / "server.pem").write_text((folder / "server.crt").read_text() + (folder / "server.key").read_text())
     return folder
