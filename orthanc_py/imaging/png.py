@@ -25,6 +25,8 @@ except ImportError:  # pragma: no cover - built wherever a C compiler is availab
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IDAT_SIZE = 8192  # libpng's PNG_ZBUF_SIZE: one IDAT chunk per full output buffer
 _COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> gray, gray+alpha, RGB, RGBA
+_IDAT_CRC = zlib.crc32(b"IDAT")
+_pack_u32 = struct.Struct(">I").pack
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -92,8 +94,11 @@ def _deflate(data: bytes, size: int) -> bytes:
             wbits -= 1
     wbits = max(wbits, 9)
     z = zlib.compressobj(6, zlib.DEFLATED, wbits, 8, zlib.Z_FILTERED)
-    out = bytearray(z.compress(data) + z.flush())
-    if size <= 16384 and (out[0] & 0x0F) == 8 and (out[0] & 0xF0) <= 0x70:
+    whole = z.compress(data) + z.flush()
+    if size > 16384:
+        return whole
+    out = bytearray(whole)
+    if (out[0] & 0x0F) == 8 and (out[0] & 0xF0) <= 0x70:
         cinfo = out[0] >> 4
         half = 1 << (cinfo + 7)
         if size <= half:
@@ -127,7 +132,7 @@ def encode(image: np.ndarray, exact: bool = True) -> bytes:
     bpp = samples * depth // 8
     rowbytes = width * bpp
     header = _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color, 0, 0, 0))
-    parts = [_SIGNATURE, header]
+    parts: list[bytes | memoryview] = [_SIGNATURE, header]
     if height and width:
         allowed = [0, 1, 2, 3, 4]
         if height == 1:
@@ -144,7 +149,10 @@ def encode(image: np.ndarray, exact: bool = True) -> bytes:
             stream = _deflate(rows, size)
         else:
             stream = _deflate_fast(rows)
-        parts += [_chunk(b"IDAT", stream[i : i + _IDAT_SIZE]) for i in range(0, len(stream), _IDAT_SIZE)]
+        view = memoryview(stream)  # the chunks refer to the stream: one copy, by the final join
+        for i in range(0, len(stream), _IDAT_SIZE):
+            piece = view[i : i + _IDAT_SIZE]
+            parts += (_pack_u32(len(piece)) + b"IDAT", piece, _pack_u32(zlib.crc32(piece, _IDAT_CRC)))
     parts.append(_chunk(b"IEND", b""))
     if depth == 16 and height:
         parts.append(parts[-1])

@@ -366,6 +366,15 @@ IMAGE_PIXEL_TAGS: dict[int, bytes] = {
     0x00280103: b"US",  # Pixel Representation
 }
 """The Image Pixel module elements a native frame is laid out by, with their dictionary VRs."""
+RENDER_TAGS: dict[int, bytes] = {
+    0x00080016: b"UI",  # SOP Class UID (RT Dose has no rescale)
+    0x00281050: b"DS",  # Window Center
+    0x00281051: b"DS",  # Window Width
+    0x00281052: b"DS",  # Rescale Intercept
+    0x00281053: b"DS",  # Rescale Slope
+    0x52009230: b"SQ",  # Per-frame Functional Groups
+}
+"""Elements /rendered reads besides the Image Pixel ones: `native_pixels` notes where they are."""
 _NATIVE_SYNTAXES = frozenset((ps.IMPLICIT_VR_LE, "1.2.840.10008.1.2.1"))
 
 
@@ -379,6 +388,9 @@ class NativePixels:
     offset: int
     """Of the Pixel Data value in the file."""
     length: int
+    others: dict[int, tuple[bytes, int, int]]
+    """(VR, offset, length) of the top-level `RENDER_TAGS` elements, by tag (VR b"" in implicit
+    VR files, b"??" when an element is there twice)."""
 
 
 def native_pixels(data: bytes) -> NativePixels | None:
@@ -392,6 +404,7 @@ def native_pixels(data: bytes) -> NativePixels | None:
         n = len(data)
         pos = start
         values: dict[int, int] = {}
+        others: dict[int, tuple[bytes, int, int]] = {}
         photometric: str | None = None
         while pos + 8 <= n:
             tag, vr, length, head = _header(data, pos, implicit)
@@ -401,7 +414,9 @@ def native_pixels(data: bytes) -> NativePixels | None:
             if tag in _PIXEL_TAGS:
                 if tag != mt.PIXEL_DATA or length == _UNDEFINED or pos + length > n:
                     return None
-                return NativePixels(values, photometric, pos, length)
+                return NativePixels(values, photometric, pos, length, others)
+            if tag in RENDER_TAGS:
+                others[tag] = (b"??", pos, length) if tag in others else (vr, pos, length)
             if length == _UNDEFINED:
                 pos = _undefined(data, pos, tag, vr, implicit)
                 continue

@@ -117,6 +117,13 @@ def _image_answer(
         quality = _quality(request)
     except OrthancError as err:
         deferred = err
+    if deferred is None and accept is not None:
+        try:  # most files: native pixels read straight from the bytes, without pydicom
+            native = render.native_image_answer(data, frame, mode, args, accept, quality)
+        except (OrthancError, ValueError, IndexError):
+            native = None  # the pydicom path below gives the answer or Orthanc's error
+        if native is not None:
+            return native, accept
     ds = pixels.read_dataset(data)
     decoded = pixels.decode_dataset(ds, frame)
     if deferred is not None:

@@ -5,6 +5,7 @@ the PNG writer round-trips."""
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -16,6 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate
 from orthanc_py.errors import OrthancError
 from orthanc_py.imaging import pixels, png, render
 from orthanc_py.model.fastparse import native_pixels
+from orthanc_py.model.fasttags import tags_fast
 
 
 def _file(
@@ -118,6 +120,38 @@ def test_small_preview_is_the_preview(name: str) -> None:
         assert small == render.preview_png(data, 0)
 
 
+LARGE = {  # beyond SMALL_FILE: drawn in a worker thread, still without pydicom
+    "CT u16 12 bits 512x512": _file(_random(512 * 512, "<u2", 21), 512, 512, 16, 12),
+    "s16 MONOCHROME1 300x260": _file(_random(300 * 260, "<i2", 22), 300, 260, 16, 16, 1, "MONOCHROME1"),
+    "RGB 200x180": _file(_random(200 * 180 * 3, "u1", 23), 200, 180, 8, 8, photometric="RGB", samples=3, planar=0),
+    "multiframe u8 3x160x170": _file(_random(3 * 160 * 170, "u1", 24), 160, 170, 8, 8, frames=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LARGE))
+@pytest.mark.parametrize("mode", [render.PREVIEW, render.UINT16, "rendered"])
+def test_large_native_answer_is_the_pydicom_answer(name: str, mode: str) -> None:
+    """native_image_answer (no size limit) gives the bytes of the pydicom path, every frame."""
+    data = LARGE[name]
+    assert len(data) > render.SMALL_FILE and render.small_image_answer(data, 0, mode, None, "image/png") is None
+    for frame in (0, 2):
+        try:
+            ds = pixels.read_dataset(data)
+            expected: bytes | str = render.image_answer(
+                pixels.decode_dataset(ds, frame), render.FrameTags.of(ds, frame), mode, None, "image/png"
+            )
+        except OrthancError as err:
+            expected = err.code.name
+        try:
+            got = render.native_image_answer(data, frame, mode, None, "image/png")
+        except OrthancError as err:
+            got = err.code.name
+        if frame == 0 or name.startswith("multiframe"):
+            assert got == expected, frame
+        else:
+            assert got is None  # no such frame: the pydicom path gives Orthanc's error
+
+
 def test_orthanc_decoding_rules() -> None:
     """Unused high bits are kept (Orthanc copies the words), signed data is not sign-extended
     unless shifted, MONOCHROME1 is inverted only by the preview, 8-bit signed is refused."""
@@ -159,3 +193,66 @@ def test_png_decodes_to_the_same_pixels(shape: tuple[int, ...]) -> None:
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(data))), arr)
     wide = rng.integers(0, 65536, size=shape[:2], dtype=np.uint16)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png.encode(wide)))).astype(np.uint16), wide)
+
+
+def _tagged(syntax: str = ExplicitVRLittleEndian, **elements: Any) -> bytes:
+    """A small 16-bit CT whose /rendered tags are `elements` (keyword: value, or (VR, value))."""
+    data = _file(_random(16 * 16, "<u2", 30), 16, 16, 16, 12, syntax=syntax)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for keyword, value in elements.items():
+        if isinstance(value, tuple):
+            ds.add_new(keyword, value[0], value[1])
+        else:
+            setattr(ds, keyword, value)
+    out = io.BytesIO()
+    implicit = syntax == ImplicitVRLittleEndian
+    pydicom.dcmwrite(out, ds, enforce_file_format=True, little_endian=True, implicit_vr=implicit)
+    return out.getvalue()
+
+
+RENDER_CASES = {
+    "none": _tagged(),
+    "window": _tagged(WindowCenter="40", WindowWidth="400"),
+    "window and rescale": _tagged(WindowCenter="40", WindowWidth="400", RescaleIntercept="-1024", RescaleSlope="1"),
+    "multi-valued, spaced": _tagged(WindowCenter=["40", "300"], WindowWidth=[" 400", "1500"]),
+    "exponents": _tagged(WindowCenter="4.5e1", WindowWidth="+4E2", RescaleSlope="0.5", RescaleIntercept="-1.5e3"),
+    "only a center": _tagged(WindowCenter="40"),
+    "only a slope": _tagged(RescaleSlope="2"),
+    "RT dose": _tagged(SOPClassUID="1.2.840.10008.5.1.4.1.1.481.2", RescaleSlope="2", RescaleIntercept="5"),
+    "implicit VR": _tagged(ImplicitVRLittleEndian, WindowCenter="40", WindowWidth="400", RescaleSlope="3"),
+    "bits stored window": _tagged(BitsStored=10),
+    "bad number": _tagged(WindowCenter="1234", WindowWidth="400").replace(b"1234", b"12ab"),
+    "bad number, plain bytes": _tagged(WindowCenter="1234", WindowWidth="400").replace(b"1234", b"1e+e"),
+    "empty width": _tagged(WindowCenter="40", WindowWidth=("DS", "")),
+    "as UN": _tagged(WindowCenter="40", WindowWidth="400").replace(  # pydicom writes DS: made by hand
+        b"(\x00P\x10DS\x02\x0040", b"(\x00P\x10UN\x00\x00\x02\x00\x00\x0040"
+    ),
+    "as LO": _tagged(WindowCenter=("LO", "40"), WindowWidth=("LO", "400")),
+    "per-frame groups": _tagged(PerFrameFunctionalGroupsSequence=[Dataset()], WindowCenter="40", WindowWidth="400"),
+    "MONOCHROME1": _tagged(PhotometricInterpretation="MONOCHROME1", WindowCenter="40", WindowWidth="400"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RENDER_CASES))
+def test_native_rendered_tags_are_orthancs(name: str) -> None:
+    """The tags /rendered reads from the native walk are those the tag reader and pydicom give,
+    or the walk leaves the file to the tag reader; the images are the same bytes."""
+    data = RENDER_CASES[name]
+    layout = native_pixels(data)
+    assert layout is not None
+    found = render._native_frame_of(data, layout, 0)
+    assert found is not None
+    quick = render._native_tags(data, layout, found[1])
+    assert (quick is None) == (name in ("as UN", "as LO", "per-frame groups", "bad number"))
+    short = tags_fast(data, "short", render._short_options(), with_pixels=False)
+    reference = None if short is None else render.FrameTags.of_short(short, 0)  # small_image_answer's before
+    if reference is None:  # left to pydicom, as before
+        assert quick is None and render.small_image_answer(data, 0, "rendered", None, "image/png") is None
+        return
+    if quick is not None:
+        assert quick == reference
+    if not name.startswith("bad number"):  # pydicom refuses to read those numbers at all
+        ds = pixels.read_dataset(data)
+        assert reference == render.FrameTags.of(ds, 0)
+    expected = render.image_answer(found[0], reference, "rendered", None, "image/png")
+    assert render.small_image_answer(data, 0, "rendered", None, "image/png") == expected
