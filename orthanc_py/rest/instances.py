@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import functools
 import io
+from typing import TYPE_CHECKING
 
-import pydicom
 from aiohttp import web
 
-from ..core import createdicom, ingest, zipinput
 from ..core import files as core_files
 from ..core import resources as core_res
 from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
-from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
+from ..model.tagtext import TagsOptions
 from ..web.responses import json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, tags_options
 
+if TYPE_CHECKING:
+    import pydicom
+
 
 async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
+    from ..core import ingest, zipinput
+
     ctx = ctx_of(request)
     data = await read_body(request)
     origin = origin_of(request)
@@ -61,6 +65,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
     if request.headers.get("Accept", "").strip().lower() == "application/dicom+json":
+        from ..model import webjson
+
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
@@ -87,6 +93,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.Dataset:
+    import pydicom
+
     ctx = ctx_of(request)
     data = await core_files.read_dicom(ctx, request.match_info["id"])
 
@@ -104,11 +112,11 @@ elements costs ~45 us, less than the hop to a worker thread and back (p50 of /si
 file in one hop (the rendering holds the GIL either way: the hop only adds latency)."""
 
 
-def _tags_blocking(
-    ctx: ServerContext, public_id: str, data: bytes | None, fmt: str, options: orthancjson.TagsOptions
-) -> bytes:
+def _tags_blocking(ctx: ServerContext, public_id: str, data: bytes | None, fmt: str, options: TagsOptions) -> bytes:
     """Worker thread: the file looked up and read (unless `data` is given), its tags rendered and
     written as JSON, in one hop."""
+    from ..model import fasttags
+
     if data is None:
         _att, data = core_files.dicom_file_blocking(ctx, public_id)
         assert data is not None
@@ -116,6 +124,8 @@ def _tags_blocking(
 
 
 async def _tags(request: web.Request, fmt: str) -> web.StreamResponse:
+    from ..model import fasttags
+
     ctx = ctx_of(request)
     public_id = request.match_info["id"]
     try:
@@ -142,6 +152,10 @@ async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
+    import pydicom
+
+    from ..model import orthancjson
+
     ds = await _dataset(request)
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
     return json_response(orthancjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
@@ -149,6 +163,8 @@ async def get_header(request: web.Request) -> web.StreamResponse:
 
 async def get_content(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/content/{path}: tag lists, sequence items, or a raw value."""
+    from ..model import orthancjson
+
     ds = await _dataset(request, with_pixels=True)
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
@@ -186,6 +202,8 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
 async def pdf(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/pdf: the document of an Encapsulated PDF instance (Orthanc's
     ExtractPdf: SOP class and MIME type must say PDF), a bare 404 for any other instance."""
+    from ..core import createdicom
+
     ctx = ctx_of(request)
     data = await core_files.read_dicom(ctx, request.match_info["id"])
     body = await ctx.run(createdicom.extract_pdf, data)
