@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -180,29 +179,14 @@ def configure_libraries() -> None:
       and made its latency bimodal. Our objects are freed by reference counting; cycles are rare.
       Set first, it also spares the start-up imports ~20 ms of collections;
       `freeze_startup_objects` then takes what start-up built out of the collector's scans.
-    - pydicom is loaded without `requests` (`_import_pydicom`), and reads what it is given
-      without validating values (Orthanc stores files with invalid values too;
-      `reading_validation_mode` would warn or raise on each).
+    - pydicom is configured when it is first imported (`model.libraries`: without `requests`,
+      reading values without validating them); the server starts without it, nor numpy.
     - pynetdicom's sockets are tuned by `remote.dicomnet.tune_pynetdicom`, called before the
       first association (the DICOM server's first connection, the SCU): pynetdicom loads then."""
+    from .model.libraries import install_pydicom_setup
+
     gc.set_threshold(20_000, 20, 20)
-    _import_pydicom()
-    import pydicom.config
-
-    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-
-
-def _import_pydicom() -> None:
-    """Import pydicom with `requests` hidden: pydicom imports it only to download its own test
-    files (and then falls back to urllib), and `requests` with urllib3 and charset_normalizer cost
-    40-60 ms and 5 MB at every start. Later imports of `requests` work as usual."""
-    if "pydicom" in sys.modules or "requests" in sys.modules:
-        return
-    sys.modules["requests"] = None  # type: ignore[assignment]  # `import requests` raises ImportError
-    try:
-        import pydicom  # noqa: F401
-    finally:
-        del sys.modules["requests"]
+    install_pydicom_setup()
 
 
 def pause_collector() -> None:
@@ -221,6 +205,19 @@ def freeze_startup_objects() -> None:
     unreachable objects, which stay frozen instead."""
     gc.freeze()
     gc.enable()
+    release_free_heap()
+
+
+def release_free_heap() -> None:
+    """Hand the heap pages that start-up used and freed back to the system (glibc's malloc_trim;
+    elsewhere a no-op): ~2 MB of an idle server's RSS, which `cli.tune_malloc`'s trim threshold
+    would otherwise keep for good. Uploads grow the heap again as they need it."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 async def serve(

@@ -37,7 +37,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
@@ -46,6 +46,9 @@ from ..model.enums import TRANSFER_SYNTAXES, FileContentType, ResourceType
 from ..model.ids import is_public_id
 from .context import ServerContext
 from .files import InstanceFile, files_in
+
+if TYPE_CHECKING:
+    from .dicomdir import DicomDirWriter
 
 log = logging.getLogger("orthanc_py")
 
@@ -454,9 +457,11 @@ def write_zip(
     cancelled: threading.Event | None = None,
 ) -> int:
     """Worker thread: write the archive into `out`; the number of files written."""
-    from .dicomdir import DicomDirWriter
+    dicomdir: DicomDirWriter | None = None
+    if archive.media:  # pydicom writes the DICOMDIR: imported for the first media archive
+        from .dicomdir import DicomDirWriter
 
-    dicomdir = DicomDirWriter(options.extended) if archive.media else None
+        dicomdir = DicomDirWriter(options.extended)
     stamp = time.localtime()[:6]
     written = 0
     total = len(archive.members) + 1

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-
-import pydicom
+from typing import TYPE_CHECKING
 
 from ..index.base import Transaction
 from ..model import maintags as mt
 from ..model.enums import ResourceType
 from .context import ServerContext
 from .files import InstanceFile, files_in, instances_under, read
+
+if TYPE_CHECKING:
+    import pydicom
 
 NUMBER_OF_PATIENT_RELATED_STUDIES = mt.tag(0x0020, 0x1200)
 NUMBER_OF_PATIENT_RELATED_SERIES = mt.tag(0x0020, 0x1202)
@@ -123,6 +125,8 @@ def header_of(ctx: ServerContext, f: InstanceFile | None) -> pydicom.Dataset | N
     """The header of a file, up to its pixel data (None when there is no file, or it is gone)."""
     if f is None:
         return None
+    import pydicom
+
     try:
         data = read(ctx, f)
     except FileNotFoundError:

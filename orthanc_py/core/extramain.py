@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 
 from ..index.base import Transaction
+from ..model.dicomfile import ParsedInstance
 from ..model.enums import MetadataType, ResourceType
 from ..model.maintags import MainTagSet, format_tag
-from ..model.orthancjson import TagsOptions, orthanc_tags
-from ..model.parsing import ParsedInstance
+from ..model.tagtext import TagsOptions
 from .context import ServerContext
 
 REQUEST_ATTRIBUTES_SEQUENCE = 0x00400275
@@ -29,6 +29,8 @@ def extract(ctx: ServerContext, data: bytes, parsed: ParsedInstance) -> dict[Res
     `parsed.main_tags` and answer the MainDicomSequences metadata of each level that has
     sequences. Values Orthanc would not keep as text (binary, too long) are left out."""
     import pydicom
+
+    from ..model.orthancjson import orthanc_tags
 
     tagset = ctx.main_tags
     wanted = {_CHARSET, REQUEST_ATTRIBUTES_SEQUENCE}

@@ -11,8 +11,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import pydicom
+from typing import TYPE_CHECKING
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
@@ -20,6 +19,9 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
 from .context import ServerContext
 from .resources import lookup_in, unknown
+
+if TYPE_CHECKING:
+    import pydicom
 
 _META = (MetadataType.TRANSFER_SYNTAX, MetadataType.SOP_CLASS_UID, MetadataType.PIXEL_DATA_OFFSET)
 
@@ -115,6 +117,8 @@ def path(ctx: ServerContext, f: InstanceFile) -> str | None:
 
 def dataset(ctx: ServerContext, f: InstanceFile, with_pixels: bool = True) -> pydicom.Dataset:
     """Worker thread: the file parsed (header only unless `with_pixels`)."""
+    import pydicom
+
     return pydicom.dcmread(io.BytesIO(read(ctx, f)), stop_before_pixels=not with_pixels, force=True)
 
 

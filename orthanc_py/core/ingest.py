@@ -20,16 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import pydicom
 
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..index.base import Attachment, Deletion, Transaction
 from ..model import maintags as mt
+from ..model.dicomfile import ParsedInstance, as_int
 from ..model.enums import ChangeType, FileContentType, MetadataType, ResourceType
+from ..model.fastparse import parse_fast
 from ..model.ids import PublicIds
-from ..model.orthancjson import orthanc_tags
-from ..model.parsing import ParsedInstance, as_int, parse
 from .context import ServerContext, now_iso
 from .extquery import values_for_ingest
 from .recycling import NO_LIMITS, Limits, recycle, storage_limits
@@ -100,6 +99,17 @@ class FilteredOut(Exception):
         self.status = status
 
 
+def _parse(data: bytes, default_encoding: str) -> ParsedInstance:
+    """`parsing.parse`: its fast path first, so that pydicom is imported (~100 ms, once) only
+    for a file that path leaves to pydicom."""
+    fast = parse_fast(data, default_encoding) if len(data) >= 8 else None
+    if fast is not None:
+        return fast
+    from ..model.parsing import parse
+
+    return parse(data, default_encoding)
+
+
 def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tuple[ParsedInstance, Attachment]:
     """Worker-thread half: parse, then write the file durably.
 
@@ -107,7 +117,7 @@ def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tup
     attachment routes compute it when a client asks for it.
     """
     try:
-        parsed = parse(data, ctx.default_encoding)
+        parsed = _parse(data, ctx.default_encoding)
     except RecursionError as exc:  # sequences nested hundreds of levels deep: bad input, not a crash
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "DICOM sequences are nested too deeply") from exc
     if data[128:132] != b"DICM":  # Orthanc finds the pixel data offset only after a preamble
@@ -292,6 +302,10 @@ def main_sequences(data: bytes, pixel_offset: int | None) -> str | None:
     {tag: full JSON}}`). Files without the sequence (nearly all) cost one byte search."""
     if data.find(_REQUEST_ATTRIBUTES, 0, pixel_offset or len(data)) < 0:
         return None
+    import pydicom
+
+    from ..model.orthancjson import orthanc_tags
+
     try:
         ds = pydicom.dcmread(
             io.BytesIO(data), stop_before_pixels=True, force=True, specific_tags=[0x00400275, 0x00080005]
@@ -419,6 +433,8 @@ def _ingest_transcoded(ctx: ServerContext, data: bytes) -> bytes:
     target = settings.ingest_transcoding
     if target is None:
         return data
+    import pydicom
+
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         source = transcode.stored_syntax(ds)

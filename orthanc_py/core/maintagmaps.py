@@ -12,7 +12,6 @@ from typing import Any
 from ..index.base import Transaction
 from ..model.enums import ResourceType
 from ..model.maintags import MainTagSet
-from ..model.parsing import element_text
 from .context import ServerContext
 from .dicomfind import header_of
 from .extramain import stored_sequences
@@ -102,6 +101,8 @@ def extrapolate(
     """Worker thread, the plugin's Extrapolate mode: the value most of the sampled instances of
     each series (`SeriesMetadataExtrapolatedTags`) and study (`StudiesMetadataExtrapolatedTags`)
     give each tag (a tie: the smallest value), added to that level's tags."""
+    from ..model.parsing import element_text
+
     headers: dict[str, Any] = {}
 
     def consensus(files: list[InstanceFile], tags: Sequence[int]) -> dict[int, str]:

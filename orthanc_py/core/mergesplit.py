@@ -15,12 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import pydicom
-from pydicom.dataelem import DataElement
-from pydicom.multival import MultiValue
-from pydicom.uid import generate_uid
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Transaction
@@ -29,12 +24,14 @@ from ..model.enums import ResourceType
 from ..model.ids import is_public_id
 from ..model.lookup import parse_tag, vr_of
 from ..model.modules import MODULE_TAGS
-from ..model.orthancjson import parse_tag as dictionary_tag
 from . import ingest
 from . import resources as core_res
 from .context import ServerContext
 from .files import read_dicom
 from .jobs import Job, request_priority, request_synchronous
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement
 
 SPLIT_JOB = "SplitStudy"
 MERGE_JOB = "MergeStudy"
@@ -78,6 +75,8 @@ def _read_strings(body: dict[str, Any], key: str) -> list[str]:
 
 
 def _tag(ctx: ServerContext, name: str) -> int:
+    from ..model.orthancjson import parse_tag as dictionary_tag
+
     try:
         return dictionary_tag(name, ctx.dictionary)
     except ValueError as exc:
@@ -107,6 +106,8 @@ def _instances_of_series(txn: Transaction, rid: int) -> list[str]:
 
 async def split_spec(ctx: ServerContext, study: str, body: Any) -> dict[str, Any]:
     """Validate a split request and fix what the job will do (Orthanc's SplitStudyJob setup)."""
+    from pydicom.uid import generate_uid
+
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
     series_ids = _read_strings(body, "Series") if "Series" in body else []
@@ -188,6 +189,8 @@ def _check_split_tag(ctx: ServerContext, tag: int) -> None:
 def _summary_value(elem: DataElement) -> str | None:
     """The value Orthanc's DICOM summary keeps for a tag: a string, or None (sequence, binary,
     longer than 256 characters)."""
+    from pydicom.multival import MultiValue
+
     if elem.VR in _BINARY_VRS:
         return None
     value = elem.value
@@ -198,6 +201,8 @@ def _summary_value(elem: DataElement) -> str | None:
 
 
 def _module_values(data: bytes) -> dict[str, str]:
+    import pydicom
+
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
     out: dict[str, str] = {}
     for tag in _MODULES:
@@ -212,6 +217,8 @@ async def merge_spec(ctx: ServerContext, study: str, body: Any) -> dict[str, Any
     """Validate a merge request and fix what the job will do (Orthanc's MergeStudyJob setup):
     the patient/study module tags of the target study replace those of the sources, and the
     module tags the target lacks are removed from them."""
+    from pydicom.uid import generate_uid
+
     if not isinstance(body, dict):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT)
 
@@ -284,6 +291,9 @@ async def merge_spec(ctx: ServerContext, study: str, body: Any) -> dict[str, Any
 
 def _rewrite(data: bytes, removals: list[int], replacements: dict[int, str], uids: dict[int, str]) -> bytes:
     """Worker thread: one instance with its tags removed/replaced and its new UIDs."""
+    import pydicom
+    from pydicom.dataelem import DataElement
+
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     for tag in removals:
         if tag in ds:
@@ -315,6 +325,8 @@ def public_content(spec: dict[str, Any], job_type: str) -> dict[str, Any]:
 
 def make_runner(ctx: ServerContext, job_type: str, spec: dict[str, Any]) -> Callable[[Job], Awaitable[dict[str, Any]]]:
     """The coroutine that runs a split or merge job from its spec."""
+    from pydicom.uid import generate_uid
+
     removals = [parse_tag(t) for t in spec["Removals"]]
     replacements = {parse_tag(t): v for t, v in spec["Replacements"].items()}
     if job_type == SPLIT_JOB:

@@ -17,18 +17,14 @@ the instances of a resource.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import random
 import re
 import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-
-from pydicom.dataelem import DataElement
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import AllTransferSyntaxes
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
@@ -36,6 +32,10 @@ from ..model.dictionary import TagDictionary
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag, vr_of
 from .anonprofiles import DEFAULT_VERSION, ORTHANC_METHODS, PROFILES, deidentification_method
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
 
 _IDENTIFIERS = (mt.PATIENT_ID, mt.STUDY_INSTANCE_UID, mt.SERIES_INSTANCE_UID, mt.SOP_INSTANCE_UID)
 _UID_OF_LEVEL = {
@@ -61,7 +61,14 @@ _FLOAT_VRS = frozenset({"FL", "FD"})
 _BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
 _DCMTK_VR = {"xs": "US", "ox": "OW", "up": "UL", "lt": "OW", "na": "UN", "px": "OW"}
 _PATH_TAG = re.compile(r"^\(([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})\)$")
-_TRANSFER_SYNTAXES = frozenset(str(uid) for uid in AllTransferSyntaxes)
+
+
+@functools.cache
+def _transfer_syntaxes() -> frozenset[str]:
+    """Every transfer syntax pydicom knows (loaded with pydicom, on the first transcoding)."""
+    from pydicom.uid import AllTransferSyntaxes
+
+    return frozenset(str(uid) for uid in AllTransferSyntaxes)
 
 
 def _bad(details: str | None = None) -> OrthancError:
@@ -405,7 +412,7 @@ def parse_transcode(body: dict[str, Any], instance: bool) -> str | None:
     target = body["Transcode"]
     if not isinstance(target, str):
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, 'The value of "Transcode" must be a string')
-    if target not in _TRANSFER_SYNTAXES:
+    if target not in _transfer_syntaxes():
         if instance:
             raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, f"Unknown transfer syntax: {target}")
         raise OrthancError(ErrorCode.BAD_FILE_FORMAT, f"Unknown transfer syntax UID: {target}")
@@ -443,6 +450,10 @@ def _binary(text: str) -> bytes:
 def make_element(mod: Modification, tag: int, value: Any, current: str | None = None) -> DataElement:
     """A new element from a JSON value (FromDcmtkBridge::FromJson): a string (numbers for
     binary VRs), a number, null (empty), or an array of objects for a sequence."""
+    from pydicom.dataelem import DataElement
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence as DicomSequence
+
     vr = _vr(mod, tag, current)
     if value is None:
         return DataElement(tag, vr, None if vr != "SQ" else DicomSequence([]))
@@ -494,6 +505,9 @@ def element_text(ds: Dataset, tag: int) -> str:
 
 
 def _clear(ds: Dataset, tag: int) -> None:
+    from pydicom.dataelem import DataElement
+    from pydicom.sequence import Sequence as DicomSequence
+
     if tag in ds:
         vr = _elem_vr(ds, tag)
         ds[tag] = DataElement(tag, vr, DicomSequence([]) if vr == "SQ" else None)
@@ -503,6 +517,8 @@ def _relationships(mod: Modification, ds: Dataset) -> None:
     """Orthanc's RelationshipsVisitor (step 7 of Apply, anonymization only): first-level UIDs of
     the profile get mapped values; inside sequences, removed/cleared/private tags go, and UIDs
     (StudyInstanceUID and the others) are mapped with the same map as the main identifiers."""
+    from pydicom.dataelem import DataElement
+
     for tag in list(ds.keys()):
         vr = _elem_vr(ds, tag)
         if vr == "SQ":
@@ -519,6 +535,8 @@ def _kept_in_sequence(mod: Modification, parents: tuple[tuple[int, int], ...], t
 
 
 def _visit_item(mod: Modification, ds: Dataset, parents: tuple[tuple[int, int], ...]) -> None:
+    from pydicom.dataelem import DataElement
+
     for key in list(ds.keys()):
         tag = int(key)
         vr = _elem_vr(ds, tag)
@@ -595,6 +613,8 @@ def apply(ds: Dataset, mod: Modification) -> None:
     replaced UIDs, private tags, clearings, removals, replacements, new main UIDs, UIDs inside
     sequences (anonymization), then the paths into sequences. The other helpers (merge, split,
     create-dicom) call this with their own `Modification`."""
+    from pydicom.dataelem import DataElement
+
     if mod.is_anonymization:
         for tag, level in (
             (mt.STUDY_INSTANCE_UID, ResourceType.STUDY),

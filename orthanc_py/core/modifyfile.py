@@ -9,16 +9,15 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable
-
-import pydicom
-from pydicom.dataelem import DataElement, RawDataElement
-from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
+from typing import TYPE_CHECKING
 
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from .modify import Modification, apply, element_text
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import DataElement, RawDataElement
+    from pydicom.dataset import Dataset
 
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 
@@ -139,6 +138,10 @@ def _fast_write(ds: Dataset, preamble: bytes, tail: int = 0) -> bytes:
     bytes, the others encoded by pydicom (pydicom's own writer costs ~2 ms per header). Group
     lengths the file had are written again with their new values, as DCMTK does (`tail`: the
     bytes of the pixel data group that follow the header)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     implicit = syntax == "1.2.840.10008.1.2"
     little = syntax != "1.2.840.10008.1.2.2"
@@ -215,6 +218,8 @@ def modify_bytes(
     and no transcoding is asked, only the header is parsed and written again. `identifiers`
     is told the four identifiers of the new file (PatientID and the three UIDs).
     `strict_transcode` (a single instance): a file that cannot be transcoded is an error."""
+    import pydicom
+
     if transcode is None and _header_only(data, pixel_offset, _syntax_of(data)):
         assert pixel_offset is not None
         ds = pydicom.dcmread(io.BytesIO(data[:pixel_offset]), force=True)

@@ -13,20 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import pydicom
+from typing import TYPE_CHECKING, Any
 
 from ..index.base import OrderBy, Transaction
 from ..model.enums import ResourceType
 from ..model.lookup import TagConstraint, matches
-from ..model.parsing import element_text
-from ..model.webjson import sequence_json
 from .context import ServerContext
 from .dicomfind import header_of, index_values, representative_file_in
 from .files import InstanceFile, files_in, instances_under
 from .maintagmaps import MainTagMaps, SeriesMainTags, extrapolate, series_main_tags_in
 from .resources import ResourceInfo, expand, lookup_in
+
+if TYPE_CHECKING:
+    import pydicom
 
 
 @dataclass
@@ -52,6 +51,8 @@ def _split(constraints: Sequence[TagConstraint]) -> tuple[list[TagConstraint], l
 
 
 def _passes(ds: pydicom.Dataset | None, constraints: Sequence[TagConstraint]) -> bool:
+    from ..model.parsing import element_text
+
     for c in constraints:
         elem = ds.get(c.tag) if ds is not None else None
         value = element_text(elem.value) if elem is not None else None
@@ -184,6 +185,13 @@ def _complete(
 ) -> list[tuple[dict[int, str | None], dict[int, str], dict[int, dict[str, Any]]]]:
     """After the transaction: the values, VRs and sequences read from the files (Orthanc's
     StorageAccessOnFind; the VR of a private or unknown tag as the file has it)."""
+    if all(f is None for _values, _missing, f in plan):  # all from the index: no file, no pydicom
+        for values, missing, _f in plan:
+            values.update(dict.fromkeys(missing))
+        return [(values, {}, {}) for values, _missing, _f in plan]
+    from ..model.parsing import element_text
+    from ..model.webjson import sequence_json
+
     out = []
     for values, missing, f in plan:
         ds = header_of(ctx, f) if f is not None else None

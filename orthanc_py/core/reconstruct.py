@@ -9,14 +9,17 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..index.base import Attachment, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
-from ..model.parsing import ParsedInstance, parse
 from .content import change_compression
 from .context import ServerContext
 from .ingest import main_sequences_of
 from .resources import lookup_in
+
+if TYPE_CHECKING:
+    from ..model.parsing import ParsedInstance
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +127,8 @@ async def reconstruct(
     `this_level_only` (Orthanc 1.12.4's LimitToThisLevelMainDicomTags): only the resource's own
     main tags, read from one of its instances. `files` (ReconstructFiles): the files are stored
     again as StorageCompression says now."""
+    from ..model.parsing import parse
+
     instances = await ctx.index.read(functools.partial(_instances, public_id=public_id, level=level))
     if this_level_only and level is not None:
         instances = instances[:1]

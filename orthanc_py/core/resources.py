@@ -13,11 +13,11 @@ from typing import Any
 from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Deletion, Ids, Transaction, WholeLevel
 from ..model import maintags as mt
+from ..model.dicomfile import as_int
 from ..model.enums import MetadataType, ResourceType
 from ..model.ids import is_public_id
 from ..model.lookup import MatchKind, TagConstraint, normalize
 from ..model.maintags import MainTagSet
-from ..model.parsing import as_int
 from .context import ServerContext, now_iso
 
 

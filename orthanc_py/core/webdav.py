@@ -34,8 +34,6 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from pydicom.datadict import tag_for_keyword
-
 from ..errors import ErrorCode, OrthancError
 from ..index.base import ResourceRow, Transaction, WholeLevel
 from ..model.enums import FileContentType, MetadataType, ResourceType
@@ -101,6 +99,8 @@ def _metadata_time(value: str | None) -> str | None:
 @functools.lru_cache(maxsize=16)
 def _template(template: str) -> tuple[tuple[str, int | None], ...]:
     """The `{{Keyword}}` placeholders of a template, with their tags."""
+    from pydicom.datadict import tag_for_keyword
+
     return tuple((m.group(0), tag_for_keyword(m.group(1))) for m in _PLACEHOLDER.finditer(template))
 
 

@@ -9,7 +9,6 @@ from aiohttp import web
 from ..core import changefeed as core_feed
 from ..core import files as core_files
 from ..errors import ErrorCode, OrthancError
-from ..model import webjson
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes
 
@@ -44,6 +43,8 @@ async def _with_metadata(request: web.Request, rows: list[tuple[Any, ...]], incl
     out = [_entry(r) for r in rows]
     if not include:
         return out
+    from ..model import webjson
+
     current = [(i, r[6]) for i, r in enumerate(rows) if r[2] == "current"]
     files = await core_files.files_by_public_id(ctx, [pid for _i, pid in current])
 

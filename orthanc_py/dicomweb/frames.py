@@ -7,7 +7,6 @@ from aiohttp import web
 
 from ..core import files as core_files
 from ..errors import ErrorCode, OrthancError
-from ..imaging import jpeg_encode
 from ..imaging import transcode as ts
 from ..web.appkeys import ctx_of
 from .headers import MediaRange, bad_accept, not_acceptable, parse_accept, public_base
@@ -82,7 +81,7 @@ def _frames_target(r: MediaRange, kind: str, stored: str) -> str | None:
 
 
 _DEFAULT_OF_MEDIA = {
-    "image/jpeg": jpeg_encode.BASELINE,
+    "image/jpeg": ts.JPEG_BASELINE,
     "image/jls": "1.2.840.10008.1.2.4.80",
     "image/x-jls": "1.2.840.10008.1.2.4.80",
     "image/jp2": "1.2.840.10008.1.2.4.90",

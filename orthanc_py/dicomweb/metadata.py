@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 import orjson
-import pydicom
 from aiohttp import web
 
 from ..core import files as core_files
@@ -16,8 +15,9 @@ from ..core.query import FindRequest
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode as ts
 from ..model import maintags as mt
-from ..model import orthancjson, webjson
+from ..model import qidojson
 from ..model.charsets import ENCODINGS
+from ..model.dictionary import parse_tag as dictionary_tag
 from ..model.enums import ResourceType
 from ..model.lookup import MatchKind, TagConstraint
 from ..web.appkeys import ctx_of
@@ -31,6 +31,10 @@ def _metadata_of(data: bytes, base: str, pixel_vr: str | None = None) -> dict[st
     by BulkDataURI (lowercase tag, nested ones with their item path). `data` may stop right
     before the pixel data element, whose VR is then `pixel_vr` (reading only the header is what
     makes a cold /metadata fast)."""
+    import pydicom
+
+    from ..model import webjson
+
     ds = pydicom.dcmread(io.BytesIO(data), force=True)
     study, series, sop = (str(ds.get(k, "")) for k in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"))
     url = f"{base}/studies/{study}/series/{series}/instances/{sop}"
@@ -156,7 +160,7 @@ def _extrapolated_tags(ctx: Any) -> tuple[list[int], list[int]]:
         tags = []
         for name in names if isinstance(names, list) else []:
             try:
-                tags.append(orthancjson.parse_tag(str(name), ctx.dictionary))
+                tags.append(dictionary_tag(str(name), ctx.dictionary))
             except ValueError:
                 raise OrthancError(
                     ErrorCode.PARAMETER_OUT_OF_RANGE, f'Unknown DICOM tag in option "{key}" of DICOMweb: {name}'
@@ -173,7 +177,7 @@ def _main_tags_item(tags: dict[int, str], sequences: dict[str, Any], charset: st
     if charset is not None:
         out["00080005"] = {"vr": "CS", "Value": [charset]}
     for t, v in tags.items():
-        out[f"{t:08X}"] = _integral(webjson.from_text(t, v))
+        out[f"{t:08X}"] = _integral(qidojson.from_text(t, v))
     for key, node in sequences.items():
         out[key.replace(",", "").upper()] = _sequence_from_full(node)
     return dict(sorted(out.items()))
@@ -197,9 +201,9 @@ def _sequence_from_full(node: dict[str, Any]) -> dict[str, Any]:
             if kind == "Sequence":
                 out[f"{t:08X}"] = _sequence_from_full(sub)
             elif kind == "String":
-                out[f"{t:08X}"] = _integral(webjson.from_text(t, sub.get("Value", "")))
+                out[f"{t:08X}"] = _integral(qidojson.from_text(t, sub.get("Value", "")))
             elif kind == "Null":
-                out[f"{t:08X}"] = webjson.from_text(t, "")
+                out[f"{t:08X}"] = qidojson.from_text(t, "")
         items.append(dict(sorted(out.items())))
     return {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
 

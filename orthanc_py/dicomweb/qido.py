@@ -11,7 +11,7 @@ from ..core import extquery, findspec
 from ..core.query import FindRequest, find_answers
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
-from ..model import webjson
+from ..model import qidojson
 from ..model.enums import ResourceType
 from ..model.lookup import parse_constraint, parse_tag, vr_of
 from ..web.appkeys import ctx_of
@@ -165,7 +165,7 @@ def _search(level: ResourceType, prefix: str) -> Any:
                 if t in seqs:  # the sequences includefield names (DICOMweb plugin 1.17+)
                     item[f"{t:08X}"] = seqs[t]
                 elif v is not None:
-                    item[f"{t:08X}"] = webjson.from_text(t, v, file_vrs.get(t))
+                    item[f"{t:08X}"] = qidojson.from_text(t, v, file_vrs.get(t))
             study_uid = values.get(mt.STUDY_INSTANCE_UID) or ""
             url = f"{base}/studies/{study_uid}"
             if level is not ResourceType.STUDY:

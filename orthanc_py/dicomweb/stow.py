@@ -15,15 +15,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import pydicom
 from aiohttp import web
 
 from ..core import ingest
 from ..core.ingest import Origin, StoreStatus
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
+from ..model.dicomfile import ParsedInstance
 from ..model.enums import ResourceType
-from ..model.parsing import ParsedInstance
 from ..web.appkeys import ctx_of
 from ..web.responses import json_bytes, read_body
 from . import status as stow_status
@@ -225,6 +224,8 @@ def _checks(only_study: str | None, orthanc: bool) -> ingest.Check:
 
 def _sop_uids(data: bytes) -> tuple[str, str]:
     """SOP class and instance UIDs of a part the ingest refused ("" when unreadable)."""
+    import pydicom
+
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True, specific_tags=[0x00080016, 0x00080018])
         return str(ds.get("SOPClassUID", "") or ""), str(ds.get("SOPInstanceUID", "") or "")

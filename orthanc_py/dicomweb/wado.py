@@ -165,8 +165,6 @@ async def delete(request: web.Request) -> web.StreamResponse:
 
 async def wado_uri(request: web.Request) -> web.StreamResponse:
     """WADO-URI (PS3.18 9): ?requestType=WADO&studyUID&seriesUID&objectUID&contentType=..."""
-    from ..imaging import pixels, render
-
     ctx = ctx_of(request)
     q = request.query
     if q.get("requestType") != "WADO" or not q.get("objectUID"):
@@ -184,6 +182,8 @@ async def wado_uri(request: web.Request) -> web.StreamResponse:
     mime = content_type
 
     def draw() -> bytes:  # Orthanc's plugin asks Orthanc for /instances/{id}/rendered
+        from ..imaging import pixels, render
+
         ds = pixels.read_dataset(data)
         decoded = pixels.decode_dataset(ds, 0)
         return render.image_answer(decoded, render.FrameTags.of(ds, 0), "rendered", render.RenderArgs(), mime)

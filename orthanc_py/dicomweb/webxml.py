@@ -3,16 +3,21 @@ WADO-RS metadata request with `multipart/related; type="application/dicom+xml"` 
 
 from __future__ import annotations
 
-from typing import Any
-from xml.etree import ElementTree as ET
+from typing import TYPE_CHECKING, Any
 
-from pydicom.datadict import keyword_for_tag
+if TYPE_CHECKING:
+    from xml.etree import ElementTree as ET
+
 
 NAMESPACE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
 _PN_PARTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
 
 
 def _attribute(parent: ET.Element, key: str, node: dict[str, Any]) -> None:
+    from xml.etree import ElementTree as ET
+
+    from pydicom.datadict import keyword_for_tag
+
     tag = int(key, 16)
     attrs = {"tag": key, "vr": node.get("vr", "UN")}
     keyword = keyword_for_tag(tag) if not (tag >> 16) & 1 else ""
@@ -44,6 +49,8 @@ def _dataset(parent: ET.Element, dataset: dict[str, Any]) -> None:
 
 def to_xml(dataset: dict[str, Any]) -> bytes:
     """One dataset in DICOM JSON as a NativeDicomModel document (UTF-8)."""
+    from xml.etree import ElementTree as ET
+
     root = ET.Element("NativeDicomModel", {"xmlns": NAMESPACE})
     _dataset(root, dataset)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8", xml_declaration=False)

@@ -35,12 +35,14 @@ import io
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
 
 from ..errors import ErrorCode, OrthancError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 GRAY8, GRAY16, SGRAY16, GRAY32, RGB24, RGB48 = (
     "Grayscale8",
@@ -93,6 +95,8 @@ def _bad_file(details: str | None = None) -> OrthancError:
 
 def _uint(ds: Dataset, keyword: str) -> int | None:
     """The first value of an integer attribute, None when absent or empty."""
+    import pydicom
+
     if keyword not in ds:
         return None
     value = ds[keyword].value
@@ -210,6 +214,8 @@ class ImageInfo:
 
 def read_dataset(data: bytes) -> Dataset:
     """The whole file parsed (pixel data included); BadFileFormat when it is not DICOM."""
+    import pydicom
+
     try:
         return pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception as exc:  # pydicom raises many kinds on garbage

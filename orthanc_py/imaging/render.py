@@ -16,17 +16,19 @@ import functools
 import io
 import zipfile
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from ..errors import ErrorCode, OrthancError
 from ..model.fastparse import RENDER_TAGS, NativePixels, native_pixels
 from ..model.fasttags import tags_fast
-from ..model.orthancjson import TagsOptions
+from ..model.tagtext import TagsOptions
 from . import png
 from .pixels import GRAY8, GRAY16, GRAY32, RGB24, RGB48, SGRAY16, Frame, decode_dataset, read_dataset
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 PREVIEW, UINT8, UINT16, INT16 = "preview", "uint8", "uint16", "int16"
 _F32 = np.float32

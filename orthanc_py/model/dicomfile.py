@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-
-from pydicom.dataset import Dataset
+from typing import TYPE_CHECKING
 
 from ..errors import ErrorCode, OrthancError
 from . import ids as idmod
 from . import maintags as mt
 from .enums import ResourceType
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"

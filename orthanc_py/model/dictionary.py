@@ -220,3 +220,21 @@ def dcmtk() -> TagDictionary:
 
 
 __all__ = ["UNKNOWN_TAG_NAME", "Entry", "TagDictionary", "dcmtk"]
+
+
+def parse_tag(text: str, dictionary: TagDictionary | None = None) -> int:
+    """Orthanc's FromDcmtkBridge::ParseTag: "gggg,eeee", "gggg-eeee", "ggggeeee" or a dictionary name.
+
+    Raises ValueError for an unknown name (Orthanc answers 500 "Unknown DICOM tag").
+    """
+    hexa = text
+    if len(text) == 9 and text[4] in ",-":
+        hexa = text[:4] + text[5:]
+    if len(hexa) == 8 and all(c in "0123456789abcdefABCDEF" for c in hexa):
+        return int(hexa, 16)
+    if text in {"GenericGroupLength", "PrivateGroupLength", "PrivateCreator", UNKNOWN_TAG_NAME}:
+        raise ValueError(f"Unknown DICOM tag: {text}")
+    tag = (dictionary or dcmtk()).tag_of(text)
+    if tag is None:
+        raise ValueError(f"Unknown DICOM tag: {text}")
+    return tag

@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
-
-from pydicom.charset import python_encoding
-from pydicom.datadict import DicomDictionary, dictionary_VR
-from pydicom.uid import PrivateTransferSyntaxes
-from pydicom.values import converters
 
 from ..errors import ErrorCode, OrthancError
 from . import dicomfile as ps
@@ -34,22 +31,44 @@ _EXPLICIT_HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHI")
 _U32 = struct.Struct("<I")
 _SIZES = {b"US": 2, b"SS": 2, b"UL": 4, b"SL": 4, b"FL": 4, b"AT": 4, b"FD": 8, b"SV": 8, b"UV": 8}
-_VALID_VRS = frozenset(vr.encode() for vr in converters if len(vr) == 2)
+_VALID_VRS = frozenset(
+    b"AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+"""The two-letter VRs pydicom converts (`pydicom.values.converters`)."""
 _PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00009, 0x7FE00008))  # pydicom's stop_before_pixels set
 _DELIMITERS = frozenset((0xFFFEE00D, 0xFFFEE0DD))
 _UID_CHARS = re.compile(r"[0-9.]+")
 
-_WANTED: dict[int, bytes] = {
-    t: dictionary_VR(t).encode()
-    for t in (*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET, ps.BITS_ALLOCATED)
-}
-"""Tags read at top level, with the VR pydicom gives them in implicit VR files."""
+# pydicom's own tables, written out: ingest runs without importing pydicom (~100 ms and ~30 MB
+# with numpy and the pixel plugins), which the files the fast path leaves to it load on first use.
+# tests/unit/test_fastparse.py checks each against pydicom.
+_WANTED: dict[int, bytes] = {t: vr.encode() for t, vr in mt.DICTIONARY_VR.items()}
+"""Tags read at top level (the main tags, SOP Class UID, Specific Character Set, Bits Allocated),
+with the VR pydicom's dictionary gives them in implicit VR files."""
 
 _CHARSETS: dict[str, str] = {
-    name: codec for name, codec in python_encoding.items() if name.startswith("ISO_IR ") and name != "ISO_IR 13"
+    "": "iso8859",
+    "ISO_IR 6": "iso8859",
+    "ISO_IR 100": "latin_1",
+    "ISO_IR 101": "iso8859_2",
+    "ISO_IR 109": "iso8859_3",
+    "ISO_IR 110": "iso8859_4",
+    "ISO_IR 126": "iso_ir_126",
+    "ISO_IR 127": "iso_ir_127",
+    "ISO_IR 138": "iso_ir_138",
+    "ISO_IR 144": "iso_ir_144",
+    "ISO_IR 148": "iso_ir_148",
+    "ISO_IR 166": "iso_ir_166",
+    "ISO_IR 192": "UTF8",
 }
-"""Single-byte ISO_IR sets and UTF-8; ISO_IR 13 (shift_jis codec) decodes multi-byte, so excluded."""
-_CHARSETS[""] = python_encoding[""]
+"""pydicom's `python_encoding` of the single-byte ISO_IR sets and UTF-8 (and of no character set);
+ISO_IR 13 (shift_jis codec) decodes multi-byte, so excluded."""
+
+
+def _private_syntaxes() -> Sequence[str]:
+    """The transfer syntaxes registered with pydicom (none while pydicom is not loaded)."""
+    return getattr(sys.modules.get("pydicom.uid"), "PrivateTransferSyntaxes", ())
+
 
 # How pydicom converts each VR (pydicom.values.converters), for the VRs handled here.
 _PLAIN = frozenset((b"AS", b"CS", b"DA", b"DT", b"TM"))  # latin-1, split, strip padding
@@ -105,7 +124,7 @@ def dataset_syntax(data: bytes) -> tuple[int, str, bool]:
             pydicom_explicit = data[start + 4 : start + 6] in _VALID_VRS
             if pydicom_explicit != (ts != ps.IMPLICIT_VR_LE) or (pydicom_explicit and group >= 1024):
                 raise Fallback
-    elif not _UID_CHARS.fullmatch(ts) or ts in _REFUSED_SYNTAXES or ts in PrivateTransferSyntaxes:
+    elif not _UID_CHARS.fullmatch(ts) or ts in _REFUSED_SYNTAXES or ts in _private_syntaxes():
         raise Fallback
     implicit = ts == ps.IMPLICIT_VR_LE
     if start + 6 <= n:  # pydicom switches VR mode (with a warning) when the first element disagrees
@@ -142,6 +161,8 @@ def _undefined(data: bytes, pos: int, tag: int, vr: bytes, implicit: bool, depth
     lengths, VR mode as pydicom guesses it per item, empty delimiters; anything else falls back.
     """
     if implicit:  # pydicom: a sequence if the dictionary says so, or if a private value starts with an item
+        from pydicom.datadict import DicomDictionary
+
         entry = DicomDictionary.get(tag)
         if not (entry[0] == "SQ" if entry else tag >> 16 & 1 and data[pos : pos + 4] == b"\xfe\xff\x00\xe0"):
             raise Fallback

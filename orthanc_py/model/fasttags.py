@@ -3,7 +3,7 @@
 Reading the whole file with pydicom costs ~200 us and rendering its elements ~150 us; the walk
 below reads element headers itself (explicit and implicit VR little endian, defined and
 undefined lengths, sequences and their items) and renders each value with the rules
-`orthancjson` uses (dcmtkvalues: `leaf_text`, `implicit_vr`, `creator_text`...), so both paths
+`orthancjson` uses (tagtext: `leaf_text`, `implicit_vr`, `creator_text`...), so both paths
 share one implementation of each rule.  Whenever pydicom might read the file differently, or
 the rendering would go through a rule the walk does not reproduce (big endian, deflate, UN
 elements, private sequences in implicit VR, tags out of order, odd delimiters, ...), `tags_fast`
@@ -17,23 +17,22 @@ import struct
 import sys
 from typing import Any
 
-import pydicom
-from pydicom.datadict import dictionary_VR
-
 from . import dicomfile as ps
-from .dcmtkvalues import (
+from .dictionary import UNKNOWN_TAG_NAME
+from .fastparse import Fallback, dataset_syntax
+from .tagtext import (
     PIXEL_DATA,
     PIXEL_REPRESENTATION,
     Charset,
     TagsOptions,
     creator_text,
+    finish_object,
     implicit_vr,
+    leaf_node,
     leaf_text,
+    sequence_node,
     signed_representation,
 )
-from .dictionary import UNKNOWN_TAG_NAME
-from .fastparse import Fallback, dataset_syntax
-from .orthancjson import finish_object, leaf_node, orthanc_tags, sequence_node
 
 _EXPLICIT_HEAD = struct.Struct("<HH2sH")
 _IMPLICIT_HEAD = struct.Struct("<HHI")
@@ -149,6 +148,8 @@ def _pydicom_sequence(tag: int) -> bool:
     says SQ (private tags: it looks ahead for an item; those take the pydicom path)."""
     if tag & 0x10000:
         raise Fallback
+    from pydicom.datadict import dictionary_VR  # implicit VR files only
+
     try:
         vr = dictionary_VR(tag)
     except KeyError:
@@ -280,6 +281,8 @@ class _Walk:
 
 
 def _pydicom_vr(tag: int) -> str | None:
+    from pydicom.datadict import dictionary_VR  # implicit VR sequences only
+
     try:
         return str(dictionary_VR(tag))
     except KeyError:
@@ -324,6 +327,10 @@ def file_tags(data: bytes, fmt: str, options: TagsOptions, with_pixels: bool = T
     fast = tags_fast(data, fmt, options, with_pixels)
     if fast is not None:
         return fast
+    import pydicom  # the files the fast walk leaves (pydicom loads on the first of them)
+
+    from .orthancjson import orthanc_tags
+
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not with_pixels, force=True)
     return orthanc_tags(ds, fmt, options)
 

@@ -14,10 +14,8 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-
 from .enums import ResourceType
-from .maintags import LEVEL_OF_TAG
+from .maintags import DICTIONARY_VR, KEYWORD_TO_MAIN_TAG, LEVEL_OF_TAG, MAIN_TAGS
 
 RANGE_VRS = frozenset({"DA", "DT", "TM"})
 TEXT_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
@@ -63,16 +61,40 @@ def parse_tag(text: str) -> int:
     m = _TAG_RE.match(text.strip())
     if m:
         return (int(m.group(1), 16) << 16) | int(m.group(2), 16)
+    keyword = text.strip()
+    main = KEYWORD_TO_MAIN_TAG.get(keyword)  # the same as pydicom's, without importing it
+    if main is not None:
+        return main
+    from pydicom.datadict import tag_for_keyword
+
     # pydicom's dictionary has entries without a keyword: "" must not name one of them
-    t = tag_for_keyword(text.strip()) if text.strip() else None
+    t = tag_for_keyword(keyword) if keyword else None
     if t is None:
         raise ValueError(f"Unknown DICOM tag: {text}")
     return int(t)
 
 
+_QIDO_VRS = {
+    0x00080056: "CS",  # InstanceAvailability
+    0x00080061: "CS",  # ModalitiesInStudy
+    0x00081190: "UR",  # RetrieveURL
+    0x00201206: "IS",  # NumberOfStudyRelatedSeries
+    0x00201208: "IS",  # NumberOfStudyRelatedInstances
+    0x00201209: "IS",  # NumberOfSeriesRelatedInstances
+    0x00280010: "US",  # Rows
+    0x00280011: "US",  # Columns
+}
+"""pydicom's dictionary VR of the other tags QIDO-RS answers by default (tests/unit/test_maintags.py)."""
+
+
 @lru_cache(maxsize=4096)
 def vr_of(tag: int) -> str:
     """The dictionary VR of a tag ("UN" for private or unknown tags)."""
+    vr = DICTIONARY_VR.get(tag) or _QIDO_VRS.get(tag)  # no pydicom import for these
+    if vr is not None:
+        return vr
+    from pydicom.datadict import dictionary_VR
+
     try:
         return str(dictionary_VR(tag))
     except KeyError:
@@ -82,6 +104,11 @@ def vr_of(tag: int) -> str:
 @lru_cache(maxsize=4096)
 def keyword_of(tag: int) -> str | None:
     """The DICOM keyword of a tag, or None for private/unknown tags."""
+    main = LEVEL_OF_TAG.get(tag)
+    if main is not None:
+        return MAIN_TAGS[main][tag]
+    from pydicom.datadict import keyword_for_tag
+
     kw = keyword_for_tag(tag)
     return kw or None
 

@@ -116,6 +116,29 @@ IDENTIFIER_TAGS: dict[ResourceType, int] = {
 
 KEYWORD_TO_MAIN_TAG: dict[str, int] = {name: t for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
 
+BITS_ALLOCATED = tag(0x0028, 0x0100)
+
+_VR_TABLE: dict[str, tuple[int, ...]] = {
+    "CS": (0x00080005, 0x00080060, 0x00100040, 0x00180015, 0x00541000),
+    "DA": (0x00080012, 0x00080020, 0x00080021, 0x00100030),
+    "DS": (0x00200032, 0x00200037),
+    "IS": (0x00181090, 0x00200011, 0x00200012, 0x00200013, 0x00200100, 0x00200105, 0x00201002, 0x00280008),
+    "LO": (
+        *(0x00080070, 0x00080080, 0x00081030, 0x0008103E, 0x00100020, 0x00101000, 0x00180010, 0x00181030),
+        *(0x00181400, 0x00321060, 0x00400254),
+    ),
+    "LT": (0x00204000,),
+    "PN": (0x00080090, 0x00081070, 0x00100010, 0x00321032),
+    "SH": (0x00080050, 0x00081010, 0x00180024, 0x00200010),
+    "TM": (0x00080013, 0x00080030, 0x00080031),
+    "UI": (0x00080016, 0x00080018, 0x0020000D, 0x0020000E),
+    "US": (0x00280100, 0x00540081, 0x00540101, 0x00541330),
+}
+DICTIONARY_VR: dict[int, str] = {t: vr for vr, tags in _VR_TABLE.items() for t in tags}
+"""pydicom's dictionary VR of the main tags, SOP Class UID, Specific Character Set and Bits
+Allocated, written out: ingest and the index's reads need no pydicom (~100 ms and ~30 MB with
+numpy and the pixel plugins, loaded on first use). tests/unit/test_maintags.py checks it."""
+
 
 def format_tag(t: int, sep: str = ",") -> str:
     """`0x00100010` -> `"0010,0010"` (Orthanc's lowercase hex)."""

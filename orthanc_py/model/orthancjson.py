@@ -30,13 +30,11 @@ from .dcmtkvalues import (
     raw_element,
     tag_name,
 )
-from .dictionary import UNKNOWN_TAG_NAME, TagDictionary, dcmtk
+from .dictionary import UNKNOWN_TAG_NAME, TagDictionary, dcmtk, parse_tag
+from .tagtext import MAX_TAG_LENGTH, finish_object, leaf_node, sequence_node, simplify_full
 
 Format = Literal["full", "simplify", "short"]
 FORMATS: tuple[str, ...] = ("full", "simplify", "short")
-
-MAX_TAG_LENGTH = 256
-"""Orthanc's ORTHANC_MAXIMUM_TAG_LENGTH: longer UTF-8 values become "TooLong" (null)."""
 
 # --- /tags and /header -------------------------------------------------------------------------------------
 
@@ -75,54 +73,6 @@ def _to_json(
     return finish_object(out, fmt)
 
 
-def sequence_node(name: str, items: list[dict[str, Any]], fmt: str) -> Any:
-    """The JSON of a sequence element whose items are rendered."""
-    return {"Name": name, "Type": "Sequence", "Value": items} if fmt == "full" else items
-
-
-def leaf_node(tag: int, name: str, creator: str | None, value: str | None, fmt: str, options: TagsOptions) -> Any:
-    """The JSON of a leaf element of value `value` (None: null): values longer than
-    MAX_TAG_LENGTH bytes are "TooLong" unless `?ignore-length` names the tag."""
-    if value is None:
-        kind = "Null"
-    elif (
-        len(value) > MAX_TAG_LENGTH // 4
-        and len(value.encode("utf-8")) > MAX_TAG_LENGTH
-        and tag not in options.ignore_length
-    ):
-        kind, value = "TooLong", None
-    else:
-        kind = "String"
-    if fmt != "full":
-        return value
-    node: dict[str, Any] = {"Name": name}
-    if creator is not None:
-        node["PrivateCreator"] = creator
-    node["Type"] = kind
-    node["Value"] = value
-    return node
-
-
-def finish_object(out: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """The object of one dataset, its keys (tags, or names with ?simplify) in Orthanc's order;
-    duplicated names: the last one (in tag order) wins, as in Orthanc."""
-    return dict(sorted(out.items())) if fmt == "simplify" else out
-
-
-def simplify_full(full: dict[str, Any], fmt: str) -> dict[str, Any]:
-    """A full rendering ({"gggg,eeee": {"Name", "Type", "Value"}}) turned into ?simplify (keys are
-    names) or ?short (keys are tags), sequences included (Orthanc's SimplifyDicomAsJson)."""
-    if fmt == "full":
-        return full
-    out: dict[str, Any] = {}
-    for key, node in full.items():
-        value = node.get("Value")
-        if node.get("Type") == "Sequence" and isinstance(value, list):
-            value = [simplify_full(item, fmt) for item in value]
-        out[node.get("Name", key) if fmt == "simplify" else key] = value
-    return dict(sorted(out.items())) if fmt == "simplify" else out
-
-
 def _check(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
@@ -157,24 +107,6 @@ class ContentResult:
     kind: Literal["json", "raw"]
     items: list[str] = field(default_factory=list)
     data: bytes = b""
-
-
-def parse_tag(text: str, dictionary: TagDictionary | None = None) -> int:
-    """Orthanc's FromDcmtkBridge::ParseTag: "gggg,eeee", "gggg-eeee", "ggggeeee" or a dictionary name.
-
-    Raises ValueError for an unknown name (Orthanc answers 500 "Unknown DICOM tag").
-    """
-    hexa = text
-    if len(text) == 9 and text[4] in ",-":
-        hexa = text[:4] + text[5:]
-    if len(hexa) == 8 and all(c in "0123456789abcdefABCDEF" for c in hexa):
-        return int(hexa, 16)
-    if text in {"GenericGroupLength", "PrivateGroupLength", "PrivateCreator", UNKNOWN_TAG_NAME}:
-        raise ValueError(f"Unknown DICOM tag: {text}")
-    tag = (dictionary or dcmtk()).tag_of(text)
-    if tag is None:
-        raise ValueError(f"Unknown DICOM tag: {text}")
-    return tag
 
 
 def _parse_index(text: str) -> int | None:

@@ -2,7 +2,6 @@
 
 - `to_json_dict`: as Orthanc's DICOMweb plugin (WADO-RS metadata, the change feed), binary
   values by BulkDataURI; the same answer as pydicom's `Dataset.to_json_dict`, faster.
-- `from_text`: one attribute from the text the index keeps (QIDO-RS answers).
 - `dicomweb_json`: as Orthanc's REST API (GET /instances/{id}/file with Accept:
   application/dicom+json), binary values inline, values read as DCMTK reads them (dcmtkvalues).
 
@@ -44,7 +43,6 @@ from .dcmtkvalues import (
     raw_element,
 )
 from .dictionary import TagDictionary
-from .lookup import vr_of
 
 _SPLIT = frozenset(("AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"))
 _SINGLE = frozenset(("LT", "ST", "UT", "UR"))
@@ -316,34 +314,3 @@ def dicomweb_json(ds: Dataset, options: TagsOptions | None = None) -> dict[str, 
 
 
 # --- DICOM JSON of values the index keeps as text (QIDO-RS)
-
-_NUMBER_VRS = {"IS", "DS", "US", "UL", "SS", "SL", "FL", "FD", "UV", "SV"}
-
-
-def from_text(tag: int, text: str, vr: str | None = None) -> dict[str, Any]:
-    """One attribute in DICOM JSON from its text as the index keeps it (QIDO-RS answers): PN as
-    objects, numbers as numbers; `vr` when the file tells it (a private tag), else the dictionary's."""
-    vr = vr or vr_of(tag)
-    if vr in ("US or SS", "OB or OW", "US or OW"):
-        vr = vr.split()[0]
-    if text == "":
-        return {"vr": vr}
-    parts = text.split("\\")
-    if vr == "PN":
-        return {"vr": vr, "Value": [_person_name(p) for p in parts]}
-    if vr in _NUMBER_VRS:
-        values: list[Any] = []
-        for p in parts:
-            try:
-                n = float(p)
-                values.append(int(n) if n.is_integer() and vr not in ("DS", "FL", "FD") else n)
-            except ValueError:
-                values.append(p)
-        return {"vr": vr, "Value": values}
-    return {"vr": vr, "Value": parts}
-
-
-def _person_name(text: str) -> dict[str, str]:
-    """A PN value's component groups (Alphabetic=Ideographic=Phonetic), as DICOM JSON names them."""
-    groups = text.split("=")
-    return {k: v for k, v in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False)}

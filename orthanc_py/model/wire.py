@@ -15,14 +15,13 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Collection
-from typing import Any
-
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID
+from typing import TYPE_CHECKING, Any
 
 from ..imaging.transcode import CannotTranscode, recode
-from .parsing import DEFLATED, EXPLICIT_VR_BE, IMPLICIT_VR_LE, dataset_offset
+from .dicomfile import DEFLATED, EXPLICIT_VR_BE, IMPLICIT_VR_LE, dataset_offset
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
 _ENCODED = "_orthanc_encoded_body"
@@ -41,6 +40,10 @@ def _syntax_of(implicit: bool | None, little: bool | None) -> str:
 
 def stored_dataset(data: bytes) -> Dataset:
     """The stored file `data` as the dataset to send (see the module docstring)."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID
+
     with warnings.catch_warnings():  # pydicom warns about what ingest tolerates
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -77,6 +80,9 @@ def stored_dataset(data: bytes) -> Dataset:
 def encoded_body(ds: Any, implicit: bool, little: bool, deflated: bool) -> bytes | None:
     """The bytes the dataset was stored with, when they are its encoding in the syntax asked for
     (the dataset was not transcoded since `stored_dataset`); None otherwise."""
+    from pydicom.dataset import Dataset
+    from pydicom.uid import UID
+
     held = getattr(ds, _ENCODED, None) if isinstance(ds, Dataset) else None
     if held is None:
         return None

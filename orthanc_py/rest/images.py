@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from ..core import files as core_files
 from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
-from ..imaging import pixels, render
 from ..web.fastlane import FastAnswer, FastRoute
 from ..web.responses import bool_arg
 from .common import ctx_of, empty_404
 from .resources import slice_order
+
+if TYPE_CHECKING:
+    from ..imaging import render
 
 _MIMES = ("image/png", "image/jpeg", "image/x-portable-arbitrarymap")
 _SILENT = (ErrorCode.PARAMETER_OUT_OF_RANGE, ErrorCode.UNKNOWN_RESOURCE)
@@ -89,6 +92,8 @@ def _float_arg(request: web.Request, name: str) -> float | None:
 
 
 def _render_args(request: web.Request) -> render.RenderArgs:
+    from ..imaging import render
+
     return render.RenderArgs(
         _float_arg(request, "window-center"),
         _float_arg(request, "window-width"),
@@ -104,6 +109,8 @@ def _image_answer(
     """Worker thread: the encoded image and its MIME type, None when no type of the Accept
     header can be given (Orthanc's empty 404). Raises OrthancError. Orthanc decodes first,
     then reads the arguments, then negotiates: the errors come in that order."""
+    from ..imaging import pixels, render
+
     deferred: OrthancError | None = None
     args, quality = None, 90
     try:
@@ -165,6 +172,8 @@ def _small_answer(data: bytes, frame: int, mode: str) -> bytes | None:
     """The PNG of a frame of a small native file, drawn where it is read (no worker hop:
     ~0.3 ms of work for 64x64); None for any other file or when it cannot be drawn here (the
     worker thread then gives the answer, or Orthanc's error)."""
+    from ..imaging import render
+
     try:
         return render.small_image_answer(data, frame, mode, render.RenderArgs(), "image/png")
     except (OrthancError, ValueError, IndexError):
@@ -185,7 +194,7 @@ def fast_preview(ctx: ServerContext) -> FastRoute:
             _att, data = core_files.dicom_file_now(ctx, public_id)
         except (OrthancError, BlockingIOError):
             return None
-        small = None if data is None else _small_answer(data, 0, render.PREVIEW)
+        small = None if data is None else _small_answer(data, 0, "preview")
         return None if small is None else (_PNG_HEAD, small)
 
     return route
@@ -202,6 +211,8 @@ async def _instance_data(ctx: ServerContext, public_id: str) -> bytes:
 
 async def matlab(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}[/frames/{n}]/matlab: the frame as an Octave/Matlab matrix."""
+    from ..imaging import pixels, render
+
     ctx = ctx_of(request)
     frame = _frame_of(request)
     if frame is None:
@@ -213,6 +224,8 @@ async def matlab(request: web.Request) -> web.StreamResponse:
 
 async def raw_frame(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/frames/{n}/raw and raw.gz: the frame's bytes as stored."""
+    from ..imaging import pixels
+
     ctx = ctx_of(request)
     frame = _frame_of(request)
     if frame is None:
@@ -244,6 +257,8 @@ class _NumpyVolume:
         self.body: list[bytes] = []
 
     def add(self, data: bytes, frames: range) -> None:
+        from ..imaging import pixels, render
+
         ds = pixels.read_dataset(data)
         for index in frames:
             decoded = pixels.decode_dataset(ds, index)
@@ -262,6 +277,8 @@ class _NumpyVolume:
             self.body.append(body)
 
     def answer(self, compress: bool) -> bytes:
+        from ..imaging import render
+
         if self.first is None:
             raise OrthancError(ErrorCode.BAD_SEQUENCE_OF_CALLS)
         height, width, fmt = self.first
@@ -287,6 +304,8 @@ async def numpy_frame(request: web.Request) -> web.StreamResponse:
 
 async def numpy_instance(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/numpy: every frame, (frames, height, width, channels)."""
+    from ..imaging import pixels
+
     ctx = ctx_of(request)
     compress, rescale = _numpy_options(request)
     data = await _instance_data(ctx, request.match_info["id"])
@@ -320,12 +339,13 @@ async def numpy_series(request: web.Request) -> web.StreamResponse:
 
 
 def setup(router: web.UrlDispatcher) -> None:
+    # the modes are imaging.render's PREVIEW, UINT8, UINT16, INT16 (imported on the first image)
     for prefix in ("/instances/{id}", "/instances/{id}/frames/{frame}"):
-        router.add_get(prefix + "/preview", _image_route(render.PREVIEW))  # type: ignore[arg-type]
+        router.add_get(prefix + "/preview", _image_route("preview"))  # type: ignore[arg-type]
         router.add_get(prefix + "/rendered", _image_route("rendered"))  # type: ignore[arg-type]
-        router.add_get(prefix + "/image-uint8", _image_route(render.UINT8))  # type: ignore[arg-type]
-        router.add_get(prefix + "/image-uint16", _image_route(render.UINT16))  # type: ignore[arg-type]
-        router.add_get(prefix + "/image-int16", _image_route(render.INT16))  # type: ignore[arg-type]
+        router.add_get(prefix + "/image-uint8", _image_route("uint8"))  # type: ignore[arg-type]
+        router.add_get(prefix + "/image-uint16", _image_route("uint16"))  # type: ignore[arg-type]
+        router.add_get(prefix + "/image-int16", _image_route("int16"))  # type: ignore[arg-type]
         router.add_get(prefix + "/matlab", matlab)
     router.add_get("/instances/{id}/numpy", numpy_instance)
     router.add_get("/instances/{id}/frames/{frame}/numpy", numpy_frame)

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import functools
 import io
+from typing import TYPE_CHECKING
 
-import pydicom
 from aiohttp import web
 
-from ..core import createdicom, ingest, zipinput
 from ..core import files as core_files
 from ..core import resources as core_res
 from ..core.content import Attachment
 from ..core.context import ServerContext
 from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
-from ..model import fasttags, orthancjson, webjson
 from ..model.enums import ResourceType
+from ..model.tagtext import TagsOptions
 from ..web.fastlane import FastAnswer, FastRoute, header_lines
 from ..web.responses import JSON_HEAD, json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, plain_tags_options, tags_options
 
+if TYPE_CHECKING:
+    import pydicom
+
 
 async def upload(request: web.Request) -> web.StreamResponse:
     """POST /instances: one DICOM file, or a ZIP of them (answer: an array)."""
+    from ..core import ingest, zipinput
+
     ctx = ctx_of(request)
     data = await read_body(request)
     origin = origin_of(request)
@@ -64,6 +68,8 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     is faster for the usual few-megabyte instance)."""
     ctx = ctx_of(request)
     if request.headers.get("Accept", "").strip().lower() == DICOM_JSON:
+        from ..model import webjson
+
         ds = await _dataset(request, with_pixels=True)
         body = json_bytes(await ctx.run(webjson.dicomweb_json, ds, tags_options(request)))
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
@@ -110,6 +116,8 @@ def fast_file(ctx: ServerContext) -> FastRoute:
 
 
 async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.Dataset:
+    import pydicom
+
     ctx = ctx_of(request)
     data = await core_files.read_dicom(ctx, request.match_info["id"])
 
@@ -127,11 +135,11 @@ elements costs ~45 us, less than the hop to a worker thread and back (p50 of /si
 file in one hop (the rendering holds the GIL either way: the hop only adds latency)."""
 
 
-def _tags_blocking(
-    ctx: ServerContext, public_id: str, data: bytes | None, fmt: str, options: orthancjson.TagsOptions
-) -> bytes:
+def _tags_blocking(ctx: ServerContext, public_id: str, data: bytes | None, fmt: str, options: TagsOptions) -> bytes:
     """Worker thread: the file looked up and read (unless `data` is given), its tags rendered and
     written as JSON, in one hop."""
+    from ..model import fasttags
+
     if data is None:
         _att, data = core_files.dicom_file_blocking(ctx, public_id)
         assert data is not None
@@ -153,9 +161,11 @@ async def _tags(request: web.Request, fmt: str) -> web.StreamResponse:
     return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
-def _tags_on_loop(data: bytes, fmt: str, options: orthancjson.TagsOptions) -> bytes | None:
+def _tags_on_loop(data: bytes, fmt: str, options: TagsOptions) -> bytes | None:
     """The tags of a small file as JSON, when the fast walk reads them here (None: too many
     elements, or a file it does not read: the worker thread renders it)."""
+    from ..model import fasttags
+
     tags = fasttags.tags_fast(data, fmt, options, max_elements=TAGS_ON_LOOP_ELEMENTS)
     return None if tags is None else json_bytes(tags)
 
@@ -185,6 +195,10 @@ async def get_simplified_tags(request: web.Request) -> web.StreamResponse:
 
 
 async def get_header(request: web.Request) -> web.StreamResponse:
+    import pydicom
+
+    from ..model import orthancjson
+
     ds = await _dataset(request)
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
     return json_response(orthancjson.orthanc_header(meta, dicom_format(request), ctx_of(request).dictionary))
@@ -192,6 +206,8 @@ async def get_header(request: web.Request) -> web.StreamResponse:
 
 async def get_content(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/content/{path}: tag lists, sequence items, or a raw value."""
+    from ..model import orthancjson
+
     ds = await _dataset(request, with_pixels=True)
     parts = [p for p in request.match_info.get("path", "").split("/") if p]
     try:
@@ -229,6 +245,8 @@ async def frame_renderings(request: web.Request) -> web.StreamResponse:
 async def pdf(request: web.Request) -> web.StreamResponse:
     """GET /instances/{id}/pdf: the document of an Encapsulated PDF instance (Orthanc's
     ExtractPdf: SOP class and MIME type must say PDF), a bare 404 for any other instance."""
+    from ..core import createdicom
+
     ctx = ctx_of(request)
     data = await core_files.read_dicom(ctx, request.match_info["id"])
     body = await ctx.run(createdicom.extract_pdf, data)

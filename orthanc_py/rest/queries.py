@@ -6,12 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..core import jobtypes, worklists
+from ..core import jobtypes
 from ..core import queries as core_q
 from ..core.jobs import request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
-from ..model import orthancjson
 from ..model.enums import ResourceType
 from ..model.lookup import keyword_of
 from ..model.maintags import format_tag
@@ -75,6 +74,8 @@ def _find_route(level: ResourceType) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         """POST /modalities/{id}/find-{level} (Orthanc's older API): the level's template of return
         keys merged with the body, the identifiers above the level required; answers simplified."""
+        from ..model import orthancjson
+
         ctx = ctx_of(request)
         query = _template_query(level, await _find_body(request))
         if not core_q.has_identifiers(level, core_q.parse_query(query)):
@@ -88,6 +89,8 @@ def _find_route(level: ResourceType) -> Any:
 async def find_hierarchy(request: web.Request) -> web.StreamResponse:
     """POST /modalities/{id}/find (Orthanc's older API): the patients the body matches, each with
     its "Studies", each with its "Series" (one C-FIND per parent, the body applied at each level)."""
+    from ..model import orthancjson
+
     ctx = ctx_of(request)
     name = request.match_info["id"]
     body = await _find_body(request)
@@ -188,6 +191,8 @@ async def delete_query(request: web.Request) -> web.StreamResponse:
 
 
 async def answers(request: web.Request) -> web.StreamResponse:
+    from ..model import orthancjson
+
     q = ctx_of(request).queries.get(request.match_info["qid"])
     if bool_arg(request, "expand"):
         fmt = dicom_format(request)
@@ -221,6 +226,8 @@ async def answer(request: web.Request) -> web.StreamResponse:
 
 
 async def answer_content(request: web.Request) -> web.StreamResponse:
+    from ..model import orthancjson
+
     _q, a = _answer(request)
     return json_response(orthancjson.orthanc_tags(a, dicom_format(request)))
 
@@ -348,6 +355,9 @@ async def find_worklist(request: web.Request) -> web.StreamResponse:
         if not isinstance(query, dict):
             raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "The field Query must contain a JSON object")
         fmt = "full" if body.get("Full") is True else "short" if body.get("Short") is True else "simplify"
+    from ..core import worklists  # pydicom: imported for the first worklist query
+    from ..model import orthancjson
+
     answers = await worklists.find_on_modality(ctx_of(request), request.match_info["id"], query)
     return json_response([orthancjson.orthanc_tags(a, fmt) for a in answers])
 

@@ -11,7 +11,7 @@ from ..core.resources import ResourceInfo
 from ..model.dictionary import UNKNOWN_TAG_NAME, dcmtk
 from ..model.enums import METADATA_NAMES, ChangeType, MetadataType, ResourceType
 from ..model.maintags import MAIN_TAGS, format_tag
-from ..model.orthancjson import simplify_full
+from ..model.tagtext import simplify_full
 
 TAG_FORMATS = ("human", "short", "full")
 

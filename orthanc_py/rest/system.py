@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
-from pydicom.uid import generate_uid
 
 from .. import DATABASE_VERSION, ORTHANC_API_VERSION, ORTHANC_VERSION
 from ..core import logs as core_logs
@@ -163,6 +162,8 @@ _UID_ROOTS = {
 
 async def generate_uid_route(request: web.Request) -> web.StreamResponse:
     """GET /tools/generate-uid?level=...: a fresh UID under DCMTK's root, as Orthanc gives."""
+    from pydicom.uid import generate_uid
+
     text = request.query.get("level", "")
     try:
         level = ResourceType.parse(text)

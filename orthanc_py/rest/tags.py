@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -15,14 +15,18 @@ from ..core import files as core_files
 from ..core.context import ServerContext
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
-from ..model import fasttags, orthancjson
 from ..model.dictionary import TagDictionary
+from ..model.dictionary import parse_tag as dictionary_tag
 from ..model.enums import ResourceType
 from ..model.lookup import parse_tag
 from ..model.modules import MODULE_TAGS
+from ..model.tagtext import TagsOptions, simplify_full
 from ..web.responses import bool_arg, json_bytes, json_response
 from .common import ctx_of
 from .render import tags_json
+
+if TYPE_CHECKING:
+    pass
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -44,7 +48,7 @@ def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = No
     for part in text.split(";"):
         if part.strip():
             try:
-                out.append(orthancjson.parse_tag(part.strip(), dictionary))
+                out.append(dictionary_tag(part.strip(), dictionary))
             except ValueError:
                 try:
                     out.append(parse_tag(part))
@@ -56,8 +60,10 @@ def parse_requested_tags(text: str | None, dictionary: TagDictionary | None = No
 def _file_tags(ctx: Any, info: ResourceInfo) -> dict[str, Any]:
     """Worker thread: the full tags of one instance of the resource (Orthanc reads the file for
     requested tags that are not main tags)."""
+    from ..model import orthancjson
+
     ds = core_dicomfind.representative_dataset_blocking(ctx, info.id, info.level)
-    options = orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding)
+    options = TagsOptions(ctx.dictionary, ctx.default_encoding)
     return orthancjson.orthanc_tags(ds, "full", options) if ds is not None else {}
 
 
@@ -70,6 +76,7 @@ async def requested_values(
     its instances.  A tag with no value anywhere is left out.  As Orthanc 1.12.5, a computed tag
     is only given at the level that computes it (`core.dicomfind.computed_at`): elsewhere it is
     left out, except that a count is taken from the file when the file is read for other tags."""
+
     ctx = ctx_of(request)
     known: dict[int, dict[int, str | None]] = {}
     missing: dict[int, list[int]] = {}
@@ -94,18 +101,18 @@ async def requested_values(
         absent = missing.get(info.id, [])
         stored = sequences.get(info.id)
         if stored:  # extra main sequences the index keeps
-            result.update(orthancjson.simplify_full(stored, "simplify" if fmt == "human" else fmt))
+            result.update(simplify_full(stored, "simplify" if fmt == "human" else fmt))
             absent = [t for t in absent if f"{t >> 16:04x},{t & 0xFFFF:04x}" not in stored]
         if absent:
             absent = absent + stray[info.level]
             rendered = await ctx.run(_file_tags, ctx, info)
             picked = {k: rendered[k] for t in absent if (k := f"{t >> 16:04x},{t & 0xFFFF:04x}") in rendered}
-            result.update(orthancjson.simplify_full(picked, "simplify" if fmt == "human" else fmt))
+            result.update(simplify_full(picked, "simplify" if fmt == "human" else fmt))
         out.append(result)
     return out
 
 
-def tags_options(request: web.Request) -> orthancjson.TagsOptions:
+def tags_options(request: web.Request) -> TagsOptions:
     """How this request wants DICOM tags rendered: the server's dictionary and current
     `DefaultEncoding`, `?whole` (tags after the pixel data) and `?ignore-length=tag,tag`."""
     ctx = ctx_of(request)
@@ -113,17 +120,15 @@ def tags_options(request: web.Request) -> orthancjson.TagsOptions:
     for part in request.query.get("ignore-length", "").split(","):
         if part.strip():
             try:
-                ignored.add(orthancjson.parse_tag(part.strip(), ctx.dictionary))
+                ignored.add(dictionary_tag(part.strip(), ctx.dictionary))
             except ValueError as exc:
                 raise OrthancError(ErrorCode.UNKNOWN_DICOM_TAG, f"Unknown DICOM tag: {part}") from exc
     return plain_tags_options(ctx, bool_arg(request, "whole"), frozenset(ignored))
 
 
-def plain_tags_options(
-    ctx: ServerContext, whole: bool = False, ignored: frozenset[int] = frozenset()
-) -> orthancjson.TagsOptions:
+def plain_tags_options(ctx: ServerContext, whole: bool = False, ignored: frozenset[int] = frozenset()) -> TagsOptions:
     """The options of a request without arguments (the HTTP fast lane's), or with these."""
-    return orthancjson.TagsOptions(ctx.dictionary, ctx.default_encoding, whole, ignored)
+    return TagsOptions(ctx.dictionary, ctx.default_encoding, whole, ignored)
 
 
 def dicom_format(request: web.Request) -> str:
@@ -139,12 +144,14 @@ async def _rendered(
     request: web.Request,
     level: ResourceType,
     fmt: str,
-    options: orthancjson.TagsOptions,
+    options: TagsOptions,
     with_pixels: bool,
     combine: Callable[[list[tuple[str, dict[str, Any]]]], Any],
 ) -> web.StreamResponse:
     """The tags of the instances of a resource (`with_pixels` False: read as pydicom's
     stop_before_pixels reads them), combined and written as JSON in one worker-thread hop."""
+    from ..model import fasttags
+
     ctx = ctx_of(request)
     found = await core_files.instance_files(ctx, request.match_info["id"], level)
 
@@ -179,7 +186,7 @@ def _shared_tags_handler(level: ResourceType) -> Handler:
 
 def _reformat(full: dict[str, Any], fmt: str) -> dict[str, Any]:
     """Convert Orthanc's full tag JSON into ?simplify / ?short."""
-    return orthancjson.simplify_full(full, fmt)
+    return simplify_full(full, fmt)
 
 
 def _instances_tags_handler(level: ResourceType) -> Handler:
@@ -193,6 +200,8 @@ def _instances_tags_handler(level: ResourceType) -> Handler:
 
 def _module_handler(level: ResourceType, module: ResourceType) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
+        from ..model import fasttags
+
         fmt = dicom_format(request)
         ctx = ctx_of(request)
         found = await core_files.instance_files(ctx, request.match_info["id"], level, first_only=True)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from ..core.lua import LuaScripting
-from ..core.lua.api import LUA_HEADER
 from ..errors import OrthancError
 from .middleware import FROM_LUA, USERNAME, Handler, error_response
+
+if TYPE_CHECKING:
+    from ..core.lua import LuaScripting
 
 log = logging.getLogger("orthanc_py.http")
 
@@ -33,6 +35,7 @@ _FILTER_METHOD = {
 def lua_origin_middleware(token: str) -> Middleware:
     """Outermost: marks the requests that come from a Lua script, and keeps the path as the
     client sent it for the filter (a request whose path is normalized is dispatched again)."""
+    from ..core.lua.api import LUA_HEADER
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -401,3 +401,19 @@ def test_random_corruption() -> None:
         for _ in range(rng.randint(1, 3)):
             data[rng.randrange(len(data))] = rng.randrange(256)
         check(bytes(data), fast_expected=None)
+
+
+def test_tables_written_out_are_pydicoms() -> None:
+    """The fast path's copies of pydicom's tables (so that ingest needs no pydicom) match it."""
+    from pydicom.charset import python_encoding
+    from pydicom.values import converters
+
+    from orthanc_py.model import dicomfile, fastparse
+    from orthanc_py.model import maintags as mt
+
+    assert fastparse._VALID_VRS == {str(vr).encode() for vr in converters if len(vr) == 2}
+    read = {*mt.ALL_MAIN_TAGS, mt.SOP_CLASS_UID, mt.SPECIFIC_CHARACTER_SET, dicomfile.BITS_ALLOCATED}
+    assert fastparse._WANTED == {t: dictionary_VR(t).encode() for t in read}
+    single_byte = {n: c for n, c in python_encoding.items() if n.startswith("ISO_IR ") and n != "ISO_IR 13"}
+    assert fastparse._CHARSETS == {**single_byte, "": python_encoding[""]}
+    assert list(fastparse._private_syntaxes()) == []

@@ -55,22 +55,55 @@ app.build_app(ctx)
 from orthanc_py.model.dictionary import dcmtk
 print(json.dumps({
     "before_configure": light,
-    "pynetdicom": "pynetdicom" in sys.modules,
-    "requests": "requests" in sys.modules,
+    "after_build": sorted(m for m in ("pydicom", "numpy", "PIL", "pynetdicom", "requests", "lupa") if m in sys.modules),
     "dictionary_loaded": dcmtk.cache_info().currsize,
 }))
-import requests  # still importable once pydicom is loaded
 """
 
 
 def test_serving_modules_leave_the_rest_for_first_use():
-    """What the HTTP server needs before it listens, and nothing more: pynetdicom (and its
-    status tables) loads on the DICOM server's first association or the SCU's first use, DCMTK's
-    dictionary on its first use, `requests` never (pydicom imports it only to download its
-    test files); the composition root's own import loads none of the DICOM libraries."""
+    """What the HTTP server needs before it listens, and nothing more: pydicom (with numpy, PIL
+    and the pixel plugins) loads on the first request that needs it, pynetdicom (and its status
+    tables) on the DICOM server's first association or the SCU's first use, DCMTK's dictionary on
+    its first use, `requests` never (pydicom imports it only to download its test files); the
+    composition root's own import loads none of the DICOM libraries."""
     done = subprocess.run(
         [sys.executable, "-c", _BUILD], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
     )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found == {"before_configure": [], "pynetdicom": False, "requests": False, "dictionary_loaded": 0}
+    assert found == {"before_configure": [], "after_build": [], "dictionary_loaded": 0}
+
+
+_FIRST_IMPORT = """
+import importlib.resources, json, sys
+from orthanc_py import app
+app.configure_libraries()
+import pydicom, pydicom.config
+settings = {
+    "validation": pydicom.config.settings.reading_validation_mode == pydicom.config.IGNORE,
+    "requests": "requests" in sys.modules,
+    "own_loader": type(pydicom.__spec__.loader).__name__,
+    "resources": importlib.resources.files("pydicom").joinpath("config.py").is_file(),
+}
+import requests  # still importable once pydicom is loaded
+settings["requests_later"] = "requests" in sys.modules
+print(json.dumps(settings))
+"""
+
+
+def test_pydicom_configured_whenever_first_imported():
+    """model.libraries: whichever module imports pydicom first, it is loaded without `requests`,
+    reads without validation, and keeps its own loader (resources, reload)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_IMPORT], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {
+        "validation": True,
+        "requests": False,
+        "own_loader": "SourceFileLoader",
+        "resources": True,
+        "requests_later": True,
+    }

@@ -30,17 +30,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from pydicom.dataset import Dataset
 
 from ...errors import ErrorCode, OrthancError
+from ...model.dicomfile import ParsedInstance
 from ...model.enums import ResourceType
-from ...model.parsing import ParsedInstance
 from ..context import now_iso
 from ..ingest import Check, FilteredOut, Origin
 from .api import LuaApi, RestLoopback
 from .state import LuaState, error_text
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from ..context import ServerContext
 
 log = logging.getLogger("orthanc_py.lua")
@@ -394,6 +395,8 @@ class LuaScripting:
         """A C-FIND identifier through IncomingFindRequestFilter (second: the origin) or
         OutgoingFindRequestFilter (second: the called AET). Sequences are kept as they were
         (Orthanc hands the filter the query's plain elements only)."""
+        from pydicom.dataset import Dataset
+
         from ...model.lookup import vr_of
         from ...model.orthancjson import parse_tag
         from ...model.parsing import element_text
