@@ -41,7 +41,7 @@ from .base import Transaction
 from .batch import BatchTransaction
 from .dialect import POSTGRESQL
 from .transaction import SqlTransaction, ensure_signatures
-from .writer import GroupCommitWriter
+from .writer import GroupCommitWriter, WrittenThroughWriter
 
 log = logging.getLogger("orthanc_py.index")
 T = TypeVar("T")
@@ -213,7 +213,7 @@ def collided(exc: BaseException) -> bool:
     return isinstance(exc, _COLLISIONS)
 
 
-class PostgresIndex:
+class PostgresIndex(WrittenThroughWriter):
     """`Index` backed by a PostgreSQL database that several servers may share."""
 
     def __init__(self, settings: PostgresSettings, readers: int = 4) -> None:
@@ -278,24 +278,7 @@ class PostgresIndex:
         conn.raw = fresh.raw  # (the writer and its transactions hold this wrapper)
         return True
 
-    # ------------------------------------------------------------------ writes (index.writer)
-    async def write(self, fn: Callable[[Transaction], T]) -> T:
-        if self._closed:
-            raise RuntimeError("index closed")
-        return await self._writer.write(fn)
-
-    def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
-        """See GroupCommitWriter.write_blocking."""
-        return self._writer.write_blocking(fn)
-
-    def write_soon(
-        self,
-        fn: Callable[[Transaction], Any],
-        fut: asyncio.Future[Any],
-        after: Callable[[Any, BaseException | None], Any] | None = None,
-    ) -> None:
-        """See GroupCommitWriter.write_soon."""
-        self._writer.write_soon(fn, fut, after)
+    # writes: WrittenThroughWriter (index.writer)
 
     # ------------------------------------------------------------------ reads
     def _run_read(self, fn: Callable[[Transaction], T]) -> T:

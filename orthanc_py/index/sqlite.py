@@ -26,7 +26,7 @@ from .base import Transaction
 from .batch import BatchTransaction
 from .dialect import SQLITE
 from .transaction import SqlTransaction, _norm_of, ensure_signatures
-from .writer import GroupCommitWriter
+from .writer import GroupCommitWriter, WrittenThroughWriter
 
 log = logging.getLogger("orthanc_py.index")
 T = TypeVar("T")
@@ -60,7 +60,7 @@ def _connect(path: str, readonly: bool, busy_ms: int = 30000) -> sqlite3.Connect
     return conn
 
 
-class SqliteIndex:
+class SqliteIndex(WrittenThroughWriter):
     """`Index` backed by one SQLite file in WAL mode.
 
     `durable` (SyncStorageArea) selects synchronous=FULL: a commit is on disk before its writers
@@ -119,24 +119,7 @@ class SqliteIndex:
         finally:
             conn.close()
 
-    # ------------------------------------------------------------------ writes (index.writer)
-    async def write(self, fn: Callable[[Transaction], T]) -> T:
-        if self._closed:
-            raise RuntimeError("index closed")
-        return await self._writer.write(fn)
-
-    def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
-        """See GroupCommitWriter.write_blocking."""
-        return self._writer.write_blocking(fn)
-
-    def write_soon(
-        self,
-        fn: Callable[[Transaction], Any],
-        fut: asyncio.Future[Any],
-        after: Callable[[Any, BaseException | None], Any] | None = None,
-    ) -> None:
-        """See GroupCommitWriter.write_soon."""
-        self._writer.write_soon(fn, fut, after)
+    # writes: WrittenThroughWriter (index.writer)
 
     # ------------------------------------------------------------------ reads
     def _run_read(self, fn: Callable[[Transaction], T]) -> T:

@@ -314,3 +314,29 @@ def _resolve(items: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
             fut.set_result(value)
         else:
             fut.set_exception(value)
+
+
+class WrittenThroughWriter:
+    """The write half of an `Index` whose writes all go through a GroupCommitWriter (`_writer`),
+    mixed into each backend."""
+
+    _writer: GroupCommitWriter
+    _closed: bool
+
+    async def write(self, fn: Callable[[Transaction], T]) -> T:
+        if self._closed:
+            raise RuntimeError("index closed")
+        return await self._writer.write(fn)
+
+    def write_blocking(self, fn: Callable[[Transaction], T]) -> T:
+        """See GroupCommitWriter.write_blocking."""
+        return self._writer.write_blocking(fn)
+
+    def write_soon(
+        self,
+        fn: Callable[[Transaction], Any],
+        fut: asyncio.Future[Any],
+        after: Callable[[Any, BaseException | None], Any] | None = None,
+    ) -> None:
+        """See GroupCommitWriter.write_soon."""
+        self._writer.write_soon(fn, fut, after)
