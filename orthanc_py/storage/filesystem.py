@@ -81,6 +81,10 @@ class _RecentFiles:
             return out
 
 
+_PRUNE_RETRIES = 8
+"""Attempts of a write whose folder deletes keep pruning (servers sharing one storage)."""
+
+
 class FilesystemStorage:
     """Files under a root folder, laid out exactly as Orthanc lays them out."""
 
@@ -133,12 +137,17 @@ class FilesystemStorage:
         tmp = folder + "/." + uuid + ".tmp"
         # the files this one pushes out of the page-cache window, dropped once it is written
         olds = self._recent.add(target, len(data)) if self.sync and len(data) >= DROP_CACHE_MIN else []
-        try:
-            self._write_file(tmp, target, data, olds)
-        except FileNotFoundError:  # a delete pruned the emptied folder meanwhile
-            os.makedirs(folder, exist_ok=True)
-            self._made.add(folder)
-            self._write_file(tmp, target, data, olds)
+        for attempt in range(_PRUNE_RETRIES):
+            try:
+                self._write_file(tmp, target, data, olds)
+                return
+            except FileNotFoundError:
+                # a delete pruned the emptied folder meanwhile (this server's, or another's
+                # sharing the storage): made again; a folder holding our file is never pruned
+                if attempt == _PRUNE_RETRIES - 1:
+                    raise
+                os.makedirs(folder, exist_ok=True)
+                self._made.add(folder)
 
     def _write_file(self, tmp: str, target: str, data: bytes, olds: list[str]) -> None:
         """Write `tmp`, fsync it (SyncStorageArea), rename it to `target`, then drop the cached
