@@ -135,6 +135,7 @@ def _prepare(ctx: ServerContext, data: bytes, check: Check | None = None) -> tup
         uuid = storage.new_uuid()
         storage.create(uuid, data, FileContentType.DICOM)
     except OSError as exc:  # a full or failing disk: Orthanc's filesystem storage error
+        log.warning("cannot write a received file to the storage: %s", exc)  # with the path
         raise OrthancError(
             ErrorCode.FILE_STORAGE_CANNOT_WRITE, f"Cannot store the file: {exc.strerror or exc}"
         ) from exc

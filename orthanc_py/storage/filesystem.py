@@ -132,8 +132,7 @@ class FilesystemStorage:
         folder = self._dir_of(uuid)
         target = f"{folder}/{uuid}"
         if folder not in self._made:
-            os.makedirs(folder, exist_ok=True)
-            self._made.add(folder)
+            self._make_folder(folder)
         tmp = folder + "/." + uuid + ".tmp"
         # the files this one pushes out of the page-cache window, dropped once it is written
         olds = self._recent.add(target, len(data)) if self.sync and len(data) >= DROP_CACHE_MIN else []
@@ -146,8 +145,18 @@ class FilesystemStorage:
                 # sharing the storage): made again; a folder holding our file is never pruned
                 if attempt == _PRUNE_RETRIES - 1:
                     raise
+                self._make_folder(folder)
+
+    def _make_folder(self, folder: str) -> None:
+        """`os.makedirs`, again when a delete prunes the upper folder between the two levels."""
+        for attempt in range(_PRUNE_RETRIES):
+            try:
                 os.makedirs(folder, exist_ok=True)
-                self._made.add(folder)
+                break
+            except FileNotFoundError:
+                if attempt == _PRUNE_RETRIES - 1:
+                    raise
+        self._made.add(folder)
 
     def _write_file(self, tmp: str, target: str, data: bytes, olds: list[str]) -> None:
         """Write `tmp`, fsync it (SyncStorageArea), rename it to `target`, then drop the cached
