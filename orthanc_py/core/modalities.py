@@ -3,7 +3,6 @@ does, in memory or in the index), C-ECHO, and C-STORE of resources with /exports
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +23,7 @@ from . import storagecommitment
 from .context import ServerContext, now_iso
 from .files import files_in, instances_under
 from .jobs import Job
+from .properties import load_registry, save_registry
 from .resources import identifiers_in, lookup_in
 
 log = logging.getLogger("orthanc_py.modalities")
@@ -42,12 +42,7 @@ class ModalityRegistry:
         self._index = index
         self.strict_aet = strict_aet
         if index is not None:
-            stored = index.read_blocking(lambda txn: txn.property(PROPERTY))
-            try:
-                configured = json.loads(stored) if stored else {}
-            except ValueError:
-                log.error("Cannot unserialize the list of modalities from the database")
-                configured = {}
+            configured = load_registry(index, PROPERTY, "modalities")
         for name, value in configured.items():
             try:
                 self._items[name] = parse_modality(value)
@@ -86,11 +81,8 @@ class ModalityRegistry:
         await self._save()
 
     async def _save(self) -> None:
-        index = self._index
-        if index is None:
-            return
-        text = json.dumps({n: m.to_json() for n, m in sorted(self._items.items())})
-        await index.write(lambda txn: txn.set_property(PROPERTY, text))
+        if self._index is not None:
+            await save_registry(self._index, PROPERTY, {n: m.to_json() for n, m in self._items.items()})
 
     def by_aet(self, aet: str) -> list[tuple[str, Modality]]:
         """The modalities of an AET: compared case-insensitively unless StrictAetComparison."""

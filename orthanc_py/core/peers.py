@@ -22,6 +22,7 @@ from ..remote.peers import ClientSettings, PeerClient
 from . import files
 from .context import ServerContext, now_iso
 from .jobs import Job
+from .properties import load_registry, save_registry
 from .resources import identifiers_in, lookup_in
 
 if TYPE_CHECKING:
@@ -76,12 +77,7 @@ class PeerRegistry:
         """OrthancPeersInDatabase: the peers are those the index holds (none at first), and
         each change is written there (blocking: called while the server is built)."""
         self._index = index
-        stored = index.read_blocking(lambda txn: txn.property(PROPERTY))
-        try:
-            self._load(json.loads(stored) if stored else {})
-        except ValueError:
-            log.error("Cannot unserialize the list of peers from the database")
-            self._items = {}
+        self._load(load_registry(index, PROPERTY, "peers"))
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -114,11 +110,8 @@ class PeerRegistry:
         await self._save()
 
     async def _save(self) -> None:
-        index = self._index
-        if index is None:
-            return
-        text = json.dumps({n: p.serialize() for n, p in sorted(self._items.items())})
-        await index.write(lambda txn: txn.set_property(PROPERTY, text))
+        if self._index is not None:
+            await save_registry(self._index, PROPERTY, {n: p.serialize() for n, p in self._items.items()})
 
     async def close(self) -> None:
         await self.client.close()
