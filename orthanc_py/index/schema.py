@@ -67,19 +67,26 @@ def migrate_sqlite(conn: sqlite3.Connection, functions: dict[str, tuple[int, Cal
     may call (registered on `conn` first). Returns the version reached."""
     for name, (nargs, fn) in functions.items():
         conn.create_function(name, nargs, fn, deterministic=True)
-    scripts = migrations("sqlite")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return _apply(conn, migrations("sqlite"), version, "BEGIN IMMEDIATE", lambda n: (f"PRAGMA user_version={n}", ()))
+
+
+def _apply(
+    conn: Any, scripts: tuple[str, ...], version: int, begin: str, record: Callable[[int], tuple[str, tuple[Any, ...]]]
+) -> int:
+    """Run the scripts after `version`, each in its own transaction opened by `begin`, with the
+    statement `record(number)` gives noting it done; returns the version reached."""
     if version > len(scripts):
         log.warning("index: schema version %d is newer than this program's (%d)", version, len(scripts))
     for number, script in enumerate(scripts, start=1):
         if number <= version:
             continue
         log.info("index: applying migration %d", number)
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(begin)
         try:
             for stmt in statements(script):
                 conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version={number}")
+            conn.execute(*record(number))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -96,26 +103,16 @@ def migrate_postgresql(conn: Any) -> int:
     `orthanc_py_schema`; servers starting together take turns on an advisory lock, so only the
     first migrates and the others find the schema done. `conn` takes the index's `?` SQL
     (index.postgres.PgConnection), in autocommit mode. Returns the version reached."""
-    scripts = migrations("postgresql")
     conn.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS orthanc_py_schema (version INTEGER PRIMARY KEY)")
         version = conn.execute("SELECT COALESCE(MAX(version), 0) FROM orthanc_py_schema").fetchone()[0]
-        if version > len(scripts):
-            log.warning("index: schema version %d is newer than this program's (%d)", version, len(scripts))
-        for number, script in enumerate(scripts, start=1):
-            if number <= version:
-                continue
-            log.info("index: applying migration %d", number)
-            conn.execute("BEGIN")
-            try:
-                for stmt in statements(script):
-                    conn.execute(stmt)
-                conn.execute("INSERT INTO orthanc_py_schema(version) VALUES (?)", (number,))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        return _apply(
+            conn,
+            migrations("postgresql"),
+            version,
+            "BEGIN",
+            lambda n: ("INSERT INTO orthanc_py_schema(version) VALUES (?)", (n,)),
+        )
     finally:
         conn.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
-    return len(scripts)
