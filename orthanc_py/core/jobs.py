@@ -176,6 +176,20 @@ class Job:
         await self._done.wait()
         return self
 
+    async def answer(self, synchronous: bool) -> dict[str, Any]:
+        """Orthanc's answer to a request that submitted this job: its ID and path at once, or
+        (SubmitAndWait) its Content once it succeeded, its error as an OrthancError if not."""
+        if not synchronous:
+            return {"ID": self.id, "Path": f"/jobs/{self.id}"}
+        await self.wait()
+        if self.state != "Success":
+            try:
+                code = ErrorCode.from_code(self.error_code)
+            except ValueError:
+                code = ErrorCode.INTERNAL_ERROR
+            raise OrthancError(code, self.error_details or None)
+        return dict(self.content)
+
     def effective_runtime(self) -> float:
         running = time.monotonic() - self._since if self._since is not None else 0.0
         return self.runtime + running

@@ -400,13 +400,4 @@ async def submit(ctx: ServerContext, job_type: str, spec: dict[str, Any], body: 
     register_jobs(ctx)
     job = ctx.jobs.submit(job_type, make_runner(ctx, job_type, spec), priority, spec={"Type": job_type, **spec})
     job.content.update(public_content(spec, job_type))
-    if not synchronous:
-        return {"ID": job.id, "Path": f"/jobs/{job.id}"}
-    await job.wait()
-    if job.state != "Success":
-        try:
-            code = ErrorCode.from_code(job.error_code)
-        except (KeyError, ValueError):
-            code = ErrorCode.INTERNAL_ERROR
-        raise OrthancError(code, job.error_details or None)
-    return dict(job.content)
+    return await job.answer(synchronous)

@@ -479,16 +479,7 @@ async def run_sync_or_submit(ctx: ServerContext, plan: Plan) -> dict[str, Any]:
         return await run(ctx, job, plan)
 
     job = ctx.jobs.submit(JOB_TYPE, job_run, priority, spec=plan.spec(), user_data=body.get("UserData"))
-    if not synchronous:
-        return {"ID": job.id, "Path": f"/jobs/{job.id}"}
-    await job.wait()
-    if job.state != "Success":
-        try:
-            code = ErrorCode.from_code(job.error_code)
-        except ValueError:
-            code = ErrorCode.INTERNAL_ERROR
-        raise OrthancError(code, job.error_details or None)
-    return dict(job.content)
+    return await job.answer(synchronous)
 
 
 async def modify_instance(ctx: ServerContext, public_id: str, body: Any, anonymize: bool = False) -> bytes:

@@ -363,13 +363,7 @@ async def submit_store(
     Orthanc's SubmitAndWait), else its ID and path."""
     job = ctx.jobs.submit(STORE_JOB, store_job(ctx, spec), priority, spec=spec, user_data=user_data)
     job.content.update(spec["Content"])
-    if not synchronous:
-        return {"ID": job.id, "Path": f"/jobs/{job.id}"}
-    await job.wait()
-    if job.state != "Success":
-        code = next((c for c in ErrorCode if c.code == job.error_code), ErrorCode.INTERNAL_ERROR)
-        raise OrthancError(code, job.error_details)
-    return dict(job.content)
+    return await job.answer(synchronous)
 
 
 async def send_now(ctx: ServerContext, name: str, resources: Sequence[str]) -> None:
