@@ -31,7 +31,7 @@ from ..model.enums import (
 from ..storage.accessor import NONE, ZLIB_WITH_SIZE, md5_hex, uncompress
 from .context import ServerContext, now_iso
 from .recycling import recycle, storage_limits
-from .resources import forget_deleted, lookup_in, remove_files
+from .resources import lookup_in, settle_deletions
 
 USER_CONTENT_MIN = 1024
 _MAX_INDEX = 65535
@@ -392,10 +392,7 @@ async def put_attachment(
         raise
     if old is not None:
         await ctx.run(ctx.storage.remove, old.uuid, old.content_type)
-    for deletion in recycled:
-        ctx.series_cache.clear()
-        forget_deleted(ctx, deletion)
-        await ctx.run(remove_files, ctx, deletion.attachments)
+    await settle_deletions(ctx, recycled)
     _updated(ctx, level, public_id)
     return revision
 

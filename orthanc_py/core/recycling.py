@@ -17,7 +17,7 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import Deletion, Transaction
 from ..model.enums import ResourceType
 from .context import ServerContext
-from .resources import forget_deleted, remove_files
+from .resources import settle_deletions
 
 _MB = 1024 * 1024
 log = logging.getLogger("orthanc_py.recycling")
@@ -97,9 +97,6 @@ async def at_start(ctx: ServerContext) -> None:
     except OrthancError as err:
         log.warning("recycling at start-up: %s", err.details or err.code.message)
         return
-    for deletion in deletions:
-        ctx.series_cache.clear()
-        forget_deleted(ctx, deletion)
-        await ctx.run(remove_files, ctx, deletion.attachments)
+    await settle_deletions(ctx, deletions)
     if deletions:
         log.warning("recycling at start-up: %d patient(s) deleted to honour the storage limits", len(deletions))

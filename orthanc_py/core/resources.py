@@ -350,10 +350,19 @@ async def delete(ctx: ServerContext, public_id: str, level: ResourceType) -> Del
         return deletion
 
     deletion = await ctx.index.write(run)
-    ctx.series_cache.clear()  # deletes are rare: forget every cached series summary
-    forget_deleted(ctx, deletion)
-    await ctx.run(remove_files, ctx, deletion.attachments)
+    await settle_deletions(ctx, [deletion])
     return deletion
+
+
+async def settle_deletions(ctx: ServerContext, deletions: list[Deletion]) -> None:
+    """After the commit of deletions (a DELETE, recycling): the series summaries forgotten
+    (deletes are rare: all of them), the stability tracker and Lua told, the files removed."""
+    if not deletions:
+        return
+    ctx.series_cache.clear()
+    for deletion in deletions:
+        forget_deleted(ctx, deletion)
+        await ctx.run(remove_files, ctx, deletion.attachments)
 
 
 def forget_deleted(ctx: ServerContext, deletion: Deletion) -> None:
