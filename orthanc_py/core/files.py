@@ -177,8 +177,14 @@ def dicom_file_now(ctx: ServerContext, public_id: str) -> tuple[Attachment, byte
     """`dicom_file` done on the event loop at once (HTTP fast lane): the bytes only when the
     file is small and in the page cache (None otherwise); BlockingIOError when the index cannot
     answer without waiting."""
-    att = ctx.index.read_now(lambda txn: _dicom_attachment_in(txn, public_id))
+    att = ctx.index.read_now_cached(
+        (_dicom_attachment_in, public_id), lambda txn: _dicom_attachment_in(txn, public_id), _attachment_size
+    )
     return att, _read_cached(ctx, att)
+
+
+def _attachment_size(att: Attachment) -> int:
+    return 400  # the Attachment, its strings, the key and the entry
 
 
 def _read_cached(ctx: ServerContext, att: Attachment) -> bytes | None:

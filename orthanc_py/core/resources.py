@@ -6,7 +6,7 @@ all studies with `expand` is a hot path for viewers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -297,6 +297,22 @@ def get_now(ctx: ServerContext, public_id: str, level: ResourceType | None) -> R
     """`get` done on the event loop at once (HTTP fast lane): BlockingIOError when the index
     cannot answer without waiting."""
     return ctx.index.read_now(lambda txn: _get_in(txn, ctx, public_id, level))
+
+
+def rendered_now(
+    ctx: ServerContext, public_id: str, level: ResourceType, render: Callable[[ResourceInfo], bytes]
+) -> bytes:
+    """`render(get_now(...))`, kept by the index until the next commit (Index.read_now_cached):
+    the HTTP fast lane's GET /{level}/{id}. IsStable is not in the index: it is in the key (a
+    resource turning stable also logs a change, but not at the same instant)."""
+    stable = level is ResourceType.INSTANCE or public_id not in ctx.stable.pending
+    return ctx.index.read_now_cached(
+        (render, level, public_id, stable), lambda txn: render(_get_in(txn, ctx, public_id, level)), _rendered_size
+    )
+
+
+def _rendered_size(body: bytes) -> int:
+    return len(body) + 200  # the key and the entry
 
 
 async def list_level(

@@ -9,7 +9,7 @@ I/O happens inside those functions.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -277,6 +277,12 @@ class Index(Protocol):
         """A `short` read done on the calling thread (the event loop) right now, or
         BlockingIOError when that would wait: the HTTP fast lane then leaves the request to the
         ordinary path."""
+        ...
+
+    def read_now_cached(self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int]) -> T:
+        """`read_now`, or the value `fn` gave under the same `key` when nothing has been
+        committed since, by any connection or process (a bounded cache; `size(value)`: its
+        bytes). The value is shared by every call that finds it: immutable, or never changed."""
         ...
 
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:

@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -335,6 +335,10 @@ class PostgresIndex(WrittenThroughWriter):
     def read_now(self, fn: Callable[[Transaction], T]) -> T:
         """Never on the event loop (each read is a round trip to the database server): the HTTP
         fast lane leaves every request to the ordinary path."""
+        raise BlockingIOError("PostgreSQL reads run in reader threads")
+
+    def read_now_cached(self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int]) -> T:
+        """As `read_now`: never on the event loop."""
         raise BlockingIOError("PostgreSQL reads run in reader threads")
 
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:

@@ -16,7 +16,7 @@ from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..model.enums import ResourceType
 from ..model.tagtext import TagsOptions
-from ..web.fastlane import FastAnswer, FastRoute, header_lines
+from ..web.fastlane import FastAnswer, FastRoute
 from ..web.responses import JSON_HEAD, json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, plain_tags_options, tags_options
@@ -110,7 +110,12 @@ def fast_file(ctx: ServerContext) -> FastRoute:
             att, data = core_files.dicom_file_now(ctx, public_id)
         except (OrthancError, BlockingIOError):
             return None
-        return None if data is None else (header_lines(_file_headers(att)), data)
+        if data is None:
+            return None  # the head: header_lines(_file_headers(att)), written directly
+        return (
+            b'Content-Type: application/dicom\r\nContent-Disposition: filename="%s.dcm"\r\n' % att.uuid.encode(),
+            data,
+        )
 
     return route
 

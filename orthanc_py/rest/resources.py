@@ -90,12 +90,15 @@ def fast_get(ctx: ServerContext, level: ResourceType) -> FastRoute:
 
     def route(public_id: str, accept: str | None) -> FastAnswer | None:
         try:
-            info = core_res.get_now(ctx, public_id, level)
+            return JSON_HEAD, core_res.rendered_now(ctx, public_id, level, _fast_body)
         except (OrthancError, BlockingIOError):
             return None
-        return JSON_HEAD, json_bytes(resource_json(info))
 
     return route
+
+
+def _fast_body(info: ResourceInfo) -> bytes:
+    return json_bytes(resource_json(info))
 
 
 def _relative_handler(level: ResourceType, target: ResourceType) -> Handler:

@@ -152,9 +152,15 @@ def test_new_uuids_are_random_version_4(tmp_path):
     assert len({u[9:13] for u in uuids}) > 3000  # the digits after the folder vary
 
 
-def test_read_cached_gives_small_cached_files_and_nothing_else(tmp_path, monkeypatch):
+@pytest.mark.parametrize("helper", [True, False], ids=["c-helper", "python"])
+def test_read_cached_gives_small_cached_files_and_nothing_else(tmp_path, monkeypatch, helper):
     """`read_cached` (the event loop's read) answers a small file in the page cache, and None
-    whenever the worker-thread read must decide: too large, wrong size, missing, compressed."""
+    whenever the worker-thread read must decide: too large, wrong size, missing, compressed;
+    the same with the C helper's read and without."""
+    if not helper:
+        monkeypatch.setattr(filesystem, "_read_cached_c", None)
+    elif filesystem._read_cached_c is None:
+        pytest.skip("the C helper is not built")
     from orthanc_py.storage.accessor import NONE, ZLIB_WITH_SIZE, StorageAccessor
 
     fs = FilesystemStorage(tmp_path, sync=False)

@@ -1,0 +1,139 @@
+"""The fast lane's reads are kept until the index changes (index.nowcache): every change, by
+this server or by another process writing the same SQLite file, shows in the next answer."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from typing import Any
+
+import dicomgen
+import pytest
+
+from tests.integration.test_fastlane import Lane, exchange, get
+
+
+class Answer:
+    def __init__(self, head: bytes, body: bytes) -> None:
+        self.head, self.body = head, body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def _twice(client: Any, lane: Lane, path: str) -> Answer:
+    """GET `path` twice, each on a connection of its own (the lane's case; the second from the
+    cache when the lane keeps it): both the same, both answered by the lane; the answer."""
+    served = len(lane.served)
+    (first,), _ = exchange(client.port, [get(path)], [False])
+    (second,), _ = exchange(client.port, [get(path)], [False])
+    assert first[0].startswith(b"HTTP/1.1 200 OK"), first
+    assert first == second
+    assert lane.served[served:] == [path.encode()] * 2
+    return Answer(*second)
+
+
+@pytest.fixture
+def lane(monkeypatch: pytest.MonkeyPatch) -> Lane:
+    monkeypatch.setenv("ORTHANC_PY_FAST_LANE", "1")
+    return Lane(monkeypatch)
+
+
+def test_deleted_and_added_instances_show_at_once(make_server, lane):
+    client = make_server().client()
+    a = client.upload(dicomgen.make(rows=8, columns=8, instance=1))
+    b = client.upload(dicomgen.make(rows=8, columns=8, instance=2))
+    study, series = a["ParentStudy"], a["ParentSeries"]
+    _twice(client, lane, f"/instances/{a['ID']}")
+    _twice(client, lane, f"/instances/{a['ID']}/file")
+    assert sorted(_twice(client, lane, f"/series/{series}").json()["Instances"]) == sorted([a["ID"], b["ID"]])
+    before = _twice(client, lane, f"/studies/{study}").json()
+
+    assert client.delete(f"/instances/{a['ID']}").status == 200
+    assert client.get(f"/instances/{a['ID']}").status == 404
+    assert client.get(f"/instances/{a['ID']}/file").status == 404
+    assert _twice(client, lane, f"/series/{series}").json()["Instances"] == [b["ID"]]
+
+    time.sleep(1.1)  # LastUpdate has a resolution of one second
+    c = client.upload(dicomgen.make(rows=8, columns=8, series=1, instance=1))
+    after = _twice(client, lane, f"/studies/{study}").json()
+    assert after["Series"] == [*before["Series"], c["ParentSeries"]]
+    assert after["LastUpdate"] > before["LastUpdate"]
+
+
+def test_labels_protection_and_modification_show_at_once(make_server, lane):
+    client = make_server().client()
+    a = client.upload(dicomgen.make(rows=8, columns=8))
+    patient, study = a["ParentPatient"], a["ParentStudy"]
+    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == []
+    patient_json = _twice(client, lane, f"/patients/{patient}").body
+
+    assert client.put(f"/studies/{study}/labels/reviewed", b"").status == 200
+    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == ["reviewed"]
+    assert client.put(f"/patients/{patient}/protected", b"1").status == 200
+    # not part of a patient's JSON before Orthanc 1.12.8: the answer stays the same
+    assert _twice(client, lane, f"/patients/{patient}").body == patient_json
+    assert client.get(f"/patients/{patient}/protected").body == b"1"
+
+    modified = client.post(
+        f"/studies/{study}/modify",
+        {"Replace": {"StudyDescription": "CHANGED"}, "Keep": ["StudyInstanceUID"], "KeepSource": False, "Force": True},
+    )
+    assert modified.status == 200, modified.body
+    assert modified.json()["ID"] == study
+    assert _twice(client, lane, f"/studies/{study}").json()["MainDicomTags"]["StudyDescription"] == "CHANGED"
+
+
+def test_is_stable_flips_as_before(make_server, lane):
+    client = make_server({"StableAge": 1}).client()
+    a = client.upload(dicomgen.make(rows=8, columns=8))
+    study = a["ParentStudy"]
+    assert _twice(client, lane, f"/studies/{study}").json()["IsStable"] is False
+    deadline = time.monotonic() + 10
+    while _twice(client, lane, f"/studies/{study}").json()["IsStable"] is False:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert _twice(client, lane, f"/studies/{study}").json()["IsStable"] is True
+    client.upload(dicomgen.make(rows=8, columns=8, instance=1))
+    assert _twice(client, lane, f"/studies/{study}").json()["IsStable"] is False
+
+
+def test_an_overwritten_instance_serves_its_new_file(make_server, lane):
+    client = make_server({"OverwriteInstances": True}).client()
+    first = dicomgen.make(rows=8, columns=8)
+    second = dicomgen.make(rows=8, columns=8, extra={"ImageComments": "second version"})
+    a = client.upload(first)
+    assert _twice(client, lane, f"/instances/{a['ID']}/file").body == first
+    uuid = _twice(client, lane, f"/instances/{a['ID']}").json()["FileUuid"]
+    assert client.upload(second)["ID"] == a["ID"]
+    assert _twice(client, lane, f"/instances/{a['ID']}/file").body == second
+    assert _twice(client, lane, f"/instances/{a['ID']}").json()["FileUuid"] != uuid
+
+
+@pytest.mark.parametrize("wal_index", [True, False], ids=["wal-index", "data-version"])
+def test_a_commit_by_another_process_shows_at_once(make_server, lane, monkeypatch, wal_index):
+    if not wal_index:  # the check SQLite's statement gives, where the WAL index is not mapped
+        from orthanc_py.index import sqlite as sqlite_index
+
+        monkeypatch.setattr(sqlite_index, "map_wal_index", lambda path: None)
+    server = make_server()
+    if server.ctx is not None and not hasattr(server.ctx.index, "path"):
+        pytest.skip("the index is not an SQLite file")
+    client = server.client()
+    a = client.upload(dicomgen.make(rows=8, columns=8))
+    study = a["ParentStudy"]
+    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == []
+    script = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], timeout=30)\n"
+        "c.execute(\"INSERT INTO labels SELECT id, 'outside' FROM resources WHERE public_id = ?\", (sys.argv[2],))\n"
+        "c.commit()\n"
+    )
+    subprocess.run([sys.executable, "-c", script, server.ctx.index.path, study], check=True, timeout=60)
+    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == ["outside"]
+    with sqlite3.connect(server.ctx.index.path, timeout=30) as other:  # another connection of this process
+        other.execute("DELETE FROM labels WHERE label = 'outside'")
+    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == []

@@ -1,0 +1,76 @@
+"""index.nowcache: bounded, emptied by a new version; SqliteIndex.read_now_cached sees every
+commit made by another connection, with the WAL-index check and with PRAGMA data_version."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from orthanc_py.errors import ErrorCode, OrthancError
+from orthanc_py.index import sqlite as sqlite_index
+from orthanc_py.index.nowcache import NowCache
+
+
+def test_a_new_version_empties_the_cache() -> None:
+    cache = NowCache()
+    assert cache.get("a", 1) is None
+    cache.put("a", "value", 10, 1)
+    assert cache.get("a", 1) == ("value", 10)
+    assert cache.get("a", 2) is None
+    assert len(cache) == 0 and cache.nbytes == 0
+    cache.put("a", "old", 10, 1)  # computed before the version changed: not kept
+    assert cache.get("a", 2) is None
+
+
+def test_entries_and_bytes_are_bounded_oldest_first() -> None:
+    cache = NowCache(max_entries=3, max_bytes=800)
+    cache.get(None, 0)
+    for i in range(5):
+        cache.put(i, i, 10, 0)
+    assert len(cache) == 3 and cache.get(0, 0) is None and cache.get(4, 0) == (4, 10)
+    cache.put("big", "x", 101, 0)  # over an eighth of the bytes: never kept
+    assert cache.get("big", 0) is None
+    for i in range(10):
+        cache.put(("b", i), i, 100, 0)
+    assert cache.nbytes <= 800 and len(cache) == 3
+    cache.put(("b", 9), 9, 50, 0)  # a key stored again counts once
+    assert cache.nbytes == 250
+
+
+@pytest.mark.parametrize("wal_index", [True, False], ids=["wal-index", "data-version"])
+def test_read_now_cached_sees_other_connections_commits(tmp_path: Path, monkeypatch, wal_index: bool) -> None:
+    if not wal_index:
+        monkeypatch.setattr(sqlite_index, "map_wal_index", lambda path: None)
+    index = sqlite_index.SqliteIndex(tmp_path / "index.sqlite", durable=False)
+    calls = []
+
+    def count(txn) -> int:
+        calls.append(1)
+        return int(txn.c.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
+
+    try:
+        assert index.read_now_cached("n", count, lambda v: 8) == 0
+        assert index.read_now_cached("n", count, lambda v: 8) == 0
+        assert len(calls) == 1
+        assert (index._wal_index is not None) is wal_index
+        other = sqlite3.connect(index.path, isolation_level=None)
+        other.execute("INSERT INTO labels VALUES (1, 'x')")
+        assert index.read_now_cached("n", count, lambda v: 8) == 1
+        assert len(calls) == 2
+
+        def fails(txn) -> int:
+            calls.append(1)
+            raise OrthancError(ErrorCode.UNKNOWN_RESOURCE)
+
+        for _ in range(2):  # errors are not kept
+            with pytest.raises(OrthancError):
+                index.read_now_cached("e", fails, lambda v: 8)
+        assert len(calls) == 4
+        other.close()
+    finally:
+        asyncio.run(index.close())
+    with pytest.raises(BlockingIOError):
+        index.read_now_cached("n", count, lambda v: 8)
