@@ -235,7 +235,7 @@ _GET_METADATA = (_LAST_UPDATE, _EXPECTED, _INDEX, int(MetadataType.MODIFIED_FROM
 
 
 def _get_in(txn: Transaction, ctx: ServerContext, public_id: str, level: ResourceType | None) -> ResourceInfo:
-    s = txn.summary(public_id, _GET_METADATA) if is_public_id(public_id) else None
+    s = txn.summary(public_id, _GET_METADATA, level) if is_public_id(public_id) else None
     if s is None or (level is not None and s.row.level is not level):
         raise unknown(public_id)
     r = s.row

@@ -141,20 +141,34 @@ def _attachment_row(resource_id: int, a: Attachment) -> tuple[Any, ...]:
 
 
 @functools.lru_cache(maxsize=16)
-def _summary_sql(d: Dialect, metadata_types: tuple[int, ...]) -> str:
-    """The statement of SqlTransaction.summary."""
+def _summary_sql(d: Dialect, metadata_types: tuple[int, ...], level: ResourceType | None = None) -> str:
+    """The statement of SqlTransaction.summary. With the level known, what that level cannot
+    have is left out (an instance's children, a study's files, protection below a patient):
+    each of those lookups is ~0.5 us of a ~12 us statement."""
     types = ",".join(str(int(t)) for t in metadata_types) or "NULL"
+    files = level is None or level is ResourceType.INSTANCE
+    children = (
+        "NULL"
+        if level is ResourceType.INSTANCE
+        # children come in the order of the parent_id index: creation order
+        else f"(SELECT {d.group_concat('c.public_id', 'c.id')} FROM resources c WHERE c.parent_id = r.id)"
+    )
+    dicom = "a.uuid, a.uncompressed_size" if files else "NULL, NULL"
+    protected = (
+        "EXISTS (SELECT 1 FROM protected x WHERE x.resource_id = r.id)"
+        if level is None or level is ResourceType.PATIENT
+        else "0"
+    )
     return (
         "SELECT r.id, r.level, r.public_id, r.parent_id, p.public_id, r.main_tags, "
-        # children come in the order of the parent_id index: creation order
-        f"(SELECT {d.group_concat('c.public_id', 'c.id')} FROM resources c WHERE c.parent_id = r.id), "
+        f"{children}, "
         f"(SELECT {d.json_object_agg('m.type', 'm.value')} FROM metadata m "
         f"WHERE m.resource_id = r.id AND m.type IN ({types})), "
         f"(SELECT {d.json_array_agg('l.label')} FROM labels l WHERE l.resource_id = r.id), "
-        "(SELECT a.uuid FROM attachments a WHERE a.resource_id = r.id AND a.content_type = 1), "
-        "(SELECT a.uncompressed_size FROM attachments a WHERE a.resource_id = r.id AND a.content_type = 1), "
-        "EXISTS (SELECT 1 FROM protected x WHERE x.resource_id = r.id) "
-        "FROM resources r LEFT JOIN resources p ON p.id = r.parent_id WHERE r.public_id = ?"
+        f"{dicom}, {protected} "
+        "FROM resources r LEFT JOIN resources p ON p.id = r.parent_id "
+        + ("LEFT JOIN attachments a ON a.resource_id = r.id AND a.content_type = 1 " if files else "")
+        + "WHERE r.public_id = ?"
     )
 
 
@@ -237,9 +251,11 @@ class SqlTransaction(RecyclingRows):
             return [out[k] for k in sorted(out)]
         return [out[i] for i in ids if i in out]
 
-    def summary(self, public_id: str, metadata_types: Sequence[int]) -> ResourceSummary | None:
+    def summary(
+        self, public_id: str, metadata_types: Sequence[int], level: ResourceType | None = None
+    ) -> ResourceSummary | None:
         """One statement instead of six (each costs ~5 us of the ~60 us of a GET /{level}/{id})."""
-        row = self.c.execute(_summary_sql(self.d, tuple(metadata_types)), (public_id,)).fetchone()
+        row = self.c.execute(_summary_sql(self.d, tuple(metadata_types), level), (public_id,)).fetchone()
         if row is None:
             return None
         rid, level, pub, parent, ppub, tags, kids, meta, labels, uuid, size, protected = row
