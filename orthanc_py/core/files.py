@@ -178,7 +178,10 @@ def dicom_file_now(ctx: ServerContext, public_id: str) -> tuple[Attachment, byte
     file is small and in the page cache (None otherwise); BlockingIOError when the index cannot
     answer without waiting."""
     att = ctx.index.read_now_cached(
-        (_dicom_attachment_in, public_id), lambda txn: _dicom_attachment_in(txn, public_id), _attachment_size
+        (_dicom_attachment_in, public_id),
+        lambda txn: _dicom_attachment_in(txn, public_id),
+        _attachment_size,
+        single=True,  # Transaction.attachment_of
     )
     return att, _read_cached(ctx, att)
 

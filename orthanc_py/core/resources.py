@@ -307,7 +307,12 @@ def rendered_now(
     resource turning stable also logs a change, but not at the same instant)."""
     stable = level is ResourceType.INSTANCE or public_id not in ctx.stable.pending
     return ctx.index.read_now_cached(
-        (render, level, public_id, stable), lambda txn: render(_get_in(txn, ctx, public_id, level)), _rendered_size
+        (render, level, public_id, stable),
+        lambda txn: render(_get_in(txn, ctx, public_id, level)),
+        _rendered_size,
+        # one statement (Transaction.summary), except for a series (its status may need its
+        # instances') and with extra main sequences (read apart)
+        single=level is not ResourceType.SERIES and not ctx.main_tags.sequences,
     )
 
 

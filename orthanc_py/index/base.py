@@ -277,13 +277,16 @@ class Index(Protocol):
         ...
 
     async def write(self, fn: Callable[[Transaction], T]) -> T: ...
-    def read_now(self, fn: Callable[[Transaction], T]) -> T:
+    def read_now(self, fn: Callable[[Transaction], T], *, single: bool = False) -> T:
         """A `short` read done on the calling thread (the event loop) right now, or
         BlockingIOError when that would wait: the HTTP fast lane then leaves the request to the
-        ordinary path."""
+        ordinary path. `single`: `fn` runs one statement (which is a snapshot by itself: the
+        backend may leave out the transaction around it)."""
         ...
 
-    def read_now_cached(self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int]) -> T:
+    def read_now_cached(
+        self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int], *, single: bool = False
+    ) -> T:
         """`read_now`, or the value `fn` gave under the same `key` when nothing has been
         committed since, by any connection or process (a bounded cache; `size(value)`: its
         bytes). The value is shared by every call that finds it: immutable, or never changed."""

@@ -332,12 +332,14 @@ class PostgresIndex(WrittenThroughWriter):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
-    def read_now(self, fn: Callable[[Transaction], T]) -> T:
+    def read_now(self, fn: Callable[[Transaction], T], *, single: bool = False) -> T:
         """Never on the event loop (each read is a round trip to the database server): the HTTP
         fast lane leaves every request to the ordinary path."""
         raise BlockingIOError("PostgreSQL reads run in reader threads")
 
-    def read_now_cached(self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int]) -> T:
+    def read_now_cached(
+        self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int], *, single: bool = False
+    ) -> T:
         """As `read_now`: never on the event loop."""
         raise BlockingIOError("PostgreSQL reads run in reader threads")
 

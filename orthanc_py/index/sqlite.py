@@ -157,34 +157,39 @@ class SqliteIndex(WrittenThroughWriter):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
-    def _read_inline(self, fn: Callable[[Transaction], T]) -> T:
+    def _read_inline(self, fn: Callable[[Transaction], T], single: bool = False) -> T:
         """A `short` read runs on the event loop itself, on a connection only the loop uses: a
         point lookup takes ~30 us, the hop to a reader thread and back ~80 us more. The
         connection never waits for a lock (WAL readers almost never do; when one would, the
-        read is retried in a reader thread)."""
+        read is retried in a reader thread). `single`: `fn` runs one statement, a snapshot by
+        itself (no BEGIN and COMMIT around it: ~1.3 us less)."""
         txn = self._inline
         if txn is None:
             conn = _connect(self.path, readonly=True, busy_ms=0)
             with self._lock:
                 self._reader_conns.append(conn)
             txn = self._inline = SqlTransaction(conn, SQLITE)
+        if single:
+            return fn(txn)
         txn.c.execute("BEGIN")
         try:
             return fn(txn)
         finally:
             txn.c.execute("COMMIT")
 
-    def read_now(self, fn: Callable[[Transaction], T]) -> T:
+    def read_now(self, fn: Callable[[Transaction], T], *, single: bool = False) -> T:
         """A short read on the event loop's own connection, or BlockingIOError when it cannot be
         done without waiting (index closed, database locked): the caller then reads another way."""
         if self._closed:
             raise BlockingIOError("the index is closed")
         try:
-            return self._read_inline(fn)
+            return self._read_inline(fn, single)
         except sqlite3.OperationalError as exc:
             raise BlockingIOError(str(exc)) from exc
 
-    def read_now_cached(self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int]) -> T:
+    def read_now_cached(
+        self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int], *, single: bool = False
+    ) -> T:
         """`read_now`, or its value kept from an earlier call with the same `key` when nothing
         has been committed to the database since, by any connection or process (index.nowcache).
         `fn`'s value is shared by the calls that find it: immutable, or never changed. Errors
@@ -199,7 +204,7 @@ class SqliteIndex(WrittenThroughWriter):
         hit = cache.get(key, version)
         if hit is not None:
             return hit[0]
-        value = self.read_now(fn)
+        value = self.read_now(fn, single=single)
         cache.put(key, value, size(value), version)
         return value
 
