@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import ORTHANC_VERSION
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model.dictionary import TagDictionary
@@ -172,8 +173,10 @@ class Modification:
     # -- building (DicomModification::Keep/Remove/Clear/Replace) --
 
     def _not_orthanc(self) -> None:
+        """An anonymization the request customized is no longer one of Orthanc's profiles: its
+        DeidentificationMethod names Orthanc only (1.12.7; before, the tag was left out)."""
         if self.replacements.get(DEIDENTIFICATION_METHOD) in ORTHANC_METHODS:
-            del self.replacements[DEIDENTIFICATION_METHOD]
+            self.replacements[DEIDENTIFICATION_METHOD] = f"Orthanc {ORTHANC_VERSION}"
 
     def keep_tag(self, tag: int) -> None:
         self.keep.add(tag)
