@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 
 try:  # the C helper (setup.py builds it where a compiler is available)
@@ -83,14 +83,20 @@ class _RecentFiles:
 
 
 class _SmallFiles:
-    """The content of small files recently served by `read_cached`, by uuid (a file never
-    changes under its uuid), up to a byte budget, oldest out: a file read again (a viewer going
-    back over a series) costs no open, read and close (~4 us of the ~25 us of such a GET /file).
+    """The content of small files served again and again by `read_cached`, by uuid (a file
+    never changes under its uuid), up to a byte budget, oldest out: a file read again (a viewer
+    going back over a series) costs no open, read and close (~4 us of the ~25 us of such a GET
+    /file). A file is kept from its second read on: keeping every file read cost a stream of
+    reads that never come back ~2 us each (each read then fills memory not recently used).
     Empty at start; read on the event loop, changed under a lock (removals come from threads)."""
+
+    SEEN = 8192
+    """Uuids read once that are remembered (to keep their file when read again)."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self._files: dict[str, bytes] = {}
+        self._files: OrderedDict[str, bytes] = OrderedDict()  # (O(1) eviction of the oldest)
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()
 
@@ -98,13 +104,22 @@ class _SmallFiles:
         return self._files.get(uuid)
 
     def add(self, uuid: str, data: bytes) -> None:
+        """`data` was read for `uuid`: kept when it was read before."""
         with self._lock:
+            seen = self._seen
+            if uuid in seen:
+                del seen[uuid]
+            else:
+                seen[uuid] = None
+                if len(seen) > self.SEEN:
+                    seen.popitem(last=False)
+                return
             files = self._files
             old = files.pop(uuid, None)
             if old is not None:
                 self._total -= len(old)
             while files and self._total + len(data) > self.budget:
-                self._total -= len(files.pop(next(iter(files))))
+                self._total -= len(files.popitem(last=False)[1])
             files[uuid] = data
             self._total += len(data)
 

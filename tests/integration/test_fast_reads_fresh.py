@@ -29,16 +29,16 @@ class Answer:
         return json.loads(self.body)
 
 
-def _twice(client: Any, lane: Lane, path: str) -> Answer:
-    """GET `path` twice, each on a connection of its own (the lane's case; the second from the
-    cache when the lane keeps it): both the same, both answered by the lane; the answer."""
+def _cached(client: Any, lane: Lane, path: str) -> Answer:
+    """GET `path` three times, each on a connection of its own (the lane's case): computed,
+    computed and kept, then found in the cache (index.nowcache keeps a value the second time).
+    All the same, all answered by the lane; the answer."""
     served = len(lane.served)
-    (first,), _ = exchange(client.port, [get(path)], [False])
-    (second,), _ = exchange(client.port, [get(path)], [False])
-    assert first[0].startswith(b"HTTP/1.1 200 OK"), first
-    assert first == second
-    assert lane.served[served:] == [path.encode()] * 2
-    return Answer(*second)
+    answers = [exchange(client.port, [get(path)], [False])[0][0] for _ in range(3)]
+    assert answers[0][0].startswith(b"HTTP/1.1 200 OK"), answers[0]
+    assert answers[0] == answers[1] == answers[2]
+    assert lane.served[served:] == [path.encode()] * 3
+    return Answer(*answers[2])
 
 
 @pytest.fixture
@@ -52,19 +52,19 @@ def test_deleted_and_added_instances_show_at_once(make_server, lane):
     a = client.upload(dicomgen.make(rows=8, columns=8, instance=1))
     b = client.upload(dicomgen.make(rows=8, columns=8, instance=2))
     study, series = a["ParentStudy"], a["ParentSeries"]
-    _twice(client, lane, f"/instances/{a['ID']}")
-    _twice(client, lane, f"/instances/{a['ID']}/file")
-    assert sorted(_twice(client, lane, f"/series/{series}").json()["Instances"]) == sorted([a["ID"], b["ID"]])
-    before = _twice(client, lane, f"/studies/{study}").json()
+    _cached(client, lane, f"/instances/{a['ID']}")
+    _cached(client, lane, f"/instances/{a['ID']}/file")
+    assert sorted(_cached(client, lane, f"/series/{series}").json()["Instances"]) == sorted([a["ID"], b["ID"]])
+    before = _cached(client, lane, f"/studies/{study}").json()
 
     assert client.delete(f"/instances/{a['ID']}").status == 200
     assert client.get(f"/instances/{a['ID']}").status == 404
     assert client.get(f"/instances/{a['ID']}/file").status == 404
-    assert _twice(client, lane, f"/series/{series}").json()["Instances"] == [b["ID"]]
+    assert _cached(client, lane, f"/series/{series}").json()["Instances"] == [b["ID"]]
 
     time.sleep(1.1)  # LastUpdate has a resolution of one second
     c = client.upload(dicomgen.make(rows=8, columns=8, series=1, instance=1))
-    after = _twice(client, lane, f"/studies/{study}").json()
+    after = _cached(client, lane, f"/studies/{study}").json()
     assert after["Series"] == [*before["Series"], c["ParentSeries"]]
     assert after["LastUpdate"] > before["LastUpdate"]
 
@@ -73,13 +73,13 @@ def test_labels_protection_and_modification_show_at_once(make_server, lane):
     client = make_server().client()
     a = client.upload(dicomgen.make(rows=8, columns=8))
     patient, study = a["ParentPatient"], a["ParentStudy"]
-    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == []
-    assert _twice(client, lane, f"/patients/{patient}").json()["IsProtected"] is False
+    assert _cached(client, lane, f"/studies/{study}").json()["Labels"] == []
+    assert _cached(client, lane, f"/patients/{patient}").json()["IsProtected"] is False
 
     assert client.put(f"/studies/{study}/labels/reviewed", b"").status == 200
-    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == ["reviewed"]
+    assert _cached(client, lane, f"/studies/{study}").json()["Labels"] == ["reviewed"]
     assert client.put(f"/patients/{patient}/protected", b"1").status == 200
-    assert _twice(client, lane, f"/patients/{patient}").json()["IsProtected"] is True
+    assert _cached(client, lane, f"/patients/{patient}").json()["IsProtected"] is True
 
     modified = client.post(
         f"/studies/{study}/modify",
@@ -87,21 +87,21 @@ def test_labels_protection_and_modification_show_at_once(make_server, lane):
     )
     assert modified.status == 200, modified.body
     assert modified.json()["ID"] == study
-    assert _twice(client, lane, f"/studies/{study}").json()["MainDicomTags"]["StudyDescription"] == "CHANGED"
+    assert _cached(client, lane, f"/studies/{study}").json()["MainDicomTags"]["StudyDescription"] == "CHANGED"
 
 
 def test_is_stable_flips_as_before(make_server, lane):
     client = make_server({"StableAge": 1}).client()
     a = client.upload(dicomgen.make(rows=8, columns=8))
     study = a["ParentStudy"]
-    assert _twice(client, lane, f"/studies/{study}").json()["IsStable"] is False
+    assert _cached(client, lane, f"/studies/{study}").json()["IsStable"] is False
     deadline = time.monotonic() + 10
-    while _twice(client, lane, f"/studies/{study}").json()["IsStable"] is False:
+    while _cached(client, lane, f"/studies/{study}").json()["IsStable"] is False:
         assert time.monotonic() < deadline
         time.sleep(0.1)
-    assert _twice(client, lane, f"/studies/{study}").json()["IsStable"] is True
+    assert _cached(client, lane, f"/studies/{study}").json()["IsStable"] is True
     client.upload(dicomgen.make(rows=8, columns=8, instance=1))
-    assert _twice(client, lane, f"/studies/{study}").json()["IsStable"] is False
+    assert _cached(client, lane, f"/studies/{study}").json()["IsStable"] is False
 
 
 def test_an_overwritten_instance_serves_its_new_file(make_server, lane):
@@ -109,11 +109,11 @@ def test_an_overwritten_instance_serves_its_new_file(make_server, lane):
     first = dicomgen.make(rows=8, columns=8)
     second = dicomgen.make(rows=8, columns=8, extra={"ImageComments": "second version"})
     a = client.upload(first)
-    assert _twice(client, lane, f"/instances/{a['ID']}/file").body == first
-    uuid = _twice(client, lane, f"/instances/{a['ID']}").json()["FileUuid"]
+    assert _cached(client, lane, f"/instances/{a['ID']}/file").body == first
+    uuid = _cached(client, lane, f"/instances/{a['ID']}").json()["FileUuid"]
     assert client.upload(second)["ID"] == a["ID"]
-    assert _twice(client, lane, f"/instances/{a['ID']}/file").body == second
-    assert _twice(client, lane, f"/instances/{a['ID']}").json()["FileUuid"] != uuid
+    assert _cached(client, lane, f"/instances/{a['ID']}/file").body == second
+    assert _cached(client, lane, f"/instances/{a['ID']}").json()["FileUuid"] != uuid
 
 
 @pytest.mark.parametrize("wal_index", [True, False], ids=["wal-index", "data-version"])
@@ -126,7 +126,7 @@ def test_a_commit_by_another_process_shows_at_once(make_server, lane, monkeypatc
     client = server.client()
     a = client.upload(dicomgen.make(rows=8, columns=8))
     study = a["ParentStudy"]
-    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == []
+    assert _cached(client, lane, f"/studies/{study}").json()["Labels"] == []
     script = (
         "import sqlite3, sys\n"
         "c = sqlite3.connect(sys.argv[1], timeout=30)\n"
@@ -134,7 +134,7 @@ def test_a_commit_by_another_process_shows_at_once(make_server, lane, monkeypatc
         "c.commit()\n"
     )
     subprocess.run([sys.executable, "-c", script, server.ctx.index.path, study], check=True, timeout=60)
-    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == ["outside"]
+    assert _cached(client, lane, f"/studies/{study}").json()["Labels"] == ["outside"]
     with sqlite3.connect(server.ctx.index.path, timeout=30) as other:  # another connection of this process
         other.execute("DELETE FROM labels WHERE label = 'outside'")
-    assert _twice(client, lane, f"/studies/{study}").json()["Labels"] == []
+    assert _cached(client, lane, f"/studies/{study}").json()["Labels"] == []

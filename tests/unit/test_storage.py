@@ -182,8 +182,8 @@ def test_read_cached_gives_small_cached_files_and_nothing_else(tmp_path, monkeyp
 
 
 def test_read_cached_keeps_small_files_read_until_removed(tmp_path, monkeypatch):
-    """A small file `read_cached` gave is kept by uuid (a file never changes under its uuid)
-    within SMALL_FILES_BUDGET, oldest out; `remove` and `create` drop it."""
+    """A small file `read_cached` gave twice is kept by uuid (a file never changes under its
+    uuid) within SMALL_FILES_BUDGET, oldest out; `remove` and `create` drop it."""
     if filesystem._NOWAIT is None:
         pytest.skip("no RWF_NOWAIT here")
     monkeypatch.setattr(filesystem, "SMALL_FILES_BUDGET", 25000)
@@ -194,16 +194,22 @@ def test_read_cached_keeps_small_files_read_until_removed(tmp_path, monkeypatch)
         fs.create(u, b, 1)
         fs.read(u, 1)
     assert fs.read_cached(uuids[0], 1, 10000) == blobs[0]
+    os.unlink(fs.path(uuids[0], 1))  # read once: not kept
+    assert fs.read_cached(uuids[0], 1, 10000) is None
+    fs.create(uuids[0], blobs[0], 1)
+    fs.read(uuids[0], 1)
+    assert fs.read_cached(uuids[0], 1, 10000) == blobs[0]  # the second read: kept
     os.unlink(fs.path(uuids[0], 1))  # behind the storage's back: still served from memory
     assert fs.read_cached(uuids[0], 1, 10000) == blobs[0]
     assert fs.read_cached(uuids[0], 1, 9999) is None  # another size: read, and not found
-    assert fs.read_cached(uuids[1], 1, 10000) == blobs[1]
-    assert fs.read_cached(uuids[2], 1, 10000) == blobs[2]  # over the budget: the oldest goes
-    assert fs.read_cached(uuids[0], 1, 10000) is None
+    for u, b in zip(uuids[1:], blobs[1:], strict=True):
+        assert fs.read_cached(u, 1, 10000) == fs.read_cached(u, 1, 10000) == b
+    assert fs.read_cached(uuids[0], 1, 10000) is None  # over the budget: the oldest went
     os.unlink(fs.path(uuids[1], 1))
     assert fs.read_cached(uuids[1], 1, 10000) == blobs[1]
     fs.remove(uuids[1], 1)
     assert fs.read_cached(uuids[1], 1, 10000) is None
     fs.create(uuids[2], b"x" * 10000, 1)
     fs.read(uuids[2], 1)
+    assert fs.read_cached(uuids[2], 1, 10000) == b"x" * 10000
     assert fs.read_cached(uuids[2], 1, 10000) == b"x" * 10000
