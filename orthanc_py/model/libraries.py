@@ -33,8 +33,24 @@ def configure_pydicom() -> None:
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
 
 
+# Imported by pydicom's import only to be kept at hand: each is loaded on its first real use
+# (`_LazyModule`). numpy (35-50 ms) is otherwise pulled in by the pixel codecs' plugins, whose
+# registration is put off too (`_defer_plugin_registration`).
+LAZY_DURING_PYDICOM = frozenset(
+    {
+        "numpy",
+        "PIL.ImageCms",  # pydicom.pixels.processing; PIL.Image with it
+        "pydicom.examples",  # looks up its 27 example files on disk
+        *(
+            f"pydicom.pixel_data_handlers.{name}_handler"  # pydicom 2's pixel handlers, kept in a list
+            for name in ("numpy", "rle", "pillow", "jpeg_ls", "gdcm", "pylibjpeg")
+        ),
+    }
+)
+
+
 class _Loader(importlib.abc.Loader):
-    """pydicom's own loader, run with `requests` hidden and followed by `configure_pydicom`."""
+    """pydicom's own loader, run inside `_pydicom_import_window` and followed by `configure_pydicom`."""
 
     def __init__(self, spec: importlib.machinery.ModuleSpec, loader: Any) -> None:
         self.spec, self.loader = spec, loader
@@ -45,15 +61,198 @@ class _Loader(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         # From here on the module is pydicom's, with its own loader (resources, reload).
         self.spec.loader = module.__loader__ = self.loader
-        hide = "requests" not in sys.modules
-        if hide:
-            sys.modules["requests"] = None  # type: ignore[assignment]  # `import requests` raises ImportError
-        try:
-            self.loader.exec_module(module)
-        finally:
-            if hide and sys.modules.get("requests", 0) is None:
-                del sys.modules["requests"]
+        _pydicom_import_window(lambda: self.loader.exec_module(module))
         configure_pydicom()
+
+
+def _pydicom_import_window(execute: Callable[[], None]) -> None:
+    """Run pydicom's import with `requests` hidden (pydicom imports it only to download its own
+    test files, and falls back to urllib; with urllib3 and charset_normalizer it costs 40-60 ms
+    and 5 MB; a later `import requests` works as usual), the modules of `LAZY_DURING_PYDICOM`
+    loaded on first use, and the pixel plugins registered on first use."""
+    hide = "requests" not in sys.modules
+    if hide:
+        sys.modules["requests"] = None  # type: ignore[assignment]  # `import requests` raises ImportError
+    finder = _DuringPydicomImport()
+    sys.meta_path.insert(0, finder)
+    try:
+        execute()
+    finally:
+        _remove_finders(_DuringPydicomImport)
+        if finder.restore is not None:
+            finder.restore()
+        if hide and sys.modules.get("requests", 0) is None:
+            del sys.modules["requests"]
+
+
+class _DuringPydicomImport(importlib.abc.MetaPathFinder):
+    """The finder of `_pydicom_import_window`: lazy modules, and pydicom.pixels.common followed by
+    `_defer_plugin_registration` (`restore` then undoes the part that lasts only the window)."""
+
+    def __init__(self) -> None:
+        self.restore: Callable[[], None] | None = None
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in LAZY_DURING_PYDICOM and fullname != "pydicom.pixels.common":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        if fullname == "pydicom.pixels.common":
+            spec.loader = _AroundLoader(spec, spec.loader, self._then_defer)
+        else:
+            spec.loader = _LazyLoader(spec, spec.loader)
+        return spec
+
+    def _then_defer(self, execute: Callable[[], None]) -> None:
+        execute()
+        self.restore = _defer_plugin_registration(sys.modules["pydicom.pixels.common"])
+
+
+# --------------------------------------------------------------------------- pixel plugins
+
+
+def _defer_plugin_registration(common: ModuleType) -> Callable[[], None] | None:
+    """Make pydicom's decoders and encoders register their plugins when first asked about them.
+
+    Each of pydicom's ~25 coders (`pixels.common.CoderBase`) registers its plugins as pydicom is
+    imported: `add_plugin` imports the plugin's module, which imports its codec library
+    (pylibjpeg and its entry points, openjpeg, libjpeg, CharLS, ...) and with them numpy: ~80 ms,
+    for every use of pydicom, most of which never decode a compressed frame. Here `add_plugin`,
+    while pydicom imports, only records its arguments on the coder; the coder's `_available` and
+    `_unavailable` (every question about plugins reads them) become properties that first make
+    the recorded calls, once, in order, under a lock. While pydicom imports, only its docstring
+    builders read them, for the plugins' names: they get the recorded names (as unavailable
+    plugins), which gives the same docstrings.
+
+    Returns what ends the import's part (`add_plugin` back: calls made later run at once, after
+    the recorded ones), or None when CoderBase is not as expected (nothing is deferred)."""
+    base = getattr(common, "CoderBase", None)
+    add_plugin = getattr(base, "add_plugin", None)
+    if base is None or add_plugin is None or "_available" in vars(base) or "_unavailable" in vars(base):
+        return None
+    state = _PluginRegistration(add_plugin)
+    for name in ("_available", "_unavailable"):
+        setattr(base, name, _RegisteredOnRead(name, state))
+    base.add_plugin = lambda coder, label, import_path: state.record(coder, label, import_path)
+
+    def restore() -> None:
+        base.add_plugin = add_plugin
+        state.importing = False
+
+    return restore
+
+
+class _PluginRegistration:
+    """The recorded `add_plugin` calls of each coder (in the coder's `__dict__`) and their replay."""
+
+    PENDING = "_orthanc_py_pending_plugins"
+
+    def __init__(self, add_plugin: Callable[[Any, str, tuple[str, str]], None]) -> None:
+        self.add_plugin = add_plugin
+        self.importing = True
+        self.lock = threading.RLock()
+        self.registering: set[int] = set()
+
+    def record(self, coder: Any, label: str, import_path: tuple[str, str]) -> None:
+        vars(coder).setdefault(self.PENDING, []).append((label, import_path))
+
+    def register_pending(self, coder: Any) -> None:
+        with self.lock:
+            own = vars(coder)
+            if id(coder) in self.registering or self.PENDING not in own:  # this thread is at it, or done
+                return
+            self.registering.add(id(coder))
+            try:
+                for label, import_path in own[self.PENDING]:
+                    self.add_plugin(coder, label, import_path)
+            finally:
+                del own[self.PENDING]
+                self.registering.discard(id(coder))
+
+
+class _RegisteredOnRead:
+    """A coder's `_available` / `_unavailable`, read once its recorded plugins are registered."""
+
+    def __init__(self, name: str, state: _PluginRegistration) -> None:
+        self.name, self.key, self.state = name, "_orthanc_py" + name, state
+
+    def __get__(self, coder: Any, owner: type | None = None) -> Any:
+        if coder is None:
+            return self
+        own = vars(coder)
+        pending = own.get(_PluginRegistration.PENDING)
+        if pending is not None:
+            if self.state.importing:  # pydicom's docstrings: the names of the plugins
+                return {} if self.name == "_available" else {label: () for label, _ in pending}
+            self.state.register_pending(coder)
+        return own[self.key]
+
+    def __set__(self, coder: Any, value: Any) -> None:
+        vars(coder)[self.key] = value
+
+
+# --------------------------------------------------------------------------- lazy modules
+
+
+_NO_LOAD = frozenset({"__spec__", "__name__", "__loader__", "__class__"})
+
+
+class _LazyModule(ModuleType):
+    """A module whose code runs on the first use of one of its attributes (any thread, once).
+
+    `__spec__`, `__name__`, `__loader__` do not load it: `import x` of a module already in
+    `sys.modules` reads `__spec__`. A submodule import reads `__path__`, and loads it."""
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr not in _NO_LOAD:
+            state = ModuleType.__getattribute__(self, "__dict__").get(_LAZY)
+            if state is not None:
+                state.load(self)
+        return ModuleType.__getattribute__(self, attr)
+
+
+_LAZY = "_orthanc_py_lazy"
+
+
+class _LazyState:
+    """How a `_LazyModule` loads: its loader, under a lock, by one thread (which meanwhile sees
+    the module as it fills)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader, self.lock, self.loading = loader, threading.RLock(), False
+
+    def load(self, module: ModuleType) -> None:
+        with self.lock:
+            own = ModuleType.__getattribute__(module, "__dict__")
+            if self.loading or own.get(_LAZY) is not self:  # this thread is loading it, or done
+                return
+            self.loading = True
+            try:
+                self.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(own["__name__"], None)  # as a failed import leaves it
+                raise
+            finally:
+                own.pop(_LAZY, None)
+                module.__class__ = ModuleType
+
+
+class _LazyLoader(importlib.abc.Loader):
+    """A module's own loader, its execution put off until the module is used (`_LazyModule`)."""
+
+    def __init__(self, spec: importlib.machinery.ModuleSpec, loader: Any) -> None:
+        self.spec, self.loader = spec, loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self.spec.loader = module.__loader__ = self.loader
+        vars(module)[_LAZY] = _LazyState(self.loader)
+        module.__class__ = _LazyModule
 
 
 class PydicomSetup(importlib.abc.MetaPathFinder):
