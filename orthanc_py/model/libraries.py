@@ -86,8 +86,9 @@ def _pydicom_import_window(execute: Callable[[], None]) -> None:
 
 
 class _DuringPydicomImport(importlib.abc.MetaPathFinder):
-    """The finder of `_pydicom_import_window`: lazy modules, and pydicom.pixels.common followed by
-    `_defer_plugin_registration` (`restore` then undoes the part that lasts only the window)."""
+    """The finder of `_pydicom_import_window`: lazy modules, pydicom.pixels.common followed by
+    `_defer_plugin_registration` (`restore` then undoes the part that lasts only the window), and
+    pydicom.filewriter followed by `_multi_values_without_numpy`."""
 
     def __init__(self) -> None:
         self.restore: Callable[[], None] | None = None
@@ -95,20 +96,53 @@ class _DuringPydicomImport(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in LAZY_DURING_PYDICOM and fullname != "pydicom.pixels.common":
+        then = {"pydicom.pixels.common": self._defer_plugins, "pydicom.filewriter": self._patch_filewriter}.get(
+            fullname
+        )
+        if fullname not in LAZY_DURING_PYDICOM and then is None:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
-        if fullname == "pydicom.pixels.common":
-            spec.loader = _AroundLoader(spec, spec.loader, self._then_defer)
+        if then is not None:
+            spec.loader = _AroundLoader(spec, spec.loader, then)
         else:
             spec.loader = _LazyLoader(spec, spec.loader)
         return spec
 
-    def _then_defer(self, execute: Callable[[], None]) -> None:
+    def _defer_plugins(self, execute: Callable[[], None]) -> None:
         execute()
         self.restore = _defer_plugin_registration(sys.modules["pydicom.pixels.common"])
+
+    def _patch_filewriter(self, execute: Callable[[], None]) -> None:
+        execute()
+        _multi_values_without_numpy(sys.modules["pydicom.filewriter"])
+
+
+def _multi_values_without_numpy(filewriter: ModuleType) -> None:
+    """pydicom's writer asks, for each string value it writes, whether it is a numpy array
+    (`_is_multi_value`): that question alone would import numpy (~40 ms) for every first write
+    (a C-ECHO answer, a modified file). While numpy is not loaded no value can be one of its
+    arrays, so until then the answer is the rest of the function's: a MultiValue, list or tuple.
+    Left as it is if the function is not the expected one."""
+    original = getattr(filewriter, "_is_multi_value", None)
+    multi_value = getattr(sys.modules.get("pydicom.multival"), "MultiValue", None)
+    code = getattr(original, "__code__", None)
+    if multi_value is None or code is None or not {"ndarray", "MultiValue"} <= set(code.co_names):
+        return
+    containers = (multi_value, list, tuple)
+
+    def is_multi_value(val: Any) -> bool:
+        if is_lazy("numpy"):
+            return isinstance(val, containers)
+        return original(val)  # type: ignore[misc]
+
+    filewriter._is_multi_value = is_multi_value  # type: ignore[attr-defined]
+
+
+def is_lazy(name: str) -> bool:
+    """Whether module `name` is imported but not loaded yet (a `_LazyModule`)."""
+    return type(sys.modules.get(name)) is _LazyModule
 
 
 # --------------------------------------------------------------------------- pixel plugins
