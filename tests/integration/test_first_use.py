@@ -24,7 +24,8 @@ cli.defer_aiohttp_client()  # as `python -m orthanc_py` does, before aiohttp is 
 from orthanc_py import app
 from orthanc_py.config import from_raw
 
-HEAVY = ("pydicom", "numpy", "PIL", "pynetdicom", "requests", "lupa", "aiohttp.client")
+HEAVY = ("pydicom", "numpy", "PIL.Image", "pynetdicom", "requests", "lupa", "aiohttp.client", "orthanc_py.rest.jobs",
+         "orthanc_py.core.modify", "orthanc_py.rest.webdav")
 steps = json.loads(sys.argv[1])
 body = open(sys.argv[2], "rb").read()
 sock = socket.socket()
@@ -136,3 +137,14 @@ def test_aiohttp_client_loads_on_first_use(tmp_path: Path) -> None:
     assert found["peer"] == [200, ["aiohttp.client"]]
     assert found["peers"] == [200, ["aiohttp.client"]]
     assert found["aiohttp"] == [aiohttp.__version__, "aiohttp.client", True, True]
+
+
+def test_rest_areas_load_on_first_call(tmp_path: Path) -> None:
+    """The REST areas out of the common reads (rest.LAZY) load on the first call of one of their
+    routes, and answer it; the others stay unloaded."""
+    steps = [("jobs", "GET", "/jobs"), ("job", "GET", "/jobs/nope"), ("tools", "GET", "/tools")]
+    found = _run(tmp_path, steps)
+    assert found["started"] == [200, []]
+    assert found["jobs"] == [200, ["orthanc_py.rest.jobs"]]
+    assert found["job"] == [404, ["orthanc_py.rest.jobs"]]
+    assert found["tools"] == [200, ["orthanc_py.rest.jobs"]]  # admin's module is not watched here
