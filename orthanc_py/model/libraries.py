@@ -426,7 +426,7 @@ class AiohttpSetup(importlib.abc.MetaPathFinder):
 
     def __init__(self, around_connector: Callable[[Callable[[], None]], None] | None) -> None:
         self.around_connector = around_connector
-        self.pending = {"aiohttp", "aiohttp.connector"} if around_connector else {"aiohttp"}
+        self.pending = {"aiohttp", "aiohttp.web_fileresponse"} | ({"aiohttp.connector"} if around_connector else set())
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None = None, target: ModuleType | None = None
@@ -441,9 +441,32 @@ class AiohttpSetup(importlib.abc.MetaPathFinder):
             return spec
         if fullname == "aiohttp":
             spec.loader = _AiohttpLoader(spec, spec.loader)
+        elif fullname == "aiohttp.web_fileresponse":
+            spec.loader = _AroundLoader(spec, spec.loader, _without_mimetypes_init)
         elif self.around_connector is not None:
             spec.loader = _AroundLoader(spec, spec.loader, self.around_connector)
         return spec
+
+
+def _without_mimetypes_init(execute: Callable[[], None]) -> None:
+    """Run aiohttp.web_fileresponse's import without `mimetypes.init()`.
+
+    The module builds its own `mimetypes.MimeTypes()` (from Python's built-in table only), whose
+    constructor first runs `mimetypes.init()` if nothing did yet: that reads the system's
+    /etc/mime.types (~2,300 lines) into the module-wide table, ~370 KB kept for good, which the
+    server never reads. With `mimetypes.inited` set for the import, the module-wide table is
+    built as usual by the first `mimetypes.guess_type()` (or `init()`) instead."""
+    import mimetypes
+
+    if mimetypes.inited:
+        execute()
+        return
+    mimetypes.inited = True
+    try:
+        execute()
+    finally:
+        if getattr(mimetypes, "_db", None) is None:
+            mimetypes.inited = False
 
 
 def install_aiohttp_setup(around_connector: Callable[[Callable[[], None]], None] | None = None) -> None:

@@ -114,6 +114,10 @@ install_aiohttp_setup()
 from aiohttp import web
 import aiohttp, aiohttp.client_exceptions
 out = {"web": "aiohttp.client" in sys.modules, "version": aiohttp.__version__, "hdrs": aiohttp.hdrs.METH_GET}
+import mimetypes
+from aiohttp.web_fileresponse import CONTENT_TYPES
+out["mimetypes"] = [mimetypes.inited, CONTENT_TYPES.guess_type("a.png")[0]]
+out["mimetypes"] += [mimetypes.guess_type("a.json")[0], mimetypes.inited, len(mimetypes.types_map) > 500]
 try:
     aiohttp.NoSuchName
 except AttributeError:
@@ -131,7 +135,8 @@ print(json.dumps(out))
 
 def test_aiohttp_client_loads_on_first_use_of_a_client_name() -> None:
     """The server side and submodules import without the client; the first other name runs the
-    package's own `__init__` (its `__getattr__` then answers), unknown names still raise."""
+    package's own `__init__` (its `__getattr__` then answers), unknown names still raise. The
+    system's MIME types are read on the first guess, not by aiohttp's import."""
     import aiohttp
 
     found = _run(_AIOHTTP)
@@ -139,6 +144,7 @@ def test_aiohttp_client_loads_on_first_use_of_a_client_name() -> None:
         "web": False,
         "version": aiohttp.__version__,
         "hdrs": "GET",
+        "mimetypes": [False, "image/png", "application/json", True, True],
         "missing": "AttributeError",
         "client": True,
         "session": "aiohttp.client",
