@@ -36,7 +36,7 @@ def tune_malloc() -> None:
 
 
 def defer_aiohttp_client() -> None:
-    """aiohttp's client (its package `__init__`, ~4 MB) imported on first use, and its TLS contexts'
+    """aiohttp's client (its package `__init__`, ~2 MB) imported on first use, and its TLS contexts'
     CA certificates loaded on their first connection (`load_without_ca_certificates`)."""
     install_aiohttp_setup(load_without_ca_certificates)
 
