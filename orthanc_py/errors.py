@@ -412,3 +412,11 @@ class OrthancError(Exception):
 
     def __repr__(self) -> str:
         return f"OrthancError({self.code.orthanc_name}, {self.details!r}, http_status={self.http_status})"
+
+
+def read_only_refused() -> OrthancError:
+    """The error of any change attempted while the server runs with "ReadOnly": true (Orthanc
+    1.12.5): the index and the storage are served, never modified."""
+    return OrthancError(
+        ErrorCode.READ_ONLY, "Orthanc runs in ReadOnly mode: the index and the storage cannot be modified"
+    )
