@@ -24,7 +24,9 @@ def test_read_only_server_serves_and_refuses_every_change(make_server: Any, tmp_
     before = _files(storage)
     mtimes = {p: os.stat(p).st_mtime_ns for p in before if not p.endswith(("-wal", "-shm"))}
 
-    ro = make_server({"StorageDirectory": str(storage), "IndexDirectory": str(storage), "ReadOnly": True, "StableAge": 1})
+    ro = make_server(
+        {"StorageDirectory": str(storage), "IndexDirectory": str(storage), "ReadOnly": True, "StableAge": 1}
+    )
     r = ro.client()
     assert r.get("/system").json()["ReadOnly"] is True
     # reads as usual
