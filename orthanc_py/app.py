@@ -121,6 +121,73 @@ def make_runner(ctx: ServerContext, app: web.Application) -> web.AppRunner:
     return FastLaneRunner(app, lane, **kwargs)
 
 
+READERS_CAP = 4
+"""Most reader processes started by default."""
+
+
+def reader_count() -> int:
+    """ORTHANC_PY_HTTP_READERS (0: none); by default one per usable CPU but one (the main
+    process's), at most READERS_CAP: on one CPU there is nothing to spread the requests over."""
+    value = os.environ.get("ORTHANC_PY_HTTP_READERS", "")
+    if value.strip():
+        return max(0, int(value))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(0, min(cpus - 1, READERS_CAP))
+
+
+class Readers:
+    """The HTTP reader processes (web/readerlane.py), when the fast lane serves plain HTTP from a
+    SQLite index on Linux. Their pool starts watching the load a second after start-up (neither
+    its module nor its shared memory are part of the start-up); it starts readers once the lane
+    answers ORTHANC_PY_HTTP_READERS_LOAD requests in a second (default 500; 0: at once), and
+    stops one after ORTHANC_PY_HTTP_READERS_IDLE seconds without connections (default 10)."""
+
+    def __init__(self, ctx: ServerContext, runner: web.AppRunner, count: int) -> None:
+        self.ctx = ctx
+        self.runner = runner
+        self.count = count
+        self.pool: Any = None
+        self.load = int(os.environ.get("ORTHANC_PY_HTTP_READERS_LOAD", "500"))
+        self.idle = float(os.environ.get("ORTHANC_PY_HTTP_READERS_IDLE", "10"))
+        self._timer = asyncio.get_running_loop().call_later(1.0 if self.load > 0 else 0.0, self._start)
+
+    @staticmethod
+    def wanted(ctx: ServerContext, runner: web.AppRunner, https: Any) -> Readers | None:
+        from .web.fastlane import FastLaneRunner
+
+        count = reader_count()
+        if count <= 0 or https is not None or not isinstance(runner, FastLaneRunner) or not hasattr(os, "memfd_create"):
+            return None
+        from .index.registry import select
+
+        return Readers(ctx, runner, count) if select(ctx.settings).name == "sqlite" else None
+
+    def _start(self) -> None:
+        from .web.fastlane import FastLaneRunner
+        from .web.readerlane import ReaderPool
+
+        runner = self.runner
+        assert isinstance(runner, FastLaneRunner) and runner.server is not None
+        self.pool = ReaderPool(
+            self.ctx,
+            runner.lane,
+            runner.server,  # type: ignore[arg-type]  # FastLaneServer: a FastLaneHandler per call
+            self.count,
+            self.load,
+            self.idle,
+            self.ctx.settings.http_timeout,
+        )
+        self.pool.start()
+
+    async def close(self) -> None:
+        self._timer.cancel()
+        if self.pool is not None:
+            await self.pool.close()
+
+
 def _lua_port(settings: Settings, sock: socket.socket | None, unix: str | None) -> int | str | None:
     """Where the REST calls of Lua scripts go (None: the REST API is not served): the HTTP
     port, or the private Unix socket when the port speaks HTTPS."""
@@ -264,6 +331,7 @@ async def _serve(
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (uvloop: ValueError)
             pass
     dicom: Any = None
+    readers: Readers | None = None
     private: tempfile.TemporaryDirectory[str] | None = None
     unix: str | None = None
     try:
@@ -275,6 +343,8 @@ async def _serve(
             site = web.TCPSite(runner, host, settings.http_port, reuse_address=True, ssl_context=https)
             await site.start()
             log.info("HTTP%s server listening on port %d", "S" if https else "", settings.http_port)
+        if sock is not None or settings.http_server_enabled:
+            readers = Readers.wanted(ctx, runner, https)
         if ctx.lua is not None and https is not None:  # Lua's REST calls: plain HTTP, privately
             private = tempfile.TemporaryDirectory(prefix="orthanc-py-")
             unix = os.path.join(private.name, "rest.sock")
@@ -293,6 +363,8 @@ async def _serve(
             dicom.stop()
         if ctx.lua is not None:
             await ctx.lua.stop()
+        if readers is not None:
+            await readers.close()
         await runner.cleanup()
         await ctx.close()
         if private is not None:
