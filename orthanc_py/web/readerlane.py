@@ -81,6 +81,7 @@ class ReaderProtocol(LaneFraming, asyncio.Protocol):
         "_fl_lane",
         "_fl_off",
         "_fl_peer_ok",
+        "_handed",
         "_last",
         "_moving",
         "_pending",
@@ -96,6 +97,7 @@ class ReaderProtocol(LaneFraming, asyncio.Protocol):
         self._fl_off = False
         self._fl_peer_ok = False
         self._moving = False
+        self._handed = False
         self._pending: list[bytes] = []
         self._last = 0.0
         self.transport: asyncio.Transport | None = None
@@ -109,7 +111,7 @@ class ReaderProtocol(LaneFraming, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._server.connections.discard(self)
-        if not self._moving:
+        if not self._handed:  # the main process counts this reader's connections
             self._server.ended()
 
     def data_received(self, data: bytes) -> None:
@@ -151,7 +153,8 @@ class ReaderProtocol(LaneFraming, asyncio.Protocol):
             return
         data = b"".join(self._pending)
         self._pending = []
-        if not _send_back(self._server.control, transport, data):
+        self._handed = _send_back(self._server.control, transport, data)
+        if not self._handed:
             log.warning("a connection could not be handed back to the main process")
         transport.abort()  # this process's copy of the socket only
 
