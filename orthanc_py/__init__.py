@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-ORTHANC_VERSION = "1.12.5"
+ORTHANC_VERSION = "1.12.10"
 """The Orthanc release whose REST API we implement (clients switch features on /system Version)."""
 
 ORTHANC_API_VERSION = 25

@@ -10,8 +10,9 @@ Names (ArchiveIndexVisitor + HierarchicalZipWriter): a folder "PatientID Patient
 "AccessionNumber StudyDescription", then "Modality SeriesDescription", each reduced to ASCII
 and to letters, digits, ".", "_" and single spaces ("^" is a space), "Unknown Patient" (Study,
 Series) when empty, "-2", "-3"... appended to a name already used in its folder; instances are
-named from the first two letters of the modality and a counter per series ("MR000000.dcm"; 7
-digits after a one-letter modality, 8 without). A media archive puts every file in "IMAGES" as
+named from the first two letters of the modality and their InstanceNumber, as Orthanc 1.12.6
+("MR000003.dcm"; a counter per series for an instance without one; 7 digits after a
+one-letter modality, 8 without). A media archive puts every file in "IMAGES" as
 "IM0", "IM1", ... and adds a DICOMDIR (core.dicomdir) last.
 
 The ZIP is written by the standard library's zipfile (ZIP64 where sizes or offsets need it,
@@ -111,7 +112,8 @@ def folder_name(level: ResourceType, tags: dict[int, str]) -> str:
 
 def instance_format(modality: str) -> Callable[[int], str]:
     """Instance file names in a series: the first two letters of the modality, upper case, then
-    a counter on 6 digits (7 after one letter, 8 without modality)."""
+    the InstanceNumber (Orthanc 1.12.6; a counter when it has none) on 6 digits (7 after one
+    letter, 8 without modality)."""
     prefix = "".join(c.upper() for c in modality[:2])
     width = 8 - len(prefix)
     return lambda n: f"{prefix}{n:0{width}d}.dcm"
@@ -257,6 +259,12 @@ def _plan_in(txn: Transaction, public_ids: list[str], media: bool) -> ArchivePla
     collect(root)
     tags = {r.id: r.main_tags for r in txn.resources(folders)} if folders and not media else {}
     files = {f.id: f for f in files_in(txn, list(dict.fromkeys(instances)))}
+    numbers: dict[int, int] = {}  # InstanceNumber of each instance that has one (file names, 1.12.6)
+    if not media:
+        for r in txn.resources(list(files)):
+            text = r.main_tags.get(mt.INSTANCE_NUMBER, "").strip()
+            if text.isdigit():
+                numbers[r.id] = int(text)
 
     members: list[Member] = []
     names = _Folders()
@@ -274,7 +282,7 @@ def _plan_in(txn: Transaction, public_ids: list[str], media: bool) -> ArchivePla
                     name = f"IM{len(members)}"
                     members.append(Member(f"{MEDIA_FOLDER}/{name}", f, f"{MEDIA_FOLDER}\\{name}"))
                 else:
-                    members.append(Member(names.file(fmt(counter)), f))
+                    members.append(Member(names.file(fmt(numbers.get(iid, counter))), f))
                     counter += 1
             return
         for pid in sorted(node.resources):
@@ -374,6 +382,8 @@ class WriteOptions:
     extended: bool = False
     loader_threads: int = 0
     """ZipLoaderThreads: files read ahead in parallel (at least one is always read ahead)."""
+    quality: int | None = None
+    """The quality of a lossy "transcode" (None: the LossyQuality setting's default)."""
 
 
 def _read_member(ctx: ServerContext, f: InstanceFile) -> bytes | str | None:
@@ -407,7 +417,7 @@ def _load(ctx: ServerContext, member: Member, options: WriteOptions, media: bool
         return _Loaded(content)
     data = content if isinstance(content, bytes) else _read_path(content)
     if options.transcode is not None:
-        data = _transcoded(data, options.transcode)
+        data = _transcoded(data, options.transcode, options.quality)
     return _Loaded(data, _header(data) if media else None)
 
 
@@ -438,11 +448,11 @@ def _prefetch(
                 raise
 
 
-def _transcoded(data: bytes, target: str) -> bytes:
-    from ..imaging.transcode import transcode
+def _transcoded(data: bytes, target: str, quality: int | None) -> bytes:
+    from ..imaging.transcode import DEFAULT_QUALITY, transcode
 
     try:
-        return transcode(data, target)
+        return transcode(data, target, quality=quality or DEFAULT_QUALITY)
     except Exception as exc:  # Orthanc writes the original file when it cannot transcode
         log.info("cannot transcode an instance of an archive to %s: %s", target, exc)
         return data

@@ -24,6 +24,7 @@ from ..model.maintags import DEFAULT_MAIN_TAGS, MainTagSet, main_tag_set
 from ..storage.accessor import StorageAccessor
 from ..storage.base import StorageArea
 from .commitment_reports import StorageCommitmentReports
+from .retrievals import RetrievalTracker
 
 if TYPE_CHECKING:  # the services are built by the composition root (app.py) and handed in
     from .extquery import ExtQueryTags
@@ -154,6 +155,8 @@ class ServerContext:
         self._scu: Any = None
         self.storage_commitment = StorageCommitmentReports(settings.storage_commitment_reports_size)
         """Storage commitment reports by transaction UID (in memory, as in Orthanc)."""
+        self.retrievals = RetrievalTracker()
+        """The C-MOVEs we send, and what each brings back (core/retrievals.py)."""
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""
         self.shutdown_requested: Callable[[], None] = lambda: None

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..model.enums import ResourceType
 from ..model.modality import parse_modality
+from ..remote.modalities import DimseFailure
 from . import modalities, peers
 from . import queries as core_q
 from .context import ServerContext
@@ -30,46 +31,70 @@ def _keys(spec_keys: dict[str, str]) -> dict[int, str]:
     return {int(t, 16): str(v) for t, v in spec_keys.items()}
 
 
+def _retrieve_each(
+    job: Job | None,
+    spec: dict[str, Any],
+    identifiers: list[Any],
+    queries: list[Any],
+    one: Callable[[Any], Awaitable[list[str]]],
+) -> Awaitable[dict[str, Any]]:
+    """The body shared by C-MOVE and C-GET jobs: one retrieve per identifier, a checkpoint
+    between two. As Orthanc 1.12.10, "Details" has an entry per identifier from the start (its
+    query, its DIMSE status, the instances it brought here); with "Permissive" a failed one is
+    reported there and the others still run."""
+
+    async def run() -> dict[str, Any]:
+        content: dict[str, Any] = job.content if job is not None else {}
+        content.update(spec.get("Content", {}))
+        details = [{"DimseErrorStatus": 0, "Query": q, "ReceivedInstancesIds": []} for q in queries]
+        content["Details"] = details
+        for n, identifier in enumerate(identifiers):
+            if job is not None:
+                await job.checkpoint(n * 100 / len(identifiers))
+            try:
+                details[n]["ReceivedInstancesIds"] = await one(identifier)
+            except DimseFailure as err:
+                details[n]["DimseErrorStatus"] = err.status
+                if spec.get("Permissive") is not True:
+                    raise
+        return dict(sorted(content.items()))
+
+    return run()
+
+
 def move_job(ctx: ServerContext, spec: dict[str, Any]) -> Run:
     """DicomMoveScu: {"Target": modality configuration, "Level", "Identifiers": [keys],
-    "TargetAet", "Content"}: one C-MOVE per identifier, a checkpoint between two."""
+    "TargetAet", "Content", "DetailsQuery": each identifier as "Details" shows it, "Permissive"}."""
     modality = parse_modality(spec["Target"])
     level = ResourceType.parse(str(spec["Level"]))
     identifiers = [core_q.strings_dataset(_keys(i)) for i in spec.get("Identifiers", [])]
     target = str(spec.get("TargetAet", ""))
+    queries = list(spec.get("DetailsQuery") or spec.get("Content", {}).get("Query", []))
+
+    async def one(identifier: Any) -> list[str]:
+        (received,) = await core_q.retrieve(ctx, modality, level, [identifier], target)
+        return received
 
     async def run(job: Job | None = None) -> dict[str, Any]:
-        content: dict[str, Any] = job.content if job is not None else {}
-        content.update(spec.get("Content", {}))
-        for n, identifier in enumerate(identifiers):
-            if job is not None:
-                await job.checkpoint(n * 100 / len(identifiers))
-            await core_q.retrieve(ctx, modality, level, [identifier], target)
-        return content
+        return await _retrieve_each(job, spec, identifiers, queries, one)
 
     return run
 
 
 def get_job(ctx: ServerContext, spec: dict[str, Any]) -> Run:
-    """DicomGetScu: {"Target", "Level", "Identifiers", "Content"} (Content's "Query" has one
-    entry per identifier): one C-GET per identifier; "Details" lists what each brought."""
+    """DicomGetScu: {"Target", "Level", "Identifiers", "Content", "Permissive"} (Content's
+    "Query" has one entry per identifier): one C-GET per identifier."""
     modality = parse_modality(spec["Target"])
     level = ResourceType.parse(str(spec["Level"]))
     identifiers = [core_q.strings_dataset(_keys(i)) for i in spec.get("Identifiers", [])]
+    queries = list(spec.get("Content", {}).get("Query", []))
+
+    async def one(identifier: Any) -> list[str]:
+        (received,) = await core_q.retrieve_get(ctx, modality, level, [identifier])
+        return received
 
     async def run(job: Job | None = None) -> dict[str, Any]:
-        content: dict[str, Any] = job.content if job is not None else {}
-        content.update(spec.get("Content", {}))
-        queries = content.get("Query", [])
-        details = []
-        for n, identifier in enumerate(identifiers):
-            if job is not None:
-                await job.checkpoint(n * 100 / len(identifiers))
-            (received,) = await core_q.retrieve_get(ctx, modality, level, [identifier])
-            query = queries[n] if n < len(queries) else {}
-            details.append({"DimseErrorStatus": 0, "Query": query, "ReceivedInstancesIds": received})
-        content["Details"] = details
-        return dict(sorted(content.items()))
+        return await _retrieve_each(job, spec, identifiers, queries, one)
 
     return run
 

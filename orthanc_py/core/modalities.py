@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -120,6 +120,8 @@ class StoreReport:
     parents: list[str]
     remote_aet: str
     local_aet: str
+    resources: list[dict[str, str]] = field(default_factory=list)
+    """Each resource asked for, with its level ("Resources" of the job, Orthanc 1.12.10)."""
 
 
 def _instances_to_send(
@@ -165,8 +167,11 @@ async def store(
     progress = (lambda done: on_progress(done, total)) if on_progress is not None else None
     if on_progress is not None:
         on_progress(0, total)
+    asked = [{"ID": pid, "Type": level.label} for level, pid, _tags in resources]
     if not items:
-        return StoreReport(0, 0, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet)
+        return StoreReport(
+            0, 0, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet, asked
+        )
     if job is None:
         _sent, failed = await ctx.run(
             scu.store, modality, items, move_originator_aet, move_originator_id, progress, permissive
@@ -196,7 +201,7 @@ async def store(
 
         await ctx.index.write(log_exports)
     return StoreReport(
-        len(items), failed, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet
+        len(items), failed, sorted(set(public_ids)), modality.aet, modality.local_aet or ctx.settings.dicom_aet, asked
     )
 
 
@@ -296,6 +301,7 @@ def store_job(ctx: ServerContext, spec: dict[str, Any]) -> Callable[..., Awaitab
             await storagecommitment.request(ctx, modality, report.local_aet, pairs, None, str(transaction))
         if "ParentResources" in content:  # Orthanc leaves it out when nothing was asked for
             content["ParentResources"] = report.parents
+            content["Resources"] = report.resources
         return content
 
     return run

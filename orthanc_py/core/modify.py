@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import ORTHANC_VERSION
 from ..errors import ErrorCode, OrthancError
 from ..model import maintags as mt
 from ..model.dictionary import TagDictionary
@@ -172,8 +173,10 @@ class Modification:
     # -- building (DicomModification::Keep/Remove/Clear/Replace) --
 
     def _not_orthanc(self) -> None:
+        """An anonymization the request customized is no longer one of Orthanc's profiles: its
+        DeidentificationMethod names Orthanc only (1.12.7; before, the tag was left out)."""
         if self.replacements.get(DEIDENTIFICATION_METHOD) in ORTHANC_METHODS:
-            del self.replacements[DEIDENTIFICATION_METHOD]
+            self.replacements[DEIDENTIFICATION_METHOD] = f"Orthanc {ORTHANC_VERSION}"
 
     def keep_tag(self, tag: int) -> None:
         self.keep.add(tag)
@@ -265,6 +268,8 @@ class Modification:
             self.uid_map.setdefault((level, original.strip(" \0")), mapped)
 
     def checks_before_apply(self) -> None:
+        """Orthanc refuses a removed identifier when the modification is applied, not when it
+        is parsed: an asynchronous request gets its job, and the job fails on its first instance."""
         if any(self.is_removed(t) for t in _IDENTIFIERS):
             raise _bad("It is forbidden to remove one of the main Dicom identifiers")
 
@@ -357,7 +362,6 @@ def parse_modify(
     # Orthanc 1.12 checks the identifiers above the level while the level is still "Instance"
     # (ParseModifyRequest runs before SetLevel): only "Force" guards them in effect.
     mod.set_level(detect_level(mod) if level is None else level)
-    mod.checks_before_apply()
     return mod
 
 
@@ -400,7 +404,6 @@ def parse_anonymize(
     _replacements(mod, body, force)
     _list_of_tags(mod, body, "Keep", force, keep=True)
     _private_creator(mod, body)
-    mod.checks_before_apply()
     return mod, mt.PATIENT_NAME in mod.uids
 
 
@@ -615,6 +618,7 @@ def apply(ds: Dataset, mod: Modification) -> None:
     create-dicom) call this with their own `Modification`."""
     from pydicom.dataelem import DataElement
 
+    mod.checks_before_apply()
     if mod.is_anonymization:
         for tag, level in (
             (mt.STUDY_INSTANCE_UID, ResourceType.STUDY),

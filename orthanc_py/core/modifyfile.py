@@ -213,6 +213,8 @@ def modify_bytes(
     transcode: str | None = None,
     identifiers: Callable[[tuple[str, str, str, str]], None] | None = None,
     strict_transcode: bool = False,
+    *,
+    quality: int | None = None,
 ) -> bytes:
     """Worker thread: the modified file. When the file ends with its pixel data (nearly always)
     and no transcoding is asked, only the header is parsed and written again. `identifiers`
@@ -234,11 +236,11 @@ def modify_bytes(
     if identifiers is not None:
         identifiers(_identifiers(ds))
     if transcode is not None:
-        from ..imaging.transcode import CannotTranscode, transcode_dataset
+        from ..imaging.transcode import DEFAULT_QUALITY, CannotTranscode, transcode_dataset
 
         uid = ds.get("SOPInstanceUID")
         try:
-            out = transcode_dataset(ds, transcode)
+            out = transcode_dataset(ds, transcode, quality=quality or DEFAULT_QUALITY)
         except CannotTranscode:
             if strict_transcode:
                 raise OrthancError(

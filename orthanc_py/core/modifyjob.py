@@ -14,11 +14,13 @@ are held at a time, so memory does not grow with the size of the resource.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ErrorCode, OrthancError
+from ..imaging.transcode import DEFAULT_QUALITY, requested_quality
 from ..index.base import Transaction
 from ..model import maintags as mt
 from ..model.enums import FileContentType, MetadataType, ResourceType
@@ -61,6 +63,8 @@ class Plan:
     keep_source: bool
     transcode: str | None
     permissive: bool
+    quality: int = DEFAULT_QUALITY
+    """The quality of a lossy "Transcode" ("LossyQuality", Orthanc 1.12.7)."""
     sources: list[_Source] = field(default_factory=list)
 
     def spec(self) -> dict[str, Any]:
@@ -223,6 +227,7 @@ async def prepare(
         _keep_source(body),
         parse_transcode(body, instance=False),
         permissive,
+        requested_quality(body.get("LossyQuality"), ctx.settings.lossy_quality),
     )
 
     tagset = ctx.main_tags
@@ -261,7 +266,7 @@ def _work(ctx: ServerContext, plan: Plan, src: _Source) -> tuple[bytes, PublicId
     """Worker thread: read the file, modify it; the new file and its public IDs."""
     data = ctx.storage.read(src.file.uuid, FileContentType.DICOM)
     seen: list[tuple[str, str, str, str]] = []
-    out = modify_bytes(data, plan.mod, src.file.pixel_offset, plan.transcode, seen.append)
+    out = modify_bytes(data, plan.mod, src.file.pixel_offset, plan.transcode, seen.append, quality=plan.quality)
     return out, _ids_of(seen[0])
 
 
@@ -495,5 +500,9 @@ async def modify_instance(ctx: ServerContext, public_id: str, body: Any, anonymi
     else:
         mod = parse_modify(body, None, ctx.dictionary, creator)
         transcode = parse_transcode(body, instance=True)
+    quality = requested_quality(
+        body.get("LossyQuality") if isinstance(body, dict) else None, ctx.settings.lossy_quality
+    )
     data = await read_dicom(ctx, public_id)
-    return bytes(await ctx.run(modify_bytes, data, mod, None, transcode, None, True))
+    work = functools.partial(modify_bytes, data, mod, None, transcode, None, True, quality=quality)
+    return bytes(await ctx.run(work))

@@ -277,11 +277,20 @@ def move_keys(level: ResourceType, answer: dict[int, str]) -> dict[int, str]:
 
 async def retrieve(
     ctx: ServerContext, modality: Modality, level: ResourceType, identifiers: list[Any], target_aet: str
-) -> None:
-    """C-MOVE each identifier from the modality to `target_aet`."""
+) -> list[list[str]]:
+    """C-MOVE each identifier from the modality to `target_aet`: the public IDs of the
+    instances each one brought here (when `target_aet` is ours), per identifier."""
     model = MODEL_PATIENT_ROOT_MOVE if level is ResourceType.PATIENT else MODEL_STUDY_ROOT_MOVE
+    local_aet = modality.local_aet or ctx.settings.dicom_aet
+    out = []
     for identifier in identifiers:
-        await ctx.run(ctx.scu.move, modality, identifier, model, target_aet)
+        message_id, received = ctx.retrievals.open(local_aet)
+        try:
+            await ctx.run(ctx.scu.move, modality, identifier, model, target_aet, message_id)
+        finally:
+            ctx.retrievals.close(local_aet, message_id)
+        out.append(list(received))
+    return out
 
 
 async def retrieve_get(

@@ -19,7 +19,7 @@ from ..core import files as core_files
 from ..core import findspec, ingest, worklists
 from ..core import modalities as core_modalities
 from ..core.context import ServerContext
-from ..core.ingest import Origin
+from ..core.ingest import Origin, StoreStatus
 from ..core.query import FindRequest, find_answers_blocking, find_public_ids_blocking, matched_files_blocking
 from ..model import maintags as mt
 from ..model.charsets import ENCODINGS, python_codec
@@ -109,7 +109,13 @@ class DicomHandlers:
                 str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID), str(event.context.transfer_syntax)
             )
             data = meta + req.DataSet.getvalue()
-            ingest.store_blocking(self.ctx, data, origin, self.loop)
+            stored = ingest.store_blocking(self.ctx, data, origin, self.loop)
+            originator = req.MoveOriginatorApplicationEntityTitle
+            if originator and req.MoveOriginatorMessageID is not None and stored.status is not StoreStatus.FILTERED_OUT:
+                # a sub-operation of a C-MOVE: counted for the C-MOVE we sent, if it is one of ours
+                self.ctx.retrievals.received(
+                    str(originator).strip(), int(req.MoveOriginatorMessageID), stored.ids.instance
+                )
         except Exception as exc:
             log.warning("C-STORE from %s refused: %s", origin.remote_aet, exc)
             return status.store_failure(exc)
@@ -216,8 +222,10 @@ class DicomHandlers:
         thread (`DirectSender`): pynetdicom counts, answers and cancels as before."""
         yield len(files)
         contexts = accepted() if accepted is not None else event.assoc.accepted_contexts
-        targets = [event.assoc] + ([store_assoc()] if store_assoc is not None else [])
-        senders = [core_modalities.DirectSender(a) for a in targets if a is not None]
+        senders = [core_modalities.DirectSender(event.assoc)]
+        moving = store_assoc() if store_assoc is not None else None
+        if moving is not None:  # C-MOVE: its C-STOREs name the requestor as their Move Originator
+            senders.append(core_modalities.DirectSender(moving, str(event.assoc.requestor.ae_title).strip()))
         for sender in senders:
             sender.install()
         try:

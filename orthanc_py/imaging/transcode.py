@@ -146,6 +146,19 @@ def lossy_quality(value: Any) -> int:
     return quality
 
 
+def requested_quality(value: Any, default: int) -> int:
+    """The quality a request asks for (`lossy-quality`, "LossyQuality": Orthanc 1.12.7), or
+    `default` (the LossyQuality setting) when it names none; an error as Orthanc answers it."""
+    if value is None:
+        return default
+    from ..errors import ErrorCode, OrthancError
+
+    try:
+        return lossy_quality(value)
+    except ValueError as exc:
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
+
+
 def frame_media(syntax: str) -> str:
     """The media type a frame in `syntax` travels as (application/octet-stream when uncompressed)."""
     return _FRAME_MEDIA.get(syntax, "application/octet-stream")

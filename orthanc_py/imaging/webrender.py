@@ -124,6 +124,9 @@ def web_rendered(data: bytes, index: int, args: WebRenderArgs, mime: str) -> byt
     the whole dynamics of the rescaled values unless a window is asked for, colour as is, the
     region of the viewport fitted and centred in its size, MONOCHROME1 inverted."""
     ds = read_dataset(data)
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        # no frame at all: the plugin's frame index is out of range (400, not the core's 415)
+        raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE)
     decoded = decode_dataset(ds, index)
     slope, intercept = _rescale_for_web(ds, index)
     source = decoded.pixels

@@ -169,10 +169,15 @@ class DirectSender:
     `install()` (as the association's `dimse.send_msg` and `send_c_store`, the methods
     pynetdicom's C-MOVE and C-GET services call), removed with `remove()`. Whatever cannot go
     this way (the association left the established state, the socket failed) goes through
-    pynetdicom's own path."""
+    pynetdicom's own path.
 
-    def __init__(self, assoc: Any) -> None:
+    `move_originator`: the AET that asked for the C-MOVE these C-STOREs serve. pynetdicom's
+    C-MOVE SCP names its own AET as the Move Originator; PS3.7 (and Orthanc) name the AET
+    that invoked the C-MOVE, which is what lets the requestor match them to its request."""
+
+    def __init__(self, assoc: Any, move_originator: str | None = None) -> None:
         self.assoc = assoc
+        self.move_originator = move_originator
         self._contexts: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self._broken = False
@@ -257,6 +262,8 @@ class DirectSender:
         req = C_STORE()
         req.MessageID = msg_id
         req.Priority = priority
+        if originator_aet is not None and self.move_originator is not None:
+            originator_aet = self.move_originator
         req.MoveOriginatorApplicationEntityTitle = originator_aet
         req.MoveOriginatorMessageID = originator_id
         req.AffectedSOPClassUID = sop_class

@@ -74,6 +74,15 @@ def _load(item: StoreItem) -> Any:
         return exc
 
 
+class DimseFailure(OrthancError):
+    """A C-MOVE or C-GET the peer answered with a failure status (kept in `status`: Orthanc
+    1.12.10 reports it per resource as "DimseErrorStatus")."""
+
+    def __init__(self, status: int, details: str, *, http_status: int | None = None) -> None:
+        super().__init__(ErrorCode.NETWORK_PROTOCOL, details, http_status=http_status)
+        self.status = status
+
+
 def _network_error(modality: Modality, details: str) -> OrthancError:
     return OrthancError(ErrorCode.NETWORK_PROTOCOL, f'DicomAssociation - connecting to AET "{modality.aet}": {details}')
 
@@ -201,14 +210,15 @@ class DicomScu:
             assoc.release()
         return answers
 
-    def move(self, modality: Modality, identifier: Any, model: str, target_aet: str) -> int:
-        """C-MOVE SCU: ask the modality to send the matches to `target_aet`; the final status."""
+    def move(self, modality: Modality, identifier: Any, model: str, target_aet: str, message_id: int = 1) -> int:
+        """C-MOVE SCU: ask the modality to send the matches to `target_aet`; the final status.
+        `message_id` comes back as the Move Originator Message ID of the C-STOREs it causes."""
         ae = self._ae(modality, None)
         ae.add_requested_context(model)
         assoc = self._associate(ae, modality)
         final = 0xC000
         try:
-            for st, _ident in assoc.send_c_move(identifier, target_aet, model):
+            for st, _ident in assoc.send_c_move(identifier, target_aet, model, msg_id=message_id):
                 code = getattr(st, "Status", None)
                 if code is None:
                     raise _network_error(modality, "no answer to C-MOVE")
@@ -216,8 +226,8 @@ class DicomScu:
         finally:
             assoc.release()
         if final not in (0x0000, 0xB000):
-            raise OrthancError(
-                ErrorCode.NETWORK_PROTOCOL,
+            raise DimseFailure(
+                final,
                 f'C-MOVE SCU to AET "{modality.aet}" has failed with DIMSE status 0x{final:04X}'
                 + (" (unable to process - resource not found ?)" if final == 0xC000 else ""),
                 http_status=422 if final == 0xC000 else None,
@@ -278,10 +288,7 @@ class DicomScu:
             if assoc.is_established:
                 assoc.release()
         if final not in (0x0000, 0xB000):
-            raise OrthancError(
-                ErrorCode.NETWORK_PROTOCOL,
-                f'C-GET SCU to AET "{modality.aet}" has failed with DIMSE status 0x{final:04X}',
-            )
+            raise DimseFailure(final, f'C-GET SCU to AET "{modality.aet}" has failed with DIMSE status 0x{final:04X}')
         return final, received
 
     def store(

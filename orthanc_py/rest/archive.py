@@ -25,7 +25,8 @@ from ..core.archive import ArchiveCancelled, ArchivePlan, QueueSink, WriteOption
 from ..core.context import ServerContext
 from ..core.jobs import request_priority, request_synchronous
 from ..errors import ErrorCode, OrthancError
-from ..web.responses import json_response, read_json
+from ..imaging.transcode import requested_quality
+from ..web.responses import content_disposition, json_response, read_json
 from .common import ctx_of
 
 ZIP_MIME = "application/zip"
@@ -40,11 +41,6 @@ def _bool_member(body: dict[str, Any], key: str) -> bool:
     return value
 
 
-def _filename(text: str) -> str:
-    """A file name for Content-Disposition: no double quote, no line break."""
-    return "".join(c for c in text if c not in '"\r\n')
-
-
 def _options(ctx: ServerContext, body: Any, default_extended: bool) -> WriteOptions:
     extended = default_extended
     transcode = None
@@ -55,7 +51,10 @@ def _options(ctx: ServerContext, body: Any, default_extended: bool) -> WriteOpti
             if not isinstance(body["Transcode"], str):
                 raise OrthancError(ErrorCode.BAD_FILE_FORMAT, "String value expected in field: Transcode")
             transcode = core_archive.check_transfer_syntax(body["Transcode"])
-    return WriteOptions(transcode, extended, core_archive.setting_int(ctx, "ZipLoaderThreads", 0))
+    quality = requested_quality(
+        body.get("LossyQuality") if isinstance(body, dict) else None, ctx.settings.lossy_quality
+    )
+    return WriteOptions(transcode, extended, core_archive.setting_int(ctx, "ZipLoaderThreads", 0), quality)
 
 
 def _resources_of(body: Any) -> list[str]:
@@ -80,7 +79,7 @@ async def _stream(
     sink = QueueSink(loop, queue)
     writer = loop.run_in_executor(None, core_archive.write_zip, ctx, archive, sink, options)
     response = web.StreamResponse(
-        headers={"Content-Type": ZIP_MIME, "Content-Disposition": f'filename="{_filename(filename)}"'}
+        headers={"Content-Type": ZIP_MIME, "Content-Disposition": content_disposition(filename)}
     )
     response.enable_chunked_encoding()
     try:
@@ -135,7 +134,9 @@ def _content(archive: ArchivePlan, options: WriteOptions, size: int) -> dict[str
     return out
 
 
-def _submit(ctx: ServerContext, archive: ArchivePlan, options: WriteOptions, priority: int, filename: str) -> Any:
+def _submit(
+    ctx: ServerContext, archive: ArchivePlan, options: WriteOptions, priority: int, filename: str, user_data: Any
+) -> Any:
     """An asynchronous archive: a job whose output "archive" is the ZIP (a temporary file)."""
 
     async def run(job: Any) -> dict[str, Any]:
@@ -167,7 +168,7 @@ def _submit(ctx: ServerContext, archive: ArchivePlan, options: WriteOptions, pri
         _evict_old_outputs(ctx, core_archive.setting_int(ctx, "MediaArchiveSize", 1))
         return _content(archive, options, size)
 
-    return ctx.jobs.submit("Media" if archive.media else "Archive", run, priority)
+    return ctx.jobs.submit("Media" if archive.media else "Archive", run, priority, user_data=user_data)
 
 
 async def _answer(
@@ -179,12 +180,13 @@ async def _answer(
     priority: int,
     filename: str,
     async_filename: str,
+    user_data: Any = None,
 ) -> web.StreamResponse:
     ctx = ctx_of(request)
     archive = await core_archive.plan(ctx, public_ids, media)
     if synchronous:
         return await _stream(request, ctx, archive, options, filename)
-    job = _submit(ctx, archive, options, priority, async_filename)
+    job = _submit(ctx, archive, options, priority, async_filename, user_data)
     return json_response({"ID": job.id, "Path": f"/jobs/{job.id}"})
 
 
@@ -192,6 +194,10 @@ def _get_transcode(request: web.Request) -> str | None:
     if "transcode" in request.query:
         return core_archive.check_transfer_syntax(request.query["transcode"])
     return None
+
+
+def _get_quality(request: web.Request) -> int:
+    return requested_quality(request.query.get("lossy-quality"), ctx_of(request).settings.lossy_quality)
 
 
 async def single_get(request: web.Request) -> web.StreamResponse:
@@ -204,6 +210,7 @@ async def single_get(request: web.Request) -> web.StreamResponse:
         _get_transcode(request),
         media and "extended" in request.query,
         core_archive.setting_int(ctx, "ZipLoaderThreads", 0),
+        _get_quality(request),
     )
     filename = request.query.get("filename") or f"{rid}.zip"
     await _check_level(request, rid)
@@ -247,12 +254,13 @@ async def single_post(request: web.Request) -> web.StreamResponse:
         request_priority(body),
         filename,
         _filename_member(body) or "archive.zip",
+        body.get("UserData") if isinstance(body, dict) else None,
     )
 
 
 def _filename_member(body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("Filename"), str):
-        return _filename(body["Filename"])
+        return str(body["Filename"])
     return ""
 
 
@@ -282,6 +290,7 @@ async def batch_post(request: web.Request) -> web.StreamResponse:
         request_priority(body),
         filename or "Archive.zip",
         filename or "archive.zip",
+        body.get("UserData") if isinstance(body, dict) else None,
     )
 
 
@@ -292,7 +301,9 @@ async def batch_get(request: web.Request) -> web.StreamResponse:
     if "resources" not in request.query:
         raise OrthancError(ErrorCode.BAD_REQUEST, "Missing resources argument")
     resources = sorted({r for r in request.query["resources"].split(",") if r})
-    options = WriteOptions(_get_transcode(request), extended, core_archive.setting_int(ctx, "ZipLoaderThreads", 0))
+    options = WriteOptions(
+        _get_transcode(request), extended, core_archive.setting_int(ctx, "ZipLoaderThreads", 0), _get_quality(request)
+    )
     filename = request.query.get("filename") or "Archive.zip"
     return await _answer(request, resources, media, options, True, 0, filename, filename)
 

@@ -15,7 +15,7 @@ from ..core.content import Found, Revision
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
 from ..web.middleware import error_response
-from ..web.responses import json_response, read_body, text_response
+from ..web.responses import content_disposition, json_response, read_body, text_response
 from .common import ctx_of
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -118,7 +118,9 @@ def _handlers(level: ResourceType) -> dict[str, Handler]:
             body = await ctx.run(content.read_attachment, ctx, a)
         headers = {
             "Content-Type": content.content_mime(ctx, a.content_type),
-            "Content-Disposition": f'filename="{a.uuid}{_FILE_EXTENSIONS.get(a.content_type, "")}"',
+            "Content-Disposition": content_disposition(
+                request.query.get("filename") or f"{a.uuid}{_FILE_EXTENSIONS.get(a.content_type, '')}"
+            ),
         }
         return _with_etag(web.Response(body=body, headers=headers), found)
 

@@ -17,7 +17,7 @@ from ..imaging import transcode
 from ..model.enums import ResourceType
 from ..model.tagtext import TagsOptions
 from ..web.fastlane import FastAnswer, FastRoute, header_lines
-from ..web.responses import JSON_HEAD, json_bytes, json_response, read_body
+from ..web.responses import JSON_HEAD, content_disposition, json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, plain_tags_options, tags_options
 
@@ -75,14 +75,11 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         return web.Response(body=body, headers={"Content-Type": "application/dicom+json"})
     att, data = await core_files.dicom_file(ctx, request.match_info["id"], SENDFILE_THRESHOLD)
     headers = _file_headers(att)
+    if "filename" in request.query:
+        headers["Content-Disposition"] = content_disposition(request.query["filename"])
     if "transcode" in request.query:  # Orthanc 1.12.2 (lossy-quality: 1.12.7)
         target = transcode.checked_target(request.query["transcode"])
-        quality = ctx.settings.lossy_quality
-        if "lossy-quality" in request.query:
-            try:
-                quality = transcode.lossy_quality(request.query["lossy-quality"])
-            except ValueError as exc:
-                raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE, str(exc)) from exc
+        quality = transcode.requested_quality(request.query.get("lossy-quality"), ctx.settings.lossy_quality)
         if data is None:
             data = await ctx.run(core_files.read_attachment_blocking, ctx, att)
         body = await ctx.run(functools.partial(transcode.transcode_or_error, data, target, quality=quality))

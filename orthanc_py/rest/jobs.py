@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..core.jobs import JobsEngine
 from ..errors import ErrorCode, OrthancError
-from ..web.responses import bool_arg, json_response
+from ..web.responses import bool_arg, content_disposition, json_response
 from .common import ctx_of, empty_404
 
 
@@ -59,7 +59,7 @@ async def get_output(request: web.Request) -> web.StreamResponse:
     body, mime, filename = found
     headers = {"Content-Type": mime}
     if filename:
-        headers["Content-Disposition"] = f'filename="{filename}"'
+        headers["Content-Disposition"] = content_disposition(filename)
     if isinstance(body, Path):
         if not body.is_file():
             raise OrthancError(ErrorCode.INEXISTENT_ITEM, f"Job has no such output: {key}")

@@ -167,6 +167,7 @@ async def get(request: web.Request) -> web.StreamResponse:
             "Query": [_strings_json(i, "short") for i in items],
             "RemoteAet": modality.aet,
         },
+        "Permissive": body.get("Permissive") is True,
     }
     run = jobtypes.get_job(ctx, spec)
     priority = request_priority(body)
@@ -272,7 +273,10 @@ async def _run_retrieve(
             "LocalAet": modality.local_aet or ctx.settings.dicom_aet,
             "Query": [_strings_json(r, fmt) for r in reported],
             "RemoteAet": modality.aet,
+            "TargetAet": target,  # Orthanc 1.12.10
         },
+        "DetailsQuery": [_strings_json(r, "short") for r in reported],
+        "Permissive": options.get("Permissive") is True,
     }
     run = jobtypes.move_job(ctx, spec)
     priority = request_priority(options)

@@ -95,13 +95,13 @@ def _full_json(info: ResourceInfo, fmt: str) -> dict[str, Any]:
         return out
     out["IsStable"] = info.is_stable
     out["LastUpdate"] = info.last_update
-    if level is ResourceType.STUDY:
+    if level is ResourceType.PATIENT:
+        out["IsProtected"] = info.is_protected
+    elif level is ResourceType.STUDY:
         out["PatientMainDicomTags"] = tags_json(info.patient_main_tags or {}, ResourceType.PATIENT, fmt)
     elif level is ResourceType.SERIES:
         out["ExpectedNumberOfInstances"] = info.expected_instances
         out["Status"] = info.series_status
-    # A patient's "IsProtected" is not part of the resource before Orthanc 1.12.8 (we answer as
-    # 1.12.5): only /tools/find's ResponseContent asks for it.
     return out
 
 
@@ -144,8 +144,6 @@ def resource_json(
             out["Metadata"] = metadata_json(info.metadata, info.metadata_names)
         if "Attachments" in want:
             out["Attachments"] = [attachment_json(a) for a in info.attachments]
-        if "IsProtected" in want and info.level is ResourceType.PATIENT:
-            out["IsProtected"] = info.is_protected
     if requested is not None:
         out["RequestedTags"] = requested
     return out

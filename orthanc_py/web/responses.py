@@ -14,6 +14,14 @@ from ..errors import ErrorCode, OrthancError
 _OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
 
 
+def content_disposition(filename: str) -> str:
+    """The Content-Disposition of a download named by the client (`?filename=`, Orthanc 1.12.7):
+    control characters are dropped, so no header can be injected; quotes stay, as in Orthanc
+    before 1.12.11."""
+    kept = "".join(c for c in filename if c >= " " and c != "\x7f")
+    return f'filename="{kept}"'
+
+
 def json_bytes(data: Any) -> bytes:
     """Orthanc pretty-prints its JSON with sorted keys; so do we (clients diff these answers).
     orjson stops at 255 levels of nesting (the tags of a file with ~60 nested sequences): such

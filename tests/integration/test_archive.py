@@ -50,14 +50,14 @@ def test_study_archive_holds_the_stored_files_under_orthanc_names(client):
     # every stored file, byte for byte
     assert sorted(members.values()) == sorted(files.values())
     # Orthanc's folders: "PatientID PatientName" ("^" is a space), "Accession Description",
-    # "Modality SeriesDescription", then CT000000.dcm... per series
+    # "Modality SeriesDescription", then the files named from their InstanceNumber (1.12.6)
     folders = {name.rsplit("/", 1)[0] for name in members}
     assert folders == {"PID00001 Patient 00001/ACC00001000 Synthetic study/CT Synthetic series"} | {
         "PID00001 Patient 00001/ACC00001000 Synthetic study/CT Synthetic series-2"
     }
     assert (
         sorted(n.rsplit("/", 1)[1] for n in members)
-        == ["CT000000.dcm"] * 2 + ["CT000001.dcm"] * 2 + ["CT000002.dcm"] * 2
+        == ["CT000001.dcm"] * 2 + ["CT000002.dcm"] * 2 + ["CT000003.dcm"] * 2
     )
     # the series folders follow the order of the series' public IDs, the instances the index's
     series = sorted(client.get(f"/studies/{sid}").json()["Series"])
@@ -81,8 +81,8 @@ def test_names_are_reduced_like_orthanc(client):
     pid = client.upload(data)["ParentPatient"]
     names = list(unzip(client.get(f"/patients/{pid}/archive").body))
     # non-ASCII dropped, "-" and "/" dropped, "Unknown Study" for an empty folder name, one
-    # letter of modality then 7 digits
-    assert names == ["P2 Dupont Jrme/Unknown Study/M Tte cou/M0000000.dcm"]
+    # letter of modality then the InstanceNumber on 7 digits
+    assert names == ["P2 Dupont Jrme/Unknown Study/M Tte cou/M0000001.dcm"]
 
 
 def test_batch_merges_overlapping_resources(client):
@@ -194,7 +194,7 @@ def test_asynchronous_archive_is_a_job_whose_output_is_downloaded(client):
     assert int(content["UncompressedSize"]) == sum(len(f) for f in files.values())
     out = client.get(f"/jobs/{job}/archive")
     assert out.status == 200 and int(content["ArchiveSize"]) == len(out.body)
-    assert out.headers["content-disposition"] == 'filename="mystudy.zip"'
+    assert out.headers["content-disposition"] == 'filename="my"study.zip"'  # quotes kept (Orthanc < 1.12.11)
     assert sorted(unzip(out.body).values()) == sorted(files.values())
     # MediaArchiveSize is 1: the next archive job's output replaces this one's
     job2 = client.post("/tools/create-media", {"Synchronous": False, "Resources": [sid]}).json()["ID"]
@@ -246,7 +246,7 @@ def test_zip_loader_threads_and_compressed_storage(make_server):
     members = unzip(client.get(f"/studies/{sid}/archive").body)
     names = sorted(members)
     assert names == [
-        f"PID00010 Patient 00010/ACC00010000 Synthetic study/CT Synthetic series/CT{i:06d}.dcm" for i in range(12)
+        f"PID00010 Patient 00010/ACC00010000 Synthetic study/CT Synthetic series/CT{i:06d}.dcm" for i in range(1, 13)
     ]
     in_order = client.get(f"/series/{client.get(f'/studies/{sid}').json()['Series'][0]}").json()["Instances"]
     assert [members[n] for n in names] == [files[i] for i in in_order]
@@ -279,3 +279,29 @@ def test_cancelled_asynchronous_archive_leaves_no_file(make_server, tmp_path, mo
     while list(temp.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert list(temp.iterdir()) == []
+
+
+def test_files_are_named_from_their_instance_number(client):
+    """Orthanc 1.12.6: the InstanceNumber names a file; without one, its rank in the series."""
+    client.upload(make(patient=21, instance=4))  # InstanceNumber 5
+    client.upload(make(patient=21, instance=0, extra={"InstanceNumber": ""}))
+    pid = client.get("/patients").json()[0]
+    names = sorted(n.rsplit("/", 1)[1] for n in unzip(client.get(f"/patients/{pid}/archive").body))
+    assert len(names) == 2 and "CT000005.dcm" in names
+    assert any(n in ("CT000000.dcm", "CT000001.dcm") for n in names)
+
+
+def test_client_names_the_download_and_tags_the_job(client):
+    """`?filename=` names /file, attachments and archives (Orthanc 1.12.7: control characters
+    dropped, quotes kept); an asynchronous archive keeps the request's "UserData" (1.12.9)."""
+    iid = client.upload(make(patient=22))["ID"]
+    r = client.get(f"/instances/{iid}/file?filename=%22toto%22.dcm")
+    assert r.status == 200 and r.headers["content-disposition"] == 'filename=""toto".dcm"'
+    r = client.get(f"/instances/{iid}/file?filename=a.dcm%0D%0ASet-Cookie:x=1")
+    assert r.headers["content-disposition"] == 'filename="a.dcmSet-Cookie:x=1"' and "set-cookie" not in r.headers
+    r = client.get(f"/instances/{iid}/attachments/dicom/data?filename=toto.dcm")
+    assert r.status == 200 and r.headers["content-disposition"] == 'filename="toto.dcm"'
+    r = client.get(f"/instances/{iid}/archive?filename=x.zip")
+    assert r.headers["content-disposition"] == 'filename="x.zip"'
+    job = client.post("/tools/create-archive", {"Resources": [iid], "Asynchronous": True, "UserData": {"k": "v"}})
+    assert client.get(f"/jobs/{job.json()['ID']}").json()["UserData"] == {"k": "v"}

@@ -304,3 +304,16 @@ def test_pydicom_samples_decode(client: Any) -> None:
         assert r.status == 200 and r.body[:4] == b"\x89PNG", name
         ds = pydicom.dcmread(io.BytesIO(data))
         assert _image(r.body).shape[:2] == (ds.Rows, ds.Columns)
+
+
+def test_dicomweb_rendered_of_an_instance_without_pixels(client: Any) -> None:
+    """An instance with no pixel data (a report, a plan): the DICOMweb plugin answers 400
+    ParameterOutOfRange for /rendered (its frame index is out of range), not the core's 415."""
+    import dicomgen
+
+    up = client.upload(dicomgen.make(patient=30, rows=0, columns=0))
+    tags = client.get(f"/instances/{up['ID']}/simplified-tags").json()
+    assert "PixelData" not in tags
+    study, series, sop = tags["StudyInstanceUID"], tags["SeriesInstanceUID"], tags["SOPInstanceUID"]
+    r = client.get(f"/dicom-web/studies/{study}/series/{series}/instances/{sop}/rendered")
+    assert r.status == 400 and r.json()["OrthancError"] == "Parameter out of range"

@@ -76,6 +76,7 @@ def test_store_study_and_exports(server_with_peer, scp):
     body = r.json()
     assert body["InstancesCount"] == 4 and body["FailedInstancesCount"] == 0
     assert body["RemoteAet"] == "STORESCP" and body["ParentResources"] == [study]
+    assert body["Resources"] == [{"ID": study, "Type": "Study"}]  # Orthanc 1.12.10
     assert len(scp.received) == 4
     for f in files:
         sop = pydicom.dcmread(io.BytesIO(f)).SOPInstanceUID

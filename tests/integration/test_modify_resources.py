@@ -181,6 +181,26 @@ def test_bad_requests_answer_orthanc_errors(client):
     assert len(client.get("/instances").json()) == 1  # nothing stored by a refused request
 
 
+def test_removed_identifier_fails_the_job_not_the_submission(client):
+    """As Orthanc, a removed main identifier ("Force" given) is refused when the modification
+    is applied: an asynchronous request gets its job, which fails on its first instance."""
+    up = _study(client, patient=9, series=1, per_series=1, rows=0)
+    patient = up[0]["ParentPatient"]
+    r = client.post(f"/patients/{patient}/modify", {"Remove": ["PatientID"], "Force": True, "Asynchronous": True})
+    assert r.status == 200, r.body
+    job_id = r.json()["ID"]
+    deadline = time.monotonic() + 10
+    while (info := client.get(f"/jobs/{job_id}").json())["State"] not in ("Success", "Failure"):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert info["State"] == "Failure" and info["ErrorCode"] == 8 and info["Progress"] == 0
+    assert info["ErrorDetails"] == "It is forbidden to remove one of the main Dicom identifiers"
+    assert info["Content"]["InstancesCount"] == 1 and "ID" not in info["Content"]
+    r = client.post(f"/instances/{up[0]['ID']}/modify", {"Remove": ["SOPInstanceUID"], "Force": True})
+    assert r.status == 400 and r.json()["Details"] == "It is forbidden to remove one of the main Dicom identifiers"
+    assert len(client.get("/instances").json()) == 1
+
+
 def test_job_rebuilt_from_its_spec_gives_the_same_uids(server):
     """SaveJobs/resubmit: the registered factory runs the job again from its spec; the UIDs
     already handed out are kept, so the instances done before are not stored twice."""

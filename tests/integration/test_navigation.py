@@ -35,7 +35,8 @@ def test_levels_and_expansion(client, populated):
     assert len(client.get("/instances").json()) == 6
 
     patient = client.get(f"/patients/{first['ParentPatient']}").json()
-    assert set(patient) == {"ID", "IsStable", "Labels", "LastUpdate", "MainDicomTags", "Studies", "Type"}
+    assert set(patient) == {"ID", "IsProtected", "IsStable", "Labels", "LastUpdate", "MainDicomTags", "Studies", "Type"}
+    assert patient["IsProtected"] is False  # Orthanc 1.12.8+
     assert patient["Type"] == "Patient" and len(patient["Studies"]) == 2
     assert patient["MainDicomTags"]["PatientID"] == "PID00000"
 

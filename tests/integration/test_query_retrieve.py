@@ -47,7 +47,7 @@ def test_query_answers_and_retrieve(pair):
     # retrieve: the PACS C-MOVEs the study to us
     r = v.post(f"/queries/{qid}/retrieve", "")
     assert r.status == 200, r.body
-    assert r.json()["RemoteAet"] == "PACS" and "TargetAet" not in r.json()  # as Orthanc 1.10.1
+    assert r.json()["RemoteAet"] == "PACS" and r.json()["TargetAet"] == "VIEWER"  # as Orthanc 1.12.10
     assert len(v.get("/instances").json()) == 3
     # child query from an answer
     child = v.post(f"/queries/{qid}/answers/0/query-series", {}).json()
@@ -87,3 +87,45 @@ def test_find_and_move_routes(pair):
         time.sleep(0.05)
     assert state == "Success"
     assert len(v.get("/instances").json()) == 4
+
+
+def test_move_reports_what_each_resource_brought(pair):
+    """Orthanc 1.12.10's "Details": per resource, its DIMSE status and the instances it brought
+    here (the C-STOREs the PACS sends carry our C-MOVE's message ID); "Permissive" goes on
+    after a failed resource."""
+    _pacs, viewer = pair
+    v = viewer.client()
+    study1, study2 = dicomgen.uid("study", 1, 0), dicomgen.uid("study", 2, 0)
+    r = v.post(
+        "/modalities/pacs/move", {"Level": "Study", "Resources": [{"StudyInstanceUID": study2}], "TargetAet": "VIEWER"}
+    )
+    assert r.status == 200, r.body
+    answer = r.json()
+    assert list(answer) == ["Description", "Details", "LocalAet", "Query", "RemoteAet", "TargetAet"]
+    (detail,) = answer["Details"]
+    assert detail["DimseErrorStatus"] == 0 and detail["Query"] == answer["Query"][0]
+    assert detail["ReceivedInstancesIds"] == v.get("/instances").json()
+    # permissive: the missing study is reported, the next one still comes
+    body = {
+        "Level": "Study",
+        "Resources": [{"StudyInstanceUID": "1.2.3.4"}, {"StudyInstanceUID": study1}],
+        "TargetAet": "VIEWER",
+        "Permissive": True,
+    }
+    r = v.post("/modalities/pacs/move", body)
+    assert r.status == 200, r.body
+    missing, found = r.json()["Details"]
+    assert missing["DimseErrorStatus"] != 0 and missing["ReceivedInstancesIds"] == []
+    assert found["DimseErrorStatus"] == 0 and len(found["ReceivedInstancesIds"]) == 3
+    assert set(found["ReceivedInstancesIds"]) <= set(v.get("/instances").json())
+    # not permissive: the move fails
+    body["Permissive"] = False
+    assert v.post("/modalities/pacs/move", body).status != 200
+    # /queries/{id}/retrieve reports the same way
+    qid = v.post("/modalities/pacs/query", {"Level": "Study", "Query": {"StudyInstanceUID": study1}}).json()["ID"]
+    r = v.post(f"/queries/{qid}/retrieve", {"TargetAet": "VIEWER"})
+    assert r.status == 200, r.body
+    (detail,) = r.json()["Details"]
+    assert detail["Query"]["0020,000d"] == study1 and sorted(detail["ReceivedInstancesIds"]) == sorted(
+        found["ReceivedInstancesIds"]
+    )

@@ -35,7 +35,7 @@ def test_single_get_equals_expanded_list_item(client):
     assert study == _expanded(client, "studies", first["ParentStudy"])
 
     patient = client.get(f"/patients/{first['ParentPatient']}").json()
-    assert "IsProtected" not in patient and len(patient["Studies"]) == 2  # as Orthanc < 1.12.8
+    assert patient["IsProtected"] is True and len(patient["Studies"]) == 2  # as Orthanc 1.12.8+
     assert client.get(f"/patients/{first['ParentPatient']}/protected").body == b"1"
     assert patient == _expanded(client, "patients", first["ParentPatient"])
 

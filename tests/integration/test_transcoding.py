@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,27 @@ def test_lossy_quality_changes_the_size(stored: Any) -> None:
         sizes[quality] = len(r.body)
         assert f"IJG quality factor {quality}," in read(r.body).DerivationDescription
     assert sizes[40] < sizes[80]
+
+
+def test_lossy_quality_of_modify_and_archives(stored: Any) -> None:
+    """ "LossyQuality" of /modify and `lossy-quality` of archives (Orthanc 1.12.7)."""
+    client, ids = stored
+    instance = ids["SC_rgb_rle.dcm"][0]
+    sizes = {}
+    for quality in (40, 80):
+        body = {"Transcode": "1.2.840.10008.1.2.4.50", "LossyQuality": quality}
+        r = client.post(f"/instances/{instance}/modify", body)
+        assert r.status == 200, r.body
+        sizes[quality] = len(r.body)
+        assert f"IJG quality factor {quality}," in read(r.body).DerivationDescription
+        zipped = client.get(f"/instances/{instance}/archive?transcode=1.2.840.10008.1.2.4.50&lossy-quality={quality}")
+        assert zipped.status == 200
+        with zipfile.ZipFile(io.BytesIO(zipped.body)) as z:
+            (name,) = z.namelist()
+            assert f"IJG quality factor {quality}," in read(z.read(name)).DerivationDescription
+    assert sizes[40] < sizes[80]
+    r = client.post(f"/instances/{instance}/modify", {"Transcode": "1.2.840.10008.1.2.4.50", "LossyQuality": 0})
+    assert r.status == 400 and r.json()["OrthancError"] == "Parameter out of range"
 
 
 def test_configured_lossy_quality(make_server: Any) -> None:
