@@ -140,19 +140,22 @@ def reader_count() -> int:
 
 class Readers:
     """The HTTP reader processes (web/readerlane.py), when the fast lane serves plain HTTP from a
-    SQLite index on Linux. Their pool starts watching the load a second after start-up (neither
-    its module nor its shared memory are part of the start-up); it starts readers once the lane
-    answers ORTHANC_PY_HTTP_READERS_LOAD requests in a second (default 500; 0: at once), and
-    stops one after ORTHANC_PY_HTTP_READERS_IDLE seconds without connections (default 10)."""
+    SQLite index on Linux. Until the lane answers ORTHANC_PY_HTTP_READERS_LOAD requests in a
+    second (default 500; 0: at once) this is a timer reading its count once a second: the
+    pool's module and shared memory are not loaded on an idle server (memory, start-up). The
+    pool then starts the readers, and stops one after ORTHANC_PY_HTTP_READERS_IDLE seconds
+    without connections (default 10)."""
 
-    def __init__(self, ctx: ServerContext, runner: web.AppRunner, count: int) -> None:
+    def __init__(self, ctx: ServerContext, runner: Any, count: int) -> None:
         self.ctx = ctx
         self.runner = runner
         self.count = count
         self.pool: Any = None
         self.load = int(os.environ.get("ORTHANC_PY_HTTP_READERS_LOAD", "500"))
         self.idle = float(os.environ.get("ORTHANC_PY_HTTP_READERS_IDLE", "10"))
-        self._timer = asyncio.get_running_loop().call_later(1.0 if self.load > 0 else 0.0, self._start)
+        self._answered = runner.lane.answered
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(1.0 if self.load > 0 else 0.0, self._check)
 
     @staticmethod
     def wanted(ctx: ServerContext, runner: web.AppRunner, https: Any) -> Readers | None:
@@ -165,16 +168,18 @@ class Readers:
 
         return Readers(ctx, runner, count) if select(ctx.settings).name == "sqlite" else None
 
-    def _start(self) -> None:
-        from .web.fastlane import FastLaneRunner
+    def _check(self) -> None:
+        answered = self.runner.lane.answered
+        if answered - self._answered < self.load:
+            self._answered = answered
+            self._timer = self._loop.call_later(1.0, self._check)
+            return
         from .web.readerlane import ReaderPool
 
-        runner = self.runner
-        assert isinstance(runner, FastLaneRunner) and runner.server is not None
         self.pool = ReaderPool(
             self.ctx,
-            runner.lane,
-            runner.server,  # type: ignore[arg-type]  # FastLaneServer: a FastLaneHandler per call
+            self.runner.lane,
+            self.runner.server,  # FastLaneServer: a FastLaneHandler per call
             self.count,
             self.load,
             self.idle,

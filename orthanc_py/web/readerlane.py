@@ -295,8 +295,8 @@ class ReaderPool:
         self.shared[0] = (self.shared[0] + 1) % 256
 
     def start(self) -> None:
-        if self.load <= 0:
-            self._spawn()
+        """Start the readers now (the pool is made under load), then watch the load."""
+        self._spawn()
         self._timer = self.loop.call_later(1.0, self._tick)
 
     def _tick(self) -> None:
