@@ -144,7 +144,7 @@ class Readers:
     second (default 500; 0: at once) this is a timer reading its count once a second: the
     pool's module and shared memory are not loaded on an idle server (memory, start-up). The
     pool then starts the readers, and stops one after ORTHANC_PY_HTTP_READERS_IDLE seconds
-    without connections (default 10)."""
+    without connections (default 30)."""
 
     def __init__(self, ctx: ServerContext, runner: Any, count: int) -> None:
         self.ctx = ctx
@@ -152,7 +152,7 @@ class Readers:
         self.count = count
         self.pool: Any = None
         self.load = int(os.environ.get("ORTHANC_PY_HTTP_READERS_LOAD", "500"))
-        self.idle = float(os.environ.get("ORTHANC_PY_HTTP_READERS_IDLE", "10"))
+        self.idle = float(os.environ.get("ORTHANC_PY_HTTP_READERS_IDLE", "30"))
         self._answered = runner.lane.answered
         self._loop = asyncio.get_running_loop()
         self._timer = self._loop.call_later(1.0 if self.load > 0 else 0.0, self._check)
