@@ -13,6 +13,7 @@ from typing import Any
 
 from . import ORTHANC_VERSION, __version__
 from .config import load
+from .model.libraries import install_aiohttp_setup
 
 
 def tune_malloc() -> None:
@@ -34,25 +35,34 @@ def tune_malloc() -> None:
     mallopt(m_trim_threshold, 64 << 20)
 
 
-def import_aiohttp_without_ca_certificates() -> None:
-    """Import aiohttp with the system's CA certificates loaded only when first needed.
+def defer_aiohttp_client() -> None:
+    """aiohttp's client (its package `__init__`, ~2 MB) imported on first use, and its TLS contexts'
+    CA certificates loaded on their first connection (`load_without_ca_certificates`)."""
+    install_aiohttp_setup(load_without_ca_certificates)
 
-    aiohttp builds its two default client TLS contexts when imported, and both read the ~140
-    system CA certificates (`load_default_certs`, `set_default_verify_paths`): ~50 ms and
-    several MB at every start. The server never opens an HTTPS connection through aiohttp's
-    client, so these calls are recorded during the import and made on each context's first TLS
-    connection instead (`_CertificatesOnFirstUse`). Only contexts created during aiohttp's
-    import are affected (the process has no other thread yet); `ssl.SSLContext` is restored right
-    after."""
-    if "aiohttp" in sys.modules:
-        return
+
+def load_without_ca_certificates(load: Callable[[], None]) -> None:
+    """Run `load` (the import of aiohttp.connector) with the system's CA certificates loaded only
+    when first needed.
+
+    aiohttp builds its two default client TLS contexts when its connector is imported, and both
+    read the ~140 system CA certificates (`load_default_certs`, `set_default_verify_paths`): ~50 ms and
+    several MB. Most servers never open an HTTPS connection through aiohttp's client, so these
+    calls, made by this thread during `load`, are recorded and made on each context's first TLS
+    connection instead (`_CertificatesOnFirstUse`); other threads' calls go through as usual.
+    `ssl.SSLContext` is restored right after."""
     cls = ssl.SSLContext
     names = ("load_default_certs", "set_default_verify_paths")
     own = {name: cls.__dict__[name] for name in names if name in cls.__dict__}
     pending: dict[int, tuple[ssl.SSLContext, list[tuple[str, tuple[Any, ...]]]]] = {}
+    loader = threading.get_ident()
 
     def recorder(name: str) -> Callable[..., None]:
+        original = getattr(cls, name)
+
         def record(self: ssl.SSLContext, *args: Any) -> None:
+            if threading.get_ident() != loader:
+                return original(self, *args)
             pending.setdefault(id(self), (self, []))[1].append((name, args))
 
         return record
@@ -60,7 +70,7 @@ def import_aiohttp_without_ca_certificates() -> None:
     for name in names:
         setattr(cls, name, recorder(name))
     try:
-        import aiohttp  # noqa: F401
+        load()
     finally:
         for name in names:
             if name in own:
@@ -118,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"orthanc-py: {exc}", file=sys.stderr)
         return 2
-    import_aiohttp_without_ca_certificates()
+    defer_aiohttp_client()
     from .app import event_loop_factory, serve
 
     tune_malloc()

@@ -88,6 +88,7 @@ KEYS: tuple[Key, ...] = (
     Key("RegisteredUsers", {}, 'HTTP users: {"user": "password"}'),
     Key("StableAge", 60, "Seconds without new instance before a resource becomes stable"),
     Key("OverwriteInstances", False, "Replace an instance received again instead of ignoring it"),
+    Key("ReadOnly", False, "Serve the index and the storage without ever modifying them (Orthanc 1.12.5)"),
     Key("RestApiWriteToFileSystemEnabled", False, "Allow POST /instances/{id}/export to write files on this host"),
     Key("MetricsEnabled", True, "Serve /tools/metrics-prometheus (switchable at run time with PUT /tools/metrics)"),
     Key("LogExportedResources", False, "Record sent resources in /exports"),
@@ -203,6 +204,7 @@ class Settings:
     registered_users: Mapping[str, str] = field(default_factory=dict)
     stable_age: float = 60.0
     overwrite_instances: bool = False
+    read_only: bool = False
     rest_api_write_to_file_system: bool = False
     metrics_enabled: bool = True
     log_exported_resources: bool = False
@@ -512,6 +514,7 @@ def from_raw(raw: Mapping[str, Any], base: Path | None = None) -> Settings:
         registered_users={str(k): str(v) for k, v in users.items()},
         stable_age=float(merged["StableAge"]),
         overwrite_instances=_bool(merged["OverwriteInstances"], "OverwriteInstances"),
+        read_only=_bool(merged["ReadOnly"], "ReadOnly"),
         rest_api_write_to_file_system=_bool(
             merged["RestApiWriteToFileSystemEnabled"], "RestApiWriteToFileSystemEnabled"
         ),

@@ -9,6 +9,7 @@ but are kept so the table matches current Orthanc.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 
 class ErrorCode(Enum):
@@ -399,11 +400,21 @@ class OrthancError(Exception):
     answers with another one.
     """
 
-    def __init__(self, code: ErrorCode, details: str | None = None, *, http_status: int | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        details: str | None = None,
+        *,
+        http_status: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(details if details is not None else code.message)
         self.code = code
         self.details = details
         self.http_status = http_status if http_status is not None else code.http_status
+        self.payload = payload
+        """Orthanc 1.12.10's "ErrorPayload" ({"Type", "Content"}): what a DICOM network failure
+        knows beyond its message (the DIMSE status, the retrieve's details)."""
 
     @property
     def message(self) -> str:
@@ -412,3 +423,11 @@ class OrthancError(Exception):
 
     def __repr__(self) -> str:
         return f"OrthancError({self.code.orthanc_name}, {self.details!r}, http_status={self.http_status})"
+
+
+def read_only_refused() -> OrthancError:
+    """The error of any change attempted while the server runs with "ReadOnly": true (Orthanc
+    1.12.5): the index and the storage are served, never modified."""
+    return OrthancError(
+        ErrorCode.READ_ONLY, "Orthanc runs in ReadOnly mode: the index and the storage cannot be modified"
+    )

@@ -8,6 +8,9 @@
         request once ("first"), then three more times ("steady", the median): the first request's
         extra cost is what start-up left for it to load (first - steady). Medians over --repeat.
         With --base, the same on a server of that checkout, run right before ours each time.
+        With --preloaded, the same on a server of this checkout that imported at start-up every
+        module that all the kinds of request load (listed by a first server that answered each
+        kind once): the first requests' cost of what start-up leaves for later.
 
 Serialize with the other benchmarks: `flock /tmp/bench.lock scripts/startup_probe.py ...`.
 """
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +155,64 @@ class Probe:
         }
 
 
+# Imported by a server's interpreter at start (PYTHONPATH): with STARTUP_PROBE_MODULES=record:FILE
+# it writes the names of its modules to FILE when it exits; with load:FILE it imports them first.
+_SITECUSTOMIZE = """
+import atexit, importlib, os, sys
+mode, _, path = os.environ.get("STARTUP_PROBE_MODULES", "").partition(":")
+if mode == "record":
+    atexit.register(lambda: open(path, "w").write("\\n".join(sorted(sys.modules))))
+elif mode == "load":
+    for name in open(path).read().split():
+        if name != "__main__" and name not in sys.modules:
+            try:
+                importlib.import_module(name)
+            except Exception:
+                pass
+"""
+
+
+class Preload:
+    """The environment that makes a launched server record its modules, or import them at start."""
+
+    def __init__(self, work: Path) -> None:
+        self.folder = work / "sitecustomize"
+        self.folder.mkdir(parents=True)
+        (self.folder / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        self.modules = work / "modules.txt"
+
+    @contextlib.contextmanager
+    def mode(self, mode: str) -> Iterator[None]:
+        """os.environ for the launches inside (bench_servers copies it into the server's)."""
+        saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "STARTUP_PROBE_MODULES")}
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.folder), saved["PYTHONPATH"]]))
+        os.environ["STARTUP_PROBE_MODULES"] = f"{mode}:{self.modules}"
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+async def warm_up(http: aiohttp.ClientSession, work: Path, ids: dict[str, str], preload: Preload | None = None) -> None:
+    """One server answers every kind once, so that the bytecode cache of the run (see
+    bench_servers.launch) holds every module the kinds load: no measured first request compiles
+    one from source, as none does in an installed package. With `preload`, the modules the
+    server then has are recorded as the preload list."""
+    with preload.mode("record") if preload is not None else contextlib.nullcontext():
+        server = await fresh(http, work, "warm-up")
+    try:
+        for call in Probe(http, server.url, server.dicom_port, ids).kinds().values():
+            await call()
+    finally:
+        await shutdown(server)
+    if preload is not None:
+        log(f"preload: {len(preload.modules.read_text().split())} modules")
+
+
 def use_code(repo: Path) -> None:
     """The checkout whose package the next launches run (bench_servers reads REPO at each launch)."""
     bench_servers.REPO = repo
@@ -185,9 +248,15 @@ async def fresh(http: aiohttp.ClientSession, work: Path, name: str, kind: str = 
     return await launch(kind, d, http, 60, None, modalities(0))
 
 
-async def _time_first(http: aiohttp.ClientSession, work: Path, name: str, ids: dict[str, str]) -> tuple[float, float]:
+async def _time_first(
+    http: aiohttp.ClientSession, work: Path, name: str, ids: dict[str, str], preload: Preload | None = None
+) -> tuple[float, float]:
     """(first, median of the next three) of one kind of request on a fresh server, in ms."""
-    server = await fresh(http, work, name)
+    if preload is None:
+        server = await fresh(http, work, name)
+    else:
+        with preload.mode("load"):
+            server = await fresh(http, work, name)
     try:
         call = Probe(http, server.url, server.dicom_port, ids).kinds()[name.split("@")[0]]
         t0 = time.perf_counter()
@@ -208,31 +277,40 @@ async def first_requests(args: argparse.Namespace, work: Path) -> None:
     codes = {"ours": (OURS, work / "ours")}
     if args.base:
         codes = {"base": (args.base, work / "base"), **codes}
+    preload = Preload(work) if args.preloaded else None
+    if preload is not None:
+        codes = {"preloaded": (OURS, work / "preloaded"), **codes}
     async with aiohttp.ClientSession() as http:
         ids: dict[str, dict[str, str]] = {}
         for code, (repo, folder) in codes.items():
             use_code(repo)
             folder.mkdir(parents=True)
             ids[code] = await make_template(http, folder)
+        for code, (repo, folder) in codes.items():
+            use_code(repo)
+            await warm_up(http, folder, ids[code], preload if code == "preloaded" else None)
         names = args.only or list(Probe(http, "", 0, ids["ours"]).kinds())
         results: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for rep in range(args.repeat):
             for name in names:
                 for code, (repo, folder) in codes.items():
                     use_code(repo)
-                    got = await _time_first(http, folder, f"{name}@{rep}", ids[code])
+                    got = await _time_first(
+                        http, folder, f"{name}@{rep}", ids[code], preload if code == "preloaded" else None
+                    )
                     results.setdefault((code, name), []).append(got)
             log(f"repeat {rep + 1}/{args.repeat} done")
-        heads = "".join(f" {c + ' first':>11} {c + ' steady':>12} {c + ' extra':>11}" for c in codes)
-        print(f"{'request':16}{heads}" + (f" {'first: ours - base':>19}" if args.base else ""))
+        heads = "".join(f" {c[:6] + ' first':>12} {c[:6] + ' steady':>13} {c[:6] + ' extra':>12}" for c in codes)
+        print(f"{'request':16}{heads}" + "".join(f" {'ours - ' + c:>17}" for c in codes if c != "ours"))
         for name in names:
             row, firsts = "", {}
             for code in codes:
                 f = statistics.median(x[0] for x in results[(code, name)])
                 st = statistics.median(x[1] for x in results[(code, name)])
                 firsts[code] = f
-                row += f" {f:11.1f} {st:12.1f} {f - st:11.1f}"
-            print(f"{name:16}{row}" + (f" {firsts['ours'] - firsts['base']:19.1f}" if args.base else ""))
+                row += f" {f:12.1f} {st:13.1f} {f - st:12.1f}"
+            diffs = "".join(f" {firsts['ours'] - firsts[c]:17.1f}" for c in codes if c != "ours")
+            print(f"{name:16}{row}{diffs}")
 
 
 async def startup(args: argparse.Namespace, work: Path) -> None:
@@ -261,6 +339,9 @@ def main() -> None:
     ap.add_argument("--kind", default="ours", choices=("ours", "orthanc"))
     ap.add_argument("--only", action="append", help="kinds of first request to time (default: all)")
     ap.add_argument("--base", help="first: also time this checkout (a worktree of main), interleaved")
+    ap.add_argument(
+        "--preloaded", action="store_true", help="first: also time this checkout with every module imported at start"
+    )
     args = ap.parse_args()
     if args.base:
         args.base = Path(args.base).resolve()

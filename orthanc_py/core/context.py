@@ -123,7 +123,7 @@ class ServerContext:
         self.storage = (
             storage
             if isinstance(storage, StorageAccessor)
-            else StorageAccessor(storage, settings.storage_compression, settings.store_md5)
+            else StorageAccessor(storage, settings.storage_compression, settings.store_md5, settings.read_only)
         )
         """The storage area behind compression and MD5 (storage/accessor.py)."""
         self.io = ThreadPoolExecutor(max_workers=8, thread_name_prefix="io")
@@ -203,7 +203,7 @@ class ServerContext:
         while True:
             await asyncio.sleep(interval)
             due = self.stable.due()
-            if not due:
+            if not due or self.settings.read_only:  # ReadOnly: no change is logged
                 continue
             date = now_iso()
 

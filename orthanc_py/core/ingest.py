@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ErrorCode, OrthancError
+from ..errors import ErrorCode, OrthancError, read_only_refused
 from ..imaging import transcode
 from ..index.base import Attachment, Deletion, Transaction
 from ..model import maintags as mt
@@ -456,6 +456,8 @@ def _ingest_transcoded(ctx: ServerContext, data: bytes) -> bytes:
 async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | None = None) -> StoreResult:
     """Store one DICOM file; raise OrthancError(BAD_FILE_FORMAT) on bad input (nothing kept), or
     what `check` raises when it refuses the parsed file (nothing kept either)."""
+    if ctx.settings.read_only:
+        raise read_only_refused()
     if ctx.settings.ingest_transcoding is not None and not origin.skip_ingest_transcoding:
         data = await ctx.run(_ingest_transcoded, ctx, data)
     lua = ctx.lua
@@ -477,6 +479,8 @@ async def store(ctx: ServerContext, data: bytes, origin: Origin, check: Check | 
 def store_blocking(ctx: ServerContext, data: bytes, origin: Origin, loop: asyncio.AbstractEventLoop) -> StoreResult:
     """`store` for a thread that is not the event loop's (a DICOM association): the ingest runs
     right here, and only the stability bookkeeping is handed to the loop."""
+    if ctx.settings.read_only:
+        raise read_only_refused()
     if ctx.settings.ingest_transcoding is not None and not origin.skip_ingest_transcoding:
         data = _ingest_transcoded(ctx, data)
     lua = ctx.lua

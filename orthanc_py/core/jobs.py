@@ -311,6 +311,10 @@ class JobsEngine:
         self.history_size = max(0, history_size)
         self._forget_old()
 
+    def factory(self, job_type: str) -> Factory | None:
+        """The factory registered for `job_type` (rest.lazy's stand-in replaces itself with it)."""
+        return self._factories.get(job_type)
+
     def register(self, job_type: str, factory: Factory) -> None:
         """Declare how to rebuild a job of `job_type` from its spec (SaveJobs after a restart,
         resubmit). Saved jobs of that type that were waiting for it become runnable."""

@@ -56,6 +56,7 @@ def _retrieve_each(
             except DimseFailure as err:
                 details[n]["DimseErrorStatus"] = err.status
                 if spec.get("Permissive") is not True:
+                    err.payload = {"Content": details, "Type": "RetrieveJob"}
                     raise
         return dict(sorted(content.items()))
 

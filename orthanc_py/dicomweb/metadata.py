@@ -177,17 +177,10 @@ def _main_tags_item(tags: dict[int, str], sequences: dict[str, Any], charset: st
     if charset is not None:
         out["00080005"] = {"vr": "CS", "Value": [charset]}
     for t, v in tags.items():
-        out[f"{t:08X}"] = _integral(qidojson.from_text(t, v))
+        out[f"{t:08X}"] = qidojson.from_text(t, v)
     for key, node in sequences.items():
         out[key.replace(",", "").upper()] = _sequence_from_full(node)
     return dict(sorted(out.items()))
-
-
-def _integral(attr: dict[str, Any]) -> dict[str, Any]:
-    """A DS value that is a whole number written as one (5, not 5.0), as DCMTK writes it."""
-    if attr.get("vr") == "DS" and "Value" in attr:
-        attr["Value"] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in attr["Value"]]
-    return attr
 
 
 def _sequence_from_full(node: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +194,7 @@ def _sequence_from_full(node: dict[str, Any]) -> dict[str, Any]:
             if kind == "Sequence":
                 out[f"{t:08X}"] = _sequence_from_full(sub)
             elif kind == "String":
-                out[f"{t:08X}"] = _integral(qidojson.from_text(t, sub.get("Value", "")))
+                out[f"{t:08X}"] = qidojson.from_text(t, sub.get("Value", ""))
             elif kind == "Null":
                 out[f"{t:08X}"] = qidojson.from_text(t, "")
         items.append(dict(sorted(out.items())))

@@ -38,8 +38,8 @@ def _attribute(parent: ET.Element, key: str, node: dict[str, Any]) -> None:
                 for part, component in zip(_PN_PARTS, str(text).split("^"), strict=False):
                     if component:
                         ET.SubElement(holder, part).text = component
-        elif value is not None:
-            ET.SubElement(elem, "Value", {"number": str(number)}).text = str(value)
+        else:  # a null value (an empty component) is an empty <Value>, as Orthanc's FormatXml writes it
+            ET.SubElement(elem, "Value", {"number": str(number)}).text = None if value is None else str(value)
 
 
 def _dataset(parent: ET.Element, dataset: dict[str, Any]) -> None:

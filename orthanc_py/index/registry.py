@@ -77,5 +77,10 @@ def select(settings: Settings, backends: Sequence[IndexBackend] = BACKENDS) -> I
 
 
 def open_index(settings: Settings, backends: Sequence[IndexBackend] = BACKENDS) -> Index:
-    """Open the index the configuration asks for."""
-    return select(settings, backends).open(settings)
+    """Open the index the configuration asks for ("ReadOnly": every write refused)."""
+    index = select(settings, backends).open(settings)
+    if settings.read_only:
+        from .readonly import ReadOnlyIndex
+
+        return ReadOnlyIndex(index)
+    return index

@@ -42,6 +42,7 @@ from .dcmtkvalues import (
     private_creators,
     raw_element,
 )
+from .decimaljson import decimal_strings
 from .dictionary import TagDictionary
 
 _SPLIT = frozenset(("AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UC", "UI"))
@@ -51,7 +52,6 @@ _BINARY = frozenset(("OB", "OD", "OF", "OL", "OV", "OW"))
 _NUMBERS = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "FL": "f", "FD": "d", "UV": "Q", "SV": "q"}
 _CODECS = {"": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8", "ISO_IR 6": "latin-1"}
 _IS = re.compile(r"[+-]?[0-9]{1,12}")
-_DS = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class _Slow(Exception):
@@ -81,19 +81,17 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
         if any("=" in p for p in parts):
             raise _Slow
         return [{"Alphabetic": p} if p else None for p in parts] or None
-    if vr == "IS" or vr == "DS":
+    if vr == "DS":
+        if not raw.isascii():
+            raise _Slow
+        return _decimal_value(raw.decode("latin-1"))
+    if vr == "IS":
         if not raw.isascii():
             raise _Slow
         parts = _components(raw, "latin-1", True)
-        pattern = _IS if vr == "IS" else _DS
-        if not all(pattern.fullmatch(p) for p in parts if p):
+        if not all(_IS.fullmatch(p) for p in parts if p):
             raise _Slow
-        if vr == "IS":
-            return [int(p) if p else None for p in parts] or None
-        floats = [float(p) if p else None for p in parts]
-        if not all(math.isfinite(v) for v in floats if v is not None):
-            raise _Slow
-        return [_number(v) if v is not None else None for v in floats] or None
+        return [int(p) if p else None for p in parts] or None
     code = _NUMBERS.get(vr)
     if code is not None:
         size = struct.calcsize(code)
@@ -106,18 +104,29 @@ def _value(vr: str, raw: bytes, codec: str) -> list[Any] | None:
     raise _Slow
 
 
-def _numbers_with_gaps(elem: Any) -> dict[str, Any]:
-    """An IS or DS element with empty components: null for each empty one."""
+def _decimal_value(text: str) -> list[str | None] | None:
+    """The "Value" of a DS element from its text (None: no value): the text up to a NUL, its
+    trailing padding removed (as DCMTK reads it), then model.decimaljson's rule."""
+    text = text.split("\x00", 1)[0].rstrip(" ")
+    return decimal_strings(text) if text else None
+
+
+def _decimal_element(elem: Any) -> dict[str, Any]:
+    """A DS element pydicom has converted, from the text of its values (a DSfloat keeps the text
+    it was read from)."""
+    raw = elem.value
+    items = raw if isinstance(raw, list | tuple | MultiValue) else [raw]
+    value = _decimal_value("\\".join("" if v is None else str(v) for v in items))
+    return {"vr": "DS"} if value is None else {"vr": "DS", "Value": value}
+
+
+def _integers_with_gaps(elem: Any) -> dict[str, Any]:
+    """An IS element with empty components: null for each empty one."""
     values: list[Any] = []
     raw = elem.value
     for v in raw if isinstance(raw, list | tuple | MultiValue) else [raw]:
         text = str(v).strip() if v is not None else ""
-        if not text:
-            values.append(None)
-        elif elem.VR == "IS":
-            values.append(int(float(text)))
-        else:
-            values.append(_number(float(text)))
+        values.append(int(float(text)) if text else None)
     return {"vr": elem.VR, "Value": values}
 
 
@@ -126,11 +135,11 @@ BulkHandler = Callable[[Any, str], str]
 ("" at the top level, "60031010/1/" inside the first item of (6003,1010): Orthanc's form)."""
 
 
-_FLOAT_VRS = frozenset(("DS", "FL", "FD"))
+_FLOAT_VRS = frozenset(("FL", "FD"))
 
 
 def _number(v: float) -> float | int:
-    """A DS, FL or FD value as Orthanc writes it: integral values without a fraction ("4", not "4.0")."""
+    """An FL or FD value as Orthanc writes it: integral values without a fraction ("4", not "4.0")."""
     return int(v) if v.is_integer() and abs(v) < 2**53 else v
 
 
@@ -138,7 +147,8 @@ def to_json_dict(
     ds: Any, bulk_handler: BulkHandler, bulk_threshold: int = 1024, _path: str = "", _codec: str | None = ""
 ) -> dict[str, Any]:
     """`ds.to_json_dict(bulk_data_threshold=bulk_threshold, bulk_data_element_handler=...)`, with
-    sequences rendered here so that nested bulk data gets its path, and DS integers as integers."""
+    sequences rendered here so that nested bulk data gets its path, DS values as strings
+    (model.decimaljson) and FL/FD integers as integers."""
     charset = ds.get("SpecificCharacterSet", None) if "SpecificCharacterSet" in ds else None
     if charset is not None:
         codec = _CODECS.get(charset) if isinstance(charset, str) else None
@@ -185,12 +195,15 @@ def to_json_dict(
             ]
             out[key] = {"vr": "SQ", "Value": items} if items else {"vr": "SQ"}
             continue
+        if full.VR == "DS":
+            out[key] = _decimal_element(full)
+            continue
         try:
             rendered = full.to_json_dict(handler_of, bulk_threshold)
         except ValueError:  # pydicom cannot render an empty number among others
-            rendered = _numbers_with_gaps(full)
+            rendered = _integers_with_gaps(full)
         if "Value" in rendered and isinstance(rendered["Value"], list):
-            # empty components are null (Orthanc); DS integers without a fraction
+            # empty components are null (Orthanc); FL/FD integers without a fraction
             rendered["Value"] = [
                 None if v == "" else _number(v) if isinstance(v, float) and full.VR in _FLOAT_VRS else v
                 for v in rendered["Value"]
@@ -219,7 +232,7 @@ def sequence_json(ds: Dataset, tag: int) -> dict[str, Any] | None:
 
 
 def _web_number(text: str, integer: bool) -> Any:
-    """IS/DS/FL/FD values as Orthanc's DicomWebJsonVisitor writes them: integral numbers as
+    """IS/FL/FD values as Orthanc's DicomWebJsonVisitor writes them: integral numbers as
     integers, others as floats; a value that is not a number stays a string."""
     try:
         if integer:
@@ -233,6 +246,8 @@ def _web_number(text: str, integer: bool) -> Any:
 
 
 def _web_strings(vr: str, text: str) -> list[Any]:
+    if vr == "DS":
+        return decimal_strings(text)
     parts = [text] if vr in ("LT", "ST", "UT", "UR") else text.split("\\")
     out: list[Any] = []
     for part in parts:
@@ -241,8 +256,8 @@ def _web_strings(vr: str, text: str) -> list[Any]:
         elif vr == "PN":
             groups = part.split("=")
             out.append({key: g for key, g in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False) if g})
-        elif vr in ("IS", "DS"):
-            out.append(_web_number(part.strip(), vr == "IS"))
+        elif vr == "IS":
+            out.append(_web_number(part.strip(), True))
         else:
             out.append(part)
     return out

@@ -79,7 +79,12 @@ class DimseFailure(OrthancError):
     1.12.10 reports it per resource as "DimseErrorStatus")."""
 
     def __init__(self, status: int, details: str, *, http_status: int | None = None) -> None:
-        super().__init__(ErrorCode.NETWORK_PROTOCOL, details, http_status=http_status)
+        super().__init__(
+            ErrorCode.NETWORK_PROTOCOL,
+            details,
+            http_status=http_status,
+            payload={"Content": {"DimseErrorStatus": status}, "Type": "Dimse"},
+        )
         self.status = status
 
 
@@ -325,6 +330,8 @@ class DicomScu:
                 elif permissive:
                     log.warning("C-STORE to %s: %s", modality.aet, problem)
                     failed += 1
+                elif isinstance(problem, tuple):  # the peer answered with a failure status
+                    raise DimseFailure(problem[0], problem[1].replace("{aet}", modality.aet))
                 else:
                     raise OrthancError(ErrorCode.NETWORK_PROTOCOL, problem.replace("{aet}", modality.aet))
                 if on_progress is not None:
@@ -351,11 +358,11 @@ class DicomScu:
 
     def _send(
         self, pooled: _Pooled, item: StoreItem, ds: Any, originator: str, originator_id: int | None
-    ) -> str | None:
+    ) -> str | tuple[int, str] | None:
         """One C-STORE of `ds` (`_load`: the file read as ingest accepted it, or why it could not
         be read), its stored bytes sent as they are when the peer accepted their transfer
         syntax, else transcoded. None when the peer stored it, else why not (Orthanc's words;
-        "{aet}" stands for the peer's AET)."""
+        "{aet}" stands for the peer's AET), with the peer's status when it answered one."""
         assoc = pooled.assoc
         kwargs: dict[str, Any] = {}
         if originator:
@@ -385,7 +392,7 @@ class DicomScu:
             return 'C-STORE SCU to AET "{aet}" has received no answer'
         if code in (0x0000, 0xB000, 0xB007, 0xB006):
             return None
-        return f'C-STORE SCU to AET "{{aet}}" has failed with DIMSE status 0x{code:04X}'
+        return code, f'C-STORE SCU to AET "{{aet}}" has failed with DIMSE status 0x{code:04X}'
 
     def _checkout(self, modality: Modality, wanted: frozenset[tuple[str, str]]) -> _Pooled:
         key = (modality.aet, modality.host, modality.port, modality.local_aet)

@@ -289,7 +289,7 @@ async def _run_retrieve(
         if direct:
             raise
         # /queries/.../retrieve runs as a job even when it waits for it: its failure is a 500
-        raise OrthancError(err.code, err.details, http_status=err.code.http_status) from err
+        raise OrthancError(err.code, err.details, http_status=err.code.http_status, payload=err.payload) from err
 
 
 async def retrieve_answer(request: web.Request) -> web.StreamResponse:

@@ -55,7 +55,7 @@ async def system(request: web.Request) -> web.StreamResponse:
             "Name": s.name,
             "OverwriteInstances": s.overwrite_instances,
             "PluginsEnabled": False,
-            "ReadOnly": False,
+            "ReadOnly": s.read_only,
             "StorageAreaPlugin": None,
             "StorageCompression": s.storage_compression,
             "UserMetadata": dict(s.user_metadata),

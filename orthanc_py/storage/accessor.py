@@ -18,6 +18,7 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 
+from ..errors import read_only_refused
 from .base import StorageArea
 
 NONE = 1
@@ -82,10 +83,14 @@ class StoredFile:
 class StorageAccessor:
     """Wraps a `StorageArea`; is one itself (see the module docstring for the UUID-only path)."""
 
-    def __init__(self, area: StorageArea, compression: bool = False, store_md5: bool = True) -> None:
+    def __init__(
+        self, area: StorageArea, compression: bool = False, store_md5: bool = True, read_only: bool = False
+    ) -> None:
         self.area = area
         self.compression = compression
         self.store_md5 = store_md5
+        self.read_only = read_only
+        """"ReadOnly": every file is served, none is written or removed."""
         self.maybe_compressed = compression
         """True once a compressed file may exist (set at start-up from the index, and by /compress)."""
 
@@ -94,6 +99,8 @@ class StorageAccessor:
         return self.area.new_uuid()
 
     def create(self, uuid: str, data: bytes, content_type: int) -> None:
+        if self.read_only:
+            raise read_only_refused()
         self.area.create(uuid, data, content_type)
 
     def read(self, uuid: str, content_type: int) -> bytes:
@@ -111,6 +118,8 @@ class StorageAccessor:
         return self.area.read_range(uuid, content_type, start, end)
 
     def remove(self, uuid: str, content_type: int) -> None:
+        if self.read_only:
+            raise read_only_refused()
         self.area.remove(uuid, content_type)
 
     def path(self, uuid: str, content_type: int) -> str | None:
@@ -120,6 +129,8 @@ class StorageAccessor:
     def write(self, data: bytes, content_type: int, compressed: bool | None = None, md5: bool = False) -> StoredFile:
         """Store `data` (compressed when `compressed`, by default as StorageCompression says);
         MD5s are computed when `md5` (ingest leaves them to be computed on demand)."""
+        if self.read_only:
+            raise read_only_refused()
         if compressed is None:
             compressed = self.compression
         blob = compress(data) if compressed else data

@@ -48,6 +48,8 @@ def error_body(request: web.Request, err: OrthancError) -> dict[str, object]:
     }
     if err.details and err.details != err.code.message:
         body["Details"] = err.details
+    if err.payload is not None:  # Orthanc 1.12.10
+        body["ErrorPayload"] = err.payload
     return body
 
 

@@ -53,7 +53,7 @@ API_1_12: dict[str, str] = {
     "Labels": "1.12 adds a Labels list to the resources of every level",
     "IsProtected": "1.12 adds IsProtected to patient resources",
     "RequestedTags": "1.12 honours RequestedTags / requested-tags and answers a RequestedTags object",
-    "/system": "1.12 /system has ApiVersion 30, other Version and many new keys: compare identity only",
+    "/system": "1.12 /system has ApiVersion 29, other Version and many new keys: compare identity only",
     "MainDicomTagsSignature": "1.12 stores a MainDicomTagsSignature metadata on every resource",
 }
 # --- Known deviations we keep on purpose (each with its reason); everything else must match. ----------

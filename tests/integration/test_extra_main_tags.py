@@ -253,7 +253,7 @@ def test_dicomweb_metadata_modes(extra_server):
     assert len(items) == 2
     item = items[0]
     assert item["00280010"] == {"vr": "US", "Value": [16]}
-    assert item["00280030"] == {"vr": "DS", "Value": [0.5, 0.5]}
+    assert item["00280030"] == {"vr": "DS", "Value": ["0.5", "0.5"]}
     assert "00280011" not in item and "7FE00010" not in item and "00081190" not in item
     assert item["00400260"]["vr"] == "SQ"
     assert item["00400260"]["Value"][0]["00080100"] == {"vr": "SH", "Value": ["P1"]}
@@ -331,8 +331,8 @@ def test_dicomweb_metadata_extrapolate(make_server):
     thickness = sorted(s["SliceThickness"] for s in samples)
     for item in items:
         assert item["00280011"] == {"vr": "US", "Value": [columns[1]]}  # the majority of 3 samples
-        assert item["00180050"] == {"vr": "DS", "Value": [int(thickness[1])]}
-        assert item["00180081"] == {"vr": "DS", "Value": [100]}
+        assert item["00180050"] == {"vr": "DS", "Value": [thickness[1]]}
+        assert item["00180081"] == {"vr": "DS", "Value": ["100"]}
         assert item["00080008"] == {"vr": "CS", "Value": ["ORIGINAL", "PRIMARY"]}
         assert "00280010" not in item  # Rows is not extrapolated
     plain = c.get(f"/dicom-web/studies/{STUDY_UID}/series/{SERIES_UID}/metadata").json()

@@ -19,23 +19,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _SERVER = r"""
 import asyncio, http.client, json, socket, sys, tempfile, threading
+from orthanc_py import cli
+cli.defer_aiohttp_client()  # as `python -m orthanc_py` does, before aiohttp is imported
 from orthanc_py import app
 from orthanc_py.config import from_raw
 
-HEAVY = ("pydicom", "numpy", "PIL", "pynetdicom", "requests", "lupa")
+HEAVY = ("pydicom", "numpy", "PIL.Image", "pynetdicom", "requests", "lupa", "aiohttp.client", "orthanc_py.rest.jobs",
+         "orthanc_py.core.modify", "orthanc_py.rest.webdav")
 steps = json.loads(sys.argv[1])
 body = open(sys.argv[2], "rb").read()
 sock = socket.socket()
 sock.bind(("127.0.0.1", 0))
 sock.listen(64)
 port = sock.getsockname()[1]
-settings = from_raw({"StorageDirectory": tempfile.mkdtemp(), "DicomServerEnabled": False})
+settings = from_raw({"StorageDirectory": tempfile.mkdtemp(), "DicomServerEnabled": False,
+                     "OrthancPeers": {"self": [f"http://127.0.0.1:{port}/"]}})
 stop = asyncio.Event()
 found = {}
 query = b'{"Level": "Study", "Query": {"PatientID": "PID*"}}'
 
-def loaded():
-    return sorted(m for m in HEAVY if m in sys.modules)
+def loaded():  # a lazy module (model.libraries) is not loaded until it is used
+    return sorted(m for m in HEAVY if m in sys.modules and type(sys.modules[m]).__name__ != "_LazyModule")
 
 def client(loop):
     try:
@@ -49,6 +53,10 @@ def client(loop):
             if path == "/instances":
                 ids["id"] = json.loads(answer)["ID"]
             found[name] = [resp.status, loaded()]
+        import aiohttp
+        session = aiohttp.ClientSession
+        found["aiohttp"] = [aiohttp.__version__, session.__module__, "ClientSession" in dir(aiohttp),
+                            aiohttp.client.ClientSession is session]
         if "pydicom.config" in sys.modules:
             found["validation"] = sys.modules["pydicom.config"].settings.reading_validation_mode
     finally:
@@ -109,9 +117,34 @@ def test_small_previews_load_numpy_only(tmp_path: Path) -> None:
 
 def test_what_needs_pydicom_loads_it_configured(tmp_path: Path) -> None:
     """What needs pydicom imports it on first use, configured as at start-up (model.libraries:
-    values read without validation, `requests` left out)."""
+    values read without validation, `requests` left out, numpy and PIL only when used)."""
     steps = [("upload", "POST", "/instances"), ("header", "GET", "/instances/{id}/header"), ("again", "GET", "/system")]
     found = _run(tmp_path, steps)
     assert found["upload"] == [200, []]
-    assert found["header"][0] == 200 and "pydicom" in found["header"][1] and "requests" not in found["header"][1]
+    assert found["header"] == [200, ["pydicom"]]
     assert found["validation"] == 0  # pydicom.config.IGNORE
+
+
+def test_aiohttp_client_loads_on_first_use(tmp_path: Path) -> None:
+    """aiohttp's client (the package's `__init__`, model.libraries) is not loaded by the server's
+    start nor by its reads; the first request through a peer loads it and gets its answer, and
+    the package is then aiohttp as imported the usual way."""
+    import aiohttp
+
+    steps = [("system", "GET", "/system"), ("peer", "GET", "/peers/self/system"), ("peers", "GET", "/peers")]
+    found = _run(tmp_path, steps)
+    assert found["started"] == [200, []] and found["system"] == [200, []]
+    assert found["peer"] == [200, ["aiohttp.client"]]
+    assert found["peers"] == [200, ["aiohttp.client"]]
+    assert found["aiohttp"] == [aiohttp.__version__, "aiohttp.client", True, True]
+
+
+def test_rest_areas_load_on_first_call(tmp_path: Path) -> None:
+    """The REST areas out of the common reads (rest.LAZY) load on the first call of one of their
+    routes, and answer it; the others stay unloaded."""
+    steps = [("jobs", "GET", "/jobs"), ("job", "GET", "/jobs/nope"), ("tools", "GET", "/tools")]
+    found = _run(tmp_path, steps)
+    assert found["started"] == [200, []]
+    assert found["jobs"] == [200, ["orthanc_py.rest.jobs"]]
+    assert found["job"] == [404, ["orthanc_py.rest.jobs"]]
+    assert found["tools"] == [200, ["orthanc_py.rest.jobs"]]  # admin's module is not watched here

@@ -120,7 +120,11 @@ def test_move_reports_what_each_resource_brought(pair):
     assert set(found["ReceivedInstancesIds"]) <= set(v.get("/instances").json())
     # not permissive: the move fails
     body["Permissive"] = False
-    assert v.post("/modalities/pacs/move", body).status != 200
+    r = v.post("/modalities/pacs/move", body)
+    assert r.status != 200
+    payload = r.json()["ErrorPayload"]  # Orthanc 1.12.10: the details of the retrieve so far
+    assert payload["Type"] == "RetrieveJob" and payload["Content"][0]["DimseErrorStatus"] != 0
+    assert payload["Content"][1] == {"DimseErrorStatus": 0, "Query": found["Query"], "ReceivedInstancesIds": []}
     # /queries/{id}/retrieve reports the same way
     qid = v.post("/modalities/pacs/query", {"Level": "Study", "Query": {"StudyInstanceUID": study1}}).json()["ID"]
     r = v.post(f"/queries/{qid}/retrieve", {"TargetAet": "VIEWER"})

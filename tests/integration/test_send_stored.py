@@ -448,6 +448,8 @@ def test_a_refused_instance_fails_the_store_as_orthanc(make_server: Any) -> None
         r = c.post("/modalities/fail/store", ids)
         assert r.status == 500
         assert r.json()["OrthancStatus"] == 9 and r.json()["Details"] == details
+        # Orthanc 1.12.10: the DIMSE status as an error payload
+        assert r.json()["ErrorPayload"] == {"Content": {"DimseErrorStatus": 0xA700}, "Type": "Dimse"}
         job_id = c.post("/modalities/fail/store", {"Resources": ids, "Asynchronous": True}).json()["ID"]
         job = _wait_job(c, job_id)
         assert job["State"] == "Failure"

@@ -20,7 +20,7 @@ _SERVE = r"""
 import asyncio, json, subprocess, sys, tempfile, urllib.request
 from orthanc_py import app, cli
 from orthanc_py.config import from_raw
-cli.import_aiohttp_without_ca_certificates()
+cli.defer_aiohttp_client()
 settings = from_raw({"StorageDirectory": tempfile.mkdtemp(), "HttpPort": 0, "DicomPort": 0,
                      "DicomAet": "ORTHANCPY", "DicomServerEnabled": True})
 out = {}
@@ -86,7 +86,7 @@ def test_http_and_dicom_answer_right_after_start_pynetdicom_on_first_association
 _AIOHTTP = r"""
 import json, ssl
 from orthanc_py import cli
-cli.import_aiohttp_without_ca_certificates()
+cli.defer_aiohttp_client()
 from aiohttp import connector
 out = {"restored": "set_default_verify_paths" not in ssl.SSLContext.__dict__
        and ssl.SSLContext.load_default_certs.__module__ == "ssl"}

@@ -184,7 +184,7 @@ def test_file_as_dicom_json(client):
     assert body["00084567"] == {"vr": "UN", "InlineBinary": "QgA="}
     assert body["00084569"] == {"vr": "UN", "InlineBinary": "aGVsbG8A"}
     assert body["00081110"] == {"vr": "SQ"}
-    assert body["00180050"] == {"vr": "DS", "Value": [3, 2.5]}
+    assert body["00180050"] == {"vr": "DS", "Value": ["3.0", "2.5"]}  # DS: the text (Orthanc >= 1.12.5)
     assert body["00100010"] == {"vr": "PN", "Value": [{"Alphabetic": "Patient^00000"}]}
     assert body["7FE00010"]["vr"] == "OW" and "InlineBinary" in body["7FE00010"]
     assert not [k for k in body if k.endswith("0000")]
