@@ -121,6 +121,78 @@ def make_runner(ctx: ServerContext, app: web.Application) -> web.AppRunner:
     return FastLaneRunner(app, lane, **kwargs)
 
 
+READERS_CAP = 4
+"""Most reader processes started by default."""
+
+
+def reader_count() -> int:
+    """ORTHANC_PY_HTTP_READERS (0: none); by default one per usable CPU but one (the main
+    process's), at most READERS_CAP: on one CPU there is nothing to spread the requests over."""
+    value = os.environ.get("ORTHANC_PY_HTTP_READERS", "")
+    if value.strip():
+        return max(0, int(value))
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(0, min(cpus - 1, READERS_CAP))
+
+
+class Readers:
+    """The HTTP reader processes (web/readerlane.py), when the fast lane serves plain HTTP from a
+    SQLite index on Linux. Until the lane answers ORTHANC_PY_HTTP_READERS_LOAD requests in a
+    second (default 500; 0: at once) this is a timer reading its count once a second: the
+    pool's module and shared memory are not loaded on an idle server (memory, start-up). The
+    pool then starts the readers, and stops one after ORTHANC_PY_HTTP_READERS_IDLE seconds
+    without connections (default 30)."""
+
+    def __init__(self, ctx: ServerContext, runner: Any, count: int) -> None:
+        self.ctx = ctx
+        self.runner = runner
+        self.count = count
+        self.pool: Any = None
+        self.load = int(os.environ.get("ORTHANC_PY_HTTP_READERS_LOAD", "500"))
+        self.idle = float(os.environ.get("ORTHANC_PY_HTTP_READERS_IDLE", "30"))
+        self._answered = runner.lane.answered
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(1.0 if self.load > 0 else 0.0, self._check)
+
+    @staticmethod
+    def wanted(ctx: ServerContext, runner: web.AppRunner, https: Any) -> Readers | None:
+        from .web.fastlane import FastLaneRunner
+
+        count = reader_count()
+        if count <= 0 or https is not None or not isinstance(runner, FastLaneRunner) or not hasattr(os, "memfd_create"):
+            return None
+        from .index.registry import select
+
+        return Readers(ctx, runner, count) if select(ctx.settings).name == "sqlite" else None
+
+    def _check(self) -> None:
+        answered = self.runner.lane.answered
+        if answered - self._answered < self.load:
+            self._answered = answered
+            self._timer = self._loop.call_later(1.0, self._check)
+            return
+        from .web.readerlane import ReaderPool
+
+        self.pool = ReaderPool(
+            self.ctx,
+            self.runner.lane,
+            self.runner.server,  # FastLaneServer: a FastLaneHandler per call
+            self.count,
+            self.load,
+            self.idle,
+            self.ctx.settings.http_timeout,
+        )
+        self.pool.start()
+
+    async def close(self) -> None:
+        self._timer.cancel()
+        if self.pool is not None:
+            await self.pool.close()
+
+
 def _lua_port(settings: Settings, sock: socket.socket | None, unix: str | None) -> int | str | None:
     """Where the REST calls of Lua scripts go (None: the REST API is not served): the HTTP
     port, or the private Unix socket when the port speaks HTTPS."""
@@ -264,6 +336,7 @@ async def _serve(
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (uvloop: ValueError)
             pass
     dicom: Any = None
+    readers: Readers | None = None
     private: tempfile.TemporaryDirectory[str] | None = None
     unix: str | None = None
     try:
@@ -275,6 +348,8 @@ async def _serve(
             site = web.TCPSite(runner, host, settings.http_port, reuse_address=True, ssl_context=https)
             await site.start()
             log.info("HTTP%s server listening on port %d", "S" if https else "", settings.http_port)
+        if sock is not None or settings.http_server_enabled:
+            readers = Readers.wanted(ctx, runner, https)
         if ctx.lua is not None and https is not None:  # Lua's REST calls: plain HTTP, privately
             private = tempfile.TemporaryDirectory(prefix="orthanc-py-")
             unix = os.path.join(private.name, "rest.sock")
@@ -293,6 +368,8 @@ async def _serve(
             dicom.stop()
         if ctx.lua is not None:
             await ctx.lua.stop()
+        if readers is not None:
+            await readers.close()
         await runner.cleanup()
         await ctx.close()
         if private is not None:

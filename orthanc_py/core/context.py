@@ -160,6 +160,9 @@ class ServerContext:
         self.dicom_port: int | None = None
         """The port the DICOM server listens on, once started."""
         self.shutdown_requested: Callable[[], None] = lambda: None
+        self.settings_changed: Callable[[], None] = lambda: None
+        """Set by the composition root: called after a setting changed at run time (the default
+        encoding), so that the HTTP reader processes follow (web/readerlane.py)."""
         self.lua: LuaScripting | None = None
         """The Lua engine (core/lua), set by the composition root when scripts may run."""
         """Set by the composition root: asks the server to stop (POST /tools/shutdown)."""

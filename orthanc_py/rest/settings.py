@@ -28,7 +28,9 @@ async def put_default_encoding(request: web.Request) -> web.StreamResponse:
         encoding = parse_encoding((await read_text(request)).strip())
     except ValueError as exc:
         raise OrthancError(ErrorCode.PARAMETER_OUT_OF_RANGE) from exc
-    ctx_of(request).default_encoding = encoding
+    ctx = ctx_of(request)
+    ctx.default_encoding = encoding
+    ctx.settings_changed()
     return text_response(encoding)
 
 

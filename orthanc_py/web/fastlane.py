@@ -41,6 +41,10 @@ X-Content-Type-Options, in aiohttp's order."""
 FastRoute = Callable[[str, str | None], FastAnswer | None]
 """(resource id, Accept header or None) -> answer, or None to leave the request to aiohttp."""
 
+Mover = Callable[[asyncio.BaseTransport, bytes], bool]
+"""(connection, bytes read from it not answered yet) -> whether the connection's socket was sent
+to the other process (the caller then closes its own copy)."""
+
 RouteKey = tuple[str, str | None]
 """("instances", "file") for /instances/{id}/file, ("studies", None) for /studies/{id}."""
 
@@ -80,6 +84,11 @@ class FastLane:
         self.remote_access_allowed = remote_access_allowed
         self._date = ""
         self._date_bytes = b""
+        self.answered = 0
+        """Requests answered so far (the load that starts reader processes, app.py)."""
+        self.mover: Mover | None = None
+        """Hands a connection to another process (a reader, or from a reader back to the main
+        process), or None: set while there is one (web/readerlane.py)."""
 
     def peer_allowed(self, peername: Any) -> bool:
         """RemoteAccessAllowed, for the connection's peer (as request.remote reads it)."""
@@ -118,6 +127,7 @@ class FastLane:
         if found is None:
             return None
         head, body = found
+        self.answered += 1
         date = rfc822_formatted_time()
         if date is not self._date:
             self._date = date
@@ -137,10 +147,114 @@ class FastLane:
 _TRAILER = f"\r\nServer: {SERVER_SOFTWARE}\r\nX-Content-Type-Options: nosniff\r\n\r\n".encode()
 
 
-class FastLaneHandler(RequestHandler):
-    """aiohttp's connection protocol with the fast lane in front of its parser."""
+class LaneFraming:
+    """The framing of a connection's bytes, shared by the protocol of aiohttp's connections
+    (FastLaneHandler) and that of the reader processes (web/readerlane.py): complete requests the
+    lane answers are answered by `_fl_answered`; the bytes of any other request go to `_fl_pass`
+    in order (its body counted through, so that later requests may take the lane again); what
+    cannot be framed goes to `_fl_give_up`, and the lane is off for the rest of the connection.
+    (No __slots__ here: the subclasses name the attributes in theirs.)"""
 
-    __slots__ = ("_fl_body", "_fl_buf", "_fl_lane", "_fl_off", "_fl_peer_ok")
+    _fl_lane: FastLane
+    _fl_buf: bytes
+    _fl_body: int
+    _fl_off: bool
+    _fl_peer_ok: bool
+
+    def _fl_pass(self, data: bytes) -> None:
+        """Bytes of a request the lane does not answer."""
+        raise NotImplementedError
+
+    def _fl_idle(self) -> bool:
+        """Whether an answer may be written now (nothing before it is still being answered)."""
+        raise NotImplementedError
+
+    def _fl_answered(self, answer: bytes) -> None:
+        raise NotImplementedError
+
+    def _fl_give_up(self, data: bytes) -> None:
+        self._fl_off = True
+        self._fl_buf = b""
+        self._fl_pass(data)
+
+    def _fl_feed(self, data: bytes) -> None:
+        """Frame `data` (not empty, the lane on)."""
+        if self._fl_body:  # the rest of a body the slow path is reading
+            if len(data) <= self._fl_body:
+                self._fl_body -= len(data)
+                self._fl_pass(data)
+                return
+            self._fl_pass(data[: self._fl_body])
+            data = data[self._fl_body :]
+            self._fl_body = 0
+        buf = self._fl_buf + data if self._fl_buf else data
+        self._fl_buf = b""
+        pos = 0
+        size = len(buf)
+        while pos < size:
+            end = buf.find(b"\r\n\r\n", pos)
+            if end < 0:
+                break
+            end += 4
+            if end - pos > MAX_HEAD:
+                self._fl_give_up(buf[pos:])
+                return
+            line_end = buf.index(b"\r\n", pos)
+            request = _REQUEST_LINE.fullmatch(buf, pos, line_end)
+            if request is None or _FIELDS.fullmatch(buf, line_end + 2, end) is None:
+                self._fl_give_up(buf[pos:])
+                return
+            fields: dict[bytes, bytes] = {}
+            lines = buf[line_end + 2 : end - 4].split(b"\r\n") if end - 4 > line_end else []
+            for line in lines:
+                name, _, value = line.partition(b":")
+                fields[name.lower()] = value.strip(b" \t")
+            length = fields.get(b"content-length")
+            if len(fields) != len(lines) or not _CONNECTION_REFUSED.isdisjoint(fields):
+                self._fl_give_up(buf[pos:])
+                return
+            if length is not None and not length.isdigit():
+                self._fl_give_up(buf[pos:])
+                return
+            body = int(length) if length else 0
+            answer = None
+            if (
+                not body
+                and self._fl_peer_ok
+                and fields.get(b"connection", b"keep-alive").lower() == b"keep-alive"
+                and _NOT_FAST.isdisjoint(fields)
+                and self._fl_idle()
+            ):
+                answer = self._fl_lane.answer(request[1], request[2], fields)
+            if answer is not None:
+                self._fl_answered(answer)
+                pos = end
+                continue
+            stop = end + body
+            if stop > size:  # the body is still arriving
+                self._fl_body = stop - size
+                stop = size
+            self._fl_pass(buf[pos:stop])
+            pos = stop
+        if pos < size:
+            rest = buf[pos:]
+            if len(rest) > MAX_HEAD or _REQUEST_START.match(rest) is None:
+                self._fl_give_up(rest)
+                return
+            self._fl_buf = rest
+
+
+STAY = 200
+"""Fast answers a connection handed back by a reader process gets from this process before it
+may move to a reader again (a client mixing other requests in does not bounce between them)."""
+
+
+class FastLaneHandler(LaneFraming, RequestHandler):
+    """aiohttp's connection protocol with the fast lane in front of its parser. With reader
+    processes running (`FastLane.mover` set, app.py), a connection whose requests the lane
+    answers moves to one of them when nothing is pending on it (web/readerlane.py)."""
+
+    __slots__ = ("_fl_body", "_fl_buf", "_fl_initial", "_fl_lane", "_fl_off", "_fl_peer_ok", "_fl_stay")
 
     def __init__(self, manager: Any, *, lane: FastLane, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -149,17 +263,31 @@ class FastLaneHandler(RequestHandler):
         self._fl_body = 0  # bytes still to come of the body of a request given to aiohttp
         self._fl_off = False  # the lane has given the connection up: everything goes to aiohttp
         self._fl_peer_ok = False
+        self._fl_stay = 0
+        self._fl_initial: bytes | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._fl_peer_ok = self._fl_lane.peer_allowed(transport.get_extra_info("peername"))
+        initial = self._fl_initial
+        if initial is not None:  # handed back by a reader: its bytes first, before any read
+            self._fl_initial = None
+            if initial:
+                self.data_received(initial)
+        elif self._fl_lane.mover is not None and self._fl_peer_ok:  # a new connection: to a reader
+            self._fl_move()
 
-    def _give_up(self, data: bytes) -> None:
-        self._fl_off = True
-        self._fl_buf = b""
-        super().data_received(data)
+    def handed_back(self, data: bytes) -> None:
+        """This protocol takes over a connection a reader process handed back, with the bytes
+        the reader had read (framed here before any new byte is read). Called before
+        `connection_made`."""
+        self._fl_stay = STAY
+        self._fl_initial = data
 
-    def _idle(self) -> bool:
+    def _fl_pass(self, data: bytes) -> None:
+        RequestHandler.data_received(self, data)
+
+    def _fl_idle(self) -> bool:
         """aiohttp waits for a request on this connection, with nothing queued or running (or
         its task has not started yet, and was never given a request), and the client reads
         its answers (when the transport's buffer is full, aiohttp's handler waits for it to
@@ -178,77 +306,30 @@ class FastLaneHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         if self._fl_off or not data:
-            super().data_received(data)
+            RequestHandler.data_received(self, data)
             return
-        if self._fl_body:  # the rest of a body aiohttp is reading
-            if len(data) <= self._fl_body:
-                self._fl_body -= len(data)
-                super().data_received(data)
-                return
-            super().data_received(data[: self._fl_body])
-            data = data[self._fl_body :]
-            self._fl_body = 0
-        buf = self._fl_buf + data if self._fl_buf else data
-        self._fl_buf = b""
-        pos = 0
-        size = len(buf)
-        while pos < size:
-            end = buf.find(b"\r\n\r\n", pos)
-            if end < 0:
-                break
-            end += 4
-            if end - pos > MAX_HEAD:
-                self._give_up(buf[pos:])
-                return
-            line_end = buf.index(b"\r\n", pos)
-            request = _REQUEST_LINE.fullmatch(buf, pos, line_end)
-            if request is None or _FIELDS.fullmatch(buf, line_end + 2, end) is None:
-                self._give_up(buf[pos:])
-                return
-            fields: dict[bytes, bytes] = {}
-            lines = buf[line_end + 2 : end - 4].split(b"\r\n") if end - 4 > line_end else []
-            for line in lines:
-                name, _, value = line.partition(b":")
-                fields[name.lower()] = value.strip(b" \t")
-            length = fields.get(b"content-length")
-            if len(fields) != len(lines) or not _CONNECTION_REFUSED.isdisjoint(fields):
-                self._give_up(buf[pos:])
-                return
-            if length is not None and not length.isdigit():
-                self._give_up(buf[pos:])
-                return
-            body = int(length) if length else 0
-            answer = None
-            if (
-                not body
-                and self._fl_peer_ok
-                and fields.get(b"connection", b"keep-alive").lower() == b"keep-alive"
-                and _NOT_FAST.isdisjoint(fields)
-                and self._idle()
-            ):
-                answer = self._fl_lane.answer(request[1], request[2], fields)
-            if answer is not None:
-                self._answered(answer)
-                pos = end
-                continue
-            stop = end + body
-            if stop > size:  # the body is still arriving
-                self._fl_body = stop - size
-                stop = size
-            super().data_received(buf[pos:stop])
-            pos = stop
-        if pos < size:
-            rest = buf[pos:]
-            if len(rest) > MAX_HEAD or _REQUEST_START.match(rest) is None:
-                self._give_up(rest)
-                return
-            self._fl_buf = rest
+        self._fl_feed(data)
+        if self._fl_lane.mover is not None and not self._fl_buf and not self._fl_body and not self._fl_off:
+            self._fl_move()
 
-    def _answered(self, answer: bytes) -> None:
+    def _fl_move(self) -> None:
+        """Hand the connection to a reader process when nothing is pending on it here."""
+        if self._fl_stay > 0 or not self._fl_peer_ok or not self._fl_idle():
+            return
+        transport = self.transport
+        mover = self._fl_lane.mover
+        if transport is None or mover is None or transport.get_write_buffer_size():
+            return
+        if mover(transport, b""):
+            transport.abort()  # our copy of the socket only: the reader has its own
+
+    def _fl_answered(self, answer: bytes) -> None:
         """Write the answer, and count the request as aiohttp does after each one (the
         keep-alive timer restarts from now)."""
         assert self.transport is not None
         self.transport.write(answer)
+        if self._fl_stay:
+            self._fl_stay -= 1
         manager = self._manager
         if manager is not None:
             manager.requests_count += 1
@@ -273,13 +354,13 @@ class FastLaneRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, lane: FastLane, **kwargs: Any) -> None:
         super().__init__(app, **kwargs)
-        self._lane = lane
+        self.lane = lane
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
         return FastLaneServer(
             plain.request_handler,
-            lane=self._lane,
+            lane=self.lane,
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,

@@ -47,6 +47,7 @@ LAYER = {
     "app": 4,
     "cli": 4,
     "__main__": 4,
+    "readers": 4,
 }
 ALLOWED_SAME_LAYER = {("rest", "web"), ("dicomweb", "web")}
 # What core may use of index/ and storage/: the protocols, and the storage wrapper (compression,
