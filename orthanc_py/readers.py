@@ -12,38 +12,25 @@ import json
 import logging
 import mmap
 import socket
-import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
-
-T = TypeVar("T")
+from typing import Any, cast
 
 
 class ReadOnlySqlite:
-    """The part of the SQLite index the fast lane uses (`read_now`), on one read-only connection
-    that never waits for a lock (index/sqlite.py's inline reads)."""
+    """The part of the SQLite index the fast lane uses (`read_now`, `read_now_cached`): the
+    main process's inline reads (index.sqlite.InlineReads), on one read-only connection that
+    never waits for a lock, with their cache checked against every commit."""
 
     def __init__(self, path: Path) -> None:
-        from .index.dialect import SQLITE
-        from .index.sqlite import _connect
-        from .index.transaction import SqlTransaction
+        from .index.sqlite import InlineReads
 
         if not path.exists():  # never create it: the main process owns the index
             raise FileNotFoundError(path)
-        self._txn = SqlTransaction(_connect(str(path), readonly=True, busy_ms=0), SQLITE)
-
-    def read_now(self, fn: Callable[[Any], T]) -> T:
-        c = self._txn.c
-        try:
-            c.execute("BEGIN")
-            try:
-                return fn(self._txn)
-            finally:
-                c.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            raise BlockingIOError(str(exc)) from exc
+        self._reads = InlineReads(str(path))
+        self._reads.read_now(lambda txn: None)  # the connection opens now
+        self.read_now = self._reads.read_now
+        self.read_now_cached = self._reads.read_now_cached
 
 
 async def _serve(control: socket.socket, shared: mmap.mmap) -> None:

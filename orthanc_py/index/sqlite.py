@@ -91,10 +91,7 @@ class SqliteIndex(WrittenThroughWriter):
         self._idle: queue.SimpleQueue[SqlTransaction] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="index-reader")
         self._reader_conns: list[sqlite3.Connection] = []
-        self._inline: SqlTransaction | None = None
-        self._now_cache = NowCache()
-        self._wal_index: Any = None  # mmap of the WAL-index header (index.nowcache), once mapped
-        self._wal_index_tried = False
+        self._inline = InlineReads(self.path)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -157,72 +154,22 @@ class SqliteIndex(WrittenThroughWriter):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run_read, fn)
 
-    def _read_inline(self, fn: Callable[[Transaction], T], single: bool = False) -> T:
-        """A `short` read runs on the event loop itself, on a connection only the loop uses: a
-        point lookup takes ~30 us, the hop to a reader thread and back ~80 us more. The
-        connection never waits for a lock (WAL readers almost never do; when one would, the
-        read is retried in a reader thread). `single`: `fn` runs one statement, a snapshot by
-        itself (no BEGIN and COMMIT around it: ~1.3 us less)."""
-        txn = self._inline
-        if txn is None:
-            conn = _connect(self.path, readonly=True, busy_ms=0)
-            with self._lock:
-                self._reader_conns.append(conn)
-            txn = self._inline = SqlTransaction(conn, SQLITE)
-        if single:
-            return fn(txn)
-        txn.c.execute("BEGIN")
-        try:
-            return fn(txn)
-        finally:
-            txn.c.execute("COMMIT")
-
     def read_now(self, fn: Callable[[Transaction], T], *, single: bool = False) -> T:
-        """A short read on the event loop's own connection, or BlockingIOError when it cannot be
-        done without waiting (index closed, database locked): the caller then reads another way."""
+        """A short read on the event loop's own connection (InlineReads), or BlockingIOError
+        when it cannot be done without waiting (index closed, database locked): the caller then
+        reads another way."""
         if self._closed:
             raise BlockingIOError("the index is closed")
-        try:
-            return self._read_inline(fn, single)
-        except sqlite3.OperationalError as exc:
-            raise BlockingIOError(str(exc)) from exc
+        return self._inline.read_now(fn, single=single)
 
     def read_now_cached(
         self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int], *, single: bool = False
     ) -> T:
         """`read_now`, or its value kept from an earlier call with the same `key` when nothing
-        has been committed to the database since, by any connection or process (index.nowcache).
-        `fn`'s value is shared by the calls that find it: immutable, or never changed. Errors
-        are not kept."""
+        has been committed to the database since (InlineReads.read_now_cached)."""
         if self._closed:
             raise BlockingIOError("the index is closed")
-        try:
-            version = self._version_now()
-        except sqlite3.OperationalError as exc:
-            raise BlockingIOError(str(exc)) from exc
-        cache = self._now_cache
-        hit = cache.get(key, version)
-        if hit is not None:
-            return hit[0]
-        value = self.read_now(fn, single=single)
-        cache.put(key, value, size(value), version)
-        return value
-
-    def _version_now(self) -> object:
-        """Something that differs after any commit to the database: the WAL-index header
-        (a 0.1 us read), else `PRAGMA data_version` of the loop connection (a statement)."""
-        mapped = self._wal_index
-        if mapped is not None:
-            return mapped[:48]
-        if not self._wal_index_tried:
-            self._read_inline(lambda txn: None)  # the loop connection opens the WAL index file
-            self._wal_index_tried = True
-            self._wal_index = map_wal_index(self.path)
-            if self._wal_index is not None:
-                return self._wal_index[:48]
-        txn = self._inline
-        assert txn is not None
-        return txn.c.execute("PRAGMA data_version").fetchone()[0]
+        return self._inline.read_now_cached(key, fn, size, single=single)
 
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`read` for code already running in a worker thread: runs there, on a pooled
@@ -238,10 +185,7 @@ class SqliteIndex(WrittenThroughWriter):
         await loop.run_in_executor(None, self._writer.close)
         await loop.run_in_executor(None, self._checkpointer.join)
         self._readers.shutdown(wait=True)
-        self._now_cache.clear()
-        if self._wal_index is not None:  # unmapped before the loop connection closes
-            self._wal_index.close()
-            self._wal_index = None
+        self._inline.close()
         with self._lock:
             for conn in self._reader_conns:
                 conn.close()
@@ -252,3 +196,91 @@ class SqliteIndex(WrittenThroughWriter):
             self._writer_conn.close()
         finally:
             self._writer._write_lock.release()
+
+
+class InlineReads:
+    """Short reads on one read-only connection used by one thread (an event loop: the HTTP fast
+    lane of the main process, or of a reader process): a point lookup there takes ~30 us, the
+    hop to a reader thread and back ~80 us more. The connection never waits for a lock (WAL
+    readers almost never do; when one would, BlockingIOError: the caller reads another way).
+    What the reads computed is kept while nothing commits to the database (index.nowcache)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._txn: SqlTransaction | None = None
+        self._cache = NowCache()
+        self._wal_index: Any = None  # mmap of the WAL-index header (index.nowcache), once mapped
+        self._wal_index_tried = False
+        self._closed = False
+
+    def _read(self, fn: Callable[[Transaction], T], single: bool) -> T:
+        """`single`: `fn` runs one statement, a snapshot by itself (no BEGIN and COMMIT around
+        it: ~1.3 us less)."""
+        txn = self._txn
+        if txn is None:
+            txn = self._txn = SqlTransaction(_connect(self.path, readonly=True, busy_ms=0), SQLITE)
+        if single:
+            return fn(txn)
+        txn.c.execute("BEGIN")
+        try:
+            return fn(txn)
+        finally:
+            txn.c.execute("COMMIT")
+
+    def read_now(self, fn: Callable[[Transaction], T], *, single: bool = False) -> T:
+        """`fn` run now, or BlockingIOError (closed, database locked)."""
+        if self._closed:
+            raise BlockingIOError("the index is closed")
+        try:
+            return self._read(fn, single)
+        except sqlite3.OperationalError as exc:
+            raise BlockingIOError(str(exc)) from exc
+
+    def read_now_cached(
+        self, key: Hashable, fn: Callable[[Transaction], T], size: Callable[[T], int], *, single: bool = False
+    ) -> T:
+        """`read_now`, or its value kept from an earlier call with the same `key` when nothing
+        has been committed to the database since, by any connection or process (index.nowcache).
+        `fn`'s value is shared by the calls that find it: immutable, or never changed. Errors
+        are not kept."""
+        if self._closed:
+            raise BlockingIOError("the index is closed")
+        try:
+            version = self._version()
+        except sqlite3.OperationalError as exc:
+            raise BlockingIOError(str(exc)) from exc
+        cache = self._cache
+        hit = cache.get(key, version)
+        if hit is not None:
+            return hit[0]
+        value = self.read_now(fn, single=single)
+        cache.put(key, value, size(value), version)
+        return value
+
+    def _version(self) -> object:
+        """Something that differs after any commit to the database: the WAL-index header
+        (a 0.1 us read), else `PRAGMA data_version` of this connection (a statement)."""
+        mapped = self._wal_index
+        if mapped is not None:
+            return mapped[:48]
+        if not self._wal_index_tried:
+            self._read(lambda txn: None, False)  # the connection opens the WAL-index file
+            self._wal_index_tried = True
+            self._wal_index = map_wal_index(self.path)
+            if self._wal_index is not None:
+                return self._wal_index[:48]
+        txn = self._txn
+        assert txn is not None
+        return txn.c.execute("PRAGMA data_version").fetchone()[0]
+
+    def close(self) -> None:
+        """Unmap the WAL-index header, then close the connection (SQLite keeps that file's size
+        only while a connection of this process has it open)."""
+        self._closed = True
+        self._cache.clear()
+        if self._wal_index is not None:
+            self._wal_index.close()
+            self._wal_index = None
+        if self._txn is not None:
+            self._txn.c.close()
+            self._txn = None

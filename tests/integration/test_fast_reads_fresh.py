@@ -138,3 +138,34 @@ def test_a_commit_by_another_process_shows_at_once(make_server, lane, monkeypatc
     with sqlite3.connect(server.ctx.index.path, timeout=30) as other:  # another connection of this process
         other.execute("DELETE FROM labels WHERE label = 'outside'")
     assert _cached(client, lane, f"/studies/{study}").json()["Labels"] == []
+
+
+def test_a_reader_process_sees_the_main_process_commits_at_once(make_server, monkeypatch):
+    """A reader process (web/readerlane.py) keeps what it read until the main process commits."""
+    from tests.integration.test_readers import answer, connect, owner, settle, wait_for_reader
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("readers need Linux")
+    monkeypatch.setenv("ORTHANC_PY_HTTP_READERS", "1")
+    monkeypatch.setenv("ORTHANC_PY_HTTP_READERS_LOAD", "0")
+    server = make_server({"OverwriteInstances": True})
+    client = server.client()
+    first = dicomgen.make(rows=8, columns=8)
+    second = dicomgen.make(rows=8, columns=8, extra={"ImageComments": "second version"})
+    a = client.upload(first)
+    b = client.upload(dicomgen.make(rows=8, columns=8, instance=1))
+    readers = wait_for_reader(server.port, f"/instances/{b['ID']}")
+    with connect(server.port) as sock:
+        for _ in range(3):  # computed, kept, found
+            assert answer(sock, get(f"/instances/{a['ID']}/file")) == (200, first)
+            status, body = answer(sock, get(f"/instances/{a['ID']}"))
+            assert status == 200
+        assert settle(sock, readers | {os.getpid()}, readers) in readers
+        uuid = json.loads(body)["FileUuid"]
+        assert client.upload(second)["ID"] == a["ID"]  # committed by the main process
+        assert answer(sock, get(f"/instances/{a['ID']}/file")) == (200, second)
+        status, body = answer(sock, get(f"/instances/{a['ID']}"))
+        assert status == 200 and json.loads(body)["FileUuid"] != uuid
+        assert owner(sock, readers | {os.getpid()}) in readers  # still the reader's
+        assert client.delete(f"/instances/{a['ID']}").status == 200
+        assert answer(sock, get(f"/instances/{a['ID']}"))[0] == 404  # (handed back to the main process)

@@ -68,7 +68,7 @@ def test_read_now_cached_sees_other_connections_commits(tmp_path: Path, monkeypa
         for _ in range(3):  # computed, computed and kept, found
             assert index.read_now_cached("n", count, lambda v: 8) == 0
         assert len(calls) == 2
-        assert (index._wal_index is not None) is wal_index
+        assert (index._inline._wal_index is not None) is wal_index
         other = sqlite3.connect(index.path, isolation_level=None)
         other.execute("INSERT INTO labels VALUES (1, 'x')")
         assert index.read_now_cached("n", count, lambda v: 8) == 1
