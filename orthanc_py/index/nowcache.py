@@ -5,59 +5,21 @@ resources are read again and again (a viewer walks a study, a script polls it). 
 kept here, keyed by the caller, and all dropped as soon as anything commits to the database:
 the check costs less than one statement, so a miss costs about what it did before.
 
-The commit check reads SQLite's WAL-index header (the first 48 bytes of the `-shm` file, mapped
-read-only): SQLite rewrites it on every commit, by any connection of any process (its change
-counter, frame count and checksums; https://www.sqlite.org/walformat.html), so it is correct
-across processes, and reading it costs ~0.1 us where `PRAGMA data_version` costs ~3 us (a
-statement). The mapping is used only while the index's own loop connection is open: SQLite
-keeps the file's size while any connection has it open, so the mapping never points past its
-end. Without that file, or with a layout this module does not know, `PRAGMA data_version` of
-the loop connection (also changed by every other connection's commit) is the check.
+The commit check is `PRAGMA data_version` of the reading connection (index.sqlite.InlineReads):
+it changes with every commit of any other connection, in this process or another, so the
+check is correct across the reader processes too; it costs ~3 us, a statement.
 """
 
 from __future__ import annotations
 
-import mmap
-import os
-import struct
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
-
-WAL_INDEX_VERSION = 3007000
-"""iVersion of the WAL-index header as every SQLite 3.7.0+ writes it."""
-
-_HEADER = 48
-"""Bytes of one copy of the WAL-index header (the first copy is written last on a commit)."""
 
 MAX_ENTRIES = 4096
 MAX_BYTES = 4 << 20
 """Bounds of one cache: a few thousand answers (~1-2 KB each for resources), a few MB at most;
 empty at start-up (idle memory unchanged)."""
-
-
-def map_wal_index(db_path: str) -> mmap.mmap | None:
-    """The WAL-index file of `db_path` mapped read-only, when it exists and its header has the
-    layout this module reads; None otherwise (the caller falls back to `PRAGMA data_version`).
-    Call it once a connection of this process has read the database (the file is then open,
-    and kept at its size, as long as that connection is)."""
-    try:
-        fd = os.open(db_path + "-shm", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        if os.fstat(fd).st_size < 2 * _HEADER:
-            return None
-        mapped = mmap.mmap(fd, 2 * _HEADER, mmap.MAP_SHARED, mmap.PROT_READ)
-    except (OSError, ValueError):
-        return None
-    finally:
-        os.close(fd)
-    version, _unused, _change, is_init = struct.unpack_from("=IIIB", mapped, 0)
-    if version != WAL_INDEX_VERSION or is_init != 1:
-        mapped.close()
-        return None
-    return mapped
 
 
 class NowCache:

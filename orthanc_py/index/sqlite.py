@@ -25,7 +25,7 @@ from . import schema
 from .base import Transaction
 from .batch import BatchTransaction
 from .dialect import SQLITE
-from .nowcache import NowCache, map_wal_index
+from .nowcache import NowCache
 from .transaction import SqlTransaction, _norm_of, ensure_signatures
 from .writer import GroupCommitWriter, WrittenThroughWriter
 
@@ -209,8 +209,6 @@ class InlineReads:
         self.path = path
         self._txn: SqlTransaction | None = None
         self._cache = NowCache()
-        self._wal_index: Any = None  # mmap of the WAL-index header (index.nowcache), once mapped
-        self._wal_index_tried = False
         self._closed = False
 
     def _read(self, fn: Callable[[Transaction], T], single: bool) -> T:
@@ -258,29 +256,22 @@ class InlineReads:
         return value
 
     def _version(self) -> object:
-        """Something that differs after any commit to the database: the WAL-index header
-        (a 0.1 us read), else `PRAGMA data_version` of this connection (a statement)."""
-        mapped = self._wal_index
-        if mapped is not None:
-            return mapped[:48]
-        if not self._wal_index_tried:
-            self._read(lambda txn: None, False)  # the connection opens the WAL-index file
-            self._wal_index_tried = True
-            self._wal_index = map_wal_index(self.path)
-            if self._wal_index is not None:
-                return self._wal_index[:48]
+        """Something that differs after any commit to the database, by any connection of any
+        process: `PRAGMA data_version` of this connection (~3 us). Reading SQLite's WAL-index
+        header through a mapping of its `-shm` file would cost less, but opening and closing
+        that file here releases the POSIX locks SQLite holds on it for this whole process: a
+        process opening the database next believes it is alone, and rebuilds (truncates) the
+        file under the others (SIGBUS in a mapping, a corrupt WAL index for a writer)."""
         txn = self._txn
+        if txn is None:
+            self._read(lambda txn: None, False)
+            txn = self._txn
         assert txn is not None
         return txn.c.execute("PRAGMA data_version").fetchone()[0]
 
     def close(self) -> None:
-        """Unmap the WAL-index header, then close the connection (SQLite keeps that file's size
-        only while a connection of this process has it open)."""
         self._closed = True
         self._cache.clear()
-        if self._wal_index is not None:
-            self._wal_index.close()
-            self._wal_index = None
         if self._txn is not None:
             self._txn.c.close()
             self._txn = None

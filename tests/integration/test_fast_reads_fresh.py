@@ -116,12 +116,7 @@ def test_an_overwritten_instance_serves_its_new_file(make_server, lane):
     assert _cached(client, lane, f"/instances/{a['ID']}").json()["FileUuid"] != uuid
 
 
-@pytest.mark.parametrize("wal_index", [True, False], ids=["wal-index", "data-version"])
-def test_a_commit_by_another_process_shows_at_once(make_server, lane, monkeypatch, wal_index):
-    if not wal_index:  # the check SQLite's statement gives, where the WAL index is not mapped
-        from orthanc_py.index import sqlite as sqlite_index
-
-        monkeypatch.setattr(sqlite_index, "map_wal_index", lambda path: None)
+def test_a_commit_by_another_process_shows_at_once(make_server, lane):
     server = make_server()
     client = server.client()
     a = client.upload(dicomgen.make(rows=8, columns=8))
