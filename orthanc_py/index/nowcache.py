@@ -47,6 +47,17 @@ class NowCache:
         self._nbytes = 0
         self._version: object = None
 
+    def first_time(self, key: Hashable) -> bool:
+        """Whether `key` was never computed before (it is noted now): its value need not be
+        looked for, nor the version read (a statement) to keep it."""
+        seen = self._seen
+        if key in seen:
+            return False
+        seen[key] = None
+        if len(seen) > self.max_entries:
+            seen.popitem(last=False)
+        return True
+
     def get(self, key: Hashable, version: object) -> tuple[Any, int] | None:
         """(value, size) kept under `key` at `version`, or None. A new version empties the cache."""
         if version != self._version:

@@ -243,11 +243,13 @@ class InlineReads:
         are not kept."""
         if self._closed:
             raise BlockingIOError("the index is closed")
+        cache = self._cache
+        if cache.first_time(key):  # a first read keeps nothing: no version to read
+            return self.read_now(fn, single=single)
         try:
             version = self._version()
         except sqlite3.OperationalError as exc:
             raise BlockingIOError(str(exc)) from exc
-        cache = self._cache
         hit = cache.get(key, version)
         if hit is not None:
             return hit[0]
