@@ -71,11 +71,7 @@ class NowCache:
         version and fits the bounds."""
         if version != self._version or size > self.max_bytes // 8:
             return
-        seen = self._seen
-        if key not in seen:  # the first time: noted only
-            seen[key] = None
-            if len(seen) > self.max_entries:
-                seen.popitem(last=False)
+        if self.first_time(key):  # noted only
             return
         entries = self._entries
         old = entries.pop(key, None)

@@ -60,14 +60,18 @@ LAZY_DURING_PYDICOM = frozenset(
 )
 
 
-class _Loader(importlib.abc.Loader):
-    """pydicom's own loader, run inside `_pydicom_import_window` and followed by `configure_pydicom`."""
+class _WrappingLoader(importlib.abc.Loader):
+    """A module's own loader (`loader`), which this one runs its own way (`exec_module`)."""
 
     def __init__(self, spec: importlib.machinery.ModuleSpec, loader: Any) -> None:
         self.spec, self.loader = spec, loader
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
         return self.loader.create_module(spec)
+
+
+class _Loader(_WrappingLoader):
+    """pydicom's own loader, run inside `_pydicom_import_window` and followed by `configure_pydicom`."""
 
     def exec_module(self, module: ModuleType) -> None:
         # From here on the module is pydicom's, with its own loader (resources, reload).
@@ -285,14 +289,8 @@ class _LazyState:
                 module.__class__ = ModuleType
 
 
-class _LazyLoader(importlib.abc.Loader):
+class _LazyLoader(_WrappingLoader):
     """A module's own loader, its execution put off until the module is used (`_LazyModule`)."""
-
-    def __init__(self, spec: importlib.machinery.ModuleSpec, loader: Any) -> None:
-        self.spec, self.loader = spec, loader
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
-        return self.loader.create_module(spec)
 
     def exec_module(self, module: ModuleType) -> None:
         self.spec.loader = module.__loader__ = self.loader
