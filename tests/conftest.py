@@ -183,6 +183,13 @@ class RunningServer:
         self._thread.join(30)
 
 
+SQLITE_ONLY = pytest.mark.skipif(
+    os.environ.get("ORTHANC_PY_TEST_INDEX") == "postgresql",
+    reason="the HTTP fast lane and its reader processes read only SQLite indexes",
+)
+"""For tests of what the fast lane answers: with ORTHANC_PY_TEST_INDEX=postgresql the lane is off."""
+
+
 def self_signed_certificates(folder: Path, names: tuple[str, ...]) -> Path:
     """`<name>.crt` and `<name>.key` in `folder` for each name: self-signed, CN=localhost, made
     by the openssl command (the TLS tests skip without it)."""

@@ -14,11 +14,10 @@ from typing import Any
 import dicomgen
 import pytest
 
+from tests.conftest import SQLITE_ONLY
 from tests.integration.test_fastlane import Lane, exchange, get
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("ORTHANC_PY_TEST_INDEX") == "postgresql", reason="the lane reads only SQLite indexes"
-)
+pytestmark = SQLITE_ONLY
 
 
 class Answer:

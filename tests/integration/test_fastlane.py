@@ -19,7 +19,9 @@ import dicomgen
 import pytest
 
 from orthanc_py.web import fastlane
-from tests.conftest import self_signed_certificates
+from tests.conftest import SQLITE_ONLY, self_signed_certificates
+
+pytestmark = SQLITE_ONLY
 
 DATE = re.compile(rb"Date: [^\r]*\r\n")
 

@@ -20,10 +20,11 @@ from typing import Any
 import dicomgen
 import pytest
 
+from tests.conftest import SQLITE_ONLY
 from tests.integration.test_fastlane import exchange, get, post
 from tests.integration.test_fastlane import stored as stored  # the fixture
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="readers need Linux")
+pytestmark = [pytest.mark.skipif(not sys.platform.startswith("linux"), reason="readers need Linux"), SQLITE_ONLY]
 
 
 def reader_pids(parent: int) -> set[int]:
