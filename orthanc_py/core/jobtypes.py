@@ -31,36 +31,32 @@ def _keys(spec_keys: dict[str, str]) -> dict[int, str]:
     return {int(t, 16): str(v) for t, v in spec_keys.items()}
 
 
-def _retrieve_each(
+async def _retrieve_each(
     job: Job | None,
     spec: dict[str, Any],
     identifiers: list[Any],
     queries: list[Any],
     one: Callable[[Any], Awaitable[list[str]]],
-) -> Awaitable[dict[str, Any]]:
+) -> dict[str, Any]:
     """The body shared by C-MOVE and C-GET jobs: one retrieve per identifier, a checkpoint
     between two. As Orthanc 1.12.10, "Details" has an entry per identifier from the start (its
     query, its DIMSE status, the instances it brought here); with "Permissive" a failed one is
-    reported there and the others still run."""
-
-    async def run() -> dict[str, Any]:
-        content: dict[str, Any] = job.content if job is not None else {}
-        content.update(spec.get("Content", {}))
-        details = [{"DimseErrorStatus": 0, "Query": q, "ReceivedInstancesIds": []} for q in queries]
-        content["Details"] = details
-        for n, identifier in enumerate(identifiers):
-            if job is not None:
-                await job.checkpoint(n * 100 / len(identifiers))
-            try:
-                details[n]["ReceivedInstancesIds"] = await one(identifier)
-            except DimseFailure as err:
-                details[n]["DimseErrorStatus"] = err.status
-                if spec.get("Permissive") is not True:
-                    err.payload = {"Content": details, "Type": "RetrieveJob"}
-                    raise
-        return dict(sorted(content.items()))
-
-    return run()
+    reported there and the others still run; without, the failure carries the details."""
+    content: dict[str, Any] = job.content if job is not None else {}
+    content.update(spec.get("Content", {}))
+    details = [{"DimseErrorStatus": 0, "Query": q, "ReceivedInstancesIds": []} for q in queries]
+    content["Details"] = details
+    for n, identifier in enumerate(identifiers):
+        if job is not None:
+            await job.checkpoint(n * 100 / len(identifiers))
+        try:
+            details[n]["ReceivedInstancesIds"] = await one(identifier)
+        except DimseFailure as err:
+            details[n]["DimseErrorStatus"] = err.status
+            if spec.get("Permissive") is not True:
+                err.payload = {"Content": details, "Type": "RetrieveJob"}
+                raise
+    return dict(sorted(content.items()))
 
 
 def move_job(ctx: ServerContext, spec: dict[str, Any]) -> Run:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from ..errors import read_only_refused as refused
 from .base import Index
+from .writer import fail_soon
 
 T = TypeVar("T")
 
@@ -35,27 +36,10 @@ class ReadOnlyIndex:
         fut: asyncio.Future[Any],
         after: Callable[[Any, BaseException | None], Any] | None = None,
     ) -> None:
-        err = refused()
-        ok: bool = False
-        value: Any = err
-        if after is not None:  # as the writer does: `after` sees the error and settles the future
-            try:
-                ok, value = True, after(None, err)
-            except BaseException as exc:  # handed to the future
-                ok, value = False, exc
-        fut.get_loop().call_soon_threadsafe(_settle, fut, ok, value)
+        fail_soon(fut, refused(), after)
 
     def save_jobs(self, rows: Any) -> None:
         raise refused()
 
     def delete_jobs(self, ids: Any) -> None:
         raise refused()
-
-
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)

@@ -294,6 +294,16 @@ def _settle(batch: list[_Pending]) -> None:
     _settle_futures(results)
 
 
+def fail_soon(
+    fut: asyncio.Future[Any], error: BaseException, after: Callable[[Any, BaseException | None], Any] | None
+) -> None:
+    """Settle a `write_soon` future with `error` without writing anything (as a failed write:
+    `after` sees the error), from any thread."""
+    item = _Pending(lambda txn: None, fut=fut, after=after)
+    item.error = error
+    _settle([item])
+
+
 def _settle_futures(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
     """Settle futures from a thread: one `call_soon_threadsafe` per event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
