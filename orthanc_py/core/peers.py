@@ -304,8 +304,9 @@ def store_job(ctx: ServerContext, spec: dict[str, Any]) -> Run:
                 log.warning("An instance was removed after the job was issued: %s", pid)
                 return False
             count(len(body))
-            status, _answer = await client.request(peer, "POST", "instances", body, headers)
+            status, answer = await client.request(peer, "POST", "instances", body, headers)
             if not 200 <= status < 300:
+                log.warning("Peer %s answered HTTP %d to an upload: %s", peer.url, status, answer[:300])
                 if compress:
                     log.error(
                         'Cannot send DICOM over HTTP using "gzip" as "Content-Encoding": '

@@ -276,7 +276,7 @@ def test_with_the_real_orthanc_both_ways(make_server: Any, tmp_path: Path) -> No
                 {"Resources": [study], "Compress": True, "Transcode": IMPLICIT, "Asynchronous": True},
             ).json()["ID"],
         )
-        assert job["State"] == "Success", job
+        assert job["State"] == "Success", (job, (tmp_path / "orthanc.log").read_text()[-3000:])
         assert ca.get("/peers/orthanc/system").json()["Version"] == "1.10.1"
         from urllib.request import Request, urlopen
 
