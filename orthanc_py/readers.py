@@ -31,6 +31,7 @@ class ReadOnlySqlite:
         self._reads.read_now(lambda txn: None)  # the connection opens now
         self.read_now = self._reads.read_now
         self.read_now_cached = self._reads.read_now_cached
+        self.inline_connection = self._reads.connection_now
 
 
 async def _serve(control: socket.socket, shared: mmap.mmap) -> None:

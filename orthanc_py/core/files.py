@@ -9,7 +9,7 @@ outside the transaction (a slow disk never holds the index), by the functions be
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,7 @@ from ..errors import ErrorCode, OrthancError
 from ..index.base import Attachment, Transaction
 from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
+from ..storage.accessor import NONE as NO_COMPRESSION
 from .context import ServerContext
 from .resources import lookup_in, unknown
 
@@ -184,6 +185,39 @@ def dicom_file_now(ctx: ServerContext, public_id: str) -> tuple[Attachment, byte
         single=True,  # Transaction.attachment_of
     )
     return att, _read_cached(ctx, att)
+
+
+@dataclass(frozen=True)
+class LaneFileSource:
+    """What a reader in C of the event loop's thread needs to answer `dicom_file_now` itself
+    (web/_lanefile.c)."""
+
+    connection: object
+    """The index's own SQLite connection of this thread (a sqlite3.Connection)."""
+    database: str
+    """The database file's real path (checked against the connection's handle)."""
+    root: str
+    """The storage folder holding uncompressed files as `ab/cd/uuid`."""
+    max_size: int
+    """The largest file to read on the event loop."""
+    content_type: int = FileContentType.DICOM
+    level: int = ResourceType.INSTANCE
+    plain_compression: int = NO_COMPRESSION
+
+
+def lane_file_source(ctx: ServerContext, on_close: Callable[[], None]) -> LaneFileSource | None:
+    """The LaneFileSource of this server, or None when the index or the storage area has no
+    such thing (PostgreSQL, memory storage, no RWF_NOWAIT). `on_close` runs before the
+    connection closes (its statements finalized first)."""
+    connection_of = getattr(ctx.index, "inline_connection", None)
+    plain = ctx.storage.plain_root()
+    if connection_of is None or plain is None:
+        return None
+    try:
+        connection, database = connection_of(on_close)
+    except BlockingIOError:
+        return None
+    return LaneFileSource(connection, database, plain[0], plain[1])
 
 
 def _attachment_size(att: Attachment) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -171,6 +172,12 @@ class SqliteIndex(WrittenThroughWriter):
             raise BlockingIOError("the index is closed")
         return self._inline.read_now_cached(key, fn, size, single=single)
 
+    def inline_connection(self, on_close: Callable[[], None]) -> tuple[sqlite3.Connection, str]:
+        """The event loop's own read-only connection (InlineReads.connection_now)."""
+        if self._closed:
+            raise BlockingIOError("the index is closed")
+        return self._inline.connection_now(on_close)
+
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`read` for code already running in a worker thread: runs there, on a pooled
         connection (a short-lived thread, one per DICOM association, opens no cold one)."""
@@ -210,6 +217,7 @@ class InlineReads:
         self._txn: SqlTransaction | None = None
         self._cache = NowCache()
         self._closed = False
+        self._on_close: list[Callable[[], None]] = []
 
     def _read(self, fn: Callable[[Transaction], T], single: bool) -> T:
         """`single`: `fn` runs one statement, a snapshot by itself (no BEGIN and COMMIT around
@@ -271,9 +279,23 @@ class InlineReads:
         assert txn is not None
         return txn.c.execute("PRAGMA data_version").fetchone()[0]
 
+    def connection_now(self, on_close: Callable[[], None]) -> tuple[sqlite3.Connection, str]:
+        """The connection itself and the database file's real path, for a reader in C of this
+        same thread (web/_lanefile.c); `on_close` runs before the connection closes, so that
+        its statements are finalized first. BlockingIOError once closed."""
+        if self._closed:
+            raise BlockingIOError("the index is closed")
+        self._read(lambda txn: None, True)
+        assert self._txn is not None
+        self._on_close.append(on_close)
+        return self._txn.c, os.path.realpath(self.path)
+
     def close(self) -> None:
         self._closed = True
         self._cache.clear()
+        for hook in self._on_close:
+            hook()
+        self._on_close.clear()
         if self._txn is not None:
             self._txn.c.close()
             self._txn = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -16,7 +17,8 @@ from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..model.enums import ResourceType
 from ..model.tagtext import TagsOptions
-from ..web.fastlane import FastAnswer, FastRoute
+from ..web import lanefile
+from ..web.fastlane import FastAnswer, FastRoute, WholeRoute
 from ..web.responses import JSON_HEAD, content_disposition, json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
 from .tags import dicom_format, plain_tags_options, tags_options
@@ -114,7 +116,23 @@ def fast_file(ctx: ServerContext) -> FastRoute:
             data,
         )
 
-    return route
+    closers: list[Callable[[], None]] = []
+
+    def close_all() -> None:
+        for close in closers:
+            close()
+
+    source = core_files.lane_file_source(ctx, close_all)
+    answer = lanefile.file_route(source, closers)
+    if answer is None:
+        return route
+
+    def whole(public_id: str, accept: str | None, head_end: bytes) -> bytes | None:
+        if accept is not None and accept.strip().lower() == DICOM_JSON:
+            return None
+        return answer(public_id.encode("ascii"), head_end)
+
+    return WholeRoute(route, whole)
 
 
 async def _dataset(request: web.Request, with_pixels: bool = False) -> pydicom.Dataset:

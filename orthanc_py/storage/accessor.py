@@ -167,6 +167,13 @@ class StorageAccessor:
         read_cached = getattr(self.area, "read_cached", None)
         return None if read_cached is None else read_cached(uuid, content_type, size)
 
+    def plain_root(self) -> tuple[str, int] | None:
+        """The folder of a filesystem area holding uncompressed attachments as `ab/cd/uuid`, and
+        the largest file to read on the event loop (FilesystemStorage.plain_root, an optional
+        capability), else None."""
+        plain_root = getattr(self.area, "plain_root", None)
+        return None if plain_root is None else plain_root()
+
     def file_path(self, uuid: str, content_type: int, compression: int) -> str | None:
         """A path to send as it is, for an uncompressed attachment on a filesystem."""
         return self.area.path(uuid, content_type) if compression == NONE else None

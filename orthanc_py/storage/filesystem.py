@@ -253,6 +253,12 @@ class FilesystemStorage:
         with open(self._path(uuid), "rb") as f:
             return f.read()
 
+    def plain_root(self) -> tuple[str, int] | None:
+        """The folder holding every file as `ab/cd/uuid`, and the largest file to read on the
+        event loop, for a reader that opens them itself without waiting for a disk (RWF_NOWAIT,
+        as `read_cached`); None where that is missing."""
+        return None if _NOWAIT is None else (self._root, CACHED_READ_MAX)
+
     def read_cached(self, uuid: str, content_type: int, size: int) -> bytes | None:
         """The blob, when it is `size` bytes (at most CACHED_READ_MAX) and all in the page cache;
         None otherwise, and then nothing waited for the disk (preadv2 with RWF_NOWAIT). Lets the

@@ -1,0 +1,84 @@
+"""GET /instances/{id}/file in the fast lane answered by one call into C (web/_lanefile.c): the
+index lookup, the read of a small cached file and the whole HTTP answer, without Python objects
+in between (see the C file for the figures). Built only where it is safe: the SQLite index's own
+connection of the event loop's thread, a filesystem storage area, and the C module calling the
+very SQLite library Python's sqlite3 module had loaded (a handle is only valid there)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.files import LaneFileSource
+
+log = logging.getLogger(__name__)
+
+FileAnswer = Callable[[bytes, bytes], "bytes | None"]
+"""(public id, head's end) -> the whole answer, or None (see _lanefile.FileRoute.answer)."""
+
+_module: Any = None
+_checked = False
+
+
+def _sqlite_libraries() -> set[str]:
+    """The real paths of the SQLite libraries mapped in this process (Linux's /proc)."""
+    found: set[str] = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rstrip("\n").partition("/")[2]
+                if "libsqlite3" in path:
+                    found.add(os.path.realpath("/" + path))
+    except OSError:
+        pass
+    return found
+
+
+def _lanefile() -> Any:
+    """The C module, or None: not built, or not calling the library of Python's sqlite3."""
+    global _module, _checked
+    if _checked:
+        return _module
+    _checked = True
+    import sqlite3  # noqa: F401  (its library is mapped before the C module's is looked up)
+
+    before = _sqlite_libraries() if "orthanc_py.web._lanefile" not in sys.modules else None
+    try:
+        from . import _lanefile
+    except ImportError:
+        return None
+    library = _lanefile.library()
+    libraries = before if before is not None else _sqlite_libraries()
+    if library is None or os.path.realpath(library) not in libraries:
+        log.info("The C file route is off: Python's sqlite3 does not use %s", library)
+        return None
+    _module = _lanefile
+    return _module
+
+
+def file_route(source: LaneFileSource | None, closers: list[Callable[[], None]]) -> FileAnswer | None:
+    """The C route's `answer` on `source`, or None where it cannot be used. Its `close` is
+    appended to `closers` (run before the connection closes)."""
+    module = _lanefile()
+    if module is None or source is None:
+        return None
+    try:
+        route = module.FileRoute(
+            source.connection,
+            os.fsencode(source.database),
+            os.fsencode(source.root),
+            source.content_type,
+            source.level,
+            source.plain_compression,
+            source.max_size,
+        )
+    except (TypeError, ValueError, OSError) as exc:
+        log.info("The C file route is off: %s", exc)
+        return None
+    closers.append(route.close)
+    answer: FileAnswer = route.answer
+    return answer

@@ -1,0 +1,138 @@
+"""GET /instances/{id}/file answered in one C call (web/_lanefile.c, web/lanefile.py): on a
+SQLite index and a filesystem storage it answers the plain case, byte for byte as aiohttp does
+(Date apart); every other case (unknown id, another level, compressed file, missing or changed
+file) is left to the Python route or aiohttp, which answer as before."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import dicomgen
+import pytest
+
+from orthanc_py.web import lanefile
+from tests.conftest import SQLITE_ONLY
+from tests.integration.test_fastlane import exchange, get
+
+pytestmark = [
+    SQLITE_ONLY,
+    pytest.mark.skipif(lanefile._lanefile() is None, reason="the C module _lanefile is not built"),
+]
+
+
+class Recorder:
+    """Wraps the C route's `answer` of every server started meanwhile: what it answered."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: list[tuple[bytes, bool]] = []
+        self.built = 0
+        original = lanefile.file_route
+
+        def file_route(source: Any, closers: Any) -> Any:
+            answer = original(source, closers)
+            if answer is None:
+                return None
+            self.built += 1
+
+            def recorded(public_id: bytes, head_end: bytes) -> bytes | None:
+                out = answer(public_id, head_end)
+                self.answers.append((public_id, out is not None))
+                return out
+
+            return recorded
+
+        monkeypatch.setattr(lanefile, "file_route", file_route)
+
+
+def _answers(port: int, paths: list[str]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for path in paths:
+        out += exchange(port, [get(path)], [False])[0]
+    return out
+
+
+def test_the_c_route_answers_as_aiohttp_does(make_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    storage = tmp_path / "shared"
+    recorder = Recorder(monkeypatch)
+    server = make_server({"StorageDirectory": str(storage)})
+    client = server.client()
+    a = client.upload(dicomgen.make(rows=64, columns=64, instance=1))
+    b = client.upload(dicomgen.make(rows=64, columns=64, instance=2))
+    paths = [
+        f"/instances/{a['ID']}/file",
+        f"/instances/{b['ID']}/file",
+        f"/instances/{a['ParentSeries']}/file",  # another level: aiohttp's 404
+        "/instances/0000000a-00000000-00000000-00000000-00000000/file",  # unknown
+    ]
+    with_c = _answers(server.port, paths)
+    assert recorder.built == 1
+    served = {pid.decode() for pid, answered in recorder.answers if answered}
+    assert served == {a["ID"], b["ID"]}
+    assert not [pid for pid, answered in recorder.answers if not answered and pid.decode() in (a["ID"], b["ID"])]
+    server.stop()
+
+    monkeypatch.setenv("ORTHANC_PY_FAST_LANE", "0")
+    plain = make_server({"StorageDirectory": str(storage)})
+    without = _answers(plain.port, paths)
+    assert with_c == without
+    assert with_c[0][0].startswith(b"HTTP/1.1 200 OK\r\nContent-Type: application/dicom\r\n")
+    assert with_c[0][1] == plain.client().get(f"/instances/{a['ID']}/file").body
+    assert [h[:12] for h, _ in with_c[2:]] == [b"HTTP/1.1 404"] * 2
+
+
+def test_what_the_c_route_leaves_is_answered_as_before(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    recorder = Recorder(monkeypatch)
+    server = make_server({"StorageCompression": True})
+    client = server.client()
+    data = dicomgen.make(rows=64, columns=64, instance=1)
+    packed = client.upload(data)["ID"]
+    r = client.get(f"/instances/{packed}/file")
+    assert r.status == 200 and r.body == data
+    assert (packed.encode(), False) in recorder.answers  # compressed: not the C route's
+
+    second = make_server()
+    plain = second.client()
+    data2 = dicomgen.make(rows=64, columns=64, instance=2)
+    pid = plain.upload(data2)["ID"]
+    assert plain.get(f"/instances/{pid}/file").body == data2
+    assert recorder.answers[-1] == (pid.encode(), True)
+    uuid = plain.get(f"/instances/{pid}/attachments/dicom/info").json()["Uuid"]
+    root = Path(second.settings.storage_directory)
+    path = root / uuid[0:2] / uuid[2:4] / uuid
+    # a file that changed size under the index: not served from it
+    path.write_bytes(data2 + b"\0\0")
+    r = plain.get(f"/instances/{pid}/file")
+    assert recorder.answers[-1] == (pid.encode(), False)
+    assert r.status == 200 and r.body == data2 + b"\0\0"  # aiohttp serves the file as it is
+    # a missing file: Orthanc's error, as without the C route
+    os.unlink(path)
+    r = plain.get(f"/instances/{pid}/file")
+    assert recorder.answers[-1] == (pid.encode(), False)
+    assert r.status >= 400
+    # a deleted instance: 404
+    pid2 = plain.upload(dicomgen.make(rows=64, columns=64, instance=3))["ID"]
+    assert plain.get(f"/instances/{pid2}/file").status == 200
+    assert plain.delete(f"/instances/{pid2}").status == 200
+    assert plain.get(f"/instances/{pid2}/file").status == 404
+
+
+def test_the_route_refuses_a_connection_of_another_database(tmp_path: Path) -> None:
+    module = lanefile._lanefile()
+    conn = sqlite3.connect(tmp_path / "other.sqlite")
+    conn.execute("CREATE TABLE resources (id INTEGER PRIMARY KEY, level INTEGER, public_id TEXT)")
+    conn.execute("CREATE TABLE attachments (resource_id, content_type, uuid, compressed_size, compression)")
+    with pytest.raises(ValueError):
+        module.FileRoute(conn, os.fsencode(tmp_path / "index.sqlite"), os.fsencode(tmp_path), 1, 4, 1, 65536)
+    with pytest.raises(TypeError):
+        module.FileRoute(object(), os.fsencode(tmp_path / "other.sqlite"), os.fsencode(tmp_path), 1, 4, 1, 65536)
+    database = os.fsencode(os.path.realpath(tmp_path / "other.sqlite"))
+    route = module.FileRoute(conn, database, os.fsencode(tmp_path), 1, 4, 1, 65536)
+    assert route.answer(b"nope", b"\r\n\r\n") is None
+    route.close()
+    assert route.answer(b"nope", b"\r\n\r\n") is None  # closed: nothing, and no crash
+    conn.close()
