@@ -33,6 +33,12 @@ class ReadOnlySqlite:
         self.read_now_cached = self._reads.read_now_cached
         self.inline_connection = self._reads.connection_now
 
+    def summary_statement(self, metadata_types: tuple[int, ...], level: Any) -> str:
+        from .index.dialect import SQLITE
+        from .index.transaction import _summary_sql
+
+        return _summary_sql(SQLITE, metadata_types, level)
+
 
 async def _serve(control: socket.socket, shared: mmap.mmap) -> None:
     from . import rest

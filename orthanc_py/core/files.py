@@ -190,7 +190,7 @@ def dicom_file_now(ctx: ServerContext, public_id: str) -> tuple[Attachment, byte
 @dataclass(frozen=True)
 class LaneFileSource:
     """What a reader in C of the event loop's thread needs to answer `dicom_file_now` itself
-    (web/_lanefile.c)."""
+    (web/_lane.c)."""
 
     connection: object
     """The index's own SQLite connection of this thread (a sqlite3.Connection)."""

@@ -299,16 +299,69 @@ def get_now(ctx: ServerContext, public_id: str, level: ResourceType | None) -> R
     return ctx.index.read_now(lambda txn: _get_in(txn, ctx, public_id, level))
 
 
+@dataclass(frozen=True)
+class LaneResourceSource:
+    """What a renderer in C of the event loop's thread needs for `rendered_now` (web/_lane.c)."""
+
+    connection: object
+    """The index's own SQLite connection of this thread (a sqlite3.Connection)."""
+    database: str
+    """The database file's real path (checked against the connection's handle)."""
+    statement: str
+    """Transaction.summary's statement at the level, with the metadata its JSON shows."""
+
+
+def lane_resource_source(
+    ctx: ServerContext, level: ResourceType, on_close: Callable[[], None]
+) -> LaneResourceSource | None:
+    """The LaneResourceSource of `level` on this server, or None where `get` needs more than
+    the summary row (a series' status, extra main sequences) or the index has no such
+    connection (PostgreSQL). `on_close` runs before the connection closes."""
+    if level is ResourceType.SERIES or ctx.main_tags.sequences:
+        return None
+    connection_of = getattr(ctx.index, "inline_connection", None)
+    statement_of = getattr(ctx.index, "summary_statement", None)
+    if connection_of is None or statement_of is None:
+        return None
+    try:
+        connection, database = connection_of(on_close)
+    except BlockingIOError:
+        return None
+    return LaneResourceSource(connection, database, statement_of(_RENDERED_METADATA[level], level))
+
+
+_RENDERED_METADATA = {
+    ResourceType.PATIENT: (_LAST_UPDATE, int(MetadataType.MODIFIED_FROM), int(MetadataType.ANONYMIZED_FROM)),
+    ResourceType.STUDY: (_LAST_UPDATE, int(MetadataType.MODIFIED_FROM), int(MetadataType.ANONYMIZED_FROM)),
+    ResourceType.INSTANCE: (_INDEX, int(MetadataType.MODIFIED_FROM), int(MetadataType.ANONYMIZED_FROM)),
+}
+"""The metadata the JSON of a resource shows, by level (each type is a seek of ~0.7 us in the
+summary statement: `_GET_METADATA` also has what a series' status needs)."""
+
+
 def rendered_now(
-    ctx: ServerContext, public_id: str, level: ResourceType, render: Callable[[ResourceInfo], bytes]
+    ctx: ServerContext,
+    public_id: str,
+    level: ResourceType,
+    render: Callable[[ResourceInfo], bytes],
+    fast: Callable[[str, bool], bytes | None] | None = None,
 ) -> bytes:
     """`render(get_now(...))`, kept by the index until the next commit (Index.read_now_cached):
     the HTTP fast lane's GET /{level}/{id}. IsStable is not in the index: it is in the key (a
-    resource turning stable also logs a change, but not at the same instant)."""
+    resource turning stable also logs a change, but not at the same instant). `fast`: the same
+    bytes from (public id, IsStable) in one call, or None (then `render` runs)."""
     stable = level is ResourceType.INSTANCE or public_id not in ctx.stable.pending
+
+    def read(txn: Transaction) -> bytes:
+        if fast is not None:
+            body = fast(public_id, stable)
+            if body is not None:
+                return body
+        return render(_get_in(txn, ctx, public_id, level))
+
     return ctx.index.read_now_cached(
         (render, level, public_id, stable),
-        lambda txn: render(_get_in(txn, ctx, public_id, level)),
+        read,
         _rendered_size,
         # one statement (Transaction.summary), except for a series (its status may need its
         # instances') and with extra main sequences (read apart)

@@ -21,13 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..model.enums import ResourceType
 from ..model.maintags import SIGNATURES
 from . import schema
 from .base import Transaction
 from .batch import BatchTransaction
 from .dialect import SQLITE
 from .nowcache import NowCache
-from .transaction import SqlTransaction, _norm_of, ensure_signatures
+from .transaction import SqlTransaction, _norm_of, _summary_sql, ensure_signatures
 from .writer import GroupCommitWriter, WrittenThroughWriter
 
 log = logging.getLogger("orthanc_py.index")
@@ -178,6 +179,11 @@ class SqliteIndex(WrittenThroughWriter):
             raise BlockingIOError("the index is closed")
         return self._inline.connection_now(on_close)
 
+    def summary_statement(self, metadata_types: tuple[int, ...], level: ResourceType) -> str:
+        """The statement of Transaction.summary at `level`, for a reader in C of the event
+        loop's own connection (web/_lane.c): one definition of it."""
+        return _summary_sql(SQLITE, metadata_types, level)
+
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`read` for code already running in a worker thread: runs there, on a pooled
         connection (a short-lived thread, one per DICOM association, opens no cold one)."""
@@ -281,7 +287,7 @@ class InlineReads:
 
     def connection_now(self, on_close: Callable[[], None]) -> tuple[sqlite3.Connection, str]:
         """The connection itself and the database file's real path, for a reader in C of this
-        same thread (web/_lanefile.c); `on_close` runs before the connection closes, so that
+        same thread (web/_lane.c); `on_close` runs before the connection closes, so that
         its statements are finalized first. BlockingIOError once closed."""
         if self._closed:
             raise BlockingIOError("the index is closed")

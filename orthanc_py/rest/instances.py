@@ -17,7 +17,7 @@ from ..errors import ErrorCode, OrthancError
 from ..imaging import transcode
 from ..model.enums import ResourceType
 from ..model.tagtext import TagsOptions
-from ..web import lanefile
+from ..web import lanec
 from ..web.fastlane import FastAnswer, FastRoute, WholeRoute
 from ..web.responses import JSON_HEAD, content_disposition, json_bytes, json_response, read_body
 from .common import ctx_of, empty_404, origin_of
@@ -123,7 +123,7 @@ def fast_file(ctx: ServerContext) -> FastRoute:
             close()
 
     source = core_files.lane_file_source(ctx, close_all)
-    answer = lanefile.file_route(source, closers)
+    answer = lanec.file_route(source, closers)
     if answer is None:
         return route
 

@@ -39,7 +39,7 @@ def tags_json(
             for t, v in tags.items()
         }
     try:  # hot path (expanded listings): every main tag has a name
-        return {_MAIN_NAMES[t]: v for t, v in tags.items()}
+        return {MAIN_NAMES[t]: v for t, v in tags.items()}
     except KeyError:
         return {names.get(t) or _known_name(t) or format_tag(t): v for t, v in tags.items()}
 
@@ -49,7 +49,7 @@ def _known_name(tag: int) -> str | None:
     return None if name == UNKNOWN_TAG_NAME else name
 
 
-_MAIN_NAMES = {t: name for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
+MAIN_NAMES = {t: name for level_tags in MAIN_TAGS.values() for t, name in level_tags.items()}
 
 
 # Per-level keys of the default rendering (computed once: enum properties cost per call).

@@ -17,10 +17,11 @@ from ..core.context import ServerContext
 from ..core.resources import ResourceInfo
 from ..errors import ErrorCode, OrthancError
 from ..model.enums import ResourceType
+from ..web import lanec
 from ..web.fastlane import FastAnswer, FastRoute
 from ..web.responses import JSON_HEAD, bool_arg, json_bytes, json_response, read_text, text_response
 from .common import ctx_of, empty_404, since_limit, tag_format
-from .render import resource_json, resource_statistics_json, resources_json
+from .render import MAIN_NAMES, resource_json, resource_statistics_json, resources_json
 from .tags import requested_tags_arg, requested_values
 from .tags import setup as setup_tags
 
@@ -86,15 +87,37 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
 
 
 def fast_get(ctx: ServerContext, level: ResourceType) -> FastRoute:
-    """GET /{level}/{id} in the HTTP fast lane: `get_one`'s answer to a plain request."""
+    """GET /{level}/{id} in the HTTP fast lane: `get_one`'s answer to a plain request (the
+    first read of a patient, study or instance rendered in C where that is possible)."""
+    closers: list[Callable[[], None]] = []
+
+    def close_all() -> None:
+        for close in closers:
+            close()
+
+    fast = lanec.resource_route(
+        core_res.lane_resource_source(ctx, level, close_all), closers, int(level), _c_names(ctx, level)
+    )
 
     def route(public_id: str, accept: str | None) -> FastAnswer | None:
         try:
-            return JSON_HEAD, core_res.rendered_now(ctx, public_id, level, _fast_body)
+            return JSON_HEAD, core_res.rendered_now(ctx, public_id, level, _fast_body, fast)
         except (OrthancError, BlockingIOError):
             return None
 
     return route
+
+
+def _c_names(ctx: ServerContext, level: ResourceType) -> dict[int, tuple[bytes, int]]:
+    """The names of main tags as `resource_json` gives them (render.MAIN_NAMES), and where a
+    study's tags go (its own, its patient's copy: core.resources._split_study_tags)."""
+    if level is not ResourceType.STUDY:
+        return {tag: (name.encode(), lanec.MAIN) for tag, name in MAIN_NAMES.items()}
+    study, patient = ctx.main_tags.study_and_patient
+    return {
+        tag: (name.encode(), (lanec.MAIN if tag in study else 0) | (lanec.PATIENT_COPY if tag in patient else 0))
+        for tag, name in MAIN_NAMES.items()
+    }
 
 
 def _fast_body(info: ResourceInfo) -> bytes:

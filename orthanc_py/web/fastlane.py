@@ -70,7 +70,7 @@ answers). The head's end follows Content-Length: `\r\nDate: ...` to the blank li
 
 class WholeRoute:
     """A fast route whose answers are written whole by `whole` (status line and head included,
-    web/lanefile.py); `plain` is the same route as a FastRoute (the reference, and what the
+    web/lanec.py); `plain` is the same route as a FastRoute (the reference, and what the
     tests compare with)."""
 
     __slots__ = ("plain", "whole")

@@ -1,7 +1,10 @@
-"""GET /instances/{id}/file answered in one C call (web/_lanefile.c, web/lanefile.py): on a
-SQLite index and a filesystem storage it answers the plain case, byte for byte as aiohttp does
-(Date apart); every other case (unknown id, another level, compressed file, missing or changed
-file) is left to the Python route or aiohttp, which answer as before."""
+"""Fast-lane routes answered in one C call (web/_lane.c, web/lanec.py). GET /instances/{id}/file:
+on a SQLite index and a filesystem storage it answers the plain case, byte for byte as aiohttp
+does (Date apart); every other case (unknown id, another level, compressed file, missing or
+changed file) is left to the Python route or aiohttp, which answer as before. GET /{level}/{id}
+of patients, studies and instances: the JSON is Python's, byte for byte, whatever the values
+(escapes, other scripts, labels, modified and anonymized copies); what the C renderer does not
+write exactly is rendered by Python."""
 
 from __future__ import annotations
 
@@ -13,13 +16,13 @@ from typing import Any
 import dicomgen
 import pytest
 
-from orthanc_py.web import lanefile
+from orthanc_py.web import lanec
 from tests.conftest import SQLITE_ONLY
 from tests.integration.test_fastlane import exchange, get
 
 pytestmark = [
     SQLITE_ONLY,
-    pytest.mark.skipif(lanefile._lanefile() is None, reason="the C module _lanefile is not built"),
+    pytest.mark.skipif(lanec.c_module() is None, reason="the C module _lane is not built"),
 ]
 
 
@@ -29,7 +32,7 @@ class Recorder:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.answers: list[tuple[bytes, bool]] = []
         self.built = 0
-        original = lanefile.file_route
+        original = lanec.file_route
 
         def file_route(source: Any, closers: Any) -> Any:
             answer = original(source, closers)
@@ -44,7 +47,7 @@ class Recorder:
 
             return recorded
 
-        monkeypatch.setattr(lanefile, "file_route", file_route)
+        monkeypatch.setattr(lanec, "file_route", file_route)
 
 
 def _answers(port: int, paths: list[str]) -> list[tuple[bytes, bytes]]:
@@ -122,7 +125,7 @@ def test_what_the_c_route_leaves_is_answered_as_before(
 
 
 def test_the_route_refuses_a_connection_of_another_database(tmp_path: Path) -> None:
-    module = lanefile._lanefile()
+    module = lanec.c_module()
     conn = sqlite3.connect(tmp_path / "other.sqlite")
     conn.execute("CREATE TABLE resources (id INTEGER PRIMARY KEY, level INTEGER, public_id TEXT)")
     conn.execute("CREATE TABLE attachments (resource_id, content_type, uuid, compressed_size, compression)")
@@ -136,3 +139,81 @@ def test_the_route_refuses_a_connection_of_another_database(tmp_path: Path) -> N
     route.close()
     assert route.answer(b"nope", b"\r\n\r\n") is None  # closed: nothing, and no crash
     conn.close()
+
+
+class Renders:
+    """Wraps the C renderers of every server started meanwhile: (level, id, rendered by C)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int, str, bool]] = []
+        original = lanec.resource_route
+
+        def resource_route(source: Any, closers: Any, level: int, names: Any) -> Any:
+            fast = original(source, closers, level, names)
+            if fast is None:
+                return None
+
+            def recorded(public_id: str, stable: bool) -> bytes | None:
+                out = fast(public_id, stable)
+                self.calls.append((level, public_id, out is not None))
+                return out
+
+            return recorded
+
+        monkeypatch.setattr(lanec, "resource_route", resource_route)
+
+
+ODD_NAMES = [
+    'Quote"And\\Backslash',  # a quote, and a backslash (a value separator)
+    "Ünïcødé^名前^Имя",
+    "Tab\tAnd\x01Control",
+    "Plain^Name",
+]
+
+
+def test_resources_render_in_c_as_in_python(make_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    storage = tmp_path / "shared"
+    renders = Renders(monkeypatch)
+    server = make_server({"StorageDirectory": str(storage)})
+    client = server.client()
+    uploaded = []
+    for n, name in enumerate(ODD_NAMES):
+        spec = dicomgen.Spec(patient=n, instance=0, rows=8, columns=8, patient_name=name)
+        spec.extra["SpecificCharacterSet"] = "ISO_IR 192"
+        uploaded.append(client.upload(dicomgen.make(spec)))
+    first = uploaded[0]
+    assert client.put(f"/studies/{first['ParentStudy']}/labels/zeta", b"").status == 200
+    assert client.put(f"/studies/{first['ParentStudy']}/labels/alpha", b"").status == 200
+    assert client.put(f"/instances/{first['ID']}/labels/one", b"").status == 200
+    modified = client.post(
+        f"/studies/{uploaded[1]['ParentStudy']}/modify", {"Replace": {"StudyDescription": 'New "one"'}}
+    ).json()
+    anonymized = client.post(f"/patients/{uploaded[3]['ParentPatient']}/anonymize", {}).json()
+    client.put(f"/patients/{uploaded[2]['ParentPatient']}/protected", b"1")
+    paths = []
+    for level in ("patients", "studies", "instances"):
+        for pid in client.get(f"/{level}").json():
+            paths.append(f"/{level}/{pid}")
+    assert modified["ID"] and anonymized["ID"]
+    server.stop()  # both servers below start on the same storage: every resource stable alike
+
+    server = make_server({"StorageDirectory": str(storage)})
+    with_c = _answers(server.port, paths)
+    rendered = {(level, pid) for level, pid, by_c in renders.calls if by_c}
+    assert {level for level, _pid in rendered} == {1, 2, 4}
+    assert len(rendered) == len(paths), [c for c in renders.calls if not c[2]]
+    server.stop()
+
+    monkeypatch.setenv("ORTHANC_PY_FAST_LANE", "0")
+    plain = make_server({"StorageDirectory": str(storage)})
+    without = _answers(plain.port, paths)
+    assert with_c == without
+    bodies = b"".join(body for _head, body in with_c)
+    for needle in (
+        b'"ModifiedFrom"',
+        b'"AnonymizedFrom"',
+        b'"alpha",\n    "zeta"',
+        b'"IsProtected": true',
+        "名前".encode(),
+    ):
+        assert needle in bodies

@@ -1,8 +1,10 @@
-"""GET /instances/{id}/file in the fast lane answered by one call into C (web/_lanefile.c): the
-index lookup, the read of a small cached file and the whole HTTP answer, without Python objects
+"""Fast-lane routes answered by one call into C (web/_lane.c): GET /instances/{id}/file (the
+index lookup, the read of a small cached file and the whole HTTP answer) and GET /{level}/{id}
+of patients, studies and instances (the summary statement and its JSON), without Python objects
 in between (see the C file for the figures). Built only where it is safe: the SQLite index's own
-connection of the event loop's thread, a filesystem storage area, and the C module calling the
-very SQLite library Python's sqlite3 module had loaded (a handle is only valid there)."""
+connection of the event loop's thread, a filesystem storage area for files, and the C module
+calling the very SQLite library Python's sqlite3 module had loaded (a handle is only valid
+there)."""
 
 from __future__ import annotations
 
@@ -14,11 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..core.files import LaneFileSource
+    from ..core.resources import LaneResourceSource
 
 log = logging.getLogger(__name__)
 
 FileAnswer = Callable[[bytes, bytes], "bytes | None"]
-"""(public id, head's end) -> the whole answer, or None (see _lanefile.FileRoute.answer)."""
+"""(public id, head's end) -> the whole answer, or None (see _lane.FileRoute.answer)."""
+
+ResourceRender = Callable[[str, bool], "bytes | None"]
+"""(public id, IsStable) -> the JSON body, or None (see _lane.ResourceRoute.render)."""
+
+MAIN, PATIENT_COPY = 1, 2
+"""Where a main tag goes in ResourceRoute's `names`: the resource's MainDicomTags, a study's
+PatientMainDicomTags (both bits: both; neither: left out)."""
 
 _module: Any = None
 _checked = False
@@ -38,7 +48,7 @@ def _sqlite_libraries() -> set[str]:
     return found
 
 
-def _lanefile() -> Any:
+def c_module() -> Any:
     """The C module, or None: not built, or not calling the library of Python's sqlite3."""
     global _module, _checked
     if _checked:
@@ -46,24 +56,24 @@ def _lanefile() -> Any:
     _checked = True
     import sqlite3  # noqa: F401  (its library is mapped before the C module's is looked up)
 
-    before = _sqlite_libraries() if "orthanc_py.web._lanefile" not in sys.modules else None
+    before = _sqlite_libraries() if "orthanc_py.web._lane" not in sys.modules else None
     try:
-        from . import _lanefile
+        from . import _lane
     except ImportError:
         return None
-    library = _lanefile.library()
+    library = _lane.library()
     libraries = before if before is not None else _sqlite_libraries()
     if library is None or os.path.realpath(library) not in libraries:
-        log.info("The C file route is off: Python's sqlite3 does not use %s", library)
+        log.info("The C routes are off: Python's sqlite3 does not use %s", library)
         return None
-    _module = _lanefile
+    _module = _lane
     return _module
 
 
 def file_route(source: LaneFileSource | None, closers: list[Callable[[], None]]) -> FileAnswer | None:
     """The C route's `answer` on `source`, or None where it cannot be used. Its `close` is
     appended to `closers` (run before the connection closes)."""
-    module = _lanefile()
+    module = c_module()
     if module is None or source is None:
         return None
     try:
@@ -82,3 +92,31 @@ def file_route(source: LaneFileSource | None, closers: list[Callable[[], None]])
     closers.append(route.close)
     answer: FileAnswer = route.answer
     return answer
+
+
+def resource_route(
+    source: LaneResourceSource | None,
+    closers: list[Callable[[], None]],
+    level: int,
+    names: dict[int, tuple[bytes, int]],
+) -> ResourceRender | None:
+    """The C renderer of GET /{level}/{id} on `source`, or None where it cannot be used. `names`:
+    tag -> (name, MAIN | PATIENT_COPY bits). Its `close` is appended to `closers`."""
+    module = c_module()
+    if module is None or source is None:
+        return None
+    try:
+        route = module.ResourceRoute(
+            source.connection, os.fsencode(source.database), source.statement.encode(), level, names
+        )
+    except (TypeError, ValueError, OSError) as exc:
+        log.info("The C resource route is off: %s", exc)
+        return None
+    closers.append(route.close)
+    render = route.render
+
+    def fast(public_id: str, stable: bool) -> bytes | None:
+        out: bytes | None = render(public_id.encode("ascii"), stable)
+        return out
+
+    return fast
