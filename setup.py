@@ -1,7 +1,7 @@
 """Only the C extensions live here (setup.cfg cannot declare one); all metadata is in setup.cfg.
 
 `_fastio` writes a storage file in one release of the GIL; `_pngfilter` filters PNG rows as
-libpng does; `_lane` answers the fast lane's GET /instances/{id}/file in one call (it needs
+libpng does; `_lane` answers the fast lane's file and resource reads in one call (it needs
 SQLite's headers, Debian's libsqlite3-dev). All are optional: where no C compiler is available the build
 goes on and the pure-Python paths are used."""
 

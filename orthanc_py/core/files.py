@@ -19,7 +19,7 @@ from ..model.enums import FileContentType, MetadataType, ResourceType
 from ..model.ids import is_public_id
 from ..storage.accessor import NONE as NO_COMPRESSION
 from .context import ServerContext
-from .resources import lookup_in, unknown
+from .resources import inline_connection, lookup_in, unknown
 
 if TYPE_CHECKING:
     import pydicom
@@ -209,15 +209,11 @@ def lane_file_source(ctx: ServerContext, on_close: Callable[[], None]) -> LaneFi
     """The LaneFileSource of this server, or None when the index or the storage area has no
     such thing (PostgreSQL, memory storage, no RWF_NOWAIT). `on_close` runs before the
     connection closes (its statements finalized first)."""
-    connection_of = getattr(ctx.index, "inline_connection", None)
     plain = ctx.storage.plain_root()
-    if connection_of is None or plain is None:
+    found = None if plain is None else inline_connection(ctx, on_close)
+    if plain is None or found is None:
         return None
-    try:
-        connection, database = connection_of(on_close)
-    except BlockingIOError:
-        return None
-    return LaneFileSource(connection, database, plain[0], plain[1])
+    return LaneFileSource(found[0], found[1], plain[0], plain[1])
 
 
 def _attachment_size(att: Attachment) -> int:

@@ -317,17 +317,27 @@ def lane_resource_source(
     """The LaneResourceSource of `level` on this server, or None where `get` needs more than
     the summary row (a series' status, extra main sequences) or the index has no such
     connection (PostgreSQL). `on_close` runs before the connection closes."""
-    if level is ResourceType.SERIES or ctx.main_tags.sequences:
-        return None
-    connection_of = getattr(ctx.index, "inline_connection", None)
     statement_of = getattr(ctx.index, "summary_statement", None)
-    if connection_of is None or statement_of is None:
+    if level is ResourceType.SERIES or ctx.main_tags.sequences or statement_of is None:
+        return None
+    found = inline_connection(ctx, on_close)
+    if found is None:
+        return None
+    return LaneResourceSource(found[0], found[1], statement_of(_RENDERED_METADATA[level], level))
+
+
+def inline_connection(ctx: ServerContext, on_close: Callable[[], None]) -> tuple[object, str] | None:
+    """The index's own SQLite connection of the event loop's thread and the database's real
+    path (an optional capability of the index: SQLite has it), for code in C on this thread;
+    None without one. `on_close` runs before the connection closes."""
+    connection_of = getattr(ctx.index, "inline_connection", None)
+    if connection_of is None:
         return None
     try:
         connection, database = connection_of(on_close)
     except BlockingIOError:
         return None
-    return LaneResourceSource(connection, database, statement_of(_RENDERED_METADATA[level], level))
+    return connection, database
 
 
 _RENDERED_METADATA = {

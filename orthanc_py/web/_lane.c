@@ -1,6 +1,9 @@
-/* The HTTP fast lane's GET /instances/{id}/file in one C call: the index lookup (one prepared
- * statement on the lane's own read-only SQLite connection), the read of a small file that is
- * all in the page cache, and the whole HTTP answer in one bytes object.
+/* Routes of the HTTP fast lane in one C call each, on the lane's own read-only SQLite connection.
+ *
+ * FileRoute, GET /instances/{id}/file: the index lookup (one prepared statement), the read of a
+ * small file that is all in the page cache, and the whole HTTP answer in one bytes object.
+ * ResourceRoute, GET /{patients,studies,instances}/{id}: the JSON body from the index's summary
+ * statement (see its section below).
  *
  * Why C: in Python the same steps cost ~23 us per first read (sqlite3's execute and row
  * objects, an Attachment, the storage layers, a second copy of the body to join it with its
@@ -907,7 +910,7 @@ static PyTypeObject FileRouteType = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_lane", "The fast lane's GET /instances/{id}/file in one C call.", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "_lane", "Routes of the HTTP fast lane in one C call each.", -1, module_methods,
 };
 
 PyMODINIT_FUNC PyInit__lane(void)

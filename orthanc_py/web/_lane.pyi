@@ -1,4 +1,4 @@
-"""Types of the C helper `_lane.c` (the fast lane's GET /instances/{id}/file in one call)."""
+"""Types of the C helper `_lane.c` (routes of the HTTP fast lane in one C call each)."""
 
 def library() -> str | None: ...
 
