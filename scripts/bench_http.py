@@ -132,6 +132,15 @@ class LoadResult:
     nbytes: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    server_cpu_s: float | None = None
+    """CPU seconds (user + system) the server's processes spent meanwhile, when it is known."""
+
+    @property
+    def server_cpu_us(self) -> float | None:
+        """Server CPU per answered request, in microseconds."""
+        if self.server_cpu_s is None or not self.count:
+            return None
+        return self.server_cpu_s / self.count * 1e6
 
     @property
     def rate(self) -> float:

@@ -20,7 +20,7 @@ from typing import Any
 
 import dicomgen
 from bench_http import Check, LoadResult, run_load
-from bench_servers import Target
+from bench_servers import Target, cpu_seconds
 
 WADO_ACCEPT = 'multipart/related; type="application/dicom"'
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -109,8 +109,19 @@ class ReadScenarios:
         check: Check | None = None,
         headers: dict[str, str] | None = None,
     ) -> LoadResult:
-        """run_load in a thread (the event loop stays free), errors noted under the caller's name."""
-        return await asyncio.to_thread(run_load, t.url, paths, clients, check, headers, self.args.request_timeout)
+        """run_load in a thread (the event loop stays free), errors noted under the caller's name;
+        with the CPU time the server's processes spent meanwhile (a managed target): a figure
+        that moves less than latencies and rates with what else the machine is doing."""
+        before = cpu_seconds(t.pid) if t.pid is not None else None
+        res = await asyncio.to_thread(run_load, t.url, paths, clients, check, headers, self.args.request_timeout)
+        if before is not None and t.pid is not None:
+            res.server_cpu_s = cpu_seconds(t.pid) - before
+        return res
+
+    def note_cpu(self, t: Target, scenario: str, label: str, res: LoadResult) -> None:
+        """A row of server CPU per request beside the scenario's own (managed targets only)."""
+        if res.server_cpu_us is not None:
+            self.metric(t, scenario, f"server CPU, {label}", "us/req", "lower").samples.append(res.server_cpu_us)
 
     def note_errors(self, t: Target, what: str, res: LoadResult) -> None:
         """Failed requests make the run an error (the figure then covers the good answers only)."""
@@ -137,6 +148,7 @@ class ReadScenarios:
         res = await self.load(t, paths, 1, check)
         m = self.metric(t, scenario, label, "ms", "lower", ("median", "p95"), goal=goal)
         m.samples.extend(res.latencies_ms)
+        self.note_cpu(t, scenario, "1 client", res)
         self.note_errors(t, f"{scenario} {label}", res)
         return res
 
@@ -148,6 +160,7 @@ class ReadScenarios:
             res = await self.load(t, paths, c, check)
             m = self.metric(t, scenario, f"rate, {c} client{'s' if c > 1 else ''}", unit, "higher", goal="ge")
             m.samples.append(res.rate)
+            self.note_cpu(t, scenario, f"{c} client{'s' if c > 1 else ''}", res)
             m.info["MB/s"] = round(res.nbytes / res.seconds / 1e6, 1) if res.seconds else None
             self.note_errors(t, f"{scenario} {c} clients", res)
 

@@ -50,6 +50,19 @@ def process_tree(pid: int) -> list[int]:
     return pids
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds `pid` and its descendants have run so far, every thread (reader processes
+    included; a thread or process that already exited is not counted). From the scheduler's
+    nanosecond counters (/proc/.../schedstat): /proc/PID/stat counts in 10 ms ticks, too coarse
+    for a run of a thousand 50 us requests."""
+    total = 0
+    for p in process_tree(pid):
+        for task in Path(f"/proc/{p}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                total += int(task.read_text().split()[0])
+    return total / 1e9
+
+
 def memory_mb(pid: int, key: str) -> float:
     """Sum of /proc/PID/status `key` (VmRSS or VmHWM) over the process tree, in MB."""
     total_kb = 0
