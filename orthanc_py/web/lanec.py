@@ -30,6 +30,10 @@ MAIN, PATIENT_COPY = 1, 2
 """Where a main tag goes in ResourceRoute's `names`: the resource's MainDicomTags, a study's
 PatientMainDicomTags (both bits: both; neither: left out)."""
 
+KNOWN_PYTHONS = ((3, 8), (3, 13))
+"""The Pythons whose sqlite3.Connection starts with its SQLite handle (_lane.c reads it there):
+on another, the C routes are off rather than reading a handle from the wrong place."""
+
 _module: Any = None
 _checked = False
 
@@ -54,6 +58,9 @@ def c_module() -> Any:
     if _checked:
         return _module
     _checked = True
+    if not KNOWN_PYTHONS[0] <= sys.version_info[:2] <= KNOWN_PYTHONS[1]:
+        log.info("The C routes are off: the layout of sqlite3.Connection is unchecked on this Python")
+        return None
     import sqlite3  # noqa: F401  (its library is mapped before the C module's is looked up)
 
     before = _sqlite_libraries() if "orthanc_py.web._lane" not in sys.modules else None
