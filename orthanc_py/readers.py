@@ -23,7 +23,7 @@ class ReadOnlySqlite:
     never waits for a lock, with their cache checked against every commit."""
 
     def __init__(self, path: Path) -> None:
-        from .index.sqlite import InlineReads
+        from .index.sqlite import InlineReads, summary_statement
 
         if not path.exists():  # never create it: the main process owns the index
             raise FileNotFoundError(path)
@@ -32,12 +32,7 @@ class ReadOnlySqlite:
         self.read_now = self._reads.read_now
         self.read_now_cached = self._reads.read_now_cached
         self.inline_connection = self._reads.connection_now
-
-    def summary_statement(self, metadata_types: tuple[int, ...], level: Any) -> str:
-        from .index.dialect import SQLITE
-        from .index.transaction import _summary_sql
-
-        return _summary_sql(SQLITE, metadata_types, level)
+        self.summary_statement = summary_statement
 
 
 async def _serve(control: socket.socket, shared: mmap.mmap) -> None:

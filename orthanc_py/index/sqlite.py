@@ -180,9 +180,7 @@ class SqliteIndex(WrittenThroughWriter):
         return self._inline.connection_now(on_close)
 
     def summary_statement(self, metadata_types: tuple[int, ...], level: ResourceType) -> str:
-        """The statement of Transaction.summary at `level`, for a reader in C of the event
-        loop's own connection (web/_lane.c): one definition of it."""
-        return _summary_sql(SQLITE, metadata_types, level)
+        return summary_statement(metadata_types, level)
 
     def read_blocking(self, fn: Callable[[Transaction], T]) -> T:
         """`read` for code already running in a worker thread: runs there, on a pooled
@@ -209,6 +207,12 @@ class SqliteIndex(WrittenThroughWriter):
             self._writer_conn.close()
         finally:
             self._writer._write_lock.release()
+
+
+def summary_statement(metadata_types: tuple[int, ...], level: ResourceType) -> str:
+    """The statement of Transaction.summary at `level` on SQLite, for a reader in C of the event
+    loop's own connection (web/_lane.c): one definition of it."""
+    return _summary_sql(SQLITE, metadata_types, level)
 
 
 INLINE_CACHE_KB = 32768

@@ -89,14 +89,9 @@ def _level_handlers(level: ResourceType) -> dict[str, Handler]:
 def fast_get(ctx: ServerContext, level: ResourceType) -> FastRoute:
     """GET /{level}/{id} in the HTTP fast lane: `get_one`'s answer to a plain request (the
     first read of a patient, study or instance rendered in C where that is possible)."""
-    closers: list[Callable[[], None]] = []
-
-    def close_all() -> None:
-        for close in closers:
-            close()
-
+    closers = lanec.Closers()
     fast = lanec.resource_route(
-        core_res.lane_resource_source(ctx, level, close_all), closers, int(level), _c_names(ctx, level)
+        core_res.lane_resource_source(ctx, level, closers), closers, int(level), _c_names(ctx, level)
     )
 
     def route(public_id: str, accept: str | None) -> FastAnswer | None:

@@ -79,6 +79,8 @@ typedef struct {
     int level;            /* the instance level's number */
     int plain;            /* the number of "no compression" */
     Py_ssize_t max_size;  /* larger files are not read here */
+    char head[2][128];    /* the status line and headers before the file's UUID, and after it */
+    size_t head_len[2];
 } FileRoute;
 
 static void route_release(FileRoute *self)
@@ -96,14 +98,21 @@ static void route_release(FileRoute *self)
 
 static int route_init(FileRoute *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"connection", "database", "root", "content_type", "level", "plain", "max_size", NULL};
+    static char *kwlist[] = {"connection", "database", "root", "content_type", "level", "plain", "max_size",
+                             "before", "after", NULL};
     PyObject *connection;
     const char *database, *root;
     int content_type, level, plain;
-    Py_ssize_t max_size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oyyiiin:FileRoute", kwlist, &connection, &database, &root,
-                                     &content_type, &level, &plain, &max_size))
+    Py_ssize_t max_size, before_len, after_len;
+    const char *before, *after;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oyyiiiny#y#:FileRoute", kwlist, &connection, &database, &root,
+                                     &content_type, &level, &plain, &max_size, &before, &before_len, &after,
+                                     &after_len))
         return -1;
+    if (before_len >= (Py_ssize_t)sizeof(self->head[0]) || after_len >= (Py_ssize_t)sizeof(self->head[1])) {
+        PyErr_SetString(PyExc_ValueError, "the head around the UUID is too long");
+        return -1;
+    }
     route_release(self);
     sqlite3 *db = connection_handle(connection, database);
     if (db == NULL)
@@ -125,6 +134,10 @@ static int route_init(FileRoute *self, PyObject *args, PyObject *kwds)
     self->level = level;
     self->plain = plain;
     self->max_size = max_size;
+    memcpy(self->head[0], before, (size_t)before_len);
+    self->head_len[0] = (size_t)before_len;
+    memcpy(self->head[1], after, (size_t)after_len);
+    self->head_len[1] = (size_t)after_len;
     return 0;
 }
 
@@ -144,9 +157,9 @@ static void route_dealloc(FileRoute *self)
 
 PyDoc_STRVAR(answer_doc,
 "answer(public_id: bytes, tail: bytes) -> bytes | None\n\n"
-"The whole HTTP answer to GET /instances/{public_id}/file: status line, Content-Type,\n"
-"Content-Disposition, Content-Length, then `tail` (the rest of the head, its blank line\n"
-"included), then the file. None when the instance is unknown, its file compressed, larger\n"
+"The whole HTTP answer to GET /instances/{public_id}/file: `before`, the file's UUID, `after`\n"
+"(the status line and headers the caller gave), Content-Length, then `tail` (the rest of the\n"
+"head, its blank line included), then the file. None when the instance is unknown, its file compressed, larger\n"
 "than max_size, not all in the page cache, or the database busy: nothing waited.");
 
 static PyObject *route_answer(FileRoute *self, PyObject *args)
@@ -183,11 +196,9 @@ static PyObject *route_answer(FileRoute *self, PyObject *args)
     int fd = openat(self->root, rel, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         Py_RETURN_NONE;
-    char head[160];
-    int head_len = snprintf(head, sizeof(head),
-                            "HTTP/1.1 200 OK\r\nContent-Type: application/dicom\r\n"
-                            "Content-Disposition: filename=\"%s.dcm\"\r\nContent-Length: %lld",
-                            uuid, (long long)size);
+    char head[400];
+    int head_len = snprintf(head, sizeof(head), "%.*s%s%.*sContent-Length: %lld", (int)self->head_len[0],
+                            self->head[0], uuid, (int)self->head_len[1], self->head[1], (long long)size);
     if (head_len <= 0 || head_len >= (int)sizeof(head)) {
         close(fd);
         Py_RETURN_NONE;
@@ -899,7 +910,7 @@ static PyTypeObject FileRouteType = {
     .tp_name = "orthanc_py.web._lane.FileRoute",
     .tp_basicsize = sizeof(FileRoute),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = PyDoc_STR("FileRoute(connection, database, root, content_type, level, plain, max_size)\n\n"
+    .tp_doc = PyDoc_STR("FileRoute(connection, database, root, content_type, level, plain, max_size, before, after)\n\n"
                         "GET /instances/{id}/file answered from `connection` (a sqlite3.Connection\n"
                         "open on the file `database`, used by this thread only) and the storage\n"
                         "folder `root` (Orthanc's layout: ab/cd/uuid)."),

@@ -4,7 +4,16 @@ def library() -> str | None: ...
 
 class FileRoute:
     def __init__(
-        self, connection: object, database: bytes, root: bytes, content_type: int, level: int, plain: int, max_size: int
+        self,
+        connection: object,
+        database: bytes,
+        root: bytes,
+        content_type: int,
+        level: int,
+        plain: int,
+        max_size: int,
+        before: bytes,
+        after: bytes,
     ) -> None: ...
     def answer(self, public_id: bytes, tail: bytes) -> bytes | None: ...
     def close(self) -> None: ...

@@ -77,9 +77,19 @@ def c_module() -> Any:
     return _module
 
 
-def file_route(source: LaneFileSource | None, closers: list[Callable[[], None]]) -> FileAnswer | None:
-    """The C route's `answer` on `source`, or None where it cannot be used. Its `close` is
-    appended to `closers` (run before the connection closes)."""
+class Closers(list[Callable[[], None]]):
+    """The `close` of the C routes on one connection, run by calling this (the `on_close` given
+    to the index: their statements are finalized before the connection closes)."""
+
+    def __call__(self) -> None:
+        for close in self:
+            close()
+
+
+def file_route(source: LaneFileSource | None, closers: Closers, before: bytes, after: bytes) -> FileAnswer | None:
+    """The C route's `answer` on `source`, or None where it cannot be used: `before` + the
+    file's UUID + `after` start each answer (status line and headers). Its `close` joins
+    `closers`."""
     module = c_module()
     if module is None or source is None:
         return None
@@ -92,6 +102,8 @@ def file_route(source: LaneFileSource | None, closers: list[Callable[[], None]])
             source.level,
             source.plain_compression,
             source.max_size,
+            before,
+            after,
         )
     except (TypeError, ValueError, OSError) as exc:
         log.info("The C file route is off: %s", exc)
@@ -103,12 +115,12 @@ def file_route(source: LaneFileSource | None, closers: list[Callable[[], None]])
 
 def resource_route(
     source: LaneResourceSource | None,
-    closers: list[Callable[[], None]],
+    closers: Closers,
     level: int,
     names: dict[int, tuple[bytes, int]],
 ) -> ResourceRender | None:
     """The C renderer of GET /{level}/{id} on `source`, or None where it cannot be used. `names`:
-    tag -> (name, MAIN | PATIENT_COPY bits). Its `close` is appended to `closers`."""
+    tag -> (name, MAIN | PATIENT_COPY bits). Its `close` joins `closers`."""
     module = c_module()
     if module is None or source is None:
         return None

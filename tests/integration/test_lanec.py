@@ -34,8 +34,8 @@ class Recorder:
         self.built = 0
         original = lanec.file_route
 
-        def file_route(source: Any, closers: Any) -> Any:
-            answer = original(source, closers)
+        def file_route(source: Any, closers: Any, *head: bytes) -> Any:
+            answer = original(source, closers, *head)
             if answer is None:
                 return None
             self.built += 1
@@ -133,12 +133,13 @@ def test_the_route_refuses_a_connection_of_another_database(tmp_path: Path) -> N
     conn = sqlite3.connect(tmp_path / "other.sqlite")
     conn.execute("CREATE TABLE resources (id INTEGER PRIMARY KEY, level INTEGER, public_id TEXT)")
     conn.execute("CREATE TABLE attachments (resource_id, content_type, uuid, compressed_size, compression)")
+    rest = (os.fsencode(tmp_path), 1, 4, 1, 65536, b"", b"")  # root, content type, level, plain, max, head
     with pytest.raises(ValueError):
-        module.FileRoute(conn, os.fsencode(tmp_path / "index.sqlite"), os.fsencode(tmp_path), 1, 4, 1, 65536)
+        module.FileRoute(conn, os.fsencode(tmp_path / "index.sqlite"), *rest)
     with pytest.raises(TypeError):
-        module.FileRoute(object(), os.fsencode(tmp_path / "other.sqlite"), os.fsencode(tmp_path), 1, 4, 1, 65536)
+        module.FileRoute(object(), os.fsencode(tmp_path / "other.sqlite"), *rest)
     database = os.fsencode(os.path.realpath(tmp_path / "other.sqlite"))
-    route = module.FileRoute(conn, database, os.fsencode(tmp_path), 1, 4, 1, 65536)
+    route = module.FileRoute(conn, database, *rest)
     assert route.answer(b"nope", b"\r\n\r\n") is None
     route.close()
     assert route.answer(b"nope", b"\r\n\r\n") is None  # closed: nothing, and no crash
